@@ -1,0 +1,217 @@
+package schema
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Formatter turns a stored value into the text people read. It needs the
+// value alone, no hardware, so the aggregator can format any host's
+// readings.
+type Formatter func(value json.RawMessage) string
+
+// sensorFormatters holds the formats of the built-in sensors whose value is
+// not a plain quantity. It is never written after initialisation.
+var sensorFormatters = map[string]Formatter{
+	"version":      FormatVersion,
+	"ip_addresses": FormatIPAddresses,
+	"ac_connected": FormatConnected,
+	"cpu_load":     FormatRatio,
+	"uptime":       FormatUptime,
+}
+
+// Format returns the human form of a value of the named sensor: the
+// sensor's own format for the built-ins that have one, otherwise a format
+// chosen by the value's shape (see [FormatValue]).
+func Format(sensor string, value json.RawMessage) string {
+	if f, ok := sensorFormatters[sensor]; ok {
+		return f(value)
+	}
+	return FormatValue(value)
+}
+
+// FormatValue formats a value by its shape: a quantity by its unit, a
+// boolean as true/false, a string as itself, a list one item per line, any
+// other JSON as compact JSON.
+func FormatValue(value json.RawMessage) string {
+	if q, ok := ParseQuantity(value); ok {
+		return FormatQuantity(q)
+	}
+	var v any
+	if err := json.Unmarshal(value, &v); err != nil {
+		return string(value)
+	}
+	switch x := v.(type) {
+	case string:
+		return x
+	case float64:
+		return formatNumber(x)
+	case bool:
+		return strconv.FormatBool(x)
+	case []any:
+		lines := make([]string, len(x))
+		for i, e := range x {
+			b, _ := json.Marshal(e)
+			lines[i] = FormatValue(b)
+		}
+		return strings.Join(lines, "\n")
+	}
+	return string(value)
+}
+
+func formatNumber(f float64) string { return strconv.FormatFloat(f, 'f', -1, 64) }
+
+// FormatQuantity formats a quantity by its unit: temperatures with one
+// decimal and the Fahrenheit equivalent, bytes on a binary scale, energy in
+// kWh from 1000 Wh, ratios and percentages as percent.
+func FormatQuantity(q Quantity) string {
+	unit, _ := CanonicalUnit(q.Unit)
+	m := q.Magnitude
+	switch unit {
+	case UnitCelsius:
+		return FormatCelsius(m)
+	case UnitFahrenheit:
+		return fmt.Sprintf("%.1f °F", m)
+	case UnitKelvin:
+		return fmt.Sprintf("%.2f K", m)
+	case UnitRatio:
+		return formatPercent(m * 100)
+	case UnitPercent:
+		return formatPercent(m)
+	case UnitBytes:
+		return FormatBytes(m)
+	case UnitWattHour:
+		if math.Abs(m) >= 1000 {
+			return fmt.Sprintf("%.3f kWh", m/1000)
+		}
+		return fmt.Sprintf("%.3f Wh", m)
+	case UnitWatt:
+		if math.Abs(m) >= 1000 {
+			return fmt.Sprintf("%.3f kW", m/1000)
+		}
+		return fmt.Sprintf("%.1f W", m)
+	case UnitSecond:
+		return FormatDuration(m)
+	case UnitDegree:
+		return formatNumber(m) + "°"
+	case "":
+		return formatNumber(m)
+	}
+	return formatNumber(m) + " " + q.Unit
+}
+
+// FormatCelsius formats a temperature as "21.0 °C (69.8 °F)".
+func FormatCelsius(c float64) string {
+	return fmt.Sprintf("%.1f °C (%.1f °F)", c, c*9/5+32)
+}
+
+func formatPercent(p float64) string { return fmt.Sprintf("%.1f%%", p) }
+
+// FormatRatio formats a 0–1 ratio (a number or a ratio quantity) as a
+// percentage with one decimal: 0.098 → "9.8%".
+func FormatRatio(value json.RawMessage) string {
+	if q, ok := ParseQuantity(value); ok && q.Unit != UnitRatio && q.Unit != "" {
+		return FormatQuantity(q)
+	}
+	if f, ok := Numeric(value); ok {
+		return formatPercent(f * 100)
+	}
+	return FormatValue(value)
+}
+
+var binaryPrefixes = []string{"B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"}
+
+// FormatBytes formats a byte count on a binary scale with one decimal:
+// 716476416 → "683.3 MiB". Counts under 1024 are whole bytes.
+func FormatBytes(n float64) string {
+	i := 0
+	for math.Abs(n) >= 1024 && i < len(binaryPrefixes)-1 {
+		n /= 1024
+		i++
+	}
+	if i == 0 {
+		return fmt.Sprintf("%.0f B", n)
+	}
+	return fmt.Sprintf("%.1f %s", n, binaryPrefixes[i])
+}
+
+// FormatDuration formats seconds as days, hours, minutes and seconds,
+// dropping leading zero parts: 273906 → "3d 4h 5m 6s".
+func FormatDuration(sec float64) string {
+	d := time.Duration(sec * float64(time.Second)).Round(time.Second)
+	if d < time.Minute {
+		return d.String()
+	}
+	days := d / (24 * time.Hour)
+	d -= days * 24 * time.Hour
+	h, m, s := d/time.Hour, (d%time.Hour)/time.Minute, (d%time.Minute)/time.Second
+	parts := []string{}
+	if days > 0 {
+		parts = append(parts, fmt.Sprintf("%dd", days))
+	}
+	if days > 0 || h > 0 {
+		parts = append(parts, fmt.Sprintf("%dh", h))
+	}
+	parts = append(parts, fmt.Sprintf("%dm", m), fmt.Sprintf("%ds", s))
+	return strings.Join(parts, " ")
+}
+
+// FormatUptime formats an uptime in seconds (a number or an "s" quantity).
+func FormatUptime(value json.RawMessage) string {
+	if f, ok := Numeric(value); ok {
+		return FormatDuration(f)
+	}
+	return FormatValue(value)
+}
+
+// VersionInfo is the value of the version sensor.
+type VersionInfo struct {
+	Apd  string `json:"apd"`
+	Go   string `json:"go"`
+	OS   string `json:"os"`
+	Arch string `json:"arch"`
+}
+
+// FormatVersion formats a version value as "apd 0.3.0 (go1.26.8, linux/arm)".
+func FormatVersion(value json.RawMessage) string {
+	var v VersionInfo
+	if json.Unmarshal(value, &v) != nil || v.Apd == "" {
+		return FormatValue(value)
+	}
+	return fmt.Sprintf("apd %s (%s, %s/%s)", v.Apd, v.Go, v.OS, v.Arch)
+}
+
+// FormatIPAddresses formats a list of addresses one per line with its
+// family: "192.168.1.246 (IPv4)".
+func FormatIPAddresses(value json.RawMessage) string {
+	var addrs []string
+	if json.Unmarshal(value, &addrs) != nil {
+		return FormatValue(value)
+	}
+	lines := make([]string, len(addrs))
+	for i, a := range addrs {
+		family := "IPv6"
+		if ip, err := netip.ParseAddr(a); err == nil && ip.Unmap().Is4() {
+			family = "IPv4"
+		}
+		lines[i] = fmt.Sprintf("%s (%s)", a, family)
+	}
+	return strings.Join(lines, "\n")
+}
+
+// FormatConnected formats a boolean power-supply state as "Connected" or
+// "Not connected".
+func FormatConnected(value json.RawMessage) string {
+	switch strings.TrimSpace(string(value)) {
+	case "true":
+		return "Connected"
+	case "false":
+		return "Not connected"
+	}
+	return FormatValue(value)
+}
