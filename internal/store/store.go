@@ -1,0 +1,433 @@
+package store
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"time"
+
+	"github.com/apd-telemetry/apd/schema"
+	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
+)
+
+// SchemaVersion is the layout version this package writes.
+const SchemaVersion = 1
+
+// Errors returned by Open.
+var (
+	// ErrLocked means another process (a running aggregator) holds the file.
+	ErrLocked = errors.New("database is in use by another process")
+	// ErrNewerSchema means the file was written by a newer apd.
+	ErrNewerSchema = errors.New("database schema is newer than this apd")
+)
+
+var (
+	bucketMeta     = []byte("meta")
+	bucketReadings = []byte("readings")
+	bucketHosts    = []byte("hosts")
+	bucketPending  = []byte("pending")
+	bucketDead     = []byte("dead")
+	keySchema      = []byte("schema")
+)
+
+// Options configure Open. The zero value opens read-write and waits
+// forever for the file lock.
+type Options struct {
+	// ReadOnly opens the file for reading only; it must exist.
+	ReadOnly bool
+	// Timeout bounds the wait for the file lock; 0 waits forever.
+	Timeout time.Duration
+	// NoSync skips fsync on commit. Only for tests and bulk loads that can be
+	// redone: a crash may lose committed batches.
+	NoSync bool
+}
+
+// Store is an open database. Its methods are safe for concurrent use.
+type Store struct {
+	db   *bolt.DB
+	path string
+}
+
+// Open opens or creates the database at path and migrates it to
+// SchemaVersion. It returns an error wrapping ErrLocked when another
+// process holds the file past opts.Timeout, and ErrNewerSchema when the file
+// is from a newer apd.
+func Open(path string, opts Options) (*Store, error) {
+	if !opts.ReadOnly {
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			return nil, fmt.Errorf("create data directory: %w", err)
+		}
+	} else if _, err := os.Stat(path); err != nil {
+		return nil, fmt.Errorf("open database %s: %w", path, err)
+	}
+	db, err := bolt.Open(path, 0o644, &bolt.Options{
+		ReadOnly:     opts.ReadOnly,
+		Timeout:      opts.Timeout,
+		NoSync:       opts.NoSync,
+		FreelistType: bolt.FreelistMapType,
+	})
+	if errors.Is(err, berrors.ErrTimeout) {
+		return nil, fmt.Errorf("open database %s: %w", path, ErrLocked)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open database %s: %w", path, err)
+	}
+	s := &Store{db: db, path: path}
+	if opts.ReadOnly {
+		err = db.View(func(tx *bolt.Tx) error { _, err := checkVersion(tx); return err })
+	} else {
+		err = db.Update(migrate)
+	}
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open database %s: %w", path, err)
+	}
+	return s, nil
+}
+
+// Path returns the file the store was opened from.
+func (s *Store) Path() string { return s.path }
+
+// Close closes the file. Scans in progress must have returned.
+func (s *Store) Close() error { return s.db.Close() }
+
+func checkVersion(tx *bolt.Tx) (int, error) {
+	meta := tx.Bucket(bucketMeta)
+	if meta == nil {
+		return 0, nil
+	}
+	var v int
+	if _, err := fmt.Sscan(string(meta.Get(keySchema)), &v); err != nil {
+		return 0, fmt.Errorf("read schema version: %w", err)
+	}
+	if v > SchemaVersion {
+		return v, fmt.Errorf("%w: file has %d, this apd knows up to %d", ErrNewerSchema, v, SchemaVersion)
+	}
+	return v, nil
+}
+
+// migrations[i] moves a database from version i to i+1.
+var migrations = []func(*bolt.Tx) error{
+	func(tx *bolt.Tx) error {
+		for _, b := range [][]byte{bucketMeta, bucketReadings, bucketHosts, bucketPending, bucketDead} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	},
+}
+
+func migrate(tx *bolt.Tx) error {
+	v, err := checkVersion(tx)
+	if err != nil {
+		return err
+	}
+	for ; v < SchemaVersion; v++ {
+		if err := migrations[v](tx); err != nil {
+			return fmt.Errorf("migrate schema %d to %d: %w", v, v+1, err)
+		}
+		if err := tx.Bucket(bucketMeta).Put(keySchema, fmt.Appendf(nil, "%d", v+1)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// timeKey encodes t as a sortable 8-byte key.
+func timeKey(t time.Time) []byte {
+	var k [8]byte
+	binary.BigEndian.PutUint64(k[:], uint64(t.UnixMilli())^(1<<63))
+	return k[:]
+}
+
+func keyTime(k []byte) time.Time {
+	return time.UnixMilli(int64(binary.BigEndian.Uint64(k) ^ (1 << 63))).UTC()
+}
+
+func seqKey(seq uint64) []byte {
+	var k [8]byte
+	binary.BigEndian.PutUint64(k[:], seq)
+	return k[:]
+}
+
+// hostRecord is what the store keeps about a host besides its readings.
+type hostRecord struct {
+	State     string                  `json:"state,omitempty"`
+	StateTime time.Time               `json:"state_time,omitzero"`
+	Version   string                  `json:"version,omitempty"`
+	LastSeen  time.Time               `json:"last_seen,omitzero"`
+	Watermark uint64                  `json:"watermark"`
+	HasMark   bool                    `json:"has_mark,omitempty"`
+	Sensors   map[string]*SensorStats `json:"sensors,omitempty"`
+}
+
+// SensorStats summarises one sensor of one host.
+type SensorStats struct {
+	Count uint64    `json:"count"`
+	Last  time.Time `json:"last"`
+}
+
+// Host is what the store knows about one host.
+type Host struct {
+	Name string `json:"host"`
+	// State is the last $status state (online, offline, lost), or empty if
+	// the host never published one.
+	State     string                  `json:"state,omitempty"`
+	StateTime time.Time               `json:"state_time,omitzero"`
+	Version   string                  `json:"version,omitempty"`
+	LastSeen  time.Time               `json:"last_seen,omitzero"`
+	Watermark uint64                  `json:"watermark"`
+	Sensors   map[string]*SensorStats `json:"sensors"`
+}
+
+func getHost(b *bolt.Bucket, host string) (*hostRecord, error) {
+	rec := &hostRecord{}
+	if v := b.Get([]byte(host)); v != nil {
+		if err := json.Unmarshal(v, rec); err != nil {
+			return nil, fmt.Errorf("host %s: %w", host, err)
+		}
+	}
+	if rec.Sensors == nil {
+		rec.Sensors = make(map[string]*SensorStats)
+	}
+	return rec, nil
+}
+
+// Hosts returns every host the store has seen, sorted by name.
+func (s *Store) Hosts() ([]Host, error) {
+	var out []Host
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketHosts).ForEach(func(k, v []byte) error {
+			var rec hostRecord
+			if err := json.Unmarshal(v, &rec); err != nil {
+				return fmt.Errorf("host %s: %w", k, err)
+			}
+			if rec.Sensors == nil {
+				rec.Sensors = map[string]*SensorStats{}
+			}
+			out = append(out, Host{Name: string(k), State: rec.State, StateTime: rec.StateTime,
+				Version: rec.Version, LastSeen: rec.LastSeen, Watermark: rec.Watermark, Sensors: rec.Sensors})
+			return nil
+		})
+	})
+	return out, err
+}
+
+// DeadLetter is an input the aggregator could not store as a reading.
+type DeadLetter struct {
+	Received time.Time `json:"received"`
+	Topic    string    `json:"topic"`
+	Reason   string    `json:"reason"`
+	// Payload is kept up to a bounded size (see Commit).
+	Payload []byte `json:"payload"`
+}
+
+// MaxDeadPayload bounds how much of a rejected payload is kept.
+const MaxDeadPayload = 4096
+
+// DeadLetters returns up to limit dead letters, newest first.
+func (s *Store) DeadLetters(limit int) ([]DeadLetter, error) {
+	var out []DeadLetter
+	err := s.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketDead).Cursor()
+		for k, v := c.Last(); k != nil && len(out) < limit; k, v = c.Prev() {
+			var d DeadLetter
+			if err := json.Unmarshal(v, &d); err != nil {
+				return err
+			}
+			out = append(out, d)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// StatusUpdate is a host's $status payload as received.
+type StatusUpdate struct {
+	Host   string
+	Status schema.Status
+}
+
+// Batch is what one Commit writes in one transaction.
+type Batch struct {
+	Readings    []schema.Reading
+	Statuses    []StatusUpdate
+	DeadLetters []DeadLetter
+}
+
+// Len returns the number of items in the batch.
+func (b *Batch) Len() int { return len(b.Readings) + len(b.Statuses) + len(b.DeadLetters) }
+
+// Reset empties the batch, keeping its capacity.
+func (b *Batch) Reset() {
+	b.Readings, b.Statuses, b.DeadLetters = b.Readings[:0], b.Statuses[:0], b.DeadLetters[:0]
+}
+
+// CommitResult says what a Commit did.
+type CommitResult struct {
+	Stored     int
+	Duplicates int
+	// Acks maps each host whose contiguous seq watermark advanced to the new
+	// watermark: every reading of that host with seq ≤ it is committed.
+	Acks map[string]uint64
+}
+
+// Commit writes a batch in one transaction: readings not already stored
+// under (host, sensor, ts) are inserted, duplicates are counted and left as
+// they are; status updates and dead letters are recorded; each host's seq
+// watermark advances over the contiguous run of committed seqs. Either all
+// of it is durable when Commit returns nil, or none of it is.
+func (s *Store) Commit(b *Batch) (CommitResult, error) {
+	res := CommitResult{}
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		res = CommitResult{}
+		return commit(tx, b, &res)
+	})
+	return res, err
+}
+
+func commit(tx *bolt.Tx, b *Batch, res *CommitResult) error {
+	readings := tx.Bucket(bucketReadings)
+	hostsB := tx.Bucket(bucketHosts)
+	pendingB := tx.Bucket(bucketPending)
+	hosts := map[string]*hostRecord{}
+	minSeq := map[string]uint64{}
+	host := func(name string) (*hostRecord, error) {
+		if h, ok := hosts[name]; ok {
+			return h, nil
+		}
+		h, err := getHost(hostsB, name)
+		hosts[name] = h
+		return h, err
+	}
+	for i := range b.Readings {
+		r := &b.Readings[i]
+		sb, err := readings.CreateBucketIfNotExists([]byte(r.Sensor))
+		if err != nil {
+			return fmt.Errorf("sensor bucket %s: %w", r.Sensor, err)
+		}
+		hb, err := sb.CreateBucketIfNotExists([]byte(r.Host))
+		if err != nil {
+			return fmt.Errorf("host bucket %s/%s: %w", r.Sensor, r.Host, err)
+		}
+		hb.FillPercent = 0.9 // appends dominate: pack pages fuller
+		h, err := host(r.Host)
+		if err != nil {
+			return err
+		}
+		key := timeKey(r.Time)
+		if hb.Get(key) != nil {
+			res.Duplicates++
+		} else {
+			// bbolt keeps the value slice until the transaction ends: each
+			// record needs its own.
+			if err := hb.Put(key, r.AppendJSON(nil, 0)); err != nil {
+				return fmt.Errorf("put %s/%s: %w", r.Host, r.Sensor, err)
+			}
+			res.Stored++
+			st := h.Sensors[r.Sensor]
+			if st == nil {
+				st = &SensorStats{}
+				h.Sensors[r.Sensor] = st
+			}
+			st.Count++
+			if r.Time.After(st.Last) {
+				st.Last = r.Time
+			}
+			if r.Time.After(h.LastSeen) {
+				h.LastSeen = r.Time
+			}
+		}
+		if r.Seq == 0 || (h.HasMark && r.Seq <= h.Watermark) {
+			continue
+		}
+		if m, ok := minSeq[r.Host]; !ok || r.Seq < m {
+			minSeq[r.Host] = r.Seq
+		}
+		pb, err := pendingB.CreateBucketIfNotExists([]byte(r.Host))
+		if err != nil {
+			return err
+		}
+		if err := pb.Put(seqKey(r.Seq), nil); err != nil {
+			return err
+		}
+	}
+	for _, st := range b.Statuses {
+		h, err := host(st.Host)
+		if err != nil {
+			return err
+		}
+		t := st.Status.Time
+		if t.IsZero() {
+			t = time.Now().UTC().Truncate(time.Millisecond)
+		}
+		h.State, h.StateTime = st.Status.State, t
+		if st.Status.Version != "" {
+			h.Version = st.Status.Version
+		}
+	}
+	for name, low := range minSeq {
+		h := hosts[name]
+		if !h.HasMark {
+			// First sight of this host: its earlier readings (if any) were
+			// acknowledged by another store or never existed.
+			h.HasMark, h.Watermark = true, low-1
+		}
+		before := h.Watermark
+		pb := pendingB.Bucket([]byte(name))
+		c := pb.Cursor()
+		for k, _ := c.First(); k != nil; k, _ = c.First() {
+			seq := binary.BigEndian.Uint64(k)
+			if seq > h.Watermark+1 {
+				break
+			}
+			if seq == h.Watermark+1 {
+				h.Watermark = seq
+			}
+			if err := c.Delete(); err != nil {
+				return err
+			}
+		}
+		if h.Watermark != before {
+			if res.Acks == nil {
+				res.Acks = make(map[string]uint64)
+			}
+			res.Acks[name] = h.Watermark
+		}
+	}
+	names := make([]string, 0, len(hosts))
+	for name := range hosts {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		v, err := json.Marshal(hosts[name])
+		if err != nil {
+			return err
+		}
+		if err := hostsB.Put([]byte(name), v); err != nil {
+			return err
+		}
+	}
+	dead := tx.Bucket(bucketDead)
+	for _, d := range b.DeadLetters {
+		if len(d.Payload) > MaxDeadPayload {
+			d.Payload = d.Payload[:MaxDeadPayload]
+		}
+		n, _ := dead.NextSequence()
+		v, err := json.Marshal(d)
+		if err != nil {
+			return err
+		}
+		if err := dead.Put(seqKey(n), v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
