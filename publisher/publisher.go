@@ -1,0 +1,326 @@
+package publisher
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/apd-telemetry/apd/schema"
+)
+
+// Client is the MQTT connection the publisher needs. Publish sends at the
+// client's QoS and returns once the broker acknowledged (QoS 1) or the
+// context ends; Subscribe delivers each message on the filter to fn.
+type Client interface {
+	Publish(ctx context.Context, topic string, payload []byte, retain bool) error
+	Subscribe(filter string, fn func(topic string, payload []byte)) error
+}
+
+// Options configure a Publisher.
+type Options struct {
+	// Host is this device's name in topics and payloads.
+	Host string
+	// Topics builds the topics; the zero value uses the "apd" prefix.
+	Topics schema.Topics
+	// Interval is how often sensors are sampled, aligned to the clock
+	// (10s → :00, :10, …); a sensor's own Interval overrides it.
+	Interval time.Duration
+	Sensors  []Named
+	// Version is reported in the online status.
+	Version string
+	// ResendAfter is how long a published reading may wait for the
+	// aggregator's acknowledgement before it is published again; 0 means
+	// DefaultResendAfter.
+	ResendAfter time.Duration
+	// PublishTimeout bounds the wait for one broker acknowledgement; 0 means
+	// 10 s.
+	PublishTimeout time.Duration
+	Logger         *slog.Logger
+}
+
+// DefaultResendAfter is the default of Options.ResendAfter.
+const DefaultResendAfter = 60 * time.Second
+
+// Publisher samples sensors on their schedules, spools every reading and
+// publishes it, and removes readings from the spool as the aggregator
+// acknowledges them.
+type Publisher struct {
+	opts   Options
+	spool  *Spool
+	client Client
+	log    *slog.Logger
+
+	emitMu sync.Mutex // serialises seq assignment with publishing order
+
+	mu       sync.Mutex
+	sentAt   map[uint64]time.Time // published, not yet acknowledged
+	acked    uint64
+	ackCh    chan struct{} // closed and replaced on every acknowledgement
+	failing  bool          // publishing is failing; logged once per episode
+	replayMu sync.Mutex
+}
+
+// New returns a publisher; nothing runs until Run or Once.
+func New(opts Options, spool *Spool, client Client) *Publisher {
+	if opts.ResendAfter <= 0 {
+		opts.ResendAfter = DefaultResendAfter
+	}
+	if opts.PublishTimeout <= 0 {
+		opts.PublishTimeout = 10 * time.Second
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Publisher{opts: opts, spool: spool, client: client, log: opts.Logger,
+		sentAt: map[uint64]time.Time{}, acked: spool.Acked(), ackCh: make(chan struct{})}
+}
+
+// StatusPayload returns the retained status payload for state.
+func StatusPayload(state, version string, at time.Time) []byte {
+	b, _ := json.Marshal(schema.Status{State: state, Time: at, Version: version})
+	return b
+}
+
+// Connected must be called by the client every time a connection is
+// established: it announces the host online, subscribes to its
+// acknowledgement topic (the broker may not have kept the session) and
+// replays the spool in the background.
+func (p *Publisher) Connected(ctx context.Context) {
+	go func() {
+		status := StatusPayload(schema.StateOnline, p.opts.Version, time.Now())
+		if err := p.client.Publish(ctx, p.opts.Topics.Status(p.opts.Host), status, true); err != nil {
+			p.log.Warn("publish status", "err", err)
+		}
+		if err := p.client.Subscribe(p.opts.Topics.Ack(p.opts.Host), p.onAck); err != nil {
+			p.log.Warn("subscribe to acknowledgements", "err", err)
+		}
+		p.replay(ctx, 0)
+	}()
+}
+
+func (p *Publisher) onAck(_ string, payload []byte) {
+	var a schema.Ack
+	if err := json.Unmarshal(payload, &a); err != nil {
+		p.log.Warn("bad acknowledgement", "payload", string(payload), "err", err)
+		return
+	}
+	if last := p.spool.LastSeq(); a.Seq > last {
+		// An acknowledgement beyond anything this spool issued belongs to an
+		// earlier spool of the same host name: applying it would drop
+		// readings the aggregator never saw.
+		p.log.Warn("ignoring acknowledgement beyond the last seq", "ack", a.Seq, "last_seq", last)
+		return
+	}
+	n, err := p.spool.Ack(a.Seq)
+	if err != nil {
+		p.log.Error("apply acknowledgement", "err", err)
+		return
+	}
+	p.mu.Lock()
+	if a.Seq > p.acked {
+		p.acked = a.Seq
+	}
+	for seq := range p.sentAt {
+		if seq <= a.Seq {
+			delete(p.sentAt, seq)
+		}
+	}
+	close(p.ackCh)
+	p.ackCh = make(chan struct{})
+	p.mu.Unlock()
+	p.log.Debug("acknowledged", "seq", a.Seq, "removed", n)
+}
+
+// emit spools the samples and publishes them, and returns what it spooled
+// and how many of those the broker took.
+func (p *Publisher) emit(ctx context.Context, samples []Sample) ([]Spooled, int, error) {
+	readings := make([]schema.Reading, len(samples))
+	for i, s := range samples {
+		readings[i] = s.Reading(p.opts.Host)
+	}
+	p.emitMu.Lock()
+	spooled, err := p.spool.Append(readings)
+	p.emitMu.Unlock()
+	if err != nil {
+		return nil, 0, err
+	}
+	sent := 0
+	for _, s := range spooled {
+		if p.publish(ctx, s) {
+			sent++
+		}
+	}
+	return spooled, sent, nil
+}
+
+// publish sends one spooled reading. A failure is logged once until a
+// publish succeeds again; the reading stays in the spool for the replay.
+func (p *Publisher) publish(ctx context.Context, s Spooled) bool {
+	pctx, cancel := context.WithTimeout(ctx, p.opts.PublishTimeout)
+	defer cancel()
+	err := p.client.Publish(pctx, p.opts.Topics.Reading(p.opts.Host, s.Sensor), s.Payload, false)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if err != nil {
+		if !p.failing {
+			p.log.Warn("publishing failed; readings stay in the spool", "err", err)
+		}
+		p.failing = true
+		return false
+	}
+	if p.failing {
+		p.log.Info("publishing again")
+	}
+	p.failing = false
+	if s.Seq > p.acked {
+		p.sentAt[s.Seq] = time.Now()
+	}
+	return true
+}
+
+// replay publishes, in seq order, every spooled reading not acknowledged
+// and not published within ResendAfter. With olderThan 0 it publishes all
+// of them (after a reconnect nothing in flight can be trusted).
+func (p *Publisher) replay(ctx context.Context, olderThan time.Duration) {
+	if !p.replayMu.TryLock() {
+		return
+	}
+	defer p.replayMu.Unlock()
+	p.mu.Lock()
+	after := p.acked
+	p.mu.Unlock()
+	for ctx.Err() == nil {
+		batch, err := p.spool.Pending(after, 256)
+		if err != nil {
+			p.log.Error("read spool", "err", err)
+			return
+		}
+		if len(batch) == 0 {
+			return
+		}
+		for _, s := range batch {
+			after = s.Seq
+			p.mu.Lock()
+			sent, ok := p.sentAt[s.Seq]
+			p.mu.Unlock()
+			if olderThan > 0 && ok && time.Since(sent) < olderThan {
+				continue
+			}
+			if !p.publish(ctx, s) {
+				return
+			}
+		}
+	}
+}
+
+// Run samples every sensor on its schedule until ctx ends, then publishes
+// the offline status. A sensor still busy at its next tick skips that tick;
+// no sensor waits for another.
+func (p *Publisher) Run(ctx context.Context) error {
+	if p.opts.Interval <= 0 {
+		return errors.New("interval must be positive")
+	}
+	var wg sync.WaitGroup
+	for _, n := range p.opts.Sensors {
+		interval := n.Interval
+		if interval <= 0 {
+			interval = p.opts.Interval
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p.schedule(ctx, n, interval)
+		}()
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(p.opts.ResendAfter / 4)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				p.replay(ctx, p.opts.ResendAfter)
+			}
+		}
+	}()
+	wg.Wait()
+	sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	return p.client.Publish(sctx, p.opts.Topics.Status(p.opts.Host),
+		StatusPayload(schema.StateOffline, p.opts.Version, time.Now()), true)
+}
+
+func (p *Publisher) schedule(ctx context.Context, n Named, interval time.Duration) {
+	busy := make(chan struct{}, 1)
+	for {
+		now := time.Now()
+		next := now.Truncate(interval).Add(interval)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(next.Sub(now)):
+		}
+		select {
+		case busy <- struct{}{}:
+		default:
+			p.log.Warn("sensor still busy; skipping a tick", "sensor", n.Name)
+			continue
+		}
+		go func() {
+			defer func() { <-busy }()
+			s := n.Read(ctx, next)
+			if s.Err != nil {
+				p.log.Debug("sensor failed", "sensor", n.Name, "err", s.Err)
+			}
+			if _, _, err := p.emit(ctx, []Sample{s}); err != nil {
+				p.log.Error("spool reading", "sensor", n.Name, "err", err)
+			}
+		}()
+	}
+}
+
+// Once samples every sensor once, publishes the readings and waits up to
+// ackWait for the aggregator to acknowledge them. Readings not acknowledged
+// stay in the spool and are published again by the next run. It returns an
+// error only if the readings could not be spooled or none was published.
+func (p *Publisher) Once(ctx context.Context, ackWait time.Duration) error {
+	spooled, sent, err := p.emit(ctx, ReadAll(ctx, p.opts.Sensors, time.Now()))
+	if err != nil {
+		return err
+	}
+	if sent == 0 && len(spooled) > 0 {
+		return fmt.Errorf("published none of %d readings; they stay in the spool", len(spooled))
+	}
+	if len(spooled) > 0 {
+		p.WaitAcked(ctx, spooled[len(spooled)-1].Seq, ackWait)
+	}
+	return nil
+}
+
+// WaitAcked waits until seq is acknowledged, the timeout passes or ctx
+// ends, and reports whether it was acknowledged.
+func (p *Publisher) WaitAcked(ctx context.Context, seq uint64, timeout time.Duration) bool {
+	deadline := time.After(timeout)
+	for {
+		p.mu.Lock()
+		done, ch := p.acked >= seq, p.ackCh
+		p.mu.Unlock()
+		if done {
+			return true
+		}
+		select {
+		case <-ch:
+		case <-deadline:
+			return false
+		case <-ctx.Done():
+			return false
+		}
+	}
+}

@@ -1,0 +1,152 @@
+package publisher
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/apd-telemetry/apd/schema"
+)
+
+// ReadPolicy bounds one read of a sensor.
+type ReadPolicy struct {
+	// Timeout bounds each attempt; 0 means DefaultTimeout.
+	Timeout time.Duration
+	// Attempts is how often an intermittent error is tried in all; 0 means
+	// DefaultAttempts. Persistent errors are never retried.
+	Attempts int
+	// RetryPause is the wait between attempts; 0 means DefaultRetryPause.
+	RetryPause time.Duration
+}
+
+// Defaults of ReadPolicy.
+const (
+	DefaultTimeout    = 10 * time.Second
+	DefaultAttempts   = 3
+	DefaultRetryPause = 500 * time.Millisecond
+)
+
+func (p ReadPolicy) withDefaults() ReadPolicy {
+	if p.Timeout <= 0 {
+		p.Timeout = DefaultTimeout
+	}
+	if p.Attempts <= 0 {
+		p.Attempts = DefaultAttempts
+	}
+	if p.RetryPause <= 0 {
+		p.RetryPause = DefaultRetryPause
+	}
+	return p
+}
+
+// Sample is the outcome of reading one sensor once.
+type Sample struct {
+	Name  string
+	Title string
+	Time  time.Time
+	Value json.RawMessage // nil when Err is set
+	Err   error
+	Human string
+}
+
+// Reading turns the sample into a reading of host, without seq.
+func (s Sample) Reading(host string) schema.Reading {
+	r := schema.Reading{Host: host, Sensor: s.Name, Title: s.Title, Time: s.Time.UTC().Truncate(time.Millisecond), Human: s.Human}
+	if s.Err != nil {
+		r.Error = &schema.SampleError{Kind: KindOf(s.Err), Message: s.Err.Error()}
+	} else {
+		r.Value = s.Value
+	}
+	return r
+}
+
+// Named is a sensor with its name and read policy, ready to sample.
+type Named struct {
+	Name   string
+	Sensor Sensor
+	Policy ReadPolicy
+	// Interval overrides the publisher's interval for this sensor; 0 keeps it.
+	Interval time.Duration
+}
+
+// Read samples the sensor once: each attempt is cut off at the timeout,
+// intermittent errors are retried up to the attempts, and the value is
+// encoded and formatted. It never takes longer than
+// Attempts×(Timeout+RetryPause), even if the sensor's Read hangs.
+func (n Named) Read(ctx context.Context, at time.Time) Sample {
+	p := n.Policy.withDefaults()
+	s := Sample{Name: n.Name, Title: n.Sensor.Title(), Time: at}
+	var v any
+	var err error
+	for attempt := 1; ; attempt++ {
+		v, err = readOnce(ctx, n.Sensor, p.Timeout)
+		if err == nil || KindOf(err) == schema.Persistent || attempt >= p.Attempts || ctx.Err() != nil {
+			break
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(p.RetryPause):
+		}
+	}
+	if err != nil {
+		s.Err = err
+		return s
+	}
+	raw, err := json.Marshal(v)
+	if err != nil {
+		s.Err = Persistent(fmt.Errorf("encode value: %w", err))
+		return s
+	}
+	s.Value = raw
+	if f, ok := n.Sensor.(Formatter); ok {
+		s.Human = f.Format(raw)
+	} else {
+		s.Human = schema.Format(n.Name, raw)
+	}
+	return s
+}
+
+// readOnce runs one Read in its own goroutine so that a sensor that ignores
+// its context cannot hold up the caller past the timeout.
+func readOnce(ctx context.Context, s Sensor, timeout time.Duration) (any, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	type result struct {
+		v   any
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		defer func() {
+			if p := recover(); p != nil {
+				done <- result{err: Persistent(fmt.Errorf("sensor panicked: %v", p))}
+			}
+		}()
+		v, err := s.Read(ctx)
+		done <- result{v, err}
+	}()
+	select {
+	case r := <-done:
+		return r.v, r.err
+	case <-ctx.Done():
+		return nil, Intermittent(fmt.Errorf("no answer within %s", timeout))
+	}
+}
+
+// ReadAll samples every sensor concurrently and returns the samples in the
+// order of sensors. A slow or failing sensor affects only its own sample.
+func ReadAll(ctx context.Context, sensors []Named, at time.Time) []Sample {
+	out := make([]Sample, len(sensors))
+	var wg sync.WaitGroup
+	for i, n := range sensors {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			out[i] = n.Read(ctx, at)
+		}()
+	}
+	wg.Wait()
+	return out
+}

@@ -1,0 +1,184 @@
+package publisher
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/apd-telemetry/apd/schema"
+	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
+)
+
+var (
+	spoolMeta   = []byte("meta")
+	spoolOutbox = []byte("outbox")
+	keyNextSeq  = []byte("next_seq")
+	keyAcked    = []byte("acked")
+)
+
+// Spool is the device's outbox: every reading is written to it, with its
+// seq, before it is published, and leaves it only when the aggregator's
+// acknowledgement covers its seq. It also keeps the host's seq counter, so
+// seq continues across restarts. Its methods are safe for concurrent use.
+type Spool struct {
+	db *bolt.DB
+}
+
+// Spooled is a reading waiting in the spool, ready to publish.
+type Spooled struct {
+	Seq     uint64
+	Sensor  string
+	Payload []byte
+}
+
+// OpenSpool opens or creates the spool file at path.
+func OpenSpool(path string) (*Spool, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("create spool directory: %w", err)
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second})
+	if err == berrors.ErrTimeout {
+		return nil, fmt.Errorf("open spool %s: in use by another apd-publish", path)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open spool %s: %w", path, err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		for _, b := range [][]byte{spoolMeta, spoolOutbox} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open spool %s: %w", path, err)
+	}
+	return &Spool{db: db}, nil
+}
+
+// Close closes the spool file.
+func (s *Spool) Close() error { return s.db.Close() }
+
+func getUint(b *bolt.Bucket, k []byte) uint64 {
+	v := b.Get(k)
+	if len(v) != 8 {
+		return 0
+	}
+	return binary.BigEndian.Uint64(v)
+}
+
+func putUint(b *bolt.Bucket, k []byte, n uint64) error {
+	var v [8]byte
+	binary.BigEndian.PutUint64(v[:], n)
+	return b.Put(k, v[:])
+}
+
+// Append gives each reading the next seq of this host, encodes it and
+// stores it, all in one transaction: when Append returns nil the readings
+// and the counter are on disk. It returns what to publish.
+func (s *Spool) Append(readings []schema.Reading) ([]Spooled, error) {
+	out := make([]Spooled, 0, len(readings))
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		out = out[:0]
+		meta, box := tx.Bucket(spoolMeta), tx.Bucket(spoolOutbox)
+		seq := getUint(meta, keyNextSeq)
+		if seq == 0 {
+			seq = 1
+		}
+		for i := range readings {
+			r := readings[i]
+			r.Seq = seq
+			payload := r.AppendJSON(nil, schema.WithIdentity)
+			val := make([]byte, 0, len(r.Sensor)+1+len(payload))
+			val = append(append(append(val, r.Sensor...), '\n'), payload...)
+			var k [8]byte
+			binary.BigEndian.PutUint64(k[:], seq)
+			if err := box.Put(k[:], val); err != nil {
+				return err
+			}
+			out = append(out, Spooled{Seq: seq, Sensor: r.Sensor, Payload: payload})
+			seq++
+		}
+		return putUint(meta, keyNextSeq, seq)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("spool readings: %w", err)
+	}
+	return out, nil
+}
+
+// Ack removes every reading with seq ≤ upTo and returns how many it removed.
+func (s *Spool) Ack(upTo uint64) (int, error) {
+	n := 0
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		n = 0
+		meta := tx.Bucket(spoolMeta)
+		if upTo <= getUint(meta, keyAcked) {
+			return nil
+		}
+		c := tx.Bucket(spoolOutbox).Cursor()
+		for k, _ := c.First(); k != nil && binary.BigEndian.Uint64(k) <= upTo; k, _ = c.First() {
+			if err := c.Delete(); err != nil {
+				return err
+			}
+			n++
+		}
+		return putUint(meta, keyAcked, upTo)
+	})
+	if err != nil {
+		return 0, fmt.Errorf("spool ack %d: %w", upTo, err)
+	}
+	return n, nil
+}
+
+// Pending returns up to limit spooled readings with seq > after, in seq
+// order.
+func (s *Spool) Pending(after uint64, limit int) ([]Spooled, error) {
+	var out []Spooled
+	err := s.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(spoolOutbox).Cursor()
+		var k [8]byte
+		binary.BigEndian.PutUint64(k[:], after+1)
+		for key, v := c.Seek(k[:]); key != nil && len(out) < limit; key, v = c.Next() {
+			sensor, payload, ok := bytes.Cut(v, []byte{'\n'})
+			if !ok {
+				continue
+			}
+			out = append(out, Spooled{Seq: binary.BigEndian.Uint64(key), Sensor: string(sensor), Payload: bytes.Clone(payload)})
+		}
+		return nil
+	})
+	return out, err
+}
+
+// Depth returns the number of readings waiting for acknowledgement.
+func (s *Spool) Depth() int {
+	n := 0
+	_ = s.db.View(func(tx *bolt.Tx) error { n = tx.Bucket(spoolOutbox).Stats().KeyN; return nil })
+	return n
+}
+
+// LastSeq returns the seq of the last reading appended, 0 if none ever was.
+func (s *Spool) LastSeq() uint64 {
+	var n uint64
+	_ = s.db.View(func(tx *bolt.Tx) error {
+		if next := getUint(tx.Bucket(spoolMeta), keyNextSeq); next > 0 {
+			n = next - 1
+		}
+		return nil
+	})
+	return n
+}
+
+// Acked returns the highest acknowledgement the spool has applied.
+func (s *Spool) Acked() uint64 {
+	var n uint64
+	_ = s.db.View(func(tx *bolt.Tx) error { n = getUint(tx.Bucket(spoolMeta), keyAcked); return nil })
+	return n
+}
