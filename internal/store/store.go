@@ -259,6 +259,9 @@ type Batch struct {
 	Readings    []schema.Reading
 	Statuses    []StatusUpdate
 	DeadLetters []DeadLetter
+	// Imported marks readings loaded from an export: they are stored but
+	// take no part in seq watermarks, which track live delivery.
+	Imported bool
 }
 
 // Len returns the number of items in the batch.
@@ -344,7 +347,7 @@ func commit(tx *bolt.Tx, b *Batch, res *CommitResult) error {
 				h.LastSeen = r.Time
 			}
 		}
-		if r.Seq == 0 || (h.HasMark && r.Seq <= h.Watermark) {
+		if b.Imported || r.Seq == 0 || (h.HasMark && r.Seq <= h.Watermark) {
 			continue
 		}
 		if m, ok := minSeq[r.Host]; !ok || r.Seq < m {

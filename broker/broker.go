@@ -1,0 +1,96 @@
+// Package broker runs apd's embedded MQTT broker (mochi-mqtt/server/v2).
+// Behaviour beyond routing (ingestion, later authentication and ACLs) is
+// added through mochi hooks passed in Options, never by changing the server.
+package broker
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/hooks/auth"
+	"github.com/mochi-mqtt/server/v2/listeners"
+)
+
+// DefaultAddr is where the broker listens unless told otherwise: loopback
+// only, because without authentication nothing else is safe.
+const DefaultAddr = "127.0.0.1:1883"
+
+// Options configure a Broker. The zero value listens on DefaultAddr.
+type Options struct {
+	// Addr is the TCP listen address, host:port; port 0 picks a free one.
+	Addr string
+	// Hooks are added after the allow-all authentication hook, in order.
+	Hooks []mqtt.Hook
+	// SysInterval is the period of $SYS topic updates in seconds; 0 means 10.
+	SysInterval int64
+	// MaxPayload bounds a packet's size in bytes; 0 means no bound.
+	MaxPayload uint32
+	Logger     *slog.Logger
+}
+
+// Broker is a running MQTT broker.
+type Broker struct {
+	srv *mqtt.Server
+	tcp *listeners.TCP
+	log *slog.Logger
+}
+
+// Start creates the broker, binds its listener and starts serving. It
+// returns an error if the address cannot be bound.
+func Start(opts Options) (*Broker, error) {
+	if opts.Addr == "" {
+		opts.Addr = DefaultAddr
+	}
+	if opts.SysInterval == 0 {
+		opts.SysInterval = 10
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	caps := mqtt.NewDefaultServerCapabilities()
+	caps.MaximumPacketSize = opts.MaxPayload
+	srv := mqtt.New(&mqtt.Options{
+		InlineClient:           true,
+		Capabilities:           caps,
+		SysTopicResendInterval: opts.SysInterval,
+		Logger:                 log.With("component", "broker"),
+	})
+	if err := srv.AddHook(new(auth.AllowHook), nil); err != nil {
+		return nil, fmt.Errorf("broker auth hook: %w", err)
+	}
+	for _, h := range opts.Hooks {
+		if err := srv.AddHook(h, nil); err != nil {
+			return nil, fmt.Errorf("broker hook %s: %w", h.ID(), err)
+		}
+	}
+	tcp := listeners.NewTCP(listeners.Config{ID: "tcp", Address: opts.Addr})
+	if err := srv.AddListener(tcp); err != nil {
+		var opErr *net.OpError
+		if errors.As(err, &opErr) {
+			return nil, fmt.Errorf("broker listen on %s: %w", opts.Addr, opErr.Err)
+		}
+		return nil, fmt.Errorf("broker listen on %s: %w", opts.Addr, err)
+	}
+	if err := srv.Serve(); err != nil {
+		srv.Close()
+		return nil, fmt.Errorf("broker serve: %w", err)
+	}
+	return &Broker{srv: srv, tcp: tcp, log: log}, nil
+}
+
+// Addr returns the address the broker listens on (with the real port when
+// Options.Addr had port 0).
+func (b *Broker) Addr() string { return b.tcp.Address() }
+
+// Publish publishes a message from inside the process, bypassing ACLs.
+// Retained messages are kept for later subscribers.
+func (b *Broker) Publish(topic string, payload []byte, retain bool) error {
+	return b.srv.Publish(topic, payload, retain, 1)
+}
+
+// Close disconnects every client and stops the broker.
+func (b *Broker) Close() error { return b.srv.Close() }

@@ -1,0 +1,11 @@
+// Command apd runs the apd broker, aggregator and tools; see apd --help.
+package main
+
+import (
+	"os"
+
+	"github.com/apd-telemetry/apd/internal/cli"
+	_ "github.com/apd-telemetry/apd/publisher/sensors/all"
+)
+
+func main() { os.Exit(cli.MainAPD(os.Args[1:], os.Stdout, os.Stderr)) }

@@ -1,0 +1,167 @@
+// Package cli holds apd's commands: flag structs for kong and the wiring of
+// the packages that do the work. The binaries in cmd/ only call Main.
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/alecthomas/kong"
+	"github.com/apd-telemetry/apd/internal/config"
+	"github.com/apd-telemetry/apd/internal/httpapi"
+	"github.com/apd-telemetry/apd/internal/mqttc"
+	"github.com/apd-telemetry/apd/internal/store"
+	"github.com/apd-telemetry/apd/publisher"
+)
+
+// Exit codes (SPEC §4).
+const (
+	ExitOK            = 0
+	ExitFailure       = 1
+	ExitUsage         = 2
+	ExitUnknownSensor = 17
+	ExitBadConfig     = 18
+	ExitUnreachable   = 19
+)
+
+// Version is the apd version, set at build time with
+// -ldflags "-X github.com/apd-telemetry/apd/internal/cli.Version=...".
+var Version = "0.1.0-dev"
+
+// Error is an error with an exit code and an optional hint the user can act
+// on, printed as "Try: ...".
+type Error struct {
+	Code int
+	Err  error
+	Hint string
+}
+
+func (e *Error) Error() string { return e.Err.Error() }
+func (e *Error) Unwrap() error { return e.Err }
+
+func withCode(code int, err error, hint string) error {
+	if err == nil {
+		return nil
+	}
+	return &Error{Code: code, Err: err, Hint: hint}
+}
+
+// exitCode picks the exit code of an error: its own, or one derived from
+// the sentinel it wraps.
+func exitCode(err error) (int, string) {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Code, e.Hint
+	}
+	switch {
+	case errors.Is(err, config.ErrBadConfig):
+		return ExitBadConfig, ""
+	case errors.Is(err, publisher.ErrUnknownSensor):
+		return ExitUnknownSensor, "apd sensors lists the sensors this build has"
+	case errors.Is(err, mqttc.ErrUnreachable):
+		return ExitUnreachable, "check --broker and that the broker runs"
+	case errors.Is(err, httpapi.ErrUnreachable):
+		return ExitUnreachable, "start apd serve, pass --server, or read a file with --db"
+	case errors.Is(err, store.ErrLocked):
+		return ExitFailure, "an aggregator holds the database: query it with --server"
+	}
+	return ExitFailure, ""
+}
+
+// Globals are the flags every command takes.
+type Globals struct {
+	Config   string `help:"TOML configuration file (also $APD_CONFIG)." placeholder:"FILE" type:"path"`
+	LogLevel string `help:"Log level: debug, info, warn, error." default:"info" enum:"debug,info,warn,error" config:"log.level"`
+	Verbose  bool   `short:"v" help:"Log debug detail (same as --log-level debug)."`
+	Prefix   string `help:"First level of apd topics." default:"apd" config:"mqtt.prefix"`
+
+	stderr io.Writer
+	stdout io.Writer
+}
+
+// Logger returns the logger the flags ask for, writing to stderr.
+func (g *Globals) Logger() *slog.Logger {
+	level := slog.LevelInfo
+	switch {
+	case g.Verbose || g.LogLevel == "debug":
+		level = slog.LevelDebug
+	case g.LogLevel == "warn":
+		level = slog.LevelWarn
+	case g.LogLevel == "error":
+		level = slog.LevelError
+	}
+	return slog.New(slog.NewTextHandler(g.stderr, &slog.HandlerOptions{Level: level}))
+}
+
+// Main parses args for the command tree cli (a struct embedding Globals),
+// runs the selected command and returns the process exit code. Errors are
+// printed as one line on stderr, with a hint where one helps.
+func Main(name, description string, cli any, globals *Globals, args []string, stdout, stderr io.Writer) int {
+	globals.stdout, globals.stderr = stdout, stderr
+	file, err := config.Load(config.FindPath(args))
+	if err != nil {
+		fmt.Fprintf(stderr, "%s: %v\n", name, err)
+		return ExitBadConfig
+	}
+	exit := -1
+	parser, err := kong.New(cli,
+		kong.Name(name),
+		kong.Description(description),
+		kong.Writers(stdout, stderr),
+		kong.Exit(func(code int) { exit = code }),
+		kong.UsageOnError(),
+		kong.ConfigureHelp(kong.HelpOptions{Compact: true}),
+		kong.Resolvers(file.Resolver()),
+		kong.Bind(globals),
+	)
+	if err != nil {
+		fmt.Fprintf(stderr, "%s: %v\n", name, err)
+		return ExitFailure
+	}
+	kctx, err := parser.Parse(args)
+	if exit >= 0 { // --help
+		return exit
+	}
+	if err != nil {
+		if errors.Is(err, config.ErrBadConfig) {
+			fmt.Fprintf(stderr, "%s: %v\n", name, err)
+			return ExitBadConfig
+		}
+		fmt.Fprintf(stderr, "%s: %v\n", name, err)
+		fmt.Fprintf(stderr, "Run %s --help for usage.\n", strings.Join(append([]string{name}, commandPath(kctx)...), " "))
+		return ExitUsage
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	kctx.BindTo(ctx, (*context.Context)(nil))
+	kctx.Bind(file)
+	if err := kctx.Run(); err != nil {
+		code, hint := exitCode(err)
+		fmt.Fprintf(stderr, "%s: %v\n", name, err)
+		if hint != "" {
+			fmt.Fprintf(stderr, "Try: %s\n", hint)
+		}
+		return code
+	}
+	return ExitOK
+}
+
+func commandPath(kctx *kong.Context) []string {
+	if kctx == nil {
+		return nil
+	}
+	var out []string
+	for _, p := range kctx.Path {
+		if p.Command != nil {
+			out = append(out, p.Command.Name)
+		}
+	}
+	return out
+}

@@ -1,0 +1,246 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/apd-telemetry/apd/internal/config"
+	"github.com/apd-telemetry/apd/internal/mqttc"
+	"github.com/apd-telemetry/apd/publisher"
+	"github.com/apd-telemetry/apd/schema"
+)
+
+// SensorFlags choose and bound the local sensors.
+type SensorFlags struct {
+	Sensors       []string      `help:"Sensors to sample, comma-separated (default: all this build has)." sep:"," placeholder:"A,B" config:"publisher.sensors"`
+	SensorTimeout time.Duration `help:"Longest wait for one sensor read." default:"10s" config:"publisher.sensor_timeout"`
+	Attempts      int           `help:"Tries for a sensor failing intermittently." default:"3" config:"publisher.attempts"`
+	SysRoot       string        `help:"Root of the /sys and /proc trees sensors read (for tests and containers)." hidden:"" config:"publisher.sysroot"`
+}
+
+// PublisherFlags configure sampling and publishing on a device.
+type PublisherFlags struct {
+	SensorFlags
+	Host         string        `help:"Name of this device in topics (default: the sanitised OS hostname)." placeholder:"NAME" config:"publisher.host"`
+	Interval     time.Duration `help:"Sampling interval, aligned to the clock." default:"10s" config:"publisher.interval"`
+	QoS          int           `name:"qos" help:"MQTT QoS for readings (0 or 1)." default:"1" enum:"0,1" config:"publisher.qos"`
+	Username     string        `help:"Broker user name." config:"publisher.username"`
+	PasswordFile string        `help:"File holding the broker password." placeholder:"FILE" type:"path" config:"publisher.password_file"`
+	TLSCA        string        `name:"tls-ca" help:"PEM file of CAs to trust for ssl:// brokers." placeholder:"FILE" type:"path" config:"publisher.tls_ca"`
+	ResendAfter  time.Duration `help:"Publish again readings the aggregator has not acknowledged after this long." default:"60s" config:"publisher.resend_after"`
+}
+
+// buildSensors creates the selected sensors with their config tables.
+func buildSensors(f SensorFlags, file *config.File) ([]publisher.Named, error) {
+	reg := publisher.DefaultRegistry()
+	names := f.Sensors
+	if len(names) == 0 {
+		names = reg.Names()
+	}
+	tables, err := file.Sensors()
+	if err != nil {
+		return nil, err
+	}
+	policy := publisher.ReadPolicy{Timeout: f.SensorTimeout, Attempts: f.Attempts}
+	out := make([]publisher.Named, 0, len(names))
+	seen := map[string]bool{}
+	for _, name := range names {
+		name = strings.TrimSpace(name)
+		if name == "" || seen[name] {
+			continue
+		}
+		seen[name] = true
+		params := map[string]any{}
+		var interval time.Duration
+		for k, v := range tables[name] {
+			if k == "interval" {
+				s, _ := v.(string)
+				if interval, err = time.ParseDuration(s); err != nil || interval <= 0 {
+					return nil, fmt.Errorf("%w: sensors.%s.interval %v: want a duration like 30s", config.ErrBadConfig, name, v)
+				}
+				continue
+			}
+			params[k] = v
+		}
+		s, err := reg.New(name, publisher.Env{Root: f.SysRoot, Params: params, Version: Version})
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, publisher.Named{Name: name, Sensor: s, Policy: policy, Interval: interval})
+	}
+	return out, nil
+}
+
+// defaultHost returns the sanitised OS hostname.
+func defaultHost() string {
+	h, _ := os.Hostname()
+	return schema.SanitizeName(h)
+}
+
+// defaultSpool returns <state dir>/apd-spool.db: $STATE_DIRECTORY (set by
+// systemd), else $XDG_STATE_HOME/apd, else ~/.local/state/apd.
+func defaultSpool() string {
+	if d := os.Getenv("STATE_DIRECTORY"); d != "" {
+		return filepath.Join(d, "apd-spool.db")
+	}
+	if d := os.Getenv("XDG_STATE_HOME"); d != "" {
+		return filepath.Join(d, "apd", "apd-spool.db")
+	}
+	if home, err := os.UserHomeDir(); err == nil {
+		return filepath.Join(home, ".local", "state", "apd", "apd-spool.db")
+	}
+	return "apd-spool.db"
+}
+
+func readPassword(file string) (string, error) {
+	if file == "" {
+		return "", nil
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return "", fmt.Errorf("read password file: %w", err)
+	}
+	return strings.TrimRight(string(b), "\r\n"), nil
+}
+
+// agent is a running publisher with its spool and connection.
+type agent struct {
+	pub    *publisher.Publisher
+	spool  *publisher.Spool
+	client *mqttc.Client
+}
+
+// startAgent opens the spool, connects to the broker (retrying in the
+// background when retry is set) and returns a publisher ready to run.
+func startAgent(f PublisherFlags, sensors []publisher.Named, brokerURL, spoolPath string, topics schema.Topics, retry bool, log *slog.Logger) (*agent, error) {
+	host := f.Host
+	if host == "" {
+		host = defaultHost()
+	}
+	if err := schema.ValidateName(host); err != nil {
+		return nil, withCode(ExitUsage, fmt.Errorf("--host: %w", err), "")
+	}
+	password, err := readPassword(f.PasswordFile)
+	if err != nil {
+		return nil, err
+	}
+	spool, err := publisher.OpenSpool(spoolPath)
+	if err != nil {
+		return nil, err
+	}
+	a := &agent{spool: spool}
+	// paho may report the connection before the publisher exists (it needs
+	// the client): the callback sees the publisher once it is stored.
+	var ready atomic.Pointer[publisher.Publisher]
+	lost, _ := json.Marshal(schema.Status{State: schema.StateLost})
+	a.client, err = mqttc.Dial(mqttc.Options{
+		URL:       brokerURL,
+		ClientID:  "apd-publish-" + host,
+		Username:  f.Username,
+		Password:  password,
+		TLSCA:     f.TLSCA,
+		QoS:       byte(f.QoS),
+		Will:      &mqttc.Will{Topic: topics.Status(host), Payload: lost, Retain: true},
+		Retry:     retry,
+		OnConnect: func() {
+			if p := ready.Load(); p != nil {
+				p.Connected(context.Background())
+			}
+		},
+		Logger:    log,
+	})
+	if err != nil {
+		spool.Close()
+		return nil, err
+	}
+	a.pub = publisher.New(publisher.Options{
+		Host: host, Topics: topics, Interval: f.Interval, Sensors: sensors,
+		Version: Version, ResendAfter: f.ResendAfter, Logger: log,
+	}, spool, a.client)
+	ready.Store(a.pub)
+	if a.client.Connected() {
+		// The first connection may have come before ready was set.
+		a.pub.Connected(context.Background())
+	}
+	return a, nil
+}
+
+func (a *agent) close() {
+	a.client.Close()
+	a.spool.Close()
+}
+
+// PublishCmd is apd-publish.
+type PublishCmd struct {
+	PublisherFlags
+	Broker  string        `help:"Broker URL: tcp://, ssl:// or ws://." default:"tcp://127.0.0.1:1883" config:"publisher.broker"`
+	Spool   string        `help:"Spool file (default: <state dir>/apd-spool.db)." placeholder:"PATH" type:"path" config:"publisher.spool"`
+	Once    bool          `help:"Sample once, publish, wait briefly for the acknowledgement, exit."`
+	DryRun  bool          `help:"Print the JSON payloads instead of publishing (no broker, no spool)."`
+	AckWait time.Duration `help:"With --once, how long to wait for the aggregator's acknowledgement." default:"3s"`
+}
+
+// Help implements kong's HelpProvider.
+func (PublishCmd) Help() string {
+	return `Samples this device's sensors every interval and publishes each reading as
+JSON over MQTT to <prefix>/<host>/<sensor>. Every reading is kept in a local
+spool until the aggregator acknowledges that it is stored.
+
+Examples:
+  apd-publish --broker tcp://192.168.1.10:1883 --interval 30s
+  apd-publish --once --sensors cpu_load,ram_available
+  apd-publish --dry-run`
+}
+
+// Run implements the command.
+func (c *PublishCmd) Run(ctx context.Context, g *Globals, file *config.File) error {
+	log := g.Logger()
+	sensors, err := buildSensors(c.SensorFlags, file)
+	if err != nil {
+		return err
+	}
+	if c.Interval <= 0 {
+		return withCode(ExitUsage, errors.New("--interval must be positive"), "")
+	}
+	topics := schema.Topics{Prefix: g.Prefix}
+	if c.DryRun {
+		host := c.Host
+		if host == "" {
+			host = defaultHost()
+		}
+		return dryRun(ctx, g.stdout, sensors, host)
+	}
+	spool := c.Spool
+	if spool == "" {
+		spool = defaultSpool()
+	}
+	a, err := startAgent(c.PublisherFlags, sensors, c.Broker, spool, topics, !c.Once, log)
+	if err != nil {
+		return err
+	}
+	defer a.close()
+	if c.Once {
+		return a.pub.Once(ctx, c.AckWait)
+	}
+	log.Info("publishing", "broker", c.Broker, "interval", c.Interval, "sensors", len(sensors), "spool", spool)
+	return a.pub.Run(ctx)
+}
+
+func dryRun(ctx context.Context, w io.Writer, sensors []publisher.Named, host string) error {
+	for _, s := range publisher.ReadAll(ctx, sensors, time.Now()) {
+		r := s.Reading(host)
+		if _, err := fmt.Fprintf(w, "%s\n", r.AppendJSON(nil, schema.WithIdentity)); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,101 @@
+package httpapi
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/apd-telemetry/apd/internal/query"
+	"github.com/apd-telemetry/apd/internal/store"
+	"github.com/apd-telemetry/apd/schema"
+)
+
+// ErrUnreachable is returned (wrapped) when no aggregator answers.
+var ErrUnreachable = errors.New("aggregator unreachable")
+
+// Client queries a running aggregator; it offers the same Scan and Hosts as
+// the store, so commands work against either.
+type Client struct {
+	// Base is the server URL, e.g. http://127.0.0.1:8080.
+	Base string
+	HTTP *http.Client
+}
+
+// NewClient returns a client for base.
+func NewClient(base string) *Client {
+	return &Client{Base: strings.TrimRight(base, "/"), HTTP: &http.Client{Timeout: 0}}
+}
+
+func (c *Client) get(ctx context.Context, path string, params url.Values) (*http.Response, error) {
+	u := c.Base + path
+	if len(params) > 0 {
+		u += "?" + params.Encode()
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, fmt.Errorf("server URL %q: %w", c.Base, err)
+	}
+	resp, err := c.HTTP.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("%w at %s: %v", ErrUnreachable, c.Base, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		defer resp.Body.Close()
+		var e struct {
+			Error string `json:"error"`
+		}
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		if json.Unmarshal(body, &e) == nil && e.Error != "" {
+			return nil, fmt.Errorf("server: %s", e.Error)
+		}
+		return nil, fmt.Errorf("server: %s", resp.Status)
+	}
+	return resp, nil
+}
+
+// Scan runs the query on the server and calls fn for each reading as it
+// streams in.
+func (c *Client) Scan(q store.Query, fn func(*schema.Reading) error) error {
+	params := url.Values{"format": {"ndjson"}}
+	if q.Sensor != "" {
+		params.Set("sensor", q.Sensor)
+	}
+	for _, h := range q.Hosts {
+		params.Add("host", h)
+	}
+	if !q.Since.IsZero() {
+		params.Set("since", q.Since.UTC().Format(time.RFC3339Nano))
+	}
+	if !q.Until.IsZero() {
+		params.Set("until", q.Until.UTC().Format(time.RFC3339Nano))
+	}
+	if q.Limit > 0 {
+		params.Set("limit", fmt.Sprint(q.Limit))
+	}
+	resp, err := c.get(context.Background(), "/api/v1/query", params)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	return query.DecodeNDJSON(resp.Body, fn)
+}
+
+// Hosts returns the server's hosts.
+func (c *Client) Hosts() ([]store.Host, error) {
+	resp, err := c.get(context.Background(), "/api/v1/hosts", nil)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	var hosts []store.Host
+	if err := json.NewDecoder(resp.Body).Decode(&hosts); err != nil {
+		return nil, fmt.Errorf("decode hosts: %w", err)
+	}
+	return hosts, nil
+}

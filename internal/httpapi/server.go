@@ -1,0 +1,172 @@
+// Package httpapi is the aggregator's HTTP API: queries, hosts, health and
+// metrics. Errors become HTTP statuses in one place, writeError.
+package httpapi
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/apd-telemetry/apd/internal/metrics"
+	"github.com/apd-telemetry/apd/internal/query"
+	"github.com/apd-telemetry/apd/internal/store"
+	"github.com/apd-telemetry/apd/schema"
+)
+
+// Store is what the API reads.
+type Store interface {
+	Scan(q store.Query, fn func(*schema.Reading) error) error
+	Hosts() ([]store.Host, error)
+}
+
+// Server serves the API.
+type Server struct {
+	Store   Store
+	Metrics *metrics.Registry
+	Logger  *slog.Logger
+	Now     func() time.Time
+}
+
+// errBadRequest marks errors caused by the request's parameters.
+var errBadRequest = errors.New("bad request")
+
+// Handler returns the API's routes.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+		if s.Metrics != nil {
+			s.Metrics.WritePrometheus(w)
+		}
+	})
+	mux.HandleFunc("GET /api/v1/query", s.query)
+	mux.HandleFunc("GET /api/v1/hosts", s.hosts)
+	return securityHeaders(mux)
+}
+
+func securityHeaders(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		w.Header().Set("X-Frame-Options", "DENY")
+		w.Header().Set("Referrer-Policy", "no-referrer")
+		h.ServeHTTP(w, r)
+	})
+}
+
+func (s *Server) log() *slog.Logger {
+	if s.Logger == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return s.Logger
+}
+
+// writeError maps an error to its status and a JSON body {"error": "..."}.
+func (s *Server) writeError(w http.ResponseWriter, err error) {
+	status := http.StatusInternalServerError
+	if errors.Is(err, errBadRequest) {
+		status = http.StatusBadRequest
+	} else {
+		s.log().Error("api request failed", "err", err)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(map[string]string{"error": err.Error()})
+}
+
+// ParseQuery reads the parameters of /api/v1/query: sensor, host
+// (repeatable), since, until (durations back from now, RFC 3339 times or
+// dates) and limit.
+func ParseQuery(v map[string][]string, now time.Time) (store.Query, error) {
+	get := func(k string) string {
+		if len(v[k]) == 0 {
+			return ""
+		}
+		return v[k][0]
+	}
+	q := store.Query{Sensor: get("sensor"), Hosts: v["host"]}
+	var err error
+	if q.Since, err = query.ParseTime(get("since"), now); err != nil {
+		return q, fmt.Errorf("%w: since: %v", errBadRequest, err)
+	}
+	if q.Until, err = query.ParseTime(get("until"), now); err != nil {
+		return q, fmt.Errorf("%w: until: %v", errBadRequest, err)
+	}
+	if l := get("limit"); l != "" {
+		if q.Limit, err = strconv.Atoi(l); err != nil || q.Limit < 0 {
+			return q, fmt.Errorf("%w: limit %q is not a whole number", errBadRequest, l)
+		}
+	}
+	if q.Sensor != "" {
+		if err := schema.ValidateName(q.Sensor); err != nil {
+			return q, fmt.Errorf("%w: sensor: %v", errBadRequest, err)
+		}
+	}
+	for _, h := range q.Hosts {
+		if err := schema.ValidateName(h); err != nil {
+			return q, fmt.Errorf("%w: host: %v", errBadRequest, err)
+		}
+	}
+	return q, nil
+}
+
+func (s *Server) now() time.Time {
+	if s.Now != nil {
+		return s.Now()
+	}
+	return time.Now()
+}
+
+func (s *Server) query(w http.ResponseWriter, r *http.Request) {
+	q, err := ParseQuery(r.URL.Query(), s.now())
+	if err != nil {
+		s.writeError(w, err)
+		return
+	}
+	format := r.URL.Query().Get("format")
+	if format == "" {
+		format = "ndjson"
+	}
+	out, err := query.NewWriter(format, w)
+	if err != nil {
+		s.writeError(w, fmt.Errorf("%w: %v", errBadRequest, err))
+		return
+	}
+	switch format {
+	case "ndjson":
+		w.Header().Set("Content-Type", "application/x-ndjson")
+	case "json":
+		w.Header().Set("Content-Type", "application/json")
+	case "csv":
+		w.Header().Set("Content-Type", "text/csv; charset=utf-8")
+	default:
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	}
+	// Results stream: once the first byte is out, a failure can only cut
+	// the body short, which the client sees as a truncated stream.
+	if err := s.Store.Scan(q, out.Write); err != nil {
+		s.log().Error("query failed mid-stream", "err", err)
+		return
+	}
+	_ = out.Close()
+}
+
+func (s *Server) hosts(w http.ResponseWriter, _ *http.Request) {
+	hosts, err := s.Store.Hosts()
+	if err != nil {
+		s.writeError(w, err)
+		return
+	}
+	if hosts == nil {
+		hosts = []store.Host{}
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(hosts)
+}

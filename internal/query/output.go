@@ -1,0 +1,212 @@
+package query
+
+import (
+	"bufio"
+	"encoding/csv"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/apd-telemetry/apd/schema"
+)
+
+// Formats lists the output formats of apd query.
+var Formats = []string{"table", "json", "ndjson", "csv"}
+
+// Writer writes readings in one output format. Close flushes it and must
+// be called once after the last reading.
+type Writer interface {
+	Write(r *schema.Reading) error
+	Close() error
+}
+
+// NewWriter returns a writer of format to w.
+func NewWriter(format string, w io.Writer) (Writer, error) {
+	bw := bufio.NewWriterSize(w, 64<<10)
+	switch format {
+	case "ndjson":
+		return &ndjsonWriter{w: bw}, nil
+	case "json":
+		return &jsonWriter{w: bw}, nil
+	case "csv":
+		c := csv.NewWriter(bw)
+		return &csvWriter{w: c, bw: bw}, nil
+	case "table", "":
+		return &tableWriter{tw: tabwriter.NewWriter(bw, 0, 0, 2, ' ', 0), bw: bw}, nil
+	}
+	return nil, fmt.Errorf("unknown format %q (want %s)", format, strings.Join(Formats, ", "))
+}
+
+type ndjsonWriter struct {
+	w   *bufio.Writer
+	buf []byte
+}
+
+func (n *ndjsonWriter) Write(r *schema.Reading) error {
+	n.buf = append(r.AppendJSON(n.buf[:0], schema.WithIdentity), '\n')
+	_, err := n.w.Write(n.buf)
+	return err
+}
+
+func (n *ndjsonWriter) Close() error { return n.w.Flush() }
+
+type jsonWriter struct {
+	w   *bufio.Writer
+	n   int
+	buf []byte
+}
+
+func (j *jsonWriter) Write(r *schema.Reading) error {
+	sep := ",\n"
+	if j.n == 0 {
+		sep = "[\n"
+	}
+	j.n++
+	j.buf = append(append(j.buf[:0], sep...), r.AppendJSON(nil, schema.WithIdentity)...)
+	_, err := j.w.Write(j.buf)
+	return err
+}
+
+func (j *jsonWriter) Close() error {
+	end := "\n]\n"
+	if j.n == 0 {
+		end = "[]\n"
+	}
+	if _, err := j.w.WriteString(end); err != nil {
+		return err
+	}
+	return j.w.Flush()
+}
+
+type csvWriter struct {
+	w      *csv.Writer
+	bw     *bufio.Writer
+	header bool
+}
+
+// Human returns the text people read for a reading: its own human form,
+// else the sensor's format of its value, else its error.
+func Human(r *schema.Reading) string {
+	if r.Error != nil {
+		return "error (" + string(r.Error.Kind) + "): " + r.Error.Message
+	}
+	if r.Human != "" {
+		return r.Human
+	}
+	return schema.Format(r.Sensor, r.Value)
+}
+
+func (c *csvWriter) Write(r *schema.Reading) error {
+	if !c.header {
+		c.header = true
+		if err := c.w.Write([]string{"host", "sensor", "ts", "seq", "value", "unit", "human", "error"}); err != nil {
+			return err
+		}
+	}
+	value, unit := string(r.Value), ""
+	if q, ok := schema.ParseQuantity(r.Value); ok {
+		value, unit = strconv.FormatFloat(q.Magnitude, 'f', -1, 64), q.Unit
+	}
+	seq, errText := "", ""
+	if r.Seq != 0 {
+		seq = strconv.FormatUint(r.Seq, 10)
+	}
+	if r.Error != nil {
+		errText = string(r.Error.Kind) + ": " + r.Error.Message
+	}
+	human := r.Human
+	if human == "" && r.Error == nil {
+		human = schema.Format(r.Sensor, r.Value)
+	}
+	return c.w.Write([]string{r.Host, r.Sensor, schema.FormatTime(r.Time), seq, value, unit, human, errText})
+}
+
+func (c *csvWriter) Close() error {
+	c.w.Flush()
+	if err := c.w.Error(); err != nil {
+		return err
+	}
+	return c.bw.Flush()
+}
+
+// tableWriter aligns columns per block of rows, so memory stays bounded on
+// long results; a new block starts every 500 rows.
+type tableWriter struct {
+	tw   *tabwriter.Writer
+	bw   *bufio.Writer
+	rows int
+}
+
+const tableBlock = 500
+
+func (t *tableWriter) Write(r *schema.Reading) error {
+	if t.rows == 0 {
+		fmt.Fprintln(t.tw, "HOST\tSENSOR\tTIME\tVALUE")
+	}
+	t.rows++
+	lines := strings.Split(Human(r), "\n")
+	fmt.Fprintf(t.tw, "%s\t%s\t%s\t%s\n", r.Host, r.Sensor, schema.FormatTime(r.Time), lines[0])
+	for _, l := range lines[1:] {
+		fmt.Fprintf(t.tw, "\t\t\t%s\n", l)
+	}
+	if t.rows%tableBlock == 0 {
+		return t.tw.Flush()
+	}
+	return nil
+}
+
+func (t *tableWriter) Close() error {
+	if t.rows == 0 {
+		fmt.Fprintln(t.bw, "no readings")
+	}
+	if err := t.tw.Flush(); err != nil {
+		return err
+	}
+	return t.bw.Flush()
+}
+
+// DecodeNDJSON reads readings in the ndjson form (one v1 payload per line)
+// and calls fn for each. Blank lines are skipped; a bad line is an error
+// naming its line number.
+func DecodeNDJSON(r io.Reader, fn func(*schema.Reading) error) error {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 0, 64<<10), 16<<20)
+	line := 0
+	for sc.Scan() {
+		line++
+		b := sc.Bytes()
+		if len(strings.TrimSpace(string(b))) == 0 {
+			continue
+		}
+		var id struct {
+			Host   string `json:"host"`
+			Sensor string `json:"sensor"`
+		}
+		if err := json.Unmarshal(b, &id); err != nil {
+			return fmt.Errorf("line %d: %w", line, err)
+		}
+		if err := schema.ValidateName(id.Host); err != nil {
+			return fmt.Errorf("line %d: host: %w", line, err)
+		}
+		if err := schema.ValidateName(id.Sensor); err != nil {
+			return fmt.Errorf("line %d: sensor: %w", line, err)
+		}
+		rd, err := schema.Decode(id.Host, id.Sensor, b, timeZero)
+		if err != nil {
+			return fmt.Errorf("line %d: %w", line, err)
+		}
+		if rd.Time.Equal(timeZero) {
+			return fmt.Errorf("line %d: not a v1 reading (no \"v\":1 and ts)", line)
+		}
+		if err := fn(&rd); err != nil {
+			return err
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return fmt.Errorf("line %d: %w", line+1, err)
+	}
+	return nil
+}

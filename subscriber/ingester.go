@@ -1,0 +1,371 @@
+// Package subscriber is apd's aggregator: it takes messages from the MQTT
+// world, decodes and validates them, stores them in batches, and
+// acknowledges each host's readings on its $ack topic after the commit.
+//
+// One pipeline ([Ingester]) is fed two ways: in-process from the embedded
+// broker through a mochi hook ([Hook]), or from any external broker by an
+// MQTT subscription ([Subscribe]) that acknowledges each message to the
+// broker only after the batch holding it is committed.
+package subscriber
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/apd-telemetry/apd/internal/metrics"
+	"github.com/apd-telemetry/apd/internal/store"
+	"github.com/apd-telemetry/apd/schema"
+)
+
+// Committer stores a batch in one transaction; *store.Store implements it.
+type Committer interface {
+	Commit(b *store.Batch) (store.CommitResult, error)
+}
+
+// AckFunc publishes a retained acknowledgement payload on topic. It must
+// not block for long: it runs on the commit path.
+type AckFunc func(topic string, payload []byte) error
+
+// Options configure an Ingester. Zero values mean the defaults below.
+type Options struct {
+	Topics schema.Topics
+	// MaxBatch is the most items one commit takes; default 2000.
+	MaxBatch int
+	// MaxDelay is how long a batch waits for more items after its first;
+	// default 10 ms.
+	MaxDelay time.Duration
+	// MaxPayload rejects larger payloads; default 64 KiB.
+	MaxPayload int
+	// QueueSize bounds the items waiting for a commit; Submit blocks when it
+	// is full, which slows the publishers down instead of dropping.
+	// Default 16384.
+	QueueSize int
+	Logger    *slog.Logger
+	Now       func() time.Time
+}
+
+// Rejection reasons, the label of apd_rejected_total.
+const (
+	ReasonInvalidJSON    = "invalid_json"
+	ReasonVersion        = "unsupported_version"
+	ReasonTopicMismatch  = "topic_mismatch"
+	ReasonInvalidField   = "invalid_field"
+	ReasonInvalidName    = "invalid_name"
+	ReasonTooLarge       = "too_large"
+	ReasonInvalidStatus  = "invalid_status"
+	reasonUnknownDecoder = "invalid"
+)
+
+var reasons = []string{ReasonInvalidJSON, ReasonVersion, ReasonTopicMismatch, ReasonInvalidField,
+	ReasonInvalidName, ReasonTooLarge, ReasonInvalidStatus, reasonUnknownDecoder}
+
+func reasonOf(err error) string {
+	switch {
+	case errors.Is(err, schema.ErrInvalidJSON):
+		return ReasonInvalidJSON
+	case errors.Is(err, schema.ErrUnsupportedVersion):
+		return ReasonVersion
+	case errors.Is(err, schema.ErrTopicMismatch):
+		return ReasonTopicMismatch
+	case errors.Is(err, schema.ErrInvalidField):
+		return ReasonInvalidField
+	case errors.Is(err, schema.ErrInvalidName):
+		return ReasonInvalidName
+	}
+	return reasonUnknownDecoder
+}
+
+// Metrics are the ingester's counters.
+type Metrics struct {
+	Received      metrics.Counter
+	Stored        metrics.Counter
+	Duplicates    metrics.Counter
+	Rejected      map[string]*metrics.Counter
+	Statuses      metrics.Counter
+	Commits       metrics.Counter
+	CommitErrors  metrics.Counter
+	AcksPublished metrics.Counter
+	BatchSize     *metrics.Histogram
+	CommitSeconds *metrics.Histogram
+	QueueDepth    func() float64
+}
+
+// RejectedTotal returns the sum of rejections over all reasons.
+func (m *Metrics) RejectedTotal() uint64 {
+	var n uint64
+	for _, c := range m.Rejected {
+		n += c.Value()
+	}
+	return n
+}
+
+// Register adds the metrics to r.
+func (m *Metrics) Register(r *metrics.Registry) {
+	r.Counter("apd_received_total", "Messages received on reading and status topics.", "", &m.Received)
+	r.Counter("apd_stored_total", "Readings newly stored.", "", &m.Stored)
+	r.Counter("apd_duplicates_total", "Readings already stored under the same host, sensor and time.", "", &m.Duplicates)
+	for _, reason := range reasons {
+		r.Counter("apd_rejected_total", "Messages sent to dead letters, by reason.", metrics.Labels("reason", reason), m.Rejected[reason])
+	}
+	r.Counter("apd_status_total", "Host status messages recorded.", "", &m.Statuses)
+	r.Counter("apd_commits_total", "Batches committed.", "", &m.Commits)
+	r.Counter("apd_commit_errors_total", "Batch commits that failed and were retried.", "", &m.CommitErrors)
+	r.Counter("apd_acks_published_total", "Acknowledgements published on $ack topics.", "", &m.AcksPublished)
+	r.Histogram("apd_batch_size", "Items per committed batch.", m.BatchSize)
+	r.Histogram("apd_commit_seconds", "Commit latency in seconds.", m.CommitSeconds)
+	if m.QueueDepth != nil {
+		r.GaugeFunc("apd_ingest_queue_depth", "Items waiting for a commit.", m.QueueDepth)
+	}
+}
+
+type item struct {
+	reading *schema.Reading
+	status  *store.StatusUpdate
+	dead    *store.DeadLetter
+	done    func()
+}
+
+// Ingester batches decoded messages into group commits.
+type Ingester struct {
+	st      Committer
+	ack     AckFunc
+	opts    Options
+	log     *slog.Logger
+	queue   chan item
+	metrics *Metrics
+
+	closeOnce sync.Once
+	closing   chan struct{}
+	stopped   chan struct{}
+	mu        sync.RWMutex // held for reading while submitting, so Close can wait
+	closed    bool
+}
+
+// ErrClosed is returned by Submit after Close.
+var ErrClosed = errors.New("ingester closed")
+
+// New returns an ingester writing to st and acknowledging through ack (nil:
+// no acknowledgements). It starts its commit loop at once.
+func New(st Committer, ack AckFunc, opts Options) *Ingester {
+	if opts.MaxBatch <= 0 {
+		opts.MaxBatch = 2000
+	}
+	if opts.MaxDelay <= 0 {
+		opts.MaxDelay = 10 * time.Millisecond
+	}
+	if opts.MaxPayload <= 0 {
+		opts.MaxPayload = 64 << 10
+	}
+	if opts.QueueSize <= 0 {
+		opts.QueueSize = 16384
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	in := &Ingester{st: st, ack: ack, opts: opts, log: opts.Logger,
+		queue: make(chan item, opts.QueueSize), closing: make(chan struct{}), stopped: make(chan struct{})}
+	m := &Metrics{Rejected: map[string]*metrics.Counter{},
+		BatchSize:     metrics.NewHistogram(1, 10, 100, 1000, 10000),
+		CommitSeconds: metrics.NewHistogram(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5),
+		QueueDepth:    func() float64 { return float64(len(in.queue)) }}
+	for _, r := range reasons {
+		m.Rejected[r] = new(metrics.Counter)
+	}
+	in.metrics = m
+	go in.loop()
+	return in
+}
+
+// Metrics returns the ingester's live metrics.
+func (in *Ingester) Metrics() *Metrics { return in.metrics }
+
+// Submit decodes one message and queues it for the next commit. done, if
+// not nil, is called after the commit that makes the message durable (or
+// after it was found to need no storing). Submit blocks while the queue is
+// full. Messages on topics other than readings and statuses are ignored.
+func (in *Ingester) Submit(topic string, payload []byte, done func()) error {
+	it, ok := in.decode(topic, payload)
+	if !ok {
+		if done != nil {
+			done()
+		}
+		return nil
+	}
+	it.done = done
+	in.mu.RLock()
+	defer in.mu.RUnlock()
+	if in.closed {
+		return ErrClosed
+	}
+	in.queue <- it
+	return nil
+}
+
+func (in *Ingester) decode(topic string, payload []byte) (item, bool) {
+	now := in.opts.Now()
+	t, err := in.opts.Topics.Parse(topic)
+	if errors.Is(err, schema.ErrNotApdTopic) || err == nil && t.Kind == schema.KindAck {
+		return item{}, false
+	}
+	in.metrics.Received.Inc()
+	reject := func(reason string, err error) (item, bool) {
+		in.metrics.Rejected[reason].Inc()
+		return item{dead: &store.DeadLetter{Received: now.UTC(), Topic: topic,
+			Reason: fmt.Sprintf("%s: %v", reason, err), Payload: payload}}, true
+	}
+	if err != nil {
+		return reject(ReasonInvalidName, err)
+	}
+	if len(payload) > in.opts.MaxPayload {
+		return reject(ReasonTooLarge, fmt.Errorf("%d bytes, at most %d", len(payload), in.opts.MaxPayload))
+	}
+	if t.Kind == schema.KindStatus {
+		var st schema.Status
+		if err := json.Unmarshal(payload, &st); err != nil {
+			return reject(ReasonInvalidStatus, err)
+		}
+		if st.Time.IsZero() {
+			st.Time = now.UTC().Truncate(time.Millisecond)
+		}
+		return item{status: &store.StatusUpdate{Host: t.Host, Status: st}}, true
+	}
+	r, err := schema.Decode(t.Host, t.Sensor, payload, now)
+	if err != nil {
+		return reject(reasonOf(err), err)
+	}
+	return item{reading: &r}, true
+}
+
+// Close stops accepting messages, commits everything queued and returns
+// once the last batch is committed and acknowledged.
+func (in *Ingester) Close() error {
+	in.closeOnce.Do(func() {
+		in.mu.Lock()
+		in.closed = true
+		in.mu.Unlock()
+		close(in.closing)
+	})
+	<-in.stopped
+	return nil
+}
+
+func (in *Ingester) loop() {
+	defer close(in.stopped)
+	batch := &store.Batch{}
+	var dones []func()
+	add := func(it item) {
+		switch {
+		case it.reading != nil:
+			batch.Readings = append(batch.Readings, *it.reading)
+		case it.status != nil:
+			batch.Statuses = append(batch.Statuses, *it.status)
+		case it.dead != nil:
+			batch.DeadLetters = append(batch.DeadLetters, *it.dead)
+		}
+		if it.done != nil {
+			dones = append(dones, it.done)
+		}
+	}
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	for {
+		var it item
+		select {
+		case it = <-in.queue:
+		case <-in.closing:
+			// Submit cannot add more once closing is closed: drain and stop.
+			for {
+				select {
+				case it := <-in.queue:
+					add(it)
+					if batch.Len() < in.opts.MaxBatch {
+						continue
+					}
+				default:
+					if batch.Len() > 0 {
+						in.commit(batch, dones)
+					}
+					return
+				}
+				in.commit(batch, dones)
+				batch.Reset()
+				dones = dones[:0]
+			}
+		}
+		add(it)
+		timer.Reset(in.opts.MaxDelay)
+	fill:
+		for batch.Len() < in.opts.MaxBatch {
+			select {
+			case it := <-in.queue:
+				add(it)
+			case <-timer.C:
+				break fill
+			case <-in.closing:
+				break fill
+			}
+		}
+		timer.Stop()
+		in.commit(batch, dones)
+		batch.Reset()
+		dones = dones[:0]
+	}
+}
+
+// commit writes the batch, retrying until it succeeds: a failed commit
+// (disk full) stops acknowledgements, which makes publishers and the broker
+// keep their copies, until the disk recovers.
+func (in *Ingester) commit(batch *store.Batch, dones []func()) {
+	backoff := 100 * time.Millisecond
+	for {
+		start := time.Now()
+		res, err := in.st.Commit(batch)
+		if err == nil {
+			in.metrics.CommitSeconds.Observe(time.Since(start).Seconds())
+			if backoff > 100*time.Millisecond {
+				in.log.Info("commits succeed again")
+			}
+			in.afterCommit(batch, res, dones)
+			return
+		}
+		in.metrics.CommitErrors.Inc()
+		if backoff == 100*time.Millisecond {
+			in.log.Error("commit failed; holding acknowledgements and retrying", "err", err, "items", batch.Len())
+		}
+		time.Sleep(backoff)
+		if backoff < 5*time.Second {
+			backoff *= 2
+		}
+	}
+}
+
+func (in *Ingester) afterCommit(batch *store.Batch, res store.CommitResult, dones []func()) {
+	m := in.metrics
+	m.Commits.Inc()
+	m.BatchSize.Observe(float64(batch.Len()))
+	m.Stored.Add(uint64(res.Stored))
+	m.Duplicates.Add(uint64(res.Duplicates))
+	m.Statuses.Add(uint64(len(batch.Statuses)))
+	for _, d := range dones {
+		d()
+	}
+	if in.ack == nil {
+		return
+	}
+	now := in.opts.Now()
+	for host, seq := range res.Acks {
+		payload, _ := json.Marshal(schema.Ack{Seq: seq, Time: now})
+		if err := in.ack(in.opts.Topics.Ack(host), payload); err != nil {
+			in.log.Warn("publish acknowledgement", "host", host, "seq", seq, "err", err)
+			continue
+		}
+		m.AcksPublished.Inc()
+	}
+}

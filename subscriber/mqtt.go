@@ -1,0 +1,26 @@
+package subscriber
+
+import (
+	"fmt"
+
+	"github.com/apd-telemetry/apd/internal/mqttc"
+)
+
+// Subscribe feeds every message under the ingester's prefix from an
+// external broker into in. The client should be persistent with manual
+// acknowledgement (mqttc.Options Persistent and ManualAck): each message is
+// acknowledged to the broker only after the commit that stores it, so a
+// crash before the commit makes the broker deliver it again.
+func Subscribe(in *Ingester, c *mqttc.Client) error {
+	filter := in.opts.Topics.All()
+	err := c.SubscribeMessages(filter, func(m mqttc.Message) {
+		if err := in.Submit(m.Topic, m.Payload, m.Ack); err != nil {
+			// Not acknowledged: the broker redelivers after a restart.
+			in.log.Warn("ingest closed; message left to the broker", "topic", m.Topic)
+		}
+	})
+	if err != nil {
+		return fmt.Errorf("subscribe %s: %w", filter, err)
+	}
+	return nil
+}
