@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/hooks/auth"
@@ -57,7 +58,7 @@ func Start(opts Options) (*Broker, error) {
 		InlineClient:           true,
 		Capabilities:           caps,
 		SysTopicResendInterval: opts.SysInterval,
-		Logger:                 log.With("component", "broker"),
+		Logger:                 log,
 	})
 	if err := srv.AddHook(new(auth.AllowHook), nil); err != nil {
 		return nil, fmt.Errorf("broker auth hook: %w", err)
@@ -90,6 +91,23 @@ func (b *Broker) Addr() string { return b.tcp.Address() }
 // Retained messages are kept for later subscribers.
 func (b *Broker) Publish(topic string, payload []byte, retain bool) error {
 	return b.srv.Publish(topic, payload, retain, 1)
+}
+
+// WaitGone waits up to timeout for the client with id to be disconnected,
+// and reports whether it is. Closing the broker while a client's DISCONNECT
+// is still unread would publish that client's last will as if it had died.
+func (b *Broker) WaitGone(id string, timeout time.Duration) bool {
+	deadline := time.Now().Add(timeout)
+	for {
+		cl, ok := b.srv.Clients.Get(id)
+		if !ok || cl.Closed() {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 // Close disconnects every client and stops the broker.

@@ -251,9 +251,14 @@ func (p *Publisher) Run(ctx context.Context) error {
 		}
 	}()
 	wg.Wait()
-	sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	return p.signOff()
+}
+
+// signOff publishes the offline status of a clean shutdown.
+func (p *Publisher) signOff() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	return p.client.Publish(sctx, p.opts.Topics.Status(p.opts.Host),
+	return p.client.Publish(ctx, p.opts.Topics.Status(p.opts.Host),
 		StatusPayload(schema.StateOffline, p.opts.Version, time.Now()), true)
 }
 
@@ -301,7 +306,7 @@ func (p *Publisher) Once(ctx context.Context, ackWait time.Duration) error {
 	if len(spooled) > 0 {
 		p.WaitAcked(ctx, spooled[len(spooled)-1].Seq, ackWait)
 	}
-	return nil
+	return p.signOff()
 }
 
 // WaitAcked waits until seq is acknowledged, the timeout passes or ctx

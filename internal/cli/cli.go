@@ -86,18 +86,31 @@ type Globals struct {
 	stdout io.Writer
 }
 
-// Logger returns the logger the flags ask for, writing to stderr.
-func (g *Globals) Logger() *slog.Logger {
-	level := slog.LevelInfo
+func (g *Globals) level() slog.Level {
 	switch {
 	case g.Verbose || g.LogLevel == "debug":
-		level = slog.LevelDebug
+		return slog.LevelDebug
 	case g.LogLevel == "warn":
-		level = slog.LevelWarn
+		return slog.LevelWarn
 	case g.LogLevel == "error":
-		level = slog.LevelError
+		return slog.LevelError
 	}
-	return slog.New(slog.NewTextHandler(g.stderr, &slog.HandlerOptions{Level: level}))
+	return slog.LevelInfo
+}
+
+// Logger returns the logger the flags ask for, writing to stderr.
+func (g *Globals) Logger() *slog.Logger {
+	return slog.New(slog.NewTextHandler(g.stderr, &slog.HandlerOptions{Level: g.level()}))
+}
+
+// brokerLogger is the embedded broker's logger: its routine messages
+// (hooks added, listeners attached) show only at debug level.
+func (g *Globals) brokerLogger() *slog.Logger {
+	level := max(g.level(), slog.LevelWarn)
+	if g.level() == slog.LevelDebug {
+		level = slog.LevelDebug
+	}
+	return slog.New(slog.NewTextHandler(g.stderr, &slog.HandlerOptions{Level: level})).With("component", "broker")
 }
 
 // Main parses args for the command tree cli (a struct embedding Globals),
@@ -128,6 +141,9 @@ func Main(name, description string, cli any, globals *Globals, args []string, st
 	kctx, err := parser.Parse(args)
 	if exit >= 0 { // --help
 		return exit
+	}
+	if perr := (*kong.ParseError)(nil); errors.As(err, &perr) {
+		kctx = perr.Context
 	}
 	if err != nil {
 		if errors.Is(err, config.ErrBadConfig) {

@@ -114,9 +114,10 @@ func readPassword(file string) (string, error) {
 
 // agent is a running publisher with its spool and connection.
 type agent struct {
-	pub    *publisher.Publisher
-	spool  *publisher.Spool
-	client *mqttc.Client
+	pub      *publisher.Publisher
+	spool    *publisher.Spool
+	client   *mqttc.Client
+	clientID string
 }
 
 // startAgent opens the spool, connects to the broker (retrying in the
@@ -137,26 +138,26 @@ func startAgent(f PublisherFlags, sensors []publisher.Named, brokerURL, spoolPat
 	if err != nil {
 		return nil, err
 	}
-	a := &agent{spool: spool}
+	a := &agent{spool: spool, clientID: "apd-publish-" + host}
 	// paho may report the connection before the publisher exists (it needs
 	// the client): the callback sees the publisher once it is stored.
 	var ready atomic.Pointer[publisher.Publisher]
 	lost, _ := json.Marshal(schema.Status{State: schema.StateLost})
 	a.client, err = mqttc.Dial(mqttc.Options{
-		URL:       brokerURL,
-		ClientID:  "apd-publish-" + host,
-		Username:  f.Username,
-		Password:  password,
-		TLSCA:     f.TLSCA,
-		QoS:       byte(f.QoS),
-		Will:      &mqttc.Will{Topic: topics.Status(host), Payload: lost, Retain: true},
-		Retry:     retry,
+		URL:      brokerURL,
+		ClientID: a.clientID,
+		Username: f.Username,
+		Password: password,
+		TLSCA:    f.TLSCA,
+		QoS:      byte(f.QoS),
+		Will:     &mqttc.Will{Topic: topics.Status(host), Payload: lost, Retain: true},
+		Retry:    retry,
 		OnConnect: func() {
 			if p := ready.Load(); p != nil {
 				p.Connected(context.Background())
 			}
 		},
-		Logger:    log,
+		Logger: log,
 	})
 	if err != nil {
 		spool.Close()

@@ -287,4 +287,3 @@ func (c *ImportCmd) Run(g *Globals) error {
 	fmt.Fprintf(g.stderr, "imported %d readings (%d already stored)\n", stored, dup)
 	return nil
 }
-

@@ -172,7 +172,7 @@ func (c *ServeCmd) Run(ctx context.Context, g *Globals, file *config.File) error
 		Addr:       c.MQTTAddr,
 		Hooks:      []mqtt.Hook{subscriber.NewHook(agg.ingester)},
 		MaxPayload: uint32(c.MaxPayload) + 1024, // room for the topic and headers
-		Logger:     log,
+		Logger:     g.brokerLogger(),
 	})
 	if err != nil {
 		agg.close()
@@ -199,8 +199,11 @@ func (c *ServeCmd) Run(ctx context.Context, g *Globals, file *config.File) error
 	<-ctx.Done()
 	log.Info("shutting down")
 	if ag != nil {
-		<-agentDone
+		if err := <-agentDone; err != nil {
+			log.Warn("publisher stopped", "err", err)
+		}
 		ag.close()
+		brk.WaitGone(ag.clientID, time.Second)
 	}
 	// Stop the broker first so no publish reaches a closed ingester, then
 	// commit what is queued.
@@ -226,7 +229,7 @@ Example:
 // Run implements the command.
 func (c *BrokerCmd) Run(ctx context.Context, g *Globals) error {
 	log := g.Logger()
-	brk, err := broker.Start(broker.Options{Addr: c.MQTTAddr, MaxPayload: uint32(c.MaxPayload), Logger: log})
+	brk, err := broker.Start(broker.Options{Addr: c.MQTTAddr, MaxPayload: uint32(c.MaxPayload), Logger: g.brokerLogger()})
 	if err != nil {
 		return withCode(ExitFailure, err, "pass another --mqtt-addr")
 	}

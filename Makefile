@@ -1,0 +1,49 @@
+# apd — build, run, test.
+GO        ?= go
+BIN       := bin
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS   := -s -w -X github.com/apd-telemetry/apd/internal/cli.Version=$(VERSION)
+STATICCHECK_VERSION := v0.8.2
+BENCHTIME ?= 1x
+
+.PHONY: build run test test-short lint bench cross fuzz clean
+
+## build: the apd and apd-publish binaries in bin/
+build:
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ ./cmd/apd ./cmd/apd-publish
+
+## run: apd serve --with-publisher on the embedded defaults (data in ./apd-data)
+run: build
+	$(BIN)/apd serve --with-publisher
+
+## test: every test, with the race detector (integration tests run real brokers on loopback)
+test:
+	$(GO) test -race -count=1 ./...
+
+test-short:
+	$(GO) test -short -count=1 ./...
+
+## lint: gofmt, go vet, staticcheck
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	  if [ -n "$$out" ]; then echo "not gofmt-ed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
+
+## bench: the benchmarks reported in docs/benchmarks.md
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) -count 5 ./internal/bench/ | tee bench.out
+
+## cross: release binaries for linux/amd64, linux/arm64 and linux/arm (ARMv6, Pi Zero)
+cross:
+	GOOS=linux GOARCH=amd64 CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o dist/linux-amd64/ ./cmd/apd ./cmd/apd-publish
+	GOOS=linux GOARCH=arm64 CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o dist/linux-arm64/ ./cmd/apd ./cmd/apd-publish
+	GOOS=linux GOARCH=arm GOARM=6 CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o dist/linux-armv6/ ./cmd/apd ./cmd/apd-publish
+	@ls -l dist/*/
+
+## fuzz: a short run of the payload decoder's fuzz target
+fuzz:
+	$(GO) test ./schema -run '^$$' -fuzz FuzzDecode -fuzztime 30s
+
+clean:
+	rm -rf $(BIN) dist bench.out

@@ -1,0 +1,312 @@
+package publisher
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/apd-telemetry/apd/schema"
+)
+
+// fakeSensor returns its results in turn, the last one forever.
+type fakeSensor struct {
+	title   string
+	results []func(ctx context.Context) (any, error)
+	calls   atomic.Int32
+}
+
+func (f *fakeSensor) Title() string { return f.title }
+func (f *fakeSensor) Read(ctx context.Context) (any, error) {
+	i := int(f.calls.Add(1)) - 1
+	if i >= len(f.results) {
+		i = len(f.results) - 1
+	}
+	return f.results[i](ctx)
+}
+
+func value(v any) func(context.Context) (any, error) {
+	return func(context.Context) (any, error) { return v, nil }
+}
+func fail(err error) func(context.Context) (any, error) {
+	return func(context.Context) (any, error) { return nil, err }
+}
+func hang(ctx context.Context) (any, error) { select {} }
+
+var fast = ReadPolicy{Timeout: 50 * time.Millisecond, Attempts: 3, RetryPause: time.Millisecond}
+
+func TestReadPolicy(t *testing.T) {
+	tests := []struct {
+		name      string
+		results   []func(context.Context) (any, error)
+		wantValue string
+		wantKind  schema.ErrorKind
+		wantCalls int32
+	}{
+		{"value", []func(context.Context) (any, error){value(schema.Quantity{Magnitude: 21, Unit: "degC"})}, `{"magnitude":21,"unit":"degC"}`, "", 1},
+		{"intermittent then value", []func(context.Context) (any, error){fail(Intermittent(errors.New("checksum"))), value(1)}, "1", "", 2},
+		{"intermittent three times", []func(context.Context) (any, error){fail(Intermittent(errors.New("checksum")))}, "", schema.Intermittent, 3},
+		{"unclassified counts as intermittent", []func(context.Context) (any, error){fail(errors.New("odd"))}, "", schema.Intermittent, 3},
+		{"persistent not retried", []func(context.Context) (any, error){fail(Persistent(errors.New("no battery")))}, "", schema.Persistent, 1},
+		{"missing hardware is persistent", []func(context.Context) (any, error){fail(fmt.Errorf("zone: %w", ErrNotPresent))}, "", schema.Persistent, 1},
+		{"hang is cut off and retried", []func(context.Context) (any, error){hang}, "", schema.Intermittent, 3},
+		{"panic is persistent", []func(context.Context) (any, error){func(context.Context) (any, error) { panic("boom") }}, "", schema.Persistent, 1},
+		{"unencodable value", []func(context.Context) (any, error){value(make(chan int))}, "", schema.Persistent, 1},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s := &fakeSensor{title: "T", results: tc.results}
+			start := time.Now()
+			got := Named{Name: "temperature", Sensor: s, Policy: fast}.Read(context.Background(), time.Now())
+			if elapsed := time.Since(start); elapsed > 2*time.Second {
+				t.Fatalf("read took %s", elapsed)
+			}
+			if calls := s.calls.Load(); calls != tc.wantCalls {
+				t.Errorf("calls = %d, want %d", calls, tc.wantCalls)
+			}
+			if tc.wantKind != "" {
+				if got.Err == nil || KindOf(got.Err) != tc.wantKind {
+					t.Fatalf("err = %v, want kind %s", got.Err, tc.wantKind)
+				}
+				r := got.Reading("h")
+				if r.Error == nil || r.Error.Kind != tc.wantKind || r.Value != nil {
+					t.Fatalf("reading = %+v", r)
+				}
+				return
+			}
+			if got.Err != nil || string(got.Value) != tc.wantValue {
+				t.Fatalf("got %s, %v; want %s", got.Value, got.Err, tc.wantValue)
+			}
+		})
+	}
+}
+
+func TestReadAllIsolatesSlowSensors(t *testing.T) {
+	sensors := []Named{
+		{Name: "slow", Sensor: &fakeSensor{title: "Slow", results: []func(context.Context) (any, error){hang}},
+			Policy: ReadPolicy{Timeout: 200 * time.Millisecond, Attempts: 1}},
+		{Name: "cpu_load", Sensor: &fakeSensor{title: "CPU Usage", results: []func(context.Context) (any, error){value(schema.Quantity{Magnitude: 0.098, Unit: "ratio"})}}, Policy: fast},
+	}
+	start := time.Now()
+	got := ReadAll(context.Background(), sensors, time.Now())
+	if elapsed := time.Since(start); elapsed > time.Second {
+		t.Fatalf("ReadAll took %s", elapsed)
+	}
+	if got[0].Err == nil || got[1].Err != nil || got[1].Human != "9.8%" || got[1].Title != "CPU Usage" {
+		t.Fatalf("samples = %+v", got)
+	}
+}
+
+func TestRegistry(t *testing.T) {
+	r := NewRegistry()
+	r.Register("b", func(Env) (Sensor, error) { return &fakeSensor{}, nil })
+	r.Register("a", func(Env) (Sensor, error) { return nil, errors.New("bad params") })
+	if got := strings.Join(r.Names(), ","); got != "a,b" {
+		t.Errorf("names = %s", got)
+	}
+	if _, err := r.New("zz", Env{}); !errors.Is(err, ErrUnknownSensor) || !strings.Contains(err.Error(), "a, b") {
+		t.Errorf("unknown sensor err = %v", err)
+	}
+	if _, err := r.New("a", Env{}); err == nil || !strings.Contains(err.Error(), "sensor a") {
+		t.Errorf("factory err = %v", err)
+	}
+	for _, name := range []string{"b", "bad/name"} {
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Errorf("Register(%q) did not panic", name)
+				}
+			}()
+			r.Register(name, nil)
+		}()
+	}
+}
+
+func openSpool(t *testing.T, path string) *Spool {
+	t.Helper()
+	s, err := OpenSpool(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func TestSpoolSeqSurvivesRestart(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "spool.db")
+	s := openSpool(t, path)
+	r := schema.Reading{Host: "h", Sensor: "s", Time: time.Unix(1, 0), Value: json.RawMessage("1")}
+	got, err := s.Append([]schema.Reading{r, r, r})
+	if err != nil || len(got) != 3 || got[0].Seq != 1 || got[2].Seq != 3 {
+		t.Fatalf("append = %+v, %v", got, err)
+	}
+	if !strings.Contains(string(got[1].Payload), `"seq":2`) {
+		t.Errorf("payload %s has no seq 2", got[1].Payload)
+	}
+	s.Close()
+	s = openSpool(t, path)
+	defer s.Close()
+	got, _ = s.Append([]schema.Reading{r})
+	if got[0].Seq != 4 || s.LastSeq() != 4 || s.Depth() != 4 {
+		t.Fatalf("after restart seq %d, last %d, depth %d", got[0].Seq, s.LastSeq(), s.Depth())
+	}
+	if n, _ := s.Ack(2); n != 2 || s.Depth() != 2 || s.Acked() != 2 {
+		t.Fatalf("ack removed %d, depth %d", n, s.Depth())
+	}
+	if n, _ := s.Ack(1); n != 0 {
+		t.Fatalf("stale ack removed %d", n)
+	}
+	pending, _ := s.Pending(0, 10)
+	if len(pending) != 2 || pending[0].Seq != 3 || pending[0].Sensor != "s" {
+		t.Fatalf("pending = %+v", pending)
+	}
+}
+
+// fakeClient records publishes and lets tests deliver acknowledgements.
+type fakeClient struct {
+	mu        sync.Mutex
+	published []string // topic + " " + payload
+	fail      bool
+	subs      map[string]func(string, []byte)
+}
+
+func (f *fakeClient) Publish(_ context.Context, topic string, payload []byte, _ bool) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.fail {
+		return errors.New("not connected")
+	}
+	f.published = append(f.published, topic+" "+string(payload))
+	return nil
+}
+
+func (f *fakeClient) Subscribe(filter string, fn func(string, []byte)) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.subs == nil {
+		f.subs = map[string]func(string, []byte){}
+	}
+	f.subs[filter] = fn
+	return nil
+}
+
+func (f *fakeClient) ack(t *testing.T, topic string, seq uint64) {
+	t.Helper()
+	f.mu.Lock()
+	fn := f.subs[topic]
+	f.mu.Unlock()
+	if fn == nil {
+		t.Fatalf("nobody subscribed to %s", topic)
+	}
+	b, _ := json.Marshal(schema.Ack{Seq: seq, Time: time.Now()})
+	fn(topic, b)
+}
+
+func (f *fakeClient) count(prefix string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n := 0
+	for _, p := range f.published {
+		if strings.HasPrefix(p, prefix) {
+			n++
+		}
+	}
+	return n
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestPublisherOnceSpoolsUntilAcknowledged(t *testing.T) {
+	spool := openSpool(t, filepath.Join(t.TempDir(), "spool.db"))
+	defer spool.Close()
+	client := &fakeClient{fail: true}
+	sensors := []Named{
+		{Name: "a", Sensor: &fakeSensor{title: "A", results: []func(context.Context) (any, error){value(1)}}, Policy: fast},
+		{Name: "b", Sensor: &fakeSensor{title: "B", results: []func(context.Context) (any, error){value(2)}}, Policy: fast},
+	}
+	p := New(Options{Host: "pi", Sensors: sensors, Interval: time.Second}, spool, client)
+
+	// Broker down: nothing is published, everything is kept.
+	if err := p.Once(context.Background(), 10*time.Millisecond); err == nil {
+		t.Fatal("Once with the broker down returned nil")
+	}
+	if spool.Depth() != 2 {
+		t.Fatalf("depth = %d, want 2", spool.Depth())
+	}
+
+	// Broker back: the connection replays the spool and subscribes to $ack.
+	client.mu.Lock()
+	client.fail = false
+	client.mu.Unlock()
+	p.Connected(context.Background())
+	waitFor(t, "replay", func() bool { return client.count("apd/pi/a ")+client.count("apd/pi/b ") == 2 })
+	if client.count("apd/pi/$status ") == 0 {
+		t.Error("no online status")
+	}
+	client.ack(t, "apd/pi/$ack", 1)
+	if spool.Depth() != 1 {
+		t.Fatalf("after ack 1 depth = %d", spool.Depth())
+	}
+	// An acknowledgement beyond anything issued is from another spool.
+	client.ack(t, "apd/pi/$ack", 99)
+	if spool.Depth() != 1 {
+		t.Fatalf("a foreign ack removed readings: depth %d", spool.Depth())
+	}
+	client.ack(t, "apd/pi/$ack", 2)
+	if spool.Depth() != 0 {
+		t.Fatalf("after ack 2 depth = %d", spool.Depth())
+	}
+	if !p.WaitAcked(context.Background(), 2, time.Millisecond) {
+		t.Error("WaitAcked(2) = false after ack 2")
+	}
+}
+
+func TestPublisherRunSamplesOnSchedule(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits for clock ticks")
+	}
+	spool := openSpool(t, filepath.Join(t.TempDir(), "spool.db"))
+	defer spool.Close()
+	client := &fakeClient{}
+	slow := &fakeSensor{title: "Slow", results: []func(context.Context) (any, error){hang}}
+	quick := &fakeSensor{title: "Quick", results: []func(context.Context) (any, error){value(true)}}
+	p := New(Options{Host: "pi", Interval: 100 * time.Millisecond, Sensors: []Named{
+		{Name: "slow", Sensor: slow, Policy: ReadPolicy{Timeout: time.Hour, Attempts: 1}},
+		{Name: "quick", Sensor: quick, Policy: fast},
+	}}, spool, client)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- p.Run(ctx) }()
+	waitFor(t, "three quick readings", func() bool { return client.count("apd/pi/quick ") >= 3 })
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if client.count("apd/pi/slow ") != 0 {
+		t.Error("hung sensor published")
+	}
+	if client.count(`apd/pi/$status {"state":"offline"`) != 1 {
+		t.Error("no offline status on clean shutdown")
+	}
+	// seq is one higher per reading, across sensors.
+	pending, _ := spool.Pending(0, 100)
+	for i, s := range pending {
+		if s.Seq != uint64(i+1) {
+			t.Fatalf("seq %d at position %d", s.Seq, i)
+		}
+	}
+}
