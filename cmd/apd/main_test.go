@@ -1,0 +1,375 @@
+package main_test
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// These tests build the real binaries and run them as a user would: a
+// server on free loopback ports, publishers, queries, exit codes.
+
+var binDir string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "apd-cli-test")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	build := exec.Command("go", "build", "-o", dir+"/", "github.com/apd-telemetry/apd/cmd/apd", "github.com/apd-telemetry/apd/cmd/apd-publish")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build binaries:", err)
+		os.Exit(1)
+	}
+	binDir = dir
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+type result struct {
+	stdout, stderr string
+	code           int
+}
+
+// run runs a built binary with env added to a clean environment.
+func run(t *testing.T, env []string, name string, args ...string) result {
+	t.Helper()
+	cmd := exec.Command(filepath.Join(binDir, name), args...)
+	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}, env...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("run %s: %v", name, err)
+	}
+	return result{out.String(), errb.String(), code}
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+type server struct {
+	cmd        *exec.Cmd
+	data       string
+	mqtt, http string
+	log        *bytes.Buffer
+}
+
+func startServe(t *testing.T, extra ...string) *server {
+	t.Helper()
+	s := &server{data: t.TempDir(), mqtt: freeAddr(t), http: freeAddr(t), log: &bytes.Buffer{}}
+	args := append([]string{"serve", "--data", s.data, "--mqtt-addr", s.mqtt, "--http-addr", s.http}, extra...)
+	s.cmd = exec.Command(filepath.Join(binDir, "apd"), args...)
+	s.cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}
+	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
+	if err := s.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.stop(t) })
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := http.Get("http://" + s.http + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			return s
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("apd serve did not come up: %s", s.log)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func (s *server) stop(t *testing.T) {
+	if s.cmd.ProcessState != nil {
+		return
+	}
+	_ = s.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan error, 1)
+	go func() { done <- s.cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("apd serve exited with %v: %s", err, s.log)
+		}
+	case <-time.After(10 * time.Second):
+		_ = s.cmd.Process.Kill()
+		t.Errorf("apd serve did not stop on SIGTERM")
+	}
+}
+
+func ndjsonLines(t *testing.T, out string) []map[string]any {
+	t.Helper()
+	var rows []map[string]any
+	sc := bufio.NewScanner(strings.NewReader(out))
+	for sc.Scan() {
+		var m map[string]any
+		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
+			t.Fatalf("bad ndjson line %q: %v", sc.Text(), err)
+		}
+		rows = append(rows, m)
+	}
+	return rows
+}
+
+func TestServePublishQuery(t *testing.T) {
+	s := startServe(t)
+	broker := "tcp://" + s.mqtt
+	server := "http://" + s.http
+
+	// A live subscriber sees the v1 JSON as it is published.
+	var live *exec.Cmd
+	var liveOut bytes.Buffer
+	if sub, err := exec.LookPath("mosquitto_sub"); err == nil {
+		host, port, _ := net.SplitHostPort(s.mqtt)
+		live = exec.Command(sub, "-h", host, "-p", port, "-t", "apd/X/cpu_load", "-C", "1", "-W", "10")
+		live.Stdout = &liveOut
+		if err := live.Start(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(300 * time.Millisecond) // let it subscribe
+	}
+
+	spool := filepath.Join(t.TempDir(), "spool.db")
+	r := run(t, nil, "apd-publish", "--broker", broker, "--host", "X", "--once", "--spool", spool)
+	if r.code != 0 {
+		t.Fatalf("apd-publish --once: exit %d: %s", r.code, r.stderr)
+	}
+	q := run(t, nil, "apd", "query", "--server", server, "--sensor", "cpu_load", "--host", "X", "--since", "5m", "--format", "ndjson")
+	if q.code != 0 {
+		t.Fatalf("query: exit %d: %s", q.code, q.stderr)
+	}
+	rows := ndjsonLines(t, q.stdout)
+	if len(rows) != 1 {
+		t.Fatalf("query returned %d readings: %s", len(rows), q.stdout)
+	}
+	for _, k := range []string{"host", "sensor", "ts", "seq", "value"} {
+		if _, ok := rows[0][k]; !ok {
+			t.Errorf("reading lacks %q: %v", k, rows[0])
+		}
+	}
+	if rows[0]["host"] != "X" || rows[0]["sensor"] != "cpu_load" {
+		t.Errorf("reading = %v", rows[0])
+	}
+
+	if live != nil {
+		if err := live.Wait(); err != nil {
+			t.Fatalf("mosquitto_sub: %v", err)
+		}
+		var m map[string]any
+		if err := json.Unmarshal(liveOut.Bytes(), &m); err != nil || m["v"] != float64(1) || m["sensor"] != "cpu_load" {
+			t.Errorf("live message %q: %v", liveOut.String(), err)
+		}
+	}
+
+	// A third-party device publishing a bare value.
+	if pub, err := exec.LookPath("mosquitto_pub"); err == nil {
+		host, port, _ := net.SplitHostPort(s.mqtt)
+		if out, err := exec.Command(pub, "-h", host, "-p", port, "-q", "1", "-t", "apd/shed/temperature", "-m", "21.5").CombinedOutput(); err != nil {
+			t.Fatalf("mosquitto_pub: %v: %s", err, out)
+		}
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			q := run(t, nil, "apd", "query", "--server", server, "--sensor", "temperature", "--host", "shed", "--since", "5m")
+			if strings.Contains(q.stdout, "21.5") && strings.Contains(q.stdout, "shed") {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("bare reading not queryable: %s %s", q.stdout, q.stderr)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	} else {
+		t.Log("mosquitto_pub not installed: third-party publish not checked here")
+	}
+
+	// Table output has the host column and the human format.
+	tbl := run(t, nil, "apd", "query", "--server", server, "--sensor", "cpu_load", "--since", "5m")
+	if !strings.Contains(tbl.stdout, "HOST") || !strings.Contains(tbl.stdout, "X ") || !strings.Contains(tbl.stdout, "%") {
+		t.Errorf("table output:\n%s", tbl.stdout)
+	}
+	hosts := run(t, nil, "apd", "hosts", "--server", server)
+	if !strings.Contains(hosts.stdout, "X") || !strings.Contains(hosts.stdout, "offline") {
+		t.Errorf("hosts after --once:\n%s%s", hosts.stdout, hosts.stderr)
+	}
+
+	// While serve runs, the file is locked: a clear message, not a hang.
+	locked := run(t, nil, "apd", "query", "--db", filepath.Join(s.data, "apd.db"), "--sensor", "cpu_load")
+	if locked.code == 0 || !strings.Contains(locked.stderr, "--server") {
+		t.Errorf("query --db on a running server: exit %d, %s", locked.code, locked.stderr)
+	}
+
+	s.stop(t)
+	after := run(t, nil, "apd", "query", "--db", filepath.Join(s.data, "apd.db"), "--sensor", "cpu_load", "--host", "X", "--since", "5m", "--format", "ndjson")
+	if after.code != 0 || after.stdout != q.stdout {
+		t.Errorf("query --db after stop differs:\n%s\nvs\n%s\n%s", after.stdout, q.stdout, after.stderr)
+	}
+}
+
+func TestServeWithPublisherStoresLocalReadings(t *testing.T) {
+	s := startServe(t, "--with-publisher", "--interval", "1s", "--host", "me")
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		q := run(t, nil, "apd", "query", "--server", "http://"+s.http, "--sensor", "ram_available", "--since", "1m", "--format", "ndjson")
+		if len(ndjsonLines(t, q.stdout)) > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no local readings within 15 s: %s\n%s", q.stderr, s.log)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	s.stop(t)
+	hosts := run(t, nil, "apd", "hosts", "--db", filepath.Join(s.data, "apd.db"))
+	if !strings.Contains(hosts.stdout, "offline") {
+		t.Errorf("after a clean stop the host is not offline:\n%s", hosts.stdout)
+	}
+}
+
+func TestSensorsCommand(t *testing.T) {
+	// An empty sysfs root: the sysfs sensors fail, the others still print.
+	root := t.TempDir()
+	r := run(t, nil, "apd", "sensors", "--sys-root", root)
+	if r.code != 0 {
+		t.Fatalf("exit %d: %s", r.code, r.stderr)
+	}
+	blocks := strings.Split(strings.TrimSpace(r.stdout), "\n\n")
+	titles := map[string]string{}
+	for _, b := range blocks {
+		title, value, _ := strings.Cut(b, "\n")
+		titles[title] = value
+	}
+	for _, want := range []string{"Agent Version", "IP Addresses", "CPU Usage", "RAM Available", "AC Connected",
+		"CPU Temperature", "Disk Usage", "Load Average (1 min)", "Uptime"} {
+		if _, ok := titles[want]; !ok {
+			t.Errorf("no %q in output:\n%s", want, r.stdout)
+		}
+	}
+	if v := titles["CPU Usage"]; !strings.HasSuffix(v, "%") || !strings.Contains(v, ".") {
+		t.Errorf("CPU Usage = %q, want like 9.8%%", v)
+	}
+	if v := titles["RAM Available"]; !strings.Contains(v, "iB") {
+		t.Errorf("RAM Available = %q", v)
+	}
+	if v := titles["AC Connected"]; !strings.Contains(v, "error (persistent)") {
+		t.Errorf("AC Connected with no battery = %q", v)
+	}
+	one := run(t, nil, "apd", "sensors", "--sensor", "version", "--json")
+	var arr []map[string]any
+	if err := json.Unmarshal([]byte(one.stdout), &arr); err != nil || len(arr) != 1 || arr[0]["sensor"] != "version" {
+		t.Errorf("sensors --json: %v %s", err, one.stdout)
+	}
+}
+
+func TestExitCodes(t *testing.T) {
+	badConfig := filepath.Join(t.TempDir(), "bad.toml")
+	_ = os.WriteFile(badConfig, []byte("[publisher]\nintervall = \"10s\"\n"), 0o644)
+	brokenConfig := filepath.Join(t.TempDir(), "broken.toml")
+	_ = os.WriteFile(brokenConfig, []byte("[publisher\n"), 0o644)
+	tests := []struct {
+		name   string
+		bin    string
+		args   []string
+		code   int
+		stderr string
+	}{
+		{"usage: missing sensor", "apd", []string{"query"}, 2, "--sensor"},
+		{"usage: bad time", "apd", []string{"query", "--sensor", "x", "--since", "yesterday", "--db", "nope"}, 2, "--since"},
+		{"unknown sensor", "apd-publish", []string{"--sensors", "nope", "--dry-run"}, 17, "known: "},
+		{"unknown config key", "apd-publish", []string{"--config", badConfig, "--dry-run"}, 18, "publisher.intervall"},
+		{"unparsable config", "apd", []string{"--config", brokenConfig, "hosts"}, 18, "line"},
+		{"aggregator unreachable", "apd", []string{"query", "--sensor", "x", "--server", "http://" + freeAddr(t)}, 19, "unreachable"},
+		{"broker unreachable", "apd-publish", []string{"--once", "--broker", "tcp://" + freeAddr(t), "--spool", filepath.Join(t.TempDir(), "s.db")}, 19, "unreachable"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := run(t, nil, tc.bin, tc.args...)
+			if r.code != tc.code || !strings.Contains(r.stderr, tc.stderr) {
+				t.Fatalf("exit %d, stderr %q; want %d and %q", r.code, r.stderr, tc.code, tc.stderr)
+			}
+			if strings.Contains(r.stderr, "goroutine ") {
+				t.Errorf("stack trace on stderr")
+			}
+		})
+	}
+}
+
+func TestConfigPrecedence(t *testing.T) {
+	cfg := filepath.Join(t.TempDir(), "apd.toml")
+	_ = os.WriteFile(cfg, []byte("[publisher]\nhost = \"from-file\"\nsensors = [\"version\"]\n"), 0o644)
+	host := func(env []string, args ...string) string {
+		t.Helper()
+		r := run(t, env, "apd-publish", append([]string{"--config", cfg, "--dry-run"}, args...)...)
+		if r.code != 0 {
+			t.Fatalf("exit %d: %s", r.code, r.stderr)
+		}
+		rows := ndjsonLines(t, r.stdout)
+		if len(rows) != 1 {
+			t.Fatalf("want one reading (sensors from the file), got %d", len(rows))
+		}
+		return rows[0]["host"].(string)
+	}
+	if got := host(nil); got != "from-file" {
+		t.Errorf("file: host %s", got)
+	}
+	if got := host([]string{"APD_PUBLISHER_HOST=from-env"}); got != "from-env" {
+		t.Errorf("env over file: host %s", got)
+	}
+	if got := host([]string{"APD_PUBLISHER_HOST=from-env"}, "--host", "from-flag"); got != "from-flag" {
+		t.Errorf("flag over env: host %s", got)
+	}
+}
+
+func TestExportImportRoundTrip(t *testing.T) {
+	s := startServe(t)
+	spool := filepath.Join(t.TempDir(), "spool.db")
+	for _, host := range []string{"a", "b"} {
+		if r := run(t, nil, "apd-publish", "--broker", "tcp://"+s.mqtt, "--host", host, "--once", "--spool", spool+host); r.code != 0 {
+			t.Fatalf("publish: %s", r.stderr)
+		}
+	}
+	s.stop(t)
+	db := filepath.Join(s.data, "apd.db")
+	first := run(t, nil, "apd", "export", "--db", db)
+	if first.code != 0 || len(ndjsonLines(t, first.stdout)) < 10 {
+		t.Fatalf("export: exit %d, %d lines, %s", first.code, len(ndjsonLines(t, first.stdout)), first.stderr)
+	}
+	file := filepath.Join(t.TempDir(), "export.ndjson")
+	_ = os.WriteFile(file, []byte(first.stdout), 0o644)
+	copyDB := filepath.Join(t.TempDir(), "copy.db")
+	imp := run(t, nil, "apd", "import", "--db", copyDB, file)
+	if imp.code != 0 {
+		t.Fatalf("import: %s", imp.stderr)
+	}
+	again := run(t, nil, "apd", "import", "--db", copyDB, file)
+	if !strings.Contains(again.stderr, "imported 0 readings") {
+		t.Errorf("second import not idempotent: %s", again.stderr)
+	}
+	second := run(t, nil, "apd", "export", "--db", copyDB)
+	if second.stdout != first.stdout {
+		t.Errorf("export → import → export changed the data")
+	}
+}
