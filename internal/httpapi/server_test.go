@@ -1,0 +1,110 @@
+package httpapi
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/apd-telemetry/apd/internal/metrics"
+	"github.com/apd-telemetry/apd/internal/store"
+	"github.com/apd-telemetry/apd/schema"
+)
+
+var t0 = time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
+
+// newServer serves nine readings: two hosts, two sensors, a minute apart,
+// with readings exactly on the ends of [12:01, 12:03).
+func newServer(t *testing.T) (*httptest.Server, *Client) {
+	t.Helper()
+	st, err := store.Open(filepath.Join(t.TempDir(), "apd.db"), store.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	var b store.Batch
+	for _, f := range []struct {
+		host, sensor string
+		minute       int
+	}{{"a", "temperature", 0}, {"a", "temperature", 1}, {"a", "temperature", 2}, {"a", "temperature", 3},
+		{"b", "temperature", 1}, {"b", "temperature", 2}, {"a", "humidity", 0}, {"a", "humidity", 2}, {"b", "humidity", 3}} {
+		b.Readings = append(b.Readings, schema.Reading{Host: f.host, Sensor: f.sensor,
+			Time: t0.Add(time.Duration(f.minute) * time.Minute), Value: json.RawMessage(fmt.Sprint(f.minute))})
+	}
+	if _, err := st.Commit(&b); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer((&Server{Store: st, Metrics: metrics.NewRegistry(), Now: func() time.Time { return t0.Add(time.Hour) }}).Handler())
+	t.Cleanup(srv.Close)
+	return srv, NewClient(srv.URL)
+}
+
+func TestQueryBoundaries(t *testing.T) {
+	_, c := newServer(t)
+	since, until := t0.Add(time.Minute), t0.Add(3*time.Minute)
+	tests := []struct {
+		name string
+		q    store.Query
+		want int
+	}{
+		{"no filter", store.Query{}, 9},
+		{"by sensor", store.Query{Sensor: "temperature"}, 6},
+		{"by host", store.Query{Hosts: []string{"b"}}, 3},
+		{"by since", store.Query{Since: since}, 7},
+		{"by until", store.Query{Until: until}, 7},
+		{"by both", store.Query{Since: since, Until: until}, 5},
+		{"limit", store.Query{Limit: 2}, 2},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			n := 0
+			if err := c.Scan(tc.q, func(*schema.Reading) error { n++; return nil }); err != nil {
+				t.Fatal(err)
+			}
+			if n != tc.want {
+				t.Errorf("got %d, want %d", n, tc.want)
+			}
+		})
+	}
+}
+
+func TestRelativeTimesAndErrors(t *testing.T) {
+	srv, _ := newServer(t)
+	get := func(path string) (int, string) {
+		resp, err := http.Get(srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		if resp.Header.Get("X-Content-Type-Options") != "nosniff" {
+			t.Errorf("%s: no security headers", path)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	// now is 13:00: since=58m → 12:02.
+	code, body := get("/api/v1/query?sensor=temperature&since=58m")
+	if code != 200 || strings.Count(body, "\n") != 3 {
+		t.Errorf("since=58m: %d %q", code, body)
+	}
+	for _, bad := range []string{"since=yesterday", "limit=-1", "sensor=a/b", "host=%24x", "format=xml"} {
+		code, body := get("/api/v1/query?" + bad)
+		if code != 400 || !strings.Contains(body, `"error"`) {
+			t.Errorf("%s: %d %s", bad, code, body)
+		}
+	}
+	if code, body := get("/api/v1/hosts"); code != 200 || !strings.Contains(body, `"host":"a"`) {
+		t.Errorf("hosts: %d %s", code, body)
+	}
+	if code, _ := get("/healthz"); code != 200 {
+		t.Errorf("healthz %d", code)
+	}
+	if code, _ := get("/nope"); code != 404 {
+		t.Errorf("unknown path %d", code)
+	}
+}
