@@ -4,7 +4,6 @@ BIN       := bin
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -s -w -X github.com/apd-telemetry/apd/internal/cli.Version=$(VERSION)
 STATICCHECK_VERSION := v0.8.2
-BENCHTIME ?= 1x
 
 .PHONY: build run test test-short lint bench cross fuzz clean
 
@@ -30,9 +29,11 @@ lint:
 	$(GO) vet ./...
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
 
-## bench: the benchmarks reported in docs/benchmarks.md
+## bench: the benchmarks reported in docs/benchmarks.md (results in bench.out)
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) -count 5 ./internal/bench/ | tee bench.out
+	$(GO) test -run '^$$' -bench IngestEndToEnd -benchtime 1x -count 5 ./internal/bench/ | tee bench.out
+	$(GO) test -run '^$$' -bench 'BytesPerReading|ScanAll' -benchtime 1x -count 3 ./internal/bench/ | tee -a bench.out
+	$(GO) test -run '^$$' -bench QueryOneHour -count 5 ./internal/bench/ | tee -a bench.out
 
 ## cross: release binaries for linux/amd64, linux/arm64 and linux/arm (ARMv6, Pi Zero)
 cross:

@@ -1,0 +1,255 @@
+package bench
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/apd-telemetry/apd/internal/store"
+	"github.com/apd-telemetry/apd/schema"
+	paho "github.com/eclipse/paho.mqtt.golang"
+	bolt "go.etcd.io/bbolt"
+)
+
+func freeAddr(b *testing.B) string {
+	b.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// cpuTime returns the user+system CPU time of a process from /proc.
+func cpuTime(b *testing.B, pid int) time.Duration {
+	b.Helper()
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	// utime and stime are the 14th and 15th fields of the line; count from
+	// after the parenthesised command name, which may contain spaces.
+	f := strings.Fields(string(raw[strings.LastIndexByte(string(raw), ')')+2:]))
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	const clkTck = 100 // USER_HZ on Linux
+	return time.Duration(ut+st) * time.Second / clkTck
+}
+
+func storedTotal(b *testing.B, httpAddr string) uint64 {
+	b.Helper()
+	resp, err := http.Get("http://" + httpAddr + "/metrics")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "apd_stored_total "); ok {
+			n, _ := strconv.ParseUint(v, 10, 64)
+			return n
+		}
+	}
+	return 0
+}
+
+const (
+	publishers = 8
+	perOp      = 100_000 // readings per benchmark iteration
+	window     = 256     // unacknowledged QoS 1 publishes per client
+)
+
+// BenchmarkIngestEndToEnd drives a real apd serve process: publishers in
+// this process send QoS 1 readings over loopback TCP to its embedded
+// broker; an iteration ends when the server reports all of them committed.
+// It reports readings/s and the server process's CPU time per reading.
+func BenchmarkIngestEndToEnd(b *testing.B) {
+	bin := filepath.Join(b.TempDir(), "apd")
+	if out, err := exec.Command("go", "build", "-o", bin, "github.com/apd-telemetry/apd/cmd/apd").CombinedOutput(); err != nil {
+		b.Fatalf("build: %v: %s", err, out)
+	}
+	mqttAddr, httpAddr := freeAddr(b), freeAddr(b)
+	srv := exec.Command(bin, "serve", "--data", b.TempDir(), "--mqtt-addr", mqttAddr, "--http-addr", httpAddr, "--log-level", "warn")
+	srv.Stderr = os.Stderr
+	if err := srv.Start(); err != nil {
+		b.Fatal(err)
+	}
+	defer func() { _ = srv.Process.Signal(syscall.SIGTERM); _ = srv.Wait() }()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if resp, err := http.Get("http://" + httpAddr + "/healthz"); err == nil {
+			resp.Body.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			b.Fatal("server did not start")
+		}
+	}
+	clients := make([]paho.Client, publishers)
+	for i := range clients {
+		o := paho.NewClientOptions().AddBroker("tcp://" + mqttAddr).SetClientID(fmt.Sprintf("bench-%d", i))
+		clients[i] = paho.NewClient(o)
+		if tok := clients[i].Connect(); tok.Wait() && tok.Error() != nil {
+			b.Fatal(tok.Error())
+		}
+		defer clients[i].Disconnect(100)
+	}
+	base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	var seq, total uint64
+	var cpu, wall time.Duration
+	b.ResetTimer()
+	for it := 0; it < b.N; it++ {
+		startCPU, start := cpuTime(b, srv.Process.Pid), time.Now()
+		var wg sync.WaitGroup
+		for c := range clients {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				inflight := make(chan paho.Token, window)
+				host := fmt.Sprintf("bench-%d", c)
+				for i := 0; i < perOp/publishers; i++ {
+					s := seq + uint64(i) + 1
+					r := schema.Reading{Host: host, Sensor: "temperature", Seq: s,
+						Time:  base.Add(time.Duration(s) * 10 * time.Millisecond),
+						Value: schema.Quantity{Magnitude: 20 + float64(i%100)/10, Unit: "degC"}.Raw()}
+					if len(inflight) == window {
+						(<-inflight).Wait()
+					}
+					inflight <- clients[c].Publish("apd/"+host+"/temperature", 1, false, r.AppendJSON(nil, schema.WithIdentity))
+				}
+				for len(inflight) > 0 {
+					(<-inflight).Wait()
+				}
+			}()
+		}
+		wg.Wait()
+		seq += perOp / publishers
+		total += perOp
+		for storedTotal(b, httpAddr) < total {
+			time.Sleep(5 * time.Millisecond)
+		}
+		wall += time.Since(start)
+		cpu += cpuTime(b, srv.Process.Pid) - startCPU
+	}
+	b.StopTimer()
+	n := float64(b.N * perOp)
+	b.ReportMetric(n/wall.Seconds(), "readings/s")
+	b.ReportMetric(float64(cpu.Microseconds())/n, "server-cpu-µs/reading")
+}
+
+// synthetic fills a store with hosts×perHost temperature readings at 10 s
+// intervals: a slow random walk with one decimal, like a DHT22.
+func synthetic(b *testing.B, path string, hosts, perHost int) {
+	b.Helper()
+	st, err := store.Open(path, store.Options{NoSync: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.Close()
+	rng := rand.New(rand.NewPCG(1, 2))
+	base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	for h := 0; h < hosts; h++ {
+		host := fmt.Sprintf("pi-%03d", h)
+		v := 20.0
+		var batch store.Batch
+		for i := 0; i < perHost; i++ {
+			v += (rng.Float64() - 0.5) * 0.2
+			batch.Readings = append(batch.Readings, schema.Reading{Host: host, Sensor: "temperature",
+				Time: base.Add(time.Duration(i) * 10 * time.Second), Seq: uint64(i + 1),
+				Value: json.RawMessage(strconv.FormatFloat(float64(int(v*10))/10, 'f', 1, 64))})
+			if len(batch.Readings) == 20000 {
+				if _, err := st.Commit(&batch); err != nil {
+					b.Fatal(err)
+				}
+				batch.Reset()
+			}
+		}
+		if _, err := st.Commit(&batch); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkBytesPerReading reports the database size per stored numeric
+// reading, as written and after a bbolt compaction.
+func BenchmarkBytesPerReading(b *testing.B) {
+	const hosts, perHost = 10, 100_000
+	for it := 0; it < b.N; it++ {
+		dir := b.TempDir()
+		path := filepath.Join(dir, "apd.db")
+		synthetic(b, path, hosts, perHost)
+		fi, _ := os.Stat(path)
+		src, err := bolt.Open(path, 0o644, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		dst, err := bolt.Open(filepath.Join(dir, "compact.db"), 0o644, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := bolt.Compact(dst, src, 64<<20); err != nil {
+			b.Fatal(err)
+		}
+		src.Close()
+		dst.Close()
+		cfi, _ := os.Stat(filepath.Join(dir, "compact.db"))
+		b.ReportMetric(float64(fi.Size())/float64(hosts*perHost), "bytes/reading")
+		b.ReportMetric(float64(cfi.Size())/float64(hosts*perHost), "compacted-bytes/reading")
+	}
+}
+
+// BenchmarkQueryOneHour measures one hour of one sensor of one host (360
+// readings at 10 s) from a database of 1,000,000 readings.
+func BenchmarkQueryOneHour(b *testing.B) {
+	path := filepath.Join(b.TempDir(), "apd.db")
+	synthetic(b, path, 10, 100_000)
+	st, err := store.Open(path, store.Options{ReadOnly: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.Close()
+	since := time.Date(2026, 1, 5, 0, 0, 0, 0, time.UTC)
+	q := store.Query{Sensor: "temperature", Hosts: []string{"pi-005"}, Since: since, Until: since.Add(time.Hour)}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		n := 0
+		if err := st.Scan(q, func(*schema.Reading) error { n++; return nil }); err != nil {
+			b.Fatal(err)
+		}
+		if n != 360 {
+			b.Fatalf("got %d readings", n)
+		}
+	}
+}
+
+// BenchmarkScanAll reports the rate of a full scan, every reading decoded.
+func BenchmarkScanAll(b *testing.B) {
+	path := filepath.Join(b.TempDir(), "apd.db")
+	synthetic(b, path, 10, 100_000)
+	st, err := store.Open(path, store.Options{ReadOnly: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.Close()
+	b.ResetTimer()
+	start := time.Now()
+	total := 0
+	for i := 0; i < b.N; i++ {
+		if err := st.Scan(store.Query{Sensor: "temperature"}, func(*schema.Reading) error { total++; return nil }); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(total)/time.Since(start).Seconds(), "readings/s")
+}
