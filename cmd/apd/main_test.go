@@ -332,6 +332,16 @@ func TestConfigPrecedence(t *testing.T) {
 		}
 		return rows[0]["host"].(string)
 	}
+	// The shipped example is a valid file for both binaries.
+	for _, bin := range []string{"apd-publish", "apd"} {
+		args := []string{"--config", "../../config.example.toml", "--dry-run", "--sensors", "version"}
+		if bin == "apd" {
+			args = []string{"--config", "../../config.example.toml", "sensors", "--sensor", "version"}
+		}
+		if r := run(t, nil, bin, args...); r.code != 0 {
+			t.Errorf("%s with config.example.toml: exit %d: %s", bin, r.code, r.stderr)
+		}
+	}
 	if got := host(nil); got != "from-file" {
 		t.Errorf("file: host %s", got)
 	}

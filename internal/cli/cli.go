@@ -131,7 +131,7 @@ func Main(name, description string, cli any, globals *Globals, args []string, st
 		kong.Exit(func(code int) { exit = code }),
 		kong.UsageOnError(),
 		kong.ConfigureHelp(kong.HelpOptions{Compact: true}),
-		kong.Resolvers(file.Resolver()),
+		kong.Resolvers(file.Resolver(configKeys())),
 		kong.Bind(globals),
 	)
 	if err != nil {
@@ -167,6 +167,18 @@ func Main(name, description string, cli any, globals *Globals, args []string, st
 		return code
 	}
 	return ExitOK
+}
+
+// configKeys returns the config keys of both binaries: one file serves
+// apd and apd-publish alike.
+func configKeys() map[string]bool {
+	keys := map[string]bool{}
+	for _, tree := range []any{&APD{}, &PublishRoot{}} {
+		if k, err := kong.New(tree); err == nil {
+			config.Keys(k.Model, keys)
+		}
+	}
+	return keys
 }
 
 func commandPath(kctx *kong.Context) []string {

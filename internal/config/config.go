@@ -93,10 +93,31 @@ func (f *File) Sensors() (SensorTables, error) {
 
 // Resolver returns a kong resolver for the flags tagged with config keys:
 // environment first, then the file. Its Validate rejects keys in the file
-// that no flag of the application reads.
-func (f *File) Resolver() kong.Resolver { return resolver{f} }
+// that are not in known (see Keys); with known nil, the keys of the
+// application being parsed are the known ones.
+func (f *File) Resolver(known map[string]bool) kong.Resolver { return resolver{f, known} }
 
-type resolver struct{ f *File }
+type resolver struct {
+	f     *File
+	known map[string]bool
+}
+
+// Keys adds the config keys of every flag of app to keys. One file serves
+// both binaries, so callers collect the keys of both.
+func Keys(app *kong.Application, keys map[string]bool) {
+	var walk func(n *kong.Node)
+	walk = func(n *kong.Node) {
+		for _, fl := range n.Flags {
+			if k := fl.Tag.Get("config"); k != "" {
+				keys[k] = true
+			}
+		}
+		for _, c := range n.Children {
+			walk(c)
+		}
+	}
+	walk(app.Node)
+}
 
 // EnvName returns the environment variable of a config key:
 // publisher.interval → APD_PUBLISHER_INTERVAL.
@@ -105,19 +126,11 @@ func EnvName(key string) string {
 }
 
 func (r resolver) Validate(app *kong.Application) error {
-	known := map[string]bool{}
-	var walk func(n *kong.Node)
-	walk = func(n *kong.Node) {
-		for _, fl := range n.Flags {
-			if k := fl.Tag.Get("config"); k != "" {
-				known[k] = true
-			}
-		}
-		for _, c := range n.Children {
-			walk(c)
-		}
+	known := r.known
+	if known == nil {
+		known = map[string]bool{}
+		Keys(app, known)
 	}
-	walk(app.Node)
 	var unknown []string
 	for section, v := range r.f.tree {
 		if sectionsWithoutFlags[section] {
