@@ -98,6 +98,38 @@ func (a *aggregator) close() {
 	_ = a.store.Close()
 }
 
+// logProgress tells the operator that readings arrive: once when the first
+// are stored, then a summary per minute in which anything happened.
+func (a *aggregator) logProgress(ctx context.Context) {
+	m := a.ingester.Metrics()
+	go func() {
+		tick := time.NewTicker(time.Second)
+		defer tick.Stop()
+		var last, lastRejected uint64
+		announced := false
+		lastSummary := time.Now()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+			stored, rejected := m.Stored.Value(), m.RejectedTotal()
+			switch {
+			case !announced && stored > 0:
+				announced = true
+				a.log.Info("readings are being stored", "stored", stored,
+					"try", "apd query --server "+a.HTTPURL()+" --sensor cpu_load --since 5m")
+				last, lastSummary = stored, time.Now()
+			case announced && time.Since(lastSummary) >= time.Minute && (stored != last || rejected != lastRejected):
+				a.log.Info("ingestion", "stored_last_minute", stored-last, "stored_total", stored,
+					"rejected_last_minute", rejected-lastRejected)
+				last, lastRejected, lastSummary = stored, rejected, time.Now()
+			}
+		}
+	}()
+}
+
 // logMetricsOnSignal writes the self-metrics to the log on SIGUSR1 until ctx
 // ends.
 func logMetricsOnSignal(ctx context.Context, r *metrics.Registry, log *slog.Logger) {
@@ -181,6 +213,7 @@ func (c *ServeCmd) Run(ctx context.Context, g *Globals, file *config.File) error
 	brkRef.Store(brk)
 	log.Info("apd serve running", "mqtt", brk.Addr(), "http", agg.HTTPURL(), "db", agg.store.Path(), "version", Version)
 	logMetricsOnSignal(ctx, agg.metrics, log)
+	agg.logProgress(ctx)
 
 	var agentDone chan error
 	var ag *agent
@@ -320,6 +353,7 @@ func (c *AggregateCmd) Run(ctx context.Context, g *Globals) error {
 	}
 	log.Info("apd aggregate running", "broker", c.Broker, "http", agg.HTTPURL(), "db", agg.store.Path())
 	logMetricsOnSignal(ctx, agg.metrics, log)
+	agg.logProgress(ctx)
 	<-ctx.Done()
 	log.Info("shutting down")
 	return nil
