@@ -182,6 +182,20 @@ func synthetic(b *testing.B, path string, hosts, perHost int) {
 	}
 }
 
+// syntheticStore opens, read-only, a database of 10 hosts × 100,000
+// readings; it is closed when the benchmark ends.
+func syntheticStore(b *testing.B) *store.Store {
+	b.Helper()
+	path := filepath.Join(b.TempDir(), "apd.db")
+	synthetic(b, path, 10, 100_000)
+	st, err := store.Open(path, store.Options{ReadOnly: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { st.Close() })
+	return st
+}
+
 // BenchmarkBytesPerReading reports the database size per stored numeric
 // reading, as written and after a bbolt compaction.
 func BenchmarkBytesPerReading(b *testing.B) {
@@ -213,13 +227,7 @@ func BenchmarkBytesPerReading(b *testing.B) {
 // BenchmarkQueryOneHour measures one hour of one sensor of one host (360
 // readings at 10 s) from a database of 1,000,000 readings.
 func BenchmarkQueryOneHour(b *testing.B) {
-	path := filepath.Join(b.TempDir(), "apd.db")
-	synthetic(b, path, 10, 100_000)
-	st, err := store.Open(path, store.Options{ReadOnly: true})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer st.Close()
+	st := syntheticStore(b)
 	since := time.Date(2026, 1, 5, 0, 0, 0, 0, time.UTC)
 	q := store.Query{Sensor: "temperature", Hosts: []string{"pi-005"}, Since: since, Until: since.Add(time.Hour)}
 	b.ResetTimer()
@@ -236,13 +244,7 @@ func BenchmarkQueryOneHour(b *testing.B) {
 
 // BenchmarkScanAll reports the rate of a full scan, every reading decoded.
 func BenchmarkScanAll(b *testing.B) {
-	path := filepath.Join(b.TempDir(), "apd.db")
-	synthetic(b, path, 10, 100_000)
-	st, err := store.Open(path, store.Options{ReadOnly: true})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer st.Close()
+	st := syntheticStore(b)
 	b.ResetTimer()
 	start := time.Now()
 	total := 0
