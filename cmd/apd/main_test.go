@@ -5,12 +5,14 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -37,6 +39,24 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
+}
+
+// syncBuffer is a bytes.Buffer safe to read while a process writes to it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 type result struct {
@@ -75,12 +95,12 @@ type server struct {
 	cmd        *exec.Cmd
 	data       string
 	mqtt, http string
-	log        *bytes.Buffer
+	log        *syncBuffer
 }
 
 func startServe(t *testing.T, extra ...string) *server {
 	t.Helper()
-	s := &server{data: t.TempDir(), mqtt: freeAddr(t), http: freeAddr(t), log: &bytes.Buffer{}}
+	s := &server{data: t.TempDir(), mqtt: freeAddr(t), http: freeAddr(t), log: &syncBuffer{}}
 	args := append([]string{"serve", "--data", s.data, "--mqtt-addr", s.mqtt, "--http-addr", s.http}, extra...)
 	s.cmd = exec.Command(filepath.Join(binDir, "apd"), args...)
 	s.cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}
@@ -206,6 +226,28 @@ func TestServePublishQuery(t *testing.T) {
 		t.Log("mosquitto_pub not installed: third-party publish not checked here")
 	}
 
+	// Bad input is rejected, counted on /metrics, and stops nothing.
+	if pub, err := exec.LookPath("mosquitto_pub"); err == nil {
+		host, port, _ := net.SplitHostPort(s.mqtt)
+		_ = exec.Command(pub, "-h", host, "-p", port, "-q", "1", "-t", "apd/shed/temperature", "-m", "{not json").Run()
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			resp, err := http.Get(server + "/metrics")
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if strings.Contains(string(body), `apd_rejected_total{reason="invalid_json"} 1`) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("rejection not counted on /metrics:\n%s", body)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+
 	// Table output has the host column and the human format.
 	tbl := run(t, nil, "apd", "query", "--server", server, "--sensor", "cpu_load", "--since", "5m")
 	if !strings.Contains(tbl.stdout, "HOST") || !strings.Contains(tbl.stdout, "X ") || !strings.Contains(tbl.stdout, "%") {
@@ -226,6 +268,34 @@ func TestServePublishQuery(t *testing.T) {
 	after := run(t, nil, "apd", "query", "--db", filepath.Join(s.data, "apd.db"), "--sensor", "cpu_load", "--host", "X", "--since", "5m", "--format", "ndjson")
 	if after.code != 0 || after.stdout != q.stdout {
 		t.Errorf("query --db after stop differs:\n%s\nvs\n%s\n%s", after.stdout, q.stdout, after.stderr)
+	}
+}
+
+func TestWatch(t *testing.T) {
+	s := startServe(t)
+	var out syncBuffer
+	watch := exec.Command(filepath.Join(binDir, "apd"), "watch", "--broker", "tcp://"+s.mqtt, "--host", "W")
+	watch.Stdout, watch.Stderr = &out, &out
+	if err := watch.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = watch.Process.Kill(); _ = watch.Wait() }()
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(out.String(), "watching") {
+		if time.Now().After(deadline) {
+			t.Fatalf("watch did not start: %s", out.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	r := run(t, nil, "apd-publish", "--broker", "tcp://"+s.mqtt, "--host", "W", "--once", "--sensors", "ram_available", "--spool", filepath.Join(t.TempDir(), "s.db"))
+	if r.code != 0 {
+		t.Fatal(r.stderr)
+	}
+	for !strings.Contains(out.String(), "ram_available") || !strings.Contains(out.String(), "iB") {
+		if time.Now().After(deadline) {
+			t.Fatalf("watch printed no formatted reading:\n%s", out.String())
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 
