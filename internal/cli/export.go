@@ -1,0 +1,66 @@
+package cli
+
+import (
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/apd-telemetry/apd/internal/query"
+	"github.com/apd-telemetry/apd/schema"
+)
+
+// ExportCmd is apd export.
+type ExportCmd struct {
+	SourceFlags
+	RangeFlags
+	Sensor string `help:"Only this sensor (default: all)." placeholder:"NAME"`
+	Format string `help:"Output: ndjson or csv." default:"ndjson" enum:"ndjson,csv"`
+	Out    string `short:"o" help:"Write to this file instead of standard output." placeholder:"FILE" type:"path"`
+}
+
+// Help implements kong's HelpProvider.
+func (ExportCmd) Help() string {
+	return `Writes stored readings in the reading payload form, one per line; apd import
+reads it back, so export → import round-trips exactly.
+
+Examples:
+  apd export --since 30d -o last-month.ndjson
+  apd export --db apd-data/apd.db --sensor temperature --format csv`
+}
+
+// Run implements the command.
+func (c *ExportCmd) Run(g *Globals) error {
+	q, err := c.query(c.Sensor, time.Now())
+	if err != nil {
+		return err
+	}
+	src, done, err := c.open(true)
+	if err != nil {
+		return err
+	}
+	defer done()
+	w := g.stdout
+	if c.Out != "" {
+		f, err := os.Create(c.Out)
+		if err != nil {
+			return fmt.Errorf("create export file: %w", err)
+		}
+		defer f.Close()
+		w = f
+	}
+	out, err := query.NewWriter(c.Format, w)
+	if err != nil {
+		return err
+	}
+	n := 0
+	if err := src.Scan(q, func(r *schema.Reading) error { n++; return out.Write(r) }); err != nil {
+		return err
+	}
+	if err := out.Close(); err != nil {
+		return err
+	}
+	if c.Out != "" {
+		fmt.Fprintf(g.stderr, "exported %d readings to %s\n", n, c.Out)
+	}
+	return nil
+}

@@ -1,0 +1,80 @@
+package cli
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/apd-telemetry/apd/internal/query"
+	"github.com/apd-telemetry/apd/internal/store"
+	"github.com/apd-telemetry/apd/schema"
+)
+
+// ImportCmd is apd import.
+type ImportCmd struct {
+	DB    string   `name:"db" help:"Database file to write (created if missing; no aggregator may hold it)." required:"" placeholder:"PATH" type:"path"`
+	Files []string `arg:"" optional:"" help:"NDJSON files written by apd export (default: standard input)." type:"path"`
+}
+
+// Help implements kong's HelpProvider.
+func (ImportCmd) Help() string {
+	return `Reads readings in the ndjson form of apd export and stores them. Readings
+already stored (same host, sensor and time) are skipped.
+
+Examples:
+  apd import --db apd-data/apd.db last-month.ndjson
+  apd export --db old.db | apd import --db new.db`
+}
+
+// Run implements the command.
+func (c *ImportCmd) Run(g *Globals) error {
+	st, err := store.Open(c.DB, store.Options{Timeout: time.Second})
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	inputs := c.Files
+	if len(inputs) == 0 {
+		inputs = []string{"-"}
+	}
+	var stored, dup int
+	batch := &store.Batch{Imported: true}
+	flush := func() error {
+		res, err := st.Commit(batch)
+		if err != nil {
+			return err
+		}
+		stored += res.Stored
+		dup += res.Duplicates
+		batch.Reset()
+		return nil
+	}
+	for _, name := range inputs {
+		var r io.Reader = os.Stdin
+		if name != "-" {
+			f, err := os.Open(name)
+			if err != nil {
+				return fmt.Errorf("open import file: %w", err)
+			}
+			defer f.Close()
+			r = f
+		}
+		err := query.DecodeNDJSON(bufio.NewReaderSize(r, 1<<20), func(rd *schema.Reading) error {
+			batch.Readings = append(batch.Readings, *rd)
+			if len(batch.Readings) >= 10000 {
+				return flush()
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("import %s: %w", name, err)
+		}
+	}
+	if err := flush(); err != nil {
+		return err
+	}
+	fmt.Fprintf(g.stderr, "imported %d readings (%d already stored)\n", stored, dup)
+	return nil
+}
