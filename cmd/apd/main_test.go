@@ -100,7 +100,12 @@ type server struct {
 
 func startServe(t *testing.T, extra ...string) *server {
 	t.Helper()
-	s := &server{data: t.TempDir(), mqtt: freeAddr(t), http: freeAddr(t), log: &syncBuffer{}}
+	return startServeAt(t, freeAddr(t), extra...)
+}
+
+func startServeAt(t *testing.T, mqttAddr string, extra ...string) *server {
+	t.Helper()
+	s := &server{data: t.TempDir(), mqtt: mqttAddr, http: freeAddr(t), log: &syncBuffer{}}
 	args := append([]string{"serve", "--data", s.data, "--mqtt-addr", s.mqtt, "--http-addr", s.http}, extra...)
 	s.cmd = exec.Command(filepath.Join(binDir, "apd"), args...)
 	s.cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}
@@ -316,6 +321,52 @@ func TestServeWithPublisherStoresLocalReadings(t *testing.T) {
 	hosts := run(t, nil, "apd", "hosts", "--db", filepath.Join(s.data, "apd.db"))
 	if !strings.Contains(hosts.stdout, "offline") {
 		t.Errorf("after a clean stop the host is not offline:\n%s", hosts.stdout)
+	}
+}
+
+// TestPublisherSpoolsWhileBrokerDown starts apd-publish before any broker
+// exists: its readings wait in the spool and all arrive, with their own
+// timestamps and contiguous seqs, once apd serve comes up.
+func TestPublisherSpoolsWhileBrokerDown(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs processes for several seconds")
+	}
+	mqttAddr := freeAddr(t)
+	var pubLog syncBuffer
+	pub := exec.Command(filepath.Join(binDir, "apd-publish"), "--broker", "tcp://"+mqttAddr, "--host", "early",
+		"--interval", "1s", "--sensors", "uptime", "--spool", filepath.Join(t.TempDir(), "spool.db"))
+	pub.Stdout, pub.Stderr = &pubLog, &pubLog
+	if err := pub.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = pub.Process.Signal(syscall.SIGTERM); _ = pub.Wait() }()
+	time.Sleep(3500 * time.Millisecond)
+	serverStart := time.Now()
+	s := startServeAt(t, mqttAddr)
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		q := run(t, nil, "apd", "query", "--server", "http://"+s.http, "--sensor", "uptime", "--host", "early", "--format", "ndjson")
+		rows := ndjsonLines(t, q.stdout)
+		early := 0
+		for i, r := range rows {
+			if r["seq"] != float64(i+1) {
+				t.Fatalf("seq %v at position %d: not contiguous from 1", r["seq"], i)
+			}
+			ts, _ := time.Parse(time.RFC3339, r["ts"].(string))
+			if ts.Before(serverStart) {
+				early++
+			}
+		}
+		if early >= 3 && len(rows) > early {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d readings, %d from before the server started\npublisher log:\n%s", len(rows), early, pubLog.String())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if !strings.Contains(pubLog.String(), "readings stay in the spool") {
+		t.Errorf("publisher did not say it was spooling:\n%s", pubLog.String())
 	}
 }
 
