@@ -116,6 +116,34 @@ func Decode(host, sensor string, payload []byte, received time.Time) (Reading, e
 	return r, nil
 }
 
+// DecodeSelfDescribing decodes a v1 reading that names its own host and
+// sensor, as apd export writes one per line: "v", "host", "sensor" and "ts"
+// are required. Errors wrap the same sentinels as Decode, and
+// ErrInvalidName for a bad host or sensor.
+func DecodeSelfDescribing(payload []byte) (Reading, error) {
+	var obj map[string]json.RawMessage
+	if err := json.Unmarshal(payload, &obj); err != nil {
+		return Reading{}, fmt.Errorf("%w: %v", ErrInvalidJSON, err)
+	}
+	if v, ok := obj["v"]; !ok || string(v) != "1" {
+		return Reading{}, fmt.Errorf("%w: want \"v\":%d", ErrUnsupportedVersion, Version)
+	}
+	var r Reading
+	for name, dst := range map[string]*string{"host": &r.Host, "sensor": &r.Sensor} {
+		raw, ok := obj[name]
+		if !ok || json.Unmarshal(raw, dst) != nil {
+			return Reading{}, fmt.Errorf("%w: %s missing or not a string", ErrInvalidField, name)
+		}
+		if err := ValidateName(*dst); err != nil {
+			return Reading{}, fmt.Errorf("%s: %w", name, err)
+		}
+	}
+	if err := r.fromObject(obj); err != nil {
+		return Reading{}, err
+	}
+	return r, nil
+}
+
 func (r *Reading) fromObject(obj map[string]json.RawMessage) error {
 	for _, m := range []struct {
 		name, want string

@@ -318,3 +318,25 @@ func TestNumeric(t *testing.T) {
 		}
 	}
 }
+
+func TestDecodeSelfDescribing(t *testing.T) {
+	ok := `{"v":1,"host":"pi","sensor":"t","ts":"2026-11-23T10:15:00.000Z","seq":4,"value":1,"x":2}`
+	r, err := DecodeSelfDescribing([]byte(ok))
+	if err != nil || r.Host != "pi" || r.Sensor != "t" || r.Seq != 4 || string(r.AppendJSON(nil, WithIdentity)) != ok {
+		t.Fatalf("got %+v, %v", r, err)
+	}
+	for _, tc := range []struct {
+		in  string
+		err error
+	}{
+		{`{"host":"pi","sensor":"t","ts":"2026-11-23T10:15:00Z","value":1}`, ErrUnsupportedVersion},
+		{`{"v":1,"sensor":"t","ts":"2026-11-23T10:15:00Z","value":1}`, ErrInvalidField},
+		{`{"v":1,"host":"a/b","sensor":"t","ts":"2026-11-23T10:15:00Z","value":1}`, ErrInvalidName},
+		{`{"v":1,"host":"pi","sensor":"t","value":1}`, ErrInvalidField},
+		{`21.5`, ErrInvalidJSON},
+	} {
+		if _, err := DecodeSelfDescribing([]byte(tc.in)); !errors.Is(err, tc.err) {
+			t.Errorf("%s: err = %v, want %v", tc.in, err, tc.err)
+		}
+	}
+}

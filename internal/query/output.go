@@ -2,8 +2,8 @@ package query
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/csv"
-	"encoding/json"
 	"fmt"
 	"io"
 	"strconv"
@@ -178,28 +178,12 @@ func DecodeNDJSON(r io.Reader, fn func(*schema.Reading) error) error {
 	for sc.Scan() {
 		line++
 		b := sc.Bytes()
-		if len(strings.TrimSpace(string(b))) == 0 {
+		if len(bytes.TrimSpace(b)) == 0 {
 			continue
 		}
-		var id struct {
-			Host   string `json:"host"`
-			Sensor string `json:"sensor"`
-		}
-		if err := json.Unmarshal(b, &id); err != nil {
-			return fmt.Errorf("line %d: %w", line, err)
-		}
-		if err := schema.ValidateName(id.Host); err != nil {
-			return fmt.Errorf("line %d: host: %w", line, err)
-		}
-		if err := schema.ValidateName(id.Sensor); err != nil {
-			return fmt.Errorf("line %d: sensor: %w", line, err)
-		}
-		rd, err := schema.Decode(id.Host, id.Sensor, b, timeZero)
+		rd, err := schema.DecodeSelfDescribing(b)
 		if err != nil {
 			return fmt.Errorf("line %d: %w", line, err)
-		}
-		if rd.Time.Equal(timeZero) {
-			return fmt.Errorf("line %d: not a v1 reading (no \"v\":1 and ts)", line)
 		}
 		if err := fn(&rd); err != nil {
 			return err

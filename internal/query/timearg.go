@@ -56,6 +56,3 @@ func ParseTime(s string, now time.Time) (time.Time, error) {
 	}
 	return now.Add(-d).UTC(), nil
 }
-
-// timeZero marks a decoded line that carried no time of its own.
-var timeZero = time.Unix(0, 0).UTC()
