@@ -80,9 +80,16 @@ func New(opts Options, spool *Spool, client Client) *Publisher {
 }
 
 // StatusPayload returns the retained status payload for state.
-func StatusPayload(state, version string, at time.Time) []byte {
-	b, _ := json.Marshal(schema.Status{State: state, Time: at, Version: version})
+func StatusPayload(state, version string, at time.Time, firstSeq uint64) []byte {
+	b, _ := json.Marshal(schema.Status{State: state, Time: at, Version: version, FirstSeq: firstSeq})
 	return b
+}
+
+// announce publishes the retained status with the spool's first seq, so
+// the aggregator knows which seqs will never come.
+func (p *Publisher) announce(ctx context.Context, state string) error {
+	return p.client.Publish(ctx, p.opts.Topics.Status(p.opts.Host),
+		StatusPayload(state, p.opts.Version, time.Now(), p.spool.FirstSeq()), true)
 }
 
 // Connected must be called by the client every time a connection is
@@ -91,8 +98,7 @@ func StatusPayload(state, version string, at time.Time) []byte {
 // replays the spool in the background.
 func (p *Publisher) Connected(ctx context.Context) {
 	go func() {
-		status := StatusPayload(schema.StateOnline, p.opts.Version, time.Now())
-		if err := p.client.Publish(ctx, p.opts.Topics.Status(p.opts.Host), status, true); err != nil {
+		if err := p.announce(ctx, schema.StateOnline); err != nil {
 			p.log.Warn("publish status", "err", err)
 		}
 		if err := p.client.Subscribe(p.opts.Topics.Ack(p.opts.Host), p.onAck); err != nil {
@@ -143,10 +149,19 @@ func (p *Publisher) emit(ctx context.Context, samples []Sample) ([]Spooled, int,
 		readings[i] = s.Reading(p.opts.Host)
 	}
 	p.emitMu.Lock()
-	spooled, err := p.spool.Append(readings)
+	spooled, dropped, err := p.spool.Append(readings)
 	p.emitMu.Unlock()
 	if err != nil {
 		return nil, 0, err
+	}
+	if dropped > 0 {
+		_, total := p.spool.Stats()
+		p.log.Warn("spool full: dropped the oldest readings", "dropped", dropped, "dropped_total", total)
+		// Tell the aggregator those seqs are gone, or its watermark would
+		// wait for them forever.
+		if err := p.announce(ctx, schema.StateOnline); err != nil {
+			p.log.Debug("announce after drop", "err", err)
+		}
 	}
 	sent := 0
 	for _, s := range spooled {
@@ -258,8 +273,7 @@ func (p *Publisher) Run(ctx context.Context) error {
 func (p *Publisher) signOff() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	return p.client.Publish(ctx, p.opts.Topics.Status(p.opts.Host),
-		StatusPayload(schema.StateOffline, p.opts.Version, time.Now()), true)
+	return p.announce(ctx, schema.StateOffline)
 }
 
 func (p *Publisher) schedule(ctx context.Context, n Named, interval time.Duration) {

@@ -130,7 +130,7 @@ func TestRegistry(t *testing.T) {
 
 func openSpool(t *testing.T, path string) *Spool {
 	t.Helper()
-	s, err := OpenSpool(path)
+	s, err := OpenSpool(path, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,7 +141,7 @@ func TestSpoolSeqSurvivesRestart(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "spool.db")
 	s := openSpool(t, path)
 	r := schema.Reading{Host: "h", Sensor: "s", Time: time.Unix(1, 0), Value: json.RawMessage("1")}
-	got, err := s.Append([]schema.Reading{r, r, r})
+	got, _, err := s.Append([]schema.Reading{r, r, r})
 	if err != nil || len(got) != 3 || got[0].Seq != 1 || got[2].Seq != 3 {
 		t.Fatalf("append = %+v, %v", got, err)
 	}
@@ -151,7 +151,7 @@ func TestSpoolSeqSurvivesRestart(t *testing.T) {
 	s.Close()
 	s = openSpool(t, path)
 	defer s.Close()
-	got, _ = s.Append([]schema.Reading{r})
+	got, _, _ = s.Append([]schema.Reading{r})
 	if got[0].Seq != 4 || s.LastSeq() != 4 || s.Depth() != 4 {
 		t.Fatalf("after restart seq %d, last %d, depth %d", got[0].Seq, s.LastSeq(), s.Depth())
 	}
@@ -164,6 +164,40 @@ func TestSpoolSeqSurvivesRestart(t *testing.T) {
 	pending, _ := s.Pending(0, 10)
 	if len(pending) != 2 || pending[0].Seq != 3 || pending[0].Sensor != "s" {
 		t.Fatalf("pending = %+v", pending)
+	}
+}
+
+func TestSpoolDropsOldestWhenFull(t *testing.T) {
+	r := schema.Reading{Host: "h", Sensor: "s", Time: time.Unix(1, 0), Value: json.RawMessage("1")}
+	one := int64(len("s\n") + len(r.AppendJSON(nil, schema.WithIdentity)) + len(`,"seq":1`))
+	s, err := OpenSpool(filepath.Join(t.TempDir(), "spool.db"), 3*one+2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	total := 0
+	for i := 0; i < 5; i++ {
+		_, dropped, err := s.Append([]schema.Reading{r})
+		if err != nil {
+			t.Fatal(err)
+		}
+		total += dropped
+	}
+	if total != 2 || s.Depth() != 3 || s.FirstSeq() != 3 {
+		t.Fatalf("dropped %d, depth %d, first seq %d; want 2, 3, 3", total, s.Depth(), s.FirstSeq())
+	}
+	if _, d := s.Stats(); d != 2 {
+		t.Errorf("dropped counter %d", d)
+	}
+	// Acknowledged space is given back: appending more drops nothing.
+	if _, err := s.Ack(5); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := s.Stats(); b != 0 || s.FirstSeq() != 6 {
+		t.Errorf("after ack: %d bytes, first seq %d", b, s.FirstSeq())
+	}
+	if _, dropped, _ := s.Append([]schema.Reading{r, r}); dropped != 0 {
+		t.Errorf("dropped %d after the spool emptied", dropped)
 	}
 }
 
@@ -207,12 +241,12 @@ func (f *fakeClient) ack(t *testing.T, topic string, seq uint64) {
 	fn(topic, b)
 }
 
-func (f *fakeClient) count(prefix string) int {
+func (f *fakeClient) count(part string) int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	n := 0
 	for _, p := range f.published {
-		if strings.HasPrefix(p, prefix) {
+		if strings.Contains(p, part) {
 			n++
 		}
 	}
@@ -254,8 +288,8 @@ func TestPublisherOnceSpoolsUntilAcknowledged(t *testing.T) {
 	client.mu.Unlock()
 	p.Connected(context.Background())
 	waitFor(t, "replay", func() bool { return client.count("apd/pi/a ")+client.count("apd/pi/b ") == 2 })
-	if client.count("apd/pi/$status ") == 0 {
-		t.Error("no online status")
+	if client.count(`apd/pi/$status {"state":"online"`) == 0 || client.count(`"first_seq":1}`) == 0 {
+		t.Errorf("no online status with first_seq 1: %v", client.published)
 	}
 	client.ack(t, "apd/pi/$ack", 1)
 	if spool.Depth() != 1 {

@@ -18,14 +18,20 @@ var (
 	spoolOutbox = []byte("outbox")
 	keyNextSeq  = []byte("next_seq")
 	keyAcked    = []byte("acked")
+	keyBytes    = []byte("bytes")
+	keyDropped  = []byte("dropped")
 )
+
+// DefaultSpoolMaxBytes is the default bound of the spool's contents.
+const DefaultSpoolMaxBytes = 64 << 20
 
 // Spool is the device's outbox: every reading is written to it, with its
 // seq, before it is published, and leaves it only when the aggregator's
 // acknowledgement covers its seq. It also keeps the host's seq counter, so
 // seq continues across restarts. Its methods are safe for concurrent use.
 type Spool struct {
-	db *bolt.DB
+	db       *bolt.DB
+	maxBytes int64
 }
 
 // Spooled is a reading waiting in the spool, ready to publish.
@@ -35,8 +41,13 @@ type Spooled struct {
 	Payload []byte
 }
 
-// OpenSpool opens or creates the spool file at path.
-func OpenSpool(path string) (*Spool, error) {
+// OpenSpool opens or creates the spool file at path. maxBytes bounds the
+// size of the readings it holds (0 means DefaultSpoolMaxBytes): past it,
+// Append drops the oldest.
+func OpenSpool(path string, maxBytes int64) (*Spool, error) {
+	if maxBytes <= 0 {
+		maxBytes = DefaultSpoolMaxBytes
+	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, fmt.Errorf("create spool directory: %w", err)
 	}
@@ -59,7 +70,7 @@ func OpenSpool(path string) (*Spool, error) {
 		db.Close()
 		return nil, fmt.Errorf("open spool %s: %w", path, err)
 	}
-	return &Spool{db: db}, nil
+	return &Spool{db: db, maxBytes: maxBytes}, nil
 }
 
 // Close closes the spool file.
@@ -81,12 +92,15 @@ func putUint(b *bolt.Bucket, k []byte, n uint64) error {
 
 // Append gives each reading the next seq of this host, encodes it and
 // stores it, all in one transaction: when Append returns nil the readings
-// and the counter are on disk. It returns what to publish.
-func (s *Spool) Append(readings []schema.Reading) ([]Spooled, error) {
+// and the counter are on disk. It returns what to publish and how many of
+// the oldest readings it dropped to stay within the size bound.
+func (s *Spool) Append(readings []schema.Reading) ([]Spooled, int, error) {
 	out := make([]Spooled, 0, len(readings))
+	dropped := 0
 	err := s.db.Update(func(tx *bolt.Tx) error {
-		out = out[:0]
+		out, dropped = out[:0], 0
 		meta, box := tx.Bucket(spoolMeta), tx.Bucket(spoolOutbox)
+		size := int64(getUint(meta, keyBytes))
 		seq := getUint(meta, keyNextSeq)
 		if seq == 0 {
 			seq = 1
@@ -102,15 +116,30 @@ func (s *Spool) Append(readings []schema.Reading) ([]Spooled, error) {
 			if err := box.Put(k[:], val); err != nil {
 				return err
 			}
+			size += int64(len(val))
 			out = append(out, Spooled{Seq: seq, Sensor: r.Sensor, Payload: payload})
 			seq++
+		}
+		c := box.Cursor()
+		for k, v := c.First(); k != nil && size > s.maxBytes; k, v = c.First() {
+			size -= int64(len(v))
+			if err := c.Delete(); err != nil {
+				return err
+			}
+			dropped++
+		}
+		if err := putUint(meta, keyDropped, getUint(meta, keyDropped)+uint64(dropped)); err != nil {
+			return err
+		}
+		if err := putUint(meta, keyBytes, uint64(size)); err != nil {
+			return err
 		}
 		return putUint(meta, keyNextSeq, seq)
 	})
 	if err != nil {
-		return nil, fmt.Errorf("spool readings: %w", err)
+		return nil, 0, fmt.Errorf("spool readings: %w", err)
 	}
-	return out, nil
+	return out, dropped, nil
 }
 
 // Ack removes every reading with seq ≤ upTo and returns how many it removed.
@@ -122,12 +151,17 @@ func (s *Spool) Ack(upTo uint64) (int, error) {
 		if upTo <= getUint(meta, keyAcked) {
 			return nil
 		}
+		size := getUint(meta, keyBytes)
 		c := tx.Bucket(spoolOutbox).Cursor()
-		for k, _ := c.First(); k != nil && binary.BigEndian.Uint64(k) <= upTo; k, _ = c.First() {
+		for k, v := c.First(); k != nil && binary.BigEndian.Uint64(k) <= upTo; k, v = c.First() {
+			size -= min(size, uint64(len(v)))
 			if err := c.Delete(); err != nil {
 				return err
 			}
 			n++
+		}
+		if err := putUint(meta, keyBytes, size); err != nil {
+			return err
 		}
 		return putUint(meta, keyAcked, upTo)
 	})
@@ -174,6 +208,33 @@ func (s *Spool) LastSeq() uint64 {
 		return nil
 	})
 	return n
+}
+
+// FirstSeq returns the lowest seq the spool may still publish: the oldest
+// reading it holds, or the next seq when it holds none. Every lower seq was
+// acknowledged or dropped.
+func (s *Spool) FirstSeq() uint64 {
+	var n uint64
+	_ = s.db.View(func(tx *bolt.Tx) error {
+		if k, _ := tx.Bucket(spoolOutbox).Cursor().First(); k != nil {
+			n = binary.BigEndian.Uint64(k)
+			return nil
+		}
+		n = max(getUint(tx.Bucket(spoolMeta), keyNextSeq), 1)
+		return nil
+	})
+	return n
+}
+
+// Stats returns the bytes held and the readings ever dropped to stay within
+// the size bound.
+func (s *Spool) Stats() (bytes, dropped uint64) {
+	_ = s.db.View(func(tx *bolt.Tx) error {
+		meta := tx.Bucket(spoolMeta)
+		bytes, dropped = getUint(meta, keyBytes), getUint(meta, keyDropped)
+		return nil
+	})
+	return bytes, dropped
 }
 
 // Acked returns the highest acknowledgement the spool has applied.

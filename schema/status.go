@@ -18,18 +18,24 @@ type Status struct {
 	State   string    `json:"state"`
 	Time    time.Time `json:"-"`
 	Version string    `json:"version,omitempty"`
+	// FirstSeq, when not 0, is the lowest seq the device may still send:
+	// every lower seq was acknowledged or dropped from a full spool and will
+	// never arrive. The aggregator moves the host's watermark up to it and
+	// counts what it skips as lost.
+	FirstSeq uint64 `json:"first_seq,omitempty"`
 }
 
 type statusWire struct {
-	State   string `json:"state"`
-	TS      string `json:"ts,omitempty"`
-	Version string `json:"version,omitempty"`
+	State    string `json:"state"`
+	TS       string `json:"ts,omitempty"`
+	Version  string `json:"version,omitempty"`
+	FirstSeq uint64 `json:"first_seq,omitempty"`
 }
 
 // MarshalJSON writes {"state":..,"ts":..,"version":..}; ts and version are
 // left out when zero, as in the last will, which is fixed at connect time.
 func (s Status) MarshalJSON() ([]byte, error) {
-	w := statusWire{State: s.State, Version: s.Version}
+	w := statusWire{State: s.State, Version: s.Version, FirstSeq: s.FirstSeq}
 	if !s.Time.IsZero() {
 		w.TS = FormatTime(s.Time)
 	}
@@ -45,7 +51,7 @@ func (s *Status) UnmarshalJSON(b []byte) error {
 	if w.State == "" {
 		return fmt.Errorf("%w: state missing", ErrInvalidField)
 	}
-	*s = Status{State: w.State, Version: w.Version}
+	*s = Status{State: w.State, Version: w.Version, FirstSeq: w.FirstSeq}
 	if w.TS != "" {
 		t, err := ParseTime(w.TS)
 		if err != nil {

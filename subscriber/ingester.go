@@ -84,6 +84,7 @@ type Metrics struct {
 	Received      metrics.Counter
 	Stored        metrics.Counter
 	Duplicates    metrics.Counter
+	Lost          metrics.Counter
 	Rejected      map[string]*metrics.Counter
 	Statuses      metrics.Counter
 	Commits       metrics.Counter
@@ -108,6 +109,7 @@ func (m *Metrics) Register(r *metrics.Registry) {
 	r.Counter("apd_received_total", "Messages received on reading and status topics.", "", &m.Received)
 	r.Counter("apd_stored_total", "Readings newly stored.", "", &m.Stored)
 	r.Counter("apd_duplicates_total", "Readings already stored under the same host, sensor and time.", "", &m.Duplicates)
+	r.Counter("apd_seq_lost_total", "Readings devices declared dropped from a full spool (seq gaps that will not fill).", "", &m.Lost)
 	for _, reason := range reasons {
 		r.Counter("apd_rejected_total", "Messages sent to dead letters, by reason.", metrics.Labels("reason", reason), m.Rejected[reason])
 	}
@@ -352,6 +354,7 @@ func (in *Ingester) afterCommit(batch *store.Batch, res store.CommitResult, done
 	m.BatchSize.Observe(float64(batch.Len()))
 	m.Stored.Add(uint64(res.Stored))
 	m.Duplicates.Add(uint64(res.Duplicates))
+	m.Lost.Add(res.Lost)
 	m.Statuses.Add(uint64(len(batch.Statuses)))
 	for _, d := range dones {
 		d()

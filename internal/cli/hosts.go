@@ -18,7 +18,9 @@ type HostsCmd struct {
 // Help implements kong's HelpProvider.
 func (HostsCmd) Help() string {
 	return `Lists every host seen: state (online, offline, lost), last reading,
-readings stored and sensors.
+readings stored, seqs awaited (gaps below the highest seq seen: in flight or
+still spooled on the device), seqs lost (dropped from a full device spool)
+and sensors.
 
 Examples:
   apd hosts
@@ -44,7 +46,7 @@ func (c *HostsCmd) Run(g *Globals) error {
 		return nil
 	}
 	tw := tabwriter.NewWriter(g.stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "HOST\tSTATE\tLAST READING\tREADINGS\tSENSORS")
+	fmt.Fprintln(tw, "HOST\tSTATE\tLAST READING\tREADINGS\tAWAITED\tLOST\tSENSORS")
 	for _, h := range hosts {
 		var n uint64
 		names := make([]string, 0, len(h.Sensors))
@@ -60,7 +62,7 @@ func (c *HostsCmd) Run(g *Globals) error {
 		if !h.LastSeen.IsZero() {
 			last = schema.FormatTime(h.LastSeen)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\n", h.Name, state, last, n, strings.Join(names, ","))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%s\n", h.Name, state, last, n, h.Awaited, h.Lost, strings.Join(names, ","))
 	}
 	return tw.Flush()
 }

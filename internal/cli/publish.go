@@ -30,13 +30,14 @@ type SensorFlags struct {
 // PublisherFlags configure sampling and publishing on a device.
 type PublisherFlags struct {
 	SensorFlags
-	Host         string        `help:"Name of this device in topics (default: the sanitised OS hostname)." placeholder:"NAME" config:"publisher.host"`
-	Interval     time.Duration `help:"Sampling interval, aligned to the clock." default:"10s" config:"publisher.interval"`
-	QoS          int           `name:"qos" help:"MQTT QoS for readings (0 or 1)." default:"1" enum:"0,1" config:"publisher.qos"`
-	Username     string        `help:"Broker user name." config:"publisher.username"`
-	PasswordFile string        `help:"File holding the broker password." placeholder:"FILE" type:"path" config:"publisher.password_file"`
-	TLSCA        string        `name:"tls-ca" help:"PEM file of CAs to trust for ssl:// brokers." placeholder:"FILE" type:"path" config:"publisher.tls_ca"`
-	ResendAfter  time.Duration `help:"Publish again readings the aggregator has not acknowledged after this long." default:"60s" config:"publisher.resend_after"`
+	Host          string        `help:"Name of this device in topics (default: the sanitised OS hostname)." placeholder:"NAME" config:"publisher.host"`
+	Interval      time.Duration `help:"Sampling interval, aligned to the clock." default:"10s" config:"publisher.interval"`
+	QoS           int           `name:"qos" help:"MQTT QoS for readings (0 or 1)." default:"1" enum:"0,1" config:"publisher.qos"`
+	Username      string        `help:"Broker user name." config:"publisher.username"`
+	PasswordFile  string        `help:"File holding the broker password." placeholder:"FILE" type:"path" config:"publisher.password_file"`
+	TLSCA         string        `name:"tls-ca" help:"PEM file of CAs to trust for ssl:// brokers." placeholder:"FILE" type:"path" config:"publisher.tls_ca"`
+	ResendAfter   time.Duration `help:"Publish again readings the aggregator has not acknowledged after this long." default:"60s" config:"publisher.resend_after"`
+	SpoolMaxBytes int64         `help:"Bound of the spool's contents in bytes; past it the oldest readings are dropped (and counted)." default:"67108864" config:"publisher.spool_max_bytes"`
 }
 
 // buildSensors creates the selected sensors with their config tables.
@@ -134,7 +135,7 @@ func startAgent(f PublisherFlags, sensors []publisher.Named, brokerURL, spoolPat
 	if err != nil {
 		return nil, err
 	}
-	spool, err := publisher.OpenSpool(spoolPath)
+	spool, err := publisher.OpenSpool(spoolPath, f.SpoolMaxBytes)
 	if err != nil {
 		return nil, err
 	}

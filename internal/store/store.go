@@ -164,6 +164,8 @@ type hostRecord struct {
 	LastSeen  time.Time               `json:"last_seen,omitzero"`
 	Watermark uint64                  `json:"watermark"`
 	HasMark   bool                    `json:"has_mark,omitempty"`
+	MaxSeq    uint64                  `json:"max_seq,omitempty"`
+	Lost      uint64                  `json:"lost,omitempty"`
 	Sensors   map[string]*SensorStats `json:"sensors,omitempty"`
 }
 
@@ -178,12 +180,22 @@ type Host struct {
 	Name string `json:"host"`
 	// State is the last $status state (online, offline, lost), or empty if
 	// the host never published one.
-	State     string                  `json:"state,omitempty"`
-	StateTime time.Time               `json:"state_time,omitzero"`
-	Version   string                  `json:"version,omitempty"`
-	LastSeen  time.Time               `json:"last_seen,omitzero"`
-	Watermark uint64                  `json:"watermark"`
-	Sensors   map[string]*SensorStats `json:"sensors"`
+	State     string    `json:"state,omitempty"`
+	StateTime time.Time `json:"state_time,omitzero"`
+	Version   string    `json:"version,omitempty"`
+	LastSeen  time.Time `json:"last_seen,omitzero"`
+	// Watermark is the seq up to which every reading of the host is
+	// committed (or declared lost by the device); MaxSeq the highest seq
+	// committed. Readings between them are still awaited.
+	Watermark uint64 `json:"watermark"`
+	MaxSeq    uint64 `json:"max_seq"`
+	// Awaited counts seqs below MaxSeq not committed yet: gaps that a
+	// resend may still fill.
+	Awaited uint64 `json:"awaited"`
+	// Lost counts seqs the device declared dropped from its full spool
+	// before they reached the store.
+	Lost    uint64                  `json:"lost"`
+	Sensors map[string]*SensorStats `json:"sensors"`
 }
 
 func getHost(b *bolt.Bucket, host string) (*hostRecord, error) {
@@ -203,6 +215,7 @@ func getHost(b *bolt.Bucket, host string) (*hostRecord, error) {
 func (s *Store) Hosts() ([]Host, error) {
 	var out []Host
 	err := s.db.View(func(tx *bolt.Tx) error {
+		pending := tx.Bucket(bucketPending)
 		return tx.Bucket(bucketHosts).ForEach(func(k, v []byte) error {
 			var rec hostRecord
 			if err := json.Unmarshal(v, &rec); err != nil {
@@ -212,7 +225,15 @@ func (s *Store) Hosts() ([]Host, error) {
 				rec.Sensors = map[string]*SensorStats{}
 			}
 			out = append(out, Host{Name: string(k), State: rec.State, StateTime: rec.StateTime,
-				Version: rec.Version, LastSeen: rec.LastSeen, Watermark: rec.Watermark, Sensors: rec.Sensors})
+				Version: rec.Version, LastSeen: rec.LastSeen, Watermark: rec.Watermark, MaxSeq: rec.MaxSeq,
+				Lost: rec.Lost, Sensors: rec.Sensors})
+			if rec.MaxSeq > rec.Watermark {
+				committed := uint64(0)
+				if pb := pending.Bucket(k); pb != nil {
+					committed = uint64(pb.Stats().KeyN)
+				}
+				out[len(out)-1].Awaited = rec.MaxSeq - rec.Watermark - committed
+			}
 			return nil
 		})
 	})
@@ -276,6 +297,8 @@ func (b *Batch) Reset() {
 type CommitResult struct {
 	Stored     int
 	Duplicates int
+	// Lost counts seqs that status updates declared dropped by devices.
+	Lost uint64
 	// Acks maps each host whose contiguous seq watermark advanced to the new
 	// watermark: every reading of that host with seq ≤ it is committed.
 	Acks map[string]uint64
@@ -347,7 +370,11 @@ func commit(tx *bolt.Tx, b *Batch, res *CommitResult) error {
 				h.LastSeen = r.Time
 			}
 		}
-		if b.Imported || r.Seq == 0 || (h.HasMark && r.Seq <= h.Watermark) {
+		if b.Imported || r.Seq == 0 {
+			continue
+		}
+		h.MaxSeq = max(h.MaxSeq, r.Seq)
+		if h.HasMark && r.Seq <= h.Watermark {
 			continue
 		}
 		if m, ok := minSeq[r.Host]; !ok || r.Seq < m {
@@ -361,10 +388,14 @@ func commit(tx *bolt.Tx, b *Batch, res *CommitResult) error {
 			return err
 		}
 	}
+	floors := map[string]uint64{}
 	for _, st := range b.Statuses {
 		h, err := host(st.Host)
 		if err != nil {
 			return err
+		}
+		if st.Status.FirstSeq > 0 {
+			floors[st.Host] = max(floors[st.Host], st.Status.FirstSeq-1)
 		}
 		t := st.Status.Time
 		if t.IsZero() {
@@ -375,16 +406,49 @@ func commit(tx *bolt.Tx, b *Batch, res *CommitResult) error {
 			h.Version = st.Status.Version
 		}
 	}
-	for name, low := range minSeq {
+	touched := map[string]bool{}
+	for name := range minSeq {
+		touched[name] = true
+	}
+	for name := range floors {
+		touched[name] = true
+	}
+	for name := range touched {
 		h := hosts[name]
+		before, hadMark := h.Watermark, h.HasMark
+		floor, hasFloor := floors[name]
 		if !h.HasMark {
-			// First sight of this host: its earlier readings (if any) were
-			// acknowledged by another store or never existed.
-			h.HasMark, h.Watermark = true, low-1
+			// First sight of this host: its status says where its seqs
+			// start; without one, the lowest seq seen does.
+			h.HasMark = true
+			if hasFloor {
+				h.Watermark = floor
+			} else {
+				h.Watermark = minSeq[name] - 1
+			}
 		}
-		before := h.Watermark
-		pb := pendingB.Bucket([]byte(name))
+		pb, err := pendingB.CreateBucketIfNotExists([]byte(name))
+		if err != nil {
+			return err
+		}
 		c := pb.Cursor()
+		if hasFloor && floor > h.Watermark {
+			// Seqs up to the floor will never come: those committed are
+			// pending, the rest are lost.
+			arrived := uint64(0)
+			for k, _ := c.First(); k != nil && binary.BigEndian.Uint64(k) <= floor; k, _ = c.First() {
+				if binary.BigEndian.Uint64(k) > h.Watermark {
+					arrived++
+				}
+				if err := c.Delete(); err != nil {
+					return err
+				}
+			}
+			lost := floor - h.Watermark - arrived
+			h.Lost += lost
+			res.Lost += lost
+			h.Watermark = floor
+		}
 		for k, _ := c.First(); k != nil; k, _ = c.First() {
 			seq := binary.BigEndian.Uint64(k)
 			if seq > h.Watermark+1 {
@@ -397,7 +461,7 @@ func commit(tx *bolt.Tx, b *Batch, res *CommitResult) error {
 				return err
 			}
 		}
-		if h.Watermark != before {
+		if h.Watermark != before || !hadMark && h.Watermark > 0 {
 			if res.Acks == nil {
 				res.Acks = make(map[string]uint64)
 			}

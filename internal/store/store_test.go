@@ -170,8 +170,13 @@ func TestWatermark(t *testing.T) {
 		}
 	}
 	hosts, _ := s.Hosts()
-	if hosts[0].Watermark != 12 {
-		t.Errorf("stored watermark %d", hosts[0].Watermark)
+	if hosts[0].Watermark != 12 || hosts[0].Awaited != 0 {
+		t.Errorf("stored watermark %d, awaited %d", hosts[0].Watermark, hosts[0].Awaited)
+	}
+	commit(15, 17)
+	hosts, _ = s.Hosts()
+	if h := hosts[0]; h.MaxSeq != 17 || h.Awaited != 3 {
+		t.Errorf("after 15 and 17 over 12: max %d, awaited %d; want 17, 3 (13, 14, 16)", h.MaxSeq, h.Awaited)
 	}
 }
 
@@ -229,5 +234,41 @@ func TestNewerSchemaRefused(t *testing.T) {
 	s.Close()
 	if _, err := Open(path, Options{}); !errors.Is(err, ErrNewerSchema) {
 		t.Fatalf("err = %v, want ErrNewerSchema", err)
+	}
+}
+
+func TestStatusFloorDeclaresLostSeqs(t *testing.T) {
+	s := openTemp(t)
+	status := func(first uint64) StatusUpdate {
+		return StatusUpdate{Host: "pi", Status: schema.Status{State: "online", Time: t0, FirstSeq: first}}
+	}
+	// First contact through a status: seqs start at 100.
+	res, err := s.Commit(&Batch{Statuses: []StatusUpdate{status(100)},
+		Readings: []schema.Reading{reading("pi", "s", 1, 1, 101), reading("pi", "s", 0, 1, 100)}})
+	if err != nil || res.Acks["pi"] != 101 || res.Lost != 0 {
+		t.Fatalf("first contact: %+v, %v", res, err)
+	}
+	// 102 and 104 arrive, 103 is awaited.
+	res, _ = s.Commit(&Batch{Readings: []schema.Reading{reading("pi", "s", 2, 1, 102), reading("pi", "s", 4, 1, 104)}})
+	if res.Acks["pi"] != 102 {
+		t.Fatalf("ack %d, want 102", res.Acks["pi"])
+	}
+	// The device dropped 103 and 105 from a full spool: it now starts at 106.
+	res, _ = s.Commit(&Batch{Statuses: []StatusUpdate{status(106)}})
+	if res.Acks["pi"] != 105 || res.Lost != 2 {
+		t.Fatalf("after floor: ack %d, lost %d; want 105, 2", res.Acks["pi"], res.Lost)
+	}
+	res, _ = s.Commit(&Batch{Readings: []schema.Reading{reading("pi", "s", 6, 1, 106)}})
+	if res.Acks["pi"] != 106 {
+		t.Fatalf("ack %d, want 106", res.Acks["pi"])
+	}
+	// A repeated status with an old floor changes nothing.
+	res, _ = s.Commit(&Batch{Statuses: []StatusUpdate{status(101)}})
+	if len(res.Acks) != 0 || res.Lost != 0 {
+		t.Fatalf("stale floor: %+v", res)
+	}
+	hosts, _ := s.Hosts()
+	if h := hosts[0]; h.Watermark != 106 || h.MaxSeq != 106 || h.Lost != 2 {
+		t.Errorf("host = %+v", h)
 	}
 }
