@@ -113,7 +113,35 @@ func Decode(host, sensor string, payload []byte, received time.Time) (Reading, e
 	}
 	r.Time = received.UTC().Truncate(time.Millisecond)
 	r.Value = compact(payload)
+	if err := checkFinite(r.Value); err != nil {
+		return Reading{}, err
+	}
 	return r, nil
+}
+
+// checkFinite rejects a number or quantity magnitude too large for a
+// float64: JSON has no Inf, and such a value would poison every aggregate.
+func checkFinite(v json.RawMessage) error {
+	if len(v) == 0 {
+		return nil
+	}
+	var raw json.RawMessage = v
+	if v[0] == '{' {
+		var q struct {
+			Magnitude json.RawMessage `json:"magnitude"`
+		}
+		if json.Unmarshal(v, &q) != nil || q.Magnitude == nil {
+			return nil
+		}
+		raw = q.Magnitude
+	}
+	if c := raw[0]; c != '-' && (c < '0' || c > '9') {
+		return nil
+	}
+	if _, err := strconv.ParseFloat(string(raw), 64); err != nil {
+		return fmt.Errorf("%w: number %.40s is out of range", ErrInvalidField, raw)
+	}
+	return nil
 }
 
 // DecodeSelfDescribing decodes a v1 reading that names its own host and
@@ -196,6 +224,9 @@ func (r *Reading) fromObject(obj map[string]json.RawMessage) error {
 		r.Error = &se
 	} else if raw, ok := obj["value"]; ok {
 		r.Value = compact(raw)
+		if err := checkFinite(r.Value); err != nil {
+			return err
+		}
 	} else {
 		return fmt.Errorf("%w: neither value nor error", ErrInvalidField)
 	}

@@ -171,6 +171,8 @@ func TestDecode(t *testing.T) {
 		{name: "bad ts", sensor: "temperature", payload: `{"v":1,"ts":"yesterday","value":1}`, err: ErrInvalidField},
 		{name: "negative seq", sensor: "temperature", payload: `{"v":1,"ts":"2026-11-23T10:15:00Z","seq":-1,"value":1}`, err: ErrInvalidField},
 		{name: "no value", sensor: "temperature", payload: `{"v":1,"ts":"2026-11-23T10:15:00Z"}`, err: ErrInvalidField},
+		{name: "bare number out of range", sensor: "t", payload: `1e999`, err: ErrInvalidField},
+		{name: "magnitude out of range", sensor: "t", payload: `{"v":1,"ts":"2026-11-23T10:15:00Z","value":{"magnitude":-1e400,"unit":"degC"}}`, err: ErrInvalidField},
 		{name: "bad error kind", sensor: "temperature", payload: `{"v":1,"ts":"2026-11-23T10:15:00Z","error":{"kind":"odd","message":""}}`, err: ErrInvalidField},
 	}
 	for _, tc := range tests {

@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/apd-telemetry/apd/internal/metrics"
 	"github.com/apd-telemetry/apd/internal/store"
@@ -40,6 +41,10 @@ type Options struct {
 	MaxDelay time.Duration
 	// MaxPayload rejects larger payloads; default 64 KiB.
 	MaxPayload int
+	// MaxAge and MaxAhead bound a reading's timestamp around the time it
+	// is received: older or later readings (a Pi that booted without a
+	// clock and stamps 1970) go to dead letters. Defaults 365 days and 24 h.
+	MaxAge, MaxAhead time.Duration
 	// QueueSize bounds the items waiting for a commit; Submit blocks when it
 	// is full, which slows the publishers down instead of dropping.
 	// Default 16384.
@@ -57,11 +62,13 @@ const (
 	ReasonInvalidName    = "invalid_name"
 	ReasonTooLarge       = "too_large"
 	ReasonInvalidStatus  = "invalid_status"
+	ReasonInvalidUTF8    = "invalid_utf8"
+	ReasonTimeWindow     = "ts_out_of_window"
 	reasonUnknownDecoder = "invalid"
 )
 
 var reasons = []string{ReasonInvalidJSON, ReasonVersion, ReasonTopicMismatch, ReasonInvalidField,
-	ReasonInvalidName, ReasonTooLarge, ReasonInvalidStatus, reasonUnknownDecoder}
+	ReasonInvalidName, ReasonTooLarge, ReasonInvalidStatus, ReasonInvalidUTF8, ReasonTimeWindow, reasonUnknownDecoder}
 
 func reasonOf(err error) string {
 	switch {
@@ -162,6 +169,12 @@ func New(st Committer, ack AckFunc, opts Options) *Ingester {
 	if opts.MaxPayload <= 0 {
 		opts.MaxPayload = 64 << 10
 	}
+	if opts.MaxAge <= 0 {
+		opts.MaxAge = 365 * 24 * time.Hour
+	}
+	if opts.MaxAhead <= 0 {
+		opts.MaxAhead = 24 * time.Hour
+	}
 	if opts.QueueSize <= 0 {
 		opts.QueueSize = 16384
 	}
@@ -228,6 +241,9 @@ func (in *Ingester) decode(topic string, payload []byte) (item, bool) {
 	if len(payload) > in.opts.MaxPayload {
 		return reject(ReasonTooLarge, fmt.Errorf("%d bytes, at most %d", len(payload), in.opts.MaxPayload))
 	}
+	if !utf8.Valid(payload) {
+		return reject(ReasonInvalidUTF8, errors.New("payload is not valid UTF-8"))
+	}
 	if t.Kind == schema.KindStatus {
 		var st schema.Status
 		if err := json.Unmarshal(payload, &st); err != nil {
@@ -241,6 +257,10 @@ func (in *Ingester) decode(topic string, payload []byte) (item, bool) {
 	r, err := schema.Decode(t.Host, t.Sensor, payload, now)
 	if err != nil {
 		return reject(reasonOf(err), err)
+	}
+	if r.Time.Before(now.Add(-in.opts.MaxAge)) || r.Time.After(now.Add(in.opts.MaxAhead)) {
+		return reject(ReasonTimeWindow, fmt.Errorf("ts %s is outside [now-%s, now+%s]",
+			schema.FormatTime(r.Time), in.opts.MaxAge, in.opts.MaxAhead))
 	}
 	return item{reading: &r}, true
 }

@@ -40,7 +40,7 @@ func dial(t *testing.T, addr, id string) *mqttc.Client {
 
 func payload(host, sensor string, seq uint64, minute int, v float64) []byte {
 	r := schema.Reading{Host: host, Sensor: sensor, Seq: seq,
-		Time:  time.Date(2026, 11, 23, 12, minute, 0, 0, time.UTC),
+		Time:  time.Now().UTC().Truncate(time.Hour).Add(time.Duration(minute) * time.Minute),
 		Value: schema.Quantity{Magnitude: v, Unit: "degC"}.Raw()}
 	return r.AppendJSON(nil, schema.WithIdentity)
 }
@@ -117,6 +117,10 @@ func TestEmbeddedIngestion(t *testing.T) {
 		{"apd/p%i/temperature", `1`, subscriber.ReasonInvalidName},
 		{"apd/pi/temperature", `{"v":1,"value":1}`, subscriber.ReasonInvalidField},
 		{"apd/pi/temperature", strings.Repeat("1", 2000), subscriber.ReasonTooLarge},
+		{"apd/pi/temperature", "\"\xff\xfe\"", subscriber.ReasonInvalidUTF8},
+		{"apd/pi/temperature", `1e999`, subscriber.ReasonInvalidField},
+		{"apd/pi/temperature", `{"v":1,"ts":"1970-01-01T00:00:00Z","seq":1000,"value":1}`, subscriber.ReasonTimeWindow},
+		{"apd/pi/temperature", `{"v":1,"ts":"2999-01-01T00:00:00Z","seq":1000,"value":1}`, subscriber.ReasonTimeWindow},
 	}
 	seq := uint64(0)
 	for i, b := range bad {

@@ -251,6 +251,10 @@ func TestServePublishQuery(t *testing.T) {
 			}
 			time.Sleep(50 * time.Millisecond)
 		}
+		dl := run(t, nil, "apd", "deadletters", "--server", server)
+		if dl.code != 0 || !strings.Contains(dl.stdout, "invalid_json") || !strings.Contains(dl.stdout, "{not json") {
+			t.Errorf("deadletters: exit %d\n%s%s", dl.code, dl.stdout, dl.stderr)
+		}
 	}
 
 	// Table output has the host column and the human format.

@@ -15,7 +15,9 @@ type APD struct {
 	Hosts     HostsCmd     `cmd:"" help:"List the hosts seen and their state."`
 	Export    ExportCmd    `cmd:"" help:"Write stored readings as NDJSON or CSV."`
 	Import    ImportCmd    `cmd:"" help:"Store readings from NDJSON written by export."`
-	Version   VersionCmd   `cmd:"" help:"Print the version."`
+
+	DeadLetters DeadLettersCmd `cmd:"" name:"deadletters" help:"List input that was rejected, with the reason."`
+	Version     VersionCmd     `cmd:"" help:"Print the version."`
 }
 
 // VersionCmd prints the version.

@@ -21,6 +21,7 @@ type SourceFlags struct {
 type source interface {
 	Scan(q store.Query, fn func(*schema.Reading) error) error
 	Hosts() ([]store.Host, error)
+	DeadLetters(limit int) ([]store.DeadLetter, error)
 }
 
 func (f SourceFlags) open(readOnly bool) (source, func(), error) {

@@ -37,6 +37,8 @@ type IngestFlags struct {
 	MaxPayload int           `help:"Largest accepted payload in bytes." default:"65536" config:"server.max_payload"`
 	MaxBatch   int           `help:"Most readings per commit." default:"2000" config:"server.max_batch"`
 	BatchDelay time.Duration `help:"How long a commit waits to gather more readings." default:"10ms" config:"server.batch_delay"`
+	MaxAge     time.Duration `help:"Reject readings stamped earlier than this before now (to dead letters)." default:"8760h" config:"server.max_age"`
+	MaxAhead   time.Duration `help:"Reject readings stamped later than this after now." default:"24h" config:"server.max_ahead"`
 }
 
 // HTTPFlags place the HTTP API.
@@ -70,7 +72,8 @@ func openAggregator(d DataFlags, in IngestFlags, h HTTPFlags, topics schema.Topi
 	}
 	a := &aggregator{store: st, metrics: metrics.NewRegistry(), httpLn: ln, log: log}
 	a.ingester = subscriber.New(st, ack, subscriber.Options{
-		Topics: topics, MaxBatch: in.MaxBatch, MaxDelay: in.BatchDelay, MaxPayload: in.MaxPayload, Logger: log})
+		Topics: topics, MaxBatch: in.MaxBatch, MaxDelay: in.BatchDelay, MaxPayload: in.MaxPayload,
+		MaxAge: in.MaxAge, MaxAhead: in.MaxAhead, Logger: log})
 	a.ingester.Metrics().Register(a.metrics)
 	a.metrics.GaugeFunc("apd_db_size_bytes", "Size of the database file.", func() float64 {
 		n, _ := st.Size()

@@ -99,3 +99,18 @@ func (c *Client) Hosts() ([]store.Host, error) {
 	}
 	return hosts, nil
 }
+
+// DeadLetters returns up to limit of the server's dead letters, newest
+// first.
+func (c *Client) DeadLetters(limit int) ([]store.DeadLetter, error) {
+	resp, err := c.get(context.Background(), "/api/v1/deadletters", url.Values{"limit": {fmt.Sprint(limit)}})
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	var dead []store.DeadLetter
+	if err := json.NewDecoder(resp.Body).Decode(&dead); err != nil {
+		return nil, fmt.Errorf("decode dead letters: %w", err)
+	}
+	return dead, nil
+}

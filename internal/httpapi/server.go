@@ -21,6 +21,7 @@ import (
 type Store interface {
 	Scan(q store.Query, fn func(*schema.Reading) error) error
 	Hosts() ([]store.Host, error)
+	DeadLetters(limit int) ([]store.DeadLetter, error)
 }
 
 // Server serves the API.
@@ -49,6 +50,7 @@ func (s *Server) Handler() http.Handler {
 	})
 	mux.HandleFunc("GET /api/v1/query", s.query)
 	mux.HandleFunc("GET /api/v1/hosts", s.hosts)
+	mux.HandleFunc("GET /api/v1/deadletters", s.deadLetters)
 	return securityHeaders(mux)
 }
 
@@ -169,4 +171,26 @@ func (s *Server) hosts(w http.ResponseWriter, _ *http.Request) {
 	}
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(hosts)
+}
+
+func (s *Server) deadLetters(w http.ResponseWriter, r *http.Request) {
+	limit := 100
+	if l := r.URL.Query().Get("limit"); l != "" {
+		n, err := strconv.Atoi(l)
+		if err != nil || n < 1 {
+			s.writeError(w, fmt.Errorf("%w: limit %q is not a positive whole number", errBadRequest, l))
+			return
+		}
+		limit = n
+	}
+	dead, err := s.Store.DeadLetters(limit)
+	if err != nil {
+		s.writeError(w, err)
+		return
+	}
+	if dead == nil {
+		dead = []store.DeadLetter{}
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(dead)
 }

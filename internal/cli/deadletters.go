@@ -1,0 +1,61 @@
+package cli
+
+import (
+	"fmt"
+	"strconv"
+	"text/tabwriter"
+
+	"github.com/apd-telemetry/apd/schema"
+)
+
+// DeadLettersCmd is apd deadletters.
+type DeadLettersCmd struct {
+	SourceFlags
+	Limit int  `help:"Show at most this many, newest first." default:"50"`
+	JSON  bool `help:"Print JSON (payloads in base64)."`
+}
+
+// Help implements kong's HelpProvider.
+func (DeadLettersCmd) Help() string {
+	return `Lists input the aggregator could not store as a reading (bad JSON, bad
+names, topic/payload mismatch, unknown versions, oversize payloads, absurd
+timestamps), newest first, with the reason. Nothing is thrown away: the
+payload is kept (up to 4 KiB).
+
+Examples:
+  apd deadletters
+  apd deadletters --db apd-data/apd.db --limit 10 --json`
+}
+
+// Run implements the command.
+func (c *DeadLettersCmd) Run(g *Globals) error {
+	if c.Limit < 1 {
+		return withCode(ExitUsage, fmt.Errorf("--limit must be at least 1"), "")
+	}
+	src, done, err := c.open(true)
+	if err != nil {
+		return err
+	}
+	defer done()
+	dead, err := src.DeadLetters(c.Limit)
+	if err != nil {
+		return err
+	}
+	if c.JSON {
+		return writeJSON(g.stdout, dead)
+	}
+	if len(dead) == 0 {
+		fmt.Fprintln(g.stdout, "no dead letters")
+		return nil
+	}
+	tw := tabwriter.NewWriter(g.stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "RECEIVED\tTOPIC\tREASON\tPAYLOAD")
+	for _, d := range dead {
+		payload := strconv.Quote(string(d.Payload))
+		if len(payload) > 60 {
+			payload = payload[:57] + "..."
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", schema.FormatTime(d.Received), d.Topic, d.Reason, payload)
+	}
+	return tw.Flush()
+}
