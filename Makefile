@@ -42,9 +42,10 @@ cross:
 	GOOS=linux GOARCH=arm GOARM=6 CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o dist/linux-armv6/ ./cmd/apd ./cmd/apd-publish
 	@ls -l dist/*/
 
-## fuzz: a short run of the payload decoder's fuzz target
+## fuzz: the payload decoder's fuzz target for FUZZTIME (seed corpus in schema/testdata/fuzz)
+FUZZTIME ?= 60s
 fuzz:
-	$(GO) test ./schema -run '^$$' -fuzz FuzzDecode -fuzztime 30s
+	$(GO) test ./schema -run '^$$' -fuzz FuzzDecode -fuzztime $(FUZZTIME)
 
 clean:
 	rm -rf $(BIN) dist bench.out
