@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net/url"
 	"os"
 	"strings"
@@ -75,13 +76,30 @@ func (m Message) Ack() {
 }
 
 // Client is a connected MQTT client; safe for concurrent use.
+//
+// It reconnects by itself after a lost connection, with jittered
+// exponential backoff capped at MaxBackoff (paho's own ceiling is ten
+// minutes), and subscribes again to every filter after each connection,
+// because a broker may not have kept the session.
 type Client struct {
 	c    paho.Client
+	opts Options
 	qos  byte
 	log  *slog.Logger
-	mu   sync.Mutex
-	down bool
+
+	mu     sync.Mutex
+	subs   map[string]paho.MessageHandler
+	down   bool
+	closed bool
+	retry  chan struct{} // wakes the reconnect loop
+	done   chan struct{}
 }
+
+// Reconnect backoff bounds.
+const (
+	MinBackoff = 500 * time.Millisecond
+	MaxBackoff = 30 * time.Second
+)
 
 // Dial connects to the broker. With Retry it returns at once and keeps
 // connecting in the background; otherwise it returns an error wrapping
@@ -100,20 +118,21 @@ func Dial(opts Options) (*Client, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	cl := &Client{qos: opts.QoS, log: log}
+	if opts.ConnectTimeout <= 0 {
+		opts.ConnectTimeout = 5 * time.Second
+	}
+	cl := &Client{opts: opts, qos: opts.QoS, log: log, subs: map[string]paho.MessageHandler{},
+		retry: make(chan struct{}, 1), done: make(chan struct{})}
 	po := paho.NewClientOptions().
 		AddBroker(opts.URL).
 		SetClientID(opts.ClientID).
 		SetCleanSession(!opts.Persistent).
-		SetAutoReconnect(true).
-		SetMaxReconnectInterval(30 * time.Second).
-		SetConnectRetry(opts.Retry).
-		SetConnectRetryInterval(2 * time.Second).
-		SetConnectTimeout(5 * time.Second).
+		SetAutoReconnect(false). // our loop below: jittered, capped at MaxBackoff
+		SetConnectRetry(false).
+		SetConnectTimeout(opts.ConnectTimeout).
 		SetKeepAlive(30 * time.Second).
 		SetOrderMatters(false).
-		SetAutoAckDisabled(opts.ManualAck).
-		SetResumeSubs(true)
+		SetAutoAckDisabled(opts.ManualAck)
 	if opts.Username != "" {
 		po.SetUsername(opts.Username).SetPassword(opts.Password)
 	}
@@ -135,43 +154,108 @@ func Dial(opts Options) (*Client, error) {
 	if opts.Will != nil {
 		po.SetBinaryWill(opts.Will.Topic, opts.Will.Payload, opts.QoS, opts.Will.Retain)
 	}
-	po.SetOnConnectHandler(func(paho.Client) {
-		cl.mu.Lock()
-		was := cl.down
-		cl.down = false
-		cl.mu.Unlock()
-		if was {
-			log.Info("connected to broker again", "broker", opts.URL)
-		} else {
-			log.Debug("connected to broker", "broker", opts.URL)
-		}
-		if opts.OnConnect != nil {
-			opts.OnConnect()
-		}
-	})
+	po.SetOnConnectHandler(func(paho.Client) { go cl.connected() })
 	po.SetConnectionLostHandler(func(_ paho.Client, err error) {
 		cl.mu.Lock()
 		cl.down = true
 		cl.mu.Unlock()
 		log.Warn("lost connection to broker; reconnecting", "broker", opts.URL, "err", err)
+		cl.wake()
 	})
 	cl.c = paho.NewClient(po)
-	tok := cl.c.Connect()
 	if opts.Retry {
+		cl.mu.Lock()
+		cl.down = true
+		cl.mu.Unlock()
+		go cl.reconnectLoop(true)
 		return cl, nil
 	}
-	timeout := opts.ConnectTimeout
-	if timeout <= 0 {
-		timeout = 5 * time.Second
-	}
-	if !tok.WaitTimeout(timeout) {
+	tok := cl.c.Connect()
+	if !tok.WaitTimeout(opts.ConnectTimeout + time.Second) {
 		cl.c.Disconnect(0)
-		return nil, fmt.Errorf("%w: %s: no answer within %s", ErrUnreachable, opts.URL, timeout)
+		return nil, fmt.Errorf("%w: %s: no answer within %s", ErrUnreachable, opts.URL, opts.ConnectTimeout)
 	}
 	if err := tok.Error(); err != nil {
 		return nil, fmt.Errorf("%w: %s: %v", ErrUnreachable, opts.URL, err)
 	}
+	go cl.reconnectLoop(false)
 	return cl, nil
+}
+
+func (c *Client) wake() {
+	select {
+	case c.retry <- struct{}{}:
+	default:
+	}
+}
+
+// connected runs after every successful connection: subscriptions first,
+// so nothing published in OnConnect's wake is missed, then OnConnect.
+func (c *Client) connected() {
+	c.mu.Lock()
+	was := c.down
+	c.down = false
+	subs := make(map[string]paho.MessageHandler, len(c.subs))
+	for f, h := range c.subs {
+		subs[f] = h
+	}
+	c.mu.Unlock()
+	if was {
+		c.log.Info("connected to broker", "broker", c.opts.URL)
+	}
+	for f, h := range subs {
+		if tok := c.c.Subscribe(f, c.qos, h); tok.WaitTimeout(10*time.Second) && tok.Error() != nil {
+			c.log.Warn("subscribe again", "filter", f, "err", tok.Error())
+		}
+	}
+	if c.opts.OnConnect != nil {
+		c.opts.OnConnect()
+	}
+}
+
+// reconnectLoop connects whenever the connection is down, waiting a
+// jittered, doubling pause between attempts. Failed attempts are logged
+// once per outage, not per attempt.
+func (c *Client) reconnectLoop(now bool) {
+	backoff := MinBackoff
+	if !now {
+		select {
+		case <-c.retry:
+		case <-c.done:
+			return
+		}
+	}
+	for {
+		c.mu.Lock()
+		closed, down := c.closed, c.down
+		c.mu.Unlock()
+		if closed {
+			return
+		}
+		if down && !c.c.IsConnected() {
+			tok := c.c.Connect()
+			ok := tok.WaitTimeout(c.opts.ConnectTimeout+time.Second) && tok.Error() == nil
+			if !ok {
+				if backoff == MinBackoff {
+					c.log.Debug("broker unreachable; retrying", "broker", c.opts.URL)
+				}
+				pause := backoff/2 + time.Duration(rand.Int64N(int64(backoff)))
+				backoff = min(backoff*2, MaxBackoff)
+				select {
+				case <-time.After(pause):
+				case <-c.done:
+					return
+				}
+				continue
+			}
+		}
+		backoff = MinBackoff
+		select {
+		case <-c.retry:
+		case <-c.done:
+			return
+		}
+	}
 }
 
 func wait(ctx context.Context, tok paho.Token) error {
@@ -201,10 +285,15 @@ func (c *Client) Subscribe(filter string, fn func(topic string, payload []byte))
 }
 
 // SubscribeMessages is Subscribe with the message's Ack, for ManualAck.
+// The subscription is made again after every reconnection.
 func (c *Client) SubscribeMessages(filter string, fn func(Message)) error {
-	tok := c.c.Subscribe(filter, c.qos, func(_ paho.Client, m paho.Message) {
+	h := func(_ paho.Client, m paho.Message) {
 		fn(Message{Topic: m.Topic(), Payload: m.Payload(), ack: m.Ack})
-	})
+	}
+	c.mu.Lock()
+	c.subs[filter] = h
+	c.mu.Unlock()
+	tok := c.c.Subscribe(filter, c.qos, h)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := wait(ctx, tok); err != nil {
@@ -217,5 +306,15 @@ func (c *Client) SubscribeMessages(filter string, fn func(Message)) error {
 func (c *Client) Connected() bool { return c.c.IsConnectionOpen() }
 
 // Close disconnects cleanly (the will is not sent), waiting up to 250 ms
-// for work in flight.
-func (c *Client) Close() { c.c.Disconnect(250) }
+// for work in flight, and stops reconnecting.
+func (c *Client) Close() {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return
+	}
+	c.closed = true
+	close(c.done)
+	c.mu.Unlock()
+	c.c.Disconnect(250)
+}

@@ -1,0 +1,104 @@
+package mqttc_test
+
+import (
+	"context"
+	"errors"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/apd-telemetry/apd/broker"
+	"github.com/apd-telemetry/apd/internal/mqttc"
+)
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// TestReconnectAndResubscribe restarts the broker under a connected client:
+// the client reconnects by itself and its subscription works again,
+// although the new broker knows nothing of the old session.
+func TestReconnectAndResubscribe(t *testing.T) {
+	addr := freeAddr(t)
+	b, err := broker.Start(broker.Options{Addr: addr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	connects := make(chan struct{}, 10)
+	sub, err := mqttc.Dial(mqttc.Options{URL: "tcp://" + addr, ClientID: "sub", QoS: 1,
+		OnConnect: func() { connects <- struct{}{} }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	got := make(chan string, 10)
+	if err := sub.Subscribe("apd/+/x", func(topic string, p []byte) { got <- string(p) }); err != nil {
+		t.Fatal(err)
+	}
+	b.Close()
+	b, err = broker.Start(broker.Options{Addr: addr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	<-connects // the first connection
+	select {
+	case <-connects:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no reconnection within 10 s")
+	}
+	time.Sleep(100 * time.Millisecond) // the subscription is made before OnConnect; let it settle
+	if err := b.Publish("apd/h/x", []byte("after restart"), false); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case m := <-got:
+		if m != "after restart" {
+			t.Fatalf("got %q", m)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no message after the restart: not subscribed again")
+	}
+}
+
+func TestRetryConnectsLater(t *testing.T) {
+	addr := freeAddr(t)
+	c, err := mqttc.Dial(mqttc.Options{URL: "tcp://" + addr, ClientID: "late", QoS: 1, Retry: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Publish(context.Background(), "a/b", []byte("x"), false); err == nil {
+		t.Fatal("publish without a broker succeeded")
+	}
+	b, err := broker.Start(broker.Options{Addr: addr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for !c.Connected() {
+		if time.Now().After(deadline) {
+			t.Fatal("not connected within 10 s of the broker starting")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestDialErrors(t *testing.T) {
+	for _, u := range []string{"127.0.0.1:1883", "http://127.0.0.1:1883", "tcp://"} {
+		if _, err := mqttc.Dial(mqttc.Options{URL: u}); err == nil {
+			t.Errorf("Dial(%q) succeeded", u)
+		}
+	}
+	_, err := mqttc.Dial(mqttc.Options{URL: "tcp://" + freeAddr(t), ConnectTimeout: time.Second})
+	if !errors.Is(err, mqttc.ErrUnreachable) {
+		t.Errorf("closed port: err = %v", err)
+	}
+}
