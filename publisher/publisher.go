@@ -39,11 +39,22 @@ type Options struct {
 	// PublishTimeout bounds the wait for one broker acknowledgement; 0 means
 	// 10 s.
 	PublishTimeout time.Duration
-	Logger         *slog.Logger
+	// ReplayRate bounds how many spooled readings per second a replay
+	// publishes, so a week of backlog does not flood the broker; 0 means
+	// DefaultReplayRate.
+	ReplayRate int
+	// DrainTimeout bounds how long Run, once stopped, keeps publishing
+	// unsent readings and waiting for their acknowledgement; what is left
+	// stays in the spool for the next start. 0 means 5 s.
+	DrainTimeout time.Duration
+	Logger       *slog.Logger
 }
 
-// DefaultResendAfter is the default of Options.ResendAfter.
-const DefaultResendAfter = 60 * time.Second
+// Defaults of Options.
+const (
+	DefaultResendAfter = 60 * time.Second
+	DefaultReplayRate  = 1000
+)
 
 // Publisher samples sensors on their schedules, spools every reading and
 // publishes it, and removes readings from the spool as the aggregator
@@ -71,6 +82,12 @@ func New(opts Options, spool *Spool, client Client) *Publisher {
 	}
 	if opts.PublishTimeout <= 0 {
 		opts.PublishTimeout = 10 * time.Second
+	}
+	if opts.ReplayRate <= 0 {
+		opts.ReplayRate = DefaultReplayRate
+	}
+	if opts.DrainTimeout <= 0 {
+		opts.DrainTimeout = 5 * time.Second
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -208,6 +225,8 @@ func (p *Publisher) replay(ctx context.Context, olderThan time.Duration) {
 	p.mu.Lock()
 	after := p.acked
 	p.mu.Unlock()
+	pace := time.Second / time.Duration(p.opts.ReplayRate)
+	start, published := time.Now(), 0
 	for ctx.Err() == nil {
 		batch, err := p.spool.Pending(after, 256)
 		if err != nil {
@@ -228,7 +247,35 @@ func (p *Publisher) replay(ctx context.Context, olderThan time.Duration) {
 			if !p.publish(ctx, s) {
 				return
 			}
+			published++
+			if ahead := time.Duration(published)*pace - time.Since(start); ahead > 0 {
+				select {
+				case <-time.After(ahead):
+				case <-ctx.Done():
+					return
+				}
+			}
 		}
+	}
+}
+
+// drain publishes what was never published (readings of the last moments
+// before a stop, or of an outage) and waits for the acknowledgement of the
+// last seq, up to DrainTimeout.
+func (p *Publisher) drain() {
+	last := p.spool.LastSeq()
+	p.mu.Lock()
+	done := p.acked >= last
+	p.mu.Unlock()
+	if done {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), p.opts.DrainTimeout)
+	defer cancel()
+	// Readings published within the last hour are in flight: leave them.
+	p.replay(ctx, time.Hour)
+	if !p.WaitAcked(ctx, last, p.opts.DrainTimeout) {
+		p.log.Info("stopping with readings not yet acknowledged; they stay in the spool", "waiting", p.spool.Depth())
 	}
 }
 
@@ -266,6 +313,7 @@ func (p *Publisher) Run(ctx context.Context) error {
 		}
 	}()
 	wg.Wait()
+	p.drain()
 	return p.signOff()
 }
 
@@ -295,6 +343,9 @@ func (p *Publisher) schedule(ctx context.Context, n Named, interval time.Duratio
 		go func() {
 			defer func() { <-busy }()
 			s := n.Read(ctx, next)
+			if ctx.Err() != nil {
+				return // cut short by the stop: not a reading of the sensor
+			}
 			if s.Err != nil {
 				p.log.Debug("sensor failed", "sensor", n.Name, "err", s.Err)
 			}

@@ -318,7 +318,7 @@ func TestPublisherRunSamplesOnSchedule(t *testing.T) {
 	client := &fakeClient{}
 	slow := &fakeSensor{title: "Slow", results: []func(context.Context) (any, error){hang}}
 	quick := &fakeSensor{title: "Quick", results: []func(context.Context) (any, error){value(true)}}
-	p := New(Options{Host: "pi", Interval: 100 * time.Millisecond, Sensors: []Named{
+	p := New(Options{Host: "pi", Interval: 100 * time.Millisecond, DrainTimeout: 100 * time.Millisecond, Sensors: []Named{
 		{Name: "slow", Sensor: slow, Policy: ReadPolicy{Timeout: time.Hour, Attempts: 1}},
 		{Name: "quick", Sensor: quick, Policy: fast},
 	}}, spool, client)
@@ -341,6 +341,38 @@ func TestPublisherRunSamplesOnSchedule(t *testing.T) {
 	for i, s := range pending {
 		if s.Seq != uint64(i+1) {
 			t.Fatalf("seq %d at position %d", s.Seq, i)
+		}
+	}
+}
+
+func TestReplayIsRateLimited(t *testing.T) {
+	spool := openSpool(t, filepath.Join(t.TempDir(), "spool.db"))
+	defer spool.Close()
+	r := schema.Reading{Host: "pi", Sensor: "s", Time: time.Unix(1, 0), Value: json.RawMessage("1")}
+	batch := make([]schema.Reading, 20)
+	for i := range batch {
+		batch[i] = r
+	}
+	if _, _, err := spool.Append(batch); err != nil {
+		t.Fatal(err)
+	}
+	client := &fakeClient{}
+	p := New(Options{Host: "pi", ReplayRate: 50}, spool, client)
+	start := time.Now()
+	p.replay(context.Background(), 0)
+	// 20 readings at 50/s cannot take less than 0.38 s (the first goes at once).
+	if elapsed := time.Since(start); elapsed < 380*time.Millisecond {
+		t.Errorf("replayed 20 readings in %s at 50/s", elapsed)
+	}
+	if n := client.count("apd/pi/s "); n != 20 {
+		t.Errorf("replayed %d, want 20", n)
+	}
+	// In seq order.
+	client.mu.Lock()
+	defer client.mu.Unlock()
+	for i, m := range client.published {
+		if !strings.Contains(m, fmt.Sprintf(`"seq":%d,`, i+1)) {
+			t.Fatalf("position %d: %s", i, m)
 		}
 	}
 }

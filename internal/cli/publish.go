@@ -37,6 +37,8 @@ type PublisherFlags struct {
 	PasswordFile  string        `help:"File holding the broker password." placeholder:"FILE" type:"path" config:"publisher.password_file"`
 	TLSCA         string        `name:"tls-ca" help:"PEM file of CAs to trust for ssl:// brokers." placeholder:"FILE" type:"path" config:"publisher.tls_ca"`
 	ResendAfter   time.Duration `help:"Publish again readings the aggregator has not acknowledged after this long." default:"60s" config:"publisher.resend_after"`
+	ReplayRate    int           `help:"Most spooled readings per second published when catching up after an outage." default:"1000" config:"publisher.replay_rate"`
+	DrainTimeout  time.Duration `help:"On stop, how long to keep publishing and waiting for acknowledgements before leaving the rest in the spool." default:"5s" config:"publisher.drain_timeout"`
 	SpoolMaxBytes int64         `help:"Bound of the spool's contents in bytes; past it the oldest readings are dropped (and counted)." default:"67108864" config:"publisher.spool_max_bytes"`
 }
 
@@ -166,7 +168,7 @@ func startAgent(f PublisherFlags, sensors []publisher.Named, brokerURL, spoolPat
 	}
 	a.pub = publisher.New(publisher.Options{
 		Host: host, Topics: topics, Interval: f.Interval, Sensors: sensors,
-		Version: Version, ResendAfter: f.ResendAfter, Logger: log,
+		Version: Version, ResendAfter: f.ResendAfter, ReplayRate: f.ReplayRate, DrainTimeout: f.DrainTimeout, Logger: log,
 	}, spool, a.client)
 	ready.Store(a.pub)
 	if a.client.Connected() {
