@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
+	"path/filepath"
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
@@ -29,14 +31,36 @@ type Options struct {
 	SysInterval int64
 	// MaxPayload bounds a packet's size in bytes; 0 means no bound.
 	MaxPayload uint32
-	Logger     *slog.Logger
+	// StatePath is the bbolt file keeping sessions, subscriptions, retained
+	// and in-flight messages across restarts; empty keeps them in memory.
+	StatePath string
+	// MaxInflight bounds, per client, the QoS 1 messages awaiting delivery
+	// and the writes pending on its connection; beyond it messages are
+	// dropped and counted. 0 means DefaultMaxInflight. It caps what an
+	// offline or slow subscriber can hold in memory.
+	MaxInflight int
+	// SessionExpiry is how long the session of a disconnected client is
+	// kept; 0 means DefaultSessionExpiry.
+	SessionExpiry time.Duration
+	Logger        *slog.Logger
 }
+
+// Defaults of Options.
+const (
+	// DefaultMaxInflight is four times mochi's own default: drops are
+	// recoverable (devices republish what the aggregator did not
+	// acknowledge), so the limit is about memory, ~6 MB per client at
+	// 200-byte readings.
+	DefaultMaxInflight   = 32768
+	DefaultSessionExpiry = 24 * time.Hour
+)
 
 // Broker is a running MQTT broker.
 type Broker struct {
-	srv *mqtt.Server
-	tcp *listeners.TCP
-	log *slog.Logger
+	srv   *mqtt.Server
+	tcp   *listeners.TCP
+	log   *slog.Logger
+	drops *dropCounter
 }
 
 // Start creates the broker, binds its listener and starts serving. It
@@ -52,8 +76,17 @@ func Start(opts Options) (*Broker, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	if opts.MaxInflight <= 0 {
+		opts.MaxInflight = DefaultMaxInflight
+	}
+	if opts.SessionExpiry <= 0 {
+		opts.SessionExpiry = DefaultSessionExpiry
+	}
 	caps := mqtt.NewDefaultServerCapabilities()
 	caps.MaximumPacketSize = opts.MaxPayload
+	caps.MaximumInflight = uint16(min(opts.MaxInflight, 65535))
+	caps.MaximumClientWritesPending = int32(opts.MaxInflight)
+	caps.MaximumSessionExpiryInterval = uint32(opts.SessionExpiry / time.Second)
 	srv := mqtt.New(&mqtt.Options{
 		InlineClient:           true,
 		Capabilities:           caps,
@@ -62,6 +95,19 @@ func Start(opts Options) (*Broker, error) {
 	})
 	if err := srv.AddHook(new(auth.AllowHook), nil); err != nil {
 		return nil, fmt.Errorf("broker auth hook: %w", err)
+	}
+	drops := &dropCounter{}
+	if err := srv.AddHook(drops, nil); err != nil {
+		return nil, fmt.Errorf("broker drop counter: %w", err)
+	}
+	if opts.StatePath != "" {
+		if err := os.MkdirAll(filepath.Dir(opts.StatePath), 0o755); err != nil {
+			return nil, fmt.Errorf("broker state directory: %w", err)
+		}
+		h, cfg := newPersistence(opts.StatePath)
+		if err := srv.AddHook(h, cfg); err != nil {
+			return nil, fmt.Errorf("open broker state %s: %w", opts.StatePath, err)
+		}
 	}
 	for _, h := range opts.Hooks {
 		if err := srv.AddHook(h, nil); err != nil {
@@ -80,7 +126,7 @@ func Start(opts Options) (*Broker, error) {
 		srv.Close()
 		return nil, fmt.Errorf("broker serve: %w", err)
 	}
-	return &Broker{srv: srv, tcp: tcp, log: log}, nil
+	return &Broker{srv: srv, tcp: tcp, log: log, drops: drops}, nil
 }
 
 // Addr returns the address the broker listens on (with the real port when
@@ -108,6 +154,13 @@ func (b *Broker) WaitGone(id string, timeout time.Duration) bool {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// Dropped returns how many messages the broker dropped instead of
+// delivering: publishes to clients over their limits, and expired in-flight
+// messages.
+func (b *Broker) Dropped() (publishes, inflight uint64) {
+	return b.drops.publishes.Load(), b.drops.inflight.Load()
 }
 
 // Close disconnects every client and stops the broker.

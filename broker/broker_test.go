@@ -1,7 +1,10 @@
 package broker
 
 import (
+	"context"
+	"fmt"
 	"net"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -66,4 +69,79 @@ func TestStartAddressInUse(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "address already in use") {
 		t.Fatalf("err = %v", err)
 	}
+}
+
+// TestStateSurvivesRestart: a persistent subscriber's session, its
+// subscription, the messages queued for it while it was away and retained
+// messages all survive a broker restart.
+func TestStateSurvivesRestart(t *testing.T) {
+	state := filepath.Join(t.TempDir(), "broker.db")
+	addr := freeAddr(t)
+	b, err := Start(Options{Addr: addr, StatePath: state})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan string, 100)
+	handler := func(topic string, p []byte) { got <- topic + " " + string(p) }
+	sub, err := mqttc.Dial(mqttc.Options{URL: "tcp://" + addr, ClientID: "aggregator", QoS: 1, Persistent: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sub.Subscribe("apd/+/t", handler); err != nil {
+		t.Fatal(err)
+	}
+	sub.Close()
+	b.WaitGone("aggregator", 2*time.Second)
+	pub, err := mqttc.Dial(mqttc.Options{URL: "tcp://" + addr, ClientID: "device", QoS: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 3; i++ {
+		if err := pub.Publish(context.Background(), "apd/h/t", []byte(fmt.Sprint(i)), false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_ = pub.Publish(context.Background(), "apd/h/$status", []byte(`{"state":"online"}`), true)
+	pub.Close()
+	b.Close()
+
+	b, err = Start(Options{Addr: addr, StatePath: state})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	// The session is resumed: its queue arrives before any new subscription.
+	sub, err = mqttc.Dial(mqttc.Options{URL: "tcp://" + addr, ClientID: "aggregator", QoS: 1, Persistent: true,
+		Unsolicited: func(m mqttc.Message) { handler(m.Topic, m.Payload) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	// Retained messages are back for any new subscriber.
+	watcher, err := mqttc.Dial(mqttc.Options{URL: "tcp://" + addr, ClientID: "watcher", QoS: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer watcher.Close()
+	_ = watcher.Subscribe("apd/+/$status", handler)
+	want := map[string]bool{"apd/h/t 0": true, "apd/h/t 1": true, "apd/h/t 2": true, `apd/h/$status {"state":"online"}`: true}
+	timeout := time.After(5 * time.Second)
+	for len(want) > 0 {
+		select {
+		case m := <-got:
+			delete(want, m)
+		case <-timeout:
+			t.Fatalf("after restart still missing %v", want)
+		}
+	}
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
 }

@@ -13,14 +13,19 @@ import (
 // crash before the commit makes the broker deliver it again.
 func Subscribe(in *Ingester, c *mqttc.Client) error {
 	filter := in.opts.Topics.All()
-	err := c.SubscribeMessages(filter, func(m mqttc.Message) {
-		if err := in.Submit(m.Topic, m.Payload, m.Ack); err != nil {
-			// Not acknowledged: the broker redelivers after a restart.
-			in.log.Warn("ingest closed; message left to the broker", "topic", m.Topic)
-		}
-	})
-	if err != nil {
+	if err := c.SubscribeMessages(filter, in.Handle); err != nil {
 		return fmt.Errorf("subscribe %s: %w", filter, err)
 	}
 	return nil
+}
+
+// Handle submits a message received from an external broker and
+// acknowledges it to the broker after the commit. Use it as the client's
+// mqttc.Options.Unsolicited too, so a resumed session's queue, delivered
+// before Subscribe, is stored rather than dropped.
+func (in *Ingester) Handle(m mqttc.Message) {
+	if err := in.Submit(m.Topic, m.Payload, m.Ack); err != nil {
+		// Not acknowledged: the broker delivers it again after a restart.
+		in.log.Warn("ingest closed; message left to the broker", "topic", m.Topic)
+	}
 }

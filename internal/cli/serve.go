@@ -157,13 +157,43 @@ func logMetricsOnSignal(ctx context.Context, r *metrics.Registry, log *slog.Logg
 	}()
 }
 
+// BrokerFlags configure the embedded broker.
+type BrokerFlags struct {
+	MQTTAddr      string        `name:"mqtt-addr" help:"MQTT listen address of the embedded broker." default:"127.0.0.1:1883" placeholder:"HOST:PORT" config:"server.mqtt_addr"`
+	MaxInflight   int           `help:"Per client, most QoS 1 messages awaiting delivery; beyond it the broker drops (and counts) them." default:"32768" config:"server.max_inflight"`
+	SessionExpiry time.Duration `help:"How long the broker keeps the session of a disconnected client." default:"24h" config:"server.session_expiry"`
+}
+
+func (f BrokerFlags) options(data string, maxPayload int, log *slog.Logger) broker.Options {
+	return broker.Options{
+		Addr:          f.MQTTAddr,
+		MaxPayload:    uint32(maxPayload) + 1024, // room for the topic and headers
+		StatePath:     filepath.Join(data, "broker.db"),
+		MaxInflight:   f.MaxInflight,
+		SessionExpiry: f.SessionExpiry,
+		Logger:        log,
+	}
+}
+
+// registerBrokerMetrics adds the broker's drop counters to r.
+func registerBrokerMetrics(r *metrics.Registry, b *broker.Broker) {
+	r.GaugeFunc("apd_broker_dropped_publishes", "Messages the broker dropped for clients over their limits (since start).", func() float64 {
+		p, _ := b.Dropped()
+		return float64(p)
+	})
+	r.GaugeFunc("apd_broker_dropped_inflight", "In-flight messages the broker dropped or expired (since start).", func() float64 {
+		_, i := b.Dropped()
+		return float64(i)
+	})
+}
+
 // ServeCmd is apd serve.
 type ServeCmd struct {
 	DataFlags
 	HTTPFlags
 	IngestFlags
-	MQTTAddr      string `name:"mqtt-addr" help:"MQTT listen address of the embedded broker." default:"127.0.0.1:1883" placeholder:"HOST:PORT" config:"server.mqtt_addr"`
-	WithPublisher bool   `help:"Also sample this machine's sensors and publish them." config:"server.with_publisher"`
+	BrokerFlags
+	WithPublisher bool `help:"Also sample this machine's sensors and publish them." config:"server.with_publisher"`
 	PublisherFlags
 }
 
@@ -203,17 +233,15 @@ func (c *ServeCmd) Run(ctx context.Context, g *Globals, file *config.File) error
 	if err != nil {
 		return err
 	}
-	brk, err := broker.Start(broker.Options{
-		Addr:       c.MQTTAddr,
-		Hooks:      []mqtt.Hook{subscriber.NewHook(agg.ingester)},
-		MaxPayload: uint32(c.MaxPayload) + 1024, // room for the topic and headers
-		Logger:     g.brokerLogger(),
-	})
+	bopts := c.BrokerFlags.options(c.Data, c.MaxPayload, g.brokerLogger())
+	bopts.Hooks = []mqtt.Hook{subscriber.NewHook(agg.ingester)}
+	brk, err := broker.Start(bopts)
 	if err != nil {
 		agg.close()
 		return withCode(ExitFailure, err, "pass another --mqtt-addr")
 	}
 	brkRef.Store(brk)
+	registerBrokerMetrics(agg.metrics, brk)
 	log.Info("apd serve running", "mqtt", brk.Addr(), "http", agg.HTTPURL(), "db", agg.store.Path(), "version", Version)
 	logMetricsOnSignal(ctx, agg.metrics, log)
 	agg.logProgress(ctx)
@@ -250,22 +278,24 @@ func (c *ServeCmd) Run(ctx context.Context, g *Globals, file *config.File) error
 
 // BrokerCmd is apd broker.
 type BrokerCmd struct {
-	MQTTAddr   string `name:"mqtt-addr" help:"MQTT listen address." default:"127.0.0.1:1883" placeholder:"HOST:PORT" config:"server.mqtt_addr"`
-	MaxPayload int    `help:"Largest accepted packet in bytes." default:"66560" config:"server.max_payload"`
+	BrokerFlags
+	DataFlags
+	MaxPayload int `help:"Largest accepted payload in bytes." default:"65536" config:"server.max_payload"`
 }
 
 // Help implements kong's HelpProvider.
 func (BrokerCmd) Help() string {
-	return `Runs the embedded MQTT broker alone.
+	return `Runs the embedded MQTT broker alone. Sessions, subscriptions, retained and
+in-flight messages are kept in <data>/broker.db across restarts.
 
 Example:
-  apd broker --mqtt-addr 127.0.0.1:1883`
+  apd broker --mqtt-addr 127.0.0.1:1883 --data /var/lib/apd`
 }
 
 // Run implements the command.
 func (c *BrokerCmd) Run(ctx context.Context, g *Globals) error {
 	log := g.Logger()
-	brk, err := broker.Start(broker.Options{Addr: c.MQTTAddr, MaxPayload: uint32(c.MaxPayload), Logger: g.brokerLogger()})
+	brk, err := broker.Start(c.BrokerFlags.options(c.Data, c.MaxPayload, g.brokerLogger()))
 	if err != nil {
 		return withCode(ExitFailure, err, "pass another --mqtt-addr")
 	}
@@ -329,6 +359,7 @@ func (c *AggregateCmd) Run(ctx context.Context, g *Globals) error {
 	client, err := mqttc.Dial(mqttc.Options{
 		URL: c.Broker, ClientID: c.ClientID, Username: c.Username, Password: password, TLSCA: c.TLSCA,
 		QoS: 1, Persistent: true, ManualAck: true, Logger: log,
+		Unsolicited: agg.ingester.Handle,
 		OnConnect: func() {
 			// Subscribe on every connection: the broker may not have kept
 			// the session.

@@ -58,7 +58,12 @@ type Options struct {
 	ConnectTimeout time.Duration
 	// OnConnect runs after every successful (re)connection.
 	OnConnect func()
-	Logger    *slog.Logger
+	// Unsolicited receives messages that match no subscription made by
+	// this process: with Persistent, the broker delivers the session's
+	// queue as soon as it connects, before Subscribe runs. Nil acknowledges
+	// and drops them.
+	Unsolicited func(Message)
+	Logger      *slog.Logger
 }
 
 // Message is a received message.
@@ -154,6 +159,21 @@ func Dial(opts Options) (*Client, error) {
 	if opts.Will != nil {
 		po.SetBinaryWill(opts.Will.Topic, opts.Will.Payload, opts.QoS, opts.Will.Retain)
 	}
+	// A resumed persistent session delivers queued messages as soon as it
+	// connects, before this process has subscribed again: route them to the
+	// handler of the matching filter instead of dropping them.
+	po.SetDefaultPublishHandler(func(pc paho.Client, m paho.Message) {
+		if h := cl.handlerFor(m.Topic()); h != nil {
+			h(pc, m)
+			return
+		}
+		if opts.Unsolicited != nil {
+			opts.Unsolicited(Message{Topic: m.Topic(), Payload: m.Payload(), ack: m.Ack})
+			return
+		}
+		log.Debug("message on no subscription", "topic", m.Topic())
+		m.Ack()
+	})
 	po.SetOnConnectHandler(func(paho.Client) { go cl.connected() })
 	po.SetConnectionLostHandler(func(_ paho.Client, err error) {
 		cl.mu.Lock()
@@ -180,6 +200,38 @@ func Dial(opts Options) (*Client, error) {
 	}
 	go cl.reconnectLoop(false)
 	return cl, nil
+}
+
+// handlerFor returns the handler of the first subscription whose filter
+// matches topic, or nil.
+func (c *Client) handlerFor(topic string) paho.MessageHandler {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for f, h := range c.subs {
+		if Match(f, topic) {
+			return h
+		}
+	}
+	return nil
+}
+
+// Match reports whether an MQTT topic filter (with + and # wildcards)
+// matches a topic. Per [MQTT-4.7.2-1], wildcards at the first level do not
+// match topics starting with $.
+func Match(filter, topic string) bool {
+	if len(topic) > 0 && topic[0] == '$' && len(filter) > 0 && (filter[0] == '+' || filter[0] == '#') {
+		return false
+	}
+	fs, ts := strings.Split(filter, "/"), strings.Split(topic, "/")
+	for i, f := range fs {
+		if f == "#" {
+			return true
+		}
+		if i >= len(ts) || f != "+" && f != ts[i] {
+			return false
+		}
+	}
+	return len(fs) == len(ts)
 }
 
 func (c *Client) wake() {

@@ -102,3 +102,26 @@ func TestDialErrors(t *testing.T) {
 		t.Errorf("closed port: err = %v", err)
 	}
 }
+
+func TestMatch(t *testing.T) {
+	tests := []struct {
+		filter, topic string
+		want          bool
+	}{
+		{"apd/#", "apd/h/s", true},
+		{"apd/#", "apd", true},
+		{"apd/+/s", "apd/h/s", true},
+		{"apd/+/s", "apd/h/t", false},
+		{"apd/+/+", "apd/h/$ack", true},
+		{"apd/h/$ack", "apd/h/$ack", true},
+		{"apd/+", "apd/h/s", false},
+		{"#", "$SYS/x", false},
+		{"+/x", "$SYS/x", false},
+		{"$SYS/#", "$SYS/x", true},
+	}
+	for _, tc := range tests {
+		if got := mqttc.Match(tc.filter, tc.topic); got != tc.want {
+			t.Errorf("Match(%q, %q) = %v", tc.filter, tc.topic, got)
+		}
+	}
+}

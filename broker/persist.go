@@ -1,0 +1,186 @@
+package broker
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/hooks/storage"
+	"github.com/mochi-mqtt/server/v2/hooks/storage/bolt"
+	"github.com/mochi-mqtt/server/v2/packets"
+	"github.com/mochi-mqtt/server/v2/system"
+	bbolt "go.etcd.io/bbolt"
+)
+
+// persistence keeps sessions, subscriptions, retained messages and
+// in-flight messages in bbolt files, so a restarted broker resumes where it
+// stopped.
+//
+// Why mochi's bolt hook: apd already depends on bbolt and runs on SD cards,
+// so a small file beats the badger or pebble engines (larger binaries,
+// background compaction) and needs no Redis. Three changes make it fit:
+//
+//   - No fsync (bbolt NoSync). A killed process loses nothing (the writes
+//     are in the page cache); a power cut may lose the latest broker state.
+//     That is acceptable because the broker is not where a reading's safety
+//     lies: the device keeps every reading in its spool until the
+//     aggregator's $ack, and republishes.
+//   - In-flight state is written only for messages the broker sends to
+//     clients with a persistent session (the aggregator's). The PUBACK of
+//     every inbound QoS 1 publish would otherwise cost two writes per
+//     reading.
+//   - In-flight messages live in a file of their own, written here: the
+//     bolt hook of mochi v2.7.9 stores them without their packet id, and
+//     the restarted broker then disconnects the client on every resend
+//     ("missing packet id").
+type persistence struct {
+	*bolt.Hook
+	inflight *bbolt.DB
+}
+
+type persistenceConfig struct {
+	bolt         *bolt.Options
+	inflightPath string
+}
+
+func newPersistence(path string) (*persistence, *persistenceConfig) {
+	return &persistence{Hook: new(bolt.Hook)}, &persistenceConfig{
+		bolt:         &bolt.Options{Path: path, Options: &bbolt.Options{Timeout: 2 * time.Second, NoSync: true}},
+		inflightPath: path + ".inflight",
+	}
+}
+
+var inflightBucket = []byte("inflight")
+
+// Init opens both files.
+func (h *persistence) Init(config any) error {
+	cfg, ok := config.(*persistenceConfig)
+	if !ok {
+		return mqtt.ErrInvalidConfigType
+	}
+	if err := h.Hook.Init(cfg.bolt); err != nil {
+		return err
+	}
+	db, err := bbolt.Open(cfg.inflightPath, 0o600, &bbolt.Options{Timeout: 2 * time.Second, NoSync: true})
+	if err != nil {
+		return fmt.Errorf("open %s: %w", cfg.inflightPath, err)
+	}
+	if err := db.Update(func(tx *bbolt.Tx) error {
+		_, err := tx.CreateBucketIfNotExists(inflightBucket)
+		return err
+	}); err != nil {
+		db.Close()
+		return err
+	}
+	h.inflight = db
+	return nil
+}
+
+// Stop closes both files.
+func (h *persistence) Stop() error {
+	err := h.Hook.Stop()
+	if h.inflight != nil {
+		err = errors.Join(err, h.inflight.Close())
+	}
+	return err
+}
+
+func inflightKey(cl *mqtt.Client, pk packets.Packet) []byte {
+	return []byte(cl.ID + ":" + pk.FormatID())
+}
+
+// OnQosPublish stores outbound messages to persistent sessions, packet id
+// included.
+func (h *persistence) OnQosPublish(cl *mqtt.Client, pk packets.Packet, sent int64, _ int) {
+	if pk.FixedHeader.Type != packets.Publish || cl.Properties.Clean {
+		return
+	}
+	m := storage.Message{
+		ID: string(inflightKey(cl, pk)), T: storage.InflightKey, Client: cl.ID, Origin: pk.Origin,
+		PacketID: pk.PacketID, FixedHeader: pk.FixedHeader, TopicName: pk.TopicName, Payload: pk.Payload,
+		Sent: sent, Created: pk.Created,
+		Properties: storage.MessageProperties{MessageExpiryInterval: pk.Properties.MessageExpiryInterval},
+	}
+	v, err := json.Marshal(m)
+	if err != nil {
+		return
+	}
+	if err := h.inflight.Update(func(tx *bbolt.Tx) error { return tx.Bucket(inflightBucket).Put([]byte(m.ID), v) }); err != nil {
+		h.Log.Error("store in-flight message", "error", err)
+	}
+}
+
+// OnQosComplete removes a stored in-flight message; clean sessions have none.
+func (h *persistence) OnQosComplete(cl *mqtt.Client, pk packets.Packet) {
+	if cl.Properties.Clean {
+		return
+	}
+	if err := h.inflight.Update(func(tx *bbolt.Tx) error { return tx.Bucket(inflightBucket).Delete(inflightKey(cl, pk)) }); err != nil {
+		h.Log.Error("remove in-flight message", "error", err)
+	}
+}
+
+// OnQosDropped removes a stored in-flight message.
+func (h *persistence) OnQosDropped(cl *mqtt.Client, pk packets.Packet) { h.OnQosComplete(cl, pk) }
+
+// OnClientExpired forgets the client and its in-flight messages.
+func (h *persistence) OnClientExpired(cl *mqtt.Client) {
+	h.Hook.OnClientExpired(cl)
+	prefix := []byte(cl.ID + ":")
+	_ = h.inflight.Update(func(tx *bbolt.Tx) error {
+		c := tx.Bucket(inflightBucket).Cursor()
+		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Seek(prefix) {
+			if err := c.Delete(); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// OnSysInfoTick stores nothing: $SYS counters restart from zero, as mochi
+// does by default, which saves a write per tick.
+func (h *persistence) OnSysInfoTick(*system.Info) {}
+
+// StoredSysInfo returns nothing to restore (see OnSysInfoTick); asking the
+// bolt hook would log an error on every first start.
+func (h *persistence) StoredSysInfo() (storage.SystemInfo, error) { return storage.SystemInfo{}, nil }
+
+// StoredInflightMessages returns the in-flight messages to restore.
+func (h *persistence) StoredInflightMessages() ([]storage.Message, error) {
+	var out []storage.Message
+	err := h.inflight.View(func(tx *bbolt.Tx) error {
+		return tx.Bucket(inflightBucket).ForEach(func(_, v []byte) error {
+			var m storage.Message
+			if err := json.Unmarshal(v, &m); err != nil {
+				return err
+			}
+			out = append(out, m)
+			return nil
+		})
+	})
+	return out, err
+}
+
+// dropCounter counts messages the broker dropped instead of delivering
+// (a subscriber over its in-flight or pending-write limit, or expired
+// in-flight messages).
+type dropCounter struct {
+	mqtt.HookBase
+	publishes atomic.Uint64
+	inflight  atomic.Uint64
+}
+
+func (d *dropCounter) ID() string { return "apd-drop-counter" }
+
+func (d *dropCounter) Provides(b byte) bool {
+	return b == mqtt.OnPublishDropped || b == mqtt.OnQosDropped
+}
+
+func (d *dropCounter) OnPublishDropped(*mqtt.Client, packets.Packet) { d.publishes.Add(1) }
+
+func (d *dropCounter) OnQosDropped(*mqtt.Client, packets.Packet) { d.inflight.Add(1) }
