@@ -5,7 +5,7 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo de
 LDFLAGS   := -s -w -X github.com/apd-telemetry/apd/internal/cli.Version=$(VERSION)
 STATICCHECK_VERSION := v0.8.2
 
-.PHONY: build run test test-short lint bench cross fuzz clean
+.PHONY: build run test test-short test-faults lint bench cross fuzz clean
 
 ## build: the apd and apd-publish binaries in bin/
 build:
@@ -18,6 +18,10 @@ run: build
 ## test: every test, with the race detector (integration tests run real brokers on loopback)
 test:
 	$(GO) test -race -count=1 ./...
+
+## test-faults: the fault-injection tests in their long form (kills, a one-minute broker outage, queue overflow)
+test-faults:
+	APD_FAULTS_SCALE=4 $(GO) test -count=1 -v -timeout 20m ./internal/faults/ 2>&1 | grep -v '^time='
 
 test-short:
 	$(GO) test -short -count=1 ./...

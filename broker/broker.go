@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
@@ -76,6 +77,8 @@ func Start(opts Options) (*Broker, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	// mochi warns once per dropped message; say it once a minute per client.
+	log = slog.New(newOncePerMinute(log.Handler()))
 	if opts.MaxInflight <= 0 {
 		opts.MaxInflight = DefaultMaxInflight
 	}
@@ -157,10 +160,11 @@ func (b *Broker) WaitGone(id string, timeout time.Duration) bool {
 }
 
 // Dropped returns how many messages the broker dropped instead of
-// delivering: publishes to clients over their limits, and expired in-flight
-// messages.
+// delivering: publishes to clients whose pending writes were full, and
+// QoS 1 messages for clients over their in-flight quota (an offline
+// subscriber's queue) or expired in flight.
 func (b *Broker) Dropped() (publishes, inflight uint64) {
-	return b.drops.publishes.Load(), b.drops.inflight.Load()
+	return b.drops.publishes.Load(), uint64(atomic.LoadInt64(&b.srv.Info.InflightDropped)) + b.drops.inflight.Load()
 }
 
 // Close disconnects every client and stops the broker.

@@ -301,7 +301,10 @@ func (c *BrokerCmd) Run(ctx context.Context, g *Globals) error {
 	}
 	log.Info("apd broker running", "mqtt", brk.Addr())
 	<-ctx.Done()
-	return brk.Close()
+	err = brk.Close()
+	p, i := brk.Dropped()
+	log.Info("apd broker stopped", "dropped_publishes", p, "dropped_inflight", i)
+	return err
 }
 
 // AggregateCmd is apd aggregate.

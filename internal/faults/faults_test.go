@@ -1,0 +1,429 @@
+package faults
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/apd-telemetry/apd/internal/mqttc"
+	"github.com/apd-telemetry/apd/internal/store"
+	"github.com/apd-telemetry/apd/publisher"
+	"github.com/apd-telemetry/apd/schema"
+)
+
+var binDir string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "apd-faults")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	build := exec.Command("go", "build", "-o", dir+"/", "github.com/apd-telemetry/apd/cmd/apd", "github.com/apd-telemetry/apd/cmd/apd-publish")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build:", err)
+		os.Exit(1)
+	}
+	binDir = dir
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// scale stretches the scenario's phases: 1 in the short form run by go
+// test, APD_FAULTS_SCALE (make test-faults sets 4) for the long one.
+func scale() time.Duration {
+	if n, err := strconv.Atoi(os.Getenv("APD_FAULTS_SCALE")); err == nil && n > 0 {
+		return time.Duration(n)
+	}
+	return 1
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// proc is a binary that can be killed and started again with the same
+// arguments.
+type proc struct {
+	t    *testing.T
+	name string
+	args []string
+	cmd  *exec.Cmd
+	log  *syncBuffer
+}
+
+func start(t *testing.T, name string, args ...string) *proc {
+	t.Helper()
+	p := &proc{t: t, name: name, args: args, log: &syncBuffer{}}
+	p.start()
+	t.Cleanup(func() {
+		if p.cmd.ProcessState == nil {
+			_ = p.cmd.Process.Kill()
+			_ = p.cmd.Wait()
+		}
+	})
+	return p
+}
+
+func (p *proc) start() {
+	p.t.Helper()
+	p.cmd = exec.Command(filepath.Join(binDir, p.name), p.args...)
+	p.cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + p.t.TempDir()}
+	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
+	if err := p.cmd.Start(); err != nil {
+		p.t.Fatal(err)
+	}
+}
+
+func (p *proc) kill() {
+	_ = p.cmd.Process.Signal(syscall.SIGKILL)
+	_ = p.cmd.Wait()
+}
+
+func (p *proc) stop(timeout time.Duration) {
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { _ = p.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(timeout):
+		p.t.Errorf("%s did not stop on SIGTERM within %s", p.name, timeout)
+		p.kill()
+	}
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func waitTCP(t *testing.T, addr string) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close()
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("nothing listens on %s", addr)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func waitHTTP(t *testing.T, addr string) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		if resp, err := http.Get("http://" + addr + "/healthz"); err == nil {
+			resp.Body.Close()
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("nothing answers on %s", addr)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// malformed publishes hostile input until ctx ends and returns how many
+// messages it sent. None of it may be stored as a reading.
+func malformed(ctx context.Context, t *testing.T, brokerAddr string, hosts []string) func() int {
+	c, err := mqttc.Dial(mqttc.Options{URL: "tcp://" + brokerAddr, ClientID: "vandal", QoS: 1, Retry: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sent := 0
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer c.Close()
+		tick := time.NewTicker(100 * time.Millisecond)
+		defer tick.Stop()
+		for i := 0; ; i++ {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+			h := hosts[i%len(hosts)]
+			other := hosts[(i+1)%len(hosts)]
+			now := schema.FormatTime(time.Now())
+			bad := []struct{ topic, payload string }{
+				{"apd/" + h + "/uptime", `{"v":1,"host":"` + other + `","sensor":"uptime","ts":"` + now + `","seq":999999,"value":1}`},
+				{"apd/" + h + "/uptime", `{"v":1,"ts":"` + now + `","seq":`},
+				{"apd/" + h + "/version", `{"v":9,"ts":"` + now + `","seq":999998,"value":1}`},
+				{"apd/" + h + "/uptime", `{"v":1,"ts":"1970-01-01T00:00:00Z","seq":999997,"value":1}`},
+			}
+			b := bad[i%len(bad)]
+			pctx, cancel := context.WithTimeout(ctx, time.Second)
+			if c.Publish(pctx, b.topic, []byte(b.payload), false) == nil {
+				sent++
+			}
+			cancel()
+		}
+	}()
+	return func() int { <-done; return sent }
+}
+
+// checkExactlyOnce reads the aggregator's database and each publisher's
+// spool: every host's stored seqs must be exactly 1..N, N being the last
+// seq its spool issued, and no malformed seq may be stored.
+func checkExactlyOnce(t *testing.T, dbPath string, spools map[string]string) {
+	t.Helper()
+	st, err := store.Open(dbPath, store.Options{ReadOnly: true, Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	seqs := map[string][]uint64{}
+	if err := st.Scan(store.Query{}, func(r *schema.Reading) error {
+		seqs[r.Host] = append(seqs[r.Host], r.Seq)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for host, path := range spools {
+		sp, err := publisher.OpenSpool(path, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		last, depth := sp.LastSeq(), sp.Depth()
+		sp.Close()
+		got := seqs[host]
+		sort.Slice(got, func(i, j int) bool { return got[i] < got[j] })
+		missing, dups, extra := 0, 0, 0
+		want := uint64(1)
+		for i, s := range got {
+			switch {
+			case s > last:
+				extra++
+			case i > 0 && s == got[i-1]:
+				dups++
+			default:
+				for ; want < s; want++ {
+					missing++
+				}
+				want = s + 1
+			}
+		}
+		if want <= last {
+			missing += int(last - want + 1)
+		}
+		t.Logf("host %s: %d readings issued, %d stored, %d missing, %d duplicates, %d not issued, %d left in spool",
+			host, last, len(got), missing, dups, extra, depth)
+		if last == 0 || missing != 0 || dups != 0 || extra != 0 || depth != 0 {
+			t.Errorf("host %s: not exactly once", host)
+		}
+	}
+}
+
+type hostState struct {
+	Host      string `json:"host"`
+	Watermark uint64 `json:"watermark"`
+	MaxSeq    uint64 `json:"max_seq"`
+	Awaited   uint64 `json:"awaited"`
+}
+
+// waitCaughtUp waits until every host's watermark reaches the highest seq
+// the aggregator saw, with at least min readings each.
+func waitCaughtUp(t *testing.T, httpAddr string, hosts []string, min uint64, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		var states []hostState
+		if resp, err := http.Get("http://" + httpAddr + "/api/v1/hosts"); err == nil {
+			_ = json.NewDecoder(resp.Body).Decode(&states)
+			resp.Body.Close()
+		}
+		ok := 0
+		for _, s := range states {
+			if s.Watermark >= min && s.Watermark == s.MaxSeq {
+				ok++
+			}
+		}
+		if ok == len(hosts) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("aggregator did not catch up within %s: %+v", timeout, states)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// cluster is apd broker + apd aggregate + three apd-publish, each
+// publishing two sensors every second with its own spool.
+type cluster struct {
+	t                    *testing.T
+	dir                  string
+	brokerAddr, httpAddr string
+	brk, agg             *proc
+	pubs                 []*proc
+	hosts                []string
+	spools               map[string]string
+}
+
+func newCluster(t *testing.T, brokerArgs ...string) *cluster {
+	t.Helper()
+	c := &cluster{t: t, dir: t.TempDir(), brokerAddr: freeAddr(t), httpAddr: freeAddr(t),
+		hosts: []string{"f1", "f2", "f3"}, spools: map[string]string{}}
+	c.brk = start(t, "apd", append([]string{"broker", "--mqtt-addr", c.brokerAddr, "--data", filepath.Join(c.dir, "broker")}, brokerArgs...)...)
+	waitTCP(t, c.brokerAddr)
+	c.agg = start(t, "apd", "aggregate", "--broker", "tcp://"+c.brokerAddr, "--data", filepath.Join(c.dir, "agg"), "--http-addr", c.httpAddr)
+	waitHTTP(t, c.httpAddr)
+	for _, h := range c.hosts {
+		c.spools[h] = filepath.Join(c.dir, h+"-spool.db")
+		c.pubs = append(c.pubs, start(t, "apd-publish", "--broker", "tcp://"+c.brokerAddr, "--host", h, "--interval", "1s",
+			"--sensors", "uptime,version", "--spool", c.spools[h], "--resend-after", "3s"))
+	}
+	return c
+}
+
+// finish waits for the aggregator to catch up, stops everything cleanly
+// and checks exactly-once storage.
+func (c *cluster) finish(minReadings uint64) {
+	t := c.t
+	t.Helper()
+	waitCaughtUp(t, c.httpAddr, c.hosts, minReadings, 90*time.Second)
+	for _, p := range c.pubs {
+		p.stop(15 * time.Second)
+	}
+	c.agg.stop(10 * time.Second)
+	c.brk.stop(10 * time.Second)
+	checkExactlyOnce(t, filepath.Join(c.dir, "agg", "apd.db"), c.spools)
+	if t.Failed() {
+		for _, p := range append([]*proc{c.brk, c.agg}, c.pubs...) {
+			t.Logf("--- %s %s log:\n%s", p.name, strings.Join(p.args[:1], " "), p.log.String())
+		}
+	}
+}
+
+// TestKillAndRestart kills the aggregator and later the broker with
+// SIGKILL and restarts them, while malformed payloads are published
+// alongside.
+func TestKillAndRestart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("fault injection runs processes for tens of seconds")
+	}
+	k := scale()
+	c := newCluster(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	vandalism := malformed(ctx, t, c.brokerAddr, c.hosts)
+
+	time.Sleep(4 * time.Second * k)
+	t.Log("SIGKILL aggregator")
+	c.agg.kill()
+	time.Sleep(2 * time.Second * k)
+	c.agg.start()
+	waitHTTP(t, c.httpAddr)
+	time.Sleep(3 * time.Second * k)
+	t.Log("SIGKILL broker")
+	c.brk.kill()
+	time.Sleep(2 * time.Second * k)
+	c.brk.start()
+	time.Sleep(4 * time.Second * k)
+	cancel()
+	t.Logf("malformed payloads published: %d", vandalism())
+	c.finish(uint64(10 * k))
+}
+
+// TestBrokerDown cuts the publishers off from the broker (it is stopped)
+// for 10 s in the short form, a minute in the long one: their spools hold
+// the readings, which all arrive afterwards with their own timestamps.
+func TestBrokerDown(t *testing.T) {
+	if testing.Short() {
+		t.Skip("fault injection runs processes for tens of seconds")
+	}
+	k := scale()
+	down := 10 * time.Second
+	if k > 1 {
+		down = time.Minute
+	}
+	c := newCluster(t)
+	time.Sleep(3 * time.Second)
+	t.Logf("stopping the broker for %s", down)
+	c.brk.kill()
+	outage := time.Now()
+	time.Sleep(down)
+	c.brk.start()
+	c.finish(uint64(down / time.Second))
+	// Readings taken during the outage kept their own time.
+	st, err := store.Open(filepath.Join(c.dir, "agg", "apd.db"), store.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	n := 0
+	_ = st.Scan(store.Query{Sensor: "uptime", Hosts: []string{"f1"}, Since: outage.Add(time.Second), Until: outage.Add(down - time.Second)}, func(*schema.Reading) error { n++; return nil })
+	t.Logf("f1 readings stamped inside the outage: %d", n)
+	if n < int(down/time.Second)-3 {
+		t.Errorf("only %d uptime readings of f1 stamped during the %s outage", n, down)
+	}
+}
+
+// TestSubscriberQueueOverflow stops the aggregator while the broker holds
+// at most 10 messages for it: the broker drops the rest, and the devices'
+// resend (resend_after 3 s) delivers every reading exactly once anyway.
+func TestSubscriberQueueOverflow(t *testing.T) {
+	if testing.Short() {
+		t.Skip("fault injection runs processes for tens of seconds")
+	}
+	k := scale()
+	c := newCluster(t, "--max-inflight", "10")
+	time.Sleep(3 * time.Second)
+	down := 6 * time.Second * k
+	c.agg.kill()
+	time.Sleep(down)
+	t.Logf("aggregator was down %s: ~%d readings published against a broker queue of 10",
+		down, int(down/time.Second)*2*len(c.hosts))
+	c.agg.start()
+	waitHTTP(t, c.httpAddr)
+	c.finish(uint64(down/time.Second) * 2)
+	// The broker says on stop how many messages it dropped.
+	log := c.brk.log.String()
+	i := strings.Index(log, "dropped_publishes=")
+	if i < 0 {
+		t.Fatalf("broker log has no drop count:\n%s", log)
+	}
+	var publishes, inflight int
+	fmt.Sscanf(log[i:], "dropped_publishes=%d dropped_inflight=%d", &publishes, &inflight)
+	dropped := publishes + inflight
+	t.Logf("broker dropped %d messages for the absent aggregator", dropped)
+	if dropped == 0 {
+		t.Error("the broker queue never overflowed: the scenario tested nothing")
+	}
+}
