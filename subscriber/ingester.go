@@ -88,14 +88,17 @@ func reasonOf(err error) string {
 
 // Metrics are the ingester's counters.
 type Metrics struct {
-	Received      metrics.Counter
-	Stored        metrics.Counter
-	Duplicates    metrics.Counter
-	Lost          metrics.Counter
-	Rejected      map[string]*metrics.Counter
-	Statuses      metrics.Counter
-	Commits       metrics.Counter
-	CommitErrors  metrics.Counter
+	Received     metrics.Counter
+	Stored       metrics.Counter
+	Duplicates   metrics.Counter
+	Lost         metrics.Counter
+	Rejected     map[string]*metrics.Counter
+	Statuses     metrics.Counter
+	Commits      metrics.Counter
+	CommitErrors metrics.Counter
+	// CommitFailing is 1 while commits fail (disk full): nothing is
+	// acknowledged until it is 0 again.
+	CommitFailing metrics.Gauge
 	AcksPublished metrics.Counter
 	BatchSize     *metrics.Histogram
 	CommitSeconds *metrics.Histogram
@@ -123,6 +126,7 @@ func (m *Metrics) Register(r *metrics.Registry) {
 	r.Counter("apd_status_total", "Host status messages recorded.", "", &m.Statuses)
 	r.Counter("apd_commits_total", "Batches committed.", "", &m.Commits)
 	r.Counter("apd_commit_errors_total", "Batch commits that failed and were retried.", "", &m.CommitErrors)
+	r.Gauge("apd_commit_failing", "1 while commits fail (e.g. disk full) and acknowledgements are held back.", "", &m.CommitFailing)
 	r.Counter("apd_acks_published_total", "Acknowledgements published on $ack topics.", "", &m.AcksPublished)
 	r.Histogram("apd_batch_size", "Items per committed batch.", m.BatchSize)
 	r.Histogram("apd_commit_seconds", "Commit latency in seconds.", m.CommitSeconds)
@@ -352,12 +356,14 @@ func (in *Ingester) commit(batch *store.Batch, dones []func()) {
 		if err == nil {
 			in.metrics.CommitSeconds.Observe(time.Since(start).Seconds())
 			if backoff > 100*time.Millisecond {
-				in.log.Info("commits succeed again")
+				in.metrics.CommitFailing.Set(0)
+				in.log.Info("commits succeed again; acknowledging")
 			}
 			in.afterCommit(batch, res, dones)
 			return
 		}
 		in.metrics.CommitErrors.Inc()
+		in.metrics.CommitFailing.Set(1)
 		if backoff == 100*time.Millisecond {
 			in.log.Error("commit failed; holding acknowledgements and retrying", "err", err, "items", batch.Len())
 		}
