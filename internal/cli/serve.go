@@ -79,6 +79,14 @@ func openAggregator(d DataFlags, in IngestFlags, h HTTPFlags, topics schema.Topi
 		n, _ := st.Size()
 		return float64(n)
 	})
+	a.metrics.GaugeFunc("apd_seq_awaited", "Seqs below each host's highest seq not committed yet, summed over hosts.", func() float64 {
+		hosts, _ := st.Hosts()
+		var n uint64
+		for _, h := range hosts {
+			n += h.Awaited
+		}
+		return float64(n)
+	})
 	api := &httpapi.Server{Store: st, Metrics: a.metrics, Logger: log}
 	a.http = &http.Server{Handler: api.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	go func() {
@@ -256,6 +264,13 @@ func (c *ServeCmd) Run(ctx context.Context, g *Globals, file *config.File) error
 			agg.close()
 			return err
 		}
+		agg.metrics.GaugeFunc("apd_spool_depth", "Readings of the local publisher waiting for acknowledgement.", func() float64 {
+			return float64(ag.spool.Depth())
+		})
+		agg.metrics.GaugeFunc("apd_spool_dropped", "Readings the local publisher's full spool ever dropped.", func() float64 {
+			_, d := ag.spool.Stats()
+			return float64(d)
+		})
 		agentDone = make(chan error, 1)
 		go func() { agentDone <- ag.pub.Run(ctx) }()
 		log.Info("publishing this machine", "interval", c.Interval, "sensors", len(sensors))
