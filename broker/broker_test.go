@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/apd-telemetry/apd/internal/mqttc"
+	"github.com/apd-telemetry/apd/internal/testutil"
 )
 
 func TestSysTopicsAndRetained(t *testing.T) {
@@ -76,7 +77,7 @@ func TestStartAddressInUse(t *testing.T) {
 // messages all survive a broker restart.
 func TestStateSurvivesRestart(t *testing.T) {
 	state := filepath.Join(t.TempDir(), "broker.db")
-	addr := freeAddr(t)
+	addr := testutil.FreeAddr(t)
 	b, err := Start(Options{Addr: addr, StatePath: state})
 	if err != nil {
 		t.Fatal(err)
@@ -134,14 +135,4 @@ func TestStateSurvivesRestart(t *testing.T) {
 			t.Fatalf("after restart still missing %v", want)
 		}
 	}
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }

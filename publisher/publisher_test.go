@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/apd-telemetry/apd/internal/testutil"
 	"github.com/apd-telemetry/apd/schema"
 )
 
@@ -255,13 +256,7 @@ func (f *fakeClient) count(part string) int {
 
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testutil.WaitFor(t, what, 5*time.Second, cond)
 }
 
 func TestPublisherOnceSpoolsUntilAcknowledged(t *testing.T) {

@@ -13,6 +13,7 @@ import (
 	"github.com/apd-telemetry/apd/broker"
 	"github.com/apd-telemetry/apd/internal/mqttc"
 	"github.com/apd-telemetry/apd/internal/store"
+	"github.com/apd-telemetry/apd/internal/testutil"
 	"github.com/apd-telemetry/apd/schema"
 	"github.com/apd-telemetry/apd/subscriber"
 	mqtt "github.com/mochi-mqtt/server/v2"
@@ -56,13 +57,7 @@ func count(t *testing.T, st *store.Store, q store.Query) int {
 
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testutil.WaitFor(t, what, 10*time.Second, cond)
 }
 
 // TestEmbeddedIngestion runs the real broker with the ingest hook, real

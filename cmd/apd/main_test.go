@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -12,10 +11,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/apd-telemetry/apd/internal/testutil"
 )
 
 // These tests build the real binaries and run them as a user would: a
@@ -23,41 +23,7 @@ import (
 
 var binDir string
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "apd-cli-test")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	build := exec.Command("go", "build", "-o", dir+"/", "github.com/apd-telemetry/apd/cmd/apd", "github.com/apd-telemetry/apd/cmd/apd-publish")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "build binaries:", err)
-		os.Exit(1)
-	}
-	binDir = dir
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
-
-// syncBuffer is a bytes.Buffer safe to read while a process writes to it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+func TestMain(m *testing.M) { os.Exit(testutil.RunWithBinaries(m, &binDir)) }
 
 type result struct {
 	stdout, stderr string
@@ -81,31 +47,21 @@ func run(t *testing.T, env []string, name string, args ...string) result {
 	return result{out.String(), errb.String(), code}
 }
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
 type server struct {
 	cmd        *exec.Cmd
 	data       string
 	mqtt, http string
-	log        *syncBuffer
+	log        *testutil.SyncBuffer
 }
 
 func startServe(t *testing.T, extra ...string) *server {
 	t.Helper()
-	return startServeAt(t, freeAddr(t), extra...)
+	return startServeAt(t, testutil.FreeAddr(t), extra...)
 }
 
 func startServeAt(t *testing.T, mqttAddr string, extra ...string) *server {
 	t.Helper()
-	s := &server{data: t.TempDir(), mqtt: mqttAddr, http: freeAddr(t), log: &syncBuffer{}}
+	s := &server{data: t.TempDir(), mqtt: mqttAddr, http: testutil.FreeAddr(t), log: &testutil.SyncBuffer{}}
 	args := append([]string{"serve", "--data", s.data, "--mqtt-addr", s.mqtt, "--http-addr", s.http}, extra...)
 	s.cmd = exec.Command(filepath.Join(binDir, "apd"), args...)
 	s.cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}
@@ -289,7 +245,7 @@ func TestServePublishQuery(t *testing.T) {
 
 func TestWatch(t *testing.T) {
 	s := startServe(t)
-	var out syncBuffer
+	var out testutil.SyncBuffer
 	watch := exec.Command(filepath.Join(binDir, "apd"), "watch", "--broker", "tcp://"+s.mqtt, "--host", "W")
 	watch.Stdout, watch.Stderr = &out, &out
 	if err := watch.Start(); err != nil {
@@ -342,8 +298,8 @@ func TestPublisherSpoolsWhileBrokerDown(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs processes for several seconds")
 	}
-	mqttAddr := freeAddr(t)
-	var pubLog syncBuffer
+	mqttAddr := testutil.FreeAddr(t)
+	var pubLog testutil.SyncBuffer
 	pub := exec.Command(filepath.Join(binDir, "apd-publish"), "--broker", "tcp://"+mqttAddr, "--host", "early",
 		"--interval", "1s", "--sensors", "uptime", "--spool", filepath.Join(t.TempDir(), "spool.db"))
 	pub.Stdout, pub.Stderr = &pubLog, &pubLog
@@ -433,8 +389,8 @@ func TestExitCodes(t *testing.T) {
 		{"unknown sensor", "apd-publish", []string{"--sensors", "nope", "--dry-run"}, 17, "known: "},
 		{"unknown config key", "apd-publish", []string{"--config", badConfig, "--dry-run"}, 18, "publisher.intervall"},
 		{"unparsable config", "apd", []string{"--config", brokenConfig, "hosts"}, 18, "line"},
-		{"aggregator unreachable", "apd", []string{"query", "--sensor", "x", "--server", "http://" + freeAddr(t)}, 19, "unreachable"},
-		{"broker unreachable", "apd-publish", []string{"--once", "--broker", "tcp://" + freeAddr(t), "--spool", filepath.Join(t.TempDir(), "s.db")}, 19, "unreachable"},
+		{"aggregator unreachable", "apd", []string{"query", "--sensor", "x", "--server", "http://" + testutil.FreeAddr(t)}, 19, "unreachable"},
+		{"broker unreachable", "apd-publish", []string{"--once", "--broker", "tcp://" + testutil.FreeAddr(t), "--spool", filepath.Join(t.TempDir(), "s.db")}, 19, "unreachable"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -18,20 +17,11 @@ import (
 	"time"
 
 	"github.com/apd-telemetry/apd/internal/store"
+	"github.com/apd-telemetry/apd/internal/testutil"
 	"github.com/apd-telemetry/apd/schema"
 	paho "github.com/eclipse/paho.mqtt.golang"
 	bolt "go.etcd.io/bbolt"
 )
-
-func freeAddr(b *testing.B) string {
-	b.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
 
 // cpuTime returns the user+system CPU time of a process from /proc.
 func cpuTime(b *testing.B, pid int) time.Duration {
@@ -81,7 +71,7 @@ func BenchmarkIngestEndToEnd(b *testing.B) {
 	if out, err := exec.Command("go", "build", "-o", bin, "github.com/apd-telemetry/apd/cmd/apd").CombinedOutput(); err != nil {
 		b.Fatalf("build: %v: %s", err, out)
 	}
-	mqttAddr, httpAddr := freeAddr(b), freeAddr(b)
+	mqttAddr, httpAddr := testutil.FreeAddr(b), testutil.FreeAddr(b)
 	srv := exec.Command(bin, "serve", "--data", b.TempDir(), "--mqtt-addr", mqttAddr, "--http-addr", httpAddr, "--log-level", "warn")
 	srv.Stderr = os.Stderr
 	if err := srv.Start(); err != nil {

@@ -12,36 +12,20 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/apd-telemetry/apd/internal/mqttc"
 	"github.com/apd-telemetry/apd/internal/store"
+	"github.com/apd-telemetry/apd/internal/testutil"
 	"github.com/apd-telemetry/apd/publisher"
 	"github.com/apd-telemetry/apd/schema"
 )
 
 var binDir string
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "apd-faults")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	build := exec.Command("go", "build", "-o", dir+"/", "github.com/apd-telemetry/apd/cmd/apd", "github.com/apd-telemetry/apd/cmd/apd-publish")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "build:", err)
-		os.Exit(1)
-	}
-	binDir = dir
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(testutil.RunWithBinaries(m, &binDir)) }
 
 // scale stretches the scenario's phases: 1 in the short form run by go
 // test, APD_FAULTS_SCALE (make test-faults sets 4) for the long one.
@@ -52,23 +36,6 @@ func scale() time.Duration {
 	return 1
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // proc is a binary that can be killed and started again with the same
 // arguments.
 type proc struct {
@@ -76,12 +43,12 @@ type proc struct {
 	name string
 	args []string
 	cmd  *exec.Cmd
-	log  *syncBuffer
+	log  *testutil.SyncBuffer
 }
 
 func start(t *testing.T, name string, args ...string) *proc {
 	t.Helper()
-	p := &proc{t: t, name: name, args: args, log: &syncBuffer{}}
+	p := &proc{t: t, name: name, args: args, log: &testutil.SyncBuffer{}}
 	p.start()
 	t.Cleanup(func() {
 		if p.cmd.ProcessState == nil {
@@ -117,16 +84,6 @@ func (p *proc) stop(timeout time.Duration) {
 		p.t.Errorf("%s did not stop on SIGTERM within %s", p.name, timeout)
 		p.kill()
 	}
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }
 
 func waitTCP(t *testing.T, addr string) {
@@ -304,7 +261,7 @@ func newCluster(t *testing.T, brokerArgs ...string) *cluster {
 
 func newClusterWith(t *testing.T, brokerArgs, publisherArgs []string) *cluster {
 	t.Helper()
-	c := &cluster{t: t, dir: t.TempDir(), brokerAddr: freeAddr(t), httpAddr: freeAddr(t),
+	c := &cluster{t: t, dir: t.TempDir(), brokerAddr: testutil.FreeAddr(t), httpAddr: testutil.FreeAddr(t),
 		hosts: []string{"f1", "f2", "f3"}, spools: map[string]string{}}
 	c.brk = start(t, "apd", append([]string{"broker", "--mqtt-addr", c.brokerAddr, "--data", filepath.Join(c.dir, "broker")}, brokerArgs...)...)
 	waitTCP(t, c.brokerAddr)

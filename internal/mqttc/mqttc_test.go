@@ -3,29 +3,19 @@ package mqttc_test
 import (
 	"context"
 	"errors"
-	"net"
 	"testing"
 	"time"
 
 	"github.com/apd-telemetry/apd/broker"
 	"github.com/apd-telemetry/apd/internal/mqttc"
+	"github.com/apd-telemetry/apd/internal/testutil"
 )
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
 
 // TestReconnectAndResubscribe restarts the broker under a connected client:
 // the client reconnects by itself and its subscription works again,
 // although the new broker knows nothing of the old session.
 func TestReconnectAndResubscribe(t *testing.T) {
-	addr := freeAddr(t)
+	addr := testutil.FreeAddr(t)
 	b, err := broker.Start(broker.Options{Addr: addr})
 	if err != nil {
 		t.Fatal(err)
@@ -68,7 +58,7 @@ func TestReconnectAndResubscribe(t *testing.T) {
 }
 
 func TestRetryConnectsLater(t *testing.T) {
-	addr := freeAddr(t)
+	addr := testutil.FreeAddr(t)
 	c, err := mqttc.Dial(mqttc.Options{URL: "tcp://" + addr, ClientID: "late", QoS: 1, Retry: true})
 	if err != nil {
 		t.Fatal(err)
@@ -97,7 +87,7 @@ func TestDialErrors(t *testing.T) {
 			t.Errorf("Dial(%q) succeeded", u)
 		}
 	}
-	_, err := mqttc.Dial(mqttc.Options{URL: "tcp://" + freeAddr(t), ConnectTimeout: time.Second})
+	_, err := mqttc.Dial(mqttc.Options{URL: "tcp://" + testutil.FreeAddr(t), ConnectTimeout: time.Second})
 	if !errors.Is(err, mqttc.ErrUnreachable) {
 		t.Errorf("closed port: err = %v", err)
 	}
