@@ -406,6 +406,46 @@ func commit(tx *bolt.Tx, b *Batch, res *CommitResult) error {
 			h.Version = st.Status.Version
 		}
 	}
+	if err := advanceWatermarks(pendingB, hosts, minSeq, floors, res); err != nil {
+		return err
+	}
+	names := make([]string, 0, len(hosts))
+	for name := range hosts {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		v, err := json.Marshal(hosts[name])
+		if err != nil {
+			return err
+		}
+		if err := hostsB.Put([]byte(name), v); err != nil {
+			return err
+		}
+	}
+	dead := tx.Bucket(bucketDead)
+	for _, d := range b.DeadLetters {
+		if len(d.Payload) > MaxDeadPayload {
+			d.Payload = d.Payload[:MaxDeadPayload]
+		}
+		n, _ := dead.NextSequence()
+		v, err := json.Marshal(d)
+		if err != nil {
+			return err
+		}
+		if err := dead.Put(seqKey(n), v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// advanceWatermarks moves each touched host's contiguous seq watermark:
+// first contact sets it (from the host's status floor, else just below the
+// lowest seq seen), a status floor skips seqs the device will never send
+// (counted as lost), and committed seqs in pending extend it. Hosts whose
+// watermark moved are reported in res.Acks.
+func advanceWatermarks(pendingB *bolt.Bucket, hosts map[string]*hostRecord, minSeq, floors map[string]uint64, res *CommitResult) error {
 	touched := map[string]bool{}
 	for name := range minSeq {
 		touched[name] = true
@@ -466,34 +506,6 @@ func commit(tx *bolt.Tx, b *Batch, res *CommitResult) error {
 				res.Acks = make(map[string]uint64)
 			}
 			res.Acks[name] = h.Watermark
-		}
-	}
-	names := make([]string, 0, len(hosts))
-	for name := range hosts {
-		names = append(names, name)
-	}
-	sort.Strings(names)
-	for _, name := range names {
-		v, err := json.Marshal(hosts[name])
-		if err != nil {
-			return err
-		}
-		if err := hostsB.Put([]byte(name), v); err != nil {
-			return err
-		}
-	}
-	dead := tx.Bucket(bucketDead)
-	for _, d := range b.DeadLetters {
-		if len(d.Payload) > MaxDeadPayload {
-			d.Payload = d.Payload[:MaxDeadPayload]
-		}
-		n, _ := dead.NextSequence()
-		v, err := json.Marshal(d)
-		if err != nil {
-			return err
-		}
-		if err := dead.Put(seqKey(n), v); err != nil {
-			return err
 		}
 	}
 	return nil

@@ -1,0 +1,101 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"time"
+
+	"github.com/apd-telemetry/apd/internal/mqttc"
+	"github.com/apd-telemetry/apd/schema"
+	"github.com/apd-telemetry/apd/subscriber"
+)
+
+// AggregateCmd is apd aggregate.
+type AggregateCmd struct {
+	DataFlags
+	HTTPFlags
+	IngestFlags
+	Broker       string `help:"Broker URL: tcp://, ssl:// or ws://." default:"tcp://127.0.0.1:1883" config:"aggregator.broker"`
+	ClientID     string `help:"MQTT client id; fixed so the broker keeps the session." default:"apd-aggregator" config:"aggregator.client_id"`
+	Username     string `help:"Broker user name." config:"aggregator.username"`
+	PasswordFile string `help:"File holding the broker password." placeholder:"FILE" type:"path" config:"aggregator.password_file"`
+	TLSCA        string `name:"tls-ca" help:"PEM file of CAs to trust for ssl:// brokers." placeholder:"FILE" type:"path" config:"aggregator.tls_ca"`
+}
+
+// Help implements kong's HelpProvider.
+func (AggregateCmd) Help() string {
+	return `Subscribes to readings on any MQTT broker (Mosquitto, EMQX, HiveMQ, apd broker)
+with a persistent QoS 1 session, stores them, and acknowledges each message to
+the broker only after it is committed.
+
+Example:
+  apd aggregate --broker tcp://mqtt.lan:1883 --data /var/lib/apd`
+}
+
+// Run implements the command.
+func (c *AggregateCmd) Run(ctx context.Context, g *Globals) error {
+	log := g.Logger()
+	topics := schema.Topics{Prefix: g.Prefix}
+	password, err := readPassword(c.PasswordFile)
+	if err != nil {
+		return err
+	}
+	var clientRef atomic.Pointer[mqttc.Client]
+	dialed := make(chan struct{})
+	ack := func(topic string, payload []byte) error {
+		client := clientRef.Load()
+		if client == nil {
+			return errors.New("not connected")
+		}
+		go func() {
+			actx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if err := client.Publish(actx, topic, payload, true); err != nil {
+				log.Debug("publish acknowledgement", "topic", topic, "err", err)
+			}
+		}()
+		return nil
+	}
+	agg, err := openAggregator(c.DataFlags, c.IngestFlags, c.HTTPFlags, topics, ack, log)
+	if err != nil {
+		return err
+	}
+	defer agg.close()
+	subscribed := make(chan error, 1)
+	client, err := mqttc.Dial(mqttc.Options{
+		URL: c.Broker, ClientID: c.ClientID, Username: c.Username, Password: password, TLSCA: c.TLSCA,
+		QoS: 1, Persistent: true, ManualAck: true, Logger: log,
+		Unsolicited: agg.ingester.Handle,
+		OnConnect: func() {
+			// Subscribe on every connection: the broker may not have kept
+			// the session.
+			go func() {
+				<-dialed
+				err := subscriber.Subscribe(agg.ingester, clientRef.Load())
+				select {
+				case subscribed <- err:
+				default:
+				}
+				if err != nil {
+					log.Error("subscribe", "err", err)
+				}
+			}()
+		},
+	})
+	if err != nil {
+		return err
+	}
+	clientRef.Store(client)
+	close(dialed)
+	defer client.Close()
+	if err := <-subscribed; err != nil {
+		return err
+	}
+	log.Info("apd aggregate running", "broker", c.Broker, "http", agg.HTTPURL(), "db", agg.store.Path())
+	logMetricsOnSignal(ctx, agg.metrics, log)
+	agg.logProgress(ctx)
+	<-ctx.Done()
+	log.Info("shutting down")
+	return nil
+}

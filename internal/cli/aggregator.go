@@ -1,0 +1,160 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/apd-telemetry/apd/internal/httpapi"
+	"github.com/apd-telemetry/apd/internal/metrics"
+	"github.com/apd-telemetry/apd/internal/store"
+	"github.com/apd-telemetry/apd/schema"
+	"github.com/apd-telemetry/apd/subscriber"
+)
+
+// DataFlags locate the aggregator's database.
+type DataFlags struct {
+	Data string `help:"Data directory; the database is <data>/apd.db." default:"./apd-data" placeholder:"DIR" type:"path" config:"server.data" envalias:"APD_DATA"`
+}
+
+// IngestFlags tune the ingestion pipeline.
+type IngestFlags struct {
+	MaxPayload int           `help:"Largest accepted payload in bytes." default:"65536" config:"server.max_payload"`
+	MaxBatch   int           `help:"Most readings per commit." default:"2000" config:"server.max_batch"`
+	BatchDelay time.Duration `help:"How long a commit waits to gather more readings." default:"10ms" config:"server.batch_delay"`
+	MaxAge     time.Duration `help:"Reject readings stamped earlier than this before now (to dead letters)." default:"8760h" config:"server.max_age"`
+	MaxAhead   time.Duration `help:"Reject readings stamped later than this after now." default:"24h" config:"server.max_ahead"`
+}
+
+// HTTPFlags place the HTTP API.
+type HTTPFlags struct {
+	HTTPAddr string `name:"http-addr" help:"HTTP API listen address." default:"127.0.0.1:8080" placeholder:"HOST:PORT" config:"server.http_addr"`
+}
+
+// aggregator is the storage side shared by serve and aggregate.
+type aggregator struct {
+	store    *store.Store
+	ingester *subscriber.Ingester
+	metrics  *metrics.Registry
+	http     *http.Server
+	httpLn   net.Listener
+	log      *slog.Logger
+}
+
+func openAggregator(d DataFlags, in IngestFlags, h HTTPFlags, topics schema.Topics, ack subscriber.AckFunc, log *slog.Logger) (*aggregator, error) {
+	path := filepath.Join(d.Data, "apd.db")
+	st, err := store.Open(path, store.Options{Timeout: time.Second})
+	if errors.Is(err, store.ErrLocked) {
+		return nil, withCode(ExitFailure, err, "another apd serve or aggregate uses "+d.Data+"; stop it or pass --data")
+	}
+	if err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", h.HTTPAddr)
+	if err != nil {
+		st.Close()
+		return nil, withCode(ExitFailure, fmt.Errorf("HTTP listen on %s: %w", h.HTTPAddr, err), "pass another --http-addr")
+	}
+	a := &aggregator{store: st, metrics: metrics.NewRegistry(), httpLn: ln, log: log}
+	a.ingester = subscriber.New(st, ack, subscriber.Options{
+		Topics: topics, MaxBatch: in.MaxBatch, MaxDelay: in.BatchDelay, MaxPayload: in.MaxPayload,
+		MaxAge: in.MaxAge, MaxAhead: in.MaxAhead, Logger: log})
+	a.ingester.Metrics().Register(a.metrics)
+	a.metrics.GaugeFunc("apd_db_size_bytes", "Size of the database file.", func() float64 {
+		n, _ := st.Size()
+		return float64(n)
+	})
+	a.metrics.GaugeFunc("apd_seq_awaited", "Seqs below each host's highest seq not committed yet, summed over hosts.", func() float64 {
+		hosts, _ := st.Hosts()
+		var n uint64
+		for _, h := range hosts {
+			n += h.Awaited
+		}
+		return float64(n)
+	})
+	api := &httpapi.Server{Store: st, Metrics: a.metrics, Logger: log}
+	a.http = &http.Server{Handler: api.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := a.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("HTTP server stopped", "err", err)
+		}
+	}()
+	return a, nil
+}
+
+// HTTPURL returns the API's base URL.
+func (a *aggregator) HTTPURL() string { return "http://" + a.httpLn.Addr().String() }
+
+// close commits what is queued, then stops the API and the store.
+func (a *aggregator) close() {
+	_ = a.ingester.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_ = a.http.Shutdown(ctx)
+	_ = a.store.Close()
+}
+
+// logProgress tells the operator that readings arrive: once when the first
+// are stored, then a summary per minute in which anything happened.
+func (a *aggregator) logProgress(ctx context.Context) {
+	m := a.ingester.Metrics()
+	go func() {
+		tick := time.NewTicker(time.Second)
+		defer tick.Stop()
+		var last, lastRejected uint64
+		announced := false
+		lastSummary := time.Now()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+			stored, rejected := m.Stored.Value(), m.RejectedTotal()
+			switch {
+			case !announced && stored > 0:
+				announced = true
+				a.log.Info("readings are being stored", "stored", stored,
+					"try", "apd query --server "+a.HTTPURL()+" --sensor cpu_load --since 5m")
+				last, lastSummary = stored, time.Now()
+			case announced && time.Since(lastSummary) >= time.Minute && (stored != last || rejected != lastRejected):
+				a.log.Info("ingestion", "stored_last_minute", stored-last, "stored_total", stored,
+					"rejected_last_minute", rejected-lastRejected)
+				last, lastRejected, lastSummary = stored, rejected, time.Now()
+			}
+		}
+	}()
+}
+
+// logMetricsOnSignal writes the self-metrics to the log on SIGUSR1 until ctx
+// ends.
+func logMetricsOnSignal(ctx context.Context, r *metrics.Registry, log *slog.Logger) {
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, syscall.SIGUSR1)
+	go func() {
+		defer signal.Stop(ch)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-ch:
+				var b strings.Builder
+				r.WritePrometheus(&b)
+				for _, line := range strings.Split(b.String(), "\n") {
+					if line != "" && !strings.HasPrefix(line, "#") {
+						log.Info("metric", "value", line)
+					}
+				}
+			}
+		}
+	}()
+}
