@@ -20,6 +20,7 @@ type SourceFlags struct {
 // source is what query-like commands read from.
 type source interface {
 	Scan(q store.Query, fn func(*schema.Reading) error) error
+	Query(q store.Query, spec query.Spec, fn func(*schema.Reading) error) error
 	Hosts() ([]store.Host, error)
 	DeadLetters(limit int) ([]store.DeadLetter, error)
 }
@@ -32,7 +33,14 @@ func (f SourceFlags) open(readOnly bool) (source, func(), error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	return st, func() { st.Close() }, nil
+	return localSource{st}, func() { st.Close() }, nil
+}
+
+// localSource runs queries on a database file in this process.
+type localSource struct{ *store.Store }
+
+func (l localSource) Query(q store.Query, spec query.Spec, fn func(*schema.Reading) error) error {
+	return query.Execute(l.Store, q, spec, fn)
 }
 
 // RangeFlags select readings by host and time.
@@ -64,7 +72,11 @@ type QueryCmd struct {
 	SourceFlags
 	RangeFlags
 	Sensor string `help:"Sensor to read." required:"" placeholder:"NAME"`
-	Limit  int    `help:"At most this many readings (0: all)." default:"0"`
+	Where  string `help:"Keep readings whose numeric value matches, e.g. 'value > 25 and value < 30' (< <= > >= == != and or not, parentheses)." placeholder:"EXPR"`
+	Agg    string `help:"Aggregate per host: min, max, avg, sum, count, first, last. Without --every, min/max/first/last give the reading itself, with its time." enum:",min,max,avg,sum,count,first,last" default:""`
+	Every  string `help:"Aggregate in windows of this length, aligned to the epoch (5m, 1h, 1d); empty windows are left out." placeholder:"D"`
+	Unit   string `help:"Convert quantities to this unit first (degF, K, J, hPa, percent …)." placeholder:"UNIT"`
+	Limit  int    `help:"At most this many results (0: all)." default:"0"`
 	Format string `help:"Output: table, json, ndjson or csv." default:"table" enum:"table,json,ndjson,csv" short:"f"`
 }
 
@@ -75,6 +87,9 @@ half-open: --since is included, --until is not.
 
 Examples:
   apd query --sensor temperature --since 1h
+  apd query --sensor temperature --since 24h --agg avg --every 1h --unit degF
+  apd query --sensor temperature --since 7d --agg max            # when was it hottest?
+  apd query --sensor temperature --since 1d --where 'value < 5 or value > 30'
   apd query --sensor cpu_load --host pi-kitchen --since 2026-11-23 --until 2026-11-24 --format csv
   apd query --sensor ram_available --since 7d --format ndjson --db apd-data/apd.db`
 }
@@ -88,7 +103,10 @@ func (c *QueryCmd) Run(g *Globals) error {
 	if err != nil {
 		return err
 	}
-	q.Limit = c.Limit
+	spec := query.Spec{Unit: c.Unit, Where: c.Where, Agg: c.Agg, Every: c.Every, Limit: c.Limit}
+	if _, err := spec.Compile(q.Since); err != nil {
+		return withCode(ExitUsage, err, "")
+	}
 	src, done, err := c.open(true)
 	if err != nil {
 		return err
@@ -98,7 +116,7 @@ func (c *QueryCmd) Run(g *Globals) error {
 	if err != nil {
 		return withCode(ExitUsage, err, "")
 	}
-	if err := src.Scan(q, out.Write); err != nil {
+	if err := src.Query(q, spec, out.Write); err != nil {
 		return err
 	}
 	return out.Close()

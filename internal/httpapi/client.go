@@ -62,7 +62,15 @@ func (c *Client) get(ctx context.Context, path string, params url.Values) (*http
 // Scan runs the query on the server and calls fn for each reading as it
 // streams in.
 func (c *Client) Scan(q store.Query, fn func(*schema.Reading) error) error {
+	return c.Query(q, query.Spec{Limit: q.Limit}, fn)
+}
+
+// Query runs the query with the processing of spec on the server (where
+// aggregation happens, so only results cross the network) and calls fn
+// for each result as it streams in.
+func (c *Client) Query(q store.Query, spec query.Spec, fn func(*schema.Reading) error) error {
 	params := url.Values{"format": {"ndjson"}}
+	spec.Values(params)
 	if q.Sensor != "" {
 		params.Set("sensor", q.Sensor)
 	}
@@ -74,9 +82,6 @@ func (c *Client) Scan(q store.Query, fn func(*schema.Reading) error) error {
 	}
 	if !q.Until.IsZero() {
 		params.Set("until", q.Until.UTC().Format(time.RFC3339Nano))
-	}
-	if q.Limit > 0 {
-		params.Set("limit", fmt.Sprint(q.Limit))
 	}
 	resp, err := c.get(context.Background(), "/api/v1/query", params)
 	if err != nil {

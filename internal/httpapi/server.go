@@ -83,9 +83,10 @@ func (s *Server) writeError(w http.ResponseWriter, err error) {
 	_ = json.NewEncoder(w).Encode(map[string]string{"error": err.Error()})
 }
 
-// ParseQuery reads the parameters of /api/v1/query: sensor, host
-// (repeatable), since, until (durations back from now, RFC 3339 times or
-// dates) and limit.
+// ParseQuery reads the selection parameters of /api/v1/query: sensor, host
+// (repeatable), since and until (durations back from now, RFC 3339 times
+// or dates). The processing parameters (where, agg, every, unit, limit)
+// are read by query.SpecFromValues.
 func ParseQuery(v map[string][]string, now time.Time) (store.Query, error) {
 	get := func(k string) string {
 		if len(v[k]) == 0 {
@@ -100,11 +101,6 @@ func ParseQuery(v map[string][]string, now time.Time) (store.Query, error) {
 	}
 	if q.Until, err = query.ParseTime(get("until"), now); err != nil {
 		return q, fmt.Errorf("%w: until: %v", errBadRequest, err)
-	}
-	if l := get("limit"); l != "" {
-		if q.Limit, err = strconv.Atoi(l); err != nil || q.Limit < 0 {
-			return q, fmt.Errorf("%w: limit %q is not a whole number", errBadRequest, l)
-		}
 	}
 	if q.Sensor != "" {
 		if err := schema.ValidateName(q.Sensor); err != nil {
@@ -132,6 +128,14 @@ func (s *Server) query(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, err)
 		return
 	}
+	spec, err := query.SpecFromValues(r.URL.Query())
+	if err == nil {
+		_, err = spec.Compile(q.Since) // report a bad spec as 400 before streaming
+	}
+	if err != nil {
+		s.writeError(w, fmt.Errorf("%w: %v", errBadRequest, err))
+		return
+	}
 	format := r.URL.Query().Get("format")
 	if format == "" {
 		format = "ndjson"
@@ -153,7 +157,7 @@ func (s *Server) query(w http.ResponseWriter, r *http.Request) {
 	}
 	// Results stream: once the first byte is out, a failure can only cut
 	// the body short, which the client sees as a truncated stream.
-	if err := s.Store.Scan(q, out.Write); err != nil {
+	if err := query.Execute(s.Store, q, spec, out.Write); err != nil {
 		s.log().Error("query failed mid-stream", "err", err)
 		return
 	}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/apd-telemetry/apd/internal/metrics"
+	"github.com/apd-telemetry/apd/internal/query"
 	"github.com/apd-telemetry/apd/internal/store"
 	"github.com/apd-telemetry/apd/schema"
 )
@@ -106,5 +107,29 @@ func TestRelativeTimesAndErrors(t *testing.T) {
 	}
 	if code, _ := get("/nope"); code != 404 {
 		t.Errorf("unknown path %d", code)
+	}
+}
+
+func TestQueryProcessing(t *testing.T) {
+	_, c := newServer(t)
+	var got []string
+	err := c.Query(store.Query{Sensor: "temperature"}, query.Spec{Agg: "count"}, func(r *schema.Reading) error {
+		got = append(got, r.Host+" "+string(r.Value))
+		return nil
+	})
+	if err != nil || strings.Join(got, ",") != "a 4,b 2" {
+		t.Errorf("count per host = %v, %v", got, err)
+	}
+	got = nil
+	err = c.Query(store.Query{Sensor: "temperature"}, query.Spec{Where: "value >= 2"}, func(r *schema.Reading) error {
+		got = append(got, r.Host+" "+string(r.Value))
+		return nil
+	})
+	if err != nil || strings.Join(got, ",") != "a 2,a 3,b 2" {
+		t.Errorf("where = %v, %v", got, err)
+	}
+	err = c.Query(store.Query{Sensor: "temperature"}, query.Spec{Agg: "median"}, func(*schema.Reading) error { return nil })
+	if err == nil || !strings.Contains(err.Error(), "median") {
+		t.Errorf("bad agg: %v", err)
 	}
 }

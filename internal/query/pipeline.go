@@ -1,0 +1,309 @@
+package query
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/apd-telemetry/apd/internal/store"
+	"github.com/apd-telemetry/apd/schema"
+)
+
+// Aggregates lists the values of --agg.
+var Aggregates = []string{"min", "max", "avg", "sum", "count", "first", "last"}
+
+// Spec is a query's processing in the form users and URLs give it: unit
+// conversion, a --where condition, an aggregate with an optional window,
+// and a limit on the output. The zero value passes readings through.
+type Spec struct {
+	Unit  string
+	Where string
+	Agg   string
+	Every string
+	Limit int
+}
+
+// Values adds the spec to URL parameters (unit, where, agg, every, limit).
+func (s Spec) Values(v url.Values) {
+	for k, val := range map[string]string{"unit": s.Unit, "where": s.Where, "agg": s.Agg, "every": s.Every} {
+		if val != "" {
+			v.Set(k, val)
+		}
+	}
+	if s.Limit > 0 {
+		v.Set("limit", strconv.Itoa(s.Limit))
+	}
+}
+
+// SpecFromValues reads a spec from URL parameters.
+func SpecFromValues(v url.Values) (Spec, error) {
+	s := Spec{Unit: v.Get("unit"), Where: v.Get("where"), Agg: v.Get("agg"), Every: v.Get("every")}
+	if l := v.Get("limit"); l != "" {
+		n, err := strconv.Atoi(l)
+		if err != nil || n < 0 {
+			return s, fmt.Errorf("limit %q is not a whole number", l)
+		}
+		s.Limit = n
+	}
+	return s, nil
+}
+
+// Pipeline is a compiled Spec.
+type Pipeline struct {
+	unit  string
+	where Cond
+	agg   string
+	every time.Duration
+	limit int
+	since time.Time
+}
+
+// Compile checks the spec and compiles it. since is the start of the
+// queried range, the timestamp of whole-range aggregates (zero: the first
+// reading's time).
+func (s Spec) Compile(since time.Time) (*Pipeline, error) {
+	p := &Pipeline{agg: s.Agg, limit: s.Limit, since: since}
+	if s.Unit != "" {
+		u, ok := schema.CanonicalUnit(s.Unit)
+		if !ok {
+			return nil, fmt.Errorf("unit: %w: %q", schema.ErrUnknownUnit, s.Unit)
+		}
+		p.unit = u
+	}
+	if s.Where != "" {
+		c, err := ParseWhere(s.Where)
+		if err != nil {
+			return nil, err
+		}
+		p.where = c
+	}
+	if s.Agg != "" && !contains(Aggregates, s.Agg) {
+		return nil, fmt.Errorf("agg %q: want one of %s", s.Agg, strings.Join(Aggregates, ", "))
+	}
+	if s.Every != "" {
+		if s.Agg == "" {
+			return nil, errors.New("every needs agg (e.g. --agg avg --every 1h)")
+		}
+		d, err := ParseDuration(s.Every)
+		if err != nil || d < time.Millisecond {
+			return nil, fmt.Errorf("every %q: want a window like 5m, 1h, 1d", s.Every)
+		}
+		p.every = d
+	}
+	return p, nil
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// errLimit ends a scan once the output limit is reached.
+var errLimit = errors.New("limit reached")
+
+// Run feeds the readings that scan produces (ordered by sensor, host,
+// time) through the pipeline into out. Memory stays constant: one window
+// per series at a time.
+func (p *Pipeline) Run(scan func(fn func(*schema.Reading) error) error, out func(*schema.Reading) error) error {
+	n := 0
+	emit := func(r *schema.Reading) error {
+		if err := out(r); err != nil {
+			return err
+		}
+		n++
+		if p.limit > 0 && n >= p.limit {
+			return errLimit
+		}
+		return nil
+	}
+	var w *window
+	err := scan(func(r *schema.Reading) error {
+		if p.unit != "" {
+			convert(r, p.unit)
+		}
+		v, numeric := schema.Numeric(r.Value)
+		if p.where != nil && (r.Error != nil || !numeric || !p.where(v)) {
+			return nil
+		}
+		if p.agg == "" {
+			return emit(r)
+		}
+		if r.Error != nil || !numeric {
+			return nil
+		}
+		start := p.since
+		if p.every > 0 {
+			start = time.UnixMilli(r.Time.UnixMilli() - mod(r.Time.UnixMilli(), p.every.Milliseconds())).UTC()
+		}
+		if w != nil && (w.host != r.Host || w.sensor != r.Sensor || p.every > 0 && !w.start.Equal(start)) {
+			if err := emit(w.result(p)); err != nil {
+				return err
+			}
+			w = nil
+		}
+		if w == nil {
+			w = &window{host: r.Host, sensor: r.Sensor, start: start}
+		}
+		w.add(r, v)
+		return nil
+	})
+	if err == nil && w != nil {
+		err = emit(w.result(p))
+	}
+	if errors.Is(err, errLimit) {
+		return nil
+	}
+	return err
+}
+
+func mod(a, b int64) int64 {
+	m := a % b
+	if m < 0 {
+		m += b
+	}
+	return m
+}
+
+// convert rewrites a quantity reading into unit when the units are
+// compatible; other readings are left as they are.
+func convert(r *schema.Reading, unit string) {
+	q, ok := schema.ParseQuantity(r.Value)
+	if !ok {
+		return
+	}
+	m, err := schema.ConvertUnit(q.Magnitude, q.Unit, unit)
+	if err != nil {
+		return
+	}
+	r.Value = schema.Quantity{Magnitude: round(m), Unit: unit}.Raw()
+	r.Human = schema.Format(r.Sensor, r.Value)
+}
+
+// round drops float noise from conversions (21.2 °C → 70.16 °F, not
+// 70.16000000000001).
+func round(f float64) float64 {
+	if f == 0 || math.IsInf(f, 0) || math.IsNaN(f) {
+		return f
+	}
+	s := strconv.FormatFloat(f, 'g', 12, 64)
+	r, _ := strconv.ParseFloat(s, 64)
+	return r
+}
+
+// window accumulates one series' readings of one aggregation window.
+type window struct {
+	host, sensor string
+	start        time.Time
+	unit         string
+	n            int
+	sum          float64
+	minV, maxV   float64
+	min, max     schema.Reading
+	first, last  schema.Reading
+}
+
+func (w *window) add(r *schema.Reading, v float64) {
+	if w.n == 0 {
+		if q, ok := schema.ParseQuantity(r.Value); ok {
+			w.unit = q.Unit
+		}
+		w.first, w.min, w.max, w.minV, w.maxV = *r, *r, *r, v, v
+	}
+	w.n++
+	w.sum += v
+	if v < w.minV {
+		w.minV, w.min = v, *r
+	}
+	if v > w.maxV {
+		w.maxV, w.max = v, *r
+	}
+	w.last = *r
+}
+
+// result is the window's aggregate as a reading. Without --every, min,
+// max, first and last are the readings themselves, with their own time:
+// `--agg max` tells when it was hottest.
+func (w *window) result(p *Pipeline) *schema.Reading {
+	var picked *schema.Reading
+	switch p.agg {
+	case "min":
+		picked = &w.min
+	case "max":
+		picked = &w.max
+	case "first":
+		picked = &w.first
+	case "last":
+		picked = &w.last
+	}
+	extra := map[string]json.RawMessage{"agg": json.RawMessage(strconv.Quote(p.agg))}
+	if p.every > 0 {
+		extra["every"] = json.RawMessage(strconv.Quote(formatEvery(p.every)))
+	}
+	if picked != nil && p.every == 0 {
+		r := *picked
+		r.Seq, r.Extra = 0, extra
+		return &r
+	}
+	var mag float64
+	unit := w.unit
+	switch p.agg {
+	case "avg":
+		mag = w.sum / float64(w.n)
+	case "sum":
+		mag = w.sum
+	case "count":
+		mag, unit = float64(w.n), ""
+	default:
+		mag, _ = schema.Numeric(picked.Value)
+	}
+	mag = round(mag)
+	var value json.RawMessage
+	if unit != "" {
+		value = schema.Quantity{Magnitude: mag, Unit: unit}.Raw()
+	} else {
+		value = json.RawMessage(strconv.FormatFloat(mag, 'f', -1, 64))
+	}
+	t := w.start
+	if t.IsZero() {
+		t = w.first.Time
+	}
+	r := &schema.Reading{Host: w.host, Sensor: w.sensor, Title: w.first.Title, Time: t, Value: value, Extra: extra}
+	if p.agg != "count" {
+		r.Human = schema.Format(w.sensor, value)
+	}
+	return r
+}
+
+func formatEvery(d time.Duration) string {
+	if d%(24*time.Hour) == 0 {
+		return strconv.FormatInt(int64(d/(24*time.Hour)), 10) + "d"
+	}
+	s := d.String()
+	s = strings.TrimSuffix(strings.TrimSuffix(s, "0s"), "0m")
+	return s
+}
+
+// Scanner is what Execute reads from: a store.
+type Scanner interface {
+	Scan(q store.Query, fn func(*schema.Reading) error) error
+}
+
+// Execute runs the query q on src with the processing of spec and writes
+// the results to out. q.Limit is ignored: spec.Limit bounds the output.
+func Execute(src Scanner, q store.Query, spec Spec, out func(*schema.Reading) error) error {
+	p, err := spec.Compile(q.Since)
+	if err != nil {
+		return err
+	}
+	q.Limit = 0
+	return p.Run(func(fn func(*schema.Reading) error) error { return src.Scan(q, fn) }, out)
+}
