@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -469,5 +470,69 @@ func TestExportImportRoundTrip(t *testing.T) {
 	second := run(t, nil, "apd", "export", "--db", copyDB)
 	if second.stdout != first.stdout {
 		t.Errorf("export → import → export changed the data")
+	}
+}
+
+// TestDeleteAndCompact: deleting a host's data removes it from queries, on
+// a running server and on a file, and compaction gives the space back.
+func TestDeleteAndCompact(t *testing.T) {
+	var nd strings.Builder
+	base := time.Now().UTC().Truncate(time.Hour).Add(-24 * time.Hour)
+	for _, host := range []string{"keep", "gone"} {
+		for i := 0; i < 5000; i++ {
+			fmt.Fprintf(&nd, `{"v":1,"host":%q,"sensor":"temperature","ts":%q,"seq":%d,"value":{"magnitude":%d.5,"unit":"degC"}}`+"\n",
+				host, base.Add(time.Duration(i)*10*time.Second).Format("2006-01-02T15:04:05.000Z"), i+1, i%30)
+		}
+	}
+	file := filepath.Join(t.TempDir(), "in.ndjson")
+	_ = os.WriteFile(file, []byte(nd.String()), 0o644)
+	s := startServe(t)
+	db := filepath.Join(s.data, "apd.db")
+	s.stop(t)
+	if r := run(t, nil, "apd", "import", "--db", db, file); r.code != 0 {
+		t.Fatal(r.stderr)
+	}
+	s = startServeAt(t, testutil.FreeAddr(t), "--data", s.data)
+	server := "http://" + s.http
+	count := func(host string) int {
+		q := run(t, nil, "apd", "query", "--server", server, "--sensor", "temperature", "--host", host, "--agg", "count", "--format", "ndjson")
+		rows := ndjsonLines(t, q.stdout)
+		if len(rows) == 0 {
+			return 0
+		}
+		return int(rows[0]["value"].(float64))
+	}
+	if count("gone") != 5000 || count("keep") != 5000 {
+		t.Fatalf("before delete: %d and %d", count("gone"), count("keep"))
+	}
+	if r := run(t, nil, "apd", "delete", "--server", server); r.code != 2 {
+		t.Errorf("delete without --host: exit %d", r.code)
+	}
+	r := run(t, nil, "apd", "delete", "--server", server, "--host", "gone", "--since", base.Add(time.Hour).Format(time.RFC3339))
+	if r.code != 0 || !strings.Contains(r.stdout, "deleted 4640 readings") {
+		t.Fatalf("range delete: %s %s", r.stdout, r.stderr)
+	}
+	if count("gone") != 360 {
+		t.Errorf("after deleting all but the first hour: %d", count("gone"))
+	}
+	if r := run(t, nil, "apd", "delete", "--server", server, "--host", "gone"); r.code != 0 {
+		t.Fatal(r.stderr)
+	}
+	if count("gone") != 0 || count("keep") != 5000 {
+		t.Errorf("after delete: gone %d, keep %d", count("gone"), count("keep"))
+	}
+	hosts := run(t, nil, "apd", "hosts", "--server", server)
+	if strings.Contains(hosts.stdout, "gone") {
+		t.Errorf("deleted host still listed:\n%s", hosts.stdout)
+	}
+	s.stop(t)
+	c := run(t, nil, "apd", "compact", "--db", db)
+	var before, after int64
+	if _, err := fmt.Sscanf(c.stdout[strings.Index(c.stdout, ": ")+2:], "%d → %d", &before, &after); err != nil || after >= before {
+		t.Errorf("compact: %q %s (%v)", c.stdout, c.stderr, err)
+	}
+	q := run(t, nil, "apd", "query", "--db", db, "--sensor", "temperature", "--agg", "count", "--format", "csv")
+	if !strings.Contains(q.stdout, "keep,temperature") || !strings.Contains(q.stdout, ",5000,") || strings.Contains(q.stdout, "gone") {
+		t.Errorf("after compaction:\n%s%s", q.stdout, q.stderr)
 	}
 }

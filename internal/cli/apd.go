@@ -16,6 +16,8 @@ type APD struct {
 	Export    ExportCmd    `cmd:"" help:"Write stored readings as NDJSON or CSV."`
 	Import    ImportCmd    `cmd:"" help:"Store readings from NDJSON written by export."`
 
+	Delete      DeleteCmd      `cmd:"" help:"Delete readings of a host (privacy)."`
+	Compact     CompactCmd     `cmd:"" help:"Shrink a database file after deletes."`
 	DeadLetters DeadLettersCmd `cmd:"" name:"deadletters" help:"List input that was rejected, with the reason."`
 	Version     VersionCmd     `cmd:"" help:"Print the version."`
 }

@@ -23,6 +23,7 @@ type source interface {
 	Query(q store.Query, spec query.Spec, fn func(*schema.Reading) error) error
 	Hosts() ([]store.Host, error)
 	DeadLetters(limit int) ([]store.DeadLetter, error)
+	Delete(q store.Query) (int, error)
 }
 
 func (f SourceFlags) open(readOnly bool) (source, func(), error) {

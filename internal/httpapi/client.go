@@ -33,11 +33,15 @@ func NewClient(base string) *Client {
 }
 
 func (c *Client) get(ctx context.Context, path string, params url.Values) (*http.Response, error) {
+	return c.do(ctx, http.MethodGet, path, params)
+}
+
+func (c *Client) do(ctx context.Context, method, path string, params url.Values) (*http.Response, error) {
 	u := c.Base + path
 	if len(params) > 0 {
 		u += "?" + params.Encode()
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	req, err := http.NewRequestWithContext(ctx, method, u, nil)
 	if err != nil {
 		return nil, fmt.Errorf("server URL %q: %w", c.Base, err)
 	}
@@ -69,20 +73,9 @@ func (c *Client) Scan(q store.Query, fn func(*schema.Reading) error) error {
 // aggregation happens, so only results cross the network) and calls fn
 // for each result as it streams in.
 func (c *Client) Query(q store.Query, spec query.Spec, fn func(*schema.Reading) error) error {
-	params := url.Values{"format": {"ndjson"}}
+	params := selection(q)
+	params.Set("format", "ndjson")
 	spec.Values(params)
-	if q.Sensor != "" {
-		params.Set("sensor", q.Sensor)
-	}
-	for _, h := range q.Hosts {
-		params.Add("host", h)
-	}
-	if !q.Since.IsZero() {
-		params.Set("since", q.Since.UTC().Format(time.RFC3339Nano))
-	}
-	if !q.Until.IsZero() {
-		params.Set("until", q.Until.UTC().Format(time.RFC3339Nano))
-	}
 	resp, err := c.get(context.Background(), "/api/v1/query", params)
 	if err != nil {
 		return err
@@ -118,4 +111,38 @@ func (c *Client) DeadLetters(limit int) ([]store.DeadLetter, error) {
 		return nil, fmt.Errorf("decode dead letters: %w", err)
 	}
 	return dead, nil
+}
+
+// selection encodes the selecting part of a query as URL parameters.
+func selection(q store.Query) url.Values {
+	params := url.Values{}
+	if q.Sensor != "" {
+		params.Set("sensor", q.Sensor)
+	}
+	for _, h := range q.Hosts {
+		params.Add("host", h)
+	}
+	if !q.Since.IsZero() {
+		params.Set("since", q.Since.UTC().Format(time.RFC3339Nano))
+	}
+	if !q.Until.IsZero() {
+		params.Set("until", q.Until.UTC().Format(time.RFC3339Nano))
+	}
+	return params
+}
+
+// Delete removes the readings q selects on the server and returns how many.
+func (c *Client) Delete(q store.Query) (int, error) {
+	resp, err := c.do(context.Background(), http.MethodDelete, "/api/v1/readings", selection(q))
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	var out struct {
+		Deleted int `json:"deleted"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		return 0, fmt.Errorf("decode delete answer: %w", err)
+	}
+	return out.Deleted, nil
 }

@@ -22,6 +22,7 @@ type Store interface {
 	Scan(q store.Query, fn func(*schema.Reading) error) error
 	Hosts() ([]store.Host, error)
 	DeadLetters(limit int) ([]store.DeadLetter, error)
+	Delete(q store.Query) (int, error)
 }
 
 // Server serves the API.
@@ -51,6 +52,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /api/v1/query", s.query)
 	mux.HandleFunc("GET /api/v1/hosts", s.hosts)
 	mux.HandleFunc("GET /api/v1/deadletters", s.deadLetters)
+	mux.HandleFunc("DELETE /api/v1/readings", s.delete)
 	return securityHeaders(mux)
 }
 
@@ -197,4 +199,25 @@ func (s *Server) deadLetters(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(dead)
+}
+
+// delete removes readings: host is required (repeatable), sensor, since
+// and until narrow the selection.
+func (s *Server) delete(w http.ResponseWriter, r *http.Request) {
+	q, err := ParseQuery(r.URL.Query(), s.now())
+	if err != nil {
+		s.writeError(w, err)
+		return
+	}
+	if len(q.Hosts) == 0 {
+		s.writeError(w, fmt.Errorf("%w: host is required", errBadRequest))
+		return
+	}
+	n, err := s.Store.Delete(q)
+	if err != nil {
+		s.writeError(w, err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(map[string]int{"deleted": n})
 }

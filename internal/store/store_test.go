@@ -272,3 +272,67 @@ func TestStatusFloorDeclaresLostSeqs(t *testing.T) {
 		t.Errorf("host = %+v", h)
 	}
 }
+
+func TestDeleteAndCompact(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "apd.db")
+	s, err := Open(path, Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Commit(&Batch{Readings: fixture()}); err != nil {
+		t.Fatal(err)
+	}
+	count := func(q Query) int {
+		n := 0
+		_ = s.Scan(q, func(*schema.Reading) error { n++; return nil })
+		return n
+	}
+	// A time range of one sensor of one host.
+	n, err := s.Delete(Query{Sensor: "temperature", Hosts: []string{"a"}, Since: t0.Add(time.Minute), Until: t0.Add(3 * time.Minute)})
+	if err != nil || n != 2 || count(Query{Hosts: []string{"a"}, Sensor: "temperature"}) != 2 {
+		t.Fatalf("range delete removed %d (%v); %d left", n, err, count(Query{Hosts: []string{"a"}, Sensor: "temperature"}))
+	}
+	hosts, _ := s.Hosts()
+	if hosts[0].Sensors["temperature"].Count != 2 {
+		t.Errorf("count after range delete = %d", hosts[0].Sensors["temperature"].Count)
+	}
+	// A whole host: readings and the host itself.
+	if n, _ := s.Delete(Query{Hosts: []string{"b"}}); n != 3 {
+		t.Errorf("host delete removed %d, want 3", n)
+	}
+	if count(Query{Hosts: []string{"b"}}) != 0 || count(Query{}) != 4 {
+		t.Errorf("after host delete: b has %d, all %d", count(Query{Hosts: []string{"b"}}), count(Query{}))
+	}
+	hosts, _ = s.Hosts()
+	if len(hosts) != 1 || hosts[0].Name != "a" {
+		t.Errorf("hosts after deleting b: %+v", hosts)
+	}
+
+	// Compaction gives back the space of deleted readings.
+	var big Batch
+	for i := 0; i < 20000; i++ {
+		big.Readings = append(big.Readings, reading("z", "temperature", i, float64(i), 0))
+	}
+	if _, err := s.Commit(&big); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Delete(Query{Hosts: []string{"z"}}); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	before, after, err := Compact(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after >= before/2 {
+		t.Errorf("compaction %d → %d bytes", before, after)
+	}
+	s, err = Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if count(Query{}) != 4 {
+		t.Errorf("after compaction %d readings, want 4", count(Query{}))
+	}
+}

@@ -1,0 +1,81 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/apd-telemetry/apd/internal/store"
+	"github.com/apd-telemetry/apd/schema"
+)
+
+// DeleteCmd is apd delete.
+type DeleteCmd struct {
+	SourceFlags
+	RangeFlags
+	Sensor string `help:"Only this sensor (default: all)." placeholder:"NAME"`
+}
+
+// Help implements kong's HelpProvider.
+func (DeleteCmd) Help() string {
+	return `Deletes stored readings of one or more hosts, optionally only one sensor
+and a time range ([since, until)). Deleting a host without --sensor,
+--since or --until also forgets the host. The database file shrinks after
+apd compact.
+
+Examples:
+  apd delete --host pi-kitchen
+  apd delete --host pi-kitchen --sensor temperature --since 2026-11-01 --until 2026-11-08
+  apd delete --db apd-data/apd.db --host old-laptop`
+}
+
+// Run implements the command.
+func (c *DeleteCmd) Run(g *Globals) error {
+	if len(c.Host) == 0 {
+		return withCode(ExitUsage, errors.New("--host is required: say whose data to delete"), "")
+	}
+	if c.Sensor != "" {
+		if err := schema.ValidateName(c.Sensor); err != nil {
+			return withCode(ExitUsage, fmt.Errorf("--sensor: %w", err), "")
+		}
+	}
+	q, err := c.query(c.Sensor, time.Now())
+	if err != nil {
+		return err
+	}
+	src, done, err := c.open(false)
+	if err != nil {
+		return err
+	}
+	defer done()
+	n, err := src.Delete(q)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(g.stdout, "deleted %d readings\n", n)
+	return nil
+}
+
+// CompactCmd is apd compact.
+type CompactCmd struct {
+	DB string `name:"db" help:"Database file to compact (no aggregator may hold it)." required:"" placeholder:"PATH" type:"existingfile"`
+}
+
+// Help implements kong's HelpProvider.
+func (CompactCmd) Help() string {
+	return `Rewrites a database file without its free space, so it shrinks after
+deletes. Stop the aggregator first.
+
+Example:
+  apd compact --db apd-data/apd.db`
+}
+
+// Run implements the command.
+func (c *CompactCmd) Run(g *Globals) error {
+	before, after, err := store.Compact(c.DB)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(g.stdout, "compacted %s: %d → %d bytes\n", c.DB, before, after)
+	return nil
+}

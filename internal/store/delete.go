@@ -1,0 +1,175 @@
+package store
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Delete removes the readings q selects (Limit is ignored) and returns how
+// many it removed. Deleting all of a host's readings, with no time bounds
+// and no sensor, also forgets the host itself (its state, counts and seq
+// watermark): a household must be able to remove its data. The file does
+// not shrink until Compact.
+func (s *Store) Delete(q Query) (int, error) {
+	removed := 0
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		removed = 0
+		readings, hostsB := tx.Bucket(bucketReadings), tx.Bucket(bucketHosts)
+		var sensors [][]byte
+		if q.Sensor != "" {
+			sensors = [][]byte{[]byte(q.Sensor)}
+		} else {
+			_ = readings.ForEachBucket(func(k []byte) error { sensors = append(sensors, slices.Clone(k)); return nil })
+		}
+		perHost := map[string]map[string]uint64{}
+		for _, sensor := range sensors {
+			sb := readings.Bucket(sensor)
+			if sb == nil {
+				continue
+			}
+			var hosts [][]byte
+			if len(q.Hosts) > 0 {
+				for _, h := range q.Hosts {
+					hosts = append(hosts, []byte(h))
+				}
+			} else {
+				_ = sb.ForEachBucket(func(k []byte) error { hosts = append(hosts, slices.Clone(k)); return nil })
+			}
+			for _, host := range hosts {
+				hb := sb.Bucket(host)
+				if hb == nil {
+					continue
+				}
+				n := 0
+				c := hb.Cursor()
+				var until []byte
+				if !q.Until.IsZero() {
+					until = timeKey(q.Until)
+				}
+				k, _ := c.First()
+				if !q.Since.IsZero() {
+					k, _ = c.Seek(timeKey(q.Since))
+				}
+				for k != nil && (until == nil || bytes.Compare(k, until) < 0) {
+					// After Delete the cursor's position and k's memory are
+					// not to be trusted: seek again from a copy.
+					deleted := slices.Clone(k)
+					if err := c.Delete(); err != nil {
+						return err
+					}
+					n++
+					k, _ = c.Seek(deleted)
+				}
+				if n == 0 {
+					continue
+				}
+				removed += n
+				if perHost[string(host)] == nil {
+					perHost[string(host)] = map[string]uint64{}
+				}
+				perHost[string(host)][string(sensor)] += uint64(n)
+				if k, _ := hb.Cursor().First(); k == nil {
+					if err := sb.DeleteBucket(host); err != nil {
+						return err
+					}
+				}
+			}
+			if k, _ := sb.Cursor().First(); k == nil {
+				if err := readings.DeleteBucket(sensor); err != nil {
+					return err
+				}
+			}
+		}
+		wholeHosts := q.Sensor == "" && q.Since.IsZero() && q.Until.IsZero() && len(q.Hosts) > 0
+		for host, counts := range perHost {
+			if wholeHosts {
+				continue
+			}
+			rec, err := getHost(hostsB, host)
+			if err != nil {
+				return err
+			}
+			for sensor, n := range counts {
+				if st := rec.Sensors[sensor]; st != nil {
+					st.Count -= min(st.Count, n)
+					if st.Count == 0 {
+						delete(rec.Sensors, sensor)
+					}
+				}
+			}
+			v, err := json.Marshal(rec)
+			if err != nil {
+				return err
+			}
+			if err := hostsB.Put([]byte(host), v); err != nil {
+				return err
+			}
+		}
+		if wholeHosts {
+			for _, h := range q.Hosts {
+				if err := hostsB.Delete([]byte(h)); err != nil {
+					return err
+				}
+				if tx.Bucket(bucketPending).Bucket([]byte(h)) != nil {
+					if err := tx.Bucket(bucketPending).DeleteBucket([]byte(h)); err != nil {
+						return err
+					}
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("delete: %w", err)
+	}
+	return removed, nil
+}
+
+// Compact rewrites the database at path into a fresh file without free
+// pages and replaces it, so the file shrinks after deletes. No other
+// process may have the file open. It returns the sizes before and after.
+func Compact(path string) (before, after int64, err error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return 0, 0, fmt.Errorf("compact: %w", err)
+	}
+	src, err := Open(path, Options{ReadOnly: true, Timeout: time.Second})
+	if err != nil {
+		return 0, 0, err
+	}
+	tmp := filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".compact")
+	_ = os.Remove(tmp)
+	dst, err := bolt.Open(tmp, 0o644, &bolt.Options{NoSync: true})
+	if err != nil {
+		src.Close()
+		return 0, 0, fmt.Errorf("compact: %w", err)
+	}
+	err = bolt.Compact(dst, src.db, 64<<20)
+	src.Close()
+	if err == nil {
+		err = dst.Sync()
+	}
+	if cerr := dst.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return 0, 0, fmt.Errorf("compact: %w", err)
+	}
+	nfi, err := os.Stat(tmp)
+	if err != nil {
+		return 0, 0, fmt.Errorf("compact: %w", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return 0, 0, fmt.Errorf("compact: %w", err)
+	}
+	return fi.Size(), nfi.Size(), nil
+}
