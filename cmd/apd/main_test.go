@@ -525,6 +525,15 @@ func TestDeleteAndCompact(t *testing.T) {
 	if strings.Contains(hosts.stdout, "gone") {
 		t.Errorf("deleted host still listed:\n%s", hosts.stdout)
 	}
+	// A consistent copy while the server runs.
+	backup := filepath.Join(t.TempDir(), "backup.db")
+	if r := run(t, nil, "apd", "backup", "--server", server, backup); r.code != 0 || !strings.Contains(r.stdout, "backed up") {
+		t.Fatalf("backup: %s %s", r.stdout, r.stderr)
+	}
+	bq := run(t, nil, "apd", "query", "--db", backup, "--sensor", "temperature", "--agg", "count", "--format", "csv")
+	if !strings.Contains(bq.stdout, "keep,temperature") || !strings.Contains(bq.stdout, ",5000,") {
+		t.Errorf("query of the backup:\n%s%s", bq.stdout, bq.stderr)
+	}
 	s.stop(t)
 	c := run(t, nil, "apd", "compact", "--db", db)
 	var before, after int64

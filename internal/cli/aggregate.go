@@ -36,6 +36,10 @@ Example:
 // Run implements the command.
 func (c *AggregateCmd) Run(ctx context.Context, g *Globals) error {
 	log := g.Logger()
+	keep, err := c.retention()
+	if err != nil {
+		return err
+	}
 	topics := schema.Topics{Prefix: g.Prefix}
 	password, err := readPassword(c.PasswordFile)
 	if err != nil {
@@ -95,6 +99,7 @@ func (c *AggregateCmd) Run(ctx context.Context, g *Globals) error {
 	log.Info("apd aggregate running", "broker", c.Broker, "http", agg.HTTPURL(), "db", agg.store.Path())
 	logMetricsOnSignal(ctx, agg.metrics, log)
 	agg.logProgress(ctx)
+	agg.startRetention(ctx, keep)
 	<-ctx.Done()
 	log.Info("shutting down")
 	return nil

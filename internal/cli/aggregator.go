@@ -16,6 +16,7 @@ import (
 
 	"github.com/apd-telemetry/apd/internal/httpapi"
 	"github.com/apd-telemetry/apd/internal/metrics"
+	"github.com/apd-telemetry/apd/internal/query"
 	"github.com/apd-telemetry/apd/internal/store"
 	"github.com/apd-telemetry/apd/schema"
 	"github.com/apd-telemetry/apd/subscriber"
@@ -33,6 +34,47 @@ type IngestFlags struct {
 	BatchDelay time.Duration `help:"How long a commit waits to gather more readings." default:"10ms" config:"server.batch_delay"`
 	MaxAge     time.Duration `help:"Reject readings stamped earlier than this before now (to dead letters)." default:"8760h" config:"server.max_age"`
 	MaxAhead   time.Duration `help:"Reject readings stamped later than this after now." default:"24h" config:"server.max_ahead"`
+	Retention  string        `help:"Delete readings older than this (e.g. 90d, 26w); empty keeps everything." placeholder:"D" config:"server.retention"`
+}
+
+// retention parses --retention; 0 means keep everything.
+func (f IngestFlags) retention() (time.Duration, error) {
+	if f.Retention == "" {
+		return 0, nil
+	}
+	keep, err := query.ParseDuration(f.Retention)
+	if err != nil || keep <= 0 {
+		return 0, withCode(ExitBadConfig, fmt.Errorf("--retention %q: want a duration like 90d", f.Retention), "")
+	}
+	return keep, nil
+}
+
+// startRetention deletes readings older than keep at start and then every
+// hour, until ctx ends. keep 0 does nothing.
+func (a *aggregator) startRetention(ctx context.Context, keep time.Duration) {
+	if keep == 0 {
+		return
+	}
+	deleted := new(metrics.Counter)
+	a.metrics.Counter("apd_retention_deleted_total", "Readings deleted for being older than the retention period.", "", deleted)
+	go func() {
+		tick := time.NewTicker(time.Hour)
+		defer tick.Stop()
+		for {
+			n, err := a.store.Delete(store.Query{Until: time.Now().Add(-keep)})
+			if err != nil {
+				a.log.Error("retention", "err", err)
+			} else if n > 0 {
+				deleted.Add(uint64(n))
+				a.log.Info("retention: deleted old readings", "deleted", n, "older_than", keep)
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+		}
+	}()
 }
 
 // HTTPFlags place the HTTP API.

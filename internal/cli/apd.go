@@ -18,6 +18,7 @@ type APD struct {
 
 	Delete      DeleteCmd      `cmd:"" help:"Delete readings of a host (privacy)."`
 	Compact     CompactCmd     `cmd:"" help:"Shrink a database file after deletes."`
+	Backup      BackupCmd      `cmd:"" help:"Write a consistent copy of the database, even while it runs."`
 	DeadLetters DeadLettersCmd `cmd:"" name:"deadletters" help:"List input that was rejected, with the reason."`
 	Version     VersionCmd     `cmd:"" help:"Print the version."`
 }

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/apd-telemetry/apd/internal/httpapi"
@@ -24,6 +25,7 @@ type source interface {
 	Hosts() ([]store.Host, error)
 	DeadLetters(limit int) ([]store.DeadLetter, error)
 	Delete(q store.Query) (int, error)
+	Backup(w io.Writer) (int64, error)
 }
 
 func (f SourceFlags) open(readOnly bool) (source, func(), error) {

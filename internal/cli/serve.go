@@ -38,11 +38,14 @@ Examples:
 // Run implements the command.
 func (c *ServeCmd) Run(ctx context.Context, g *Globals, file *config.File) error {
 	log := g.Logger()
+	keep, err := c.retention()
+	if err != nil {
+		return err
+	}
 	topics := schema.Topics{Prefix: g.Prefix}
 	var sensors []publisher.Named
 	if c.WithPublisher {
 		// Fail on a bad sensor list before anything listens.
-		var err error
 		if sensors, err = buildSensors(c.SensorFlags, file); err != nil {
 			return err
 		}
@@ -73,6 +76,7 @@ func (c *ServeCmd) Run(ctx context.Context, g *Globals, file *config.File) error
 	log.Info("apd serve running", "mqtt", brk.Addr(), "http", agg.HTTPURL(), "db", agg.store.Path(), "version", Version)
 	logMetricsOnSignal(ctx, agg.metrics, log)
 	agg.logProgress(ctx)
+	agg.startRetention(ctx, keep)
 
 	var agentDone chan error
 	var ag *agent

@@ -146,3 +146,17 @@ func (c *Client) Delete(q store.Query) (int, error) {
 	}
 	return out.Deleted, nil
 }
+
+// Backup copies the server's database, consistently, to w.
+func (c *Client) Backup(w io.Writer) (int64, error) {
+	resp, err := c.get(context.Background(), "/api/v1/backup", nil)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	n, err := io.Copy(w, resp.Body)
+	if err != nil {
+		return n, fmt.Errorf("backup: %w", err)
+	}
+	return n, nil
+}

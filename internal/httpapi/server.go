@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -23,6 +24,7 @@ type Store interface {
 	Hosts() ([]store.Host, error)
 	DeadLetters(limit int) ([]store.DeadLetter, error)
 	Delete(q store.Query) (int, error)
+	Backup(w io.Writer) (int64, error)
 }
 
 // Server serves the API.
@@ -53,6 +55,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /api/v1/hosts", s.hosts)
 	mux.HandleFunc("GET /api/v1/deadletters", s.deadLetters)
 	mux.HandleFunc("DELETE /api/v1/readings", s.delete)
+	mux.HandleFunc("GET /api/v1/backup", s.backup)
 	return securityHeaders(mux)
 }
 
@@ -220,4 +223,13 @@ func (s *Server) delete(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(map[string]int{"deleted": n})
+}
+
+// backup streams a consistent copy of the database file.
+func (s *Server) backup(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Header().Set("Content-Disposition", `attachment; filename="apd.db"`)
+	if _, err := s.Store.Backup(w); err != nil {
+		s.log().Error("backup failed mid-stream", "err", err)
+	}
 }

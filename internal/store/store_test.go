@@ -336,3 +336,19 @@ func TestDeleteAndCompact(t *testing.T) {
 		t.Errorf("after compaction %d readings, want 4", count(Query{}))
 	}
 }
+
+func TestRetentionStyleDelete(t *testing.T) {
+	s := openTemp(t)
+	if _, err := s.Commit(&Batch{Readings: fixture()}); err != nil {
+		t.Fatal(err)
+	}
+	// Everything before 12:02, every host and sensor: what retention does.
+	n, err := s.Delete(Query{Until: t0.Add(2 * time.Minute)})
+	if err != nil || n != 4 {
+		t.Fatalf("deleted %d, %v; want 4", n, err)
+	}
+	hosts, _ := s.Hosts()
+	if len(hosts) != 2 || hosts[0].Sensors["temperature"].Count != 2 || hosts[0].Sensors["humidity"].Count != 1 {
+		t.Errorf("counts after retention delete: %+v %+v", hosts[0].Sensors["temperature"], hosts[0].Sensors["humidity"])
+	}
+}
