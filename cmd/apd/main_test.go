@@ -479,9 +479,17 @@ func TestDeleteAndCompact(t *testing.T) {
 	var nd strings.Builder
 	base := time.Now().UTC().Truncate(time.Hour).Add(-24 * time.Hour)
 	for _, host := range []string{"keep", "gone"} {
-		for i := 0; i < 5000; i++ {
-			fmt.Fprintf(&nd, `{"v":1,"host":%q,"sensor":"temperature","ts":%q,"seq":%d,"value":{"magnitude":%d.5,"unit":"degC"}}`+"\n",
-				host, base.Add(time.Duration(i)*10*time.Second).Format("2006-01-02T15:04:05.000Z"), i+1, i%30)
+		n := 5000
+		if host == "gone" {
+			n = 20000 // with noisy values, so that it takes real space on disk
+		}
+		for i := 0; i < n; i++ {
+			value := fmt.Sprintf("%d.5", i%30)
+			if host == "gone" {
+				value = fmt.Sprintf("0.%016d", (uint64(i)*0x9E3779B97F4A7C15)%10000000000000000)
+			}
+			fmt.Fprintf(&nd, `{"v":1,"host":%q,"sensor":"temperature","ts":%q,"seq":%d,"value":{"magnitude":%s,"unit":"degC"}}`+"\n",
+				host, base.Add(time.Duration(i)*10*time.Second).Format("2006-01-02T15:04:05.000Z"), i+1, value)
 		}
 	}
 	file := filepath.Join(t.TempDir(), "in.ndjson")
@@ -502,14 +510,14 @@ func TestDeleteAndCompact(t *testing.T) {
 		}
 		return int(rows[0]["value"].(float64))
 	}
-	if count("gone") != 5000 || count("keep") != 5000 {
+	if count("gone") != 20000 || count("keep") != 5000 {
 		t.Fatalf("before delete: %d and %d", count("gone"), count("keep"))
 	}
 	if r := run(t, nil, "apd", "delete", "--server", server); r.code != 2 {
 		t.Errorf("delete without --host: exit %d", r.code)
 	}
 	r := run(t, nil, "apd", "delete", "--server", server, "--host", "gone", "--since", base.Add(time.Hour).Format(time.RFC3339))
-	if r.code != 0 || !strings.Contains(r.stdout, "deleted 4640 readings") {
+	if r.code != 0 || !strings.Contains(r.stdout, "deleted 19640 readings") {
 		t.Fatalf("range delete: %s %s", r.stdout, r.stderr)
 	}
 	if count("gone") != 360 {

@@ -1,7 +1,6 @@
 package store
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -48,25 +47,16 @@ func (s *Store) Delete(q Query) (int, error) {
 				if hb == nil {
 					continue
 				}
-				n := 0
-				c := hb.Cursor()
-				var until []byte
+				var since, until []byte
+				if !q.Since.IsZero() {
+					since = timeKey(q.Since)
+				}
 				if !q.Until.IsZero() {
 					until = timeKey(q.Until)
 				}
-				k, _ := c.First()
-				if !q.Since.IsZero() {
-					k, _ = c.Seek(timeKey(q.Since))
-				}
-				for k != nil && (until == nil || bytes.Compare(k, until) < 0) {
-					// After Delete the cursor's position and k's memory are
-					// not to be trusted: seek again from a copy.
-					deleted := slices.Clone(k)
-					if err := c.Delete(); err != nil {
-						return err
-					}
-					n++
-					k, _ = c.Seek(deleted)
+				n, err := deleteSeries(hb, string(host), string(sensor), since, until)
+				if err != nil {
+					return err
 				}
 				if n == 0 {
 					continue

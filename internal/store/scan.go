@@ -3,7 +3,6 @@ package store
 import (
 	"bytes"
 	"errors"
-	"fmt"
 	"slices"
 	"time"
 
@@ -68,32 +67,25 @@ func (s *Store) Scan(q Query, fn func(*schema.Reading) error) error {
 				if hb == nil {
 					continue
 				}
-				c := hb.Cursor()
-				var k, v []byte
-				if q.Since.IsZero() {
-					k, v = c.First()
-				} else {
-					k, v = c.Seek(timeKey(q.Since))
+				var since, until []byte
+				if !q.Since.IsZero() {
+					since = timeKey(q.Since)
 				}
-				var until []byte
 				if !q.Until.IsZero() {
 					until = timeKey(q.Until)
 				}
-				for ; k != nil; k, v = c.Next() {
-					if until != nil && bytes.Compare(k, until) >= 0 {
-						break
-					}
-					r, err := schema.DecodeStored(string(host), string(sensor), keyTime(k), v)
-					if err != nil {
-						return fmt.Errorf("decode %s/%s at %s: %w", host, sensor, keyTime(k), err)
-					}
-					if err := fn(&r); err != nil {
+				err := scanSeries(hb, string(host), string(sensor), since, until, func(r *schema.Reading) error {
+					if err := fn(r); err != nil {
 						return err
 					}
 					n++
 					if q.Limit > 0 && n >= q.Limit {
 						return ErrStop
 					}
+					return nil
+				})
+				if err != nil {
+					return err
 				}
 			}
 		}

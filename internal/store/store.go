@@ -1,12 +1,14 @@
 package store
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"time"
 
@@ -15,8 +17,9 @@ import (
 	berrors "go.etcd.io/bbolt/errors"
 )
 
-// SchemaVersion is the layout version this package writes.
-const SchemaVersion = 1
+// SchemaVersion is the layout version this package writes: 1 kept one JSON
+// record per reading, 2 keeps compressed chunks of up to 512 readings.
+const SchemaVersion = 2
 
 // Errors returned by Open.
 var (
@@ -24,6 +27,9 @@ var (
 	ErrLocked = errors.New("database is in use by another process")
 	// ErrNewerSchema means the file was written by a newer apd.
 	ErrNewerSchema = errors.New("database schema is newer than this apd")
+	// ErrOldSchema means a read-only open found a file that needs a
+	// migration, which only a read-write open performs.
+	ErrOldSchema = errors.New("database needs migration")
 )
 
 var (
@@ -79,7 +85,13 @@ func Open(path string, opts Options) (*Store, error) {
 	}
 	s := &Store{db: db, path: path}
 	if opts.ReadOnly {
-		err = db.View(func(tx *bolt.Tx) error { _, err := checkVersion(tx); return err })
+		err = db.View(func(tx *bolt.Tx) error {
+			v, err := checkVersion(tx)
+			if err == nil && v < SchemaVersion {
+				err = fmt.Errorf("%w: file has schema %d, this apd reads %d; open it once without read-only (apd compact --db, or apd serve) to migrate it", ErrOldSchema, v, SchemaVersion)
+			}
+			return err
+		})
 	} else {
 		err = db.Update(migrate)
 	}
@@ -121,6 +133,56 @@ var migrations = []func(*bolt.Tx) error{
 		}
 		return nil
 	},
+	migrateToChunks,
+}
+
+// migrateToChunks rewrites version 1's one-record-per-reading layout into
+// chunks, series by series, a chunk's worth of records at a time.
+func migrateToChunks(tx *bolt.Tx) error {
+	readings := tx.Bucket(bucketReadings)
+	var sensors [][]byte
+	_ = readings.ForEachBucket(func(k []byte) error { sensors = append(sensors, slices.Clone(k)); return nil })
+	for _, sensor := range sensors {
+		sb := readings.Bucket(sensor)
+		var hosts [][]byte
+		_ = sb.ForEachBucket(func(k []byte) error { hosts = append(hosts, slices.Clone(k)); return nil })
+		for _, host := range hosts {
+			if err := migrateSeries(sb.Bucket(host), string(host), string(sensor)); err != nil {
+				return fmt.Errorf("%s/%s: %w", sensor, host, err)
+			}
+		}
+	}
+	return nil
+}
+
+func migrateSeries(hb *bolt.Bucket, host, sensor string) error {
+	c := hb.Cursor()
+	for k, v := c.First(); k != nil; {
+		var group []schema.Reading
+		var keys [][]byte
+		for ; k != nil && len(group) < maxChunk; k, v = c.Next() {
+			r, err := schema.DecodeStored(host, sensor, keyTime(k), v)
+			if err != nil {
+				return fmt.Errorf("record at %s: %w", keyTime(k), err)
+			}
+			group = append(group, r)
+			keys = append(keys, slices.Clone(k))
+		}
+		for _, key := range keys {
+			if err := hb.Delete(key); err != nil {
+				return err
+			}
+		}
+		if err := putChunks(hb, sensor, group); err != nil {
+			return err
+		}
+		// The chunk sits under its first record's key; go on after its last.
+		k, v = c.Seek(keys[len(keys)-1])
+		if k != nil && bytes.Equal(k, keys[len(keys)-1]) {
+			k, v = c.Next()
+		}
+	}
+	return nil
 }
 
 func migrate(tx *bolt.Tx) error {
@@ -332,43 +394,14 @@ func commit(tx *bolt.Tx, b *Batch, res *CommitResult) error {
 		hosts[name] = h
 		return h, err
 	}
+	if err := storeReadings(readings, b.Readings, host, res); err != nil {
+		return err
+	}
 	for i := range b.Readings {
 		r := &b.Readings[i]
-		sb, err := readings.CreateBucketIfNotExists([]byte(r.Sensor))
-		if err != nil {
-			return fmt.Errorf("sensor bucket %s: %w", r.Sensor, err)
-		}
-		hb, err := sb.CreateBucketIfNotExists([]byte(r.Host))
-		if err != nil {
-			return fmt.Errorf("host bucket %s/%s: %w", r.Sensor, r.Host, err)
-		}
-		hb.FillPercent = 0.9 // appends dominate: pack pages fuller
 		h, err := host(r.Host)
 		if err != nil {
 			return err
-		}
-		key := timeKey(r.Time)
-		if hb.Get(key) != nil {
-			res.Duplicates++
-		} else {
-			// bbolt keeps the value slice until the transaction ends: each
-			// record needs its own.
-			if err := hb.Put(key, r.AppendJSON(nil, 0)); err != nil {
-				return fmt.Errorf("put %s/%s: %w", r.Host, r.Sensor, err)
-			}
-			res.Stored++
-			st := h.Sensors[r.Sensor]
-			if st == nil {
-				st = &SensorStats{}
-				h.Sensors[r.Sensor] = st
-			}
-			st.Count++
-			if r.Time.After(st.Last) {
-				st.Last = r.Time
-			}
-			if r.Time.After(h.LastSeen) {
-				h.LastSeen = r.Time
-			}
 		}
 		if b.Imported || r.Seq == 0 {
 			continue
@@ -506,6 +539,64 @@ func advanceWatermarks(pendingB *bolt.Bucket, hosts map[string]*hostRecord, minS
 				res.Acks = make(map[string]uint64)
 			}
 			res.Acks[name] = h.Watermark
+		}
+	}
+	return nil
+}
+
+// storeReadings inserts the batch's readings, series by series, counting
+// what is new and what was already stored, and updating each host's
+// per-sensor statistics.
+func storeReadings(readings *bolt.Bucket, batch []schema.Reading, host func(string) (*hostRecord, error), res *CommitResult) error {
+	type series struct{ sensor, host string }
+	groups := map[series][]schema.Reading{}
+	var order []series
+	for _, r := range batch {
+		k := series{r.Sensor, r.Host}
+		if _, ok := groups[k]; !ok {
+			order = append(order, k)
+		}
+		groups[k] = append(groups[k], r)
+	}
+	for _, k := range order {
+		rs := groups[k]
+		sortByTime(rs)
+		sb, err := readings.CreateBucketIfNotExists([]byte(k.sensor))
+		if err != nil {
+			return fmt.Errorf("sensor bucket %s: %w", k.sensor, err)
+		}
+		hb, err := sb.CreateBucketIfNotExists([]byte(k.host))
+		if err != nil {
+			return fmt.Errorf("host bucket %s/%s: %w", k.sensor, k.host, err)
+		}
+		hb.FillPercent = 0.9 // chunks are appended in time order: pack pages fuller
+		inserted, err := insertSeries(hb, k.host, k.sensor, rs)
+		if err != nil {
+			return err
+		}
+		h, err := host(k.host)
+		if err != nil {
+			return err
+		}
+		for i, ins := range inserted {
+			if !ins {
+				res.Duplicates++
+				continue
+			}
+			res.Stored++
+			r := &rs[i]
+			st := h.Sensors[r.Sensor]
+			if st == nil {
+				st = &SensorStats{}
+				h.Sensors[r.Sensor] = st
+			}
+			st.Count++
+			if r.Time.After(st.Last) {
+				st.Last = r.Time
+			}
+			if r.Time.After(h.LastSeen) {
+				h.LastSeen = r.Time
+			}
 		}
 	}
 	return nil

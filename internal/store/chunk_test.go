@@ -1,0 +1,111 @@
+package store
+
+import (
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/apd-telemetry/apd/schema"
+)
+
+func TestDecimal(t *testing.T) {
+	for _, tc := range []struct {
+		in string
+		ok bool
+	}{
+		{"21.3", true}, {"-0.5", true}, {"0", true}, {"30.0", true}, {"-12", true}, {"0.001", true},
+		{"1e3", false}, {"-0", false}, {"01", false}, {"1.", false}, {".5", false}, {"1.5E2", false},
+		{"12345678901234567890", false}, {"", false},
+	} {
+		m, d, ok := decimal([]byte(tc.in))
+		if ok != tc.ok {
+			t.Errorf("decimal(%q) ok = %v", tc.in, ok)
+			continue
+		}
+		if ok && formatDecimal(m, d) != tc.in {
+			t.Errorf("%q → %d,%d → %q", tc.in, m, d, formatDecimal(m, d))
+		}
+	}
+}
+
+// TestChunkRoundTrip: every kind of value, error readings, titles, human
+// texts (derived or not), unknown members and irregular times come back
+// byte for byte.
+func TestChunkRoundTrip(t *testing.T) {
+	t0 := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
+	values := []string{`21.3`, `{"magnitude":21.4,"unit":"degC"}`, `{"magnitude":1e3,"unit":"degC"}`, `{"magnitude":-3.25,"unit":"degF"}`,
+		`true`, `false`, `"text <&>"`, `["a","b"]`, `{"a":{"b":[1,2]}}`, `null`, `-0`, `1.5e-7`, `{"magnitude":22,"unit":"degC"}`}
+	var in []schema.Reading
+	for i, v := range values {
+		r := schema.Reading{Host: "h", Sensor: "temperature", Time: t0.Add(time.Duration(i*i) * 137 * time.Millisecond),
+			Seq: uint64(100 - i), Value: json.RawMessage(v), Title: []string{"Ambient Temperature", "", "Other"}[i%3]}
+		switch i % 4 {
+		case 1:
+			r.Human = schema.Format(r.Sensor, r.Value)
+		case 2:
+			r.Human = "custom"
+		}
+		if i == 5 {
+			r.Extra = map[string]json.RawMessage{"note": json.RawMessage(`"<b>"`), "n": json.RawMessage(`[1]`)}
+		}
+		in = append(in, r)
+	}
+	in = append(in, schema.Reading{Host: "h", Sensor: "temperature", Time: t0.Add(time.Hour),
+		Error: &schema.SampleError{Kind: schema.Intermittent, Message: "checksum"}, Title: "Ambient Temperature"})
+	out, err := decodeChunk("h", "temperature", encodeChunk("temperature", in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(out) != len(in) {
+		t.Fatalf("%d readings back, want %d", len(out), len(in))
+	}
+	for i := range in {
+		want, got := in[i].AppendJSON(nil, schema.WithIdentity), out[i].AppendJSON(nil, schema.WithIdentity)
+		if string(want) != string(got) {
+			t.Errorf("reading %d:\n got %s\nwant %s", i, got, want)
+		}
+	}
+}
+
+// TestChunkSize reports (and bounds) the bytes per reading of a DHT22-like
+// series: quantities with one decimal, 10 s apart.
+func TestChunkSize(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	t0 := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
+	var rs []schema.Reading
+	v := 20.0
+	for i := 0; i < maxChunk; i++ {
+		v += (rng.Float64() - 0.5) * 0.2
+		q := schema.Quantity{Magnitude: float64(int(v*10)) / 10, Unit: "degC"}
+		r := schema.Reading{Host: "h", Sensor: "temperature", Title: "Ambient Temperature", Seq: uint64(i + 1),
+			Time: t0.Add(time.Duration(i) * 10 * time.Second), Value: json.RawMessage(fmt.Sprintf(`{"magnitude":%.1f,"unit":"degC"}`, q.Magnitude))}
+		r.Human = schema.Format(r.Sensor, r.Value)
+		rs = append(rs, r)
+	}
+	b := encodeChunk("temperature", rs)
+	per := float64(len(b)) / float64(len(rs))
+	t.Logf("%d readings in %d bytes: %.2f bytes per reading", len(rs), len(b), per)
+	if per > 4 {
+		t.Errorf("%.2f bytes per reading", per)
+	}
+}
+
+func TestMergeReadings(t *testing.T) {
+	at := func(ms ...int) []schema.Reading {
+		var out []schema.Reading
+		for _, m := range ms {
+			out = append(out, schema.Reading{Time: time.UnixMilli(int64(m)), Value: json.RawMessage(fmt.Sprint(m))})
+		}
+		return out
+	}
+	merged, ins := mergeReadings(at(1, 3, 5), at(0, 3, 4, 4, 6))
+	var got []int64
+	for _, r := range merged {
+		got = append(got, r.Time.UnixMilli())
+	}
+	if fmt.Sprint(got) != "[0 1 3 4 5 6]" || fmt.Sprint(ins) != "[true false true false true]" {
+		t.Errorf("merged %v, inserted %v", got, ins)
+	}
+}

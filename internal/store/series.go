@@ -1,0 +1,153 @@
+package store
+
+import (
+	"bytes"
+	"fmt"
+	"slices"
+
+	"github.com/apd-telemetry/apd/schema"
+	bolt "go.etcd.io/bbolt"
+)
+
+// firstChunk positions c on the chunk that holds (or would hold) time key
+// from: the chunk starting at or before it, else the first chunk. A nil
+// from gives the first chunk.
+func firstChunk(c *bolt.Cursor, from []byte) ([]byte, []byte) {
+	if from == nil {
+		return c.First()
+	}
+	k, v := c.Seek(from)
+	if k != nil && bytes.Equal(k, from) {
+		return k, v
+	}
+	if pk, pv := c.Prev(); pk != nil {
+		return pk, pv
+	}
+	return c.First()
+}
+
+// insertSeries stores readings of one series (sorted by time) into its
+// bucket of chunks and reports, per reading, whether it was new. Each
+// chunk touched is decoded, merged and written back once per call, so a
+// batch costs one rewrite per series and chunk, not one per reading.
+func insertSeries(hb *bolt.Bucket, host, sensor string, rs []schema.Reading) ([]bool, error) {
+	inserted := make([]bool, len(rs))
+	for pos := 0; pos < len(rs); {
+		c := hb.Cursor()
+		k, v := firstChunk(c, timeKey(rs[pos].Time))
+		var old []schema.Reading
+		var oldKey, nextKey []byte
+		if k != nil {
+			oldKey = slices.Clone(k)
+			var err error
+			if old, err = decodeChunk(host, sensor, v); err != nil {
+				return nil, fmt.Errorf("chunk %s/%s at %s: %w", sensor, host, keyTime(k), err)
+			}
+			if nk, _ := c.Next(); nk != nil {
+				nextKey = slices.Clone(nk)
+			}
+		}
+		end := pos
+		for end < len(rs) && (nextKey == nil || bytes.Compare(timeKey(rs[end].Time), nextKey) < 0) {
+			end++
+		}
+		merged, ins := mergeReadings(old, rs[pos:end])
+		copy(inserted[pos:end], ins)
+		pos = end
+		if len(merged) == len(old) {
+			continue // all duplicates: nothing to write
+		}
+		if oldKey != nil {
+			if err := hb.Delete(oldKey); err != nil {
+				return nil, err
+			}
+		}
+		if err := putChunks(hb, sensor, merged); err != nil {
+			return nil, err
+		}
+	}
+	return inserted, nil
+}
+
+// putChunks writes readings as chunks of at most maxChunk, each under the
+// time key of its first reading.
+func putChunks(hb *bolt.Bucket, sensor string, rs []schema.Reading) error {
+	for len(rs) > 0 {
+		n := min(len(rs), maxChunk)
+		if err := hb.Put(timeKey(rs[0].Time), encodeChunk(sensor, rs[:n])); err != nil {
+			return err
+		}
+		rs = rs[n:]
+	}
+	return nil
+}
+
+// scanSeries calls fn for the readings of one series in [since, until)
+// (nil keys: open ends), in time order.
+func scanSeries(hb *bolt.Bucket, host, sensor string, since, until []byte, fn func(*schema.Reading) error) error {
+	c := hb.Cursor()
+	for k, v := firstChunk(c, since); k != nil; k, v = c.Next() {
+		if until != nil && bytes.Compare(k, until) >= 0 {
+			return nil
+		}
+		rs, err := decodeChunk(host, sensor, v)
+		if err != nil {
+			return fmt.Errorf("chunk %s/%s at %s: %w", sensor, host, keyTime(k), err)
+		}
+		for i := range rs {
+			tk := timeKey(rs[i].Time)
+			if since != nil && bytes.Compare(tk, since) < 0 {
+				continue
+			}
+			if until != nil && bytes.Compare(tk, until) >= 0 {
+				return nil
+			}
+			if err := fn(&rs[i]); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// deleteSeries removes the readings of one series in [since, until) and
+// returns how many it removed.
+func deleteSeries(hb *bolt.Bucket, host, sensor string, since, until []byte) (int, error) {
+	type rewrite struct {
+		key  []byte
+		keep []schema.Reading
+	}
+	var rewrites []rewrite
+	removed := 0
+	c := hb.Cursor()
+	for k, v := firstChunk(c, since); k != nil; k, v = c.Next() {
+		if until != nil && bytes.Compare(k, until) >= 0 {
+			break
+		}
+		rs, err := decodeChunk(host, sensor, v)
+		if err != nil {
+			return 0, fmt.Errorf("chunk %s/%s at %s: %w", sensor, host, keyTime(k), err)
+		}
+		keep := rs[:0:0]
+		for _, r := range rs {
+			tk := timeKey(r.Time)
+			if (since == nil || bytes.Compare(tk, since) >= 0) && (until == nil || bytes.Compare(tk, until) < 0) {
+				continue
+			}
+			keep = append(keep, r)
+		}
+		if len(keep) != len(rs) {
+			removed += len(rs) - len(keep)
+			rewrites = append(rewrites, rewrite{slices.Clone(k), keep})
+		}
+	}
+	for _, rw := range rewrites {
+		if err := hb.Delete(rw.key); err != nil {
+			return 0, err
+		}
+		if err := putChunks(hb, sensor, rw.keep); err != nil {
+			return 0, err
+		}
+	}
+	return removed, nil
+}
