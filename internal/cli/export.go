@@ -53,9 +53,14 @@ func (c *ExportCmd) Run(g *Globals) error {
 		return err
 	}
 	n := 0
-	if err := src.Scan(q, func(r *schema.Reading) error { n++; return out.Write(r) }); err != nil {
+	bar := &progress{}
+	if c.Out != "" {
+		bar = newProgress(g.stderr, "exported")
+	}
+	if err := src.Scan(q, func(r *schema.Reading) error { n++; bar.add(1); return out.Write(r) }); err != nil {
 		return err
 	}
+	bar.done()
 	if err := out.Close(); err != nil {
 		return err
 	}

@@ -40,6 +40,8 @@ func (c *ImportCmd) Run(g *Globals) error {
 		inputs = []string{"-"}
 	}
 	var stored, dup int
+	bar := newProgress(g.stderr, "imported")
+	start := time.Now()
 	batch := &store.Batch{Imported: true}
 	flush := func() error {
 		res, err := st.Commit(batch)
@@ -63,6 +65,7 @@ func (c *ImportCmd) Run(g *Globals) error {
 		}
 		err := query.DecodeNDJSON(bufio.NewReaderSize(r, 1<<20), func(rd *schema.Reading) error {
 			batch.Readings = append(batch.Readings, *rd)
+			bar.add(1)
 			if len(batch.Readings) >= 10000 {
 				return flush()
 			}
@@ -75,6 +78,9 @@ func (c *ImportCmd) Run(g *Globals) error {
 	if err := flush(); err != nil {
 		return err
 	}
-	fmt.Fprintf(g.stderr, "imported %d readings (%d already stored)\n", stored, dup)
+	bar.done()
+	elapsed := time.Since(start)
+	fmt.Fprintf(g.stderr, "imported %d readings (%d already stored) in %s, %s/s\n", stored, dup,
+		elapsed.Round(time.Millisecond), thousands(int(float64(stored+dup)/max(elapsed.Seconds(), 1e-9))))
 	return nil
 }
