@@ -33,11 +33,13 @@ lint:
 	$(GO) vet ./...
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
 
-## bench: the benchmarks reported in docs/benchmarks.md (results in bench.out)
+## bench: the benchmarks reported in docs/benchmarks.md (results in bench.out);
+## the VictoriaMetrics comparison needs `apt-get install victoria-metrics` and is skipped without it
 bench:
 	$(GO) test -run '^$$' -bench IngestEndToEnd -benchtime 1x -count 5 ./internal/bench/ | tee bench.out
 	$(GO) test -run '^$$' -bench 'BytesPerReading|ScanAll' -benchtime 1x -count 3 ./internal/bench/ | tee -a bench.out
 	$(GO) test -run '^$$' -bench QueryOneHour -count 5 ./internal/bench/ | tee -a bench.out
+	$(GO) test -run '^$$' -bench CompareVictoriaMetrics -benchtime 1x -count 3 ./internal/bench/ | tee -a bench.out
 
 ## cross: release binaries for linux/amd64, linux/arm64 and linux/arm (ARMv6, Pi Zero)
 cross:
