@@ -6,7 +6,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"slices"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -22,61 +21,30 @@ func (s *Store) Delete(q Query) (int, error) {
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		removed = 0
 		readings, hostsB := tx.Bucket(bucketReadings), tx.Bucket(bucketHosts)
-		var sensors [][]byte
-		if q.Sensor != "" {
-			sensors = [][]byte{[]byte(q.Sensor)}
-		} else {
-			_ = readings.ForEachBucket(func(k []byte) error { sensors = append(sensors, slices.Clone(k)); return nil })
-		}
+		since, until := q.keys()
 		perHost := map[string]map[string]uint64{}
-		for _, sensor := range sensors {
-			sb := readings.Bucket(sensor)
-			if sb == nil {
-				continue
+		err := eachSeries(tx, q, func(sb, hb *bolt.Bucket, sensor, host []byte) error {
+			n, err := deleteSeries(hb, string(host), string(sensor), since, until)
+			if err != nil || n == 0 {
+				return err
 			}
-			var hosts [][]byte
-			if len(q.Hosts) > 0 {
-				for _, h := range q.Hosts {
-					hosts = append(hosts, []byte(h))
-				}
-			} else {
-				_ = sb.ForEachBucket(func(k []byte) error { hosts = append(hosts, slices.Clone(k)); return nil })
+			removed += n
+			if perHost[string(host)] == nil {
+				perHost[string(host)] = map[string]uint64{}
 			}
-			for _, host := range hosts {
-				hb := sb.Bucket(host)
-				if hb == nil {
-					continue
-				}
-				var since, until []byte
-				if !q.Since.IsZero() {
-					since = timeKey(q.Since)
-				}
-				if !q.Until.IsZero() {
-					until = timeKey(q.Until)
-				}
-				n, err := deleteSeries(hb, string(host), string(sensor), since, until)
-				if err != nil {
-					return err
-				}
-				if n == 0 {
-					continue
-				}
-				removed += n
-				if perHost[string(host)] == nil {
-					perHost[string(host)] = map[string]uint64{}
-				}
-				perHost[string(host)][string(sensor)] += uint64(n)
-				if k, _ := hb.Cursor().First(); k == nil {
-					if err := sb.DeleteBucket(host); err != nil {
-						return err
-					}
-				}
+			perHost[string(host)][string(sensor)] += uint64(n)
+			if k, _ := hb.Cursor().First(); k == nil {
+				return sb.DeleteBucket(host)
 			}
+			return nil
+		}, func(sb *bolt.Bucket, sensor []byte) error {
 			if k, _ := sb.Cursor().First(); k == nil {
-				if err := readings.DeleteBucket(sensor); err != nil {
-					return err
-				}
+				return readings.DeleteBucket(sensor)
 			}
+			return nil
+		})
+		if err != nil {
+			return err
 		}
 		wholeHosts := q.Sensor == "" && q.Since.IsZero() && q.Until.IsZero() && len(q.Hosts) > 0
 		for host, counts := range perHost {

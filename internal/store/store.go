@@ -385,7 +385,7 @@ func commit(tx *bolt.Tx, b *Batch, res *CommitResult) error {
 	hostsB := tx.Bucket(bucketHosts)
 	pendingB := tx.Bucket(bucketPending)
 	hosts := map[string]*hostRecord{}
-	minSeq := map[string]uint64{}
+	arrived := map[string][]uint64{} // committed seqs above each host's watermark
 	host := func(name string) (*hostRecord, error) {
 		if h, ok := hosts[name]; ok {
 			return h, nil
@@ -410,16 +410,7 @@ func commit(tx *bolt.Tx, b *Batch, res *CommitResult) error {
 		if h.HasMark && r.Seq <= h.Watermark {
 			continue
 		}
-		if m, ok := minSeq[r.Host]; !ok || r.Seq < m {
-			minSeq[r.Host] = r.Seq
-		}
-		pb, err := pendingB.CreateBucketIfNotExists([]byte(r.Host))
-		if err != nil {
-			return err
-		}
-		if err := pb.Put(seqKey(r.Seq), nil); err != nil {
-			return err
-		}
+		arrived[r.Host] = append(arrived[r.Host], r.Seq)
 	}
 	floors := map[string]uint64{}
 	for _, st := range b.Statuses {
@@ -439,7 +430,7 @@ func commit(tx *bolt.Tx, b *Batch, res *CommitResult) error {
 			h.Version = st.Status.Version
 		}
 	}
-	if err := advanceWatermarks(pendingB, hosts, minSeq, floors, res); err != nil {
+	if err := advanceWatermarks(pendingB, hosts, arrived, floors, res); err != nil {
 		return err
 	}
 	names := make([]string, 0, len(hosts))
@@ -476,11 +467,13 @@ func commit(tx *bolt.Tx, b *Batch, res *CommitResult) error {
 // advanceWatermarks moves each touched host's contiguous seq watermark:
 // first contact sets it (from the host's status floor, else just below the
 // lowest seq seen), a status floor skips seqs the device will never send
-// (counted as lost), and committed seqs in pending extend it. Hosts whose
-// watermark moved are reported in res.Acks.
-func advanceWatermarks(pendingB *bolt.Bucket, hosts map[string]*hostRecord, minSeq, floors map[string]uint64, res *CommitResult) error {
+// (counted as lost), and the batch's seqs and those pending from earlier
+// batches extend it. Only seqs left above a gap are written to the
+// pending bucket, so an in-order batch costs no pending writes at all.
+// Hosts whose watermark moved are reported in res.Acks.
+func advanceWatermarks(pendingB *bolt.Bucket, hosts map[string]*hostRecord, arrived map[string][]uint64, floors map[string]uint64, res *CommitResult) error {
 	touched := map[string]bool{}
-	for name := range minSeq {
+	for name := range arrived {
 		touched[name] = true
 	}
 	for name := range floors {
@@ -490,48 +483,83 @@ func advanceWatermarks(pendingB *bolt.Bucket, hosts map[string]*hostRecord, minS
 		h := hosts[name]
 		before, hadMark := h.Watermark, h.HasMark
 		floor, hasFloor := floors[name]
+		seqs := arrived[name]
+		slices.Sort(seqs)
+		seqs = slices.Compact(seqs)
 		if !h.HasMark {
 			// First sight of this host: its status says where its seqs
 			// start; without one, the lowest seq seen does.
 			h.HasMark = true
 			if hasFloor {
 				h.Watermark = floor
-			} else {
-				h.Watermark = minSeq[name] - 1
+			} else if len(seqs) > 0 {
+				h.Watermark = seqs[0] - 1
 			}
 		}
-		pb, err := pendingB.CreateBucketIfNotExists([]byte(name))
-		if err != nil {
-			return err
+		pb := pendingB.Bucket([]byte(name))
+		var c *bolt.Cursor
+		if pb != nil {
+			c = pb.Cursor()
 		}
-		c := pb.Cursor()
 		if hasFloor && floor > h.Watermark {
-			// Seqs up to the floor will never come: those committed are
-			// pending, the rest are lost.
-			arrived := uint64(0)
-			for k, _ := c.First(); k != nil && binary.BigEndian.Uint64(k) <= floor; k, _ = c.First() {
-				if binary.BigEndian.Uint64(k) > h.Watermark {
-					arrived++
+			// Seqs up to the floor will never come: those committed (now
+			// or earlier) are not lost, the rest are.
+			committed := map[uint64]bool{}
+			for _, q := range seqs {
+				if q > h.Watermark && q <= floor {
+					committed[q] = true
+				}
+			}
+			for c != nil {
+				k, _ := c.First()
+				if k == nil || binary.BigEndian.Uint64(k) > floor {
+					break
+				}
+				if q := binary.BigEndian.Uint64(k); q > h.Watermark {
+					committed[q] = true
 				}
 				if err := c.Delete(); err != nil {
 					return err
 				}
 			}
-			lost := floor - h.Watermark - arrived
+			lost := floor - h.Watermark - uint64(len(committed))
 			h.Lost += lost
 			res.Lost += lost
 			h.Watermark = floor
 		}
-		for k, _ := c.First(); k != nil; k, _ = c.First() {
-			seq := binary.BigEndian.Uint64(k)
-			if seq > h.Watermark+1 {
-				break
+		i := 0
+		for {
+			next := h.Watermark + 1
+			for i < len(seqs) && seqs[i] < next {
+				i++
 			}
-			if seq == h.Watermark+1 {
-				h.Watermark = seq
+			if i < len(seqs) && seqs[i] == next {
+				h.Watermark, i = next, i+1
+				continue
 			}
-			if err := c.Delete(); err != nil {
+			if c != nil {
+				k, _ := c.First()
+				if k != nil && binary.BigEndian.Uint64(k) <= next {
+					if binary.BigEndian.Uint64(k) == next {
+						h.Watermark = next
+					}
+					if err := c.Delete(); err != nil {
+						return err
+					}
+					continue
+				}
+			}
+			break
+		}
+		if i < len(seqs) {
+			pb, err := pendingB.CreateBucketIfNotExists([]byte(name))
+			if err != nil {
 				return err
+			}
+			for _, q := range seqs[i:] {
+				if err := pb.Put(seqKey(q), nil); err != nil {
+					return err
+				}
 			}
 		}
 		if h.Watermark != before || !hadMark && h.Watermark > 0 {

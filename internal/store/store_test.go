@@ -355,3 +355,39 @@ func TestRetentionStyleDelete(t *testing.T) {
 		t.Errorf("counts after retention delete: %+v %+v", hosts[0].Sensors["temperature"], hosts[0].Sensors["humidity"])
 	}
 }
+
+// TestWatermarkWritesNoPendingInOrder: an in-order batch advances the
+// watermark without leaving anything in the pending bucket; a gap leaves
+// exactly the seqs above it.
+func TestWatermarkWritesNoPendingInOrder(t *testing.T) {
+	s := openTemp(t)
+	var b Batch
+	for q := uint64(1); q <= 100; q++ {
+		b.Readings = append(b.Readings, reading("pi", "s", int(q), 1, q))
+	}
+	res, err := s.Commit(&b)
+	if err != nil || res.Acks["pi"] != 100 {
+		t.Fatalf("ack %d, %v", res.Acks["pi"], err)
+	}
+	pending := func() int {
+		n := 0
+		_ = s.db.View(func(tx *bolt.Tx) error {
+			if pb := tx.Bucket(bucketPending).Bucket([]byte("pi")); pb != nil {
+				n = pb.Stats().KeyN
+			}
+			return nil
+		})
+		return n
+	}
+	if n := pending(); n != 0 {
+		t.Errorf("%d seqs pending after an in-order batch", n)
+	}
+	res, _ = s.Commit(&Batch{Readings: []schema.Reading{reading("pi", "s", 102, 1, 102), reading("pi", "s", 103, 1, 103)}})
+	if len(res.Acks) != 0 || pending() != 2 {
+		t.Errorf("gap: acks %v, %d pending", res.Acks, pending())
+	}
+	res, _ = s.Commit(&Batch{Readings: []schema.Reading{reading("pi", "s", 101, 1, 101)}})
+	if res.Acks["pi"] != 103 || pending() != 0 {
+		t.Errorf("gap filled: ack %d, %d pending", res.Acks["pi"], pending())
+	}
+}
