@@ -43,6 +43,15 @@ type Options struct {
 	// SessionExpiry is how long the session of a disconnected client is
 	// kept; 0 means DefaultSessionExpiry.
 	SessionExpiry time.Duration
+	// Users authenticates clients and limits what each may publish and
+	// subscribe to (see Role). Nil admits loopback clients only, without
+	// authentication.
+	Users *Users
+	// Prefix is the apd topic prefix the roles are checked against; empty
+	// means "apd".
+	Prefix string
+	// Insecure allows listening on a non-loopback address without Users.
+	Insecure bool
 	Logger        *slog.Logger
 }
 
@@ -58,7 +67,8 @@ const (
 
 // Broker is a running MQTT broker.
 type Broker struct {
-	srv   *mqtt.Server
+	srv    *mqtt.Server
+	access *accessHook
 	tcp   *listeners.TCP
 	log   *slog.Logger
 	drops *dropCounter
@@ -96,7 +106,19 @@ func Start(opts Options) (*Broker, error) {
 		SysTopicResendInterval: opts.SysInterval,
 		Logger:                 log,
 	})
-	if err := srv.AddHook(new(auth.AllowHook), nil); err != nil {
+	if opts.Users == nil && !opts.Insecure && !loopbackAddr(opts.Addr) {
+		return nil, fmt.Errorf("broker: %w", ErrInsecure)
+	}
+	if opts.Prefix == "" {
+		opts.Prefix = "apd"
+	}
+	access := &accessHook{prefix: opts.Prefix}
+	access.users.Store(opts.Users)
+	if opts.Users == nil && opts.Insecure {
+		if err := srv.AddHook(new(auth.AllowHook), nil); err != nil {
+			return nil, fmt.Errorf("broker auth hook: %w", err)
+		}
+	} else if err := srv.AddHook(access, nil); err != nil {
 		return nil, fmt.Errorf("broker auth hook: %w", err)
 	}
 	drops := &dropCounter{}
@@ -129,7 +151,7 @@ func Start(opts Options) (*Broker, error) {
 		srv.Close()
 		return nil, fmt.Errorf("broker serve: %w", err)
 	}
-	return &Broker{srv: srv, tcp: tcp, log: log, drops: drops}, nil
+	return &Broker{srv: srv, access: access, tcp: tcp, log: log, drops: drops}, nil
 }
 
 // Addr returns the address the broker listens on (with the real port when
@@ -158,6 +180,27 @@ func (b *Broker) WaitGone(id string, timeout time.Duration) bool {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// ErrInsecure is returned by Start for a non-loopback address without
+// users and without Options.Insecure.
+var ErrInsecure = errors.New("listening beyond loopback needs a users file (or an explicit --insecure)")
+
+// loopbackAddr reports whether a listen address binds loopback only.
+func loopbackAddr(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// SetUsers replaces the users, for a reload on SIGHUP: connected clients
+// stay connected, later connections and checks use the new set.
+func (b *Broker) SetUsers(us *Users) { b.access.users.Store(us) }
 
 // Dropped returns how many messages the broker dropped instead of
 // delivering: publishes to clients whose pending writes were full, and

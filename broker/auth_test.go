@@ -1,0 +1,170 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/apd-telemetry/apd/internal/mqttc"
+	"github.com/apd-telemetry/apd/internal/testutil"
+)
+
+func TestAllowed(t *testing.T) {
+	dev := User{Name: "d", Role: RoleDevice, Host: "pi"}
+	rd := User{Name: "r", Role: RoleReader}
+	ag := User{Name: "a", Role: RoleAggregator}
+	ad := User{Name: "x", Role: RoleAdmin}
+	tests := []struct {
+		u     User
+		topic string
+		write bool
+		want  bool
+	}{
+		{dev, "apd/pi/temperature", true, true},
+		{dev, "apd/pi/$status", true, true},
+		{dev, "apd/other/temperature", true, false},
+		{dev, "apd/pi/$ack", true, false},
+		{dev, "apd/pi", true, false},
+		{dev, "apd/pix/temperature", true, false},
+		{dev, "apd/pi/$ack", false, true},
+		{dev, "apd/pi/#", false, false},
+		{dev, "apd/#", false, false},
+		{rd, "apd/#", false, true},
+		{rd, "apd/pi/temperature", true, false},
+		{rd, "#", false, false},
+		{ag, "apd/#", false, true},
+		{ag, "apd/pi/$ack", true, true},
+		{ag, "apd/pi/temperature", true, false},
+		{ag, "apd/+/$ack", true, false},
+		{ad, "anything/at/all", true, true},
+	}
+	for _, tc := range tests {
+		if got := Allowed("apd", tc.u, tc.topic, tc.write); got != tc.want {
+			t.Errorf("%s %s write=%v: %v, want %v", tc.u.Role, tc.topic, tc.write, got, tc.want)
+		}
+	}
+}
+
+func TestUsersFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "users")
+	us := NewUsers()
+	if err := us.Set("pi", RoleDevice, "pi", []byte("s3cret")); err != nil {
+		t.Fatal(err)
+	}
+	if err := us.Set("bad", RoleDevice, "", []byte("x")); err == nil {
+		t.Error("device without host accepted")
+	}
+	if err := us.Set("r", "boss", "", []byte("x")); err == nil {
+		t.Error("unknown role accepted")
+	}
+	if err := us.Save(path); err != nil {
+		t.Fatal(err)
+	}
+	back, err := LoadUsers(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, ok := back.Lookup("pi")
+	if !ok || !u.CheckPassword([]byte("s3cret")) || u.CheckPassword([]byte("wrong")) || u.Host != "pi" {
+		t.Errorf("round trip: %+v", u)
+	}
+	if err := back.Remove("nobody"); !errors.Is(err, ErrNoSuchUser) {
+		t.Errorf("remove unknown: %v", err)
+	}
+}
+
+// TestAuthAndACL runs the broker with a users file and real clients.
+func TestAuthAndACL(t *testing.T) {
+	us := NewUsers()
+	for _, u := range []struct {
+		name string
+		role Role
+		host string
+	}{{"pi", RoleDevice, "pi"}, {"reader", RoleReader, ""}, {"agg", RoleAggregator, ""}} {
+		if err := us.Set(u.name, u.role, u.host, []byte(u.name+"-pw")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	addr := testutil.FreeAddr(t)
+	b, err := Start(Options{Addr: addr, Users: us})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	dial := func(user, password string) (*mqttc.Client, error) {
+		return mqttc.Dial(mqttc.Options{URL: "tcp://" + addr, ClientID: "c-" + user + password, Username: user, Password: password, QoS: 1, ConnectTimeout: 2 * time.Second})
+	}
+	if _, err := dial("", ""); err == nil {
+		t.Error("anonymous client admitted")
+	}
+	if _, err := dial("pi", "wrong"); err == nil {
+		t.Error("wrong password admitted")
+	}
+	reader, err := dial("reader", "reader-pw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reader.Close()
+	got := make(chan string, 10)
+	if err := reader.Subscribe("apd/#", func(topic string, _ []byte) { got <- topic }); err != nil {
+		t.Fatal(err)
+	}
+	dev, err := dial("pi", "pi-pw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dev.Close()
+	ctx := context.Background()
+	if err := dev.Publish(ctx, "apd/pi/temperature", []byte("21.5"), false); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case topic := <-got:
+		if topic != "apd/pi/temperature" {
+			t.Fatalf("reader got %s", topic)
+		}
+	case <-time.After(3 * time.Second):
+		t.Fatal("the device's own reading did not arrive")
+	}
+	// Speaking for another host: refused (MQTT 3.1.1 has no negative
+	// PUBACK, so the broker disconnects the device), nothing delivered.
+	pctx, cancel := context.WithTimeout(ctx, time.Second)
+	_ = dev.Publish(pctx, "apd/other/temperature", []byte("99"), false)
+	cancel()
+	select {
+	case topic := <-got:
+		t.Fatalf("forged reading delivered on %s", topic)
+	case <-time.After(500 * time.Millisecond):
+	}
+	agg, err := dial("agg", "agg-pw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer agg.Close()
+	if err := agg.Publish(ctx, "apd/pi/$ack", []byte(`{"seq":1}`), true); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case topic := <-got:
+		if topic != "apd/pi/$ack" {
+			t.Fatalf("reader got %s", topic)
+		}
+	case <-time.After(3 * time.Second):
+		t.Fatal("the aggregator's ack did not arrive")
+	}
+	// Reload: a removed user can no longer connect.
+	us2 := NewUsers()
+	_ = us2.Set("reader", RoleReader, "", []byte("reader-pw"))
+	b.SetUsers(us2)
+	if _, err := dial("agg", "agg-pw"); err == nil {
+		t.Error("removed user admitted after reload")
+	}
+}
+
+func TestNonLoopbackNeedsUsers(t *testing.T) {
+	if _, err := Start(Options{Addr: "0.0.0.0:0"}); !errors.Is(err, ErrInsecure) {
+		t.Fatalf("err = %v", err)
+	}
+}
