@@ -52,7 +52,7 @@ type Options struct {
 	Prefix string
 	// Insecure allows listening on a non-loopback address without Users.
 	Insecure bool
-	Logger        *slog.Logger
+	Logger   *slog.Logger
 }
 
 // Defaults of Options.
@@ -69,9 +69,9 @@ const (
 type Broker struct {
 	srv    *mqtt.Server
 	access *accessHook
-	tcp   *listeners.TCP
-	log   *slog.Logger
-	drops *dropCounter
+	tcp    *listeners.TCP
+	log    *slog.Logger
+	drops  *dropCounter
 }
 
 // Start creates the broker, binds its listener and starts serving. It
