@@ -584,3 +584,57 @@ func TestExportImportAllKinds(t *testing.T) {
 		t.Errorf("export differs from what was imported:\n got:\n%s\nwant:\n%s", out.stdout, in)
 	}
 }
+
+// TestBrokerUsers: with a users file, real mosquitto clients must log in,
+// and a device can store only its own readings.
+func TestBrokerUsers(t *testing.T) {
+	pub, err := exec.LookPath("mosquitto_pub")
+	if err != nil {
+		t.Skip("mosquitto_pub not installed")
+	}
+	dir := t.TempDir()
+	users := filepath.Join(dir, "users")
+	for _, u := range [][]string{{"pi", "device", "--host", "pi"}, {"agg", "aggregator"}} {
+		pw := filepath.Join(dir, u[0]+".pw")
+		_ = os.WriteFile(pw, []byte(u[0]+"-secret\n"), 0o600)
+		args := append([]string{"users", "add", u[0], "--role", u[1], "--users-file", users, "--password-file", pw}, u[2:]...)
+		if r := run(t, nil, "apd", args...); r.code != 0 {
+			t.Fatalf("users add: %s", r.stderr)
+		}
+	}
+	content, _ := os.ReadFile(users)
+	if strings.Contains(string(content), "pi-secret") || !strings.Contains(string(content), "$2a$") {
+		t.Fatalf("users file holds a plain-text password or no hash:\n%s", content)
+	}
+	if fi, _ := os.Stat(users); fi.Mode().Perm() != 0o600 {
+		t.Errorf("users file mode %v", fi.Mode().Perm())
+	}
+	s := startServe(t, "--users-file", users)
+	host, port, _ := net.SplitHostPort(s.mqtt)
+	mpub := func(args ...string) error {
+		return exec.Command(pub, append([]string{"-h", host, "-p", port, "-q", "1"}, args...)...).Run()
+	}
+	if err := mpub("-t", "apd/pi/temperature", "-m", "1"); err == nil {
+		t.Error("anonymous publish accepted")
+	}
+	if err := mpub("-u", "pi", "-P", "wrong", "-t", "apd/pi/temperature", "-m", "2"); err == nil {
+		t.Error("wrong password accepted")
+	}
+	_ = mpub("-u", "pi", "-P", "pi-secret", "-t", "apd/other/temperature", "-m", "3")
+	if err := mpub("-u", "pi", "-P", "pi-secret", "-t", "apd/pi/temperature", "-m", "21.5"); err != nil {
+		t.Fatalf("device's own publish: %v", err)
+	}
+	server := "http://" + s.http
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		q := run(t, nil, "apd", "query", "--server", server, "--sensor", "temperature", "--format", "ndjson")
+		rows := ndjsonLines(t, q.stdout)
+		if len(rows) == 1 && rows[0]["host"] == "pi" && rows[0]["value"] == 21.5 {
+			break
+		}
+		if len(rows) > 1 || time.Now().After(deadline) {
+			t.Fatalf("stored: %s", q.stdout)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

@@ -20,6 +20,7 @@ type APD struct {
 	Compact     CompactCmd     `cmd:"" help:"Shrink a database file after deletes."`
 	Backup      BackupCmd      `cmd:"" help:"Write a consistent copy of the database, even while it runs."`
 	DeadLetters DeadLettersCmd `cmd:"" name:"deadletters" help:"List input that was rejected, with the reason."`
+	Users       UsersCmd       `cmd:"" help:"Manage the broker's users (authentication and ACLs)."`
 	Version     VersionCmd     `cmd:"" help:"Print the version."`
 }
 

@@ -2,8 +2,12 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"log/slog"
+	"os"
+	"os/signal"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/apd-telemetry/apd/broker"
@@ -15,10 +19,54 @@ type BrokerFlags struct {
 	MQTTAddr      string        `name:"mqtt-addr" help:"MQTT listen address of the embedded broker." default:"127.0.0.1:1883" placeholder:"HOST:PORT" config:"server.mqtt_addr"`
 	MaxInflight   int           `help:"Per client, most QoS 1 messages awaiting delivery; beyond it the broker drops (and counts) them." default:"32768" config:"server.max_inflight"`
 	SessionExpiry time.Duration `help:"How long the broker keeps the session of a disconnected client." default:"24h" config:"server.session_expiry"`
+	UsersFile     string        `help:"Users file (apd users add): clients must log in and are limited to their role. Without it only loopback clients are admitted." placeholder:"FILE" type:"path" config:"server.users_file"`
+	Insecure      bool          `help:"Allow a non-loopback --mqtt-addr without a users file: anyone who reaches it may publish." config:"server.insecure"`
 }
 
-func (f BrokerFlags) options(data string, maxPayload int, log *slog.Logger) broker.Options {
+// users loads the users file, if one is configured.
+func (f BrokerFlags) users() (*broker.Users, error) {
+	if f.UsersFile == "" {
+		return nil, nil
+	}
+	us, err := broker.LoadUsers(f.UsersFile)
+	if err != nil {
+		return nil, withCode(ExitBadConfig, err, "create it with apd users add")
+	}
+	return us, nil
+}
+
+// reloadUsersOnSignal reads the users file again on SIGHUP, keeping
+// connections, until ctx ends. A bad file keeps the users in force.
+func (f BrokerFlags) reloadUsersOnSignal(ctx context.Context, b *broker.Broker, log *slog.Logger) {
+	if f.UsersFile == "" {
+		return
+	}
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, syscall.SIGHUP)
+	go func() {
+		defer signal.Stop(ch)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-ch:
+				us, err := broker.LoadUsers(f.UsersFile)
+				if err != nil {
+					log.Error("reload users; keeping the previous ones", "err", err)
+					continue
+				}
+				b.SetUsers(us)
+				log.Info("users reloaded", "file", f.UsersFile, "users", len(us.List()))
+			}
+		}
+	}()
+}
+
+func (f BrokerFlags) options(data string, maxPayload int, prefix string, users *broker.Users, log *slog.Logger) broker.Options {
 	return broker.Options{
+		Users:         users,
+		Prefix:        prefix,
+		Insecure:      f.Insecure,
 		Addr:          f.MQTTAddr,
 		MaxPayload:    uint32(maxPayload) + 1024, // room for the topic and headers
 		StatePath:     filepath.Join(data, "broker.db"),
@@ -59,14 +107,30 @@ Example:
 // Run implements the command.
 func (c *BrokerCmd) Run(ctx context.Context, g *Globals) error {
 	log := g.Logger()
-	brk, err := broker.Start(c.BrokerFlags.options(c.Data, c.MaxPayload, g.brokerLogger()))
+	users, err := c.users()
 	if err != nil {
-		return withCode(ExitFailure, err, "pass another --mqtt-addr")
+		return err
+	}
+	if users == nil {
+		log.Info("no users file: admitting loopback clients only, without authentication")
+	}
+	brk, err := broker.Start(c.BrokerFlags.options(c.Data, c.MaxPayload, g.Prefix, users, g.brokerLogger()))
+	if err != nil {
+		return brokerStartError(err)
 	}
 	log.Info("apd broker running", "mqtt", brk.Addr())
+	c.reloadUsersOnSignal(ctx, brk, log)
 	<-ctx.Done()
 	err = brk.Close()
 	p, i := brk.Dropped()
 	log.Info("apd broker stopped", "dropped_publishes", p, "dropped_inflight", i)
 	return err
+}
+
+// brokerStartError gives a failed broker start its exit code and hint.
+func brokerStartError(err error) error {
+	if errors.Is(err, broker.ErrInsecure) {
+		return withCode(ExitBadConfig, err, "create a users file with apd users add and pass --users-file, or pass --insecure")
+	}
+	return withCode(ExitFailure, err, "pass another --mqtt-addr")
 }

@@ -64,14 +64,23 @@ func (c *ServeCmd) Run(ctx context.Context, g *Globals, file *config.File) error
 	if err != nil {
 		return err
 	}
-	bopts := c.BrokerFlags.options(c.Data, c.MaxPayload, g.brokerLogger())
+	users, err := c.users()
+	if err != nil {
+		agg.close()
+		return err
+	}
+	bopts := c.BrokerFlags.options(c.Data, c.MaxPayload, g.Prefix, users, g.brokerLogger())
 	bopts.Hooks = []mqtt.Hook{subscriber.NewHook(agg.ingester)}
 	brk, err := broker.Start(bopts)
 	if err != nil {
 		agg.close()
-		return withCode(ExitFailure, err, "pass another --mqtt-addr")
+		return brokerStartError(err)
 	}
 	brkRef.Store(brk)
+	c.reloadUsersOnSignal(ctx, brk, log)
+	if users == nil {
+		log.Info("no users file: the broker admits loopback clients only, without authentication")
+	}
 	registerBrokerMetrics(agg.metrics, brk)
 	log.Info("apd serve running", "mqtt", brk.Addr(), "http", agg.HTTPURL(), "db", agg.store.Path(), "version", Version)
 	logMetricsOnSignal(ctx, agg.metrics, log)
