@@ -638,3 +638,39 @@ func TestBrokerUsers(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// TestAPIKey: with a key configured, the API answers 401 without it,
+// commands say so clearly, and work with --api-key-file or APD_API_KEY.
+func TestAPIKey(t *testing.T) {
+	keyFile := filepath.Join(t.TempDir(), "api.key")
+	const key = "0123456789abcdef0123456789abcdef"
+	_ = os.WriteFile(keyFile, []byte(key+"\n"), 0o600)
+	s := startServe(t, "--api-key-file", keyFile)
+	server := "http://" + s.http
+	resp, err := http.Get(server + "/api/v1/hosts")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("hosts without key: %d", resp.StatusCode)
+	}
+	if resp, err := http.Get(server + "/healthz"); err != nil || resp.StatusCode != 200 {
+		t.Errorf("healthz with a key configured: %v %v", err, resp)
+	}
+	r := run(t, nil, "apd", "query", "--server", server, "--sensor", "temperature")
+	if r.code != 18 || !strings.Contains(r.stderr, "API key") || !strings.Contains(r.stderr, "--api-key-file") {
+		t.Errorf("query without key: exit %d, %q", r.code, r.stderr)
+	}
+	if r := run(t, nil, "apd", "hosts", "--server", server, "--api-key-file", keyFile); r.code != 0 {
+		t.Errorf("hosts with --api-key-file: exit %d %s", r.code, r.stderr)
+	}
+	if r := run(t, []string{"APD_API_KEY=" + key}, "apd", "query", "--server", server, "--sensor", "temperature"); r.code != 0 {
+		t.Errorf("query with APD_API_KEY: exit %d %s", r.code, r.stderr)
+	}
+	// Beyond loopback without a key: refused at start.
+	r = run(t, nil, "apd", "serve", "--data", t.TempDir(), "--mqtt-addr", testutil.FreeAddr(t), "--http-addr", "0.0.0.0:0")
+	if r.code != 18 || !strings.Contains(r.stderr, "API key") {
+		t.Errorf("serve on 0.0.0.0 without key: exit %d %s", r.code, r.stderr)
+	}
+}

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -79,7 +80,28 @@ func (a *aggregator) startRetention(ctx context.Context, keep time.Duration) {
 
 // HTTPFlags place the HTTP API.
 type HTTPFlags struct {
-	HTTPAddr string `name:"http-addr" help:"HTTP API listen address." default:"127.0.0.1:8080" placeholder:"HOST:PORT" config:"server.http_addr"`
+	HTTPAddr   string `name:"http-addr" help:"HTTP API listen address." default:"127.0.0.1:8080" placeholder:"HOST:PORT" config:"server.http_addr"`
+	APIKeyFile string `name:"api-key-file" help:"File holding the API key every request must carry in X-API-Key (/healthz excepted); required to listen beyond loopback." placeholder:"FILE" type:"path" config:"server.api_key_file"`
+}
+
+// apiKey reads the key file; it refuses a non-loopback address without one.
+func (f HTTPFlags) apiKey() ([]byte, error) {
+	if f.APIKeyFile == "" {
+		host, _, err := net.SplitHostPort(f.HTTPAddr)
+		if ip := net.ParseIP(host); err != nil || host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+			return nil, withCode(ExitBadConfig, fmt.Errorf("--http-addr %s is beyond loopback: an API key is required", f.HTTPAddr), "pass --api-key-file")
+		}
+		return nil, nil
+	}
+	b, err := os.ReadFile(f.APIKeyFile)
+	if err != nil {
+		return nil, withCode(ExitBadConfig, fmt.Errorf("read API key: %w", err), "")
+	}
+	key := bytes.TrimSpace(b)
+	if len(key) < 16 {
+		return nil, withCode(ExitBadConfig, errors.New("API key shorter than 16 characters"), "use e.g. openssl rand -hex 32")
+	}
+	return key, nil
 }
 
 // aggregator is the storage side shared by serve and aggregate.
@@ -93,6 +115,10 @@ type aggregator struct {
 }
 
 func openAggregator(d DataFlags, in IngestFlags, h HTTPFlags, topics schema.Topics, ack subscriber.AckFunc, log *slog.Logger) (*aggregator, error) {
+	key, err := h.apiKey()
+	if err != nil {
+		return nil, err
+	}
 	path := filepath.Join(d.Data, "apd.db")
 	st, err := store.Open(path, store.Options{Timeout: time.Second})
 	if errors.Is(err, store.ErrLocked) {
@@ -123,7 +149,7 @@ func openAggregator(d DataFlags, in IngestFlags, h HTTPFlags, topics schema.Topi
 		}
 		return float64(n)
 	})
-	api := &httpapi.Server{Store: st, Metrics: a.metrics, Logger: log}
+	api := &httpapi.Server{Store: st, Metrics: a.metrics, Logger: log, APIKey: key}
 	a.http = &http.Server{Handler: api.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		if err := a.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {

@@ -67,6 +67,8 @@ func exitCode(err error) (int, string) {
 		return ExitUnknownSensor, "apd sensors lists the sensors this build has"
 	case errors.Is(err, mqttc.ErrUnreachable):
 		return ExitUnreachable, "check --broker and that the broker runs"
+	case errors.Is(err, httpapi.ErrUnauthorized):
+		return ExitBadConfig, "pass --api-key-file or set APD_API_KEY"
 	case errors.Is(err, httpapi.ErrUnreachable):
 		return ExitUnreachable, "start apd serve, pass --server, or read a file with --db"
 	case errors.Is(err, store.ErrLocked):

@@ -3,6 +3,8 @@ package cli
 import (
 	"fmt"
 	"io"
+	"os"
+	"strings"
 	"time"
 
 	"github.com/apd-telemetry/apd/internal/httpapi"
@@ -14,8 +16,24 @@ import (
 // SourceFlags choose where readings are read: a running aggregator or a
 // database file.
 type SourceFlags struct {
-	Server string `help:"URL of a running aggregator's HTTP API." default:"http://127.0.0.1:8080" config:"client.server" envalias:"APD_SERVER"`
-	DB     string `name:"db" help:"Read a database file directly instead (when no aggregator runs)." placeholder:"PATH" type:"path"`
+	Server     string `help:"URL of a running aggregator's HTTP API." default:"http://127.0.0.1:8080" config:"client.server" envalias:"APD_SERVER"`
+	DB         string `name:"db" help:"Read a database file directly instead (when no aggregator runs)." placeholder:"PATH" type:"path"`
+	APIKeyFile string `name:"api-key-file" help:"File holding the aggregator's API key (also $APD_API_KEY)." placeholder:"FILE" type:"path" config:"client.api_key_file"`
+}
+
+// apiKey returns the API key from $APD_API_KEY or --api-key-file.
+func (f SourceFlags) apiKey() (string, error) {
+	if k := os.Getenv("APD_API_KEY"); k != "" {
+		return k, nil
+	}
+	if f.APIKeyFile == "" {
+		return "", nil
+	}
+	b, err := os.ReadFile(f.APIKeyFile)
+	if err != nil {
+		return "", fmt.Errorf("read API key: %w", err)
+	}
+	return strings.TrimSpace(string(b)), nil
 }
 
 // source is what query-like commands read from.
@@ -30,7 +48,13 @@ type source interface {
 
 func (f SourceFlags) open(readOnly bool) (source, func(), error) {
 	if f.DB == "" {
-		return httpapi.NewClient(f.Server), func() {}, nil
+		key, err := f.apiKey()
+		if err != nil {
+			return nil, nil, err
+		}
+		c := httpapi.NewClient(f.Server)
+		c.APIKey = key
+		return c, func() {}, nil
 	}
 	st, err := store.Open(f.DB, store.Options{ReadOnly: readOnly, Timeout: time.Second})
 	if err != nil {

@@ -16,8 +16,14 @@ import (
 	"github.com/apd-telemetry/apd/schema"
 )
 
-// ErrUnreachable is returned (wrapped) when no aggregator answers.
-var ErrUnreachable = errors.New("aggregator unreachable")
+// Client errors.
+var (
+	// ErrUnreachable is returned (wrapped) when no aggregator answers.
+	ErrUnreachable = errors.New("aggregator unreachable")
+	// ErrUnauthorized is returned (wrapped) when the server wants an API
+	// key and the client has none or a wrong one.
+	ErrUnauthorized = errors.New("the aggregator refused the API key")
+)
 
 // Client queries a running aggregator; it offers the same Scan and Hosts as
 // the store, so commands work against either.
@@ -25,6 +31,8 @@ type Client struct {
 	// Base is the server URL, e.g. http://127.0.0.1:8080.
 	Base string
 	HTTP *http.Client
+	// APIKey is sent in the X-API-Key header when not empty.
+	APIKey string
 }
 
 // NewClient returns a client for base.
@@ -45,9 +53,16 @@ func (c *Client) do(ctx context.Context, method, path string, params url.Values)
 	if err != nil {
 		return nil, fmt.Errorf("server URL %q: %w", c.Base, err)
 	}
+	if c.APIKey != "" {
+		req.Header.Set(APIKeyHeader, c.APIKey)
+	}
 	resp, err := c.HTTP.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("%w at %s: %v", ErrUnreachable, c.Base, err)
+	}
+	if resp.StatusCode == http.StatusUnauthorized {
+		resp.Body.Close()
+		return nil, fmt.Errorf("%w at %s", ErrUnauthorized, c.Base)
 	}
 	if resp.StatusCode != http.StatusOK {
 		defer resp.Body.Close()

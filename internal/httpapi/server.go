@@ -3,6 +3,7 @@
 package httpapi
 
 import (
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -33,7 +34,13 @@ type Server struct {
 	Metrics *metrics.Registry
 	Logger  *slog.Logger
 	Now     func() time.Time
+	// APIKey, when not empty, is required in the X-API-Key header of every
+	// request except /healthz.
+	APIKey []byte
 }
+
+// APIKeyHeader carries the API key.
+const APIKeyHeader = "X-API-Key"
 
 // errBadRequest marks errors caused by the request's parameters.
 var errBadRequest = errors.New("bad request")
@@ -56,7 +63,24 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /api/v1/deadletters", s.deadLetters)
 	mux.HandleFunc("DELETE /api/v1/readings", s.delete)
 	mux.HandleFunc("GET /api/v1/backup", s.backup)
-	return securityHeaders(mux)
+	return securityHeaders(s.requireKey(mux))
+}
+
+// requireKey answers 401 to requests without the API key (compared in
+// constant time), except health checks.
+func (s *Server) requireKey(h http.Handler) http.Handler {
+	if len(s.APIKey) == 0 {
+		return h
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/healthz" && subtle.ConstantTimeCompare([]byte(r.Header.Get(APIKeyHeader)), s.APIKey) != 1 {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusUnauthorized)
+			_ = json.NewEncoder(w).Encode(map[string]string{"error": "missing or wrong API key (header " + APIKeyHeader + ")"})
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 func securityHeaders(h http.Handler) http.Handler {
