@@ -168,3 +168,48 @@ func TestNonLoopbackNeedsUsers(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+// TestTLSAndWebSocket: a reader over TLS (trusting the test CA) and a
+// client over WebSocket exchange messages through the same broker.
+func TestTLSAndWebSocket(t *testing.T) {
+	ca, cert, key := testutil.TLSFiles(t, t.TempDir())
+	tc, err := LoadTLS(cert, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tlsAddr, wsAddr := testutil.FreeAddr(t), testutil.FreeAddr(t)
+	b, err := Start(Options{Addr: "127.0.0.1:0", TLSAddr: tlsAddr, TLSConfig: tc, WSAddr: wsAddr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if _, err := mqttc.Dial(mqttc.Options{URL: "ssl://" + tlsAddr, ClientID: "untrusting", ConnectTimeout: 2 * time.Second}); err == nil {
+		t.Error("TLS without trusting the CA succeeded")
+	}
+	reader, err := mqttc.Dial(mqttc.Options{URL: "ssl://" + tlsAddr, ClientID: "tls-reader", TLSCA: ca, QoS: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reader.Close()
+	got := make(chan string, 1)
+	if err := reader.Subscribe("apd/#", func(topic string, _ []byte) { got <- topic }); err != nil {
+		t.Fatal(err)
+	}
+	// The WebSocket listener shares the TLS config: wss://.
+	ws, err := mqttc.Dial(mqttc.Options{URL: "wss://" + wsAddr, ClientID: "browser", TLSCA: ca, QoS: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	if err := ws.Publish(context.Background(), "apd/web/x", []byte("1"), false); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case topic := <-got:
+		if topic != "apd/web/x" {
+			t.Errorf("got %s", topic)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("nothing arrived over TLS")
+	}
+}

@@ -4,6 +4,7 @@
 package broker
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -52,7 +53,13 @@ type Options struct {
 	Prefix string
 	// Insecure allows listening on a non-loopback address without Users.
 	Insecure bool
-	Logger   *slog.Logger
+	// TLSAddr, when set, adds an MQTT over TLS listener with TLSConfig.
+	TLSAddr   string
+	TLSConfig *tls.Config
+	// WSAddr, when set, adds an MQTT over WebSocket listener for browsers
+	// (over TLS when TLSConfig is set).
+	WSAddr string
+	Logger *slog.Logger
 }
 
 // Defaults of Options.
@@ -106,8 +113,13 @@ func Start(opts Options) (*Broker, error) {
 		SysTopicResendInterval: opts.SysInterval,
 		Logger:                 log,
 	})
-	if opts.Users == nil && !opts.Insecure && !loopbackAddr(opts.Addr) {
-		return nil, fmt.Errorf("broker: %w", ErrInsecure)
+	for _, a := range []string{opts.Addr, opts.TLSAddr, opts.WSAddr} {
+		if a != "" && opts.Users == nil && !opts.Insecure && !loopbackAddr(a) {
+			return nil, fmt.Errorf("broker on %s: %w", a, ErrInsecure)
+		}
+	}
+	if opts.TLSAddr != "" && opts.TLSConfig == nil {
+		return nil, errors.New("broker: a TLS listener needs a certificate and key")
 	}
 	if opts.Prefix == "" {
 		opts.Prefix = "apd"
@@ -147,6 +159,16 @@ func Start(opts Options) (*Broker, error) {
 		}
 		return nil, fmt.Errorf("broker listen on %s: %w", opts.Addr, err)
 	}
+	if opts.TLSAddr != "" {
+		if err := srv.AddListener(listeners.NewTCP(listeners.Config{ID: "tls", Address: opts.TLSAddr, TLSConfig: opts.TLSConfig})); err != nil {
+			return nil, fmt.Errorf("broker TLS listen on %s: %w", opts.TLSAddr, err)
+		}
+	}
+	if opts.WSAddr != "" {
+		if err := srv.AddListener(listeners.NewWebsocket(listeners.Config{ID: "ws", Address: opts.WSAddr, TLSConfig: opts.TLSConfig})); err != nil {
+			return nil, fmt.Errorf("broker WebSocket listen on %s: %w", opts.WSAddr, err)
+		}
+	}
 	if err := srv.Serve(); err != nil {
 		srv.Close()
 		return nil, fmt.Errorf("broker serve: %w", err)
@@ -179,6 +201,15 @@ func (b *Broker) WaitGone(id string, timeout time.Duration) bool {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// LoadTLS reads a certificate and its key (PEM) for the TLS listeners.
+func LoadTLS(certFile, keyFile string) (*tls.Config, error) {
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("load TLS certificate: %w", err)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
 }
 
 // ErrInsecure is returned by Start for a non-loopback address without

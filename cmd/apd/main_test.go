@@ -674,3 +674,30 @@ func TestAPIKey(t *testing.T) {
 		t.Errorf("serve on 0.0.0.0 without key: exit %d %s", r.code, r.stderr)
 	}
 }
+
+// TestTLSReader: mosquitto_sub over TLS (--cafile) receives the readings a
+// device publishes on the plain listener.
+func TestTLSReader(t *testing.T) {
+	sub, err := exec.LookPath("mosquitto_sub")
+	if err != nil {
+		t.Skip("mosquitto_sub not installed")
+	}
+	ca, cert, key := testutil.TLSFiles(t, t.TempDir())
+	tlsAddr := testutil.FreeAddr(t)
+	s := startServe(t, "--tls-addr", tlsAddr, "--tls-cert", cert, "--tls-key", key)
+	host, port, _ := net.SplitHostPort(tlsAddr)
+	var out testutil.SyncBuffer
+	reader := exec.Command(sub, "-h", host, "-p", port, "--cafile", ca, "-t", "apd/tls/uptime", "-C", "1", "-W", "10")
+	reader.Stdout, reader.Stderr = &out, &out
+	if err := reader.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond)
+	if r := run(t, nil, "apd-publish", "--broker", "tcp://"+s.mqtt, "--host", "tls", "--once", "--sensors", "uptime",
+		"--spool", filepath.Join(t.TempDir(), "s.db")); r.code != 0 {
+		t.Fatal(r.stderr)
+	}
+	if err := reader.Wait(); err != nil || !strings.Contains(out.String(), `"sensor":"uptime"`) {
+		t.Fatalf("TLS reader: %v %s", err, out.String())
+	}
+}

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"log/slog"
 	"os"
@@ -21,6 +22,25 @@ type BrokerFlags struct {
 	SessionExpiry time.Duration `help:"How long the broker keeps the session of a disconnected client." default:"24h" config:"server.session_expiry"`
 	UsersFile     string        `help:"Users file (apd users add): clients must log in and are limited to their role. Without it only loopback clients are admitted." placeholder:"FILE" type:"path" config:"server.users_file"`
 	Insecure      bool          `help:"Allow a non-loopback --mqtt-addr without a users file: anyone who reaches it may publish." config:"server.insecure"`
+	TLSAddr       string        `name:"tls-addr" help:"Also listen for MQTT over TLS here (needs --tls-cert and --tls-key)." placeholder:"HOST:PORT" config:"server.tls_addr"`
+	TLSCert       string        `name:"tls-cert" help:"Server certificate (PEM) for the TLS and WebSocket listeners." placeholder:"FILE" type:"path" config:"server.tls_cert"`
+	TLSKey        string        `name:"tls-key" help:"Its private key (PEM)." placeholder:"FILE" type:"path" config:"server.tls_key"`
+	WSAddr        string        `name:"ws-addr" help:"Also listen for MQTT over WebSocket here, for browsers (TLS when --tls-cert is given)." placeholder:"HOST:PORT" config:"server.ws_addr"`
+}
+
+// tls loads the listeners' certificate, if one is configured.
+func (f BrokerFlags) tls() (*tls.Config, error) {
+	if f.TLSCert == "" && f.TLSKey == "" {
+		if f.TLSAddr != "" {
+			return nil, withCode(ExitBadConfig, errors.New("--tls-addr needs --tls-cert and --tls-key"), "")
+		}
+		return nil, nil
+	}
+	tc, err := broker.LoadTLS(f.TLSCert, f.TLSKey)
+	if err != nil {
+		return nil, withCode(ExitBadConfig, err, "")
+	}
+	return tc, nil
 }
 
 // users loads the users file, if one is configured.
@@ -62,8 +82,11 @@ func (f BrokerFlags) reloadUsersOnSignal(ctx context.Context, b *broker.Broker, 
 	}()
 }
 
-func (f BrokerFlags) options(data string, maxPayload int, prefix string, users *broker.Users, log *slog.Logger) broker.Options {
+func (f BrokerFlags) options(data string, maxPayload int, prefix string, users *broker.Users, tc *tls.Config, log *slog.Logger) broker.Options {
 	return broker.Options{
+		TLSAddr:       f.TLSAddr,
+		TLSConfig:     tc,
+		WSAddr:        f.WSAddr,
 		Users:         users,
 		Prefix:        prefix,
 		Insecure:      f.Insecure,
@@ -111,10 +134,14 @@ func (c *BrokerCmd) Run(ctx context.Context, g *Globals) error {
 	if err != nil {
 		return err
 	}
+	tc, err := c.tls()
+	if err != nil {
+		return err
+	}
 	if users == nil {
 		log.Info("no users file: admitting loopback clients only, without authentication")
 	}
-	brk, err := broker.Start(c.BrokerFlags.options(c.Data, c.MaxPayload, g.Prefix, users, g.brokerLogger()))
+	brk, err := broker.Start(c.BrokerFlags.options(c.Data, c.MaxPayload, g.Prefix, users, tc, g.brokerLogger()))
 	if err != nil {
 		return brokerStartError(err)
 	}

@@ -69,7 +69,12 @@ func (c *ServeCmd) Run(ctx context.Context, g *Globals, file *config.File) error
 		agg.close()
 		return err
 	}
-	bopts := c.BrokerFlags.options(c.Data, c.MaxPayload, g.Prefix, users, g.brokerLogger())
+	tc, err := c.tls()
+	if err != nil {
+		agg.close()
+		return err
+	}
+	bopts := c.BrokerFlags.options(c.Data, c.MaxPayload, g.Prefix, users, tc, g.brokerLogger())
 	bopts.Hooks = []mqtt.Hook{subscriber.NewHook(agg.ingester)}
 	brk, err := broker.Start(bopts)
 	if err != nil {
