@@ -2,6 +2,10 @@ package subscriber
 
 import (
 	"bytes"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
 
 	"github.com/apd-telemetry/apd/schema"
 	mqtt "github.com/mochi-mqtt/server/v2"
@@ -12,13 +16,62 @@ import (
 // no MQTT subscriber in between. OnPublish runs on the publishing client's
 // read loop before the broker answers PUBACK, so a full ingest queue slows
 // that client down rather than losing its messages.
+//
+// A client whose messages are rejected more than MaxRejects times within
+// RejectWindow is cut off (disconnected), and said so once a minute per
+// client: a flood of garbage costs the flooder its connection, not the
+// other clients their readings.
 type Hook struct {
 	mqtt.HookBase
 	in *Ingester
+
+	mu      sync.Mutex
+	rejects map[string]*rejectWindow
 }
 
+type rejectWindow struct {
+	start, logged time.Time
+	n             int
+}
+
+// Flood limits of the hook.
+const (
+	MaxRejects   = 500
+	RejectWindow = 10 * time.Second
+)
+
+var errTooManyRejected = errors.New("too many rejected messages")
+
 // NewHook returns a hook submitting to in.
-func NewHook(in *Ingester) *Hook { return &Hook{in: in} }
+func NewHook(in *Ingester) *Hook { return &Hook{in: in, rejects: map[string]*rejectWindow{}} }
+
+// tooManyRejects counts a rejection of client id and reports whether the
+// client went over the limit.
+func (h *Hook) tooManyRejects(id string, now time.Time) (over, log bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	w := h.rejects[id]
+	if w == nil || now.Sub(w.start) > RejectWindow {
+		if len(h.rejects) > 10000 { // forget idle clients rather than grow
+			h.rejects = map[string]*rejectWindow{}
+		}
+		old := w
+		w = &rejectWindow{start: now}
+		if old != nil {
+			w.logged = old.logged
+		}
+		h.rejects[id] = w
+	}
+	w.n++
+	if w.n <= MaxRejects {
+		return false, false
+	}
+	log = now.Sub(w.logged) >= time.Minute
+	if log {
+		w.logged = now
+	}
+	return true, log
+}
 
 // ID implements mqtt.Hook.
 func (h *Hook) ID() string { return "apd-ingest" }
@@ -34,8 +87,19 @@ func (h *Hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 	if cl.Net.Inline {
 		return pk, nil
 	}
-	if err := h.in.Submit(pk.TopicName, pk.Payload, nil); err != nil {
+	rejected, err := h.in.submit(pk.TopicName, pk.Payload, nil)
+	if err != nil {
 		h.in.log.Warn("ingest closed; message not stored", "topic", pk.TopicName)
+	}
+	if rejected {
+		if over, log := h.tooManyRejects(cl.ID, time.Now()); over {
+			if log {
+				h.in.log.Warn("cutting off a client sending bad input", "client", cl.ID, "remote", cl.Net.Remote,
+					"rejected", fmt.Sprintf("more than %d in %s", MaxRejects, RejectWindow))
+			}
+			h.in.metrics.CutOff.Inc()
+			cl.Stop(errTooManyRejected)
+		}
 	}
 	return pk, nil
 }

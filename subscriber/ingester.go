@@ -100,6 +100,8 @@ type Metrics struct {
 	// acknowledged until it is 0 again.
 	CommitFailing metrics.Gauge
 	AcksPublished metrics.Counter
+	// CutOff counts clients disconnected for sending too much bad input.
+	CutOff        metrics.Counter
 	BatchSize     *metrics.Histogram
 	CommitSeconds *metrics.Histogram
 	QueueDepth    func() float64
@@ -128,6 +130,7 @@ func (m *Metrics) Register(r *metrics.Registry) {
 	r.Counter("apd_commit_errors_total", "Batch commits that failed and were retried.", "", &m.CommitErrors)
 	r.Gauge("apd_commit_failing", "1 while commits fail (e.g. disk full) and acknowledgements are held back.", "", &m.CommitFailing)
 	r.Counter("apd_acks_published_total", "Acknowledgements published on $ack topics.", "", &m.AcksPublished)
+	r.Counter("apd_clients_cut_off_total", "Clients disconnected for sending too many rejected messages.", "", &m.CutOff)
 	r.Histogram("apd_batch_size", "Items per committed batch.", m.BatchSize)
 	r.Histogram("apd_commit_seconds", "Commit latency in seconds.", m.CommitSeconds)
 	if m.QueueDepth != nil {
@@ -210,21 +213,27 @@ func (in *Ingester) Metrics() *Metrics { return in.metrics }
 // after it was found to need no storing). Submit blocks while the queue is
 // full. Messages on topics other than readings and statuses are ignored.
 func (in *Ingester) Submit(topic string, payload []byte, done func()) error {
+	_, err := in.submit(topic, payload, done)
+	return err
+}
+
+// submit is Submit that also reports whether the message was rejected.
+func (in *Ingester) submit(topic string, payload []byte, done func()) (rejected bool, err error) {
 	it, ok := in.decode(topic, payload)
 	if !ok {
 		if done != nil {
 			done()
 		}
-		return nil
+		return false, nil
 	}
 	it.done = done
 	in.mu.RLock()
 	defer in.mu.RUnlock()
 	if in.closed {
-		return ErrClosed
+		return it.dead != nil, ErrClosed
 	}
 	in.queue <- it
-	return nil
+	return it.dead != nil, nil
 }
 
 func (in *Ingester) decode(topic string, payload []byte) (item, bool) {
