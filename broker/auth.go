@@ -2,9 +2,12 @@ package broker
 
 import (
 	"bytes"
+	"crypto/tls"
 	"net"
 	"strings"
+	"sync"
 	"sync/atomic"
+	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -18,6 +21,57 @@ type accessHook struct {
 	mqtt.HookBase
 	prefix string
 	users  atomic.Pointer[Users] // nil: loopback-only, no authentication
+
+	mu       sync.Mutex
+	connects map[string]*connWindow // by remote IP
+}
+
+type connWindow struct {
+	start time.Time
+	n     int
+}
+
+// Limits every client is held to, whatever its role.
+const (
+	// MaxTopicLen and MaxTopicDepth bound topics and filters: apd's own
+	// are three short levels; longer ones only cost the broker memory.
+	MaxTopicLen   = 256
+	MaxTopicDepth = 8
+	// MaxConnects is how many connection attempts one remote (non-loopback)
+	// address may make per ConnectWindow; beyond it they are refused.
+	MaxConnects   = 30
+	ConnectWindow = 10 * time.Second
+)
+
+// connectAllowed counts a connection attempt from remote and reports
+// whether it is within the rate limit. Loopback clients are not limited:
+// they are this machine's own processes.
+func (h *accessHook) connectAllowed(remote string, now time.Time) bool {
+	if isLoopback(remote) {
+		return true
+	}
+	host, _, err := net.SplitHostPort(remote)
+	if err != nil {
+		host = remote
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.connects == nil || len(h.connects) > 10000 {
+		h.connects = map[string]*connWindow{}
+	}
+	w := h.connects[host]
+	if w == nil || now.Sub(w.start) > ConnectWindow {
+		w = &connWindow{start: now}
+		h.connects[host] = w
+	}
+	w.n++
+	return w.n <= MaxConnects
+}
+
+// topicWithinLimits reports whether a topic or filter is short and shallow
+// enough.
+func topicWithinLimits(topic string) bool {
+	return len(topic) <= MaxTopicLen && strings.Count(topic, "/") < MaxTopicDepth
 }
 
 func (h *accessHook) ID() string { return "apd-access" }
@@ -37,10 +91,28 @@ func isLoopback(remote string) bool {
 
 // OnConnectAuthenticate admits a client whose user name and password match
 // the users file, or, without one, any loopback client.
+//
+// A client presenting a certificate verified against the TLS listener's
+// client CA is the user named by the certificate's common name, without a
+// password. More than MaxConnects attempts per ConnectWindow from one
+// address are refused, so password guessing and reconnect storms are slow.
 func (h *accessHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
+	if !h.connectAllowed(cl.Net.Remote, time.Now()) {
+		return false
+	}
 	us := h.users.Load()
 	if us == nil {
 		return isLoopback(cl.Net.Remote)
+	}
+	if tc, ok := cl.Net.Conn.(*tls.Conn); ok {
+		if chains := tc.ConnectionState().VerifiedChains; len(chains) > 0 && len(chains[0]) > 0 {
+			cn := chains[0][0].Subject.CommonName
+			if _, ok := us.Lookup(cn); ok {
+				cl.Properties.Username = []byte(cn)
+				return true
+			}
+			return false
+		}
 	}
 	u, ok := us.Lookup(string(pk.Connect.Username))
 	return ok && u.CheckPassword(pk.Connect.Password)
@@ -49,6 +121,9 @@ func (h *accessHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) b
 // OnACLCheck allows what the client's role allows (see Role); topic is a
 // topic for publishes and a filter for subscriptions.
 func (h *accessHook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
+	if !topicWithinLimits(topic) {
+		return false
+	}
 	us := h.users.Load()
 	if us == nil {
 		return true

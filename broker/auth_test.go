@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -173,7 +174,7 @@ func TestNonLoopbackNeedsUsers(t *testing.T) {
 // client over WebSocket exchange messages through the same broker.
 func TestTLSAndWebSocket(t *testing.T) {
 	ca, cert, key := testutil.TLSFiles(t, t.TempDir())
-	tc, err := LoadTLS(cert, key)
+	tc, err := LoadTLS(cert, key, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -211,5 +212,69 @@ func TestTLSAndWebSocket(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("nothing arrived over TLS")
+	}
+}
+
+// TestClientCertificate: a device presenting a certificate signed by the
+// client CA is the user its common name says, without a password.
+func TestClientCertificate(t *testing.T) {
+	dir := t.TempDir()
+	ca, cert, key := testutil.TLSFiles(t, dir)
+	clientCA, devCert, devKey := testutil.ClientCert(t, dir, "pi")
+	tc, err := LoadTLS(cert, key, clientCA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	us := NewUsers()
+	_ = us.Set("pi", RoleDevice, "pi", []byte("unused-password"))
+	tlsAddr := testutil.FreeAddr(t)
+	b, err := Start(Options{Addr: "127.0.0.1:0", TLSAddr: tlsAddr, TLSConfig: tc, Users: us})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	c, err := mqttc.Dial(mqttc.Options{URL: "ssl://" + tlsAddr, ClientID: "pi", TLSCA: ca, TLSCert: devCert, TLSKey: devKey, QoS: 1})
+	if err != nil {
+		t.Fatalf("certificate login: %v", err)
+	}
+	defer c.Close()
+	if err := c.Publish(context.Background(), "apd/pi/t", []byte("1"), false); err != nil {
+		t.Errorf("own topic: %v", err)
+	}
+	if _, err := mqttc.Dial(mqttc.Options{URL: "ssl://" + tlsAddr, ClientID: "anon", TLSCA: ca, QoS: 1, ConnectTimeout: time.Second}); err == nil {
+		t.Error("TLS without certificate or password admitted")
+	}
+}
+
+func TestTopicAndConnectLimits(t *testing.T) {
+	if topicWithinLimits(strings.Repeat("a/", 8) + "b") {
+		t.Error("9 levels accepted")
+	}
+	if topicWithinLimits("apd/h/" + strings.Repeat("x", 300)) {
+		t.Error("long topic accepted")
+	}
+	if !topicWithinLimits("apd/pi-kitchen/temperature") {
+		t.Error("ordinary topic refused")
+	}
+	h := &accessHook{}
+	now := time.Now()
+	for i := 0; i < MaxConnects; i++ {
+		if !h.connectAllowed("192.0.2.1:1000", now) {
+			t.Fatalf("attempt %d refused", i+1)
+		}
+	}
+	if h.connectAllowed("192.0.2.1:2000", now) {
+		t.Error("attempt over the limit admitted")
+	}
+	if !h.connectAllowed("192.0.2.2:1000", now) {
+		t.Error("another address refused")
+	}
+	if !h.connectAllowed("192.0.2.1:3000", now.Add(ConnectWindow+time.Second)) {
+		t.Error("refused after the window")
+	}
+	for i := 0; i < 2*MaxConnects; i++ {
+		if !h.connectAllowed("127.0.0.1:1000", now) {
+			t.Fatal("loopback client rate-limited")
+		}
 	}
 }

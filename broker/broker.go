@@ -5,6 +5,7 @@ package broker
 
 import (
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -204,12 +205,26 @@ func (b *Broker) WaitGone(id string, timeout time.Duration) bool {
 }
 
 // LoadTLS reads a certificate and its key (PEM) for the TLS listeners.
-func LoadTLS(certFile, keyFile string) (*tls.Config, error) {
+// With clientCA (a PEM file of CAs), clients may present a certificate
+// signed by one of them instead of a password: its common name is the user.
+func LoadTLS(certFile, keyFile, clientCA string) (*tls.Config, error) {
 	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
 	if err != nil {
 		return nil, fmt.Errorf("load TLS certificate: %w", err)
 	}
-	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
+	tc := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	if clientCA != "" {
+		pem, err := os.ReadFile(clientCA)
+		if err != nil {
+			return nil, fmt.Errorf("read client CA: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("client CA %s: no certificates found", clientCA)
+		}
+		tc.ClientCAs, tc.ClientAuth = pool, tls.VerifyClientCertIfGiven
+	}
+	return tc, nil
 }
 
 // ErrInsecure is returned by Start for a non-loopback address without

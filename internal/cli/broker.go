@@ -26,6 +26,7 @@ type BrokerFlags struct {
 	TLSCert       string        `name:"tls-cert" help:"Server certificate (PEM) for the TLS and WebSocket listeners." placeholder:"FILE" type:"path" config:"server.tls_cert"`
 	TLSKey        string        `name:"tls-key" help:"Its private key (PEM)." placeholder:"FILE" type:"path" config:"server.tls_key"`
 	WSAddr        string        `name:"ws-addr" help:"Also listen for MQTT over WebSocket here, for browsers (TLS when --tls-cert is given)." placeholder:"HOST:PORT" config:"server.ws_addr"`
+	TLSClientCA   string        `name:"tls-client-ca" help:"CAs (PEM) whose client certificates log in as the user named by their common name, without a password." placeholder:"FILE" type:"path" config:"server.tls_client_ca"`
 }
 
 // tls loads the listeners' certificate, if one is configured.
@@ -36,7 +37,7 @@ func (f BrokerFlags) tls() (*tls.Config, error) {
 		}
 		return nil, nil
 	}
-	tc, err := broker.LoadTLS(f.TLSCert, f.TLSKey)
+	tc, err := broker.LoadTLS(f.TLSCert, f.TLSKey, f.TLSClientCA)
 	if err != nil {
 		return nil, withCode(ExitBadConfig, err, "")
 	}

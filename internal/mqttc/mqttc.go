@@ -43,6 +43,10 @@ type Options struct {
 	// TLSCA is a PEM file of CAs to trust for ssl:// brokers; empty uses the
 	// system pool.
 	TLSCA string
+	// TLSCert and TLSKey, when set, are a client certificate and its key
+	// (PEM) presented to the broker, which may take its common name as the
+	// user.
+	TLSCert, TLSKey string
 	// QoS is used for every publish and subscription.
 	QoS byte
 	// Persistent asks the broker to keep the session (clean session off).
@@ -153,6 +157,13 @@ func Dial(opts Options) (*Client, error) {
 				return nil, fmt.Errorf("TLS CA %s: no certificates found", opts.TLSCA)
 			}
 			tc.RootCAs = pool
+		}
+		if opts.TLSCert != "" {
+			cert, err := tls.LoadX509KeyPair(opts.TLSCert, opts.TLSKey)
+			if err != nil {
+				return nil, fmt.Errorf("load client certificate: %w", err)
+			}
+			tc.Certificates = []tls.Certificate{cert}
 		}
 		po.SetTLSConfig(tc)
 	}

@@ -96,6 +96,40 @@ func WaitFor(tb testing.TB, what string, timeout time.Duration, cond func() bool
 	}
 }
 
+// ClientCert writes a client certificate with common name cn, signed by a
+// fresh CA, and returns the paths of the CA, the certificate and its key.
+func ClientCert(tb testing.TB, dir, cn string) (ca, cert, key string) {
+	tb.Helper()
+	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(10), Subject: pkix.Name{CommonName: "apd test client CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		IsCA: true, KeyUsage: x509.KeyUsageCertSign, BasicConstraintsValid: true}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	caCert, _ := x509.ParseCertificate(caDER)
+	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(11), Subject: pkix.Name{CommonName: cn},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &k.PublicKey, caKey)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	keyDER, _ := x509.MarshalECPrivateKey(k)
+	return writePEM(tb, dir, "client-ca.pem", "CERTIFICATE", caDER), writePEM(tb, dir, cn+".pem", "CERTIFICATE", der),
+		writePEM(tb, dir, cn+"-key.pem", "EC PRIVATE KEY", keyDER)
+}
+
+func writePEM(tb testing.TB, dir, name, typ string, der []byte) string {
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
+		tb.Fatal(err)
+	}
+	return p
+}
+
 // TLSFiles writes a fresh CA and a server certificate for 127.0.0.1 and
 // localhost, signed by it, into dir and returns the paths of the CA
 // certificate, the server certificate and its key (PEM).
@@ -120,12 +154,6 @@ func TLSFiles(tb testing.TB, dir string) (ca, cert, key string) {
 		tb.Fatal(err)
 	}
 	keyDER, _ := x509.MarshalECPrivateKey(srvKey)
-	write := func(name, typ string, der []byte) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
-			tb.Fatal(err)
-		}
-		return p
-	}
-	return write("ca.pem", "CERTIFICATE", caDER), write("cert.pem", "CERTIFICATE", srvDER), write("key.pem", "EC PRIVATE KEY", keyDER)
+	return writePEM(tb, dir, "ca.pem", "CERTIFICATE", caDER), writePEM(tb, dir, "cert.pem", "CERTIFICATE", srvDER),
+		writePEM(tb, dir, "key.pem", "EC PRIVATE KEY", keyDER)
 }
