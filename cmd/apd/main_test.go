@@ -594,7 +594,7 @@ func TestBrokerUsers(t *testing.T) {
 	}
 	dir := t.TempDir()
 	users := filepath.Join(dir, "users")
-	for _, u := range [][]string{{"pi", "device", "--host", "pi"}, {"agg", "aggregator"}} {
+	for _, u := range [][]string{{"pi", "device", "--host", "pi"}, {"agg", "aggregator"}, {"rd", "reader"}} {
 		pw := filepath.Join(dir, u[0]+".pw")
 		_ = os.WriteFile(pw, []byte(u[0]+"-secret\n"), 0o600)
 		args := append([]string{"users", "add", u[0], "--role", u[1], "--users-file", users, "--password-file", pw}, u[2:]...)
@@ -609,11 +609,23 @@ func TestBrokerUsers(t *testing.T) {
 	if fi, _ := os.Stat(users); fi.Mode().Perm() != 0o600 {
 		t.Errorf("users file mode %v", fi.Mode().Perm())
 	}
-	s := startServe(t, "--users-file", users)
+	ca, cert, key := testutil.TLSFiles(t, dir)
+	tlsAddr := testutil.FreeAddr(t)
+	s := startServe(t, "--users-file", users, "--tls-addr", tlsAddr, "--tls-cert", cert, "--tls-key", key)
 	host, port, _ := net.SplitHostPort(s.mqtt)
 	mpub := func(args ...string) error {
 		return exec.Command(pub, append([]string{"-h", host, "-p", port, "-q", "1"}, args...)...).Run()
 	}
+	// A reader over TLS, logged in.
+	tlsHost, tlsPort, _ := net.SplitHostPort(tlsAddr)
+	var readerOut testutil.SyncBuffer
+	reader := exec.Command(strings.Replace(pub, "mosquitto_pub", "mosquitto_sub", 1), "-h", tlsHost, "-p", tlsPort, "--cafile", ca,
+		"-u", "rd", "-P", "rd-secret", "-t", "apd/pi/temperature", "-C", "1", "-W", "10")
+	reader.Stdout, reader.Stderr = &readerOut, &readerOut
+	if err := reader.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond)
 	if err := mpub("-t", "apd/pi/temperature", "-m", "1"); err == nil {
 		t.Error("anonymous publish accepted")
 	}
@@ -623,6 +635,9 @@ func TestBrokerUsers(t *testing.T) {
 	_ = mpub("-u", "pi", "-P", "pi-secret", "-t", "apd/other/temperature", "-m", "3")
 	if err := mpub("-u", "pi", "-P", "pi-secret", "-t", "apd/pi/temperature", "-m", "21.5"); err != nil {
 		t.Fatalf("device's own publish: %v", err)
+	}
+	if err := reader.Wait(); err != nil || strings.TrimSpace(readerOut.String()) != "21.5" {
+		t.Errorf("reader over TLS: %v %q", err, readerOut.String())
 	}
 	server := "http://" + s.http
 	deadline := time.Now().Add(5 * time.Second)
@@ -699,5 +714,30 @@ func TestTLSReader(t *testing.T) {
 	}
 	if err := reader.Wait(); err != nil || !strings.Contains(out.String(), `"sensor":"uptime"`) {
 		t.Fatalf("TLS reader: %v %s", err, out.String())
+	}
+}
+
+// TestClientCertificateLogin: apd-publish logs in with a client
+// certificate over TLS; the broker takes its common name as the user.
+func TestClientCertificateLogin(t *testing.T) {
+	dir := t.TempDir()
+	ca, cert, key := testutil.TLSFiles(t, dir)
+	clientCA, devCert, devKey := testutil.ClientCert(t, dir, "pi-cert")
+	pw := filepath.Join(dir, "pw")
+	_ = os.WriteFile(pw, []byte("unused\n"), 0o600)
+	users := filepath.Join(dir, "users")
+	if r := run(t, nil, "apd", "users", "add", "pi-cert", "--role", "device", "--host", "pi-cert", "--users-file", users, "--password-file", pw); r.code != 0 {
+		t.Fatal(r.stderr)
+	}
+	tlsAddr := testutil.FreeAddr(t)
+	s := startServe(t, "--users-file", users, "--tls-addr", tlsAddr, "--tls-cert", cert, "--tls-key", key, "--tls-client-ca", clientCA)
+	r := run(t, nil, "apd-publish", "--broker", "ssl://"+tlsAddr, "--tls-ca", ca, "--tls-cert", devCert, "--tls-key", devKey,
+		"--host", "pi-cert", "--once", "--sensors", "uptime", "--spool", filepath.Join(dir, "s.db"))
+	if r.code != 0 {
+		t.Fatalf("publish with a client certificate: %s", r.stderr)
+	}
+	q := run(t, nil, "apd", "query", "--server", "http://"+s.http, "--sensor", "uptime", "--host", "pi-cert", "--format", "ndjson")
+	if len(ndjsonLines(t, q.stdout)) != 1 {
+		t.Errorf("stored: %q %s", q.stdout, q.stderr)
 	}
 }

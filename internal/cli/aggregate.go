@@ -20,7 +20,8 @@ type AggregateCmd struct {
 	ClientID     string `help:"MQTT client id; fixed so the broker keeps the session." default:"apd-aggregator" config:"aggregator.client_id"`
 	Username     string `help:"Broker user name." config:"aggregator.username"`
 	PasswordFile string `help:"File holding the broker password." placeholder:"FILE" type:"path" config:"aggregator.password_file"`
-	TLSCA        string `name:"tls-ca" help:"PEM file of CAs to trust for ssl:// brokers." placeholder:"FILE" type:"path" config:"aggregator.tls_ca"`
+	ClientCertFlags
+	TLSCA string `name:"tls-ca" help:"PEM file of CAs to trust for ssl:// brokers." placeholder:"FILE" type:"path" config:"aggregator.tls_ca"`
 }
 
 // Help implements kong's HelpProvider.
@@ -68,7 +69,7 @@ func (c *AggregateCmd) Run(ctx context.Context, g *Globals) error {
 	defer agg.close()
 	subscribed := make(chan error, 1)
 	client, err := mqttc.Dial(mqttc.Options{
-		URL: c.Broker, ClientID: c.ClientID, Username: c.Username, Password: password, TLSCA: c.TLSCA,
+		URL: c.Broker, ClientID: c.ClientID, Username: c.Username, Password: password, TLSCA: c.TLSCA, TLSCert: c.TLSCert, TLSKey: c.TLSKey,
 		QoS: 1, Persistent: true, ManualAck: true, Logger: log,
 		Unsolicited: agg.ingester.Handle,
 		OnConnect: func() {

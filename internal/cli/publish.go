@@ -125,7 +125,14 @@ type agent struct {
 
 // startAgent opens the spool, connects to the broker (retrying in the
 // background when retry is set) and returns a publisher ready to run.
-func startAgent(f PublisherFlags, sensors []publisher.Named, brokerURL, spoolPath string, topics schema.Topics, retry bool, log *slog.Logger) (*agent, error) {
+// ClientCertFlags are a client certificate for brokers that take one as
+// the login (apd broker --tls-client-ca).
+type ClientCertFlags struct {
+	TLSCert string `name:"tls-cert" help:"Client certificate (PEM) to log in with over ssl://." placeholder:"FILE" type:"path"`
+	TLSKey  string `name:"tls-key" help:"Its private key (PEM)." placeholder:"FILE" type:"path"`
+}
+
+func startAgent(f PublisherFlags, cert ClientCertFlags, sensors []publisher.Named, brokerURL, spoolPath string, topics schema.Topics, retry bool, log *slog.Logger) (*agent, error) {
 	host := f.Host
 	if host == "" {
 		host = defaultHost()
@@ -152,6 +159,8 @@ func startAgent(f PublisherFlags, sensors []publisher.Named, brokerURL, spoolPat
 		Username: f.Username,
 		Password: password,
 		TLSCA:    f.TLSCA,
+		TLSCert:  cert.TLSCert,
+		TLSKey:   cert.TLSKey,
 		QoS:      byte(f.QoS),
 		Will:     &mqttc.Will{Topic: topics.Status(host), Payload: lost, Retain: true},
 		Retry:    retry,
@@ -186,6 +195,7 @@ func (a *agent) close() {
 // PublishCmd is apd-publish.
 type PublishCmd struct {
 	PublisherFlags
+	ClientCertFlags
 	Broker  string        `help:"Broker URL: tcp://, ssl:// or ws://." default:"tcp://127.0.0.1:1883" config:"publisher.broker"`
 	Spool   string        `help:"Spool file (default: <state dir>/apd-spool.db)." placeholder:"PATH" type:"path" config:"publisher.spool"`
 	Once    bool          `help:"Sample once, publish, wait briefly for the acknowledgement, exit."`
@@ -227,7 +237,7 @@ func (c *PublishCmd) Run(ctx context.Context, g *Globals, file *config.File) err
 	if spool == "" {
 		spool = defaultSpool()
 	}
-	a, err := startAgent(c.PublisherFlags, sensors, c.Broker, spool, topics, !c.Once, log)
+	a, err := startAgent(c.PublisherFlags, c.ClientCertFlags, sensors, c.Broker, spool, topics, !c.Once, log)
 	if err != nil {
 		return err
 	}

@@ -95,7 +95,7 @@ func (c *ServeCmd) Run(ctx context.Context, g *Globals, file *config.File) error
 	var agentDone chan error
 	var ag *agent
 	if c.WithPublisher {
-		ag, err = startAgent(c.PublisherFlags, sensors, "tcp://"+brk.Addr(),
+		ag, err = startAgent(c.PublisherFlags, ClientCertFlags{}, sensors, "tcp://"+brk.Addr(),
 			filepath.Join(c.Data, "apd-spool.db"), topics, true, log)
 		if err != nil {
 			brk.Close()

@@ -15,10 +15,10 @@ import (
 	"github.com/apd-telemetry/apd/schema"
 )
 
-func newWatchClient(url, user, password, ca string, log *slog.Logger) (*mqttc.Client, error) {
+func newWatchClient(url, user, password, ca string, cert ClientCertFlags, log *slog.Logger) (*mqttc.Client, error) {
 	return mqttc.Dial(mqttc.Options{
 		URL: url, ClientID: fmt.Sprintf("apd-watch-%08x", rand.Uint32()),
-		Username: user, Password: password, TLSCA: ca, QoS: 0, Logger: log,
+		Username: user, Password: password, TLSCA: ca, TLSCert: cert.TLSCert, TLSKey: cert.TLSKey, QoS: 0, Logger: log,
 	})
 }
 
@@ -49,6 +49,7 @@ type WatchCmd struct {
 	Username     string `help:"Broker user name." config:"client.username"`
 	PasswordFile string `help:"File holding the broker password." placeholder:"FILE" type:"path" config:"client.password_file"`
 	TLSCA        string `name:"tls-ca" help:"PEM file of CAs to trust for ssl:// brokers." placeholder:"FILE" type:"path" config:"client.tls_ca"`
+	ClientCertFlags
 }
 
 // Help implements kong's HelpProvider.
@@ -74,7 +75,7 @@ func (c *WatchCmd) Run(ctx context.Context, g *Globals) error {
 	if c.Sensor != "" {
 		sensor = c.Sensor
 	}
-	client, err := newWatchClient(c.Broker, c.Username, password, c.TLSCA, log)
+	client, err := newWatchClient(c.Broker, c.Username, password, c.TLSCA, c.ClientCertFlags, log)
 	if err != nil {
 		return err
 	}
