@@ -99,7 +99,7 @@ func Compact(path string) (before, after int64, err error) {
 	if err != nil {
 		return 0, 0, fmt.Errorf("compact: %w", err)
 	}
-	src, err := Open(path, Options{ReadOnly: true, Timeout: time.Second})
+	src, err := Open(path, Options{Timeout: time.Second}) // read-write: an old schema is migrated first
 	if err != nil {
 		return 0, 0, err
 	}

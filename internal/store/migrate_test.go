@@ -97,3 +97,23 @@ func TestMigrateV1ToChunks(t *testing.T) {
 		t.Errorf("commit after migration: %+v, %v", res, err)
 	}
 }
+
+// TestCompactMigratesOldSchema: the hint for an old read-only file says to
+// run apd compact, so Compact must migrate.
+func TestCompactMigratesOldSchema(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "apd.db")
+	writeV1(t, path, fixture())
+	if _, _, err := Compact(path); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(path, Options{ReadOnly: true})
+	if err != nil {
+		t.Fatalf("read-only open after compact: %v", err)
+	}
+	defer s.Close()
+	n := 0
+	_ = s.Scan(Query{}, func(*schema.Reading) error { n++; return nil })
+	if n != len(fixture()) {
+		t.Errorf("%d readings after compact, want %d", n, len(fixture()))
+	}
+}
