@@ -4,8 +4,8 @@ package main
 import (
 	"os"
 
-	"github.com/apd-telemetry/apd/internal/cli"
+	"github.com/apd-telemetry/apd/internal/cli/apdcmd"
 	_ "github.com/apd-telemetry/apd/publisher/sensors/all"
 )
 
-func main() { os.Exit(cli.MainAPD(os.Args[1:], os.Stdout, os.Stderr)) }
+func main() { os.Exit(apdcmd.MainAPD(os.Args[1:], os.Stdout, os.Stderr)) }

@@ -15,9 +15,7 @@ import (
 
 	"github.com/alecthomas/kong"
 	"github.com/apd-telemetry/apd/internal/config"
-	"github.com/apd-telemetry/apd/internal/httpapi"
 	"github.com/apd-telemetry/apd/internal/mqttc"
-	"github.com/apd-telemetry/apd/internal/store"
 	"github.com/apd-telemetry/apd/publisher"
 )
 
@@ -46,7 +44,7 @@ type Error struct {
 func (e *Error) Error() string { return e.Err.Error() }
 func (e *Error) Unwrap() error { return e.Err }
 
-func withCode(code int, err error, hint string) error {
+func WithCode(code int, err error, hint string) error {
 	if err == nil {
 		return nil
 	}
@@ -55,10 +53,15 @@ func withCode(code int, err error, hint string) error {
 
 // exitCode picks the exit code of an error: its own, or one derived from
 // the sentinel it wraps.
-func exitCode(err error) (int, string) {
+func exitCode(err error, classify func(error) (int, string, bool)) (int, string) {
 	var e *Error
 	if errors.As(err, &e) {
 		return e.Code, e.Hint
+	}
+	if classify != nil {
+		if code, hint, ok := classify(err); ok {
+			return code, hint
+		}
 	}
 	switch {
 	case errors.Is(err, config.ErrBadConfig):
@@ -67,12 +70,6 @@ func exitCode(err error) (int, string) {
 		return ExitUnknownSensor, "apd sensors lists the sensors this build has"
 	case errors.Is(err, mqttc.ErrUnreachable):
 		return ExitUnreachable, "check --broker and that the broker runs"
-	case errors.Is(err, httpapi.ErrUnauthorized):
-		return ExitBadConfig, "pass --api-key-file or set APD_API_KEY"
-	case errors.Is(err, httpapi.ErrUnreachable):
-		return ExitUnreachable, "start apd serve, pass --server, or read a file with --db"
-	case errors.Is(err, store.ErrLocked):
-		return ExitFailure, "an aggregator holds the database: query it with --server"
 	}
 	return ExitFailure, ""
 }
@@ -100,25 +97,36 @@ func (g *Globals) level() slog.Level {
 	return slog.LevelInfo
 }
 
+// Stdout is where commands write their output.
+func (g *Globals) Stdout() io.Writer { return g.stdout }
+
+// Stderr is where commands write messages for people.
+func (g *Globals) Stderr() io.Writer { return g.stderr }
+
 // Logger returns the logger the flags ask for, writing to stderr.
 func (g *Globals) Logger() *slog.Logger {
-	return slog.New(slog.NewTextHandler(g.stderr, &slog.HandlerOptions{Level: g.level()}))
+	return slog.New(slog.NewTextHandler(g.Stderr(), &slog.HandlerOptions{Level: g.level()}))
 }
 
-// brokerLogger is the embedded broker's logger: its routine messages
+// BrokerLogger is the embedded broker's logger: its routine messages
 // (hooks added, listeners attached) show only at debug level.
-func (g *Globals) brokerLogger() *slog.Logger {
+func (g *Globals) BrokerLogger() *slog.Logger {
 	level := max(g.level(), slog.LevelWarn)
 	if g.level() == slog.LevelDebug {
 		level = slog.LevelDebug
 	}
-	return slog.New(slog.NewTextHandler(g.stderr, &slog.HandlerOptions{Level: level})).With("component", "broker")
+	return slog.New(slog.NewTextHandler(g.Stderr(), &slog.HandlerOptions{Level: level})).With("component", "broker")
 }
 
 // Main parses args for the command tree cli (a struct embedding Globals),
 // runs the selected command and returns the process exit code. Errors are
 // printed as one line on stderr, with a hint where one helps.
-func Main(name, description string, cli any, globals *Globals, args []string, stdout, stderr io.Writer) int {
+//
+// keys are the config keys the file may hold beyond those of cli's flags
+// (one file serves both binaries); classify, if not nil, maps errors of the
+// command's own packages to exit codes and hints.
+func Main(name, description string, cli any, globals *Globals, args []string, stdout, stderr io.Writer,
+	keys map[string]bool, classify func(error) (int, string, bool)) int {
 	globals.stdout, globals.stderr = stdout, stderr
 	file, err := config.Load(config.FindPath(args))
 	if err != nil {
@@ -133,7 +141,7 @@ func Main(name, description string, cli any, globals *Globals, args []string, st
 		kong.Exit(func(code int) { exit = code }),
 		kong.UsageOnError(),
 		kong.ConfigureHelp(kong.HelpOptions{Compact: true}),
-		kong.Resolvers(file.Resolver(configKeys())),
+		kong.Resolvers(file.Resolver(keys)),
 		kong.Bind(globals),
 	)
 	if err != nil {
@@ -161,7 +169,7 @@ func Main(name, description string, cli any, globals *Globals, args []string, st
 	kctx.BindTo(ctx, (*context.Context)(nil))
 	kctx.Bind(file)
 	if err := kctx.Run(); err != nil {
-		code, hint := exitCode(err)
+		code, hint := exitCode(err, classify)
 		fmt.Fprintf(stderr, "%s: %v\n", name, err)
 		if hint != "" {
 			fmt.Fprintf(stderr, "Try: %s\n", hint)
@@ -171,11 +179,10 @@ func Main(name, description string, cli any, globals *Globals, args []string, st
 	return ExitOK
 }
 
-// configKeys returns the config keys of both binaries: one file serves
-// apd and apd-publish alike.
-func configKeys() map[string]bool {
+// Keys returns the config keys of the flags of a command tree.
+func Keys(trees ...any) map[string]bool {
 	keys := map[string]bool{}
-	for _, tree := range []any{&APD{}, &PublishRoot{}} {
+	for _, tree := range trees {
 		if k, err := kong.New(tree); err == nil {
 			config.Keys(k.Model, keys)
 		}

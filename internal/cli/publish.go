@@ -42,8 +42,8 @@ type PublisherFlags struct {
 	SpoolMaxBytes int64         `help:"Bound of the spool's contents in bytes; past it the oldest readings are dropped (and counted)." default:"67108864" config:"publisher.spool_max_bytes"`
 }
 
-// buildSensors creates the selected sensors with their config tables.
-func buildSensors(f SensorFlags, file *config.File) ([]publisher.Named, error) {
+// BuildSensors creates the selected sensors with their config tables.
+func BuildSensors(f SensorFlags, file *config.File) ([]publisher.Named, error) {
 	reg := publisher.DefaultRegistry()
 	names := f.Sensors
 	if len(names) == 0 {
@@ -83,8 +83,8 @@ func buildSensors(f SensorFlags, file *config.File) ([]publisher.Named, error) {
 	return out, nil
 }
 
-// defaultHost returns the sanitised OS hostname.
-func defaultHost() string {
+// DefaultHost returns the sanitised OS hostname.
+func DefaultHost() string {
 	h, _ := os.Hostname()
 	return schema.SanitizeName(h)
 }
@@ -104,7 +104,8 @@ func defaultSpool() string {
 	return "apd-spool.db"
 }
 
-func readPassword(file string) (string, error) {
+// ReadPassword reads a password file ("" gives no password).
+func ReadPassword(file string) (string, error) {
 	if file == "" {
 		return "", nil
 	}
@@ -115,15 +116,15 @@ func readPassword(file string) (string, error) {
 	return strings.TrimRight(string(b), "\r\n"), nil
 }
 
-// agent is a running publisher with its spool and connection.
-type agent struct {
-	pub      *publisher.Publisher
-	spool    *publisher.Spool
-	client   *mqttc.Client
-	clientID string
+// Agent is a running publisher with its spool and connection.
+type Agent struct {
+	Pub      *publisher.Publisher
+	Spool    *publisher.Spool
+	Client   *mqttc.Client
+	ClientID string
 }
 
-// startAgent opens the spool, connects to the broker (retrying in the
+// StartAgent opens the spool, connects to the broker (retrying in the
 // background when retry is set) and returns a publisher ready to run.
 // ClientCertFlags are a client certificate for brokers that take one as
 // the login (apd broker --tls-client-ca).
@@ -132,15 +133,17 @@ type ClientCertFlags struct {
 	TLSKey  string `name:"tls-key" help:"Its private key (PEM)." placeholder:"FILE" type:"path"`
 }
 
-func startAgent(f PublisherFlags, cert ClientCertFlags, sensors []publisher.Named, brokerURL, spoolPath string, topics schema.Topics, retry bool, log *slog.Logger) (*agent, error) {
+// StartAgent opens the spool, connects to the broker (retrying in the
+// background when retry is set) and returns a publisher ready to run.
+func StartAgent(f PublisherFlags, cert ClientCertFlags, sensors []publisher.Named, brokerURL, spoolPath string, topics schema.Topics, retry bool, log *slog.Logger) (*Agent, error) {
 	host := f.Host
 	if host == "" {
-		host = defaultHost()
+		host = DefaultHost()
 	}
 	if err := schema.ValidateName(host); err != nil {
-		return nil, withCode(ExitUsage, fmt.Errorf("--host: %w", err), "")
+		return nil, WithCode(ExitUsage, fmt.Errorf("--host: %w", err), "")
 	}
-	password, err := readPassword(f.PasswordFile)
+	password, err := ReadPassword(f.PasswordFile)
 	if err != nil {
 		return nil, err
 	}
@@ -148,14 +151,14 @@ func startAgent(f PublisherFlags, cert ClientCertFlags, sensors []publisher.Name
 	if err != nil {
 		return nil, err
 	}
-	a := &agent{spool: spool, clientID: "apd-publish-" + host}
+	a := &Agent{Spool: spool, ClientID: "apd-publish-" + host}
 	// paho may report the connection before the publisher exists (it needs
 	// the client): the callback sees the publisher once it is stored.
 	var ready atomic.Pointer[publisher.Publisher]
 	lost, _ := json.Marshal(schema.Status{State: schema.StateLost})
-	a.client, err = mqttc.Dial(mqttc.Options{
+	a.Client, err = mqttc.Dial(mqttc.Options{
 		URL:      brokerURL,
-		ClientID: a.clientID,
+		ClientID: a.ClientID,
 		Username: f.Username,
 		Password: password,
 		TLSCA:    f.TLSCA,
@@ -175,21 +178,22 @@ func startAgent(f PublisherFlags, cert ClientCertFlags, sensors []publisher.Name
 		spool.Close()
 		return nil, err
 	}
-	a.pub = publisher.New(publisher.Options{
+	a.Pub = publisher.New(publisher.Options{
 		Host: host, Topics: topics, Interval: f.Interval, Sensors: sensors,
 		Version: Version, ResendAfter: f.ResendAfter, ReplayRate: f.ReplayRate, DrainTimeout: f.DrainTimeout, Logger: log,
-	}, spool, a.client)
-	ready.Store(a.pub)
-	if a.client.Connected() {
+	}, spool, a.Client)
+	ready.Store(a.Pub)
+	if a.Client.Connected() {
 		// The first connection may have come before ready was set.
-		a.pub.Connected(context.Background())
+		a.Pub.Connected(context.Background())
 	}
 	return a, nil
 }
 
-func (a *agent) close() {
-	a.client.Close()
-	a.spool.Close()
+// Close disconnects and closes the spool.
+func (a *Agent) Close() {
+	a.Client.Close()
+	a.Spool.Close()
 }
 
 // PublishCmd is apd-publish.
@@ -218,35 +222,35 @@ Examples:
 // Run implements the command.
 func (c *PublishCmd) Run(ctx context.Context, g *Globals, file *config.File) error {
 	log := g.Logger()
-	sensors, err := buildSensors(c.SensorFlags, file)
+	sensors, err := BuildSensors(c.SensorFlags, file)
 	if err != nil {
 		return err
 	}
 	if c.Interval <= 0 {
-		return withCode(ExitUsage, errors.New("--interval must be positive"), "")
+		return WithCode(ExitUsage, errors.New("--interval must be positive"), "")
 	}
 	topics := schema.Topics{Prefix: g.Prefix}
 	if c.DryRun {
 		host := c.Host
 		if host == "" {
-			host = defaultHost()
+			host = DefaultHost()
 		}
-		return dryRun(ctx, g.stdout, sensors, host)
+		return dryRun(ctx, g.Stdout(), sensors, host)
 	}
 	spool := c.Spool
 	if spool == "" {
 		spool = defaultSpool()
 	}
-	a, err := startAgent(c.PublisherFlags, c.ClientCertFlags, sensors, c.Broker, spool, topics, !c.Once, log)
+	a, err := StartAgent(c.PublisherFlags, c.ClientCertFlags, sensors, c.Broker, spool, topics, !c.Once, log)
 	if err != nil {
 		return err
 	}
-	defer a.close()
+	defer a.Close()
 	if c.Once {
-		return a.pub.Once(ctx, c.AckWait)
+		return a.Pub.Once(ctx, c.AckWait)
 	}
 	log.Info("publishing", "broker", c.Broker, "interval", c.Interval, "sensors", len(sensors), "spool", spool)
-	return a.pub.Run(ctx)
+	return a.Pub.Run(ctx)
 }
 
 func dryRun(ctx context.Context, w io.Writer, sensors []publisher.Named, host string) error {

@@ -13,7 +13,8 @@ import (
 	"github.com/apd-telemetry/apd/schema"
 )
 
-func writeJSON(w io.Writer, v any) error {
+// WriteJSON writes v as indented JSON.
+func WriteJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
@@ -42,7 +43,7 @@ Examples:
 func (c *SensorsCmd) Run(ctx context.Context, g *Globals, file *config.File) error {
 	if c.List {
 		for _, n := range publisher.DefaultRegistry().Names() {
-			fmt.Fprintln(g.stdout, n)
+			fmt.Fprintln(g.Stdout(), n)
 		}
 		return nil
 	}
@@ -50,27 +51,27 @@ func (c *SensorsCmd) Run(ctx context.Context, g *Globals, file *config.File) err
 	if len(c.Sensor) > 0 {
 		f.Sensors = c.Sensor
 	}
-	sensors, err := buildSensors(f, file)
+	sensors, err := BuildSensors(f, file)
 	if err != nil {
 		return err
 	}
 	samples := publisher.ReadAll(ctx, sensors, time.Now())
-	host := defaultHost()
+	host := DefaultHost()
 	if c.JSON {
 		out := make([]json.RawMessage, len(samples))
 		for i, s := range samples {
 			r := s.Reading(host)
 			out[i] = r.AppendJSON(nil, schema.WithIdentity)
 		}
-		return writeJSON(g.stdout, out)
+		return WriteJSON(g.Stdout(), out)
 	}
 	for i, s := range samples {
 		if i > 0 {
-			fmt.Fprintln(g.stdout)
+			fmt.Fprintln(g.Stdout())
 		}
 		r := s.Reading(host)
-		fmt.Fprintln(g.stdout, s.Title)
-		fmt.Fprintln(g.stdout, query.Human(&r))
+		fmt.Fprintln(g.Stdout(), s.Title)
+		fmt.Fprintln(g.Stdout(), query.Human(&r))
 	}
 	return nil
 }

@@ -63,7 +63,7 @@ Examples:
 
 // Run implements the command.
 func (c *WatchCmd) Run(ctx context.Context, g *Globals) error {
-	password, err := readPassword(c.PasswordFile)
+	password, err := ReadPassword(c.PasswordFile)
 	if err != nil {
 		return err
 	}
@@ -80,11 +80,11 @@ func (c *WatchCmd) Run(ctx context.Context, g *Globals) error {
 		return err
 	}
 	defer client.Close()
-	watcher := newWatcher(g.Prefix, g.stdout)
+	watcher := newWatcher(g.Prefix, g.Stdout())
 	if err := client.Subscribe(g.Prefix+"/"+host+"/"+sensor, watcher.show); err != nil {
 		return err
 	}
-	fmt.Fprintf(g.stderr, "watching %s/%s/%s on %s (Ctrl-C to stop)\n", g.Prefix, host, sensor, c.Broker)
+	fmt.Fprintf(g.Stderr(), "watching %s/%s/%s on %s (Ctrl-C to stop)\n", g.Prefix, host, sensor, c.Broker)
 	<-ctx.Done()
 	return nil
 }

@@ -94,7 +94,8 @@ func (f *File) Sensors() (SensorTables, error) {
 // Resolver returns a kong resolver for the flags tagged with config keys:
 // environment first, then the file. Its Validate rejects keys in the file
 // that are not in known (see Keys); with known nil, the keys of the
-// application being parsed are the known ones.
+// application being parsed are the known ones. A key "section.*" admits a
+// whole section without checking it.
 func (f *File) Resolver(known map[string]bool) kong.Resolver { return resolver{f, known} }
 
 type resolver struct {
@@ -135,6 +136,9 @@ func (r resolver) Validate(app *kong.Application) error {
 	for section, v := range r.f.tree {
 		if sectionsWithoutFlags[section] {
 			continue
+		}
+		if known[section+".*"] {
+			continue // a section the other binary checks
 		}
 		m, ok := v.(map[string]any)
 		if !ok {

@@ -1,4 +1,4 @@
-package cli
+package apdcmd
 
 import (
 	"context"
@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/apd-telemetry/apd/broker"
+	"github.com/apd-telemetry/apd/internal/cli"
 	"github.com/apd-telemetry/apd/internal/config"
 	"github.com/apd-telemetry/apd/publisher"
 	"github.com/apd-telemetry/apd/schema"
@@ -22,7 +23,7 @@ type ServeCmd struct {
 	IngestFlags
 	BrokerFlags
 	WithPublisher bool `help:"Also sample this machine's sensors and publish them." config:"server.with_publisher"`
-	PublisherFlags
+	cli.PublisherFlags
 }
 
 // Help implements kong's HelpProvider.
@@ -36,7 +37,7 @@ Examples:
 }
 
 // Run implements the command.
-func (c *ServeCmd) Run(ctx context.Context, g *Globals, file *config.File) error {
+func (c *ServeCmd) Run(ctx context.Context, g *cli.Globals, file *config.File) error {
 	log := g.Logger()
 	keep, err := c.retention()
 	if err != nil {
@@ -46,7 +47,7 @@ func (c *ServeCmd) Run(ctx context.Context, g *Globals, file *config.File) error
 	var sensors []publisher.Named
 	if c.WithPublisher {
 		// Fail on a bad sensor list before anything listens.
-		if sensors, err = buildSensors(c.SensorFlags, file); err != nil {
+		if sensors, err = cli.BuildSensors(c.SensorFlags, file); err != nil {
 			return err
 		}
 	}
@@ -74,7 +75,7 @@ func (c *ServeCmd) Run(ctx context.Context, g *Globals, file *config.File) error
 		agg.close()
 		return err
 	}
-	bopts := c.BrokerFlags.options(c.Data, c.MaxPayload, g.Prefix, users, tc, g.brokerLogger())
+	bopts := c.BrokerFlags.options(c.Data, c.MaxPayload, g.Prefix, users, tc, g.BrokerLogger())
 	bopts.Hooks = []mqtt.Hook{subscriber.NewHook(agg.ingester)}
 	brk, err := broker.Start(bopts)
 	if err != nil {
@@ -87,15 +88,15 @@ func (c *ServeCmd) Run(ctx context.Context, g *Globals, file *config.File) error
 		log.Info("no users file: the broker admits loopback clients only, without authentication")
 	}
 	registerBrokerMetrics(agg.metrics, brk)
-	log.Info("apd serve running", "mqtt", brk.Addr(), "http", agg.HTTPURL(), "db", agg.store.Path(), "version", Version)
+	log.Info("apd serve running", "mqtt", brk.Addr(), "http", agg.HTTPURL(), "db", agg.store.Path(), "version", cli.Version)
 	logMetricsOnSignal(ctx, agg.metrics, log)
 	agg.logProgress(ctx)
 	agg.startRetention(ctx, keep)
 
 	var agentDone chan error
-	var ag *agent
+	var ag *cli.Agent
 	if c.WithPublisher {
-		ag, err = startAgent(c.PublisherFlags, ClientCertFlags{}, sensors, "tcp://"+brk.Addr(),
+		ag, err = cli.StartAgent(c.PublisherFlags, cli.ClientCertFlags{}, sensors, "tcp://"+brk.Addr(),
 			filepath.Join(c.Data, "apd-spool.db"), topics, true, log)
 		if err != nil {
 			brk.Close()
@@ -103,14 +104,14 @@ func (c *ServeCmd) Run(ctx context.Context, g *Globals, file *config.File) error
 			return err
 		}
 		agg.metrics.GaugeFunc("apd_spool_depth", "Readings of the local publisher waiting for acknowledgement.", func() float64 {
-			return float64(ag.spool.Depth())
+			return float64(ag.Spool.Depth())
 		})
 		agg.metrics.GaugeFunc("apd_spool_dropped", "Readings the local publisher's full spool ever dropped.", func() float64 {
-			_, d := ag.spool.Stats()
+			_, d := ag.Spool.Stats()
 			return float64(d)
 		})
 		agentDone = make(chan error, 1)
-		go func() { agentDone <- ag.pub.Run(ctx) }()
+		go func() { agentDone <- ag.Pub.Run(ctx) }()
 		log.Info("publishing this machine", "interval", c.Interval, "sensors", len(sensors))
 	}
 	<-ctx.Done()
@@ -119,8 +120,8 @@ func (c *ServeCmd) Run(ctx context.Context, g *Globals, file *config.File) error
 		if err := <-agentDone; err != nil {
 			log.Warn("publisher stopped", "err", err)
 		}
-		ag.close()
-		brk.WaitGone(ag.clientID, time.Second)
+		ag.Close()
+		brk.WaitGone(ag.ClientID, time.Second)
 	}
 	// Stop the broker first so no publish reaches a closed ingester, then
 	// commit what is queued.

@@ -1,4 +1,4 @@
-package cli
+package apdcmd
 
 import (
 	"bytes"
@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/apd-telemetry/apd/internal/cli"
 	"github.com/apd-telemetry/apd/internal/httpapi"
 	"github.com/apd-telemetry/apd/internal/metrics"
 	"github.com/apd-telemetry/apd/internal/query"
@@ -45,7 +46,7 @@ func (f IngestFlags) retention() (time.Duration, error) {
 	}
 	keep, err := query.ParseDuration(f.Retention)
 	if err != nil || keep <= 0 {
-		return 0, withCode(ExitBadConfig, fmt.Errorf("--retention %q: want a duration like 90d", f.Retention), "")
+		return 0, cli.WithCode(cli.ExitBadConfig, fmt.Errorf("--retention %q: want a duration like 90d", f.Retention), "")
 	}
 	return keep, nil
 }
@@ -89,17 +90,17 @@ func (f HTTPFlags) apiKey() ([]byte, error) {
 	if f.APIKeyFile == "" {
 		host, _, err := net.SplitHostPort(f.HTTPAddr)
 		if ip := net.ParseIP(host); err != nil || host != "localhost" && (ip == nil || !ip.IsLoopback()) {
-			return nil, withCode(ExitBadConfig, fmt.Errorf("--http-addr %s is beyond loopback: an API key is required", f.HTTPAddr), "pass --api-key-file")
+			return nil, cli.WithCode(cli.ExitBadConfig, fmt.Errorf("--http-addr %s is beyond loopback: an API key is required", f.HTTPAddr), "pass --api-key-file")
 		}
 		return nil, nil
 	}
 	b, err := os.ReadFile(f.APIKeyFile)
 	if err != nil {
-		return nil, withCode(ExitBadConfig, fmt.Errorf("read API key: %w", err), "")
+		return nil, cli.WithCode(cli.ExitBadConfig, fmt.Errorf("read API key: %w", err), "")
 	}
 	key := bytes.TrimSpace(b)
 	if len(key) < 16 {
-		return nil, withCode(ExitBadConfig, errors.New("API key shorter than 16 characters"), "use e.g. openssl rand -hex 32")
+		return nil, cli.WithCode(cli.ExitBadConfig, errors.New("API key shorter than 16 characters"), "use e.g. openssl rand -hex 32")
 	}
 	return key, nil
 }
@@ -122,7 +123,7 @@ func openAggregator(d DataFlags, in IngestFlags, h HTTPFlags, topics schema.Topi
 	path := filepath.Join(d.Data, "apd.db")
 	st, err := store.Open(path, store.Options{Timeout: time.Second})
 	if errors.Is(err, store.ErrLocked) {
-		return nil, withCode(ExitFailure, err, "another apd serve or aggregate uses "+d.Data+"; stop it or pass --data")
+		return nil, cli.WithCode(cli.ExitFailure, err, "another apd serve or aggregate uses "+d.Data+"; stop it or pass --data")
 	}
 	if err != nil {
 		return nil, err
@@ -130,7 +131,7 @@ func openAggregator(d DataFlags, in IngestFlags, h HTTPFlags, topics schema.Topi
 	ln, err := net.Listen("tcp", h.HTTPAddr)
 	if err != nil {
 		st.Close()
-		return nil, withCode(ExitFailure, fmt.Errorf("HTTP listen on %s: %w", h.HTTPAddr, err), "pass another --http-addr")
+		return nil, cli.WithCode(cli.ExitFailure, fmt.Errorf("HTTP listen on %s: %w", h.HTTPAddr, err), "pass another --http-addr")
 	}
 	a := &aggregator{store: st, metrics: metrics.NewRegistry(), httpLn: ln, log: log}
 	a.ingester = subscriber.New(st, ack, subscriber.Options{

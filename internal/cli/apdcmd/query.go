@@ -1,4 +1,4 @@
-package cli
+package apdcmd
 
 import (
 	"fmt"
@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/apd-telemetry/apd/internal/cli"
 	"github.com/apd-telemetry/apd/internal/httpapi"
 	"github.com/apd-telemetry/apd/internal/query"
 	"github.com/apd-telemetry/apd/internal/store"
@@ -81,14 +82,14 @@ func (f RangeFlags) query(sensor string, now time.Time) (store.Query, error) {
 	q := store.Query{Sensor: sensor, Hosts: f.Host}
 	var err error
 	if q.Since, err = query.ParseTime(f.Since, now); err != nil {
-		return q, withCode(ExitUsage, fmt.Errorf("--since: %w", err), "")
+		return q, cli.WithCode(cli.ExitUsage, fmt.Errorf("--since: %w", err), "")
 	}
 	if q.Until, err = query.ParseTime(f.Until, now); err != nil {
-		return q, withCode(ExitUsage, fmt.Errorf("--until: %w", err), "")
+		return q, cli.WithCode(cli.ExitUsage, fmt.Errorf("--until: %w", err), "")
 	}
 	for _, h := range f.Host {
 		if err := schema.ValidateName(h); err != nil {
-			return q, withCode(ExitUsage, fmt.Errorf("--host: %w", err), "")
+			return q, cli.WithCode(cli.ExitUsage, fmt.Errorf("--host: %w", err), "")
 		}
 	}
 	return q, nil
@@ -122,9 +123,9 @@ Examples:
 }
 
 // Run implements the command.
-func (c *QueryCmd) Run(g *Globals) error {
+func (c *QueryCmd) Run(g *cli.Globals) error {
 	if err := schema.ValidateName(c.Sensor); err != nil {
-		return withCode(ExitUsage, fmt.Errorf("--sensor: %w", err), "")
+		return cli.WithCode(cli.ExitUsage, fmt.Errorf("--sensor: %w", err), "")
 	}
 	q, err := c.query(c.Sensor, time.Now())
 	if err != nil {
@@ -132,16 +133,16 @@ func (c *QueryCmd) Run(g *Globals) error {
 	}
 	spec := query.Spec{Unit: c.Unit, Where: c.Where, Agg: c.Agg, Every: c.Every, Limit: c.Limit}
 	if _, err := spec.Compile(q.Since); err != nil {
-		return withCode(ExitUsage, err, "")
+		return cli.WithCode(cli.ExitUsage, err, "")
 	}
 	src, done, err := c.open(true)
 	if err != nil {
 		return err
 	}
 	defer done()
-	out, err := query.NewWriter(c.Format, g.stdout)
+	out, err := query.NewWriter(c.Format, g.Stdout())
 	if err != nil {
-		return withCode(ExitUsage, err, "")
+		return cli.WithCode(cli.ExitUsage, err, "")
 	}
 	if err := src.Query(q, spec, out.Write); err != nil {
 		return err

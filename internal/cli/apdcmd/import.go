@@ -1,4 +1,4 @@
-package cli
+package apdcmd
 
 import (
 	"bufio"
@@ -7,6 +7,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/apd-telemetry/apd/internal/cli"
 	"github.com/apd-telemetry/apd/internal/query"
 	"github.com/apd-telemetry/apd/internal/store"
 	"github.com/apd-telemetry/apd/schema"
@@ -29,7 +30,7 @@ Examples:
 }
 
 // Run implements the command.
-func (c *ImportCmd) Run(g *Globals) error {
+func (c *ImportCmd) Run(g *cli.Globals) error {
 	st, err := store.Open(c.DB, store.Options{Timeout: time.Second})
 	if err != nil {
 		return err
@@ -40,7 +41,7 @@ func (c *ImportCmd) Run(g *Globals) error {
 		inputs = []string{"-"}
 	}
 	var stored, dup int
-	bar := newProgress(g.stderr, "imported")
+	bar := newProgress(g.Stderr(), "imported")
 	start := time.Now()
 	batch := &store.Batch{Imported: true}
 	flush := func() error {
@@ -80,7 +81,7 @@ func (c *ImportCmd) Run(g *Globals) error {
 	}
 	bar.done()
 	elapsed := time.Since(start)
-	fmt.Fprintf(g.stderr, "imported %d readings (%d already stored) in %s, %s/s\n", stored, dup,
+	fmt.Fprintf(g.Stderr(), "imported %d readings (%d already stored) in %s, %s/s\n", stored, dup,
 		elapsed.Round(time.Millisecond), thousands(int(float64(stored+dup)/max(elapsed.Seconds(), 1e-9))))
 	return nil
 }

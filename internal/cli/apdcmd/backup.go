@@ -1,10 +1,11 @@
-package cli
+package apdcmd
 
 import (
 	"fmt"
 	"os"
 	"path/filepath"
 
+	"github.com/apd-telemetry/apd/internal/cli"
 	"github.com/apd-telemetry/apd/internal/store"
 )
 
@@ -26,7 +27,7 @@ Examples:
 }
 
 // Run implements the command.
-func (c *BackupCmd) Run(g *Globals) error {
+func (c *BackupCmd) Run(g *cli.Globals) error {
 	src, done, err := c.open(true)
 	if err != nil {
 		return err
@@ -58,6 +59,6 @@ func (c *BackupCmd) Run(g *Globals) error {
 	if err := os.Rename(tmp, c.File); err != nil {
 		return fmt.Errorf("backup: %w", err)
 	}
-	fmt.Fprintf(g.stdout, "backed up %d bytes to %s\n", n, c.File)
+	fmt.Fprintf(g.Stdout(), "backed up %d bytes to %s\n", n, c.File)
 	return nil
 }

@@ -1,10 +1,11 @@
-package cli
+package apdcmd
 
 import (
 	"fmt"
 	"strconv"
 	"text/tabwriter"
 
+	"github.com/apd-telemetry/apd/internal/cli"
 	"github.com/apd-telemetry/apd/schema"
 )
 
@@ -28,9 +29,9 @@ Examples:
 }
 
 // Run implements the command.
-func (c *DeadLettersCmd) Run(g *Globals) error {
+func (c *DeadLettersCmd) Run(g *cli.Globals) error {
 	if c.Limit < 1 {
-		return withCode(ExitUsage, fmt.Errorf("--limit must be at least 1"), "")
+		return cli.WithCode(cli.ExitUsage, fmt.Errorf("--limit must be at least 1"), "")
 	}
 	src, done, err := c.open(true)
 	if err != nil {
@@ -42,13 +43,13 @@ func (c *DeadLettersCmd) Run(g *Globals) error {
 		return err
 	}
 	if c.JSON {
-		return writeJSON(g.stdout, dead)
+		return cli.WriteJSON(g.Stdout(), dead)
 	}
 	if len(dead) == 0 {
-		fmt.Fprintln(g.stdout, "no dead letters")
+		fmt.Fprintln(g.Stdout(), "no dead letters")
 		return nil
 	}
-	tw := tabwriter.NewWriter(g.stdout, 0, 0, 2, ' ', 0)
+	tw := tabwriter.NewWriter(g.Stdout(), 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "RECEIVED\tTOPIC\tREASON\tPAYLOAD")
 	for _, d := range dead {
 		payload := strconv.Quote(string(d.Payload))

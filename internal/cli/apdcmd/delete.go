@@ -1,10 +1,11 @@
-package cli
+package apdcmd
 
 import (
 	"errors"
 	"fmt"
 	"time"
 
+	"github.com/apd-telemetry/apd/internal/cli"
 	"github.com/apd-telemetry/apd/internal/store"
 	"github.com/apd-telemetry/apd/schema"
 )
@@ -30,13 +31,13 @@ Examples:
 }
 
 // Run implements the command.
-func (c *DeleteCmd) Run(g *Globals) error {
+func (c *DeleteCmd) Run(g *cli.Globals) error {
 	if len(c.Host) == 0 {
-		return withCode(ExitUsage, errors.New("--host is required: say whose data to delete"), "")
+		return cli.WithCode(cli.ExitUsage, errors.New("--host is required: say whose data to delete"), "")
 	}
 	if c.Sensor != "" {
 		if err := schema.ValidateName(c.Sensor); err != nil {
-			return withCode(ExitUsage, fmt.Errorf("--sensor: %w", err), "")
+			return cli.WithCode(cli.ExitUsage, fmt.Errorf("--sensor: %w", err), "")
 		}
 	}
 	q, err := c.query(c.Sensor, time.Now())
@@ -52,7 +53,7 @@ func (c *DeleteCmd) Run(g *Globals) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(g.stdout, "deleted %d readings\n", n)
+	fmt.Fprintf(g.Stdout(), "deleted %d readings\n", n)
 	return nil
 }
 
@@ -71,11 +72,11 @@ Example:
 }
 
 // Run implements the command.
-func (c *CompactCmd) Run(g *Globals) error {
+func (c *CompactCmd) Run(g *cli.Globals) error {
 	before, after, err := store.Compact(c.DB)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(g.stdout, "compacted %s: %d → %d bytes\n", c.DB, before, after)
+	fmt.Fprintf(g.Stdout(), "compacted %s: %d → %d bytes\n", c.DB, before, after)
 	return nil
 }

@@ -1,4 +1,4 @@
-package cli
+package apdcmd
 
 import (
 	"fmt"
@@ -6,6 +6,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/apd-telemetry/apd/internal/cli"
 	"github.com/apd-telemetry/apd/schema"
 )
 
@@ -28,7 +29,7 @@ Examples:
 }
 
 // Run implements the command.
-func (c *HostsCmd) Run(g *Globals) error {
+func (c *HostsCmd) Run(g *cli.Globals) error {
 	src, done, err := c.open(true)
 	if err != nil {
 		return err
@@ -39,13 +40,13 @@ func (c *HostsCmd) Run(g *Globals) error {
 		return err
 	}
 	if c.JSON {
-		return writeJSON(g.stdout, hosts)
+		return cli.WriteJSON(g.Stdout(), hosts)
 	}
 	if len(hosts) == 0 {
-		fmt.Fprintln(g.stdout, "no hosts yet")
+		fmt.Fprintln(g.Stdout(), "no hosts yet")
 		return nil
 	}
-	tw := tabwriter.NewWriter(g.stdout, 0, 0, 2, ' ', 0)
+	tw := tabwriter.NewWriter(g.Stdout(), 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "HOST\tSTATE\tLAST READING\tREADINGS\tAWAITED\tLOST\tSENSORS")
 	for _, h := range hosts {
 		var n uint64

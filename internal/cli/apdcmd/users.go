@@ -1,4 +1,4 @@
-package cli
+package apdcmd
 
 import (
 	"bytes"
@@ -9,6 +9,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/apd-telemetry/apd/broker"
+	"github.com/apd-telemetry/apd/internal/cli"
 	"github.com/apd-telemetry/apd/schema"
 	"golang.org/x/term"
 )
@@ -64,7 +65,7 @@ func readNewPassword(file string) ([]byte, error) {
 	}
 	fd := int(os.Stdin.Fd())
 	if !term.IsTerminal(fd) {
-		return nil, withCode(ExitUsage, errors.New("no terminal to prompt for the password"), "pass --password-file")
+		return nil, cli.WithCode(cli.ExitUsage, errors.New("no terminal to prompt for the password"), "pass --password-file")
 	}
 	fmt.Fprint(os.Stderr, "Password: ")
 	pw, err := term.ReadPassword(fd)
@@ -95,17 +96,17 @@ func loadOrNewUsers(path string) (*broker.Users, error) {
 }
 
 // Run implements the command.
-func (c *UsersAddCmd) Run(g *Globals) error {
+func (c *UsersAddCmd) Run(g *cli.Globals) error {
 	role := broker.Role(c.Role)
 	if role == broker.RoleDevice {
 		if c.Host == "" {
-			return withCode(ExitUsage, errors.New("a device user needs --host"), "")
+			return cli.WithCode(cli.ExitUsage, errors.New("a device user needs --host"), "")
 		}
 		if err := schema.ValidateName(c.Host); err != nil {
-			return withCode(ExitUsage, fmt.Errorf("--host: %w", err), "")
+			return cli.WithCode(cli.ExitUsage, fmt.Errorf("--host: %w", err), "")
 		}
 	} else if c.Host != "" {
-		return withCode(ExitUsage, fmt.Errorf("--host is for devices, not role %s", role), "")
+		return cli.WithCode(cli.ExitUsage, fmt.Errorf("--host is for devices, not role %s", role), "")
 	}
 	us, err := loadOrNewUsers(c.UsersFile)
 	if err != nil {
@@ -116,12 +117,12 @@ func (c *UsersAddCmd) Run(g *Globals) error {
 		return err
 	}
 	if err := us.Set(c.Name, role, c.Host, pw); err != nil {
-		return withCode(ExitUsage, err, "")
+		return cli.WithCode(cli.ExitUsage, err, "")
 	}
 	if err := us.Save(c.UsersFile); err != nil {
 		return err
 	}
-	fmt.Fprintf(g.stdout, "user %s (%s) saved in %s; send SIGHUP to a running broker to apply\n", c.Name, role, c.UsersFile)
+	fmt.Fprintf(g.Stdout(), "user %s (%s) saved in %s; send SIGHUP to a running broker to apply\n", c.Name, role, c.UsersFile)
 	return nil
 }
 
@@ -131,12 +132,12 @@ type UsersListCmd struct {
 }
 
 // Run implements the command.
-func (c *UsersListCmd) Run(g *Globals) error {
+func (c *UsersListCmd) Run(g *cli.Globals) error {
 	us, err := broker.LoadUsers(c.UsersFile)
 	if err != nil {
 		return err
 	}
-	tw := tabwriter.NewWriter(g.stdout, 0, 0, 2, ' ', 0)
+	tw := tabwriter.NewWriter(g.Stdout(), 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "USER\tROLE\tHOST")
 	for _, u := range us.List() {
 		fmt.Fprintf(tw, "%s\t%s\t%s\n", u.Name, u.Role, strings.TrimSpace(u.Host+" "))
@@ -151,7 +152,7 @@ type UsersRemoveCmd struct {
 }
 
 // Run implements the command.
-func (c *UsersRemoveCmd) Run(g *Globals) error {
+func (c *UsersRemoveCmd) Run(g *cli.Globals) error {
 	us, err := broker.LoadUsers(c.UsersFile)
 	if err != nil {
 		return err
@@ -162,6 +163,6 @@ func (c *UsersRemoveCmd) Run(g *Globals) error {
 	if err := us.Save(c.UsersFile); err != nil {
 		return err
 	}
-	fmt.Fprintf(g.stdout, "user %s removed from %s\n", c.Name, c.UsersFile)
+	fmt.Fprintf(g.Stdout(), "user %s removed from %s\n", c.Name, c.UsersFile)
 	return nil
 }

@@ -1,4 +1,4 @@
-package cli
+package apdcmd
 
 import (
 	"context"
@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/apd-telemetry/apd/internal/cli"
 	"github.com/apd-telemetry/apd/internal/mqttc"
 	"github.com/apd-telemetry/apd/schema"
 	"github.com/apd-telemetry/apd/subscriber"
@@ -20,7 +21,7 @@ type AggregateCmd struct {
 	ClientID     string `help:"MQTT client id; fixed so the broker keeps the session." default:"apd-aggregator" config:"aggregator.client_id"`
 	Username     string `help:"Broker user name." config:"aggregator.username"`
 	PasswordFile string `help:"File holding the broker password." placeholder:"FILE" type:"path" config:"aggregator.password_file"`
-	ClientCertFlags
+	cli.ClientCertFlags
 	TLSCA string `name:"tls-ca" help:"PEM file of CAs to trust for ssl:// brokers." placeholder:"FILE" type:"path" config:"aggregator.tls_ca"`
 }
 
@@ -35,14 +36,14 @@ Example:
 }
 
 // Run implements the command.
-func (c *AggregateCmd) Run(ctx context.Context, g *Globals) error {
+func (c *AggregateCmd) Run(ctx context.Context, g *cli.Globals) error {
 	log := g.Logger()
 	keep, err := c.retention()
 	if err != nil {
 		return err
 	}
 	topics := schema.Topics{Prefix: g.Prefix}
-	password, err := readPassword(c.PasswordFile)
+	password, err := cli.ReadPassword(c.PasswordFile)
 	if err != nil {
 		return err
 	}

@@ -1,4 +1,4 @@
-package cli
+package apdcmd
 
 import (
 	"context"
@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/apd-telemetry/apd/broker"
+	"github.com/apd-telemetry/apd/internal/cli"
 	"github.com/apd-telemetry/apd/internal/metrics"
 )
 
@@ -33,13 +34,13 @@ type BrokerFlags struct {
 func (f BrokerFlags) tls() (*tls.Config, error) {
 	if f.TLSCert == "" && f.TLSKey == "" {
 		if f.TLSAddr != "" {
-			return nil, withCode(ExitBadConfig, errors.New("--tls-addr needs --tls-cert and --tls-key"), "")
+			return nil, cli.WithCode(cli.ExitBadConfig, errors.New("--tls-addr needs --tls-cert and --tls-key"), "")
 		}
 		return nil, nil
 	}
 	tc, err := broker.LoadTLS(f.TLSCert, f.TLSKey, f.TLSClientCA)
 	if err != nil {
-		return nil, withCode(ExitBadConfig, err, "")
+		return nil, cli.WithCode(cli.ExitBadConfig, err, "")
 	}
 	return tc, nil
 }
@@ -51,7 +52,7 @@ func (f BrokerFlags) users() (*broker.Users, error) {
 	}
 	us, err := broker.LoadUsers(f.UsersFile)
 	if err != nil {
-		return nil, withCode(ExitBadConfig, err, "create it with apd users add")
+		return nil, cli.WithCode(cli.ExitBadConfig, err, "create it with apd users add")
 	}
 	return us, nil
 }
@@ -129,7 +130,7 @@ Example:
 }
 
 // Run implements the command.
-func (c *BrokerCmd) Run(ctx context.Context, g *Globals) error {
+func (c *BrokerCmd) Run(ctx context.Context, g *cli.Globals) error {
 	log := g.Logger()
 	users, err := c.users()
 	if err != nil {
@@ -142,7 +143,7 @@ func (c *BrokerCmd) Run(ctx context.Context, g *Globals) error {
 	if users == nil {
 		log.Info("no users file: admitting loopback clients only, without authentication")
 	}
-	brk, err := broker.Start(c.BrokerFlags.options(c.Data, c.MaxPayload, g.Prefix, users, tc, g.brokerLogger()))
+	brk, err := broker.Start(c.BrokerFlags.options(c.Data, c.MaxPayload, g.Prefix, users, tc, g.BrokerLogger()))
 	if err != nil {
 		return brokerStartError(err)
 	}
@@ -158,7 +159,7 @@ func (c *BrokerCmd) Run(ctx context.Context, g *Globals) error {
 // brokerStartError gives a failed broker start its exit code and hint.
 func brokerStartError(err error) error {
 	if errors.Is(err, broker.ErrInsecure) {
-		return withCode(ExitBadConfig, err, "create a users file with apd users add and pass --users-file, or pass --insecure")
+		return cli.WithCode(cli.ExitBadConfig, err, "create a users file with apd users add and pass --users-file, or pass --insecure")
 	}
-	return withCode(ExitFailure, err, "pass another --mqtt-addr")
+	return cli.WithCode(cli.ExitFailure, err, "pass another --mqtt-addr")
 }

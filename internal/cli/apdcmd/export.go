@@ -1,10 +1,11 @@
-package cli
+package apdcmd
 
 import (
 	"fmt"
 	"os"
 	"time"
 
+	"github.com/apd-telemetry/apd/internal/cli"
 	"github.com/apd-telemetry/apd/internal/query"
 	"github.com/apd-telemetry/apd/schema"
 )
@@ -29,7 +30,7 @@ Examples:
 }
 
 // Run implements the command.
-func (c *ExportCmd) Run(g *Globals) error {
+func (c *ExportCmd) Run(g *cli.Globals) error {
 	q, err := c.query(c.Sensor, time.Now())
 	if err != nil {
 		return err
@@ -39,7 +40,7 @@ func (c *ExportCmd) Run(g *Globals) error {
 		return err
 	}
 	defer done()
-	w := g.stdout
+	w := g.Stdout()
 	if c.Out != "" {
 		f, err := os.Create(c.Out)
 		if err != nil {
@@ -55,7 +56,7 @@ func (c *ExportCmd) Run(g *Globals) error {
 	n := 0
 	bar := &progress{}
 	if c.Out != "" {
-		bar = newProgress(g.stderr, "exported")
+		bar = newProgress(g.Stderr(), "exported")
 	}
 	if err := src.Scan(q, func(r *schema.Reading) error { n++; bar.add(1); return out.Write(r) }); err != nil {
 		return err
@@ -65,7 +66,7 @@ func (c *ExportCmd) Run(g *Globals) error {
 		return err
 	}
 	if c.Out != "" {
-		fmt.Fprintf(g.stderr, "exported %d readings to %s\n", n, c.Out)
+		fmt.Fprintf(g.Stderr(), "exported %d readings to %s\n", n, c.Out)
 	}
 	return nil
 }

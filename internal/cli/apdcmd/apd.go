@@ -1,0 +1,52 @@
+package apdcmd
+
+import (
+	"errors"
+	"io"
+
+	"github.com/apd-telemetry/apd/internal/cli"
+	"github.com/apd-telemetry/apd/internal/httpapi"
+	"github.com/apd-telemetry/apd/internal/store"
+)
+
+// APD is the command tree of the apd binary.
+type APD struct {
+	cli.Globals
+
+	Serve     ServeCmd       `cmd:"" help:"Run broker, aggregator and HTTP API (the main job)."`
+	Broker    BrokerCmd      `cmd:"" help:"Run the MQTT broker alone."`
+	Aggregate AggregateCmd   `cmd:"" help:"Store readings from any MQTT broker."`
+	Query     QueryCmd       `cmd:"" help:"Print readings of one sensor."`
+	Sensors   cli.SensorsCmd `cmd:"" help:"Read this machine's sensors now."`
+	Watch     cli.WatchCmd   `cmd:"" help:"Print readings live as they arrive."`
+	Hosts     HostsCmd       `cmd:"" help:"List the hosts seen and their state."`
+	Export    ExportCmd      `cmd:"" help:"Write stored readings as NDJSON or CSV."`
+	Import    ImportCmd      `cmd:"" help:"Store readings from NDJSON written by export."`
+
+	Delete      DeleteCmd      `cmd:"" help:"Delete readings of a host (privacy)."`
+	Compact     CompactCmd     `cmd:"" help:"Shrink a database file after deletes."`
+	Backup      BackupCmd      `cmd:"" help:"Write a consistent copy of the database, even while it runs."`
+	DeadLetters DeadLettersCmd `cmd:"" name:"deadletters" help:"List input that was rejected, with the reason."`
+	Users       UsersCmd       `cmd:"" help:"Manage the broker's users (authentication and ACLs)."`
+	Version     cli.VersionCmd `cmd:"" help:"Print the version."`
+}
+
+// MainAPD runs the apd binary.
+func MainAPD(args []string, stdout, stderr io.Writer) int {
+	var root APD
+	return cli.Main("apd", "apd: telemetry over MQTT. Broker, aggregator, queries and tools in one binary.",
+		&root, &root.Globals, args, stdout, stderr, cli.Keys(&APD{}, &cli.PublishRoot{}), classify)
+}
+
+// classify gives the errors of apd's own packages their exit codes.
+func classify(err error) (int, string, bool) {
+	switch {
+	case errors.Is(err, httpapi.ErrUnauthorized):
+		return cli.ExitBadConfig, "pass --api-key-file or set APD_API_KEY", true
+	case errors.Is(err, httpapi.ErrUnreachable):
+		return cli.ExitUnreachable, "start apd serve, pass --server, or read a file with --db", true
+	case errors.Is(err, store.ErrLocked):
+		return cli.ExitFailure, "an aggregator holds the database: query it with --server", true
+	}
+	return 0, "", false
+}
