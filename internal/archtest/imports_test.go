@@ -33,6 +33,8 @@ func TestImportGraph(t *testing.T) {
 		{"broker", []string{"publisher", "subscriber", "internal/"}},
 		{"subscriber", []string{"publisher", "broker", "internal/cli"}},
 		{"internal/store", []string{"publisher", "broker", "subscriber", "internal/cli"}},
+		// The device binary stays small: nothing of the server side.
+		{"cmd/apd-publish", []string{"broker", "subscriber", "internal/httpapi", "internal/cli/apdcmd"}},
 	}
 	for _, tc := range tests {
 		for _, d := range deps(t, tc.pkg) {
