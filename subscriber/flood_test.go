@@ -12,9 +12,7 @@ import (
 	"github.com/apd-telemetry/apd/broker"
 	"github.com/apd-telemetry/apd/internal/mqttc"
 	"github.com/apd-telemetry/apd/internal/store"
-	"github.com/apd-telemetry/apd/internal/testutil"
 	"github.com/apd-telemetry/apd/subscriber"
-	mqtt "github.com/mochi-mqtt/server/v2"
 )
 
 // TestFloodDoesNotCostReadings: one client floods 10,000 malformed
@@ -25,22 +23,7 @@ func TestFloodDoesNotCostReadings(t *testing.T) {
 		t.Skip("floods the broker for seconds")
 	}
 	st := openStore(t)
-	var brk *broker.Broker
-	var mu sync.Mutex
-	in := subscriber.New(st, func(topic string, p []byte) error {
-		mu.Lock()
-		defer mu.Unlock()
-		return brk.Publish(topic, p, true)
-	}, subscriber.Options{MaxPayload: 1024})
-	defer in.Close()
-	mu.Lock()
-	var err error
-	brk, err = broker.Start(broker.Options{Addr: testutil.FreeAddr(t), MaxPayload: 2048, Hooks: []mqtt.Hook{subscriber.NewHook(in)}})
-	mu.Unlock()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer brk.Close()
+	in, brk := startEmbedded(t, st, subscriber.Options{MaxPayload: 1024}, broker.Options{MaxPayload: 2048})
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

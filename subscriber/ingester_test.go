@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
-	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -55,6 +55,26 @@ func count(t *testing.T, st *store.Store, q store.Query) int {
 	return n
 }
 
+// startEmbedded runs an ingester on st behind a broker on a free loopback
+// port, acknowledging through the broker as apd serve does; both stop
+// with the test.
+func startEmbedded(t *testing.T, st *store.Store, opts subscriber.Options, bopts broker.Options) (*subscriber.Ingester, *broker.Broker) {
+	t.Helper()
+	var ref atomic.Pointer[broker.Broker]
+	in := subscriber.New(st, func(topic string, p []byte) error {
+		return ref.Load().Publish(topic, p, true)
+	}, opts)
+	bopts.Addr = testutil.FreeAddr(t)
+	bopts.Hooks = []mqtt.Hook{subscriber.NewHook(in)}
+	brk, err := broker.Start(bopts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref.Store(brk)
+	t.Cleanup(func() { brk.Close(); in.Close() })
+	return in, brk
+}
+
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
 	testutil.WaitFor(t, what, 10*time.Second, cond)
@@ -66,22 +86,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 // host's $ack follows the commits.
 func TestEmbeddedIngestion(t *testing.T) {
 	st := openStore(t)
-	var brk *broker.Broker
-	var mu sync.Mutex
-	in := subscriber.New(st, func(topic string, p []byte) error {
-		mu.Lock()
-		defer mu.Unlock()
-		return brk.Publish(topic, p, true)
-	}, subscriber.Options{MaxPayload: 1024})
-	mu.Lock()
-	var err error
-	brk, err = broker.Start(broker.Options{Addr: "127.0.0.1:0", Hooks: []mqtt.Hook{subscriber.NewHook(in)}})
-	mu.Unlock()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer brk.Close()
-	defer in.Close()
+	in, brk := startEmbedded(t, st, subscriber.Options{MaxPayload: 1024}, broker.Options{})
 
 	watcher := dial(t, brk.Addr(), "watcher")
 	acks := make(chan schema.Ack, 100)

@@ -23,6 +23,16 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
+// buildApd builds the apd binary into a temporary directory.
+func buildApd(b *testing.B) string {
+	b.Helper()
+	bin := filepath.Join(b.TempDir(), "apd")
+	if out, err := exec.Command("go", "build", "-o", bin, "github.com/apd-telemetry/apd/cmd/apd").CombinedOutput(); err != nil {
+		b.Fatalf("build: %v: %s", err, out)
+	}
+	return bin
+}
+
 // cpuTime returns the user+system CPU time of a process from /proc.
 func cpuTime(b *testing.B, pid int) time.Duration {
 	b.Helper()
@@ -67,10 +77,7 @@ const (
 // broker; an iteration ends when the server reports all of them committed.
 // It reports readings/s and the server process's CPU time per reading.
 func BenchmarkIngestEndToEnd(b *testing.B) {
-	bin := filepath.Join(b.TempDir(), "apd")
-	if out, err := exec.Command("go", "build", "-o", bin, "github.com/apd-telemetry/apd/cmd/apd").CombinedOutput(); err != nil {
-		b.Fatalf("build: %v: %s", err, out)
-	}
+	bin := buildApd(b)
 	mqttAddr, httpAddr := testutil.FreeAddr(b), testutil.FreeAddr(b)
 	srv := exec.Command(bin, "serve", "--data", b.TempDir(), "--mqtt-addr", mqttAddr, "--http-addr", httpAddr, "--log-level", "warn")
 	srv.Stderr = os.Stderr

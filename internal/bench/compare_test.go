@@ -102,21 +102,7 @@ func BenchmarkCompareVictoriaMetrics(b *testing.B) {
 	if err != nil {
 		b.Skip("victoria-metrics not installed (apt-get install victoria-metrics)")
 	}
-	var bin string
-	if code := func() int {
-		dir, err := os.MkdirTemp("", "apd-bin")
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(func() { os.RemoveAll(dir) })
-		bin = filepath.Join(dir, "apd")
-		if out, err := exec.Command("go", "build", "-o", bin, "github.com/apd-telemetry/apd/cmd/apd").CombinedOutput(); err != nil {
-			b.Fatalf("build: %v: %s", err, out)
-		}
-		return 0
-	}(); code != 0 {
-		return
-	}
+	bin := buildApd(b)
 	d := newDataset()
 	nd := filepath.Join(b.TempDir(), "data.ndjson")
 	if err := os.WriteFile(nd, d.ndjson(), 0o644); err != nil {

@@ -204,11 +204,10 @@ func (a *aggregator) logProgress(ctx context.Context) {
 	}()
 }
 
-// logMetricsOnSignal writes the self-metrics to the log on SIGUSR1 until ctx
-// ends.
-func logMetricsOnSignal(ctx context.Context, r *metrics.Registry, log *slog.Logger) {
+// onSignal calls fn each time sig arrives, until ctx ends.
+func onSignal(ctx context.Context, sig os.Signal, fn func()) {
 	ch := make(chan os.Signal, 1)
-	signal.Notify(ch, syscall.SIGUSR1)
+	signal.Notify(ch, sig)
 	go func() {
 		defer signal.Stop(ch)
 		for {
@@ -216,14 +215,22 @@ func logMetricsOnSignal(ctx context.Context, r *metrics.Registry, log *slog.Logg
 			case <-ctx.Done():
 				return
 			case <-ch:
-				var b strings.Builder
-				r.WritePrometheus(&b)
-				for _, line := range strings.Split(b.String(), "\n") {
-					if line != "" && !strings.HasPrefix(line, "#") {
-						log.Info("metric", "value", line)
-					}
-				}
+				fn()
 			}
 		}
 	}()
+}
+
+// logMetricsOnSignal writes the self-metrics to the log on SIGUSR1 until ctx
+// ends.
+func logMetricsOnSignal(ctx context.Context, r *metrics.Registry, log *slog.Logger) {
+	onSignal(ctx, syscall.SIGUSR1, func() {
+		var b strings.Builder
+		r.WritePrometheus(&b)
+		for _, line := range strings.Split(b.String(), "\n") {
+			if line != "" && !strings.HasPrefix(line, "#") {
+				log.Info("metric", "value", line)
+			}
+		}
+	})
 }

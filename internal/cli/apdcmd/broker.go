@@ -5,8 +5,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"log/slog"
-	"os"
-	"os/signal"
 	"path/filepath"
 	"syscall"
 	"time"
@@ -63,25 +61,15 @@ func (f BrokerFlags) reloadUsersOnSignal(ctx context.Context, b *broker.Broker, 
 	if f.UsersFile == "" {
 		return
 	}
-	ch := make(chan os.Signal, 1)
-	signal.Notify(ch, syscall.SIGHUP)
-	go func() {
-		defer signal.Stop(ch)
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-ch:
-				us, err := broker.LoadUsers(f.UsersFile)
-				if err != nil {
-					log.Error("reload users; keeping the previous ones", "err", err)
-					continue
-				}
-				b.SetUsers(us)
-				log.Info("users reloaded", "file", f.UsersFile, "users", len(us.List()))
-			}
+	onSignal(ctx, syscall.SIGHUP, func() {
+		us, err := broker.LoadUsers(f.UsersFile)
+		if err != nil {
+			log.Error("reload users; keeping the previous ones", "err", err)
+			return
 		}
-	}()
+		b.SetUsers(us)
+		log.Info("users reloaded", "file", f.UsersFile, "users", len(us.List()))
+	})
 }
 
 func (f BrokerFlags) options(data string, maxPayload int, prefix string, users *broker.Users, tc *tls.Config, log *slog.Logger) broker.Options {
