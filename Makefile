@@ -5,7 +5,7 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo de
 LDFLAGS   := -s -w -X github.com/apd-telemetry/apd/internal/cli.Version=$(VERSION)
 STATICCHECK_VERSION := v0.8.2
 
-.PHONY: build run test test-short test-faults lint bench cross fuzz clean
+.PHONY: build run test test-short test-faults lint bench footprint cross fuzz clean
 
 ## build: the apd and apd-publish binaries in bin/
 build:
@@ -41,6 +41,11 @@ bench:
 	$(GO) test -run '^$$' -bench QueryOneHour -count 5 ./internal/bench/ | tee -a bench.out
 	$(GO) test -run '^$$' -bench CompareVictoriaMetrics -benchtime 1x -count 3 ./internal/bench/ | tee -a bench.out
 
+## footprint: apd-publish's resident memory and CPU at a 10 s interval over FOOTPRINT (10m) against a real apd serve
+FOOTPRINT ?= 10m
+footprint:
+	APD_FOOTPRINT_DURATION=$(FOOTPRINT) $(GO) test -run '^$$' -bench PublisherFootprint -benchtime 1x -timeout 30m ./internal/bench/ | tee footprint.out
+
 ## cross: release binaries for linux/amd64, linux/arm64 and linux/arm (ARMv6, Pi Zero)
 cross:
 	GOOS=linux GOARCH=amd64 CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o dist/linux-amd64/ ./cmd/apd ./cmd/apd-publish
@@ -54,4 +59,4 @@ fuzz:
 	$(GO) test ./schema -run '^$$' -fuzz FuzzDecode -fuzztime $(FUZZTIME)
 
 clean:
-	rm -rf $(BIN) dist bench.out
+	rm -rf $(BIN) dist bench.out footprint.out

@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/apd-telemetry/apd/schema"
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 )
@@ -19,8 +20,9 @@ import (
 // the zero-configuration default is safe for.
 type accessHook struct {
 	mqtt.HookBase
-	prefix string
-	users  atomic.Pointer[Users] // nil: loopback-only, no authentication
+	prefix    string
+	discovery string                // Home Assistant discovery prefix
+	users     atomic.Pointer[Users] // nil: loopback-only, no authentication
 
 	mu       sync.Mutex
 	connects map[string]*connWindow // by remote IP
@@ -132,7 +134,24 @@ func (h *accessHook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool 
 	if !ok {
 		return false
 	}
-	return Allowed(h.prefix, u, topic, write)
+	return Allowed(h.prefix, u, topic, write) || DiscoveryAllowed(h.discovery, u, topic, write)
+}
+
+// DiscoveryAllowed reports whether a device user may publish (write) or
+// subscribe to topic for Home Assistant discovery under prefix: publish
+// and read back its own hosts's sensor configs, and hear Home Assistant's
+// status (to announce again when it restarts).
+func DiscoveryAllowed(prefix string, u User, topic string, write bool) bool {
+	if u.Role != RoleDevice || prefix == "" {
+		return false
+	}
+	own := prefix + "/sensor/" + schema.DiscoveryID(u.Host) + "/"
+	if write {
+		rest, ok := strings.CutPrefix(topic, own)
+		sensor, last, ok2 := strings.Cut(rest, "/")
+		return ok && ok2 && sensor != "" && last == "config" && !strings.ContainsAny(topic, "+#")
+	}
+	return topic == prefix+"/status" || topic == own+"+/config"
 }
 
 // Allowed reports whether user u may publish (write) to topic, or subscribe

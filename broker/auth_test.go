@@ -278,3 +278,30 @@ func TestTopicAndConnectLimits(t *testing.T) {
 		}
 	}
 }
+
+func TestDiscoveryAllowed(t *testing.T) {
+	dev := User{Name: "d", Role: RoleDevice, Host: "pi.kitchen"}
+	rd := User{Name: "r", Role: RoleReader}
+	tests := []struct {
+		u     User
+		topic string
+		write bool
+		want  bool
+	}{
+		{dev, "homeassistant/sensor/pi_kitchen/temperature/config", true, true},
+		{dev, "homeassistant/sensor/pi_kitchen/+/config", false, true},
+		{dev, "homeassistant/status", false, true},
+		{dev, "homeassistant/sensor/other/temperature/config", true, false},
+		{dev, "homeassistant/sensor/pi_kitchen/temperature/state", true, false},
+		{dev, "homeassistant/sensor/pi_kitchen/+/config", true, false},
+		{dev, "homeassistant/sensor/pi_kitchen/temperature/config/x", true, false},
+		{dev, "homeassistant/#", false, false},
+		{dev, "homeassistant/status", true, false},
+		{rd, "homeassistant/status", false, false},
+	}
+	for _, tc := range tests {
+		if got := DiscoveryAllowed("homeassistant", tc.u, tc.topic, tc.write); got != tc.want {
+			t.Errorf("%s %s write=%v: %v, want %v", tc.u.Role, tc.topic, tc.write, got, tc.want)
+		}
+	}
+}

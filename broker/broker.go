@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"github.com/apd-telemetry/apd/schema"
 	"log/slog"
 	"net"
 	"os"
@@ -52,6 +53,10 @@ type Options struct {
 	// Prefix is the apd topic prefix the roles are checked against; empty
 	// means "apd".
 	Prefix string
+	// DiscoveryPrefix is the Home Assistant discovery prefix under which a
+	// device user may announce its own sensors; empty means
+	// "homeassistant".
+	DiscoveryPrefix string
 	// Insecure allows listening on a non-loopback address without Users.
 	Insecure bool
 	// TLSAddr, when set, adds an MQTT over TLS listener with TLSConfig.
@@ -125,7 +130,10 @@ func Start(opts Options) (*Broker, error) {
 	if opts.Prefix == "" {
 		opts.Prefix = "apd"
 	}
-	access := &accessHook{prefix: opts.Prefix}
+	if opts.DiscoveryPrefix == "" {
+		opts.DiscoveryPrefix = schema.DefaultDiscoveryPrefix
+	}
+	access := &accessHook{prefix: opts.Prefix, discovery: opts.DiscoveryPrefix}
 	access.users.Store(opts.Users)
 	if opts.Users == nil && opts.Insecure {
 		if err := srv.AddHook(new(auth.AllowHook), nil); err != nil {

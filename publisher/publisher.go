@@ -47,7 +47,25 @@ type Options struct {
 	// unsent readings and waiting for their acknowledgement; what is left
 	// stays in the spool for the next start. 0 means 5 s.
 	DrainTimeout time.Duration
-	Logger       *slog.Logger
+	// Announcers are told of every connection and every sample, to publish
+	// what other systems need to know about this device's sensors (Home
+	// Assistant discovery).
+	Announcers []Announcer
+	Logger     *slog.Logger
+}
+
+// Announcer publishes metadata about the device's sensors alongside the
+// readings. Its methods must not block for long: they run on the paths
+// that publish readings.
+type Announcer interface {
+	// Connected is called after each connection to the broker; work that
+	// waits on the broker belongs in a goroutine that Flush waits for.
+	Connected(ctx context.Context, c Client)
+	// Sampled is called with each sample before it is published.
+	Sampled(ctx context.Context, c Client, s Sample)
+	// Flush waits, until ctx ends, for work Connected started; it is
+	// called before the publisher signs off.
+	Flush(ctx context.Context)
 }
 
 // Defaults of Options.
@@ -114,6 +132,9 @@ func (p *Publisher) announce(ctx context.Context, state string) error {
 // acknowledgement topic (the broker may not have kept the session) and
 // replays the spool in the background.
 func (p *Publisher) Connected(ctx context.Context) {
+	for _, a := range p.opts.Announcers {
+		a.Connected(ctx, p.client)
+	}
 	go func() {
 		if err := p.announce(ctx, schema.StateOnline); err != nil {
 			p.log.Warn("publish status", "err", err)
@@ -164,6 +185,9 @@ func (p *Publisher) emit(ctx context.Context, samples []Sample) ([]Spooled, int,
 	readings := make([]schema.Reading, len(samples))
 	for i, s := range samples {
 		readings[i] = s.Reading(p.opts.Host)
+		for _, a := range p.opts.Announcers {
+			a.Sampled(ctx, p.client, s)
+		}
 	}
 	p.emitMu.Lock()
 	spooled, dropped, err := p.spool.Append(readings)
@@ -295,6 +319,10 @@ func (p *Publisher) Run(ctx context.Context) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			if st, ok := n.Sensor.(Streamer); ok {
+				p.stream(ctx, n, st)
+				return
+			}
 			p.schedule(ctx, n, interval)
 		}()
 	}
@@ -317,10 +345,14 @@ func (p *Publisher) Run(ctx context.Context) error {
 	return p.signOff()
 }
 
-// signOff publishes the offline status of a clean shutdown.
+// signOff lets the announcers finish and publishes the offline status of
+// a clean shutdown.
 func (p *Publisher) signOff() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
+	for _, a := range p.opts.Announcers {
+		a.Flush(ctx)
+	}
 	return p.announce(ctx, schema.StateOffline)
 }
 
@@ -354,6 +386,22 @@ func (p *Publisher) schedule(ctx context.Context, n Named, interval time.Duratio
 			}
 		}()
 	}
+}
+
+// stream publishes each value a streaming sensor produces, stamped when it
+// arrives.
+func (p *Publisher) stream(ctx context.Context, n Named, st Streamer) {
+	st.Stream(ctx, func(v any, err error) {
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			p.log.Debug("sensor failed", "sensor", n.Name, "err", err)
+		}
+		if _, _, err := p.emit(ctx, []Sample{n.Sample(time.Now(), v, err)}); err != nil {
+			p.log.Error("spool reading", "sensor", n.Name, "err", err)
+		}
+	})
 }
 
 // Once samples every sensor once, publishes the readings and waits up to

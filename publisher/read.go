@@ -77,7 +77,6 @@ type Named struct {
 // Attempts×(Timeout+RetryPause), even if the sensor's Read hangs.
 func (n Named) Read(ctx context.Context, at time.Time) Sample {
 	p := n.Policy.withDefaults()
-	s := Sample{Name: n.Name, Title: n.Sensor.Title(), Time: at}
 	var v any
 	var err error
 	for attempt := 1; ; attempt++ {
@@ -90,6 +89,13 @@ func (n Named) Read(ctx context.Context, at time.Time) Sample {
 		case <-time.After(p.RetryPause):
 		}
 	}
+	return n.Sample(at, v, err)
+}
+
+// Sample turns the outcome of one read (or one streamed value) into a
+// sample stamped at: the value encoded and formatted, or the error.
+func (n Named) Sample(at time.Time, v any, err error) Sample {
+	s := Sample{Name: n.Name, Title: n.Sensor.Title(), Time: at}
 	if err != nil {
 		s.Err = err
 		return s

@@ -44,6 +44,40 @@ type Env struct {
 	Params map[string]any
 	// Version is the apd version, for the version sensor.
 	Version string
+	// Devices is shared by every sensor built from one configuration, so
+	// sensors that read the same device can share one read (a DHT22 gives
+	// temperature and humidity together). Nil shares nothing.
+	Devices *Devices
+}
+
+// Device returns the device shared under key, made by open the first time
+// the key is asked for.
+func (e Env) Device(key string, open func() any) any {
+	if e.Devices == nil {
+		return open()
+	}
+	return e.Devices.get(key, open)
+}
+
+// Devices holds the devices sensors share; see [Env.Devices]. The zero
+// value is ready to use.
+type Devices struct {
+	mu sync.Mutex
+	m  map[string]any
+}
+
+func (d *Devices) get(key string, open func() any) any {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if v, ok := d.m[key]; ok {
+		return v
+	}
+	if d.m == nil {
+		d.m = map[string]any{}
+	}
+	v := open()
+	d.m[key] = v
+	return v
 }
 
 // Path returns p under Root.
@@ -62,6 +96,26 @@ func (e Env) String(key, def string) string {
 	return def
 }
 
+// Streamer is implemented by sensors that produce readings on their own
+// schedule (a program printing a line per reading) rather than when asked.
+// The publisher calls Stream instead of sampling on an interval: Stream
+// calls emit for each value or failure until ctx ends. Read is still used
+// for one-off samples (apd sensors, --once).
+type Streamer interface {
+	Stream(ctx context.Context, emit func(value any, err error))
+}
+
+// Member is one sensor of a family: a sensor type that stands for as many
+// sensors as the machine has devices (one per 1-Wire probe).
+type Member struct {
+	Name   string
+	Sensor Sensor
+}
+
+// FamilyFactory finds a family's devices and builds a sensor for each.
+// Finding none is not an error: the family has no members.
+type FamilyFactory func(env Env) ([]Member, error)
+
 // Factory builds a sensor. It should not fail because the hardware is
 // missing: the sensor's Read reports that as a persistent error, so users
 // see it rather than a silently absent sensor.
@@ -72,10 +126,13 @@ type Factory func(env Env) (Sensor, error)
 type Registry struct {
 	mu        sync.RWMutex
 	factories map[string]Factory
+	families  map[string]FamilyFactory
 }
 
 // NewRegistry returns an empty registry.
-func NewRegistry() *Registry { return &Registry{factories: map[string]Factory{}} }
+func NewRegistry() *Registry {
+	return &Registry{factories: map[string]Factory{}, families: map[string]FamilyFactory{}}
+}
 
 // ErrUnknownSensor is returned (wrapped) by Registry.New for a name nobody
 // registered.
@@ -85,27 +142,79 @@ var ErrUnknownSensor = errors.New("unknown sensor")
 // panics if the name is invalid or taken: both are programming errors found
 // the first time the binary starts.
 func (r *Registry) Register(name string, f Factory) {
-	if err := schema.ValidateName(name); err != nil {
-		panic(fmt.Sprintf("publisher: register sensor: %v", err))
-	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if _, dup := r.factories[name]; dup {
-		panic("publisher: sensor registered twice: " + name)
-	}
+	r.claim(name)
 	r.factories[name] = f
 }
 
-// Names returns the registered names, sorted.
+// RegisterFamily adds a family of sensors under name; it panics like
+// Register. Selecting the name selects every member.
+func (r *Registry) RegisterFamily(name string, f FamilyFactory) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.claim(name)
+	r.families[name] = f
+}
+
+// claim checks that name is valid and free; r.mu is held.
+func (r *Registry) claim(name string) {
+	if err := schema.ValidateName(name); err != nil {
+		panic(fmt.Sprintf("publisher: register sensor: %v", err))
+	}
+	_, dup := r.factories[name]
+	_, dupFamily := r.families[name]
+	if dup || dupFamily {
+		panic("publisher: sensor registered twice: " + name)
+	}
+}
+
+// Names returns the registered names of sensors and families, sorted.
 func (r *Registry) Names() []string {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	names := make([]string, 0, len(r.factories))
+	names := make([]string, 0, len(r.factories)+len(r.families))
 	for n := range r.factories {
+		names = append(names, n)
+	}
+	for n := range r.families {
 		names = append(names, n)
 	}
 	sort.Strings(names)
 	return names
+}
+
+// IsFamily reports whether name is a registered family.
+func (r *Registry) IsFamily(name string) bool {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	_, ok := r.families[name]
+	return ok
+}
+
+// Expand builds the sensors a name stands for: the one sensor registered
+// under it, or every member of the family registered under it.
+func (r *Registry) Expand(name string, env Env) ([]Member, error) {
+	r.mu.RLock()
+	fam, ok := r.families[name]
+	r.mu.RUnlock()
+	if !ok {
+		s, err := r.New(name, env)
+		if err != nil {
+			return nil, err
+		}
+		return []Member{{Name: name, Sensor: s}}, nil
+	}
+	members, err := fam(env)
+	if err != nil {
+		return nil, fmt.Errorf("sensor family %s: %w", name, err)
+	}
+	for _, m := range members {
+		if err := schema.ValidateName(m.Name); err != nil {
+			return nil, fmt.Errorf("sensor family %s: %w", name, err)
+		}
+	}
+	return members, nil
 }
 
 // New builds the sensor registered under name.
@@ -132,6 +241,10 @@ var builtins = NewRegistry()
 // function of a sensor package; a custom apd-publish build imports the
 // package for its side effect.
 func Register(name string, f Factory) { builtins.Register(name, f) }
+
+// RegisterFamily adds a family of sensors to the default registry, from an
+// init function like Register.
+func RegisterFamily(name string, f FamilyFactory) { builtins.RegisterFamily(name, f) }
 
 // DefaultRegistry returns the registry that Register fills.
 func DefaultRegistry() *Registry { return builtins }

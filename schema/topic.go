@@ -96,3 +96,16 @@ func (t Topics) Parse(topic string) (Topic, error) {
 	}
 	return Topic{Kind: KindReading, Host: host, Sensor: last}, nil
 }
+
+// DefaultDiscoveryPrefix is Home Assistant's MQTT discovery prefix.
+const DefaultDiscoveryPrefix = "homeassistant"
+
+// DiscoveryID turns a host or sensor name into a Home Assistant id, which
+// may not contain dots.
+func DiscoveryID(name string) string { return strings.ReplaceAll(name, ".", "_") }
+
+// DiscoveryTopic is the Home Assistant MQTT discovery topic of a sensor's
+// config: <prefix>/sensor/<host>/<sensor>/config.
+func DiscoveryTopic(prefix, host, sensor string) string {
+	return prefix + "/sensor/" + DiscoveryID(host) + "/" + DiscoveryID(sensor) + "/config"
+}

@@ -24,13 +24,41 @@ import (
 )
 
 // buildApd builds the apd binary into a temporary directory.
-func buildApd(b *testing.B) string {
+func buildApd(b *testing.B) string { return buildRelease(b, "apd") }
+
+// buildRelease builds cmd/<name> the way make cross does (stripped,
+// trimmed paths) into a temporary directory.
+func buildRelease(b *testing.B, name string) string {
 	b.Helper()
-	bin := filepath.Join(b.TempDir(), "apd")
-	if out, err := exec.Command("go", "build", "-o", bin, "github.com/apd-telemetry/apd/cmd/apd").CombinedOutput(); err != nil {
-		b.Fatalf("build: %v: %s", err, out)
+	bin := filepath.Join(b.TempDir(), name)
+	cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", bin, "github.com/apd-telemetry/apd/cmd/"+name)
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		b.Fatalf("build %s: %v: %s", name, err, out)
 	}
 	return bin
+}
+
+// startServe runs apd serve on free loopback ports until the benchmark
+// ends and returns it once its HTTP API answers.
+func startServe(b *testing.B, bin string) (srv *exec.Cmd, mqttAddr, httpAddr string) {
+	b.Helper()
+	mqttAddr, httpAddr = testutil.FreeAddr(b), testutil.FreeAddr(b)
+	srv = exec.Command(bin, "serve", "--data", b.TempDir(), "--mqtt-addr", mqttAddr, "--http-addr", httpAddr, "--log-level", "warn")
+	srv.Stderr = os.Stderr
+	if err := srv.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = srv.Process.Signal(syscall.SIGTERM); _ = srv.Wait() })
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if resp, err := http.Get("http://" + httpAddr + "/healthz"); err == nil {
+			resp.Body.Close()
+			return srv, mqttAddr, httpAddr
+		}
+		if time.Now().After(deadline) {
+			b.Fatal("server did not start")
+		}
+	}
 }
 
 // cpuTime returns the user+system CPU time of a process from /proc.
@@ -77,23 +105,7 @@ const (
 // broker; an iteration ends when the server reports all of them committed.
 // It reports readings/s and the server process's CPU time per reading.
 func BenchmarkIngestEndToEnd(b *testing.B) {
-	bin := buildApd(b)
-	mqttAddr, httpAddr := testutil.FreeAddr(b), testutil.FreeAddr(b)
-	srv := exec.Command(bin, "serve", "--data", b.TempDir(), "--mqtt-addr", mqttAddr, "--http-addr", httpAddr, "--log-level", "warn")
-	srv.Stderr = os.Stderr
-	if err := srv.Start(); err != nil {
-		b.Fatal(err)
-	}
-	defer func() { _ = srv.Process.Signal(syscall.SIGTERM); _ = srv.Wait() }()
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		if resp, err := http.Get("http://" + httpAddr + "/healthz"); err == nil {
-			resp.Body.Close()
-			break
-		}
-		if time.Now().After(deadline) {
-			b.Fatal("server did not start")
-		}
-	}
+	srv, mqttAddr, httpAddr := startServe(b, buildApd(b))
 	clients := make([]paho.Client, publishers)
 	for i := range clients {
 		o := paho.NewClientOptions().AddBroker("tcp://" + mqttAddr).SetClientID(fmt.Sprintf("bench-%d", i))

@@ -67,7 +67,7 @@ func exitCode(err error, classify func(error) (int, string, bool)) (int, string)
 	case errors.Is(err, config.ErrBadConfig):
 		return ExitBadConfig, ""
 	case errors.Is(err, publisher.ErrUnknownSensor):
-		return ExitUnknownSensor, "apd sensors lists the sensors this build has"
+		return ExitUnknownSensor, "apd sensors --list shows the sensors this build has"
 	case errors.Is(err, mqttc.ErrUnreachable):
 		return ExitUnreachable, "check --broker and that the broker runs"
 	}

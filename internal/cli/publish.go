@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -16,6 +17,8 @@ import (
 	"github.com/apd-telemetry/apd/internal/config"
 	"github.com/apd-telemetry/apd/internal/mqttc"
 	"github.com/apd-telemetry/apd/publisher"
+	"github.com/apd-telemetry/apd/publisher/homeassistant"
+	"github.com/apd-telemetry/apd/publisher/sensors/external"
 	"github.com/apd-telemetry/apd/schema"
 )
 
@@ -40,47 +43,193 @@ type PublisherFlags struct {
 	ReplayRate    int           `help:"Most spooled readings per second published when catching up after an outage." default:"1000" config:"publisher.replay_rate"`
 	DrainTimeout  time.Duration `help:"On stop, how long to keep publishing and waiting for acknowledgements before leaving the rest in the spool." default:"5s" config:"publisher.drain_timeout"`
 	SpoolMaxBytes int64         `help:"Bound of the spool's contents in bytes; past it the oldest readings are dropped (and counted)." default:"67108864" config:"publisher.spool_max_bytes"`
+	HADiscovery   bool          `name:"ha-discovery" help:"Announce the sensors to Home Assistant by MQTT discovery (retained configs)." config:"publisher.ha_discovery"`
+	HAPrefix      string        `name:"ha-prefix" help:"Home Assistant's discovery prefix." default:"homeassistant" config:"publisher.ha_prefix"`
 }
 
-// BuildSensors creates the selected sensors with their config tables.
+// BuildSensors creates the selected sensors with their config tables:
+// built-ins and families from the registry, [[sensors.exec]] programs. No
+// selection means every sensor there is. A name nobody knows, selected or
+// given a table, is an error wrapping publisher.ErrUnknownSensor that lists
+// the known ones.
 func BuildSensors(f SensorFlags, file *config.File) ([]publisher.Named, error) {
 	reg := publisher.DefaultRegistry()
-	names := f.Sensors
-	if len(names) == 0 {
-		names = reg.Names()
-	}
 	tables, err := file.Sensors()
 	if err != nil {
 		return nil, err
 	}
-	policy := publisher.ReadPolicy{Timeout: f.SensorTimeout, Attempts: f.Attempts}
-	out := make([]publisher.Named, 0, len(names))
+	execs, err := execSensors(file, reg)
+	if err != nil {
+		return nil, err
+	}
+	b := sensorBuilder{reg: reg, tables: tables, execs: execs, flags: f, devices: &publisher.Devices{}}
+	names := f.Sensors
+	if len(names) == 0 {
+		names = reg.Names()
+		for _, c := range execs {
+			names = append(names, c.Name)
+		}
+	}
+	var out []publisher.Named
 	seen := map[string]bool{}
 	for _, name := range names {
 		name = strings.TrimSpace(name)
-		if name == "" || seen[name] {
+		if name == "" {
 			continue
 		}
-		seen[name] = true
-		params := map[string]any{}
-		var interval time.Duration
-		for k, v := range tables[name] {
-			if k == "interval" {
-				s, _ := v.(string)
-				if interval, err = time.ParseDuration(s); err != nil || interval <= 0 {
-					return nil, fmt.Errorf("%w: sensors.%s.interval %v: want a duration like 30s", config.ErrBadConfig, name, v)
-				}
-				continue
-			}
-			params[k] = v
-		}
-		s, err := reg.New(name, publisher.Env{Root: f.SysRoot, Params: params, Version: Version})
+		sensors, err := b.build(name)
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, publisher.Named{Name: name, Sensor: s, Policy: policy, Interval: interval})
+		for _, n := range sensors {
+			if !seen[n.Name] {
+				seen[n.Name] = true
+				out = append(out, n)
+			}
+		}
+	}
+	for name := range tables {
+		if !b.known(name) {
+			return nil, fmt.Errorf("[sensors.%s]: %w %q (known: %s)", name, publisher.ErrUnknownSensor, name, strings.Join(b.knownNames(), ", "))
+		}
 	}
 	return out, nil
+}
+
+// execSensors parses the [[sensors.exec]] tables.
+func execSensors(file *config.File, reg *publisher.Registry) ([]external.Config, error) {
+	tables, err := file.ExecSensors()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]external.Config, 0, len(tables))
+	names := map[string]bool{}
+	for i, t := range tables {
+		c, err := external.ParseConfig(t)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %s: sensors.exec[%d]: %v", config.ErrBadConfig, file.Path, i, err)
+		}
+		if names[c.Name] || slices.Contains(reg.Names(), c.Name) {
+			return nil, fmt.Errorf("%w: %s: sensors.exec[%d]: name %q is taken by another sensor", config.ErrBadConfig, file.Path, i, c.Name)
+		}
+		names[c.Name] = true
+		out = append(out, c)
+	}
+	return out, nil
+}
+
+type sensorBuilder struct {
+	reg     *publisher.Registry
+	tables  config.SensorTables
+	execs   []external.Config
+	flags   SensorFlags
+	devices *publisher.Devices
+	members map[string][]publisher.Member // families expanded, by family
+}
+
+// build returns the sensors name stands for.
+func (b *sensorBuilder) build(name string) ([]publisher.Named, error) {
+	policy := publisher.ReadPolicy{Timeout: b.flags.SensorTimeout, Attempts: b.flags.Attempts}
+	for _, c := range b.execs {
+		if c.Name == name {
+			// The program's own timeout cuts it off; the read policy's
+			// must not come first.
+			p := policy
+			p.Timeout = c.Timeout + 2*time.Second
+			return []publisher.Named{{Name: name, Sensor: external.New(c), Policy: p, Interval: c.Interval}}, nil
+		}
+	}
+	if slices.Contains(b.reg.Names(), name) {
+		env, interval, err := b.env(name)
+		if err != nil {
+			return nil, err
+		}
+		members, err := b.reg.Expand(name, env)
+		if err != nil {
+			return nil, err
+		}
+		out := make([]publisher.Named, 0, len(members))
+		for _, m := range members {
+			iv := interval
+			if _, own, err := b.env(m.Name); err != nil {
+				return nil, err
+			} else if own > 0 {
+				iv = own
+			}
+			out = append(out, publisher.Named{Name: m.Name, Sensor: m.Sensor, Policy: policy, Interval: iv})
+		}
+		return out, nil
+	}
+	// A member of a family, selected by its own name.
+	for family, members := range b.expandFamilies() {
+		for _, m := range members {
+			if m.Name == name {
+				_, interval, err := b.env(family)
+				if err != nil {
+					return nil, err
+				}
+				if _, own, _ := b.env(name); own > 0 {
+					interval = own
+				}
+				return []publisher.Named{{Name: name, Sensor: m.Sensor, Policy: policy, Interval: interval}}, nil
+			}
+		}
+	}
+	return nil, fmt.Errorf("%w %q (known: %s)", publisher.ErrUnknownSensor, name, strings.Join(b.knownNames(), ", "))
+}
+
+// env returns the Env of the sensor with the [sensors.<name>] table, and
+// its interval setting (0 when unset).
+func (b *sensorBuilder) env(name string) (publisher.Env, time.Duration, error) {
+	params := map[string]any{}
+	var interval time.Duration
+	for k, v := range b.tables[name] {
+		if k == "interval" {
+			s, _ := v.(string)
+			d, err := time.ParseDuration(s)
+			if err != nil || d <= 0 {
+				return publisher.Env{}, 0, fmt.Errorf("%w: sensors.%s.interval %v: want a duration like 30s", config.ErrBadConfig, name, v)
+			}
+			interval = d
+			continue
+		}
+		params[k] = v
+	}
+	return publisher.Env{Root: b.flags.SysRoot, Params: params, Version: Version, Devices: b.devices}, interval, nil
+}
+
+// expandFamilies finds the members of every family, once.
+func (b *sensorBuilder) expandFamilies() map[string][]publisher.Member {
+	if b.members == nil {
+		b.members = map[string][]publisher.Member{}
+		for _, name := range b.reg.Names() {
+			if !b.reg.IsFamily(name) {
+				continue
+			}
+			env, _, _ := b.env(name)
+			b.members[name], _ = b.reg.Expand(name, env)
+		}
+	}
+	return b.members
+}
+
+func (b *sensorBuilder) known(name string) bool {
+	return slices.Contains(b.knownNames(), name)
+}
+
+// knownNames lists every name a sensor can be selected by.
+func (b *sensorBuilder) knownNames() []string {
+	names := b.reg.Names()
+	for _, c := range b.execs {
+		names = append(names, c.Name)
+	}
+	for _, members := range b.expandFamilies() {
+		for _, m := range members {
+			names = append(names, m.Name)
+		}
+	}
+	slices.Sort(names)
+	return slices.Compact(names)
 }
 
 // DefaultHost returns the sanitised OS hostname.
@@ -178,8 +327,17 @@ func StartAgent(f PublisherFlags, cert ClientCertFlags, sensors []publisher.Name
 		spool.Close()
 		return nil, err
 	}
+	var announcers []publisher.Announcer
+	if f.HADiscovery {
+		names := make([]string, len(sensors))
+		for i, s := range sensors {
+			names[i] = s.Name
+		}
+		announcers = append(announcers, homeassistant.New(homeassistant.Options{
+			Prefix: f.HAPrefix, Host: host, Topics: topics, Version: Version, Sensors: names, Logger: log}))
+	}
 	a.Pub = publisher.New(publisher.Options{
-		Host: host, Topics: topics, Interval: f.Interval, Sensors: sensors,
+		Host: host, Topics: topics, Interval: f.Interval, Sensors: sensors, Announcers: announcers,
 		Version: Version, ResendAfter: f.ResendAfter, ReplayRate: f.ReplayRate, DrainTimeout: f.DrainTimeout, Logger: log,
 	}, spool, a.Client)
 	ready.Store(a.Pub)
@@ -216,7 +374,8 @@ spool until the aggregator acknowledges that it is stored.
 Examples:
   apd-publish --broker tcp://192.168.1.10:1883 --interval 30s
   apd-publish --once --sensors cpu_load,ram_available
-  apd-publish --dry-run`
+  apd-publish --dry-run
+  apd-publish --config /etc/apd/apd.toml --ha-discovery`
 }
 
 // Run implements the command.

@@ -91,6 +91,21 @@ func (f *File) Sensors() (SensorTables, error) {
 	return out, nil
 }
 
+// ExecSensors returns the [[sensors.exec]] tables of external-program
+// sensors, in file order.
+func (f *File) ExecSensors() ([]map[string]any, error) {
+	m, _ := f.tree["sensors"].(map[string]any)
+	raw, ok := m["exec"]
+	if !ok {
+		return nil, nil
+	}
+	tables, ok := raw.([]map[string]any)
+	if !ok {
+		return nil, fmt.Errorf("%w: %s: sensors.exec must be an array of tables ([[sensors.exec]])", ErrBadConfig, f.Path)
+	}
+	return tables, nil
+}
+
 // Resolver returns a kong resolver for the flags tagged with config keys:
 // environment first, then the file. Its Validate rejects keys in the file
 // that are not in known (see Keys); with known nil, the keys of the

@@ -69,3 +69,19 @@ func TestMissingDirectory(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+func TestFixtureTrees(t *testing.T) {
+	for tree, want := range map[string]any{"laptop-on-mains": true, "laptop-on-battery": false, "ups-hat": true, "desktop": nil} {
+		s, _ := New(publisher.Env{Root: "../testdata/power_supply/" + tree})
+		v, err := s.Read(context.Background())
+		if want == nil {
+			if publisher.KindOf(err) != schema.Persistent {
+				t.Errorf("%s: got %v, %v; want a persistent error", tree, v, err)
+			}
+			continue
+		}
+		if err != nil || v != want {
+			t.Errorf("%s: got %v, %v; want %v", tree, v, err, want)
+		}
+	}
+}

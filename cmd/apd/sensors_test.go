@@ -1,0 +1,221 @@
+package main_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/apd-telemetry/apd/internal/testutil"
+)
+
+// sensorBlocks parses apd sensors output: title → formatted value.
+func sensorBlocks(out string) map[string]string {
+	m := map[string]string{}
+	for _, b := range strings.Split(strings.TrimSpace(out), "\n\n") {
+		title, value, _ := strings.Cut(b, "\n")
+		m[title] = value
+	}
+	return m
+}
+
+func writeConfig(t *testing.T, text string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "apd.toml")
+	if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestSensorsFromHardwareFixtures(t *testing.T) {
+	dht, _ := filepath.Abs("../../publisher/sensors/dht/testdata")
+	w1, _ := filepath.Abs("../../publisher/sensors/ds18b20/testdata")
+	tests := []struct {
+		name string
+		dir  string
+		want map[string]string // title → value prefix
+	}{
+		{"good DHT22", "good", map[string]string{"Ambient Temperature": "21.0 °C (69.8 °F)", "Relative Humidity": "45.2%"}},
+		{"garbage humidity", "garbage", map[string]string{"Ambient Temperature": "21.0 °C (69.8 °F)", "Relative Humidity": "error (intermittent): in_humidityrelative_input: not a number"}},
+		{"out of range", "range", map[string]string{"Ambient Temperature": "error (intermittent): ambient temperature 95.0 is outside"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := writeConfig(t, fmt.Sprintf(`
+[publisher]
+sensors = ["temperature", "relative_humidity"]
+attempts = 1
+[sensors.temperature]
+iio_device = %q
+`, filepath.Join(dht, tc.dir)))
+			r := run(t, nil, "apd", "sensors", "--config", cfg)
+			if r.code != 0 {
+				t.Fatalf("exit %d: %s", r.code, r.stderr)
+			}
+			got := sensorBlocks(r.stdout)
+			for title, want := range tc.want {
+				if !strings.HasPrefix(got[title], want) {
+					t.Errorf("%s = %q, want %q…\n%s", title, got[title], want, r.stdout)
+				}
+			}
+		})
+	}
+	// DS18B20 probes from a fake 1-Wire bus, one sensor each, one named.
+	cfg := writeConfig(t, `
+[publisher]
+sensors = ["ds18b20"]
+attempts = 1
+[sensors.ds18b20]
+names = { "28-0316a2791aff" = "greenhouse" }
+titles = { "28-0316a2791aff" = "Greenhouse" }
+`)
+	r := run(t, nil, "apd", "sensors", "--config", cfg, "--sys-root", w1, "--json")
+	var readings []map[string]any
+	if err := json.Unmarshal([]byte(r.stdout), &readings); err != nil || len(readings) != 4 {
+		t.Fatalf("ds18b20: %v, %d readings: %s %s", err, len(readings), r.stdout, r.stderr)
+	}
+	if readings[0]["sensor"] != "greenhouse" || readings[0]["human"] != "21.4 °C (70.6 °F)" || readings[1]["sensor"] != "ds18b20_28-0416b3a2c4ff" {
+		t.Errorf("ds18b20 readings: %v", readings[:2])
+	}
+}
+
+func TestExecSensors(t *testing.T) {
+	cfg := writeConfig(t, `
+[publisher]
+attempts = 1
+
+[[sensors.exec]]
+name = "solar_cumulative_output"
+title = "Solar panel cumulative output"
+command = ["echo", "14070867"]
+unit = "Wh"
+
+[[sensors.exec]]
+name = "stuck"
+command = ["sh", "-c", "sleep 60"]
+timeout = "500ms"
+`)
+	start := time.Now()
+	r := run(t, nil, "apd", "sensors", "--config", cfg, "--sensor", "solar_cumulative_output", "--sensor", "stuck")
+	if r.code != 0 {
+		t.Fatalf("exit %d: %s", r.code, r.stderr)
+	}
+	got := sensorBlocks(r.stdout)
+	if got["Solar panel cumulative output"] != "14070.867 kWh" {
+		t.Errorf("solar = %q\n%s", got["Solar panel cumulative output"], r.stdout)
+	}
+	if !strings.Contains(got["stuck"], "no result within 500ms") {
+		t.Errorf("hanging program = %q", got["stuck"])
+	}
+	if took := time.Since(start); took > 10*time.Second {
+		t.Errorf("apd sensors took %s with a hanging program", took)
+	}
+
+	bad := writeConfig(t, "[[sensors.exec]]\nname = \"x\"\ncommand = [\"true\"]\nkind = \"often\"\n")
+	if r := run(t, nil, "apd", "sensors", "--config", bad); r.code != 18 || !strings.Contains(r.stderr, "sensors.exec[0]: kind") {
+		t.Errorf("bad exec sensor: exit %d: %s", r.code, r.stderr)
+	}
+	typo := writeConfig(t, "[sensors.temperatur]\niio_device = \"/x\"\n")
+	if r := run(t, nil, "apd", "sensors", "--config", typo); r.code != 17 || !strings.Contains(r.stderr, "known: ") {
+		t.Errorf("table of an unknown sensor: exit %d: %s", r.code, r.stderr)
+	}
+}
+
+// TestStreamSensorPublishesEachLine runs apd-publish with a stream-mode
+// program against apd serve: every line it prints is stored.
+func TestStreamSensorPublishesEachLine(t *testing.T) {
+	s := startServe(t)
+	cfg := writeConfig(t, `
+[publisher]
+sensors = ["meter"]
+
+[[sensors.exec]]
+name = "meter"
+command = ["sh", "-c", "for w in 120 135.5 99; do echo $w; sleep 0.2; done; sleep 60"]
+mode = "stream"
+unit = "W"
+`)
+	var log testutil.SyncBuffer
+	pub := exec.Command(filepath.Join(binDir, "apd-publish"), "--config", cfg, "--broker", "tcp://"+s.mqtt, "--host", "meterbox",
+		"--interval", "1h", "--spool", filepath.Join(t.TempDir(), "spool.db"))
+	pub.Stdout, pub.Stderr = &log, &log
+	if err := pub.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = pub.Process.Signal(syscall.SIGTERM); _ = pub.Wait() }()
+	var values []string
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		q := run(t, nil, "apd", "query", "--server", "http://"+s.http, "--sensor", "meter", "--format", "ndjson")
+		values = nil
+		for _, row := range ndjsonLines(t, q.stdout) {
+			values = append(values, row["human"].(string))
+		}
+		if len(values) >= 3 {
+			break
+		}
+	}
+	if strings.Join(values, " ") != "120.0 W 135.5 W 99.0 W" {
+		t.Fatalf("stored %q, want the three lines\n%s", values, log.String())
+	}
+}
+
+// TestHomeAssistantDiscovery: apd-publish --ha-discovery --once leaves
+// retained configs that a real mosquitto_sub receives, and removes the
+// config of a sensor no longer configured.
+func TestHomeAssistantDiscovery(t *testing.T) {
+	sub, err := exec.LookPath("mosquitto_sub")
+	if err != nil {
+		t.Skip("needs mosquitto_sub (apt-get install mosquitto-clients)")
+	}
+	pubTool, _ := exec.LookPath("mosquitto_pub")
+	s := startServe(t)
+	host, port, _ := net.SplitHostPort(s.mqtt)
+	if out, err := exec.Command(pubTool, "-h", host, "-p", port, "-r", "-t", "homeassistant/sensor/pi-kitchen/old_sensor/config", "-m", `{"name":"old"}`).CombinedOutput(); err != nil {
+		t.Fatalf("mosquitto_pub: %v %s", err, out)
+	}
+	dht, _ := filepath.Abs("../../publisher/sensors/dht/testdata/good")
+	cfg := writeConfig(t, fmt.Sprintf("[publisher]\nsensors = [\"temperature\", \"relative_humidity\", \"uptime\"]\n[sensors.temperature]\niio_device = %q\n", dht))
+	r := run(t, nil, "apd-publish", "--config", cfg, "--broker", "tcp://"+s.mqtt, "--host", "pi-kitchen", "--ha-discovery", "--once",
+		"--spool", filepath.Join(t.TempDir(), "spool.db"))
+	if r.code != 0 {
+		t.Fatalf("apd-publish: exit %d: %s", r.code, r.stderr)
+	}
+	out, err := exec.Command(sub, "-h", host, "-p", port, "-t", "homeassistant/#", "-v", "-W", "2").Output()
+	if ee, ok := err.(*exec.ExitError); err != nil && (!ok || ee.ExitCode() != 27) { // 27: -W timeout
+		t.Fatalf("mosquitto_sub: %v", err)
+	}
+	configs := map[string]map[string]any{}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		topic, payload, _ := strings.Cut(line, " ")
+		var m map[string]any
+		if err := json.Unmarshal([]byte(payload), &m); err != nil {
+			t.Fatalf("%s: %q: %v", topic, payload, err)
+		}
+		configs[topic] = m
+	}
+	temp := configs["homeassistant/sensor/pi-kitchen/temperature/config"]
+	if temp["state_topic"] != "apd/pi-kitchen/temperature" || temp["unit_of_measurement"] != "°C" || temp["availability_topic"] != "apd/pi-kitchen/$status" {
+		t.Errorf("temperature config = %v", temp)
+	}
+	if configs["homeassistant/sensor/pi-kitchen/relative_humidity/config"]["device_class"] != "humidity" {
+		t.Errorf("humidity config = %v", configs["homeassistant/sensor/pi-kitchen/relative_humidity/config"])
+	}
+	if _, ok := configs["homeassistant/sensor/pi-kitchen/uptime/config"]; !ok {
+		t.Errorf("no uptime config: %v", configs)
+	}
+	if _, ok := configs["homeassistant/sensor/pi-kitchen/old_sensor/config"]; ok {
+		t.Errorf("the config of a sensor no longer configured is still retained")
+	}
+	// The discovery messages are not apd readings: nothing went to the
+	// dead letters.
+	if dl := run(t, nil, "apd", "deadletters", "--server", "http://"+s.http); strings.Contains(dl.stdout, "homeassistant") {
+		t.Errorf("discovery messages dead-lettered:\n%s", dl.stdout)
+	}
+}
