@@ -3,10 +3,8 @@
 package main
 
 import (
-	"os"
-
-	"github.com/apd-telemetry/apd/internal/cli"
+	"github.com/apd-telemetry/apd/publisher/publishmain"
 	_ "github.com/apd-telemetry/apd/publisher/sensors/all"
 )
 
-func main() { os.Exit(cli.MainPublish(os.Args[1:], os.Stdout, os.Stderr)) }
+func main() { publishmain.Main() }

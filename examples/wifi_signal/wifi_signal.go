@@ -1,0 +1,93 @@
+// Package wifi_signal is an example of a compiled-in sensor: the signal
+// level of this machine's Wi-Fi link from /proc/net/wireless, in dBm.
+//
+// Importing it registers the sensor "wifi_signal" with apd-publish's
+// registry, the way database/sql drivers register themselves; a custom
+// build of apd-publish (see ../apd-publish-custom and docs/plugins.md)
+// then has it like any built-in. It shows the three things a sensor
+// provides: a title, a Read that returns a value or an error of a kind,
+// and, optionally, a format of its own.
+package wifi_signal
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/apd-telemetry/apd/publisher"
+	"github.com/apd-telemetry/apd/schema"
+)
+
+func init() { publisher.Register("wifi_signal", New) }
+
+// Sensor reads the link named Interface, or the first one listed.
+type Sensor struct {
+	Path      string
+	Interface string
+}
+
+// New is the factory: it reads its parameter ([sensors.wifi_signal]
+// interface = "wlan0") and never fails for missing hardware; Read reports
+// that instead, so users see it.
+func New(env publisher.Env) (publisher.Sensor, error) {
+	return Sensor{Path: env.Path("/proc/net/wireless"), Interface: env.String("interface", "")}, nil
+}
+
+// Title implements publisher.Sensor.
+func (Sensor) Title() string { return "Wi-Fi Signal" }
+
+// Read implements publisher.Sensor. No Wi-Fi at all is persistent (retrying
+// will not help); a line that does not parse is intermittent.
+func (s Sensor) Read(context.Context) (any, error) {
+	f, err := os.Open(s.Path)
+	if err != nil {
+		return nil, publisher.Persistent(fmt.Errorf("no wireless statistics: %w", publisher.ErrNotPresent))
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for line := 0; sc.Scan(); line++ {
+		if line < 2 {
+			continue // two header lines
+		}
+		iface, rest, ok := strings.Cut(sc.Text(), ":")
+		if !ok || (s.Interface != "" && strings.TrimSpace(iface) != s.Interface) {
+			continue
+		}
+		fields := strings.Fields(rest)
+		if len(fields) < 3 {
+			return nil, publisher.Intermittent(fmt.Errorf("%s: short line %q", s.Path, sc.Text()))
+		}
+		level, err := strconv.ParseFloat(strings.TrimSuffix(fields[2], "."), 64)
+		if err != nil {
+			return nil, publisher.Intermittent(fmt.Errorf("%s: signal level %q: %w", s.Path, fields[2], err))
+		}
+		return schema.Quantity{Magnitude: level, Unit: "dBm"}, nil
+	}
+	if s.Interface != "" {
+		return nil, publisher.Persistent(fmt.Errorf("no wireless interface %s: %w", s.Interface, publisher.ErrNotPresent))
+	}
+	return nil, publisher.Persistent(fmt.Errorf("no wireless interface: %w", publisher.ErrNotPresent))
+}
+
+// Format implements publisher.Formatter: the level with a word for it.
+// It works on the stored value alone, so it needs no hardware.
+func (Sensor) Format(value json.RawMessage) string {
+	q, ok := schema.ParseQuantity(value)
+	if !ok {
+		return schema.FormatValue(value)
+	}
+	word := "poor"
+	switch {
+	case q.Magnitude >= -50:
+		word = "excellent"
+	case q.Magnitude >= -60:
+		word = "good"
+	case q.Magnitude >= -70:
+		word = "fair"
+	}
+	return fmt.Sprintf("%.0f dBm (%s)", q.Magnitude, word)
+}

@@ -1,0 +1,33 @@
+package wifi_signal
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/apd-telemetry/apd/publisher"
+)
+
+func TestRead(t *testing.T) {
+	tests := []struct {
+		root, iface, human, err string
+	}{
+		{"testdata", "", "-56 dBm (good)", ""},
+		{"testdata", "wlan1", "-88 dBm (poor)", ""},
+		{"testdata", "wlan9", "", "no wireless interface wlan9"},
+		{t.TempDir(), "", "", "no wireless statistics"},
+	}
+	for _, tc := range tests {
+		s, _ := New(publisher.Env{Root: tc.root, Params: map[string]any{"interface": tc.iface}})
+		got := publisher.Named{Name: "wifi_signal", Sensor: s}.Read(context.Background(), time.Now())
+		if tc.err != "" {
+			if got.Err == nil || got.Err.Error()[:len(tc.err)] != tc.err || publisher.KindOf(got.Err) != "persistent" {
+				t.Errorf("%s %s: err = %v, want persistent %q", tc.root, tc.iface, got.Err, tc.err)
+			}
+			continue
+		}
+		if got.Err != nil || got.Human != tc.human {
+			t.Errorf("%s %s: got %q %v, want %q", tc.root, tc.iface, got.Human, got.Err, tc.human)
+		}
+	}
+}
