@@ -49,8 +49,13 @@ type Options struct {
 	// is full, which slows the publishers down instead of dropping.
 	// Default 16384.
 	QueueSize int
-	Logger    *slog.Logger
-	Now       func() time.Time
+	// OnCommit, when set, is given the readings of every committed batch
+	// (duplicates included), after the commit and before the
+	// acknowledgements. It must not block and must not keep the slice:
+	// the batch is reused.
+	OnCommit func([]schema.Reading)
+	Logger   *slog.Logger
+	Now      func() time.Time
 }
 
 // Rejection reasons, the label of apd_rejected_total.
@@ -391,6 +396,9 @@ func (in *Ingester) afterCommit(batch *store.Batch, res store.CommitResult, done
 	m.Duplicates.Add(uint64(res.Duplicates))
 	m.Lost.Add(res.Lost)
 	m.Statuses.Add(uint64(len(batch.Statuses)))
+	if in.opts.OnCommit != nil && len(batch.Readings) > 0 {
+		in.opts.OnCommit(batch.Readings)
+	}
 	for _, d := range dones {
 		d()
 	}

@@ -106,6 +106,19 @@ func (f *File) ExecSensors() ([]map[string]any, error) {
 	return tables, nil
 }
 
+// Rules returns the [[rules]] tables, in file order.
+func (f *File) Rules() ([]map[string]any, error) {
+	raw, ok := f.tree["rules"]
+	if !ok {
+		return nil, nil
+	}
+	tables, ok := raw.([]map[string]any)
+	if !ok {
+		return nil, fmt.Errorf("%w: %s: rules must be an array of tables ([[rules]])", ErrBadConfig, f.Path)
+	}
+	return tables, nil
+}
+
 // Resolver returns a kong resolver for the flags tagged with config keys:
 // environment first, then the file. Its Validate rejects keys in the file
 // that are not in known (see Keys); with known nil, the keys of the

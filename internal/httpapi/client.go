@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/apd-telemetry/apd/internal/query"
+	"github.com/apd-telemetry/apd/internal/rules"
 	"github.com/apd-telemetry/apd/internal/store"
 	"github.com/apd-telemetry/apd/schema"
 )
@@ -97,6 +98,20 @@ func (c *Client) Query(q store.Query, spec query.Spec, fn func(*schema.Reading) 
 	}
 	defer resp.Body.Close()
 	return query.DecodeNDJSON(resp.Body, fn)
+}
+
+// RuleStats returns the counters of the server's rules.
+func (c *Client) RuleStats() ([]rules.Stats, error) {
+	resp, err := c.get(context.Background(), "/api/v1/rules", nil)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	var stats []rules.Stats
+	if err := json.NewDecoder(resp.Body).Decode(&stats); err != nil {
+		return nil, fmt.Errorf("decode rules: %w", err)
+	}
+	return stats, nil
 }
 
 // Hosts returns the server's hosts.

@@ -15,6 +15,7 @@ import (
 
 	"github.com/apd-telemetry/apd/internal/metrics"
 	"github.com/apd-telemetry/apd/internal/query"
+	"github.com/apd-telemetry/apd/internal/rules"
 	"github.com/apd-telemetry/apd/internal/store"
 	"github.com/apd-telemetry/apd/schema"
 )
@@ -37,6 +38,13 @@ type Server struct {
 	// APIKey, when not empty, is required in the X-API-Key header of every
 	// request except /healthz.
 	APIKey []byte
+	// Rules, when set, answers /api/v1/rules.
+	Rules RuleStats
+}
+
+// RuleStats reports the counters of the running rules.
+type RuleStats interface {
+	Stats() []rules.Stats
 }
 
 // APIKeyHeader carries the API key.
@@ -63,6 +71,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /api/v1/deadletters", s.deadLetters)
 	mux.HandleFunc("DELETE /api/v1/readings", s.delete)
 	mux.HandleFunc("GET /api/v1/backup", s.backup)
+	mux.HandleFunc("GET /api/v1/rules", s.rules)
 	return securityHeaders(s.requireKey(mux))
 }
 
@@ -256,4 +265,14 @@ func (s *Server) backup(w http.ResponseWriter, _ *http.Request) {
 	if _, err := s.Store.Backup(w); err != nil {
 		s.log().Error("backup failed mid-stream", "err", err)
 	}
+}
+
+// rules lists each rule with its counters; no rules is an empty list.
+func (s *Server) rules(w http.ResponseWriter, _ *http.Request) {
+	stats := []rules.Stats{}
+	if s.Rules != nil {
+		stats = s.Rules.Stats()
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(stats)
 }

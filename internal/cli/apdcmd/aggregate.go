@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/apd-telemetry/apd/internal/cli"
+	"github.com/apd-telemetry/apd/internal/config"
 	"github.com/apd-telemetry/apd/internal/mqttc"
 	"github.com/apd-telemetry/apd/schema"
 	"github.com/apd-telemetry/apd/subscriber"
@@ -36,7 +37,7 @@ Example:
 }
 
 // Run implements the command.
-func (c *AggregateCmd) Run(ctx context.Context, g *cli.Globals) error {
+func (c *AggregateCmd) Run(ctx context.Context, g *cli.Globals, file *config.File) error {
 	log := g.Logger()
 	keep, err := c.retention()
 	if err != nil {
@@ -63,7 +64,22 @@ func (c *AggregateCmd) Run(ctx context.Context, g *cli.Globals) error {
 		}()
 		return nil
 	}
-	agg, err := openAggregator(c.DataFlags, c.IngestFlags, c.HTTPFlags, topics, ack, log)
+	ruleCfgs, err := loadRules(file)
+	if err != nil {
+		return err
+	}
+	// The rules' publish action: to the external broker, which must let
+	// this user publish readings (admin role on apd's own broker).
+	publish := func(topic string, payload []byte) error {
+		client := clientRef.Load()
+		if client == nil {
+			return errors.New("not connected")
+		}
+		pctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		return client.Publish(pctx, topic, payload, false)
+	}
+	agg, err := openAggregator(c.DataFlags, c.IngestFlags, c.HTTPFlags, topics, ack, ruleCfgs, publish, log)
 	if err != nil {
 		return err
 	}
@@ -99,7 +115,7 @@ func (c *AggregateCmd) Run(ctx context.Context, g *cli.Globals) error {
 		return err
 	}
 	log.Info("apd aggregate running", "broker", c.Broker, "http", agg.HTTPURL(), "db", agg.store.Path())
-	logMetricsOnSignal(ctx, agg.metrics, log)
+	agg.logMetricsOnSignal(ctx)
 	agg.logProgress(ctx)
 	agg.startRetention(ctx, keep)
 	<-ctx.Done()

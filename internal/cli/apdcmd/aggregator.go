@@ -16,9 +16,11 @@ import (
 	"time"
 
 	"github.com/apd-telemetry/apd/internal/cli"
+	"github.com/apd-telemetry/apd/internal/config"
 	"github.com/apd-telemetry/apd/internal/httpapi"
 	"github.com/apd-telemetry/apd/internal/metrics"
 	"github.com/apd-telemetry/apd/internal/query"
+	"github.com/apd-telemetry/apd/internal/rules"
 	"github.com/apd-telemetry/apd/internal/store"
 	"github.com/apd-telemetry/apd/schema"
 	"github.com/apd-telemetry/apd/subscriber"
@@ -105,17 +107,34 @@ func (f HTTPFlags) apiKey() ([]byte, error) {
 	return key, nil
 }
 
+// loadRules reads and checks the [[rules]] of the config file.
+func loadRules(file *config.File) ([]rules.Config, error) {
+	tables, err := file.Rules()
+	if err != nil {
+		return nil, err
+	}
+	cfgs, err := rules.Parse(tables)
+	if err != nil {
+		return nil, cli.WithCode(cli.ExitBadConfig, fmt.Errorf("%s: %w", file.Path, err), "apd rules check "+file.Path+" checks a rules file")
+	}
+	return cfgs, nil
+}
+
 // aggregator is the storage side shared by serve and aggregate.
 type aggregator struct {
 	store    *store.Store
 	ingester *subscriber.Ingester
+	rules    *rules.Engine // nil without rules
 	metrics  *metrics.Registry
 	http     *http.Server
 	httpLn   net.Listener
 	log      *slog.Logger
 }
 
-func openAggregator(d DataFlags, in IngestFlags, h HTTPFlags, topics schema.Topics, ack subscriber.AckFunc, log *slog.Logger) (*aggregator, error) {
+// openAggregator opens the store, starts the ingester, the rules (their
+// publish action sends through publish) and the HTTP API.
+func openAggregator(d DataFlags, in IngestFlags, h HTTPFlags, topics schema.Topics, ack subscriber.AckFunc,
+	ruleCfgs []rules.Config, publish func(topic string, payload []byte) error, log *slog.Logger) (*aggregator, error) {
 	key, err := h.apiKey()
 	if err != nil {
 		return nil, err
@@ -134,9 +153,15 @@ func openAggregator(d DataFlags, in IngestFlags, h HTTPFlags, topics schema.Topi
 		return nil, cli.WithCode(cli.ExitFailure, fmt.Errorf("HTTP listen on %s: %w", h.HTTPAddr, err), "pass another --http-addr")
 	}
 	a := &aggregator{store: st, metrics: metrics.NewRegistry(), httpLn: ln, log: log}
+	var onCommit func([]schema.Reading)
+	if len(ruleCfgs) > 0 {
+		a.rules = rules.NewEngine(ruleCfgs, rules.Deps{Publish: publish, Topics: topics, Logger: log})
+		onCommit = a.rules.Submit
+		log.Info("rules loaded", "rules", len(ruleCfgs))
+	}
 	a.ingester = subscriber.New(st, ack, subscriber.Options{
 		Topics: topics, MaxBatch: in.MaxBatch, MaxDelay: in.BatchDelay, MaxPayload: in.MaxPayload,
-		MaxAge: in.MaxAge, MaxAhead: in.MaxAhead, Logger: log})
+		MaxAge: in.MaxAge, MaxAhead: in.MaxAhead, OnCommit: onCommit, Logger: log})
 	a.ingester.Metrics().Register(a.metrics)
 	a.metrics.GaugeFunc("apd_db_size_bytes", "Size of the database file.", func() float64 {
 		n, _ := st.Size()
@@ -151,6 +176,9 @@ func openAggregator(d DataFlags, in IngestFlags, h HTTPFlags, topics schema.Topi
 		return float64(n)
 	})
 	api := &httpapi.Server{Store: st, Metrics: a.metrics, Logger: log, APIKey: key}
+	if a.rules != nil {
+		api.Rules = a.rules
+	}
 	a.http = &http.Server{Handler: api.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		if err := a.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -166,6 +194,9 @@ func (a *aggregator) HTTPURL() string { return "http://" + a.httpLn.Addr().Strin
 // close commits what is queued, then stops the API and the store.
 func (a *aggregator) close() {
 	_ = a.ingester.Close()
+	if a.rules != nil {
+		a.rules.Close()
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	_ = a.http.Shutdown(ctx)
@@ -221,16 +252,19 @@ func onSignal(ctx context.Context, sig os.Signal, fn func()) {
 	}()
 }
 
-// logMetricsOnSignal writes the self-metrics to the log on SIGUSR1 until ctx
-// ends.
-func logMetricsOnSignal(ctx context.Context, r *metrics.Registry, log *slog.Logger) {
+// logMetricsOnSignal writes the self-metrics and the rules' counters to
+// the log on SIGUSR1 until ctx ends.
+func (a *aggregator) logMetricsOnSignal(ctx context.Context) {
 	onSignal(ctx, syscall.SIGUSR1, func() {
 		var b strings.Builder
-		r.WritePrometheus(&b)
+		a.metrics.WritePrometheus(&b)
 		for _, line := range strings.Split(b.String(), "\n") {
 			if line != "" && !strings.HasPrefix(line, "#") {
-				log.Info("metric", "value", line)
+				a.log.Info("metric", "value", line)
 			}
+		}
+		if a.rules != nil {
+			a.rules.LogStats(a.log)
 		}
 	})
 }

@@ -28,6 +28,7 @@ type APD struct {
 	Backup      BackupCmd      `cmd:"" help:"Write a consistent copy of the database, even while it runs."`
 	DeadLetters DeadLettersCmd `cmd:"" name:"deadletters" help:"List input that was rejected, with the reason."`
 	Users       UsersCmd       `cmd:"" help:"Manage the broker's users (authentication and ACLs)."`
+	Rules       RulesCmd       `cmd:"" help:"Rules on live readings: status, test against stored history, check a file."`
 	Version     cli.VersionCmd `cmd:"" help:"Print the version."`
 }
 

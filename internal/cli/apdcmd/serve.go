@@ -61,7 +61,25 @@ func (c *ServeCmd) Run(ctx context.Context, g *cli.Globals, file *config.File) e
 		}
 		return b.Publish(topic, payload, true)
 	}
-	agg, err := openAggregator(c.DataFlags, c.IngestFlags, c.HTTPFlags, topics, ack, log)
+	ruleCfgs, err := loadRules(file)
+	if err != nil {
+		return err
+	}
+	// A rule's outcome goes to MQTT subscribers through the broker and,
+	// since the ingestion hook leaves the broker's own publishes alone,
+	// straight to the ingester: stored, and seen by rules on rules.
+	var agg *aggregator
+	publish := func(topic string, payload []byte) error {
+		b := brkRef.Load()
+		if b == nil {
+			return errors.New("broker not started")
+		}
+		if err := b.Publish(topic, payload, false); err != nil {
+			return err
+		}
+		return agg.ingester.Submit(topic, payload, nil)
+	}
+	agg, err = openAggregator(c.DataFlags, c.IngestFlags, c.HTTPFlags, topics, ack, ruleCfgs, publish, log)
 	if err != nil {
 		return err
 	}
@@ -89,7 +107,7 @@ func (c *ServeCmd) Run(ctx context.Context, g *cli.Globals, file *config.File) e
 	}
 	registerBrokerMetrics(agg.metrics, brk)
 	log.Info("apd serve running", "mqtt", brk.Addr(), "http", agg.HTTPURL(), "db", agg.store.Path(), "version", cli.Version)
-	logMetricsOnSignal(ctx, agg.metrics, log)
+	agg.logMetricsOnSignal(ctx)
 	agg.logProgress(ctx)
 	agg.startRetention(ctx, keep)
 
