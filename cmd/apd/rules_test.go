@@ -47,7 +47,7 @@ func (h *webhookLog) list() []map[string]any {
 // acceptanceReadings are 19, 18, 21, 22, 21 °C, one per hour from 12:00
 // yesterday, as v1 payloads.
 func acceptanceReadings(host string) (noon time.Time, payloads []string) {
-	noon = time.Now().UTC().Truncate(24*time.Hour).Add(-12 * time.Hour)
+	noon = time.Now().UTC().Truncate(24 * time.Hour).Add(-12 * time.Hour)
 	for i, v := range []float64{19, 18, 21, 22, 21} {
 		r := schema.Reading{Host: host, Sensor: "temperature", Time: noon.Add(time.Duration(i) * time.Hour), Seq: uint64(i + 1),
 			Value: schema.Quantity{Magnitude: v, Unit: "degC"}.Raw()}

@@ -157,7 +157,7 @@ func (c *RulesTestCmd) Run(g *cli.Globals, file *config.File) error {
 		if err := tw.Flush(); err != nil {
 			return err
 		}
-		fmt.Fprintf(g.Stderr(), "%d outcomes from %d rules\n", n, len(cfgs))
+		fmt.Fprintf(g.Stderr(), "%s from %s\n", plural(n, "outcome"), plural(len(cfgs), "rule"))
 	}
 	return nil
 }
@@ -211,6 +211,14 @@ func (c *RulesCheckCmd) Run(g *cli.Globals) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	fmt.Fprintf(g.Stderr(), "%s: %d rules, all valid\n", c.File, len(cfgs))
+	fmt.Fprintf(g.Stderr(), "%s: %s, all valid\n", c.File, plural(len(cfgs), "rule"))
 	return nil
+}
+
+// plural is "1 rule", "2 rules".
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }
