@@ -219,3 +219,45 @@ func TestHomeAssistantDiscovery(t *testing.T) {
 		t.Errorf("discovery messages dead-lettered:\n%s", dl.stdout)
 	}
 }
+
+// TestHangingSensorDoesNotDelayOthers runs apd-publish with a program that
+// never answers beside a built-in sensor: the built-in one keeps its
+// one-second schedule, and the hung one is published as a failed reading
+// once its timeout cuts it off.
+func TestHangingSensorDoesNotDelayOthers(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs processes for several seconds")
+	}
+	s := startServe(t)
+	cfg := writeConfig(t, `
+[publisher]
+sensors = ["uptime", "hung"]
+attempts = 1
+
+[[sensors.exec]]
+name = "hung"
+command = ["sleep", "600"]
+timeout = "2s"
+`)
+	var log testutil.SyncBuffer
+	pub := exec.Command(filepath.Join(binDir, "apd-publish"), "--config", cfg, "--broker", "tcp://"+s.mqtt, "--host", "hangs",
+		"--interval", "1s", "--spool", filepath.Join(t.TempDir(), "spool.db"))
+	pub.Stdout, pub.Stderr = &log, &log
+	if err := pub.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = pub.Process.Signal(syscall.SIGTERM); _ = pub.Wait() }()
+	time.Sleep(4500 * time.Millisecond)
+	q := run(t, nil, "apd", "query", "--server", "http://"+s.http, "--sensor", "uptime", "--host", "hangs", "--format", "ndjson")
+	if n := len(ndjsonLines(t, q.stdout)); n < 3 {
+		t.Errorf("%d uptime readings in 4.5 s beside a hung sensor, want at least 3\n%s", n, log.String())
+	}
+	q = run(t, nil, "apd", "query", "--server", "http://"+s.http, "--sensor", "hung", "--host", "hangs", "--format", "ndjson")
+	rows := ndjsonLines(t, q.stdout)
+	if len(rows) == 0 {
+		t.Fatalf("no reading of the hung sensor\n%s", log.String())
+	}
+	if e, _ := rows[0]["error"].(map[string]any); e == nil || !strings.Contains(e["message"].(string), "no result within 2s") {
+		t.Errorf("hung sensor reading: %v", rows[0])
+	}
+}
