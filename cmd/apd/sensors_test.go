@@ -84,6 +84,11 @@ titles = { "28-0316a2791aff" = "Greenhouse" }
 	if readings[0]["sensor"] != "greenhouse" || readings[0]["human"] != "21.4 °C (70.6 °F)" || readings[1]["sensor"] != "ds18b20_28-0416b3a2c4ff" {
 		t.Errorf("ds18b20 readings: %v", readings[:2])
 	}
+	// One probe, selected by its own name.
+	r = run(t, nil, "apd", "sensors", "--config", cfg, "--sys-root", w1, "--sensor", "greenhouse")
+	if r.code != 0 || strings.TrimSpace(r.stdout) != "Greenhouse\n21.4 °C (70.6 °F)" {
+		t.Errorf("--sensor greenhouse: exit %d: %q %s", r.code, r.stdout, r.stderr)
+	}
 }
 
 func TestExecSensors(t *testing.T) {
