@@ -192,3 +192,47 @@ when = "value >> 20"
 		t.Errorf("rules check: exit %d: %s %s", r.code, r.stdout, r.stderr)
 	}
 }
+
+// TestDerivedRule: a rule with expr publishes the difference of two hosts'
+// temperatures as a reading of its own, stored like any other.
+func TestDerivedRule(t *testing.T) {
+	pub, err := exec.LookPath("mosquitto_pub")
+	if err != nil {
+		t.Skip("needs mosquitto_pub")
+	}
+	cfg := writeConfig(t, `
+[[rules]]
+name = "indoor_outdoor"
+expr = "kitchen - shed"
+inputs = { kitchen = "pi-kitchen/temperature", shed = "shed/temperature" }
+host = "pi-kitchen"
+actions = ["publish"]
+`)
+	if r := run(t, nil, "apd", "rules", "check", cfg); r.code != 0 || !strings.Contains(r.stdout, "= kitchen - shed (on pi-kitchen)") {
+		t.Fatalf("rules check: %d %s %s", r.code, r.stdout, r.stderr)
+	}
+	s := startServe(t, "--config", cfg)
+	host, port, _ := net.SplitHostPort(s.mqtt)
+	at := time.Now().UTC().Truncate(10 * time.Second).Add(-time.Minute)
+	for i, v := range [][2]float64{{21, 5}, {21.5, 6.25}} {
+		ts := schema.FormatTime(at.Add(time.Duration(i) * 10 * time.Second))
+		for _, hv := range []struct {
+			host string
+			v    float64
+		}{{"pi-kitchen", v[0]}, {"shed", v[1]}} {
+			payload := fmt.Sprintf(`{"v":1,"host":%q,"sensor":"temperature","ts":%q,"value":%v}`, hv.host, ts, hv.v)
+			if out, err := exec.Command(pub, "-h", host, "-p", port, "-q", "1", "-t", "apd/"+hv.host+"/temperature", "-m", payload).CombinedOutput(); err != nil {
+				t.Fatalf("mosquitto_pub: %v %s", err, out)
+			}
+		}
+	}
+	var rows []map[string]any
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline) && len(rows) < 2; time.Sleep(100 * time.Millisecond) {
+		q := run(t, nil, "apd", "query", "--server", "http://"+s.http, "--sensor", "indoor_outdoor", "--since", "1h", "--format", "ndjson")
+		rows = ndjsonLines(t, q.stdout)
+	}
+	if len(rows) != 2 || rows[0]["value"] != float64(16) || rows[1]["value"] != 15.25 || rows[1]["host"] != "pi-kitchen" ||
+		rows[1]["ts"] != schema.FormatTime(at.Add(10*time.Second)) {
+		t.Fatalf("derived readings: %v\n%s", rows, s.log)
+	}
+}

@@ -27,7 +27,7 @@ func (a actions) run(ctx context.Context, o Outcome) bool {
 		var err error
 		switch name {
 		case ActionLog:
-			a.deps.Logger.Info("rule outcome", "rule", o.Rule, "host", o.Host, "ts", schema.FormatTime(o.Time), "value", o.Value,
+			a.deps.Logger.Info("rule outcome", "rule", o.Rule, "host", o.Host, "ts", schema.FormatTime(o.Time), "value", string(o.Value),
 				"reading", o.Trigger.Human)
 		case ActionPublish:
 			err = a.publish(o)

@@ -39,7 +39,8 @@ const (
 	DefaultQueue          = 1000
 )
 
-// Config is one [[rules]] table.
+// Config is one [[rules]] table: a condition rule (sensor and when), or
+// a derived rule (expr over inputs) whose outcome is the computed number.
 type Config struct {
 	Name   string
 	Sensor string
@@ -68,10 +69,43 @@ type Config struct {
 	ExecTimeout    time.Duration
 	// Queue bounds the readings waiting for the rule.
 	Queue int
+
+	// Expr computes a derived reading from Inputs (+ - * / and
+	// parentheses over the input names); Calc is it compiled. Host is the
+	// host of the derived readings. A derived reading is made when every
+	// input has a reading newer than those of the last one and all of them
+	// lie within MaxSkew.
+	Expr    string
+	Calc    calc
+	Inputs  map[string]Input
+	Host    string
+	MaxSkew time.Duration
+}
+
+// Input is one series a derived rule reads: host/sensor.
+type Input struct{ Host, Sensor string }
+
+// DefaultMaxSkew bounds how far apart in time the inputs of one derived
+// reading may be.
+const DefaultMaxSkew = time.Minute
+
+// Derived reports whether c computes a value rather than a condition.
+func (c Config) Derived() bool { return c.Expr != "" }
+
+// watched lists the sensors whose readings the rule reads.
+func (c Config) watched() []string {
+	if !c.Derived() {
+		return []string{c.Sensor}
+	}
+	var out []string
+	for _, in := range c.Inputs {
+		out = append(out, in.Sensor)
+	}
+	return out
 }
 
 var knownKeys = []string{"name", "sensor", "hosts", "when", "unit", "for", "on_change", "after", "actions",
-	"webhook", "webhook_timeout", "webhook_retries", "exec", "exec_timeout", "queue"}
+	"webhook", "webhook_timeout", "webhook_retries", "exec", "exec_timeout", "queue", "expr", "inputs", "host", "max_skew"}
 
 // ErrInvalid is wrapped by every error about a rule's definition.
 var ErrInvalid = errors.New("invalid rule")
@@ -104,7 +138,7 @@ func Parse(tables []map[string]any) ([]Config, error) {
 
 func parseOne(t map[string]any) (Config, error) {
 	c := Config{WebhookTimeout: DefaultWebhookTimeout, WebhookRetries: DefaultWebhookRetries,
-		ExecTimeout: DefaultExecTimeout, Queue: DefaultQueue, Actions: []string{ActionLog}}
+		ExecTimeout: DefaultExecTimeout, Queue: DefaultQueue, Actions: []string{ActionLog}, MaxSkew: DefaultMaxSkew}
 	c.Name, _ = t["name"].(string)
 	for k := range t {
 		if !slices.Contains(knownKeys, k) {
@@ -161,19 +195,30 @@ func parseOne(t map[string]any) (Config, error) {
 	if err := schema.ValidateName(c.Name); err != nil {
 		return c, fmt.Errorf("name: %w (the name is the sensor of the rule's outcomes)", err)
 	}
-	c.Sensor = str("sensor")
-	if err == nil {
-		if c.Sensor == "" {
-			return c, errors.New("sensor: missing")
+	c.Expr = str("expr")
+	if c.Expr == "" {
+		c.Sensor = str("sensor")
+		if err == nil {
+			if c.Sensor == "" {
+				return c, errors.New("sensor: missing (or expr and inputs for a derived reading)")
+			}
+			if verr := schema.ValidateName(c.Sensor); verr != nil {
+				return c, fmt.Errorf("sensor: %w", verr)
+			}
 		}
-		if verr := schema.ValidateName(c.Sensor); verr != nil {
-			return c, fmt.Errorf("sensor: %w", verr)
+		c.Hosts = strs("hosts")
+		c.When = str("when")
+		dur("for", &c.For)
+	} else {
+		for _, k := range []string{"sensor", "hosts", "when", "for"} {
+			if _, ok := t[k]; ok {
+				return c, fmt.Errorf("%s: not for a derived rule (expr): it reads its inputs", k)
+			}
 		}
+		c.Host = str("host")
+		dur("max_skew", &c.MaxSkew)
 	}
-	c.Hosts = strs("hosts")
-	c.When = str("when")
 	c.Unit = str("unit")
-	dur("for", &c.For)
 	dur("webhook_timeout", &c.WebhookTimeout)
 	dur("exec_timeout", &c.ExecTimeout)
 	c.Webhook = str("webhook")
@@ -184,11 +229,17 @@ func parseOne(t map[string]any) (Config, error) {
 	if err != nil {
 		return c, err
 	}
-	if c.When == "" {
-		return c, errors.New("when: missing (a condition like \"value < 18\")")
-	}
-	if c.Cond, err = query.ParseWhere(c.When); err != nil {
-		return c, fmt.Errorf("when %q: %v", c.When, strings.TrimPrefix(err.Error(), "where: "))
+	if c.Derived() {
+		if err := parseDerived(&c, t["inputs"]); err != nil {
+			return c, err
+		}
+	} else {
+		if c.When == "" {
+			return c, errors.New("when: missing (a condition like \"value < 18\")")
+		}
+		if c.Cond, err = query.ParseWhere(c.When); err != nil {
+			return c, fmt.Errorf("when %q: %v", c.When, strings.TrimPrefix(err.Error(), "where: "))
+		}
 	}
 	if c.Unit != "" {
 		u, ok := schema.CanonicalUnit(c.Unit)
@@ -251,29 +302,90 @@ func parseOne(t map[string]any) (Config, error) {
 	if slices.Contains(c.Actions, ActionExec) && len(c.Exec) == 0 {
 		return c, errors.New("exec: the exec action needs a command, exec = [\"program\", \"arg\"]")
 	}
-	if c.Sensor == c.Name {
+	if slices.Contains(c.watched(), c.Name) {
 		return c, errors.New("sensor: a rule cannot watch its own outcomes")
 	}
 	return c, nil
 }
 
+// parseDerived reads the inputs of a derived rule, its host and its expr.
+func parseDerived(c *Config, raw any) error {
+	table, ok := raw.(map[string]any)
+	if !ok || len(table) == 0 {
+		return errors.New(`inputs: a derived rule needs inputs = { name = "host/sensor", … }`)
+	}
+	c.Inputs = map[string]Input{}
+	names := map[string]bool{}
+	hosts := map[string]bool{}
+	for name, v := range table {
+		if !isIdent(name) {
+			return fmt.Errorf("inputs: %q: an input name is a letter or _ followed by letters, digits or _", name)
+		}
+		s, _ := v.(string)
+		host, sensor, found := strings.Cut(s, "/")
+		if !found || schema.ValidateName(host) != nil || schema.ValidateName(sensor) != nil {
+			return fmt.Errorf("inputs: %s = %v: want \"host/sensor\"", name, v)
+		}
+		c.Inputs[name] = Input{Host: host, Sensor: sensor}
+		names[name] = true
+		hosts[host] = true
+	}
+	if c.Host == "" {
+		if len(hosts) > 1 {
+			return errors.New("host: the inputs are on several hosts; say which host the derived readings belong to")
+		}
+		for h := range hosts {
+			c.Host = h
+		}
+	}
+	if err := schema.ValidateName(c.Host); err != nil {
+		return fmt.Errorf("host: %w", err)
+	}
+	calc, err := parseArith(c.Expr, names)
+	if err != nil {
+		return fmt.Errorf("expr %q: %v", c.Expr, err)
+	}
+	c.Calc = calc
+	return nil
+}
+
+func isIdent(s string) bool {
+	for i, r := range s {
+		if !(r == '_' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || i > 0 && r >= '0' && r <= '9') {
+			return false
+		}
+	}
+	return s != ""
+}
+
 // findCycle returns rule names that watch each other's outcomes in a loop,
 // or nil.
 func findCycle(rules []Config) []string {
-	watches := map[string]string{}
+	watches := map[string][]string{}
 	for _, r := range rules {
-		watches[r.Name] = r.Sensor
+		watches[r.Name] = r.watched()
+	}
+	var walk func(path []string) []string
+	walk = func(path []string) []string {
+		if len(path) > len(rules)+1 {
+			return nil
+		}
+		for _, next := range watches[path[len(path)-1]] {
+			p := append(slices.Clone(path), next)
+			if next == path[0] {
+				return p
+			}
+			if _, isRule := watches[next]; isRule {
+				if c := walk(p); c != nil {
+					return c
+				}
+			}
+		}
+		return nil
 	}
 	for _, r := range rules {
-		path := []string{r.Name}
-		for next, ok := watches[r.Name]; ok; next, ok = watches[next] {
-			path = append(path, next)
-			if next == r.Name {
-				return path
-			}
-			if len(path) > len(rules) {
-				break
-			}
+		if c := walk([]string{r.Name}); c != nil {
+			return c
 		}
 	}
 	return nil

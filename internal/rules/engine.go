@@ -54,7 +54,8 @@ type Engine struct {
 
 // runner is one rule: its queue, its evaluator and its counters.
 type runner struct {
-	ev      *evaluator
+	ev      judge
+	size    int // queue bound
 	actions actions
 
 	mu      sync.Mutex
@@ -78,7 +79,7 @@ func NewEngine(rules []Config, deps Deps) *Engine {
 	ctx, cancel := context.WithCancel(context.Background())
 	e := &Engine{stop: cancel}
 	for _, c := range rules {
-		r := &runner{ev: newEvaluator(c), actions: actions{c: c, deps: deps}, wake: make(chan struct{}, 1), stats: Stats{Name: c.Name}}
+		r := &runner{ev: newJudge(c), size: c.Queue, actions: actions{c: c, deps: deps}, wake: make(chan struct{}, 1), stats: Stats{Name: c.Name}}
 		e.rules = append(e.rules, r)
 		e.wg.Add(1)
 		go func() {
@@ -112,7 +113,7 @@ func (e *Engine) Submit(readings []schema.Reading) {
 			c := *rd
 			c.Value = slices.Clone(rd.Value)
 			c.Extra = nil
-			if len(r.queue) >= r.ev.c.Queue {
+			if len(r.queue) >= r.size {
 				r.queue = r.queue[1:]
 				r.stats.Dropped++
 			}
@@ -183,7 +184,7 @@ func (r *runner) run(ctx context.Context) {
 
 		out, skip := r.ev.eval(&rd)
 		if skip != decided {
-			if skip != skipSame {
+			if skip != skipSame && skip != skipPending {
 				r.mu.Lock()
 				r.stats.Skipped++
 				r.mu.Unlock()
@@ -212,19 +213,41 @@ func (r *runner) run(ctx context.Context) {
 }
 
 // Replay runs rules over stored readings without acting and calls fn with
-// each outcome. Readings must come in time order per host (by host, then
-// time, as queries return them).
+// each outcome. readings must give a series' readings in time order per
+// host (by host, then time, as queries return them). A derived rule's
+// inputs are read whole and merged in time order.
 func Replay(rules []Config, readings func(sensor string, hosts []string, fn func(*schema.Reading) error) error, fn func(Outcome) error) error {
 	for _, c := range rules {
-		ev := newEvaluator(c)
-		err := readings(c.Sensor, c.Hosts, func(r *schema.Reading) error {
-			if out, skip := ev.eval(r); skip == decided {
+		j := newJudge(c)
+		judge := func(r *schema.Reading) error {
+			if out, skip := j.eval(r); skip == decided {
 				return fn(out)
 			}
 			return nil
-		})
-		if err != nil {
-			return err
+		}
+		if !c.Derived() {
+			if err := readings(c.Sensor, c.Hosts, judge); err != nil {
+				return err
+			}
+			continue
+		}
+		var merged []schema.Reading
+		for _, in := range c.Inputs {
+			err := readings(in.Sensor, []string{in.Host}, func(r *schema.Reading) error {
+				cp := *r
+				cp.Value = slices.Clone(r.Value)
+				merged = append(merged, cp)
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+		}
+		slices.SortStableFunc(merged, func(a, b schema.Reading) int { return a.Time.Compare(b.Time) })
+		for i := range merged {
+			if err := judge(&merged[i]); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
@@ -238,7 +261,7 @@ func payload(o Outcome) []byte {
 		Host    string          `json:"host"`
 		Sensor  string          `json:"sensor"`
 		Time    string          `json:"ts"`
-		Value   bool            `json:"value"`
+		Value   json.RawMessage `json:"value"`
 		Reading json.RawMessage `json:"reading"`
 	}{o.Rule, r.Host, r.Sensor, schema.FormatTime(r.Time), o.Value, o.Trigger.AppendJSON(nil, schema.WithIdentity)})
 	return b

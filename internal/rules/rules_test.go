@@ -102,7 +102,7 @@ func outcomes(c Config, readings []schema.Reading) []string {
 	var out []string
 	for i := range readings {
 		if o, skip := ev.eval(&readings[i]); skip == decided {
-			out = append(out, fmt.Sprintf("%s %s@%s", o.Host, map[bool]string{true: "T", false: "F"}[o.Value], o.Time.Format("15:04")))
+			out = append(out, fmt.Sprintf("%s %s@%s", o.Host, map[string]string{"true": "T", "false": "F"}[string(o.Value)], o.Time.Format("15:04")))
 		}
 	}
 	return out

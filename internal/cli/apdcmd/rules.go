@@ -3,6 +3,7 @@ package apdcmd
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -143,7 +144,8 @@ func (c *RulesTestCmd) Run(g *cli.Globals, file *config.File) error {
 	}, func(o rules.Outcome) error {
 		n++
 		if tw != nil {
-			_, err := fmt.Fprintf(tw, "%s\t%s\t%s\t%v\t%s\n", o.Rule, o.Host, schema.FormatTime(o.Time), o.Value, query.Human(&o.Trigger))
+			r := o.Reading()
+			_, err := fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", o.Rule, o.Host, schema.FormatTime(o.Time), query.Human(&r), query.Human(&o.Trigger))
 			return err
 		}
 		r := o.Reading()
@@ -202,11 +204,19 @@ func (c *RulesCheckCmd) Run(g *cli.Globals) error {
 	tw := tabwriter.NewWriter(g.Stdout(), 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "RULE\tSENSOR\tWHEN\tFOR\tON CHANGE\tACTIONS")
 	for _, r := range cfgs {
-		when := r.When
+		sensor, when := r.Sensor, r.When
+		if r.Derived() {
+			var inputs []string
+			for name, in := range r.Inputs {
+				inputs = append(inputs, name+"="+in.Host+"/"+in.Sensor)
+			}
+			slices.Sort(inputs)
+			sensor, when = strings.Join(inputs, " "), "= "+r.Expr+" (on "+r.Host+")"
+		}
 		if r.Unit != "" {
 			when += " (in " + r.Unit + ")"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%v\t%s\n", r.Name, r.Sensor, when, r.For, r.OnChange, strings.Join(r.Actions, ","))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%v\t%s\n", r.Name, sensor, when, r.For, r.OnChange, strings.Join(r.Actions, ","))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
