@@ -78,12 +78,11 @@ func (f *File) Sensors() (SensorTables, error) {
 		return nil, fmt.Errorf("%w: %s: sensors must be a table", ErrBadConfig, f.Path)
 	}
 	for name, v := range m {
+		if name == "exec" {
+			continue // [[sensors.exec]]: external-program sensors, see ExecSensors
+		}
 		t, ok := v.(map[string]any)
 		if !ok {
-			// [[sensors.exec]] arrays belong to external-program sensors.
-			if _, isArray := v.([]map[string]any); isArray {
-				continue
-			}
 			return nil, fmt.Errorf("%w: %s: sensors.%s must be a table", ErrBadConfig, f.Path, name)
 		}
 		out[name] = t
@@ -95,26 +94,24 @@ func (f *File) Sensors() (SensorTables, error) {
 // sensors, in file order.
 func (f *File) ExecSensors() ([]map[string]any, error) {
 	m, _ := f.tree["sensors"].(map[string]any)
-	raw, ok := m["exec"]
-	if !ok {
-		return nil, nil
-	}
-	tables, ok := raw.([]map[string]any)
-	if !ok {
-		return nil, fmt.Errorf("%w: %s: sensors.exec must be an array of tables ([[sensors.exec]])", ErrBadConfig, f.Path)
-	}
-	return tables, nil
+	return f.arrayOfTables(m, "sensors.exec")
 }
 
 // Rules returns the [[rules]] tables, in file order.
 func (f *File) Rules() ([]map[string]any, error) {
-	raw, ok := f.tree["rules"]
+	return f.arrayOfTables(f.tree, "rules")
+}
+
+// arrayOfTables returns the [[key]] tables under the last part of the
+// dotted key in m: none when absent, an error when it is something else.
+func (f *File) arrayOfTables(m map[string]any, key string) ([]map[string]any, error) {
+	raw, ok := m[key[strings.LastIndexByte(key, '.')+1:]]
 	if !ok {
 		return nil, nil
 	}
 	tables, ok := raw.([]map[string]any)
 	if !ok {
-		return nil, fmt.Errorf("%w: %s: rules must be an array of tables ([[rules]])", ErrBadConfig, f.Path)
+		return nil, fmt.Errorf("%w: %s: %s must be an array of tables ([[%s]])", ErrBadConfig, f.Path, key, key)
 	}
 	return tables, nil
 }

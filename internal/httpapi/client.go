@@ -102,45 +102,35 @@ func (c *Client) Query(q store.Query, spec query.Spec, fn func(*schema.Reading) 
 
 // RuleStats returns the counters of the server's rules.
 func (c *Client) RuleStats() ([]rules.Stats, error) {
-	resp, err := c.get(context.Background(), "/api/v1/rules", nil)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
 	var stats []rules.Stats
-	if err := json.NewDecoder(resp.Body).Decode(&stats); err != nil {
-		return nil, fmt.Errorf("decode rules: %w", err)
-	}
-	return stats, nil
+	return stats, c.getJSON("/api/v1/rules", nil, "rules", &stats)
 }
 
 // Hosts returns the server's hosts.
 func (c *Client) Hosts() ([]store.Host, error) {
-	resp, err := c.get(context.Background(), "/api/v1/hosts", nil)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
 	var hosts []store.Host
-	if err := json.NewDecoder(resp.Body).Decode(&hosts); err != nil {
-		return nil, fmt.Errorf("decode hosts: %w", err)
-	}
-	return hosts, nil
+	return hosts, c.getJSON("/api/v1/hosts", nil, "hosts", &hosts)
 }
 
 // DeadLetters returns up to limit of the server's dead letters, newest
 // first.
 func (c *Client) DeadLetters(limit int) ([]store.DeadLetter, error) {
-	resp, err := c.get(context.Background(), "/api/v1/deadletters", url.Values{"limit": {fmt.Sprint(limit)}})
+	var dead []store.DeadLetter
+	return dead, c.getJSON("/api/v1/deadletters", url.Values{"limit": {fmt.Sprint(limit)}}, "dead letters", &dead)
+}
+
+// getJSON decodes the JSON answer to a GET of path into v; what names it
+// in the error.
+func (c *Client) getJSON(path string, params url.Values, what string, v any) error {
+	resp, err := c.get(context.Background(), path, params)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer resp.Body.Close()
-	var dead []store.DeadLetter
-	if err := json.NewDecoder(resp.Body).Decode(&dead); err != nil {
-		return nil, fmt.Errorf("decode dead letters: %w", err)
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+		return fmt.Errorf("decode %s: %w", what, err)
 	}
-	return dead, nil
+	return nil
 }
 
 // selection encodes the selecting part of a query as URL parameters.
