@@ -3,7 +3,8 @@
 // in °C.
 //
 // Each probe is a sensor named ds18b20_<probe id> unless the config names
-// it:
+// it; without any probe, the family is one sensor, ds18b20, that reports
+// the absence as a persistent error.
 //
 //	[sensors.ds18b20]
 //	names = { "28-0316a2791aff" = "greenhouse_temperature" }
@@ -53,6 +54,11 @@ func Probes(env publisher.Env) ([]publisher.Member, error) {
 		}
 		out = append(out, publisher.Member{Name: name, Sensor: Probe{Dir: dir, title: title}})
 	}
+	if len(out) == 0 && len(names) == 0 {
+		// No probe at all: say so, as a sensor that fails persistently,
+		// rather than vanish.
+		return []publisher.Member{{Name: "ds18b20", Sensor: noProbes{}}}, nil
+	}
 	// A configured probe that is absent still shows, as an error.
 	for _, id := range slices.Sorted(maps.Keys(names)) {
 		present := slices.ContainsFunc(dirs, func(d string) bool { return filepath.Base(d) == id })
@@ -81,6 +87,15 @@ func stringMap(params map[string]any, key string) (map[string]string, error) {
 		out[id] = s
 	}
 	return out, nil
+}
+
+// noProbes stands for the family on a machine without probes.
+type noProbes struct{}
+
+func (noProbes) Title() string { return "DS18B20 Temperature" }
+
+func (noProbes) Read(context.Context) (any, error) {
+	return nil, publisher.Persistent(fmt.Errorf("no DS18B20 probe on the 1-Wire bus (dtoverlay=w1-gpio): %w", publisher.ErrNotPresent))
 }
 
 // Probe reads one DS18B20.

@@ -50,10 +50,15 @@ func TestProbes(t *testing.T) {
 	}
 }
 
+// TestNoBus: a machine without probes shows the family as missing
+// hardware, like any other sensor.
 func TestNoBus(t *testing.T) {
 	members, err := Probes(publisher.Env{Root: t.TempDir()})
-	if err != nil || len(members) != 0 {
-		t.Fatalf("got %v, %v; want no members", members, err)
+	if err != nil || len(members) != 1 || members[0].Name != "ds18b20" {
+		t.Fatalf("got %v, %v; want the family standing for its absence", members, err)
+	}
+	if _, err := members[0].Sensor.Read(context.Background()); publisher.KindOf(err) != schema.Persistent || !strings.Contains(err.Error(), "no DS18B20 probe") {
+		t.Fatalf("no probes: err = %v", err)
 	}
 	if _, err := Probes(publisher.Env{Params: map[string]any{"names": "x"}}); err == nil {
 		t.Fatal("names = \"x\" accepted")
