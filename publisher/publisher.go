@@ -85,6 +85,8 @@ type Publisher struct {
 
 	emitMu sync.Mutex // serialises seq assignment with publishing order
 
+	samples chan Sample // read by the schedules, spooled together by Run's batcher
+
 	mu       sync.Mutex
 	sentAt   map[uint64]time.Time // published, not yet acknowledged
 	acked    uint64
@@ -110,7 +112,7 @@ func New(opts Options, spool *Spool, client Client) *Publisher {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Publisher{opts: opts, spool: spool, client: client, log: opts.Logger,
+	return &Publisher{opts: opts, spool: spool, client: client, log: opts.Logger, samples: make(chan Sample, 256),
 		sentAt: map[uint64]time.Time{}, acked: spool.Acked(), ackCh: make(chan struct{})}
 }
 
@@ -326,6 +328,12 @@ func (p *Publisher) Run(ctx context.Context) error {
 			p.schedule(ctx, n, interval)
 		}()
 	}
+	var batcher sync.WaitGroup
+	batcher.Add(1)
+	go func() {
+		defer batcher.Done()
+		p.batch(ctx)
+	}()
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -341,8 +349,70 @@ func (p *Publisher) Run(ctx context.Context) error {
 		}
 	}()
 	wg.Wait()
+	batcher.Wait()
 	p.drain()
 	return p.signOff()
+}
+
+// coalesce is how long the batcher waits for more samples after one
+// arrives: the sensors of one tick finish within it, and their readings go
+// to the spool in one transaction (one fsync) instead of one each.
+const coalesce = 50 * time.Millisecond
+
+// batch spools and publishes the samples the schedules and streams hand
+// in, a tick's worth at a time, until ctx ends; then it takes what is
+// already waiting.
+func (p *Publisher) batch(ctx context.Context) {
+	emit := func(batch []Sample) {
+		if _, _, err := p.emit(ctx, batch); err != nil {
+			p.log.Error("spool readings", "readings", len(batch), "err", err)
+		}
+	}
+	for {
+		var batch []Sample
+		select {
+		case s := <-p.samples:
+			batch = append(batch, s)
+		case <-ctx.Done():
+			for {
+				select {
+				case s := <-p.samples:
+					batch = append(batch, s)
+				default:
+					if len(batch) > 0 {
+						emit(batch)
+					}
+					return
+				}
+			}
+		}
+		timer := time.NewTimer(coalesce)
+	gather:
+		for len(batch) < cap(p.samples) {
+			select {
+			case s := <-p.samples:
+				batch = append(batch, s)
+			case <-timer.C:
+				break gather
+			case <-ctx.Done():
+				break gather
+			}
+		}
+		timer.Stop()
+		emit(batch)
+	}
+}
+
+// hand gives a sample to the batcher. A sample that completes after the
+// stop is dropped: it was cut short and never had a seq.
+func (p *Publisher) hand(ctx context.Context, s Sample) {
+	if ctx.Err() != nil {
+		return
+	}
+	select {
+	case p.samples <- s:
+	case <-ctx.Done():
+	}
 }
 
 // signOff lets the announcers finish and publishes the offline status of
@@ -375,15 +445,10 @@ func (p *Publisher) schedule(ctx context.Context, n Named, interval time.Duratio
 		go func() {
 			defer func() { <-busy }()
 			s := n.Read(ctx, next)
-			if ctx.Err() != nil {
-				return // cut short by the stop: not a reading of the sensor
-			}
-			if s.Err != nil {
+			if s.Err != nil && ctx.Err() == nil {
 				p.log.Debug("sensor failed", "sensor", n.Name, "err", s.Err)
 			}
-			if _, _, err := p.emit(ctx, []Sample{s}); err != nil {
-				p.log.Error("spool reading", "sensor", n.Name, "err", err)
-			}
+			p.hand(ctx, s)
 		}()
 	}
 }
@@ -392,15 +457,10 @@ func (p *Publisher) schedule(ctx context.Context, n Named, interval time.Duratio
 // arrives.
 func (p *Publisher) stream(ctx context.Context, n Named, st Streamer) {
 	st.Stream(ctx, func(v any, err error) {
-		if ctx.Err() != nil {
-			return
-		}
-		if err != nil {
+		if err != nil && ctx.Err() == nil {
 			p.log.Debug("sensor failed", "sensor", n.Name, "err", err)
 		}
-		if _, _, err := p.emit(ctx, []Sample{n.Sample(time.Now(), v, err)}); err != nil {
-			p.log.Error("spool reading", "sensor", n.Name, "err", err)
-		}
+		p.hand(ctx, n.Sample(time.Now(), v, err))
 	})
 }
 

@@ -371,3 +371,36 @@ func TestReplayIsRateLimited(t *testing.T) {
 		}
 	}
 }
+
+// TestOneSpoolWritePerTick: the sensors of one tick go to the spool in one
+// transaction, not one each (each is an fsync on a Pi's SD card).
+func TestOneSpoolWritePerTick(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits for clock ticks")
+	}
+	spool := openSpool(t, filepath.Join(t.TempDir(), "spool.db"))
+	defer spool.Close()
+	client := &fakeClient{}
+	var sensors []Named
+	for i := 0; i < 8; i++ {
+		sensors = append(sensors, Named{Name: fmt.Sprintf("s%d", i), Sensor: &fakeSensor{title: "S", results: []func(context.Context) (any, error){value(i)}}, Policy: fast})
+	}
+	p := New(Options{Host: "pi", Interval: 200 * time.Millisecond, DrainTimeout: 100 * time.Millisecond, Sensors: sensors}, spool, client)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- p.Run(ctx) }()
+	waitFor(t, "three ticks of readings", func() bool { return client.count("apd/pi/s7 ") >= 3 })
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	ticks := client.count("apd/pi/s7 ")
+	if n := spool.Appends(); n > uint64(ticks)+1 {
+		t.Errorf("%d spool writes for %d ticks of 8 sensors, want about one per tick", n, ticks)
+	}
+	for i := 0; i < 8; i++ {
+		if c := client.count(fmt.Sprintf("apd/pi/s%d ", i)); c < ticks-1 {
+			t.Errorf("sensor s%d published %d times in %d ticks", i, c, ticks)
+		}
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	"github.com/apd-telemetry/apd/schema"
@@ -32,7 +33,12 @@ const DefaultSpoolMaxBytes = 64 << 20
 type Spool struct {
 	db       *bolt.DB
 	maxBytes int64
+	appends  atomic.Uint64
 }
+
+// Appends counts the calls of Append since open: each is one transaction
+// and one fsync, the writes that wear a Pi's SD card.
+func (s *Spool) Appends() uint64 { return s.appends.Load() }
 
 // Spooled is a reading waiting in the spool, ready to publish.
 type Spooled struct {
@@ -97,6 +103,7 @@ func putUint(b *bolt.Bucket, k []byte, n uint64) error {
 func (s *Spool) Append(readings []schema.Reading) ([]Spooled, int, error) {
 	out := make([]Spooled, 0, len(readings))
 	dropped := 0
+	s.appends.Add(1)
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		out, dropped = out[:0], 0
 		meta, box := tx.Bucket(spoolMeta), tx.Bucket(spoolOutbox)
