@@ -30,11 +30,30 @@ func rssKiB(b *testing.B, pid int) int64 {
 	return 0
 }
 
+// writeBytes returns the bytes a process caused to be written to storage
+// (write_bytes in /proc/<pid>/io): its spool's pages and fsyncs.
+func writeBytes(b *testing.B, pid int) int64 {
+	b.Helper()
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, line := range strings.Split(string(raw), "\n") {
+		if v, ok := strings.CutPrefix(line, "write_bytes: "); ok {
+			n, _ := strconv.ParseInt(v, 10, 64)
+			return n
+		}
+	}
+	b.Fatal("no write_bytes in /proc io")
+	return 0
+}
+
 // BenchmarkPublisherFootprint runs the release build of apd-publish with
 // every built-in sensor at a 10 s interval against a real apd serve for
 // APD_FOOTPRINT_DURATION (default 10m; make footprint), sampling its
-// resident memory every interval. It reports the median and highest RSS
-// and the CPU used as a percentage of one core over the whole run.
+// resident memory every interval. It reports the median and highest RSS,
+// the CPU used as a percentage of one core over the whole run, and the
+// bytes written to storage per minute (what wears a Pi's SD card).
 func BenchmarkPublisherFootprint(b *testing.B) {
 	duration := 10 * time.Minute
 	if s := os.Getenv("APD_FOOTPRINT_DURATION"); s != "" {
@@ -54,13 +73,13 @@ func BenchmarkPublisherFootprint(b *testing.B) {
 			b.Fatal(err)
 		}
 		pid := pub.Process.Pid
-		startCPU, start := cpuTime(b, pid), time.Now()
+		startCPU, startWrites, start := cpuTime(b, pid), writeBytes(b, pid), time.Now()
 		var rss []int64
 		for time.Since(start) < duration {
 			time.Sleep(10 * time.Second)
 			rss = append(rss, rssKiB(b, pid))
 		}
-		cpu, wall := cpuTime(b, pid)-startCPU, time.Since(start)
+		cpu, writes, wall := cpuTime(b, pid)-startCPU, writeBytes(b, pid)-startWrites, time.Since(start)
 		_ = pub.Process.Signal(syscall.SIGTERM)
 		if err := pub.Wait(); err != nil {
 			b.Fatalf("apd-publish: %v", err)
@@ -69,5 +88,6 @@ func BenchmarkPublisherFootprint(b *testing.B) {
 		b.ReportMetric(float64(rss[len(rss)/2])/1024, "rss-median-MiB")
 		b.ReportMetric(float64(rss[len(rss)-1])/1024, "rss-max-MiB")
 		b.ReportMetric(100*cpu.Seconds()/wall.Seconds(), "cpu-%")
+		b.ReportMetric(float64(writes)/1024/wall.Minutes(), "disk-write-KiB/min")
 	}
 }
