@@ -116,7 +116,10 @@ func (c *RulesTestCmd) Run(g *cli.Globals, file *config.File) error {
 		cfgs = picked
 	}
 	if len(cfgs) == 0 {
-		return cli.WithCode(cli.ExitBadConfig, fmt.Errorf("no [[rules]] in %q", file.Path), "pass --config with a file that has rules")
+		if file.Path == "" {
+			return cli.WithCode(cli.ExitUsage, errors.New("no rules: they come from [[rules]] in the config file"), "pass --config FILE")
+		}
+		return cli.WithCode(cli.ExitBadConfig, fmt.Errorf("no [[rules]] in %s", file.Path), "")
 	}
 	now := time.Now()
 	since, err := query.ParseTime(c.Since, now)
