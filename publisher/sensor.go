@@ -184,6 +184,15 @@ func (r *Registry) Names() []string {
 	return names
 }
 
+// Has reports whether name is registered, as a sensor or a family.
+func (r *Registry) Has(name string) bool {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	_, ok := r.factories[name]
+	_, family := r.families[name]
+	return ok || family
+}
+
 // IsFamily reports whether name is a registered family.
 func (r *Registry) IsFamily(name string) bool {
 	r.mu.RLock()

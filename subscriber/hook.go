@@ -81,17 +81,15 @@ func (h *Hook) Provides(b byte) bool {
 	return bytes.Contains([]byte{mqtt.OnPublish, mqtt.OnWillSent}, []byte{b})
 }
 
-// OnPublish submits every client's publish; the broker's own (inline)
-// publishes are the acknowledgements and are skipped.
+// OnPublish submits every publish, the broker's own (inline) ones too:
+// those are the acknowledgements, which the ingester passes over, and the
+// outcomes of rules, which are readings like any other.
 func (h *Hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
-	if cl.Net.Inline {
-		return pk, nil
-	}
 	rejected, err := h.in.submit(pk.TopicName, pk.Payload, nil)
 	if err != nil {
 		h.in.log.Warn("ingest closed; message not stored", "topic", pk.TopicName)
 	}
-	if rejected {
+	if rejected && !cl.Net.Inline {
 		if over, log := h.tooManyRejects(cl.ID, time.Now()); over {
 			if log {
 				h.in.log.Warn("cutting off a client sending bad input", "client", cl.ID, "remote", cl.Net.Remote,

@@ -13,40 +13,29 @@ import (
 	"time"
 )
 
-// rssKiB returns a process's resident set size from /proc.
-func rssKiB(b *testing.B, pid int) int64 {
+// procField returns the number after "key:" in /proc/<pid>/<file>.
+func procField(b *testing.B, pid int, file, key string) int64 {
 	b.Helper()
-	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/%s", pid, file))
 	if err != nil {
 		b.Fatal(err)
 	}
 	for _, line := range strings.Split(string(raw), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			n, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+		if v, ok := strings.CutPrefix(line, key+":"); ok {
+			n, _ := strconv.ParseInt(strings.Fields(v)[0], 10, 64)
 			return n
 		}
 	}
-	b.Fatal("no VmRSS in /proc status")
+	b.Fatalf("no %s in /proc/%d/%s", key, pid, file)
 	return 0
 }
 
-// writeBytes returns the bytes a process caused to be written to storage
-// (write_bytes in /proc/<pid>/io): its spool's pages and fsyncs.
-func writeBytes(b *testing.B, pid int) int64 {
-	b.Helper()
-	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", pid))
-	if err != nil {
-		b.Fatal(err)
-	}
-	for _, line := range strings.Split(string(raw), "\n") {
-		if v, ok := strings.CutPrefix(line, "write_bytes: "); ok {
-			n, _ := strconv.ParseInt(v, 10, 64)
-			return n
-		}
-	}
-	b.Fatal("no write_bytes in /proc io")
-	return 0
-}
+// rssKiB returns a process's resident set size.
+func rssKiB(b *testing.B, pid int) int64 { return procField(b, pid, "status", "VmRSS") }
+
+// writeBytes returns the bytes a process caused to be written to storage:
+// its spool's pages and fsyncs.
+func writeBytes(b *testing.B, pid int) int64 { return procField(b, pid, "io", "write_bytes") }
 
 // BenchmarkPublisherFootprint runs the release build of apd-publish with
 // every built-in sensor at a 10 s interval against a real apd serve for

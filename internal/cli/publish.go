@@ -88,9 +88,12 @@ func BuildSensors(f SensorFlags, file *config.File) ([]publisher.Named, error) {
 			}
 		}
 	}
-	for name := range tables {
-		if !b.known(name) {
-			return nil, fmt.Errorf("[sensors.%s]: %w %q (known: %s)", name, publisher.ErrUnknownSensor, name, strings.Join(b.knownNames(), ", "))
+	if len(tables) > 0 {
+		known := b.knownNames()
+		for name := range tables {
+			if !slices.Contains(known, name) {
+				return nil, fmt.Errorf("[sensors.%s]: %w %q (known: %s)", name, publisher.ErrUnknownSensor, name, strings.Join(known, ", "))
+			}
 		}
 	}
 	return out, nil
@@ -109,7 +112,7 @@ func execSensors(file *config.File, reg *publisher.Registry) ([]external.Config,
 		if err != nil {
 			return nil, fmt.Errorf("%w: %s: sensors.exec[%d]: %v", config.ErrBadConfig, file.Path, i, err)
 		}
-		if names[c.Name] || slices.Contains(reg.Names(), c.Name) {
+		if names[c.Name] || reg.Has(c.Name) {
 			return nil, fmt.Errorf("%w: %s: sensors.exec[%d]: name %q is taken by another sensor", config.ErrBadConfig, file.Path, i, c.Name)
 		}
 		names[c.Name] = true
@@ -139,7 +142,7 @@ func (b *sensorBuilder) build(name string) ([]publisher.Named, error) {
 			return []publisher.Named{{Name: name, Sensor: external.New(c), Policy: p, Interval: c.Interval}}, nil
 		}
 	}
-	if slices.Contains(b.reg.Names(), name) {
+	if b.reg.Has(name) {
 		env, interval, err := b.env(name)
 		if err != nil {
 			return nil, err
@@ -211,10 +214,6 @@ func (b *sensorBuilder) expandFamilies() map[string][]publisher.Member {
 		}
 	}
 	return b.members
-}
-
-func (b *sensorBuilder) known(name string) bool {
-	return slices.Contains(b.knownNames(), name)
 }
 
 // knownNames lists every name a sensor can be selected by.

@@ -83,9 +83,7 @@ func (s *Server) requireKey(h http.Handler) http.Handler {
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/healthz" && subtle.ConstantTimeCompare([]byte(r.Header.Get(APIKeyHeader)), s.APIKey) != 1 {
-			w.Header().Set("Content-Type", "application/json")
-			w.WriteHeader(http.StatusUnauthorized)
-			_ = json.NewEncoder(w).Encode(map[string]string{"error": "missing or wrong API key (header " + APIKeyHeader + ")"})
+			writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "missing or wrong API key (header " + APIKeyHeader + ")"})
 			return
 		}
 		h.ServeHTTP(w, r)
@@ -116,9 +114,14 @@ func (s *Server) writeError(w http.ResponseWriter, err error) {
 	} else {
 		s.log().Error("api request failed", "err", err)
 	}
+	writeJSON(w, status, map[string]string{"error": err.Error()})
+}
+
+// writeJSON answers with status and v as JSON.
+func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(map[string]string{"error": err.Error()})
+	_ = json.NewEncoder(w).Encode(v)
 }
 
 // ParseQuery reads the selection parameters of /api/v1/query: sensor, host
@@ -211,8 +214,7 @@ func (s *Server) hosts(w http.ResponseWriter, _ *http.Request) {
 	if hosts == nil {
 		hosts = []store.Host{}
 	}
-	w.Header().Set("Content-Type", "application/json")
-	_ = json.NewEncoder(w).Encode(hosts)
+	writeJSON(w, http.StatusOK, hosts)
 }
 
 func (s *Server) deadLetters(w http.ResponseWriter, r *http.Request) {
@@ -233,8 +235,7 @@ func (s *Server) deadLetters(w http.ResponseWriter, r *http.Request) {
 	if dead == nil {
 		dead = []store.DeadLetter{}
 	}
-	w.Header().Set("Content-Type", "application/json")
-	_ = json.NewEncoder(w).Encode(dead)
+	writeJSON(w, http.StatusOK, dead)
 }
 
 // delete removes readings: host is required (repeatable), sensor, since
@@ -254,8 +255,7 @@ func (s *Server) delete(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, err)
 		return
 	}
-	w.Header().Set("Content-Type", "application/json")
-	_ = json.NewEncoder(w).Encode(map[string]int{"deleted": n})
+	writeJSON(w, http.StatusOK, map[string]int{"deleted": n})
 }
 
 // backup streams a consistent copy of the database file.
@@ -273,6 +273,5 @@ func (s *Server) rules(w http.ResponseWriter, _ *http.Request) {
 	if s.Rules != nil {
 		stats = s.Rules.Stats()
 	}
-	w.Header().Set("Content-Type", "application/json")
-	_ = json.NewEncoder(w).Encode(stats)
+	writeJSON(w, http.StatusOK, stats)
 }

@@ -95,15 +95,7 @@ func NewEngine(rules []Config, deps Deps) *Engine {
 // Readings are copied; the caller may reuse them.
 func (e *Engine) Submit(readings []schema.Reading) {
 	for _, r := range e.rules {
-		n := 0
-		for i := range readings {
-			if r.ev.matches(&readings[i]) {
-				n++
-			}
-		}
-		if n == 0 {
-			continue
-		}
+		queued := false
 		r.mu.Lock()
 		for i := range readings {
 			rd := &readings[i]
@@ -119,11 +111,14 @@ func (e *Engine) Submit(readings []schema.Reading) {
 			}
 			r.queue = append(r.queue, c)
 			r.stats.In++
+			queued = true
 		}
 		r.mu.Unlock()
-		select {
-		case r.wake <- struct{}{}:
-		default:
+		if queued {
+			select {
+			case r.wake <- struct{}{}:
+			default:
+			}
 		}
 	}
 }
@@ -219,14 +214,14 @@ func (r *runner) run(ctx context.Context) {
 func Replay(rules []Config, readings func(sensor string, hosts []string, fn func(*schema.Reading) error) error, fn func(Outcome) error) error {
 	for _, c := range rules {
 		j := newJudge(c)
-		judge := func(r *schema.Reading) error {
+		decide := func(r *schema.Reading) error {
 			if out, skip := j.eval(r); skip == decided {
 				return fn(out)
 			}
 			return nil
 		}
 		if !c.Derived() {
-			if err := readings(c.Sensor, c.Hosts, judge); err != nil {
+			if err := readings(c.Sensor, c.Hosts, decide); err != nil {
 				return err
 			}
 			continue
@@ -245,7 +240,7 @@ func Replay(rules []Config, readings func(sensor string, hosts []string, fn func
 		}
 		slices.SortStableFunc(merged, func(a, b schema.Reading) int { return a.Time.Compare(b.Time) })
 		for i := range merged {
-			if err := judge(&merged[i]); err != nil {
+			if err := decide(&merged[i]); err != nil {
 				return err
 			}
 		}

@@ -104,7 +104,7 @@ func (e *evaluator) eval(r *schema.Reading) (Outcome, string) {
 	if !st.last.IsZero() && !r.Time.After(st.last) {
 		return Outcome{}, skipLate
 	}
-	v, ok := e.number(r)
+	v, ok := number(r, e.c.Unit)
 	if !ok {
 		return Outcome{}, skipValue
 	}
@@ -124,10 +124,8 @@ func (e *evaluator) eval(r *schema.Reading) (Outcome, string) {
 	return Outcome{Rule: e.c.Name, Host: r.Host, Time: r.Time, Value: boolValue(firing), Trigger: *r}, decided
 }
 
-// number is the value the condition sees: the number, the magnitude of a
-// quantity (converted to the rule's unit), a boolean as 0 or 1.
-func (e *evaluator) number(r *schema.Reading) (float64, bool) { return number(r, e.c.Unit) }
-
+// number is the value a rule sees: the number, the magnitude of a
+// quantity (converted to unit, when set), a boolean as 0 or 1.
 func number(r *schema.Reading, unit string) (float64, bool) {
 	if r.Error != nil || r.Value == nil {
 		return 0, false

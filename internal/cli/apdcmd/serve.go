@@ -65,21 +65,16 @@ func (c *ServeCmd) Run(ctx context.Context, g *cli.Globals, file *config.File) e
 	if err != nil {
 		return err
 	}
-	// A rule's outcome goes to MQTT subscribers through the broker and,
-	// since the ingestion hook leaves the broker's own publishes alone,
-	// straight to the ingester: stored, and seen by rules on rules.
-	var agg *aggregator
+	// A rule's outcome goes through the broker like any reading: to MQTT
+	// subscribers, and by the ingestion hook to the store and the rules.
 	publish := func(topic string, payload []byte) error {
 		b := brkRef.Load()
 		if b == nil {
 			return errors.New("broker not started")
 		}
-		if err := b.Publish(topic, payload, false); err != nil {
-			return err
-		}
-		return agg.ingester.Submit(topic, payload, nil)
+		return b.Publish(topic, payload, false)
 	}
-	agg, err = openAggregator(c.DataFlags, c.IngestFlags, c.HTTPFlags, topics, ack, ruleCfgs, publish, log)
+	agg, err := openAggregator(c.DataFlags, c.IngestFlags, c.HTTPFlags, topics, ack, ruleCfgs, publish, log)
 	if err != nil {
 		return err
 	}

@@ -184,9 +184,6 @@ type Sensor struct{ c Config }
 // Title implements publisher.Sensor.
 func (s *Sensor) Title() string { return s.c.Title }
 
-// Config returns the sensor's configuration.
-func (s *Sensor) Config() Config { return s.c }
-
 // fail gives err the configured kind; a program that cannot be started at
 // all is persistent whatever the kind.
 func (s *Sensor) fail(err error) error {
