@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/tls"
 	"net"
+	"reflect"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -14,15 +15,27 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 )
 
-// accessHook authenticates clients against a users file and checks every
-// publish and subscription against the user's role. With no users it
-// admits only clients connecting from a loopback address, which is what
-// the zero-configuration default is safe for.
+// accessHook decides who may connect and what each client may publish and
+// subscribe to. With a users file every client logs in and is held to its
+// role; without one it admits only clients connecting from a loopback
+// address (any address with insecure), which is what the
+// zero-configuration default is safe for.
+//
+// Everything about a CONNECT is decided in OnConnect, where a refusal can
+// still carry its own reason code: the credentials, the last will (checked
+// like a publish by the same user, because mochi publishes wills without
+// asking OnACLCheck) and the client id (a session belongs to the user that
+// made it). OnConnectAuthenticate then only reports the outcome.
 type accessHook struct {
 	mqtt.HookBase
+	srv       *mqtt.Server
 	prefix    string
 	discovery string                // Home Assistant discovery prefix
-	users     atomic.Pointer[Users] // nil: loopback-only, no authentication
+	insecure  bool                  // without users, admit any address
+	users     atomic.Pointer[Users] // nil: no authentication
+	passwords *passwordCheck
+
+	admitted sync.Map // *mqtt.Client → struct{}: passed OnConnect
 
 	mu       sync.Mutex
 	connects map[string]*connWindow // by remote IP
@@ -44,6 +57,20 @@ const (
 	MaxConnects   = 30
 	ConnectWindow = 10 * time.Second
 )
+
+func newAccessHook(srv *mqtt.Server, opts Options) *accessHook {
+	h := &accessHook{srv: srv, prefix: opts.Prefix, discovery: opts.DiscoveryPrefix, insecure: opts.Insecure,
+		passwords: newPasswordCheck(opts.MaxLogins, opts.LoginWait)}
+	h.users.Store(opts.Users)
+	return h
+}
+
+// setUsers replaces the users; passwords verified under the old set are
+// forgotten.
+func (h *accessHook) setUsers(us *Users) {
+	h.users.Store(us)
+	h.passwords.forget()
+}
 
 // connectAllowed counts a connection attempt from remote and reports
 // whether it is within the rate limit. Loopback clients are not limited:
@@ -76,10 +103,30 @@ func topicWithinLimits(topic string) bool {
 	return len(topic) <= MaxTopicLen && strings.Count(topic, "/") < MaxTopicDepth
 }
 
+// publishable reports whether a client may publish to topic at all,
+// whatever its role: not empty, no wildcards, and not under a '$' first
+// level ($SYS and the like belong to the broker).
+func publishable(topic string) bool {
+	return topic != "" && topic[0] != '$' && !strings.ContainsAny(topic, "+#\x00") && topicWithinLimits(topic)
+}
+
+// stripShare returns the filter of a shared subscription
+// ($share/<group>/<filter>), or filter itself.
+func stripShare(filter string) string {
+	rest, ok := strings.CutPrefix(filter, "$share/")
+	if !ok {
+		return filter
+	}
+	if _, f, ok := strings.Cut(rest, "/"); ok {
+		return f
+	}
+	return filter
+}
+
 func (h *accessHook) ID() string { return "apd-access" }
 
 func (h *accessHook) Provides(b byte) bool {
-	return bytes.Contains([]byte{mqtt.OnConnectAuthenticate, mqtt.OnACLCheck}, []byte{b})
+	return bytes.Contains([]byte{mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnPacketRead}, []byte{b})
 }
 
 func isLoopback(remote string) bool {
@@ -91,39 +138,176 @@ func isLoopback(remote string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-// OnConnectAuthenticate admits a client whose user name and password match
-// the users file, or, without one, any loopback client.
+// OnConnect admits or refuses a CONNECT, answering a refusal with a
+// CONNACK that says why.
+func (h *accessHook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
+	code := h.admit(cl, pk)
+	if code != packets.CodeSuccess {
+		refuse(h.srv, cl, code)
+		return code
+	}
+	h.admitted.Store(cl, struct{}{})
+	return nil
+}
+
+// OnConnectAuthenticate reports what OnConnect decided.
+func (h *accessHook) OnConnectAuthenticate(cl *mqtt.Client, _ packets.Packet) bool {
+	_, ok := h.admitted.LoadAndDelete(cl)
+	return ok
+}
+
+// admit decides a CONNECT.
 //
 // A client presenting a certificate verified against the TLS listener's
 // client CA is the user named by the certificate's common name, without a
 // password. More than MaxConnects attempts per ConnectWindow from one
 // address are refused, so password guessing and reconnect storms are slow.
-func (h *accessHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
+func (h *accessHook) admit(cl *mqtt.Client, pk packets.Packet) packets.Code {
 	if !h.connectAllowed(cl.Net.Remote, time.Now()) {
-		return false
+		return packets.ErrConnectionRateExceeded
 	}
 	us := h.users.Load()
+	var user *User
 	if us == nil {
-		return isLoopback(cl.Net.Remote)
+		if !h.insecure && !isLoopback(cl.Net.Remote) {
+			return packets.ErrNotAuthorized
+		}
+	} else {
+		u, code := h.authenticate(us, cl, pk)
+		if code != packets.CodeSuccess {
+			return code
+		}
+		user = &u
+		// A session belongs to the user that made it: another user
+		// reusing its client id would inherit its queue (and acknowledge
+		// messages meant for it) and kick it off.
+		if existing, ok := h.srv.Clients.Get(cl.ID); ok && string(existing.Properties.Username) != u.Name {
+			return packets.ErrClientIdentifierNotValid
+		}
+		cl.Properties.Username = []byte(u.Name)
 	}
-	if tc, ok := cl.Net.Conn.(*tls.Conn); ok {
-		if chains := tc.ConnectionState().VerifiedChains; len(chains) > 0 && len(chains[0]) > 0 {
-			cn := chains[0][0].Subject.CommonName
-			if _, ok := us.Lookup(cn); ok {
-				cl.Properties.Username = []byte(cn)
-				return true
+	if pk.Connect.WillFlag && !h.mayPublish(user, pk.Connect.WillTopic) {
+		return packets.ErrNotAuthorized
+	}
+	return packets.CodeSuccess
+}
+
+// authenticate finds the user a CONNECT logs in as.
+func (h *accessHook) authenticate(us *Users, cl *mqtt.Client, pk packets.Packet) (User, packets.Code) {
+	if cn, ok := certificateName(cl.Net.Conn); ok {
+		if u, ok := us.Lookup(cn); ok {
+			return u, packets.CodeSuccess
+		}
+		return User{}, packets.ErrBadUsernameOrPassword
+	}
+	u, known := us.Lookup(string(pk.Connect.Username))
+	switch h.passwords.check(u, known, pk.Connect.Password) {
+	case passwordOK:
+		return u, packets.CodeSuccess
+	case passwordBusy:
+		return User{}, packets.ErrServerBusy
+	}
+	return User{}, packets.ErrBadUsernameOrPassword
+}
+
+// mayPublish reports whether user (nil: no users file) may publish to
+// topic: the check of every publish, applied to last wills too.
+func (h *accessHook) mayPublish(user *User, topic string) bool {
+	if !publishable(topic) {
+		return false
+	}
+	if user == nil {
+		return true
+	}
+	return Allowed(h.prefix, *user, topic, true) || DiscoveryAllowed(h.discovery, *user, topic, true)
+}
+
+// certificateName returns the common name of the client certificate the
+// connection was verified with, over TLS or WebSocket over TLS.
+func certificateName(c net.Conn) (string, bool) {
+	for range 3 {
+		switch v := c.(type) {
+		case *tls.Conn:
+			chains := v.ConnectionState().VerifiedChains
+			if len(chains) > 0 && len(chains[0]) > 0 {
+				return chains[0][0].Subject.CommonName, true
 			}
-			return false
+			return "", false
+		case *guardedConn:
+			c = v.Conn
+			continue
+		}
+		// mochi's WebSocket connection embeds the underlying connection
+		// in an unexported type: reach it by its field name.
+		rv := reflect.ValueOf(c)
+		if rv.Kind() != reflect.Pointer || rv.Elem().Kind() != reflect.Struct {
+			return "", false
+		}
+		f := rv.Elem().FieldByName("Conn")
+		if !f.IsValid() || !f.CanInterface() {
+			return "", false
+		}
+		inner, ok := f.Interface().(net.Conn)
+		if !ok || inner == nil {
+			return "", false
+		}
+		c = inner
+	}
+	return "", false
+}
+
+// refuse answers a refused CONNECT with code, in the client's protocol
+// version (MQTT 3.1.1 has only five return codes).
+func refuse(srv *mqtt.Server, cl *mqtt.Client, code packets.Code) {
+	if cl.Properties.ProtocolVersion < 5 {
+		switch code {
+		case packets.ErrBadUsernameOrPassword:
+			code = packets.Code{Code: 0x04} // bad user name or password
+		case packets.ErrClientIdentifierNotValid:
+			code = packets.Err3ClientIdentifierNotValid
+		case packets.ErrServerBusy, packets.ErrConnectionRateExceeded, packets.ErrServerUnavailable:
+			code = packets.Err3ServerUnavailable
+		default:
+			code = packets.Err3NotAuthorized
 		}
 	}
-	u, ok := us.Lookup(string(pk.Connect.Username))
-	return ok && u.CheckPassword(pk.Connect.Password)
+	_ = srv.SendConnack(cl, code, false, nil)
+}
+
+// OnPacketRead resolves MQTT 5 topic aliases before any check sees the
+// publish (mochi checks the ACL against the empty topic of an alias
+// reuse), and answers publishes to topics nobody may publish to instead
+// of leaving a QoS 1 sender waiting for a PUBACK that mochi never sends.
+func (h *accessHook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	if pk.FixedHeader.Type != packets.Publish || cl.Net.Inline {
+		return pk, nil
+	}
+	if pk.Properties.TopicAliasFlag && pk.Properties.TopicAlias > 0 {
+		pk.TopicName = cl.State.TopicAliases.Inbound.Set(pk.Properties.TopicAlias, pk.TopicName)
+	}
+	if publishable(pk.TopicName) || pk.FixedHeader.Qos == 0 {
+		return pk, nil
+	}
+	if cl.Properties.ProtocolVersion < 5 {
+		return pk, packets.ErrTopicNameInvalid // MQTT 3.1.1 has no negative PUBACK: disconnect
+	}
+	ackType := packets.Puback
+	if pk.FixedHeader.Qos == 2 {
+		ackType = packets.Pubrec
+	}
+	if err := cl.WritePacket(packets.Packet{FixedHeader: packets.FixedHeader{Type: ackType}, PacketID: pk.PacketID,
+		ReasonCode: packets.ErrTopicNameInvalid.Code}); err != nil {
+		return pk, err
+	}
+	pk.FixedHeader.Qos = 0 // answered: mochi drops it without another reply
+	pk.TopicName = ""
+	return pk, nil
 }
 
 // OnACLCheck allows what the client's role allows (see Role); topic is a
 // topic for publishes and a filter for subscriptions.
 func (h *accessHook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
-	if !topicWithinLimits(topic) {
+	if !topicWithinLimits(topic) || write && !publishable(topic) {
 		return false
 	}
 	us := h.users.Load()
@@ -133,6 +317,9 @@ func (h *accessHook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool 
 	u, ok := us.Lookup(string(cl.Properties.Username))
 	if !ok {
 		return false
+	}
+	if !write {
+		topic = stripShare(topic)
 	}
 	return Allowed(h.prefix, u, topic, write) || DiscoveryAllowed(h.discovery, u, topic, write)
 }
@@ -164,9 +351,12 @@ func Allowed(prefix string, u User, topic string, write bool) bool {
 	case RoleDevice:
 		own := under + u.Host + "/"
 		if write {
-			return strings.HasPrefix(topic, own) && !strings.ContainsAny(topic, "+#") && topic != own+"$ack"
+			// Its readings and its status, nothing else: not its $ack,
+			// not deeper levels that no part of apd reads.
+			rest, ok := strings.CutPrefix(topic, own)
+			return ok && (rest == schema.StatusLevel || schema.ValidateName(rest) == nil)
 		}
-		return topic == own+"$ack"
+		return topic == own+schema.AckLevel
 	case RoleReader:
 		return !write && strings.HasPrefix(topic, under)
 	case RoleAggregator:
@@ -175,7 +365,7 @@ func Allowed(prefix string, u User, topic string, write bool) bool {
 		}
 		rest, ok := strings.CutPrefix(topic, under)
 		host, last, ok2 := strings.Cut(rest, "/")
-		return ok && ok2 && host != "" && last == "$ack" && !strings.ContainsAny(topic, "+#")
+		return ok && ok2 && schema.ValidateName(host) == nil && last == schema.AckLevel
 	}
 	return false
 }

@@ -17,7 +17,6 @@ import (
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
-	"github.com/mochi-mqtt/server/v2/hooks/auth"
 	"github.com/mochi-mqtt/server/v2/listeners"
 )
 
@@ -65,7 +64,19 @@ type Options struct {
 	// WSAddr, when set, adds an MQTT over WebSocket listener for browsers
 	// (over TLS when TLSConfig is set).
 	WSAddr string
-	Logger *slog.Logger
+	// ConnectTimeout, MaxConnectSize and MaxUnauthenticated bound
+	// connections that have not logged in yet; 0 means
+	// DefaultConnectTimeout, DefaultMaxConnectSize and
+	// DefaultMaxUnauthenticated.
+	ConnectTimeout     time.Duration
+	MaxConnectSize     int
+	MaxUnauthenticated int
+	// MaxLogins bounds the password checks (bcrypt) running at once; 0
+	// means half the cores. LoginWait is how long a login waits for one
+	// before it is refused as busy; 0 means DefaultLoginWait.
+	MaxLogins int
+	LoginWait time.Duration
+	Logger    *slog.Logger
 }
 
 // Defaults of Options.
@@ -133,15 +144,14 @@ func Start(opts Options) (*Broker, error) {
 	if opts.DiscoveryPrefix == "" {
 		opts.DiscoveryPrefix = schema.DefaultDiscoveryPrefix
 	}
-	access := &accessHook{prefix: opts.Prefix, discovery: opts.DiscoveryPrefix}
-	access.users.Store(opts.Users)
-	if opts.Users == nil && opts.Insecure {
-		if err := srv.AddHook(new(auth.AllowHook), nil); err != nil {
-			return nil, fmt.Errorf("broker auth hook: %w", err)
-		}
-	} else if err := srv.AddHook(access, nil); err != nil {
+	access := newAccessHook(srv, opts)
+	if err := srv.AddHook(access, nil); err != nil {
 		return nil, fmt.Errorf("broker auth hook: %w", err)
 	}
+	if err := srv.AddHook(new(loginHook), nil); err != nil {
+		return nil, fmt.Errorf("broker login hook: %w", err)
+	}
+	guard := newGuard(opts, log)
 	drops := &dropCounter{}
 	if err := srv.AddHook(drops, nil); err != nil {
 		return nil, fmt.Errorf("broker drop counter: %w", err)
@@ -161,7 +171,7 @@ func Start(opts Options) (*Broker, error) {
 		}
 	}
 	tcp := listeners.NewTCP(listeners.Config{ID: "tcp", Address: opts.Addr})
-	if err := srv.AddListener(tcp); err != nil {
+	if err := srv.AddListener(guard.wrap(tcp)); err != nil {
 		var opErr *net.OpError
 		if errors.As(err, &opErr) {
 			return nil, fmt.Errorf("broker listen on %s: %w", opts.Addr, opErr.Err)
@@ -169,18 +179,29 @@ func Start(opts Options) (*Broker, error) {
 		return nil, fmt.Errorf("broker listen on %s: %w", opts.Addr, err)
 	}
 	if opts.TLSAddr != "" {
-		if err := srv.AddListener(listeners.NewTCP(listeners.Config{ID: "tls", Address: opts.TLSAddr, TLSConfig: opts.TLSConfig})); err != nil {
+		if err := srv.AddListener(guard.wrap(listeners.NewTCP(listeners.Config{ID: "tls", Address: opts.TLSAddr, TLSConfig: opts.TLSConfig}))); err != nil {
 			return nil, fmt.Errorf("broker TLS listen on %s: %w", opts.TLSAddr, err)
 		}
 	}
 	if opts.WSAddr != "" {
-		if err := srv.AddListener(listeners.NewWebsocket(listeners.Config{ID: "ws", Address: opts.WSAddr, TLSConfig: opts.TLSConfig})); err != nil {
+		if err := srv.AddListener(guard.wrap(listeners.NewWebsocket(listeners.Config{ID: "ws", Address: opts.WSAddr, TLSConfig: opts.TLSConfig}))); err != nil {
 			return nil, fmt.Errorf("broker WebSocket listen on %s: %w", opts.WSAddr, err)
 		}
 	}
 	if err := srv.Serve(); err != nil {
 		srv.Close()
 		return nil, fmt.Errorf("broker serve: %w", err)
+	}
+	// Return only once every listener takes connections, so whoever
+	// reports the broker ready tells the truth.
+	for _, a := range []string{tcp.Address(), opts.TLSAddr, opts.WSAddr} {
+		if a == "" {
+			continue
+		}
+		if err := waitAccepting(a, 5*time.Second); err != nil {
+			srv.Close()
+			return nil, fmt.Errorf("broker: %w", err)
+		}
 	}
 	return &Broker{srv: srv, access: access, tcp: tcp, log: log, drops: drops}, nil
 }
@@ -254,7 +275,7 @@ func loopbackAddr(addr string) bool {
 
 // SetUsers replaces the users, for a reload on SIGHUP: connected clients
 // stay connected, later connections and checks use the new set.
-func (b *Broker) SetUsers(us *Users) { b.access.users.Store(us) }
+func (b *Broker) SetUsers(us *Users) { b.access.setUsers(us) }
 
 // Dropped returns how many messages the broker dropped instead of
 // delivering: publishes to clients whose pending writes were full, and

@@ -71,18 +71,10 @@ func startServeAt(t *testing.T, mqttAddr string, extra ...string) *server {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.stop(t) })
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		resp, err := http.Get("http://" + s.http + "/healthz")
-		if err == nil {
-			resp.Body.Close()
-			return s
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("apd serve did not come up: %s", s.log)
-		}
-		time.Sleep(50 * time.Millisecond)
+	if err := testutil.Ready(s.http, 10*time.Second); err != nil {
+		t.Fatalf("%v: %s", err, s.log)
 	}
+	return s
 }
 
 func (s *server) stop(t *testing.T) {

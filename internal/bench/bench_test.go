@@ -40,7 +40,7 @@ func buildRelease(b *testing.B, name string) string {
 }
 
 // startServe runs apd serve on free loopback ports until the benchmark
-// ends and returns it once its HTTP API answers.
+// ends and returns it once it is ready.
 func startServe(b *testing.B, bin string) (srv *exec.Cmd, mqttAddr, httpAddr string) {
 	b.Helper()
 	mqttAddr, httpAddr = testutil.FreeAddr(b), testutil.FreeAddr(b)
@@ -50,15 +50,8 @@ func startServe(b *testing.B, bin string) (srv *exec.Cmd, mqttAddr, httpAddr str
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { _ = srv.Process.Signal(syscall.SIGTERM); _ = srv.Wait() })
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		if resp, err := http.Get("http://" + httpAddr + "/healthz"); err == nil {
-			resp.Body.Close()
-			return srv, mqttAddr, httpAddr
-		}
-		if time.Now().After(deadline) {
-			b.Fatal("server did not start")
-		}
-	}
+	testutil.WaitReady(b, httpAddr, 10*time.Second)
+	return srv, mqttAddr, httpAddr
 }
 
 // cpuTime returns the user+system CPU time of a process from /proc.

@@ -103,17 +103,7 @@ func waitTCP(t *testing.T, addr string) {
 
 func waitHTTP(t *testing.T, addr string) {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		if resp, err := http.Get("http://" + addr + "/healthz"); err == nil {
-			resp.Body.Close()
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("nothing answers on %s", addr)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	testutil.WaitReady(t, addr, 15*time.Second)
 }
 
 // malformed publishes hostile input until ctx ends and returns how many

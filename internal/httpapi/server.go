@@ -9,8 +9,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/apd-telemetry/apd/internal/metrics"
@@ -40,6 +42,11 @@ type Server struct {
 	APIKey []byte
 	// Rules, when set, answers /api/v1/rules.
 	Rules RuleStats
+	// Ready, when set, says whether every part of the process (store,
+	// broker listeners, subscriptions) is up: nil when it is, else why
+	// not. /readyz answers 200 only then; /healthz only says the process
+	// answers.
+	Ready func() error
 }
 
 // RuleStats reports the counters of the running rules.
@@ -60,6 +67,17 @@ func (s *Server) Handler() http.Handler {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		fmt.Fprintln(w, "ok")
 	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		if s.Ready != nil {
+			if err := s.Ready(); err != nil {
+				w.WriteHeader(http.StatusServiceUnavailable)
+				fmt.Fprintln(w, "not ready:", err)
+				return
+			}
+		}
+		fmt.Fprintln(w, "ready")
+	})
 	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
 		if s.Metrics != nil {
@@ -75,19 +93,46 @@ func (s *Server) Handler() http.Handler {
 	return securityHeaders(s.requireKey(mux))
 }
 
+// probe reports whether path is a health or readiness probe, which needs
+// no key.
+func probe(path string) bool { return path == "/healthz" || path == "/readyz" }
+
 // requireKey answers 401 to requests without the API key (compared in
-// constant time), except health checks.
+// constant time), except probes. Without a key the API is for this
+// machine only, and that is enforced on the Host header too: a web page
+// in a browser on this machine could otherwise read the API through a
+// name of its own that resolves to 127.0.0.1 (DNS rebinding).
 func (s *Server) requireKey(h http.Handler) http.Handler {
 	if len(s.APIKey) == 0 {
-		return h
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if !probe(r.URL.Path) && !LoopbackHost(r.Host) {
+				writeJSON(w, http.StatusMisdirectedRequest, map[string]string{"error": fmt.Sprintf("host %q is not a loopback name: without an API key the API answers only localhost, 127.0.0.1 and ::1", r.Host)})
+				return
+			}
+			h.ServeHTTP(w, r)
+		})
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != "/healthz" && subtle.ConstantTimeCompare([]byte(r.Header.Get(APIKeyHeader)), s.APIKey) != 1 {
+		if !probe(r.URL.Path) && subtle.ConstantTimeCompare([]byte(r.Header.Get(APIKeyHeader)), s.APIKey) != 1 {
 			writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "missing or wrong API key (header " + APIKeyHeader + ")"})
 			return
 		}
 		h.ServeHTTP(w, r)
 	})
+}
+
+// LoopbackHost reports whether a Host header (name or address, with or
+// without a port) names this machine's loopback interface.
+func LoopbackHost(host string) bool {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+	if strings.EqualFold(host, "localhost") || strings.HasSuffix(strings.ToLower(host), ".localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 func securityHeaders(h http.Handler) http.Handler {

@@ -140,7 +140,11 @@ func Dial(opts Options) (*Client, error) {
 		SetConnectRetry(false).
 		SetConnectTimeout(opts.ConnectTimeout).
 		SetKeepAlive(30 * time.Second).
-		SetOrderMatters(false).
+		// Handlers run one at a time in arrival order: a host's readings
+		// must reach the aggregator in the order the broker delivers them
+		// (rules skip late readings; acknowledgements follow seq order).
+		// Handlers here never wait on the broker, so this cannot deadlock.
+		SetOrderMatters(true).
 		SetAutoAckDisabled(opts.ManualAck)
 	if opts.Username != "" {
 		po.SetUsername(opts.Username).SetPassword(opts.Password)

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"math/big"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -156,4 +157,33 @@ func TLSFiles(tb testing.TB, dir string) (ca, cert, key string) {
 	keyDER, _ := x509.MarshalECPrivateKey(srvKey)
 	return writePEM(tb, dir, "ca.pem", "CERTIFICATE", caDER), writePEM(tb, dir, "cert.pem", "CERTIFICATE", srvDER),
 		writePEM(tb, dir, "key.pem", "EC PRIVATE KEY", keyDER)
+}
+
+// WaitReady polls the /readyz endpoint of the apd HTTP API at addr until
+// it answers 200 (every listener and the store are up), failing the test
+// after timeout.
+func WaitReady(tb testing.TB, addr string, timeout time.Duration) {
+	tb.Helper()
+	if err := Ready(addr, timeout); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+// Ready is WaitReady returning an error instead of failing a test.
+func Ready(addr string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		resp, err := http.Get("http://" + addr + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+			err = fmt.Errorf("status %s", resp.Status)
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("apd on %s not ready within %s: %v", addr, timeout, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }

@@ -118,7 +118,9 @@ func (c *AggregateCmd) Run(ctx context.Context, g *cli.Globals, file *config.Fil
 	agg.logMetricsOnSignal(ctx)
 	agg.logProgress(ctx)
 	agg.startRetention(ctx, keep)
+	agg.setReady("")
 	<-ctx.Done()
+	agg.setReady("shutting down")
 	log.Info("shutting down")
 	return nil
 }

@@ -12,6 +12,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -129,6 +130,19 @@ type aggregator struct {
 	http     *http.Server
 	httpLn   net.Listener
 	log      *slog.Logger
+	// notReady says why the process does not take readings yet (empty
+	// once every part is up); /readyz reports it.
+	notReady atomic.Pointer[string]
+}
+
+// setReady marks the process ready (why empty) or not, and why.
+func (a *aggregator) setReady(why string) { a.notReady.Store(&why) }
+
+func (a *aggregator) ready() error {
+	if why := a.notReady.Load(); why != nil && *why != "" {
+		return errors.New(*why)
+	}
+	return nil
 }
 
 // openAggregator opens the store, starts the ingester, the rules (their
@@ -153,6 +167,7 @@ func openAggregator(d DataFlags, in IngestFlags, h HTTPFlags, topics schema.Topi
 		return nil, cli.WithCode(cli.ExitFailure, fmt.Errorf("HTTP listen on %s: %w", h.HTTPAddr, err), "pass another --http-addr")
 	}
 	a := &aggregator{store: st, metrics: metrics.NewRegistry(), httpLn: ln, log: log}
+	a.setReady("starting")
 	var onCommit func([]schema.Reading)
 	if len(ruleCfgs) > 0 {
 		a.rules = rules.NewEngine(ruleCfgs, rules.Deps{Publish: publish, Topics: topics, Logger: log})
@@ -175,7 +190,7 @@ func openAggregator(d DataFlags, in IngestFlags, h HTTPFlags, topics schema.Topi
 		}
 		return float64(n)
 	})
-	api := &httpapi.Server{Store: st, Metrics: a.metrics, Logger: log, APIKey: key}
+	api := &httpapi.Server{Store: st, Metrics: a.metrics, Logger: log, APIKey: key, Ready: a.ready}
 	if a.rules != nil {
 		api.Rules = a.rules
 	}

@@ -56,6 +56,16 @@ func (f BrokerFlags) users() (*broker.Users, error) {
 	return us, nil
 }
 
+// logAccess says who the broker admits when there is no users file.
+func (f BrokerFlags) logAccess(log *slog.Logger, users *broker.Users) {
+	switch {
+	case users == nil && f.Insecure:
+		log.Warn("no users file and --insecure: the broker admits anyone who reaches it, without authentication")
+	case users == nil:
+		log.Info("no users file: the broker admits loopback clients only, without authentication")
+	}
+}
+
 // reloadUsersOnSignal reads the users file again on SIGHUP, keeping
 // connections, until ctx ends. A bad file keeps the users in force.
 func (f BrokerFlags) reloadUsersOnSignal(ctx context.Context, b *broker.Broker, log *slog.Logger) {
@@ -130,9 +140,7 @@ func (c *BrokerCmd) Run(ctx context.Context, g *cli.Globals) error {
 	if err != nil {
 		return err
 	}
-	if users == nil {
-		log.Info("no users file: admitting loopback clients only, without authentication")
-	}
+	c.logAccess(log, users)
 	brk, err := broker.Start(c.BrokerFlags.options(c.Data, c.MaxPayload, g.Prefix, users, tc, g.BrokerLogger()))
 	if err != nil {
 		return brokerStartError(err)

@@ -97,9 +97,7 @@ func (c *ServeCmd) Run(ctx context.Context, g *cli.Globals, file *config.File) e
 	}
 	brkRef.Store(brk)
 	c.reloadUsersOnSignal(ctx, brk, log)
-	if users == nil {
-		log.Info("no users file: the broker admits loopback clients only, without authentication")
-	}
+	c.logAccess(log, users)
 	registerBrokerMetrics(agg.metrics, brk)
 	log.Info("apd serve running", "mqtt", brk.Addr(), "http", agg.HTTPURL(), "db", agg.store.Path(), "version", cli.Version)
 	agg.logMetricsOnSignal(ctx)
@@ -127,7 +125,9 @@ func (c *ServeCmd) Run(ctx context.Context, g *cli.Globals, file *config.File) e
 		go func() { agentDone <- ag.Pub.Run(ctx) }()
 		log.Info("publishing this machine", "interval", c.Interval, "sensors", len(sensors))
 	}
+	agg.setReady("")
 	<-ctx.Done()
+	agg.setReady("shutting down")
 	log.Info("shutting down")
 	if ag != nil {
 		if err := <-agentDone; err != nil {

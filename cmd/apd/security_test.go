@@ -1,0 +1,237 @@
+package main_test
+
+import (
+	"bytes"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/apd-telemetry/apd/internal/mqttc"
+	"github.com/apd-telemetry/apd/internal/testutil"
+)
+
+// These tests attack a running apd serve with a users file the way a
+// hostile device would, with the real mosquitto clients.
+
+// mosquitto finds mosquitto_pub and mosquitto_sub or skips the test.
+func mosquitto(t *testing.T) (pub, sub string) {
+	t.Helper()
+	pub, err := exec.LookPath("mosquitto_pub")
+	if err != nil {
+		t.Skip("mosquitto_pub not installed")
+	}
+	sub, err = exec.LookPath("mosquitto_sub")
+	if err != nil {
+		t.Skip("mosquitto_sub not installed")
+	}
+	return pub, sub
+}
+
+// addUsers writes a users file with one user per spec {name, role[, host]};
+// each password is "<name>-secret".
+func addUsers(t *testing.T, dir string, specs ...[]string) string {
+	t.Helper()
+	users := filepath.Join(dir, "users")
+	for _, u := range specs {
+		pw := filepath.Join(dir, u[0]+".pw")
+		if err := os.WriteFile(pw, []byte(u[0]+"-secret\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		args := []string{"users", "add", u[0], "--role", u[1], "--users-file", users, "--password-file", pw}
+		if len(u) > 2 {
+			args = append(args, "--host", u[2])
+		}
+		if r := run(t, nil, "apd", args...); r.code != 0 {
+			t.Fatalf("users add %s: %s", u[0], r.stderr)
+		}
+	}
+	return users
+}
+
+// mqttArgs returns -h/-p and the credentials of user for a mosquitto client.
+func mqttArgs(addr, user string) []string {
+	host, port, _ := net.SplitHostPort(addr)
+	return []string{"-h", host, "-p", port, "-u", user, "-P", user + "-secret"}
+}
+
+// retained returns the retained messages on filters, as "topic payload"
+// lines, read by user.
+func retained(t *testing.T, sub, addr, user string, filters ...string) string {
+	t.Helper()
+	args := append(mqttArgs(addr, user), "-v", "--retained-only", "-W", "1")
+	for _, f := range filters {
+		args = append(args, "-t", f)
+	}
+	out, _ := exec.Command(sub, args...).CombinedOutput()
+	return strings.TrimSpace(strings.ReplaceAll(string(out), "Timed out", ""))
+}
+
+// TestWillChecked: a device user's last will must pass the checks of a
+// publish by that user. A will on another host's $ack or $status, on
+// $SYS, on another host's Home Assistant config or on a wildcard topic
+// refuses the CONNECT; after the connection is killed no retained message
+// exists on any of those topics. The device's own $status will works.
+func TestWillChecked(t *testing.T) {
+	_, sub := mosquitto(t)
+	dir := t.TempDir()
+	users := addUsers(t, dir, []string{"pi-a", "device", "pi-a"}, []string{"pi-b", "device", "pi-b"}, []string{"root", "admin"})
+	s := startServe(t, "--users-file", users)
+	forged := []string{"apd/pi-b/$ack", "apd/pi-b/$status", "apd/pi-b/temperature", "$SYS/broker/forged",
+		"homeassistant/sensor/pi_b/temperature/config", "apd/pi-a/$ack", "apd/pi-a/x/y"}
+	for _, topic := range forged {
+		var out bytes.Buffer
+		c := exec.Command(sub, append(mqttArgs(s.mqtt, "pi-a"), "-i", "attacker", "-t", "apd/pi-a/$ack",
+			"--will-topic", topic, "--will-retain", "--will-qos", "1", "--will-payload", `{"seq":61,"state":"online","first_seq":1000000000}`)...)
+		c.Stdout, c.Stderr = &out, &out
+		if err := c.Start(); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- c.Wait() }()
+		select {
+		case err := <-done:
+			if err == nil || !strings.Contains(strings.ToLower(out.String()), "not authori") {
+				t.Errorf("will on %s: exit %v, %q; want a refusal saying not authorised", topic, err, out.String())
+			}
+		case <-time.After(2 * time.Second):
+			// Connected: drop the connection the way a dying device does,
+			// which makes the broker publish the will.
+			_ = c.Process.Kill()
+			<-done
+			t.Errorf("will on %s: CONNECT accepted", topic)
+		}
+	}
+	// mosquitto_sub will not send a wildcard will topic; a raw CONNECT does.
+	for _, topic := range []string{"apd/#", "apd/pi-a/+"} {
+		if rc := rawConnect(t, s.mqtt, "pi-a", "pi-a-secret", topic); rc != 5 {
+			t.Errorf("will on %s: CONNACK return code %d, want 5 (not authorised)", topic, rc)
+		}
+	}
+	if rc := rawConnect(t, s.mqtt, "pi-a", "pi-a-secret", "apd/pi-a/$status"); rc != 0 {
+		t.Errorf("raw CONNECT with the device's own will: return code %d", rc)
+	}
+	time.Sleep(300 * time.Millisecond)
+	// Only the device's own status may be retained (the raw CONNECT's own will).
+	for _, line := range strings.Split(retained(t, sub, s.mqtt, "root", "#", "$SYS/broker/forged"), "\n") {
+		if line != "" && !strings.HasPrefix(line, "apd/pi-a/$status ") {
+			t.Errorf("retained after the forged wills: %s", line)
+		}
+	}
+
+	// The device's own status as its will: accepted, and published when
+	// the connection dies.
+	c := exec.Command(sub, append(mqttArgs(s.mqtt, "pi-a"), "-i", "pi-a", "-t", "apd/pi-a/$ack",
+		"--will-topic", "apd/pi-a/$status", "--will-retain", "--will-payload", `{"state":"lost"}`)...)
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(700 * time.Millisecond)
+	if c.ProcessState != nil {
+		t.Fatal("own will refused")
+	}
+	_ = c.Process.Kill()
+	_ = c.Wait()
+	testutil.WaitFor(t, "the device's own will", 5*time.Second, func() bool {
+		return retained(t, sub, s.mqtt, "root", "apd/pi-a/$status") == `apd/pi-a/$status {"state":"lost"}`
+	})
+}
+
+// TestClientIDBoundToUser: a device user taking a reader's persistent
+// client id is refused, neither receiving the reader's queued messages
+// nor kicking the reader off; the reader then gets all of its queue.
+func TestClientIDBoundToUser(t *testing.T) {
+	pub, sub := mosquitto(t)
+	dir := t.TempDir()
+	users := addUsers(t, dir, []string{"pi", "device", "pi"}, []string{"dash", "reader"})
+	s := startServe(t, "--users-file", users)
+	publish := func(v string) {
+		t.Helper()
+		if out, err := exec.Command(pub, append(mqttArgs(s.mqtt, "pi"), "-q", "1", "-t", "apd/pi/temperature", "-m", v)...).CombinedOutput(); err != nil {
+			t.Fatalf("publish: %v %s", err, out)
+		}
+	}
+	// The reader makes a persistent session and goes away.
+	readerArgs := append(mqttArgs(s.mqtt, "dash"), "-i", "dashboard", "-c", "-q", "1", "-t", "apd/pi/temperature")
+	if out, err := exec.Command(sub, append(readerArgs, "-E")...).CombinedOutput(); err != nil {
+		t.Fatalf("reader session: %v %s", err, out)
+	}
+	publish("1")
+	publish("2")
+
+	// The device tries to resume it.
+	var thief bytes.Buffer
+	steal := exec.Command(sub, append(mqttArgs(s.mqtt, "pi"), "-i", "dashboard", "-c", "-q", "1", "-t", "apd/pi/$ack", "-W", "2", "-v")...)
+	steal.Stdout, steal.Stderr = &thief, &thief
+	err := steal.Run()
+	if err == nil || strings.Contains(thief.String(), "apd/pi/temperature") || !strings.Contains(strings.ToLower(thief.String()), "identifier rejected") {
+		t.Errorf("device on the reader's client id: %v %q; want identifier rejected and nothing delivered", err, thief.String())
+	}
+
+	// The reader comes back: its queue is whole. While it is connected,
+	// the device's attempts do not kick it off. (A Go client here:
+	// mosquitto_sub gives up when mochi answers a resumed session's
+	// SUBSCRIBE with "packet identifier in use", which it does when its
+	// own resend took the same id.)
+	got := make(chan string, 10)
+	deliver := func(m mqttc.Message) { got <- string(m.Payload); m.Ack() }
+	reader, err := mqttc.Dial(mqttc.Options{URL: "tcp://" + s.mqtt, ClientID: "dashboard", Username: "dash", Password: "dash-secret",
+		QoS: 1, Persistent: true, ManualAck: true, Unsolicited: deliver})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reader.Close()
+	if err := reader.SubscribeMessages("apd/pi/temperature", deliver); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		_ = exec.Command(sub, append(mqttArgs(s.mqtt, "pi"), "-i", "dashboard", "-t", "apd/pi/$ack", "-W", "1")...).Run()
+	}
+	publish("3")
+	var seen []string
+	for len(seen) < 3 {
+		select {
+		case v := <-got:
+			seen = append(seen, v)
+		case <-time.After(5 * time.Second):
+			t.Fatalf("reader got %v, want 1, 2, 3", seen)
+		}
+	}
+	if strings.Join(seen, ",") != "1,2,3" || !reader.Connected() {
+		t.Errorf("reader got %v (connected %v), want 1, 2, 3 without losing its connection", seen, reader.Connected())
+	}
+}
+
+// rawConnect sends an MQTT 3.1.1 CONNECT with a retained QoS 1 will on
+// willTopic, unchecked by any client library, and returns the CONNACK's
+// return code. It then drops the connection without DISCONNECT.
+func rawConnect(t *testing.T, addr, user, password, willTopic string) byte {
+	t.Helper()
+	str := func(s string) []byte { return append([]byte{byte(len(s) >> 8), byte(len(s))}, s...) }
+	body := append(str("MQTT"), 4, 0x80|0x40|0x20|0x08|0x04|0x02, 0, 60)
+	for _, f := range []string{"raw-" + strings.NewReplacer("#", "h", "+", "p", "/", "_", "$", "d").Replace(willTopic), willTopic, `{"seq":99}`, user, password} {
+		body = append(body, str(f)...)
+	}
+	pkt := append([]byte{0x10, byte(len(body))}, body...)
+	c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(3 * time.Second))
+	if _, err := c.Write(pkt); err != nil {
+		t.Fatal(err)
+	}
+	ack := make([]byte, 4)
+	if _, err := io.ReadFull(c, ack); err != nil {
+		t.Fatalf("read CONNACK: %v", err)
+	}
+	if ack[0] != 0x20 {
+		t.Fatalf("answer to CONNECT: % x", ack)
+	}
+	return ack[3]
+}
