@@ -116,17 +116,13 @@ func New(opts Options, spool *Spool, client Client) *Publisher {
 		sentAt: map[uint64]time.Time{}, acked: spool.Acked(), ackCh: make(chan struct{})}
 }
 
-// StatusPayload returns the retained status payload for state.
-func StatusPayload(state, version string, at time.Time, firstSeq uint64) []byte {
-	b, _ := json.Marshal(schema.Status{State: state, Time: at, Version: version, FirstSeq: firstSeq})
-	return b
-}
-
-// announce publishes the retained status with the spool's first seq, so
-// the aggregator knows which seqs will never come.
+// announce publishes the retained status with the spool's identity and
+// first seq, so the aggregator knows where this spool's seqs start and
+// which will never come.
 func (p *Publisher) announce(ctx context.Context, state string) error {
-	return p.client.Publish(ctx, p.opts.Topics.Status(p.opts.Host),
-		StatusPayload(state, p.opts.Version, time.Now(), p.spool.FirstSeq()), true)
+	b, _ := json.Marshal(schema.Status{State: state, Time: time.Now(), Version: p.opts.Version,
+		FirstSeq: p.spool.FirstSeq(), Spool: p.spool.ID()})
+	return p.client.Publish(ctx, p.opts.Topics.Status(p.opts.Host), b, true)
 }
 
 // Connected must be called by the client every time a connection is
@@ -152,6 +148,12 @@ func (p *Publisher) onAck(_ string, payload []byte) {
 	var a schema.Ack
 	if err := json.Unmarshal(payload, &a); err != nil {
 		p.log.Warn("bad acknowledgement", "payload", string(payload), "err", err)
+		return
+	}
+	if a.Spool != "" && a.Spool != p.spool.ID() {
+		// An earlier spool's acknowledgement (retained from before this
+		// device's storage was wiped): its seqs are not this spool's.
+		p.log.Debug("ignoring acknowledgement of another spool", "ack", a.Seq, "spool", a.Spool)
 		return
 	}
 	if last := p.spool.LastSeq(); a.Seq > last {

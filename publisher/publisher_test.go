@@ -232,13 +232,19 @@ func (f *fakeClient) Subscribe(filter string, fn func(string, []byte)) error {
 
 func (f *fakeClient) ack(t *testing.T, topic string, seq uint64) {
 	t.Helper()
+	f.ackSpool(t, topic, seq, "")
+}
+
+// ackSpool delivers an acknowledgement naming a spool id.
+func (f *fakeClient) ackSpool(t *testing.T, topic string, seq uint64, spool string) {
+	t.Helper()
 	f.mu.Lock()
 	fn := f.subs[topic]
 	f.mu.Unlock()
 	if fn == nil {
 		t.Fatalf("nobody subscribed to %s", topic)
 	}
-	b, _ := json.Marshal(schema.Ack{Seq: seq, Time: time.Now()})
+	b, _ := json.Marshal(schema.Ack{Seq: seq, Time: time.Now(), Spool: spool})
 	fn(topic, b)
 }
 
@@ -402,5 +408,44 @@ func TestOneSpoolWritePerTick(t *testing.T) {
 		if c := client.count(fmt.Sprintf("apd/pi/s%d ", i)); c < ticks-1 {
 			t.Errorf("sensor s%d published %d times in %d ticks", i, c, ticks)
 		}
+	}
+}
+
+// TestSpoolIdentity: a spool keeps its id across restarts, a new spool
+// gets a new one, the status carries it, and an acknowledgement of
+// another spool (retained from before the device was wiped) removes
+// nothing, even when its seq is within this spool's.
+func TestSpoolIdentity(t *testing.T) {
+	dir := t.TempDir()
+	spool := openSpool(t, filepath.Join(dir, "spool.db"))
+	id := spool.ID()
+	spool.Close()
+	spool = openSpool(t, filepath.Join(dir, "spool.db"))
+	defer spool.Close()
+	other := openSpool(t, filepath.Join(dir, "other.db"))
+	defer other.Close()
+	if len(id) != 16 || spool.ID() != id || other.ID() == id {
+		t.Fatalf("ids: %q, reopened %q, another spool %q", id, spool.ID(), other.ID())
+	}
+	client := &fakeClient{}
+	sensors := []Named{{Name: "a", Sensor: &fakeSensor{title: "A", results: []func(context.Context) (any, error){value(1)}}, Policy: fast}}
+	p := New(Options{Host: "pi", Sensors: sensors, Interval: time.Second}, spool, client)
+	p.Connected(context.Background())
+	waitFor(t, "status", func() bool { return client.count(`"spool":"`+id+`"`) == 1 })
+	for range 3 {
+		_ = p.Once(context.Background(), time.Millisecond)
+	}
+	waitFor(t, "subscription", func() bool { client.mu.Lock(); defer client.mu.Unlock(); return client.subs["apd/pi/$ack"] != nil })
+	client.ackSpool(t, "apd/pi/$ack", 2, other.ID())
+	if spool.Depth() != 3 {
+		t.Fatalf("another spool's ack removed readings: depth %d, want 3", spool.Depth())
+	}
+	client.ackSpool(t, "apd/pi/$ack", 2, id)
+	if spool.Depth() != 1 {
+		t.Fatalf("own ack: depth %d, want 1", spool.Depth())
+	}
+	client.ack(t, "apd/pi/$ack", 3) // from an aggregator that names no spool
+	if spool.Depth() != 0 {
+		t.Fatalf("ack without spool: depth %d, want 0", spool.Depth())
 	}
 }

@@ -2,7 +2,9 @@ package publisher
 
 import (
 	"bytes"
+	"crypto/rand"
 	"encoding/binary"
+	"encoding/hex"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -21,6 +23,7 @@ var (
 	keyAcked    = []byte("acked")
 	keyBytes    = []byte("bytes")
 	keyDropped  = []byte("dropped")
+	keySpoolID  = []byte("id")
 )
 
 // DefaultSpoolMaxBytes is the default bound of the spool's contents.
@@ -34,6 +37,7 @@ type Spool struct {
 	db       *bolt.DB
 	maxBytes int64
 	appends  atomic.Uint64
+	id       string
 }
 
 // Appends counts the calls of Append since open: each is one transaction
@@ -64,20 +68,38 @@ func OpenSpool(path string, maxBytes int64) (*Spool, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open spool %s: %w", path, err)
 	}
+	var id string
 	err = db.Update(func(tx *bolt.Tx) error {
 		for _, b := range [][]byte{spoolMeta, spoolOutbox} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
 		}
-		return nil
+		// The spool's identity: made once, with the file (or on the first
+		// open of a spool from before identities).
+		meta := tx.Bucket(spoolMeta)
+		if v := meta.Get(keySpoolID); v != nil {
+			id = string(v)
+			return nil
+		}
+		var b [8]byte
+		if _, err := rand.Read(b[:]); err != nil {
+			return err
+		}
+		id = hex.EncodeToString(b[:])
+		return meta.Put(keySpoolID, []byte(id))
 	})
 	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("open spool %s: %w", path, err)
 	}
-	return &Spool{db: db, maxBytes: maxBytes}, nil
+	return &Spool{db: db, maxBytes: maxBytes, id: id}, nil
 }
+
+// ID returns the spool's identity, a random id made when the spool was
+// created: the aggregator sees a new one when the device's seqs start
+// again.
+func (s *Spool) ID() string { return s.id }
 
 // Close closes the spool file.
 func (s *Spool) Close() error { return s.db.Close() }

@@ -21,6 +21,10 @@ var (
 	ErrUnsupportedVersion = errors.New("unsupported payload version")
 	ErrTopicMismatch      = errors.New("payload disagrees with topic")
 	ErrInvalidField       = errors.New("invalid field")
+	// ErrSeqOutOfRange marks a seq or first_seq no real device can have
+	// reached (beyond MaxSeq, or further ahead of what was acknowledged
+	// than any spool holds).
+	ErrSeqOutOfRange = errors.New("seq out of range")
 )
 
 // ErrorKind classifies a failed sample.
@@ -204,6 +208,9 @@ func (r *Reading) fromObject(obj map[string]json.RawMessage) error {
 	if raw, ok := obj["seq"]; ok {
 		if r.Seq, err = strconv.ParseUint(string(raw), 10, 64); err != nil {
 			return fmt.Errorf("%w: seq %s is not a whole number", ErrInvalidField, raw)
+		}
+		if r.Seq > MaxSeq {
+			return fmt.Errorf("%w: seq %d is beyond %d", ErrSeqOutOfRange, r.Seq, uint64(MaxSeq))
 		}
 	}
 	for name, dst := range map[string]*string{"title": &r.Title, "human": &r.Human} {

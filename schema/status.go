@@ -23,19 +23,29 @@ type Status struct {
 	// never arrive. The aggregator moves the host's watermark up to it and
 	// counts what it skips as lost.
 	FirstSeq uint64 `json:"first_seq,omitempty"`
+	// Spool is the id of the device's spool, made when the spool was
+	// created. A new id means the device's seqs start again (its storage
+	// was wiped): the aggregator starts the host's watermark afresh.
+	Spool string `json:"spool,omitempty"`
 }
+
+// MaxSeq is the highest seq or first_seq a reading or status may carry:
+// beyond 2^53 a counter that starts at 1 and counts readings cannot have
+// got, and JSON numbers stop being exact.
+const MaxSeq = 1 << 53
 
 type statusWire struct {
 	State    string `json:"state"`
 	TS       string `json:"ts,omitempty"`
 	Version  string `json:"version,omitempty"`
+	Spool    string `json:"spool,omitempty"`
 	FirstSeq uint64 `json:"first_seq,omitempty"`
 }
 
 // MarshalJSON writes {"state":..,"ts":..,"version":..}; ts and version are
 // left out when zero, as in the last will, which is fixed at connect time.
 func (s Status) MarshalJSON() ([]byte, error) {
-	w := statusWire{State: s.State, Version: s.Version, FirstSeq: s.FirstSeq}
+	w := statusWire{State: s.State, Version: s.Version, FirstSeq: s.FirstSeq, Spool: s.Spool}
 	if !s.Time.IsZero() {
 		w.TS = FormatTime(s.Time)
 	}
@@ -51,7 +61,13 @@ func (s *Status) UnmarshalJSON(b []byte) error {
 	if w.State == "" {
 		return fmt.Errorf("%w: state missing", ErrInvalidField)
 	}
-	*s = Status{State: w.State, Version: w.Version, FirstSeq: w.FirstSeq}
+	if w.FirstSeq > MaxSeq {
+		return fmt.Errorf("%w: first_seq %d is beyond %d", ErrSeqOutOfRange, w.FirstSeq, uint64(MaxSeq))
+	}
+	if w.Spool != "" && ValidateName(w.Spool) != nil {
+		return fmt.Errorf("%w: spool %q", ErrInvalidField, w.Spool)
+	}
+	*s = Status{State: w.State, Version: w.Version, FirstSeq: w.FirstSeq, Spool: w.Spool}
 	if w.TS != "" {
 		t, err := ParseTime(w.TS)
 		if err != nil {
@@ -67,16 +83,21 @@ func (s *Status) UnmarshalJSON(b []byte) error {
 type Ack struct {
 	Seq  uint64    `json:"seq"`
 	Time time.Time `json:"-"`
+	// Spool, when set, is the spool id the seqs belong to: a device with
+	// another spool ignores the acknowledgement (it is an earlier
+	// spool's, and would remove readings never stored).
+	Spool string `json:"spool,omitempty"`
 }
 
 type ackWire struct {
-	Seq uint64 `json:"seq"`
-	TS  string `json:"ts"`
+	Seq   uint64 `json:"seq"`
+	TS    string `json:"ts"`
+	Spool string `json:"spool,omitempty"`
 }
 
-// MarshalJSON writes {"seq":N,"ts":"..."}.
+// MarshalJSON writes {"seq":N,"ts":"...","spool":"..."}.
 func (a Ack) MarshalJSON() ([]byte, error) {
-	return json.Marshal(ackWire{Seq: a.Seq, TS: FormatTime(a.Time)})
+	return json.Marshal(ackWire{Seq: a.Seq, TS: FormatTime(a.Time), Spool: a.Spool})
 }
 
 // UnmarshalJSON reads an acknowledgement; ts may be absent.
@@ -85,7 +106,7 @@ func (a *Ack) UnmarshalJSON(b []byte) error {
 	if err := json.Unmarshal(b, &w); err != nil {
 		return fmt.Errorf("%w: %v", ErrInvalidJSON, err)
 	}
-	*a = Ack{Seq: w.Seq}
+	*a = Ack{Seq: w.Seq, Spool: w.Spool}
 	if w.TS != "" {
 		t, err := ParseTime(w.TS)
 		if err != nil {

@@ -65,6 +65,9 @@ func (t Topics) Status(host string) string { return t.prefix() + "/" + host + "/
 // Ack returns the topic of host's retained storage acknowledgement.
 func (t Topics) Ack(host string) string { return t.prefix() + "/" + host + "/" + AckLevel }
 
+// Under reports whether topic lies under the prefix, whatever its levels.
+func (t Topics) Under(topic string) bool { return strings.HasPrefix(topic, t.prefix()+"/") }
+
 // All returns the filter that matches every apd topic.
 func (t Topics) All() string { return t.prefix() + "/#" }
 

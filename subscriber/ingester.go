@@ -69,11 +69,14 @@ const (
 	ReasonInvalidStatus  = "invalid_status"
 	ReasonInvalidUTF8    = "invalid_utf8"
 	ReasonTimeWindow     = "ts_out_of_window"
+	ReasonSeqOutOfRange  = store.ReasonSeqOutOfRange
+	ReasonInvalidTopic   = "invalid_topic"
 	reasonUnknownDecoder = "invalid"
 )
 
 var reasons = []string{ReasonInvalidJSON, ReasonVersion, ReasonTopicMismatch, ReasonInvalidField,
-	ReasonInvalidName, ReasonTooLarge, ReasonInvalidStatus, ReasonInvalidUTF8, ReasonTimeWindow, reasonUnknownDecoder}
+	ReasonInvalidName, ReasonTooLarge, ReasonInvalidStatus, ReasonInvalidUTF8, ReasonTimeWindow,
+	ReasonSeqOutOfRange, ReasonInvalidTopic, reasonUnknownDecoder}
 
 func reasonOf(err error) string {
 	switch {
@@ -87,6 +90,8 @@ func reasonOf(err error) string {
 		return ReasonInvalidField
 	case errors.Is(err, schema.ErrInvalidName):
 		return ReasonInvalidName
+	case errors.Is(err, schema.ErrSeqOutOfRange):
+		return ReasonSeqOutOfRange
 	}
 	return reasonUnknownDecoder
 }
@@ -244,7 +249,7 @@ func (in *Ingester) submit(topic string, payload []byte, done func()) (rejected 
 func (in *Ingester) decode(topic string, payload []byte) (item, bool) {
 	now := in.opts.Now()
 	t, err := in.opts.Topics.Parse(topic)
-	if errors.Is(err, schema.ErrNotApdTopic) || err == nil && t.Kind == schema.KindAck {
+	if errors.Is(err, schema.ErrNotApdTopic) && !in.opts.Topics.Under(topic) || err == nil && t.Kind == schema.KindAck {
 		return item{}, false
 	}
 	in.metrics.Received.Inc()
@@ -252,6 +257,11 @@ func (in *Ingester) decode(topic string, payload []byte) (item, bool) {
 		in.metrics.Rejected[reason].Inc()
 		return item{dead: &store.DeadLetter{Received: now.UTC(), Topic: topic,
 			Reason: fmt.Sprintf("%s: %v", reason, err), Payload: payload}}, true
+	}
+	if errors.Is(err, schema.ErrNotApdTopic) {
+		// Under the prefix but not a reading or status (apd/h/s/extra):
+		// nothing would store it, so it is kept and counted here.
+		return reject(ReasonInvalidTopic, err)
 	}
 	if err != nil {
 		return reject(ReasonInvalidName, err)
@@ -264,7 +274,9 @@ func (in *Ingester) decode(topic string, payload []byte) (item, bool) {
 	}
 	if t.Kind == schema.KindStatus {
 		var st schema.Status
-		if err := json.Unmarshal(payload, &st); err != nil {
+		if err := json.Unmarshal(payload, &st); errors.Is(err, schema.ErrSeqOutOfRange) {
+			return reject(ReasonSeqOutOfRange, err)
+		} else if err != nil {
 			return reject(ReasonInvalidStatus, err)
 		}
 		if st.Time.IsZero() {
@@ -298,7 +310,7 @@ func (in *Ingester) Close() error {
 
 func (in *Ingester) loop() {
 	defer close(in.stopped)
-	batch := &store.Batch{}
+	batch := &store.Batch{Topics: in.opts.Topics}
 	var dones []func()
 	add := func(it item) {
 		switch {
@@ -396,8 +408,9 @@ func (in *Ingester) afterCommit(batch *store.Batch, res store.CommitResult, done
 	m.Duplicates.Add(uint64(res.Duplicates))
 	m.Lost.Add(res.Lost)
 	m.Statuses.Add(uint64(len(batch.Statuses)))
-	if in.opts.OnCommit != nil && len(batch.Readings) > 0 {
-		in.opts.OnCommit(batch.Readings)
+	m.Rejected[ReasonSeqOutOfRange].Add(uint64(len(res.Refused)))
+	if in.opts.OnCommit != nil && len(batch.Readings) > len(res.Refused) {
+		in.opts.OnCommit(store.WithoutRefused(batch.Readings, res.Refused))
 	}
 	for _, d := range dones {
 		d()
@@ -406,10 +419,10 @@ func (in *Ingester) afterCommit(batch *store.Batch, res store.CommitResult, done
 		return
 	}
 	now := in.opts.Now()
-	for host, seq := range res.Acks {
-		payload, _ := json.Marshal(schema.Ack{Seq: seq, Time: now})
+	for host, a := range res.Acks {
+		payload, _ := json.Marshal(schema.Ack{Seq: a.Seq, Time: now, Spool: a.Spool})
 		if err := in.ack(in.opts.Topics.Ack(host), payload); err != nil {
-			in.log.Warn("publish acknowledgement", "host", host, "seq", seq, "err", err)
+			in.log.Warn("publish acknowledgement", "host", host, "seq", a.Seq, "err", err)
 			continue
 		}
 		m.AcksPublished.Inc()

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/apd-telemetry/apd/internal/mqttc"
+	"github.com/apd-telemetry/apd/publisher"
 	"github.com/apd-telemetry/apd/internal/testutil"
 )
 
@@ -234,4 +235,47 @@ func rawConnect(t *testing.T, addr, user, password, willTopic string) byte {
 		t.Fatalf("answer to CONNECT: % x", ack)
 	}
 	return ack[3]
+}
+
+// TestWipedSpoolAcknowledgedAgain: a device whose spool is deleted (a
+// re-flashed SD card) starts its seqs at 1 again; with its new spool id
+// the aggregator acknowledges it at once and the new spool drains to
+// empty, while the old readings stay stored.
+func TestWipedSpoolAcknowledgedAgain(t *testing.T) {
+	s := startServe(t)
+	spool := filepath.Join(t.TempDir(), "spool.db")
+	publishOnce := func() {
+		t.Helper()
+		r := run(t, nil, "apd-publish", "--broker", "tcp://"+s.mqtt, "--host", "flashed", "--once", "--sensors", "uptime,ram_available", "--spool", spool)
+		if r.code != 0 {
+			t.Fatalf("apd-publish: %s", r.stderr)
+		}
+	}
+	depth := func() int {
+		t.Helper()
+		sp, err := publisher.OpenSpool(spool, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer sp.Close()
+		return sp.Depth()
+	}
+	for range 3 {
+		publishOnce()
+	}
+	if d := depth(); d != 0 {
+		t.Fatalf("before the wipe %d readings wait in the spool", d)
+	}
+	if err := os.Remove(spool); err != nil {
+		t.Fatal(err)
+	}
+	// Seqs 1 and 2 again, below the host's watermark of 6.
+	publishOnce()
+	if d := depth(); d != 0 {
+		t.Errorf("after the wipe %d readings wait in the new spool, want 0 (acknowledged)", d)
+	}
+	q := run(t, nil, "apd", "query", "--server", "http://"+s.http, "--sensor", "uptime", "--host", "flashed", "--format", "ndjson")
+	if n := len(ndjsonLines(t, q.stdout)); n != 4 {
+		t.Errorf("stored uptime readings: %d, want 4 (3 before the wipe, 1 after)", n)
+	}
 }

@@ -3,6 +3,7 @@ package mqttc_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -112,6 +113,51 @@ func TestMatch(t *testing.T) {
 	for _, tc := range tests {
 		if got := mqttc.Match(tc.filter, tc.topic); got != tc.want {
 			t.Errorf("Match(%q, %q) = %v", tc.filter, tc.topic, got)
+		}
+	}
+}
+
+// TestMessagesArriveInOrder: a subscriber's handler sees one publisher's
+// QoS 1 messages in the order they were published (a host's readings
+// must reach the aggregator in order), even when the handler is slow.
+func TestMessagesArriveInOrder(t *testing.T) {
+	b, err := broker.Start(broker.Options{Addr: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	sub, err := mqttc.Dial(mqttc.Options{URL: "tcp://" + b.Addr(), ClientID: "sub", QoS: 1, ManualAck: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	const n = 300
+	got := make(chan int, n)
+	err = sub.SubscribeMessages("apd/h/+", func(m mqttc.Message) {
+		var i int
+		_, _ = fmt.Sscan(string(m.Payload), &i)
+		if i%7 == 0 {
+			time.Sleep(time.Millisecond) // a handler that sometimes takes a while
+		}
+		m.Ack()
+		got <- i
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range n {
+		if err := b.Publish("apd/h/s", []byte(fmt.Sprint(i)), false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for want := range n {
+		select {
+		case i := <-got:
+			if i != want {
+				t.Fatalf("message %d arrived at position %d", i, want)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("only %d of %d messages arrived", want, n)
 		}
 	}
 }

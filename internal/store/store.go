@@ -228,6 +228,7 @@ type hostRecord struct {
 	HasMark   bool                    `json:"has_mark,omitempty"`
 	MaxSeq    uint64                  `json:"max_seq,omitempty"`
 	Lost      uint64                  `json:"lost,omitempty"`
+	Spool     string                  `json:"spool,omitempty"`
 	Sensors   map[string]*SensorStats `json:"sensors,omitempty"`
 }
 
@@ -256,7 +257,9 @@ type Host struct {
 	Awaited uint64 `json:"awaited"`
 	// Lost counts seqs the device declared dropped from its full spool
 	// before they reached the store.
-	Lost    uint64                  `json:"lost"`
+	Lost uint64 `json:"lost"`
+	// Spool is the id of the device's current spool (see schema.Status).
+	Spool   string                  `json:"spool,omitempty"`
 	Sensors map[string]*SensorStats `json:"sensors"`
 }
 
@@ -288,7 +291,7 @@ func (s *Store) Hosts() ([]Host, error) {
 			}
 			out = append(out, Host{Name: string(k), State: rec.State, StateTime: rec.StateTime,
 				Version: rec.Version, LastSeen: rec.LastSeen, Watermark: rec.Watermark, MaxSeq: rec.MaxSeq,
-				Lost: rec.Lost, Sensors: rec.Sensors})
+				Lost: rec.Lost, Spool: rec.Spool, Sensors: rec.Sensors})
 			if rec.MaxSeq > rec.Watermark {
 				committed := uint64(0)
 				if pb := pending.Bucket(k); pb != nil {
@@ -345,6 +348,8 @@ type Batch struct {
 	// Imported marks readings loaded from an export: they are stored but
 	// take no part in seq watermarks, which track live delivery.
 	Imported bool
+	// Topics names the topics of dead letters made by the commit itself.
+	Topics schema.Topics
 }
 
 // Len returns the number of items in the batch.
@@ -361,10 +366,27 @@ type CommitResult struct {
 	Duplicates int
 	// Lost counts seqs that status updates declared dropped by devices.
 	Lost uint64
-	// Acks maps each host whose contiguous seq watermark advanced to the new
-	// watermark: every reading of that host with seq ≤ it is committed.
-	Acks map[string]uint64
+	// Refused holds the indexes in Batch.Readings of readings not stored
+	// because their seq is more than MaxSeqJump above their host's
+	// watermark; each became a dead letter.
+	Refused []int
+	// Acks maps each host whose contiguous seq watermark advanced (or
+	// whose spool changed) to its acknowledgement: every reading of that
+	// host's spool with seq ≤ Seq is committed.
+	Acks map[string]HostAck
 }
+
+// HostAck is the acknowledgement of one host's readings.
+type HostAck struct {
+	Seq   uint64
+	Spool string
+}
+
+// MaxSeqJump bounds how far above its host's watermark a reading's seq
+// may be: more readings than any spool holds (a 64 MiB spool holds about
+// 450,000). A seq beyond it cannot be real; kept pending, a device could
+// make the store remember any number of gaps.
+const MaxSeqJump = 1 << 22
 
 // Commit writes a batch in one transaction: readings not already stored
 // under (host, sensor, ts) are inserted, duplicates are counted and left as
@@ -385,7 +407,6 @@ func commit(tx *bolt.Tx, b *Batch, res *CommitResult) error {
 	hostsB := tx.Bucket(bucketHosts)
 	pendingB := tx.Bucket(bucketPending)
 	hosts := map[string]*hostRecord{}
-	arrived := map[string][]uint64{} // committed seqs above each host's watermark
 	host := func(name string) (*hostRecord, error) {
 		if h, ok := hosts[name]; ok {
 			return h, nil
@@ -394,29 +415,24 @@ func commit(tx *bolt.Tx, b *Batch, res *CommitResult) error {
 		hosts[name] = h
 		return h, err
 	}
-	if err := storeReadings(readings, b.Readings, host, res); err != nil {
-		return err
-	}
-	for i := range b.Readings {
-		r := &b.Readings[i]
-		h, err := host(r.Host)
-		if err != nil {
-			return err
-		}
-		if b.Imported || r.Seq == 0 {
-			continue
-		}
-		h.MaxSeq = max(h.MaxSeq, r.Seq)
-		if h.HasMark && r.Seq <= h.Watermark {
-			continue
-		}
-		arrived[r.Host] = append(arrived[r.Host], r.Seq)
-	}
+	// Statuses first: a new spool restarts its host's seqs before this
+	// batch's readings (sent after the status) are counted.
 	floors := map[string]uint64{}
+	restarted := map[string]bool{}
 	for _, st := range b.Statuses {
 		h, err := host(st.Host)
 		if err != nil {
 			return err
+		}
+		if sp := st.Status.Spool; sp != "" {
+			if h.Spool != "" && h.Spool != sp {
+				if err := restartSeqs(pendingB, st.Host, h); err != nil {
+					return err
+				}
+				restarted[st.Host] = true
+				delete(floors, st.Host)
+			}
+			h.Spool = sp
 		}
 		if st.Status.FirstSeq > 0 {
 			floors[st.Host] = max(floors[st.Host], st.Status.FirstSeq-1)
@@ -430,7 +446,30 @@ func commit(tx *bolt.Tx, b *Batch, res *CommitResult) error {
 			h.Version = st.Status.Version
 		}
 	}
-	if err := advanceWatermarks(pendingB, hosts, arrived, floors, res); err != nil {
+	kept, dead, err := refuseSeqJumps(b, host, res)
+	if err != nil {
+		return err
+	}
+	if err := storeReadings(readings, kept, host, res); err != nil {
+		return err
+	}
+	arrived := map[string][]uint64{} // committed seqs above each host's watermark
+	for i := range kept {
+		r := &kept[i]
+		if b.Imported || r.Seq == 0 {
+			continue
+		}
+		h, err := host(r.Host)
+		if err != nil {
+			return err
+		}
+		h.MaxSeq = max(h.MaxSeq, r.Seq)
+		if r.Seq <= h.Watermark {
+			continue
+		}
+		arrived[r.Host] = append(arrived[r.Host], r.Seq)
+	}
+	if err := advanceWatermarks(pendingB, hosts, arrived, floors, restarted, res); err != nil {
 		return err
 	}
 	names := make([]string, 0, len(hosts))
@@ -447,36 +486,105 @@ func commit(tx *bolt.Tx, b *Batch, res *CommitResult) error {
 			return err
 		}
 	}
-	dead := tx.Bucket(bucketDead)
-	for _, d := range b.DeadLetters {
-		if len(d.Payload) > MaxDeadPayload {
-			d.Payload = d.Payload[:MaxDeadPayload]
-		}
-		n, _ := dead.NextSequence()
-		v, err := json.Marshal(d)
-		if err != nil {
-			return err
-		}
-		if err := dead.Put(seqKey(n), v); err != nil {
-			return err
+	bucket := tx.Bucket(bucketDead)
+	for _, list := range [][]DeadLetter{b.DeadLetters, dead} {
+		for _, d := range list {
+			if len(d.Payload) > MaxDeadPayload {
+				d.Payload = d.Payload[:MaxDeadPayload]
+			}
+			n, _ := bucket.NextSequence()
+			v, err := json.Marshal(d)
+			if err != nil {
+				return err
+			}
+			if err := bucket.Put(seqKey(n), v); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
 }
 
-// advanceWatermarks moves each touched host's contiguous seq watermark:
-// first contact sets it (from the host's status floor, else just below the
-// lowest seq seen), a status floor skips seqs the device will never send
-// (counted as lost), and the batch's seqs and those pending from earlier
-// batches extend it. Only seqs left above a gap are written to the
-// pending bucket, so an in-order batch costs no pending writes at all.
-// Hosts whose watermark moved are reported in res.Acks.
-func advanceWatermarks(pendingB *bolt.Bucket, hosts map[string]*hostRecord, arrived map[string][]uint64, floors map[string]uint64, res *CommitResult) error {
+// restartSeqs forgets a host's seq state when its device has a new spool
+// (wiped storage: seqs start again at 1). Its readings stay stored.
+func restartSeqs(pendingB *bolt.Bucket, name string, h *hostRecord) error {
+	h.Watermark, h.HasMark, h.MaxSeq = 0, false, 0
+	if pendingB.Bucket([]byte(name)) != nil {
+		return pendingB.DeleteBucket([]byte(name))
+	}
+	return nil
+}
+
+// refuseSeqJumps returns the batch's readings without those whose seq is
+// more than MaxSeqJump above their host's watermark, and dead letters for
+// those, whose indexes it records in res.Refused. The batch itself is not
+// changed: a failed commit is retried with it.
+func refuseSeqJumps(b *Batch, host func(string) (*hostRecord, error), res *CommitResult) ([]schema.Reading, []DeadLetter, error) {
+	if b.Imported {
+		return b.Readings, nil, nil
+	}
+	var dead []DeadLetter
+	for i := range b.Readings {
+		r := &b.Readings[i]
+		if r.Seq == 0 {
+			continue
+		}
+		h, err := host(r.Host)
+		if err != nil {
+			return nil, nil, err
+		}
+		if r.Seq-min(r.Seq, h.Watermark) <= MaxSeqJump {
+			continue
+		}
+		res.Refused = append(res.Refused, i)
+		dead = append(dead, DeadLetter{Received: time.Now().UTC(), Topic: b.Topics.Reading(r.Host, r.Sensor),
+			Reason:  fmt.Sprintf("%s: seq %d is more than %d above the host's watermark %d", ReasonSeqOutOfRange, r.Seq, MaxSeqJump, h.Watermark),
+			Payload: r.AppendJSON(nil, schema.WithIdentity)})
+	}
+	return WithoutRefused(b.Readings, res.Refused), dead, nil
+}
+
+// WithoutRefused returns readings without those at the ascending indexes
+// of refused (CommitResult.Refused): what a commit stored. It returns
+// readings itself when nothing was refused.
+func WithoutRefused(readings []schema.Reading, refused []int) []schema.Reading {
+	if len(refused) == 0 {
+		return readings
+	}
+	out := make([]schema.Reading, 0, len(readings)-len(refused))
+	for i := range readings {
+		if len(refused) > 0 && refused[0] == i {
+			refused = refused[1:]
+			continue
+		}
+		out = append(out, readings[i])
+	}
+	return out
+}
+
+// ReasonSeqOutOfRange is the dead-letter reason of a reading whose seq
+// cannot be real.
+const ReasonSeqOutOfRange = "seq_out_of_range"
+
+// advanceWatermarks moves each touched host's contiguous seq watermark.
+// Only what the device itself declares starts it: the floor of its status
+// (first_seq − 1) the first time one arrives; until then it waits for seq
+// 1, so an acknowledgement never covers backlog the device has not
+// replayed yet. Later floors skip seqs the device will never send (counted
+// as lost), and the batch's seqs and those pending from earlier batches
+// extend it. Only seqs left above a gap are written to the pending
+// bucket, so an in-order batch costs no pending writes at all. Hosts whose
+// watermark moved, or whose spool restarted, are reported in res.Acks.
+func advanceWatermarks(pendingB *bolt.Bucket, hosts map[string]*hostRecord, arrived map[string][]uint64, floors map[string]uint64,
+	restarted map[string]bool, res *CommitResult) error {
 	touched := map[string]bool{}
 	for name := range arrived {
 		touched[name] = true
 	}
 	for name := range floors {
+		touched[name] = true
+	}
+	for name := range restarted {
 		touched[name] = true
 	}
 	for name := range touched {
@@ -486,16 +594,6 @@ func advanceWatermarks(pendingB *bolt.Bucket, hosts map[string]*hostRecord, arri
 		seqs := arrived[name]
 		slices.Sort(seqs)
 		seqs = slices.Compact(seqs)
-		if !h.HasMark {
-			// First sight of this host: its status says where its seqs
-			// start; without one, the lowest seq seen does.
-			h.HasMark = true
-			if hasFloor {
-				h.Watermark = floor
-			} else if len(seqs) > 0 {
-				h.Watermark = seqs[0] - 1
-			}
-		}
 		pb := pendingB.Bucket([]byte(name))
 		var c *bolt.Cursor
 		if pb != nil {
@@ -503,7 +601,9 @@ func advanceWatermarks(pendingB *bolt.Bucket, hosts map[string]*hostRecord, arri
 		}
 		if hasFloor && floor > h.Watermark {
 			// Seqs up to the floor will never come: those committed (now
-			// or earlier) are not lost, the rest are.
+			// or earlier) are not lost, the rest are — unless this is the
+			// device's first declaration, which only says where its seqs
+			// start.
 			committed := map[uint64]bool{}
 			for _, q := range seqs {
 				if q > h.Watermark && q <= floor {
@@ -522,10 +622,15 @@ func advanceWatermarks(pendingB *bolt.Bucket, hosts map[string]*hostRecord, arri
 					return err
 				}
 			}
-			lost := floor - h.Watermark - uint64(len(committed))
-			h.Lost += lost
-			res.Lost += lost
+			if h.HasMark {
+				lost := floor - h.Watermark - uint64(len(committed))
+				h.Lost += lost
+				res.Lost += lost
+			}
 			h.Watermark = floor
+		}
+		if hasFloor {
+			h.HasMark = true
 		}
 		i := 0
 		for {
@@ -562,11 +667,11 @@ func advanceWatermarks(pendingB *bolt.Bucket, hosts map[string]*hostRecord, arri
 				}
 			}
 		}
-		if h.Watermark != before || !hadMark && h.Watermark > 0 {
+		if h.Watermark != before || !hadMark && h.HasMark || restarted[name] {
 			if res.Acks == nil {
-				res.Acks = make(map[string]uint64)
+				res.Acks = make(map[string]HostAck)
 			}
-			res.Acks[name] = h.Watermark
+			res.Acks[name] = HostAck{Seq: h.Watermark, Spool: h.Spool}
 		}
 	}
 	return nil

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -140,7 +141,7 @@ func TestCommitIdempotent(t *testing.T) {
 
 func TestWatermark(t *testing.T) {
 	s := openTemp(t)
-	commit := func(seqs ...uint64) map[string]uint64 {
+	commit := func(seqs ...uint64) map[string]HostAck {
 		t.Helper()
 		var b Batch
 		for _, q := range seqs {
@@ -157,7 +158,8 @@ func TestWatermark(t *testing.T) {
 		seqs []uint64
 		want uint64 // 0: no ack expected
 	}{
-		{"first contact", []uint64{5, 6}, 6},
+		{"first contact, no status: waits for seq 1", []uint64{3, 4}, 0},
+		{"from seq 1", []uint64{1, 2, 5, 6}, 6},
 		{"gap holds the mark", []uint64{8, 9}, 0},
 		{"gap filled", []uint64{7}, 9},
 		{"duplicate below mark", []uint64{6}, 0},
@@ -165,7 +167,7 @@ func TestWatermark(t *testing.T) {
 	}
 	for _, st := range steps {
 		acks := commit(st.seqs...)
-		if got := acks["pi"]; got != st.want {
+		if got := acks["pi"].Seq; got != st.want {
 			t.Errorf("%s: ack %d, want %d", st.name, got, st.want)
 		}
 	}
@@ -245,22 +247,22 @@ func TestStatusFloorDeclaresLostSeqs(t *testing.T) {
 	// First contact through a status: seqs start at 100.
 	res, err := s.Commit(&Batch{Statuses: []StatusUpdate{status(100)},
 		Readings: []schema.Reading{reading("pi", "s", 1, 1, 101), reading("pi", "s", 0, 1, 100)}})
-	if err != nil || res.Acks["pi"] != 101 || res.Lost != 0 {
+	if err != nil || res.Acks["pi"].Seq != 101 || res.Lost != 0 {
 		t.Fatalf("first contact: %+v, %v", res, err)
 	}
 	// 102 and 104 arrive, 103 is awaited.
 	res, _ = s.Commit(&Batch{Readings: []schema.Reading{reading("pi", "s", 2, 1, 102), reading("pi", "s", 4, 1, 104)}})
-	if res.Acks["pi"] != 102 {
-		t.Fatalf("ack %d, want 102", res.Acks["pi"])
+	if res.Acks["pi"].Seq != 102 {
+		t.Fatalf("ack %d, want 102", res.Acks["pi"].Seq)
 	}
 	// The device dropped 103 and 105 from a full spool: it now starts at 106.
 	res, _ = s.Commit(&Batch{Statuses: []StatusUpdate{status(106)}})
-	if res.Acks["pi"] != 105 || res.Lost != 2 {
-		t.Fatalf("after floor: ack %d, lost %d; want 105, 2", res.Acks["pi"], res.Lost)
+	if res.Acks["pi"].Seq != 105 || res.Lost != 2 {
+		t.Fatalf("after floor: ack %d, lost %d; want 105, 2", res.Acks["pi"].Seq, res.Lost)
 	}
 	res, _ = s.Commit(&Batch{Readings: []schema.Reading{reading("pi", "s", 6, 1, 106)}})
-	if res.Acks["pi"] != 106 {
-		t.Fatalf("ack %d, want 106", res.Acks["pi"])
+	if res.Acks["pi"].Seq != 106 {
+		t.Fatalf("ack %d, want 106", res.Acks["pi"].Seq)
 	}
 	// A repeated status with an old floor changes nothing.
 	res, _ = s.Commit(&Batch{Statuses: []StatusUpdate{status(101)}})
@@ -366,8 +368,8 @@ func TestWatermarkWritesNoPendingInOrder(t *testing.T) {
 		b.Readings = append(b.Readings, reading("pi", "s", int(q), 1, q))
 	}
 	res, err := s.Commit(&b)
-	if err != nil || res.Acks["pi"] != 100 {
-		t.Fatalf("ack %d, %v", res.Acks["pi"], err)
+	if err != nil || res.Acks["pi"].Seq != 100 {
+		t.Fatalf("ack %d, %v", res.Acks["pi"].Seq, err)
 	}
 	pending := func() int {
 		n := 0
@@ -387,7 +389,98 @@ func TestWatermarkWritesNoPendingInOrder(t *testing.T) {
 		t.Errorf("gap: acks %v, %d pending", res.Acks, pending())
 	}
 	res, _ = s.Commit(&Batch{Readings: []schema.Reading{reading("pi", "s", 101, 1, 101)}})
-	if res.Acks["pi"] != 103 || pending() != 0 {
-		t.Errorf("gap filled: ack %d, %d pending", res.Acks["pi"], pending())
+	if res.Acks["pi"].Seq != 103 || pending() != 0 {
+		t.Errorf("gap filled: ack %d, %d pending", res.Acks["pi"].Seq, pending())
+	}
+}
+
+// TestWatermarkStartsWhereTheDeviceSays: readings that arrive before the
+// device's status (a replayed backlog from seq 40 reaching a fresh
+// aggregator) are not taken as where the seqs start; the status's
+// first_seq is, and nothing below it is counted lost.
+func TestWatermarkStartsWhereTheDeviceSays(t *testing.T) {
+	s := openTemp(t)
+	res, err := s.Commit(&Batch{Readings: []schema.Reading{reading("pi", "s", 50, 1, 50), reading("pi", "s", 51, 1, 51)}})
+	if err != nil || len(res.Acks) != 0 {
+		t.Fatalf("before any status: acks %v, %v; want none", res.Acks, err)
+	}
+	res, _ = s.Commit(&Batch{Statuses: []StatusUpdate{{Host: "pi", Status: schema.Status{State: "online", FirstSeq: 40, Spool: "a1"}}}})
+	if res.Acks["pi"] != (HostAck{Seq: 39, Spool: "a1"}) || res.Lost != 0 {
+		t.Fatalf("status first_seq 40: %+v, want ack 39 of spool a1, nothing lost", res)
+	}
+	var b Batch
+	for q := uint64(40); q < 50; q++ {
+		b.Readings = append(b.Readings, reading("pi", "s", int(q), 1, q))
+	}
+	res, _ = s.Commit(&b)
+	if res.Acks["pi"].Seq != 51 {
+		t.Errorf("backlog 40..49 on top of 50, 51: ack %d, want 51", res.Acks["pi"].Seq)
+	}
+}
+
+// TestNewSpoolRestartsSeqs: a device whose spool was wiped starts at seq 1
+// with a new spool id; its host's watermark starts again (the old
+// readings stay) and acknowledgements carry the new id.
+func TestNewSpoolRestartsSeqs(t *testing.T) {
+	s := openTemp(t)
+	status := func(spool string) []StatusUpdate {
+		return []StatusUpdate{{Host: "pi", Status: schema.Status{State: "online", FirstSeq: 1, Spool: spool}}}
+	}
+	b := Batch{Statuses: status("old")}
+	for q := uint64(1); q <= 60; q++ {
+		b.Readings = append(b.Readings, reading("pi", "s", int(q), 1, q))
+	}
+	if res, err := s.Commit(&b); err != nil || res.Acks["pi"] != (HostAck{Seq: 60, Spool: "old"}) {
+		t.Fatalf("old spool: %+v %v", res, err)
+	}
+	// The same spool announcing itself again changes nothing.
+	if res, _ := s.Commit(&Batch{Statuses: status("old")}); len(res.Acks) != 0 {
+		t.Errorf("repeated status: %+v", res.Acks)
+	}
+	// Re-flashed: new spool, seq 1 again, in the same batch as its status.
+	b = Batch{Statuses: status("new"), Readings: []schema.Reading{reading("pi", "s", 100, 1, 1), reading("pi", "s", 101, 1, 2)}}
+	res, err := s.Commit(&b)
+	if err != nil || res.Acks["pi"] != (HostAck{Seq: 2, Spool: "new"}) || res.Stored != 2 {
+		t.Fatalf("new spool: %+v %v; want ack 2 of spool new", res, err)
+	}
+	res, _ = s.Commit(&Batch{Readings: []schema.Reading{reading("pi", "s", 102, 1, 3)}})
+	if res.Acks["pi"] != (HostAck{Seq: 3, Spool: "new"}) {
+		t.Errorf("next reading of the new spool: %+v", res.Acks)
+	}
+	hosts, _ := s.Hosts()
+	if h := hosts[0]; h.Sensors["s"].Count != 63 || h.Watermark != 3 || h.Spool != "new" || h.Lost != 0 || h.Awaited != 0 {
+		t.Errorf("host after the restart: %+v %+v", h, h.Sensors["s"])
+	}
+	// A restart with nothing sent yet still replaces the old spool's
+	// retained acknowledgement.
+	res, _ = s.Commit(&Batch{Statuses: status("newer")})
+	if res.Acks["pi"] != (HostAck{Seq: 0, Spool: "newer"}) {
+		t.Errorf("restart without readings: %+v", res.Acks)
+	}
+}
+
+// TestSeqJumpRefused: a seq far beyond anything a spool holds is refused
+// into a dead letter, not stored and not kept pending; counters cannot
+// wrap.
+func TestSeqJumpRefused(t *testing.T) {
+	s := openTemp(t)
+	b := Batch{Statuses: []StatusUpdate{{Host: "pi", Status: schema.Status{State: "online", FirstSeq: 1}}},
+		Readings: []schema.Reading{reading("pi", "s", 1, 1, 1), reading("pi", "s", 2, 1, MaxSeqJump+5), reading("pi", "s", 3, 1, 2)}}
+	res, err := s.Commit(&b)
+	if err != nil || res.Stored != 2 || len(res.Refused) != 1 || res.Refused[0] != 1 || res.Acks["pi"].Seq != 2 {
+		t.Fatalf("commit: %+v %v", res, err)
+	}
+	if len(b.Readings) != 3 {
+		t.Error("the batch was changed")
+	}
+	dl, _ := s.DeadLetters(10)
+	if len(dl) != 1 || !strings.HasPrefix(dl[0].Reason, ReasonSeqOutOfRange) || dl[0].Topic != "apd/pi/s" {
+		t.Errorf("dead letters: %+v", dl)
+	}
+	// A status may move the floor as far as MaxSeq: lost counts without wrapping.
+	res, _ = s.Commit(&Batch{Statuses: []StatusUpdate{{Host: "pi", Status: schema.Status{State: "online", FirstSeq: schema.MaxSeq}}}})
+	hosts, _ := s.Hosts()
+	if want := uint64(schema.MaxSeq - 1 - 2); res.Lost != want || hosts[0].Lost != want || hosts[0].Awaited != 0 {
+		t.Errorf("lost %d (host %d, awaited %d), want %d", res.Lost, hosts[0].Lost, hosts[0].Awaited, want)
 	}
 }
