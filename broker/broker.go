@@ -18,6 +18,7 @@ import (
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/listeners"
+	"github.com/mochi-mqtt/server/v2/packets"
 )
 
 // DefaultAddr is where the broker listens unless told otherwise: loopback
@@ -283,6 +284,19 @@ func (b *Broker) SetUsers(us *Users) { b.access.setUsers(us) }
 // subscriber's queue) or expired in flight.
 func (b *Broker) Dropped() (publishes, inflight uint64) {
 	return b.drops.publishes.Load(), uint64(atomic.LoadInt64(&b.srv.Info.InflightDropped)) + b.drops.inflight.Load()
+}
+
+// StopListening closes every listener and disconnects every client (last
+// wills are published as for any lost connection), and returns once
+// their connections are gone. The broker still publishes from inside the
+// process and keeps what it retains, until Close: a shutdown drains the
+// aggregator in between, so its last acknowledgements are kept.
+func (b *Broker) StopListening() {
+	b.srv.Listeners.CloseAll(func(id string) {
+		for _, cl := range b.srv.Clients.GetByListener(id) {
+			_ = b.srv.DisconnectClient(cl, packets.ErrServerShuttingDown)
+		}
+	})
 }
 
 // Close disconnects every client and stops the broker.

@@ -415,16 +415,32 @@ func (in *Ingester) afterCommit(batch *store.Batch, res store.CommitResult, done
 	for _, d := range dones {
 		d()
 	}
+	for host, a := range res.Acks {
+		in.Acknowledge(host, a)
+	}
+}
+
+// Acknowledge publishes a host's acknowledgement on its $ack topic.
+func (in *Ingester) Acknowledge(host string, a store.HostAck) {
 	if in.ack == nil {
 		return
 	}
-	now := in.opts.Now()
-	for host, a := range res.Acks {
-		payload, _ := json.Marshal(schema.Ack{Seq: a.Seq, Time: now, Spool: a.Spool})
-		if err := in.ack(in.opts.Topics.Ack(host), payload); err != nil {
-			in.log.Warn("publish acknowledgement", "host", host, "seq", a.Seq, "err", err)
-			continue
+	payload, _ := json.Marshal(schema.Ack{Seq: a.Seq, Time: in.opts.Now(), Spool: a.Spool})
+	if err := in.ack(in.opts.Topics.Ack(host), payload); err != nil {
+		in.log.Warn("publish acknowledgement", "host", host, "seq", a.Seq, "err", err)
+		return
+	}
+	in.metrics.AcksPublished.Inc()
+}
+
+// AcknowledgeStored publishes every host's stored watermark again. A
+// process stopped between a commit and its acknowledgement (killed, or
+// the broker gone) left the retained $ack behind what is stored; devices
+// would hold and resend readings that are safe.
+func (in *Ingester) AcknowledgeStored(hosts []store.Host) {
+	for _, h := range hosts {
+		if h.Watermark > 0 {
+			in.Acknowledge(h.Name, store.HostAck{Seq: h.Watermark, Spool: h.Spool})
 		}
-		m.AcksPublished.Inc()
 	}
 }

@@ -3,6 +3,7 @@ package apdcmd
 import (
 	"context"
 	"errors"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -50,12 +51,15 @@ func (c *AggregateCmd) Run(ctx context.Context, g *cli.Globals, file *config.Fil
 	}
 	var clientRef atomic.Pointer[mqttc.Client]
 	dialed := make(chan struct{})
+	var acking sync.WaitGroup // acknowledgements on their way to the broker
 	ack := func(topic string, payload []byte) error {
 		client := clientRef.Load()
 		if client == nil {
 			return errors.New("not connected")
 		}
+		acking.Add(1)
 		go func() {
+			defer acking.Done()
 			actx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			if err := client.Publish(actx, topic, payload, true); err != nil {
@@ -83,7 +87,6 @@ func (c *AggregateCmd) Run(ctx context.Context, g *cli.Globals, file *config.Fil
 	if err != nil {
 		return err
 	}
-	defer agg.close()
 	subscribed := make(chan error, 1)
 	client, err := mqttc.Dial(mqttc.Options{
 		URL: c.Broker, ClientID: c.ClientID, Username: c.Username, Password: password, TLSCA: c.TLSCA, TLSCert: c.TLSCert, TLSKey: c.TLSKey,
@@ -106,14 +109,17 @@ func (c *AggregateCmd) Run(ctx context.Context, g *cli.Globals, file *config.Fil
 		},
 	})
 	if err != nil {
+		agg.close()
 		return err
 	}
 	clientRef.Store(client)
 	close(dialed)
-	defer client.Close()
 	if err := <-subscribed; err != nil {
+		client.Close()
+		agg.close()
 		return err
 	}
+	agg.acknowledgeStored()
 	log.Info("apd aggregate running", "broker", c.Broker, "http", agg.HTTPURL(), "db", agg.store.Path())
 	agg.logMetricsOnSignal(ctx)
 	agg.logProgress(ctx)
@@ -122,5 +128,21 @@ func (c *AggregateCmd) Run(ctx context.Context, g *cli.Globals, file *config.Fil
 	<-ctx.Done()
 	agg.setReady("shutting down")
 	log.Info("shutting down")
+	// Commit what is queued; its PUBACKs and $acks go out on the
+	// connection, which closes only once they are sent.
+	agg.drain()
+	waitTimeout(&acking, 5*time.Second)
+	client.Close()
+	agg.close()
 	return nil
+}
+
+// waitTimeout waits for wg, at most timeout.
+func waitTimeout(wg *sync.WaitGroup, timeout time.Duration) {
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(timeout):
+	}
 }

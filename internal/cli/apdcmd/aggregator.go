@@ -206,12 +206,29 @@ func openAggregator(d DataFlags, in IngestFlags, h HTTPFlags, topics schema.Topi
 // HTTPURL returns the API's base URL.
 func (a *aggregator) HTTPURL() string { return "http://" + a.httpLn.Addr().String() }
 
-// close commits what is queued, then stops the API and the store.
-func (a *aggregator) close() {
+// acknowledgeStored publishes every host's stored watermark again, once
+// the broker can take it.
+func (a *aggregator) acknowledgeStored() {
+	hosts, err := a.store.Hosts()
+	if err != nil {
+		a.log.Error("read hosts to acknowledge", "err", err)
+		return
+	}
+	a.ingester.AcknowledgeStored(hosts)
+}
+
+// drain commits and acknowledges what is queued and lets the rules
+// finish; nothing more is taken in.
+func (a *aggregator) drain() {
 	_ = a.ingester.Close()
 	if a.rules != nil {
 		a.rules.Close()
 	}
+}
+
+// close drains, then stops the API and the store.
+func (a *aggregator) close() {
+	a.drain()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	_ = a.http.Shutdown(ctx)

@@ -96,6 +96,7 @@ func (c *ServeCmd) Run(ctx context.Context, g *cli.Globals, file *config.File) e
 		return brokerStartError(err)
 	}
 	brkRef.Store(brk)
+	agg.acknowledgeStored()
 	c.reloadUsersOnSignal(ctx, brk, log)
 	c.logAccess(log, users)
 	registerBrokerMetrics(agg.metrics, brk)
@@ -136,9 +137,11 @@ func (c *ServeCmd) Run(ctx context.Context, g *cli.Globals, file *config.File) e
 		ag.Close()
 		brk.WaitGone(ag.ClientID, time.Second)
 	}
-	// Stop the broker first so no publish reaches a closed ingester, then
-	// commit what is queued.
-	_ = brk.Close()
+	// No client may publish any more (their wills are in); then commit
+	// what is queued and acknowledge it through the broker, which keeps
+	// the acknowledgements; then stop the broker.
+	brk.StopListening()
 	agg.close()
+	_ = brk.Close()
 	return nil
 }
