@@ -112,8 +112,9 @@ func Start(opts Options) (*Broker, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	// mochi warns once per dropped message; say it once a minute per client.
-	log = slog.New(newOncePerMinute(log.Handler()))
+	// mochi warns per packet, with the packet: bound and throttle it.
+	guardLog := newLogGuard(log.Handler())
+	log = slog.New(guardLog)
 	if opts.MaxInflight <= 0 {
 		opts.MaxInflight = DefaultMaxInflight
 	}
@@ -145,6 +146,20 @@ func Start(opts Options) (*Broker, error) {
 	if opts.DiscoveryPrefix == "" {
 		opts.DiscoveryPrefix = schema.DefaultDiscoveryPrefix
 	}
+	guardLog.identify(func(id string) string {
+		cl, ok := srv.Clients.Get(id)
+		if !ok {
+			return id
+		}
+		if len(cl.Properties.Username) > 0 {
+			return "user " + string(cl.Properties.Username)
+		}
+		host, _, err := net.SplitHostPort(cl.Net.Remote)
+		if err != nil {
+			return cl.Net.Remote
+		}
+		return "address " + host
+	})
 	access := newAccessHook(srv, opts)
 	if err := srv.AddHook(access, nil); err != nil {
 		return nil, fmt.Errorf("broker auth hook: %w", err)

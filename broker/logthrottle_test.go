@@ -1,14 +1,21 @@
 package broker
 
 import (
+	"bytes"
+	"context"
+	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"testing"
+	"time"
+
+	"github.com/apd-telemetry/apd/internal/mqttc"
 )
 
 func TestOncePerMinute(t *testing.T) {
 	var b strings.Builder
-	log := slog.New(newOncePerMinute(slog.NewTextHandler(&b, nil)))
+	log := slog.New(newLogGuard(slog.NewTextHandler(&b, nil)))
 	for i := 0; i < 100; i++ {
 		log.Warn("client store quota reached", "client", "agg")
 		log.Info("routine", "n", i)
@@ -22,3 +29,55 @@ func TestOncePerMinute(t *testing.T) {
 		t.Errorf("info messages throttled: %d", n)
 	}
 }
+
+// TestRefusalsLogLittle: a device sending refused publishes with 60 KB
+// payloads and 60 KB topics, a fresh client id per connection, makes the
+// broker log a few lines, not its packets.
+func TestRefusalsLogLittle(t *testing.T) {
+	var logged syncBuilder
+	us := NewUsers()
+	if err := us.Set("pi", RoleDevice, "pi", []byte("pw")); err != nil {
+		t.Fatal(err)
+	}
+	b, err := Start(Options{Addr: "127.0.0.1:0", Users: us, MaxPayload: 1 << 20,
+		Logger: slog.New(slog.NewTextHandler(&logged, &slog.HandlerOptions{Level: slog.LevelInfo}))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	big := bytes.Repeat([]byte("9"), 60<<10)
+	for i := range 60 {
+		c, err := mqttc.Dial(mqttc.Options{URL: "tcp://" + b.Addr(), ClientID: fmt.Sprintf("flood-%d", i), Username: "pi", Password: "pw", QoS: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		topic := "apd/other/temperature"
+		if i%2 == 1 {
+			topic = "apd/pi/" + strings.Repeat("t", 60<<10)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		_ = c.Publish(ctx, topic, big, false)
+		cancel()
+		c.Close()
+	}
+	time.Sleep(200 * time.Millisecond)
+	if n := logged.Len(); n > 16<<10 {
+		t.Errorf("60 refused 60 KB publishes logged %d bytes:\n%.2000s", n, logged.String())
+	}
+}
+
+// syncBuilder is a strings.Builder safe for concurrent writers.
+type syncBuilder struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuilder) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuilder) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+
+func (s *syncBuilder) Len() int { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Len() }
