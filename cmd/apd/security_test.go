@@ -12,8 +12,8 @@ import (
 	"time"
 
 	"github.com/apd-telemetry/apd/internal/mqttc"
-	"github.com/apd-telemetry/apd/publisher"
 	"github.com/apd-telemetry/apd/internal/testutil"
+	"github.com/apd-telemetry/apd/publisher"
 )
 
 // These tests attack a running apd serve with a users file the way a
