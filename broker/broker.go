@@ -147,18 +147,10 @@ func Start(opts Options) (*Broker, error) {
 		opts.DiscoveryPrefix = schema.DefaultDiscoveryPrefix
 	}
 	guardLog.identify(func(id string) string {
-		cl, ok := srv.Clients.Get(id)
-		if !ok {
-			return id
+		if cl, ok := srv.Clients.Get(id); ok {
+			return Sender(cl)
 		}
-		if len(cl.Properties.Username) > 0 {
-			return "user " + string(cl.Properties.Username)
-		}
-		host, _, err := net.SplitHostPort(cl.Net.Remote)
-		if err != nil {
-			return cl.Net.Remote
-		}
-		return "address " + host
+		return id
 	})
 	access := newAccessHook(srv, opts)
 	if err := srv.AddHook(access, nil); err != nil {
@@ -220,6 +212,20 @@ func Start(opts Options) (*Broker, error) {
 		}
 	}
 	return &Broker{srv: srv, access: access, tcp: tcp, log: log, drops: drops}, nil
+}
+
+// Sender names who is behind a client, for limits that a client must not
+// escape by changing its client id: its user, or without one its remote
+// address.
+func Sender(cl *mqtt.Client) string {
+	if len(cl.Properties.Username) > 0 {
+		return "user " + string(cl.Properties.Username)
+	}
+	host, _, err := net.SplitHostPort(cl.Net.Remote)
+	if err != nil {
+		return cl.Net.Remote
+	}
+	return "address " + host
 }
 
 // Addr returns the address the broker listens on (with the real port when

@@ -18,12 +18,17 @@ import (
 // that client down rather than losing its messages.
 //
 // A client whose messages are rejected more than MaxRejects times within
-// RejectWindow is cut off (disconnected), and said so once a minute per
-// client: a flood of garbage costs the flooder its connection, not the
-// other clients their readings.
+// RejectWindow is cut off (disconnected), and said so once a minute: a
+// flood of garbage costs the flooder its connection, not the other
+// clients their readings. The count is kept per user (per remote address
+// without users), not per client id, which a flooder may change at every
+// connection (see Sender).
 type Hook struct {
 	mqtt.HookBase
 	in *Ingester
+	// Sender names who is behind a client (the broker's user, or remote
+	// address); nil counts per client id.
+	Sender func(*mqtt.Client) string
 
 	mu      sync.Mutex
 	rejects map[string]*rejectWindow
@@ -73,6 +78,14 @@ func (h *Hook) tooManyRejects(id string, now time.Time) (over, log bool) {
 	return true, log
 }
 
+// sender names who is behind a client for the flood limit.
+func (h *Hook) sender(cl *mqtt.Client) string {
+	if h.Sender != nil {
+		return h.Sender(cl)
+	}
+	return cl.ID
+}
+
 // ID implements mqtt.Hook.
 func (h *Hook) ID() string { return "apd-ingest" }
 
@@ -90,9 +103,9 @@ func (h *Hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 		h.in.log.Warn("ingest closed; message not stored", "topic", pk.TopicName)
 	}
 	if rejected && !cl.Net.Inline {
-		if over, log := h.tooManyRejects(cl.ID, time.Now()); over {
+		if over, log := h.tooManyRejects(h.sender(cl), time.Now()); over {
 			if log {
-				h.in.log.Warn("cutting off a client sending bad input", "client", cl.ID, "remote", cl.Net.Remote,
+				h.in.log.Warn("cutting off a client sending bad input", "client", cl.ID, "sender", h.sender(cl),
 					"rejected", fmt.Sprintf("more than %d in %s", MaxRejects, RejectWindow))
 			}
 			h.in.metrics.CutOff.Inc()

@@ -2,8 +2,11 @@ package main_test
 
 import (
 	"bytes"
+	"context"
+	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -278,4 +281,87 @@ func TestWipedSpoolAcknowledgedAgain(t *testing.T) {
 	if n := len(ndjsonLines(t, q.stdout)); n != 4 {
 		t.Errorf("stored uptime readings: %d, want 4 (3 before the wipe, 1 after)", n)
 	}
+}
+
+// TestDeadLetterFloodBounded: a device flooding junk for 20 s (5 s with
+// -short) with a fresh client id per connection grows the database by at
+// most the configured dead-letter bound; the newest dead letters are
+// kept and the dropped ones counted.
+func TestDeadLetterFloodBounded(t *testing.T) {
+	const bound = 1 << 20
+	flood := 20 * time.Second
+	if testing.Short() {
+		flood = 5 * time.Second
+	}
+	dir := t.TempDir()
+	users := addUsers(t, dir, []string{"vandal", "device", "vandal"})
+	s := startServe(t, "--users-file", users, "--dead-letters-max-bytes", fmt.Sprint(bound))
+	db := filepath.Join(s.data, "apd.db")
+	before, err := os.Stat(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	junk := bytes.Repeat([]byte("{not json "), 400) // 4 KB
+	deadline := time.Now().Add(flood)
+	sent, conns := 0, 0
+	for time.Now().Before(deadline) {
+		conns++
+		c, err := mqttc.Dial(mqttc.Options{URL: "tcp://" + s.mqtt, ClientID: fmt.Sprintf("junk-%d", conns),
+			Username: "vandal", Password: "vandal-secret", QoS: 1, ConnectTimeout: time.Second})
+		if err != nil {
+			continue
+		}
+		for time.Now().Before(deadline) {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			err := c.Publish(ctx, "apd/vandal/x", junk, false)
+			cancel()
+			if err != nil {
+				break // cut off
+			}
+			sent++
+		}
+		c.Close()
+	}
+	metrics := httpGet(t, "http://"+s.http+"/metrics")
+	s.stop(t)
+	after, err := os.Stat(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d junk messages over %d connections; apd.db %d → %d bytes", sent, conns, before.Size(), after.Size())
+	if os.Getenv("APD_KEEP_DB") != "" {
+		_ = exec.Command("cp", db, os.Getenv("APD_KEEP_DB")).Run()
+	}
+	if grown := after.Size() - before.Size(); grown > bound {
+		t.Errorf("apd.db grew by %d bytes, more than the dead-letter bound of %d", grown, bound)
+	}
+	if !strings.Contains(metrics, "apd_dead_letters_dropped ") || strings.Contains(metrics, "apd_dead_letters_dropped 0\n") {
+		t.Errorf("no dead letters dropped:\n%s", grep(metrics, "apd_dead_letters"))
+	}
+	dl := run(t, nil, "apd", "deadletters", "--db", db)
+	if dl.code != 0 || !strings.Contains(dl.stdout, "invalid_json") {
+		t.Errorf("apd deadletters: %d %s%s", dl.code, dl.stdout, dl.stderr)
+	}
+}
+
+func httpGet(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
+}
+
+// grep returns the lines of text containing part.
+func grep(text, part string) string {
+	var out []string
+	for _, line := range strings.Split(text, "\n") {
+		if strings.Contains(line, part) {
+			out = append(out, line)
+		}
+	}
+	return strings.Join(out, "\n")
 }

@@ -39,6 +39,11 @@ var (
 	bucketPending  = []byte("pending")
 	bucketDead     = []byte("dead")
 	keySchema      = []byte("schema")
+	// Dead-letter accounting in the meta bucket: how many are kept, their
+	// bytes, and how many were dropped to stay within the bounds.
+	keyDeadCount   = []byte("dead_count")
+	keyDeadBytes   = []byte("dead_bytes")
+	keyDeadDropped = []byte("dead_dropped")
 )
 
 // Options configure Open. The zero value opens read-write and waits
@@ -51,12 +56,34 @@ type Options struct {
 	// NoSync skips fsync on commit. Only for tests and bulk loads that can be
 	// redone: a crash may lose committed batches.
 	NoSync bool
+	// MaxDeadLetters and MaxDeadBytes bound the dead letters kept: past
+	// either, the oldest are dropped (and counted). 0 means
+	// DefaultMaxDeadLetters and DefaultMaxDeadBytes.
+	MaxDeadLetters int
+	MaxDeadBytes   int64
 }
+
+// Defaults of Options. Dead letters are for finding out what a device
+// sends wrong; the newest few thousand say it, and a device flooding junk
+// must not fill the disk.
+const (
+	DefaultMaxDeadLetters = 10000
+	DefaultMaxDeadBytes   = 8 << 20
+)
+
+// allocSize is how much the file grows beyond what a commit needs.
+const allocSize = 64 << 10
 
 // Store is an open database. Its methods are safe for concurrent use.
 type Store struct {
 	db   *bolt.DB
 	path string
+	dead deadBounds
+}
+
+type deadBounds struct {
+	count int64
+	bytes int64
 }
 
 // Open opens or creates the database at path and migrates it to
@@ -71,7 +98,7 @@ func Open(path string, opts Options) (*Store, error) {
 	} else if _, err := os.Stat(path); err != nil {
 		return nil, fmt.Errorf("open database %s: %w", path, err)
 	}
-	db, err := bolt.Open(path, 0o644, &bolt.Options{
+	db, err := bolt.Open(path, 0o600, &bolt.Options{
 		ReadOnly:     opts.ReadOnly,
 		Timeout:      opts.Timeout,
 		NoSync:       opts.NoSync,
@@ -83,7 +110,17 @@ func Open(path string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open database %s: %w", path, err)
 	}
-	s := &Store{db: db, path: path}
+	// Grow the file by what it needs plus a little, not by doubling up to
+	// bbolt's 16 MiB step: a Pi's card is small, and a bound on what a
+	// part of the file may hold (dead letters) should bound the file.
+	db.AllocSize = allocSize
+	s := &Store{db: db, path: path, dead: deadBounds{count: int64(opts.MaxDeadLetters), bytes: opts.MaxDeadBytes}}
+	if s.dead.count <= 0 {
+		s.dead.count = DefaultMaxDeadLetters
+	}
+	if s.dead.bytes <= 0 {
+		s.dead.bytes = DefaultMaxDeadBytes
+	}
 	if opts.ReadOnly {
 		err = db.View(func(tx *bolt.Tx) error {
 			v, err := checkVersion(tx)
@@ -93,7 +130,12 @@ func Open(path string, opts Options) (*Store, error) {
 			return err
 		})
 	} else {
-		err = db.Update(migrate)
+		err = db.Update(func(tx *bolt.Tx) error {
+			if err := migrate(tx); err != nil {
+				return err
+			}
+			return countDeadLetters(tx)
+		})
 	}
 	if err != nil {
 		db.Close()
@@ -315,7 +357,7 @@ type DeadLetter struct {
 }
 
 // MaxDeadPayload bounds how much of a rejected payload is kept.
-const MaxDeadPayload = 4096
+const MaxDeadPayload = 1024
 
 // DeadLetters returns up to limit dead letters, newest first.
 func (s *Store) DeadLetters(limit int) ([]DeadLetter, error) {
@@ -397,12 +439,12 @@ func (s *Store) Commit(b *Batch) (CommitResult, error) {
 	res := CommitResult{}
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		res = CommitResult{}
-		return commit(tx, b, &res)
+		return commit(tx, b, s.dead, &res)
 	})
 	return res, err
 }
 
-func commit(tx *bolt.Tx, b *Batch, res *CommitResult) error {
+func commit(tx *bolt.Tx, b *Batch, bounds deadBounds, res *CommitResult) error {
 	readings := tx.Bucket(bucketReadings)
 	hostsB := tx.Bucket(bucketHosts)
 	pendingB := tx.Bucket(bucketPending)
@@ -486,8 +528,26 @@ func commit(tx *bolt.Tx, b *Batch, res *CommitResult) error {
 			return err
 		}
 	}
-	bucket := tx.Bucket(bucketDead)
-	for _, list := range [][]DeadLetter{b.DeadLetters, dead} {
+	return putDeadLetters(tx, bounds, b.DeadLetters, dead)
+}
+
+// deadCost is what one stored dead letter counts against the byte bound,
+// so that the bound holds for the file and not only for the data: its
+// key, value and bbolt's element header, doubled — pages are partly empty
+// (a page holds at least two elements: a 5 KB dead letter and its
+// neighbour take three 4 KB pages), and bbolt writes each changed page
+// anew before it frees the old one, so under a flood about half as much
+// again is in flight.
+func deadCost(v []byte) int64 { return (int64(len(v)) + 8 + 16) * 2 }
+
+// putDeadLetters stores dead letters, then drops the oldest until the
+// bounds hold, keeping count in the meta bucket.
+func putDeadLetters(tx *bolt.Tx, bounds deadBounds, lists ...[]DeadLetter) error {
+	meta, bucket := tx.Bucket(bucketMeta), tx.Bucket(bucketDead)
+	bucket.FillPercent = 0.95 // keys only ever grow: fill pages
+	count, size, dropped := metaUint(meta, keyDeadCount), metaUint(meta, keyDeadBytes), metaUint(meta, keyDeadDropped)
+	added := false
+	for _, list := range lists {
 		for _, d := range list {
 			if len(d.Payload) > MaxDeadPayload {
 				d.Payload = d.Payload[:MaxDeadPayload]
@@ -500,9 +560,77 @@ func commit(tx *bolt.Tx, b *Batch, res *CommitResult) error {
 			if err := bucket.Put(seqKey(n), v); err != nil {
 				return err
 			}
+			count++
+			size += uint64(deadCost(v))
+			added = true
+		}
+	}
+	if !added {
+		return nil
+	}
+	c := bucket.Cursor()
+	for k, v := c.First(); k != nil && (count > uint64(bounds.count) || size > uint64(bounds.bytes)); k, v = c.First() {
+		size -= min(size, uint64(deadCost(v)))
+		count--
+		dropped++
+		if err := c.Delete(); err != nil {
+			return err
+		}
+	}
+	for _, kv := range []struct {
+		k []byte
+		v uint64
+	}{{keyDeadCount, count}, {keyDeadBytes, size}, {keyDeadDropped, dropped}} {
+		if err := putMetaUint(meta, kv.k, kv.v); err != nil {
+			return err
 		}
 	}
 	return nil
+}
+
+// countDeadLetters fills in the dead-letter accounting of a file written
+// before it was kept.
+func countDeadLetters(tx *bolt.Tx) error {
+	meta := tx.Bucket(bucketMeta)
+	if meta.Get(keyDeadCount) != nil {
+		return nil
+	}
+	var count, size uint64
+	_ = tx.Bucket(bucketDead).ForEach(func(_, v []byte) error {
+		count++
+		size += uint64(deadCost(v))
+		return nil
+	})
+	if err := putMetaUint(meta, keyDeadCount, count); err != nil {
+		return err
+	}
+	return putMetaUint(meta, keyDeadBytes, size)
+}
+
+func metaUint(b *bolt.Bucket, k []byte) uint64 {
+	if v := b.Get(k); len(v) == 8 {
+		return binary.BigEndian.Uint64(v)
+	}
+	return 0
+}
+
+func putMetaUint(b *bolt.Bucket, k []byte, n uint64) error { return b.Put(k, seqKey(n)) }
+
+// DeadLetterStats says how many dead letters are kept, their bytes, and
+// how many were dropped to stay within the bounds.
+type DeadLetterStats struct {
+	Count, Bytes, Dropped uint64
+}
+
+// DeadLetterStats returns the dead-letter accounting.
+func (s *Store) DeadLetterStats() (DeadLetterStats, error) {
+	var st DeadLetterStats
+	err := s.db.View(func(tx *bolt.Tx) error {
+		meta := tx.Bucket(bucketMeta)
+		st = DeadLetterStats{Count: metaUint(meta, keyDeadCount), Bytes: metaUint(meta, keyDeadBytes), Dropped: metaUint(meta, keyDeadDropped)}
+		return nil
+	})
+	return st, err
 }
 
 // restartSeqs forgets a host's seq state when its device has a new spool

@@ -484,3 +484,39 @@ func TestSeqJumpRefused(t *testing.T) {
 		t.Errorf("lost %d (host %d, awaited %d), want %d", res.Lost, hosts[0].Lost, hosts[0].Awaited, want)
 	}
 }
+
+// TestDeadLettersBounded: past the count or byte bound the oldest dead
+// letters are dropped and counted; the newest stay.
+func TestDeadLettersBounded(t *testing.T) {
+	for _, tc := range []struct {
+		name         string
+		count        int
+		bytes        int64
+		wantMaxCount uint64
+	}{
+		{"by count", 5, 1 << 30, 5},
+		{"by bytes", 1 << 30, 20 << 10, 10},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := Open(filepath.Join(t.TempDir(), "apd.db"), Options{NoSync: true, MaxDeadLetters: tc.count, MaxDeadBytes: tc.bytes})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			for i := range 40 {
+				d := DeadLetter{Received: t0, Topic: "apd/x/y", Reason: fmt.Sprint(i), Payload: make([]byte, 800)}
+				if _, err := s.Commit(&Batch{DeadLetters: []DeadLetter{d}}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			st, _ := s.DeadLetterStats()
+			kept, _ := s.DeadLetters(100)
+			if st.Count > tc.wantMaxCount || int(st.Count) != len(kept) || st.Count+st.Dropped != 40 || st.Bytes > uint64(tc.bytes) {
+				t.Errorf("stats %+v, %d kept", st, len(kept))
+			}
+			if len(kept) == 0 || kept[0].Reason != "39" {
+				t.Errorf("newest kept: %+v", kept)
+			}
+		})
+	}
+}

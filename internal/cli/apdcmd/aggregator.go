@@ -40,6 +40,9 @@ type IngestFlags struct {
 	MaxAge     time.Duration `help:"Reject readings stamped earlier than this before now (to dead letters)." default:"8760h" config:"server.max_age"`
 	MaxAhead   time.Duration `help:"Reject readings stamped later than this after now." default:"24h" config:"server.max_ahead"`
 	Retention  string        `help:"Delete readings older than this (e.g. 90d, 26w); empty keeps everything." placeholder:"D" config:"server.retention"`
+	// Dead letters are bounded: a device flooding junk must not fill the disk.
+	DeadLettersMax      int   `help:"Most dead letters kept; the oldest are dropped (and counted) beyond it." default:"10000" config:"server.dead_letters_max"`
+	DeadLettersMaxBytes int64 `help:"Most bytes of dead letters kept; the oldest are dropped (and counted) beyond it." default:"8388608" config:"server.dead_letters_max_bytes"`
 }
 
 // retention parses --retention; 0 means keep everything.
@@ -154,7 +157,7 @@ func openAggregator(d DataFlags, in IngestFlags, h HTTPFlags, topics schema.Topi
 		return nil, err
 	}
 	path := filepath.Join(d.Data, "apd.db")
-	st, err := store.Open(path, store.Options{Timeout: time.Second})
+	st, err := store.Open(path, store.Options{Timeout: time.Second, MaxDeadLetters: in.DeadLettersMax, MaxDeadBytes: in.DeadLettersMaxBytes})
 	if errors.Is(err, store.ErrLocked) {
 		return nil, cli.WithCode(cli.ExitFailure, err, "another apd serve or aggregate uses "+d.Data+"; stop it or pass --data")
 	}
@@ -182,6 +185,15 @@ func openAggregator(d DataFlags, in IngestFlags, h HTTPFlags, topics schema.Topi
 		n, _ := st.Size()
 		return float64(n)
 	})
+	deadStat := func(f func(store.DeadLetterStats) uint64) func() float64 {
+		return func() float64 {
+			ds, _ := st.DeadLetterStats()
+			return float64(f(ds))
+		}
+	}
+	a.metrics.GaugeFunc("apd_dead_letters", "Dead letters kept.", deadStat(func(d store.DeadLetterStats) uint64 { return d.Count }))
+	a.metrics.GaugeFunc("apd_dead_letters_bytes", "Bytes of dead letters kept.", deadStat(func(d store.DeadLetterStats) uint64 { return d.Bytes }))
+	a.metrics.GaugeFunc("apd_dead_letters_dropped", "Dead letters dropped (oldest first) to stay within the bounds, ever.", deadStat(func(d store.DeadLetterStats) uint64 { return d.Dropped }))
 	a.metrics.GaugeFunc("apd_seq_awaited", "Seqs below each host's highest seq not committed yet, summed over hosts.", func() float64 {
 		hosts, _ := st.Hosts()
 		var n uint64

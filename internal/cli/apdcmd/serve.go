@@ -89,7 +89,9 @@ func (c *ServeCmd) Run(ctx context.Context, g *cli.Globals, file *config.File) e
 		return err
 	}
 	bopts := c.BrokerFlags.options(c.Data, c.MaxPayload, g.Prefix, users, tc, g.BrokerLogger())
-	bopts.Hooks = []mqtt.Hook{subscriber.NewHook(agg.ingester)}
+	ingest := subscriber.NewHook(agg.ingester)
+	ingest.Sender = broker.Sender
+	bopts.Hooks = []mqtt.Hook{ingest}
 	brk, err := broker.Start(bopts)
 	if err != nil {
 		agg.close()
