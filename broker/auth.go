@@ -34,6 +34,7 @@ type accessHook struct {
 	insecure  bool                  // without users, admit any address
 	users     atomic.Pointer[Users] // nil: no authentication
 	passwords *passwordCheck
+	queues    *queueBudget
 
 	admitted sync.Map // *mqtt.Client → struct{}: passed OnConnect
 
@@ -58,9 +59,9 @@ const (
 	ConnectWindow = 10 * time.Second
 )
 
-func newAccessHook(srv *mqtt.Server, opts Options) *accessHook {
+func newAccessHook(srv *mqtt.Server, opts Options, queues *queueBudget) *accessHook {
 	h := &accessHook{srv: srv, prefix: opts.Prefix, discovery: opts.DiscoveryPrefix, insecure: opts.Insecure,
-		passwords: newPasswordCheck(opts.MaxLogins, opts.LoginWait)}
+		passwords: newPasswordCheck(opts.MaxLogins, opts.LoginWait), queues: queues}
 	h.users.Store(opts.Users)
 	return h
 }
@@ -305,23 +306,26 @@ func (h *accessHook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.P
 }
 
 // OnACLCheck allows what the client's role allows (see Role); topic is a
-// topic for publishes and a filter for subscriptions.
+// topic for publishes and a filter for subscriptions. mochi asks it too
+// before each delivery to a subscriber, which the queue bounds refuse
+// when the subscriber's user holds too much already.
 func (h *accessHook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 	if !topicWithinLimits(topic) || write && !publishable(topic) {
 		return false
 	}
-	us := h.users.Load()
-	if us == nil {
-		return true
+	if us := h.users.Load(); us != nil {
+		u, ok := us.Lookup(string(cl.Properties.Username))
+		if !ok {
+			return false
+		}
+		if !write {
+			topic = stripShare(topic)
+		}
+		if !Allowed(h.prefix, u, topic, write) && !DiscoveryAllowed(h.discovery, u, topic, write) {
+			return false
+		}
 	}
-	u, ok := us.Lookup(string(cl.Properties.Username))
-	if !ok {
-		return false
-	}
-	if !write {
-		topic = stripShare(topic)
-	}
-	return Allowed(h.prefix, u, topic, write) || DiscoveryAllowed(h.discovery, u, topic, write)
+	return write || h.queues.allowDelivery(cl)
 }
 
 // DiscoveryAllowed reports whether a device user may publish (write) or

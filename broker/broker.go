@@ -13,6 +13,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -77,7 +78,13 @@ type Options struct {
 	// before it is refused as busy; 0 means DefaultLoginWait.
 	MaxLogins int
 	LoginWait time.Duration
-	Logger    *slog.Logger
+	// MaxQueuedPerUser and MaxQueued bound the messages the broker holds
+	// for delivery (in flight), summed over a user's sessions and over
+	// everyone; beyond, deliveries are dropped and counted. 0 means
+	// DefaultMaxQueuedPerUser and DefaultMaxQueued.
+	MaxQueuedPerUser int
+	MaxQueued        int
+	Logger           *slog.Logger
 }
 
 // Defaults of Options.
@@ -97,6 +104,10 @@ type Broker struct {
 	tcp    *listeners.TCP
 	log    *slog.Logger
 	drops  *dropCounter
+	queues *queueBudget
+
+	closeOnce sync.Once
+	closeErr  error
 }
 
 // Start creates the broker, binds its listener and starts serving. It
@@ -152,7 +163,11 @@ func Start(opts Options) (*Broker, error) {
 		}
 		return id
 	})
-	access := newAccessHook(srv, opts)
+	queues := newQueueBudget(srv, opts.MaxQueuedPerUser, opts.MaxQueued)
+	if err := srv.AddHook(queues, nil); err != nil {
+		return nil, fmt.Errorf("broker queue hook: %w", err)
+	}
+	access := newAccessHook(srv, opts, queues)
 	if err := srv.AddHook(access, nil); err != nil {
 		return nil, fmt.Errorf("broker auth hook: %w", err)
 	}
@@ -211,7 +226,7 @@ func Start(opts Options) (*Broker, error) {
 			return nil, fmt.Errorf("broker: %w", err)
 		}
 	}
-	return &Broker{srv: srv, access: access, tcp: tcp, log: log, drops: drops}, nil
+	return &Broker{srv: srv, access: access, tcp: tcp, log: log, drops: drops, queues: queues}, nil
 }
 
 // Sender names who is behind a client, for limits that a client must not
@@ -320,5 +335,15 @@ func (b *Broker) StopListening() {
 	})
 }
 
-// Close disconnects every client and stops the broker.
-func (b *Broker) Close() error { return b.srv.Close() }
+// DroppedQueued returns how many deliveries the queue bounds dropped.
+func (b *Broker) DroppedQueued() uint64 { return b.queues.dropped.Load() }
+
+// Queued returns the messages the broker holds in flight for delivery.
+func (b *Broker) Queued() int64 { return atomic.LoadInt64(&b.srv.Info.Inflight) }
+
+// Close disconnects every client and stops the broker. Later calls do
+// nothing.
+func (b *Broker) Close() error {
+	b.closeOnce.Do(func() { b.closeErr = b.srv.Close() })
+	return b.closeErr
+}

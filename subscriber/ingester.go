@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -410,7 +411,12 @@ func (in *Ingester) afterCommit(batch *store.Batch, res store.CommitResult, done
 	m.Statuses.Add(uint64(len(batch.Statuses)))
 	m.Rejected[ReasonSeqOutOfRange].Add(uint64(len(res.Refused)))
 	if in.opts.OnCommit != nil && len(batch.Readings) > len(res.Refused) {
-		in.opts.OnCommit(store.WithoutRefused(batch.Readings, res.Refused))
+		// In time order: a resumed session's queue can arrive shuffled
+		// (mochi resends it sorted by the second each message was made),
+		// and rules skip what comes after a later reading of its host.
+		stored := store.WithoutRefused(batch.Readings, res.Refused)
+		slices.SortStableFunc(stored, func(a, b schema.Reading) int { return a.Time.Compare(b.Time) })
+		in.opts.OnCommit(stored)
 	}
 	for _, d := range dones {
 		d()

@@ -27,6 +27,14 @@ type BrokerFlags struct {
 	WSAddr          string        `name:"ws-addr" help:"Also listen for MQTT over WebSocket here, for browsers (TLS when --tls-cert is given)." placeholder:"HOST:PORT" config:"server.ws_addr"`
 	TLSClientCA     string        `name:"tls-client-ca" help:"CAs (PEM) whose client certificates log in as the user named by their common name, without a password." placeholder:"FILE" type:"path" config:"server.tls_client_ca"`
 	DiscoveryPrefix string        `name:"discovery-prefix" help:"Home Assistant discovery prefix under which device users may announce their own sensors." default:"homeassistant" config:"server.discovery_prefix"`
+	// Limits on clients that have not logged in, on logins, and on what
+	// subscribers that do not read can make the broker hold.
+	ConnectTimeout     time.Duration `help:"How long a new connection has to send its CONNECT packet." default:"10s" config:"server.connect_timeout"`
+	MaxConnectSize     int           `help:"Largest CONNECT packet in bytes (client id, credentials, last will)." default:"16384" config:"server.max_connect_size"`
+	MaxUnauthenticated int           `help:"Most connections that have not completed their CONNECT; more are closed at once." default:"1024" config:"server.max_unauthenticated"`
+	MaxLogins          int           `help:"Most password checks (bcrypt) at once; 0 means half the cores." default:"0" config:"server.max_logins"`
+	MaxQueuedPerUser   int           `help:"Most messages held for delivery to one user's sessions together; beyond, deliveries to them are dropped (and counted)." default:"65536" config:"server.max_queued_per_user"`
+	MaxQueued          int           `help:"Most messages held for delivery in all; beyond, deliveries are dropped (and counted)." default:"262144" config:"server.max_queued"`
 }
 
 // tls loads the listeners' certificate, if one is configured.
@@ -85,19 +93,25 @@ func (f BrokerFlags) reloadUsersOnSignal(ctx context.Context, b *broker.Broker, 
 
 func (f BrokerFlags) options(data string, maxPayload int, prefix string, users *broker.Users, tc *tls.Config, log *slog.Logger) broker.Options {
 	return broker.Options{
-		TLSAddr:         f.TLSAddr,
-		TLSConfig:       tc,
-		WSAddr:          f.WSAddr,
-		Users:           users,
-		Prefix:          prefix,
-		DiscoveryPrefix: f.DiscoveryPrefix,
-		Insecure:        f.Insecure,
-		Addr:            f.MQTTAddr,
-		MaxPayload:      uint32(maxPayload) + 1024, // room for the topic and headers
-		StatePath:       filepath.Join(data, "broker.db"),
-		MaxInflight:     f.MaxInflight,
-		SessionExpiry:   f.SessionExpiry,
-		Logger:          log,
+		TLSAddr:            f.TLSAddr,
+		TLSConfig:          tc,
+		WSAddr:             f.WSAddr,
+		Users:              users,
+		Prefix:             prefix,
+		DiscoveryPrefix:    f.DiscoveryPrefix,
+		Insecure:           f.Insecure,
+		Addr:               f.MQTTAddr,
+		MaxPayload:         uint32(maxPayload) + 1024, // room for the topic and headers
+		StatePath:          filepath.Join(data, "broker.db"),
+		MaxInflight:        f.MaxInflight,
+		SessionExpiry:      f.SessionExpiry,
+		ConnectTimeout:     f.ConnectTimeout,
+		MaxConnectSize:     f.MaxConnectSize,
+		MaxUnauthenticated: f.MaxUnauthenticated,
+		MaxLogins:          f.MaxLogins,
+		MaxQueuedPerUser:   f.MaxQueuedPerUser,
+		MaxQueued:          f.MaxQueued,
+		Logger:             log,
 	}
 }
 
@@ -110,6 +124,12 @@ func registerBrokerMetrics(r *metrics.Registry, b *broker.Broker) {
 	r.GaugeFunc("apd_broker_dropped_inflight", "In-flight messages the broker dropped or expired (since start).", func() float64 {
 		_, i := b.Dropped()
 		return float64(i)
+	})
+	r.GaugeFunc("apd_broker_dropped_queued", "Deliveries dropped because the subscriber's user, or the broker, held its most queued messages (since start).", func() float64 {
+		return float64(b.DroppedQueued())
+	})
+	r.GaugeFunc("apd_broker_queued", "Messages the broker holds for delivery (in flight).", func() float64 {
+		return float64(b.Queued())
 	})
 }
 

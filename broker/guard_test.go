@@ -1,0 +1,89 @@
+package broker
+
+import (
+	"io"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/apd-telemetry/apd/internal/mqttc"
+)
+
+// closedWithin reports whether the broker closes c within d.
+func closedWithin(c net.Conn, d time.Duration) bool {
+	_ = c.SetReadDeadline(time.Now().Add(d))
+	_, err := c.Read(make([]byte, 1))
+	if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		return false
+	}
+	return err == io.EOF || err != nil
+}
+
+func dialRaw(t *testing.T, addr string) net.Conn {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// TestConnectLimits: a connection that sends nothing is closed at the
+// CONNECT deadline; one declaring a CONNECT larger than the limit, or
+// sending something else first, is closed at once; beyond the cap of
+// connections not yet logged in, new ones are closed at once; clients that
+// log in are not counted.
+func TestConnectLimits(t *testing.T) {
+	b, err := Start(Options{Addr: "127.0.0.1:0", ConnectTimeout: 500 * time.Millisecond, MaxConnectSize: 1024, MaxUnauthenticated: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	addr := b.Addr()
+
+	// A 64 KiB CONNECT, announced in its fixed header, half sent.
+	big := dialRaw(t, addr)
+	_, _ = big.Write([]byte{0x10, 0x80, 0x80, 0x04, 0x00, 0x04, 'M', 'Q', 'T', 'T'})
+	if !closedWithin(big, 200*time.Millisecond) {
+		t.Error("a 64 KiB CONNECT was not refused at once")
+	}
+	notConnect := dialRaw(t, addr)
+	_, _ = notConnect.Write([]byte{0x30, 0x02, 0x00, 0x00}) // PUBLISH first
+	if !closedWithin(notConnect, 200*time.Millisecond) {
+		t.Error("a PUBLISH before CONNECT was not refused at once")
+	}
+
+	// Logged-in clients do not take places.
+	for i := range 3 {
+		c, err := mqttc.Dial(mqttc.Options{URL: "tcp://" + addr, ClientID: string(rune('a' + i))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+	}
+	idle := make([]net.Conn, 5)
+	for i := range idle {
+		idle[i] = dialRaw(t, addr)
+	}
+	time.Sleep(50 * time.Millisecond)
+	over := dialRaw(t, addr)
+	if !closedWithin(over, 200*time.Millisecond) {
+		t.Error("a connection beyond the cap of unauthenticated ones was kept")
+	}
+	start := time.Now()
+	for i, c := range idle {
+		if !closedWithin(c, 2*time.Second) {
+			t.Fatalf("idle connection %d still open after the CONNECT deadline", i)
+		}
+	}
+	if waited := time.Since(start); waited < 300*time.Millisecond {
+		t.Errorf("idle connections closed after %s, before the 500 ms deadline", waited)
+	}
+	// Places free again: a client logs in.
+	c, err := mqttc.Dial(mqttc.Options{URL: "tcp://" + addr, ClientID: "later"})
+	if err != nil {
+		t.Fatalf("after the idle ones went: %v", err)
+	}
+	c.Close()
+}

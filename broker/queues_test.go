@@ -1,0 +1,113 @@
+package broker
+
+import (
+	"context"
+	"net"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/apd-telemetry/apd/internal/mqttc"
+	"github.com/apd-telemetry/apd/internal/testutil"
+)
+
+// rawSession opens a persistent session as user that subscribes to filter
+// at QoS 1 and then never reads a byte.
+func rawSession(t *testing.T, addr, id, user, password, filter string) net.Conn {
+	t.Helper()
+	str := func(s string) []byte { return append([]byte{byte(len(s) >> 8), byte(len(s))}, s...) }
+	connect := append(str("MQTT"), 4, 0x80|0x40, 0, 60) // user, password, persistent
+	for _, f := range []string{id, user, password} {
+		connect = append(connect, str(f)...)
+	}
+	sub := append([]byte{0, 1}, str(filter)...)
+	sub = append(sub, 1)
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	pkt := append([]byte{0x10, byte(len(connect))}, connect...)
+	pkt = append(append(pkt, 0x82, byte(len(sub))), sub...)
+	if _, err := c.Write(pkt); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// TestQueuesBounded: ten offline and ten connected-but-silent sessions of
+// one reader user, then a flood: what the broker holds for that user
+// stays within its bound (in memory and in the in-flight file), the
+// excess is dropped and counted, and a subscriber that reads gets every
+// message.
+func TestQueuesBounded(t *testing.T) {
+	us := NewUsers()
+	for _, u := range [][3]string{{"pi", string(RoleDevice), "pi"}, {"rd", string(RoleReader), ""}, {"agg", string(RoleAggregator), ""}} {
+		if err := us.Set(u[0], Role(u[1]), u[2], []byte(u[0]+"-pw")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	state := filepath.Join(t.TempDir(), "broker.db")
+	const perUser, flood = 2000, 20000
+	b, err := Start(Options{Addr: "127.0.0.1:0", Users: us, StatePath: state, MaxQueuedPerUser: perUser, MaxQueued: 4 * perUser})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	url := "tcp://" + b.Addr()
+	for i := range 10 {
+		c, err := mqttc.Dial(mqttc.Options{URL: url, ClientID: "offline-" + string(rune('a'+i)), Username: "rd", Password: "rd-pw", QoS: 1, Persistent: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Subscribe("apd/#", func(string, []byte) {}); err != nil {
+			t.Fatal(err)
+		}
+		c.Close()
+		rawSession(t, b.Addr(), "silent-"+string(rune('a'+i)), "rd", "rd-pw", "apd/#")
+	}
+	var got atomic.Int64
+	reader, err := mqttc.Dial(mqttc.Options{URL: url, ClientID: "agg", Username: "agg", Password: "agg-pw", QoS: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reader.Close()
+	if err := reader.Subscribe("apd/#", func(string, []byte) { got.Add(1) }); err != nil {
+		t.Fatal(err)
+	}
+	dev, err := mqttc.Dial(mqttc.Options{URL: url, ClientID: "pi", Username: "pi", Password: "pi-pw", QoS: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dev.Close()
+	payload := make([]byte, 200)
+	var maxQueued int64
+	for i := range flood {
+		if err := dev.Publish(context.Background(), "apd/pi/flood", payload, false); err != nil {
+			t.Fatalf("publish %d: %v", i, err)
+		}
+		if q := b.Queued(); q > maxQueued {
+			maxQueued = q
+		}
+	}
+	testutil.WaitFor(t, "every message at the reading subscriber", 20*time.Second, func() bool { return got.Load() == flood })
+	t.Logf("held at most %d messages; dropped %d deliveries", maxQueued, b.DroppedQueued())
+	// The reader user's sessions hold at most perUser; the reading
+	// subscriber and the device's own acknowledgements a few more.
+	if maxQueued > perUser+200 {
+		t.Errorf("the broker held %d messages, bound %d per user", maxQueued, perUser)
+	}
+	if want := uint64(20*flood - perUser - 100); b.DroppedQueued() < want {
+		t.Errorf("dropped %d deliveries, want at least %d", b.DroppedQueued(), want)
+	}
+	b.Close()
+	fi, err := os.Stat(state + ".inflight")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Size() > 8<<20 {
+		t.Errorf("in-flight file %d bytes for a bound of %d messages", fi.Size(), perUser)
+	}
+}
