@@ -342,3 +342,21 @@ func TestDecodeSelfDescribing(t *testing.T) {
 		}
 	}
 }
+
+func TestPrintable(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"21.3 °C (70.3 °F)", "21.3 °C (70.3 °F)"},
+		{"a\tb", "a\tb"},
+		{"\x1b]0;pwned\x07\x1b[2J", `\x1b]0;pwned\x07\x1b[2J`},
+		{"line\nnext\r", `line\nnext\r`},
+		{"\u009b31m", `\u009b31m`},
+		{"abc\u202edef", `abc\u202edef`},
+		{"bad\xffbyte", `bad\xffbyte`},
+		{"del\x7f", `del\x7f`},
+	}
+	for _, tc := range tests {
+		if got := Printable(tc.in); got != tc.want {
+			t.Errorf("Printable(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}

@@ -369,3 +369,48 @@ func grep(text, part string) string {
 	}
 	return strings.Join(out, "\n")
 }
+
+// TestTerminalOutputEscaped: escape sequences in what a device sends (a
+// reading's human text and unit, its status) reach no terminal raw:
+// apd query (table and CSV), apd hosts and apd watch print them escaped.
+func TestTerminalOutputEscaped(t *testing.T) {
+	pub, _ := mosquitto(t)
+	s := startServe(t)
+	var watched testutil.SyncBuffer
+	watch := exec.Command(filepath.Join(binDir, "apd"), "watch", "--broker", "tcp://"+s.mqtt, "--host", "evil")
+	watch.Stdout, watch.Stderr = &watched, &watched
+	if err := watch.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = watch.Process.Kill(); _ = watch.Wait() }()
+	testutil.WaitFor(t, "apd watch", 10*time.Second, func() bool { return strings.Contains(watched.String(), "watching") })
+	host, port, _ := net.SplitHostPort(s.mqtt)
+	const attack = `\u001b]0;pwned\u0007\u001b[2J\u009b31m`
+	for _, m := range [][2]string{
+		{"apd/evil/$status", `{"state":"online` + attack + `"}`},
+		{"apd/evil/temperature", `{"v":1,"ts":"` + time.Now().UTC().Format("2006-01-02T15:04:05.000Z") + `","value":{"magnitude":1,"unit":"degC` + attack + `"},"human":"hot` + attack + `"}`},
+	} {
+		if out, err := exec.Command(pub, "-h", host, "-p", port, "-q", "1", "-t", m[0], "-m", m[1]).CombinedOutput(); err != nil {
+			t.Fatalf("mosquitto_pub: %v %s", err, out)
+		}
+	}
+	server := "http://" + s.http
+	testutil.WaitFor(t, "the reading stored", 5*time.Second, func() bool {
+		return strings.Contains(run(t, nil, "apd", "query", "--server", server, "--sensor", "temperature").stdout, "hot")
+	})
+	testutil.WaitFor(t, "apd watch output", 5*time.Second, func() bool { return strings.Contains(watched.String(), "hot") })
+	outputs := map[string]string{
+		"query table": run(t, nil, "apd", "query", "--server", server, "--sensor", "temperature").stdout,
+		"query csv":   run(t, nil, "apd", "query", "--server", server, "--sensor", "temperature", "--format", "csv").stdout,
+		"hosts":       run(t, nil, "apd", "hosts", "--server", server).stdout,
+		"watch":       watched.String(),
+	}
+	for name, out := range outputs {
+		if strings.ContainsAny(out, "\x1b\x07\u009b") {
+			t.Errorf("%s prints a raw control character: %q", name, out)
+		}
+		if !strings.Contains(out, `\x1b]0;pwned`) {
+			t.Errorf("%s does not show the escaped text: %q", name, out)
+		}
+	}
+}

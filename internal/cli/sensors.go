@@ -70,7 +70,7 @@ func (c *SensorsCmd) Run(ctx context.Context, g *Globals, file *config.File) err
 			fmt.Fprintln(g.Stdout())
 		}
 		r := s.Reading(host)
-		fmt.Fprintln(g.Stdout(), s.Title)
+		fmt.Fprintln(g.Stdout(), schema.Printable(s.Title))
 		fmt.Fprintln(g.Stdout(), query.Human(&r))
 	}
 	return nil

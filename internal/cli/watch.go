@@ -100,11 +100,11 @@ func watchLine(topic string, payload []byte, prefix string, now time.Time) (stri
 		return "", false
 	}
 	if sensor == "$status" {
-		return fmt.Sprintf("%s  %-20s %s", now.UTC().Format("15:04:05"), host, strings.TrimSpace(string(payload))), true
+		return fmt.Sprintf("%s  %-20s %s", now.UTC().Format("15:04:05"), schema.Printable(host), schema.Printable(strings.TrimSpace(string(payload)))), true
 	}
 	r, err := schema.Decode(host, sensor, payload, now)
 	if err != nil {
-		return fmt.Sprintf("%s  %-20s %-20s rejected: %v", now.UTC().Format("15:04:05"), host, sensor, err), true
+		return schema.Printable(fmt.Sprintf("%s  %-20s %-20s rejected: %v", now.UTC().Format("15:04:05"), host, sensor, err)), true
 	}
 	lines := strings.Split(query.Human(&r), "\n")
 	return fmt.Sprintf("%s  %-20s %-20s %s", r.Time.Format("15:04:05"), host, sensor, strings.Join(lines, ", ")), true

@@ -88,15 +88,28 @@ type csvWriter struct {
 }
 
 // Human returns the text people read for a reading: its own human form,
-// else the sensor's format of its value, else its error.
+// else the sensor's format of its value, else its error; one line per
+// line of it, each safe for a terminal (schema.Printable).
 func Human(r *schema.Reading) string {
 	if r.Error != nil {
-		return "error (" + string(r.Error.Kind) + "): " + r.Error.Message
+		return PrintableLines("error (" + string(r.Error.Kind) + "): " + r.Error.Message)
 	}
 	if r.Human != "" {
-		return r.Human
+		return PrintableLines(r.Human)
 	}
-	return schema.Format(r.Sensor, r.Value)
+	return PrintableLines(schema.Format(r.Sensor, r.Value))
+}
+
+// PrintableLines is schema.Printable line by line, keeping the line breaks.
+func PrintableLines(s string) string {
+	if !strings.ContainsRune(s, '\n') {
+		return schema.Printable(s)
+	}
+	lines := strings.Split(s, "\n")
+	for i, l := range lines {
+		lines[i] = schema.Printable(l)
+	}
+	return strings.Join(lines, "\n")
 }
 
 func (c *csvWriter) Write(r *schema.Reading) error {
@@ -121,7 +134,10 @@ func (c *csvWriter) Write(r *schema.Reading) error {
 	if human == "" && r.Error == nil {
 		human = schema.Format(r.Sensor, r.Value)
 	}
-	return c.w.Write([]string{r.Host, r.Sensor, schema.FormatTime(r.Time), seq, value, unit, human, errText})
+	// Printed on a terminal as often as written to a file: no escape
+	// sequences from devices either way.
+	return c.w.Write([]string{r.Host, r.Sensor, schema.FormatTime(r.Time), seq, schema.Printable(value),
+		schema.Printable(unit), PrintableLines(human), schema.Printable(errText)})
 }
 
 func (c *csvWriter) Close() error {

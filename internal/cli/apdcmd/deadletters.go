@@ -56,7 +56,7 @@ func (c *DeadLettersCmd) Run(g *cli.Globals) error {
 		if len(payload) > 60 {
 			payload = payload[:57] + "..."
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", schema.FormatTime(d.Received), d.Topic, d.Reason, payload)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", schema.FormatTime(d.Received), schema.Printable(d.Topic), schema.Printable(d.Reason), payload)
 	}
 	return tw.Flush()
 }

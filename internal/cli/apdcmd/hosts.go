@@ -56,7 +56,7 @@ func (c *HostsCmd) Run(g *cli.Globals) error {
 			names = append(names, name)
 		}
 		sort.Strings(names)
-		state, last := h.State, "-"
+		state, last := schema.Printable(h.State), "-"
 		if state == "" {
 			state = "-"
 		}
