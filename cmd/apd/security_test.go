@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -411,6 +412,61 @@ func TestTerminalOutputEscaped(t *testing.T) {
 		}
 		if !strings.Contains(out, `\x1b]0;pwned`) {
 			t.Errorf("%s does not show the escaped text: %q", name, out)
+		}
+	}
+}
+
+// TestFilesPrivateAndBackupVerified: the database, a backup and an export
+// are created 0600 under a common umask; apd verify passes a sound backup
+// and refuses damaged ones (cut to half, cut to 95 %, a page of garbage)
+// with a clear error instead of crashing; apd backup itself checks what it
+// received.
+func TestFilesPrivateAndBackupVerified(t *testing.T) {
+	old := syscall.Umask(0o022)
+	defer syscall.Umask(old)
+	s := startServe(t)
+	r := run(t, nil, "apd-publish", "--broker", "tcp://"+s.mqtt, "--host", "h", "--once", "--spool", filepath.Join(t.TempDir(), "s.db"))
+	if r.code != 0 {
+		t.Fatal(r.stderr)
+	}
+	dir := t.TempDir()
+	backup, export := filepath.Join(dir, "copy.db"), filepath.Join(dir, "out.ndjson")
+	if r := run(t, nil, "apd", "backup", "--server", "http://"+s.http, backup); r.code != 0 {
+		t.Fatalf("backup: %s", r.stderr)
+	}
+	if r := run(t, nil, "apd", "export", "--server", "http://"+s.http, "--out", export); r.code != 0 {
+		t.Fatalf("export: %s", r.stderr)
+	}
+	for _, p := range []string{filepath.Join(s.data, "apd.db"), backup, export} {
+		if fi, err := os.Stat(p); err != nil || fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s: mode %v (%v), want 0600", filepath.Base(p), fi.Mode().Perm(), err)
+		}
+	}
+	if r := run(t, nil, "apd", "verify", backup); r.code != 0 {
+		t.Fatalf("verify of a sound backup: %d %s", r.code, r.stderr)
+	}
+	whole, _ := os.ReadFile(backup)
+	garbage := bytes.Clone(whole)
+	for i := 2 * 4096; i < 3*4096 && i < len(garbage); i++ {
+		garbage[i] = byte(i * 7)
+	}
+	for name, content := range map[string][]byte{"half": whole[:len(whole)/2], "95%": whole[:len(whole)*95/100], "garbage page": garbage} {
+		p := filepath.Join(dir, "damaged.db")
+		if err := os.WriteFile(p, content, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		r := run(t, nil, "apd", "verify", p)
+		if r.code != 1 || strings.Count(strings.TrimSpace(r.stderr), "\n") > 0 || strings.Contains(r.stderr, "goroutine") {
+			t.Errorf("verify of a %s copy: exit %d, %q; want exit 1 with one line", name, r.code, r.stderr)
+		}
+		// apd backup --db of the damaged file must not produce a backup.
+		out := filepath.Join(dir, "from-damaged.db")
+		if r := run(t, nil, "apd", "backup", "--db", p, out); r.code == 0 {
+			t.Errorf("backup of a %s file succeeded", name)
+		}
+		if _, err := os.Stat(out); err == nil {
+			t.Errorf("backup of a %s file left %s", name, out)
+			os.Remove(out)
 		}
 	}
 }

@@ -2,12 +2,15 @@ package httpapi
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -174,9 +177,16 @@ func (c *Client) Backup(w io.Writer) (int64, error) {
 		return 0, err
 	}
 	defer resp.Body.Close()
-	n, err := io.Copy(w, resp.Body)
+	sum := sha256.New()
+	n, err := io.Copy(io.MultiWriter(w, sum), resp.Body)
 	if err != nil {
 		return n, fmt.Errorf("backup: %w", err)
+	}
+	if want := resp.Header.Get(BackupSizeHeader); want != strconv.FormatInt(n, 10) {
+		return n, fmt.Errorf("backup: received %d bytes, the server sends %s", n, want)
+	}
+	if got, want := hex.EncodeToString(sum.Sum(nil)), resp.Trailer.Get(BackupChecksumHeader); got != want {
+		return n, fmt.Errorf("backup: checksum of the %d bytes received is %s, the server's is %q", n, got, want)
 	}
 	return n, nil
 }

@@ -3,7 +3,9 @@
 package httpapi
 
 import (
+	"crypto/sha256"
 	"crypto/subtle"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -28,7 +30,7 @@ type Store interface {
 	Hosts() ([]store.Host, error)
 	DeadLetters(limit int) ([]store.DeadLetter, error)
 	Delete(q store.Query) (int, error)
-	Backup(w io.Writer) (int64, error)
+	WriteBackup(w io.Writer, begin func(size int64)) (int64, error)
 }
 
 // Server serves the API.
@@ -304,12 +306,26 @@ func (s *Server) delete(w http.ResponseWriter, r *http.Request) {
 }
 
 // backup streams a consistent copy of the database file.
+// The backup's size, known before it is sent, and its SHA-256, known
+// after: a client that received fewer bytes, or other ones, can tell.
+const (
+	BackupSizeHeader     = "X-Apd-Backup-Size"
+	BackupChecksumHeader = "X-Apd-Backup-Sha256" // an HTTP trailer
+)
+
 func (s *Server) backup(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Type", "application/octet-stream")
 	w.Header().Set("Content-Disposition", `attachment; filename="apd.db"`)
-	if _, err := s.Store.Backup(w); err != nil {
+	w.Header().Set("Trailer", BackupChecksumHeader)
+	sum := sha256.New()
+	_, err := s.Store.WriteBackup(io.MultiWriter(w, sum), func(size int64) {
+		w.Header().Set(BackupSizeHeader, strconv.FormatInt(size, 10))
+	})
+	if err != nil {
 		s.log().Error("backup failed mid-stream", "err", err)
+		return // no checksum: the client knows the copy is not whole
 	}
+	w.Header().Set(BackupChecksumHeader, hex.EncodeToString(sum.Sum(nil)))
 }
 
 // rules lists each rule with its counters; no rules is an empty list.

@@ -71,6 +71,24 @@ const (
 	DefaultMaxDeadBytes   = 8 << 20
 )
 
+// ErrTruncated means the file is shorter than its own meta page says:
+// a copy cut short. bbolt would die of SIGBUS reading past its end.
+var ErrTruncated = errors.New("database file is truncated")
+
+// checkSize refuses a file shorter than the data its meta page claims.
+func checkSize(db *bolt.DB, path string) error {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return fmt.Errorf("open database %s: %w", path, err)
+	}
+	return db.View(func(tx *bolt.Tx) error {
+		if need := tx.Size(); need > fi.Size() {
+			return fmt.Errorf("open database %s: %w: %d bytes, it needs %d", path, ErrTruncated, fi.Size(), need)
+		}
+		return nil
+	})
+}
+
 // allocSize is how much the file grows beyond what a commit needs.
 const allocSize = 64 << 10
 
@@ -109,6 +127,10 @@ func Open(path string, opts Options) (*Store, error) {
 	}
 	if err != nil {
 		return nil, fmt.Errorf("open database %s: %w", path, err)
+	}
+	if err := checkSize(db, path); err != nil {
+		db.Close()
+		return nil, err
 	}
 	// Grow the file by what it needs plus a little, not by doubling up to
 	// bbolt's 16 MiB step: a Pi's card is small, and a bound on what a

@@ -26,6 +26,7 @@ type APD struct {
 	Delete      DeleteCmd      `cmd:"" help:"Delete readings of a host (privacy)."`
 	Compact     CompactCmd     `cmd:"" help:"Shrink a database file after deletes."`
 	Backup      BackupCmd      `cmd:"" help:"Write a consistent copy of the database, even while it runs."`
+	Verify      VerifyCmd      `cmd:"" help:"Check a database file page by page (a backup, a copy)."`
 	DeadLetters DeadLettersCmd `cmd:"" name:"deadletters" help:"List input that was rejected, with the reason."`
 	Users       UsersCmd       `cmd:"" help:"Manage the broker's users (authentication and ACLs)."`
 	Rules       RulesCmd       `cmd:"" help:"Rules on live readings: status, test against stored history, check a file."`

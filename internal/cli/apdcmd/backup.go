@@ -1,13 +1,63 @@
 package apdcmd
 
 import (
+	"bytes"
+	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 
 	"github.com/apd-telemetry/apd/internal/cli"
 	"github.com/apd-telemetry/apd/internal/store"
 )
+
+// VerifyCmd is apd verify.
+type VerifyCmd struct {
+	File string `arg:"" help:"Database file to check." type:"existingfile"`
+}
+
+// Help implements kong's HelpProvider.
+func (VerifyCmd) Help() string {
+	return `Checks a database file page by page (a backup, a copy from another machine)
+without changing it: its size against what it says it holds, every page and
+bucket, and that this apd can read it. Exit 0 when it is sound.
+
+Example:
+  apd verify /mnt/usb/apd-2026-12-01.db`
+}
+
+// Run implements the command.
+func (c *VerifyCmd) Run(g *cli.Globals) error {
+	if err := store.Verify(c.File); err != nil {
+		return err
+	}
+	fmt.Fprintf(g.Stdout(), "%s: sound\n", c.File)
+	return nil
+}
+
+// verifyApart runs apd verify on path in a child process, so that a file
+// damaged in a way that crashes bbolt fails the check instead of apd.
+func verifyApart(path string) error {
+	self, err := os.Executable()
+	if err != nil {
+		return store.Verify(path)
+	}
+	var out bytes.Buffer
+	cmd := exec.Command(self, "verify", path)
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err = cmd.Run()
+	if err == nil {
+		return nil
+	}
+	// Its first line says why: apd's one-line error, or the panic.
+	msg, _, _ := strings.Cut(strings.TrimSpace(out.String()), "\n")
+	if msg == "" {
+		msg = err.Error()
+	}
+	return errors.New(strings.TrimPrefix(msg, "apd: "))
+}
 
 // BackupCmd is apd backup.
 type BackupCmd struct {
@@ -34,7 +84,8 @@ func (c *BackupCmd) Run(g *cli.Globals) error {
 	}
 	defer done()
 	tmp := filepath.Join(filepath.Dir(c.File), "."+filepath.Base(c.File)+".partial")
-	f, err := os.Create(tmp)
+	_ = os.Remove(tmp)
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600) // readings are private
 	if err != nil {
 		return fmt.Errorf("create backup: %w", err)
 	}
@@ -49,13 +100,12 @@ func (c *BackupCmd) Run(g *cli.Globals) error {
 		os.Remove(tmp)
 		return err
 	}
-	// A truncated transfer must not pass for a backup: open it.
-	check, err := store.Open(tmp, store.Options{ReadOnly: true})
-	if err != nil {
+	// A damaged copy must not pass for a backup: check every page, in a
+	// child process, because bbolt may crash on a damaged file.
+	if err := verifyApart(tmp); err != nil {
 		os.Remove(tmp)
-		return fmt.Errorf("backup is not a readable database: %w", err)
+		return fmt.Errorf("backup is not a sound database: %w", err)
 	}
-	check.Close()
 	if err := os.Rename(tmp, c.File); err != nil {
 		return fmt.Errorf("backup: %w", err)
 	}

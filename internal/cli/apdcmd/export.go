@@ -42,7 +42,7 @@ func (c *ExportCmd) Run(g *cli.Globals) error {
 	defer done()
 	w := g.Stdout()
 	if c.Out != "" {
-		f, err := os.Create(c.Out)
+		f, err := os.OpenFile(c.Out, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600) // readings are private
 		if err != nil {
 			return fmt.Errorf("create export file: %w", err)
 		}

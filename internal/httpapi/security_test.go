@@ -1,0 +1,101 @@
+package httpapi
+
+import (
+	"bytes"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/apd-telemetry/apd/internal/store"
+)
+
+// TestLoopbackHostOnlyWithoutKey: without an API key the API answers only
+// requests naming a loopback host (a page in a browser cannot read it
+// through a rebound DNS name); probes answer any name; with a key the
+// key decides.
+func TestLoopbackHostOnlyWithoutKey(t *testing.T) {
+	get := func(h http.Handler, host, path, key string) int {
+		req := httptest.NewRequest("GET", path, nil)
+		req.Host = host
+		if key != "" {
+			req.Header.Set(APIKeyHeader, key)
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		return rec.Code
+	}
+	st, _ := newStore(t)
+	open := (&Server{Store: st}).Handler()
+	for _, tc := range []struct {
+		host, path string
+		want       int
+	}{
+		{"127.0.0.1:8080", "/api/v1/hosts", 200},
+		{"localhost:8080", "/api/v1/hosts", 200},
+		{"[::1]:8080", "/api/v1/hosts", 200},
+		{"apd.localhost", "/api/v1/hosts", 200},
+		{"attacker.example:8080", "/api/v1/backup", http.StatusMisdirectedRequest},
+		{"127.0.0.1.attacker.example", "/api/v1/hosts", http.StatusMisdirectedRequest},
+		{"attacker.example", "/healthz", 200},
+		{"attacker.example", "/readyz", 200},
+	} {
+		if got := get(open, tc.host, tc.path, ""); got != tc.want {
+			t.Errorf("no key, Host %s, %s: %d, want %d", tc.host, tc.path, got, tc.want)
+		}
+	}
+	keyed := (&Server{Store: st, APIKey: []byte("0123456789abcdef")}).Handler()
+	if got := get(keyed, "apd.example.org", "/api/v1/hosts", "0123456789abcdef"); got != 200 {
+		t.Errorf("with the key from any host: %d", got)
+	}
+	if got := get(keyed, "localhost", "/api/v1/hosts", ""); got != http.StatusUnauthorized {
+		t.Errorf("without the key on loopback: %d", got)
+	}
+}
+
+func newStore(t *testing.T) (*store.Store, string) {
+	t.Helper()
+	path := t.TempDir() + "/apd.db"
+	st, err := store.Open(path, store.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st, path
+}
+
+// shortBackup declares a backup of size bytes and sends fewer.
+type shortBackup struct {
+	Store
+	size int64
+	data []byte
+}
+
+func (s shortBackup) WriteBackup(w io.Writer, begin func(int64)) (int64, error) {
+	begin(s.size)
+	n, err := w.Write(s.data)
+	return int64(n), err
+}
+
+// TestBackupTransferChecked: the client refuses a backup shorter than the
+// server declared, and accepts a whole one whose checksum matches.
+func TestBackupTransferChecked(t *testing.T) {
+	data := bytes.Repeat([]byte("page"), 1024)
+	for _, tc := range []struct {
+		name string
+		size int64
+		ok   bool
+	}{{"whole", int64(len(data)), true}, {"cut short", int64(len(data)) + 4096, false}} {
+		srv := httptest.NewServer((&Server{Store: shortBackup{size: tc.size, data: data}}).Handler())
+		var got bytes.Buffer
+		_, err := NewClient(srv.URL).Backup(&got)
+		srv.Close()
+		if (err == nil) != tc.ok {
+			t.Errorf("%s: err = %v", tc.name, err)
+		}
+		if !tc.ok && err != nil && !strings.Contains(err.Error(), "received") {
+			t.Errorf("%s: error does not say what was received: %v", tc.name, err)
+		}
+	}
+}
