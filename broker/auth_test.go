@@ -60,6 +60,14 @@ func TestUsersFile(t *testing.T) {
 	if err := us.Set("r", "boss", "", []byte("x")); err == nil {
 		t.Error("unknown role accepted")
 	}
+	for _, name := range []string{"bad\x01name", "tab\tname", "new\nline", "esc\x1b[2J", "bad\xffutf8", ""} {
+		if err := us.Set(name, RoleReader, "", []byte("x")); err == nil {
+			t.Errorf("user name %q accepted", name)
+		}
+	}
+	if err := us.Set("d2", RoleDevice, "pi/other", []byte("x")); err == nil {
+		t.Error("device host with a slash accepted")
+	}
 	if err := us.Save(path); err != nil {
 		t.Fatal(err)
 	}

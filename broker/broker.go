@@ -105,6 +105,7 @@ type Broker struct {
 	log    *slog.Logger
 	drops  *dropCounter
 	queues *queueBudget
+	guard  *guard
 
 	closeOnce sync.Once
 	closeErr  error
@@ -226,7 +227,7 @@ func Start(opts Options) (*Broker, error) {
 			return nil, fmt.Errorf("broker: %w", err)
 		}
 	}
-	return &Broker{srv: srv, access: access, tcp: tcp, log: log, drops: drops, queues: queues}, nil
+	return &Broker{srv: srv, access: access, tcp: tcp, log: log, drops: drops, queues: queues, guard: guard}, nil
 }
 
 // Sender names who is behind a client, for limits that a client must not
@@ -329,6 +330,7 @@ func (b *Broker) Dropped() (publishes, inflight uint64) {
 // aggregator in between, so its last acknowledgements are kept.
 func (b *Broker) StopListening() {
 	b.srv.Listeners.CloseAll(func(id string) {
+		b.guard.closePending()
 		for _, cl := range b.srv.Clients.GetByListener(id) {
 			_ = b.srv.DisconnectClient(cl, packets.ErrServerShuttingDown)
 		}
@@ -344,6 +346,9 @@ func (b *Broker) Queued() int64 { return atomic.LoadInt64(&b.srv.Info.Inflight) 
 // Close disconnects every client and stops the broker. Later calls do
 // nothing.
 func (b *Broker) Close() error {
-	b.closeOnce.Do(func() { b.closeErr = b.srv.Close() })
+	b.closeOnce.Do(func() {
+		b.StopListening()
+		b.closeErr = b.srv.Close()
+	})
 	return b.closeErr
 }

@@ -39,10 +39,29 @@ type guard struct {
 	pending atomic.Int64
 	refused atomic.Uint64
 	log     *slog.Logger
+
+	mu    sync.Mutex
+	conns map[*guardedConn]struct{} // not logged in yet
+}
+
+// closePending closes every connection that has not logged in: at
+// shutdown mochi waits for each connection to end, and these would end
+// only at their CONNECT deadline.
+func (g *guard) closePending() {
+	g.mu.Lock()
+	conns := make([]*guardedConn, 0, len(g.conns))
+	for c := range g.conns {
+		conns = append(conns, c)
+	}
+	g.mu.Unlock()
+	for _, c := range conns {
+		_ = c.Conn.Close()
+	}
 }
 
 func newGuard(opts Options, log *slog.Logger) *guard {
-	g := &guard{timeout: opts.ConnectTimeout, maxSize: opts.MaxConnectSize, max: int64(opts.MaxUnauthenticated), log: log}
+	g := &guard{timeout: opts.ConnectTimeout, maxSize: opts.MaxConnectSize, max: int64(opts.MaxUnauthenticated), log: log,
+		conns: map[*guardedConn]struct{}{}}
 	if g.timeout <= 0 {
 		g.timeout = DefaultConnectTimeout
 	}
@@ -109,7 +128,11 @@ func (g *guard) admit(c net.Conn) (*guardedConn, bool) {
 		return nil, false
 	}
 	_ = c.SetDeadline(time.Now().Add(g.timeout))
-	return &guardedConn{Conn: c, g: g}, true
+	gc := &guardedConn{Conn: c, g: g}
+	g.mu.Lock()
+	g.conns[gc] = struct{}{}
+	g.mu.Unlock()
+	return gc, true
 }
 
 // guardedConn is a connection until its CONNECT is accepted: it must send
@@ -127,7 +150,14 @@ type guardedConn struct {
 var errConnectTooLarge = errors.New("CONNECT packet too large")
 
 // release ends the connection's unauthenticated time.
-func (c *guardedConn) release() { c.once.Do(func() { c.g.pending.Add(-1) }) }
+func (c *guardedConn) release() {
+	c.once.Do(func() {
+		c.g.pending.Add(-1)
+		c.g.mu.Lock()
+		delete(c.g.conns, c)
+		c.g.mu.Unlock()
+	})
+}
 
 func (c *guardedConn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)

@@ -9,7 +9,10 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
+	"github.com/apd-telemetry/apd/schema"
 	"golang.org/x/crypto/bcrypt"
 )
 
@@ -93,8 +96,9 @@ func LoadUsers(path string) (*Users, error) {
 }
 
 func (u User) validate() error {
-	if u.Name == "" || strings.ContainsAny(u.Name, " \t\n#") {
-		return fmt.Errorf("user name %q: no spaces or #", u.Name)
+	if u.Name == "" || len(u.Name) > 128 || !utf8.ValidString(u.Name) || strings.ContainsAny(u.Name, "#") ||
+		strings.IndexFunc(u.Name, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) >= 0 {
+		return fmt.Errorf("user name %q: 1–128 characters, no spaces, control characters or #", u.Name)
 	}
 	valid := false
 	for _, r := range Roles {
@@ -105,6 +109,11 @@ func (u User) validate() error {
 	}
 	if u.Role == RoleDevice && u.Host == "" {
 		return fmt.Errorf("user %s: a device needs its host", u.Name)
+	}
+	if u.Host != "" {
+		if err := schema.ValidateName(u.Host); err != nil {
+			return fmt.Errorf("user %s: host: %w", u.Name, err)
+		}
 	}
 	if _, err := bcrypt.Cost(u.Hash); err != nil {
 		return fmt.Errorf("user %s: not a bcrypt hash", u.Name)

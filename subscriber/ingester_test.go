@@ -121,6 +121,10 @@ func TestEmbeddedIngestion(t *testing.T) {
 		{"apd/pi/temperature", `1e999`, subscriber.ReasonInvalidField},
 		{"apd/pi/temperature", `{"v":1,"ts":"1970-01-01T00:00:00Z","seq":1000,"value":1}`, subscriber.ReasonTimeWindow},
 		{"apd/pi/temperature", `{"v":1,"ts":"2999-01-01T00:00:00Z","seq":1000,"value":1}`, subscriber.ReasonTimeWindow},
+		{"apd/pi/temperature/extra", `1`, subscriber.ReasonInvalidTopic},
+		{"apd/pi/../x", `1`, subscriber.ReasonInvalidTopic},
+		{"apd/pi/temperature", string(payload("pi", "temperature", 1<<53+1, 30, 1)), subscriber.ReasonSeqOutOfRange},
+		{"apd/pi/$status", `{"state":"online","first_seq":18446744073709551615}`, subscriber.ReasonSeqOutOfRange},
 	}
 	seq := uint64(0)
 	for i, b := range bad {

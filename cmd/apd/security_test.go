@@ -470,3 +470,25 @@ func TestFilesPrivateAndBackupVerified(t *testing.T) {
 		}
 	}
 }
+
+// TestSmallHoles: apd users add refuses a name with control characters
+// (which would make a users file apd cannot read) and writes nothing;
+// with --insecure the log says that anyone is admitted.
+func TestSmallHoles(t *testing.T) {
+	dir := t.TempDir()
+	pw := filepath.Join(dir, "pw")
+	_ = os.WriteFile(pw, []byte("secret\n"), 0o600)
+	users := filepath.Join(dir, "users")
+	r := run(t, nil, "apd", "users", "add", "bad\x01name", "--role", "reader", "--users-file", users, "--password-file", pw)
+	if r.code != 2 || !strings.Contains(r.stderr, "control characters") {
+		t.Errorf("users add with a control character: exit %d %q", r.code, r.stderr)
+	}
+	if _, err := os.Stat(users); err == nil {
+		t.Error("a users file was written")
+	}
+	s := startServe(t, "--insecure")
+	s.stop(t)
+	if log := s.log.String(); strings.Contains(log, "loopback clients only") || !strings.Contains(log, "admits anyone") {
+		t.Errorf("serve --insecure log:\n%s", log)
+	}
+}
