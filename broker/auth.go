@@ -38,8 +38,18 @@ type accessHook struct {
 
 	admitted sync.Map // *mqtt.Client → struct{}: passed OnConnect
 
+	claimMu sync.Mutex
+	claims  map[string]claim // client id → the user admitted with it, until its session exists
+
 	mu       sync.Mutex
 	connects map[string]*connWindow // by remote IP
+}
+
+// claim is a client id taken by an admitted CONNECT whose session mochi
+// has not made yet: a second user racing for the same id is refused too.
+type claim struct {
+	user string
+	at   time.Time
 }
 
 type connWindow struct {
@@ -127,7 +137,8 @@ func stripShare(filter string) string {
 func (h *accessHook) ID() string { return "apd-access" }
 
 func (h *accessHook) Provides(b byte) bool {
-	return bytes.Contains([]byte{mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnPacketRead}, []byte{b})
+	return bytes.Contains([]byte{mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnPacketRead,
+		mqtt.OnSessionEstablished}, []byte{b})
 }
 
 func isLoopback(remote string) bool {
@@ -182,7 +193,7 @@ func (h *accessHook) admit(cl *mqtt.Client, pk packets.Packet) packets.Code {
 		// A session belongs to the user that made it: another user
 		// reusing its client id would inherit its queue (and acknowledge
 		// messages meant for it) and kick it off.
-		if existing, ok := h.srv.Clients.Get(cl.ID); ok && string(existing.Properties.Username) != u.Name {
+		if !h.claim(cl.ID, u.Name) {
 			return packets.ErrClientIdentifierNotValid
 		}
 		cl.Properties.Username = []byte(u.Name)
@@ -191,6 +202,33 @@ func (h *accessHook) admit(cl *mqtt.Client, pk packets.Packet) packets.Code {
 		return packets.ErrNotAuthorized
 	}
 	return packets.CodeSuccess
+}
+
+// claim reports whether user may use client id: no other user's session
+// holds it, and no other user's CONNECT is being admitted with it.
+func (h *accessHook) claim(id, user string) bool {
+	h.claimMu.Lock()
+	defer h.claimMu.Unlock()
+	if existing, ok := h.srv.Clients.Get(id); ok && string(existing.Properties.Username) != user {
+		return false
+	}
+	now := time.Now()
+	if c, ok := h.claims[id]; ok && c.user != user && now.Sub(c.at) < 30*time.Second {
+		return false
+	}
+	if h.claims == nil || len(h.claims) > 10000 {
+		h.claims = map[string]claim{}
+	}
+	h.claims[id] = claim{user: user, at: now}
+	return true
+}
+
+// OnSessionEstablished drops the client's claim: its session now holds
+// the id.
+func (h *accessHook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
+	h.claimMu.Lock()
+	delete(h.claims, cl.ID)
+	h.claimMu.Unlock()
 }
 
 // authenticate finds the user a CONNECT logs in as.
