@@ -218,11 +218,14 @@ func Start(opts Options) (*Broker, error) {
 	}
 	// Return only once every listener takes connections, so whoever
 	// reports the broker ready tells the truth.
-	for _, a := range []string{tcp.Address(), opts.TLSAddr, opts.WSAddr} {
-		if a == "" {
+	for _, l := range []struct {
+		addr string
+		tls  *tls.Config
+	}{{tcp.Address(), nil}, {opts.TLSAddr, nil}, {opts.WSAddr, opts.TLSConfig}} {
+		if l.addr == "" {
 			continue
 		}
-		if err := waitAccepting(a, 5*time.Second); err != nil {
+		if err := waitAccepting(l.addr, l.tls, 5*time.Second); err != nil {
 			srv.Close()
 			return nil, fmt.Errorf("broker: %w", err)
 		}

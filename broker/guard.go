@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -101,12 +102,20 @@ func (l *guardedListener) Serve(establish listeners.EstablishFn) {
 }
 
 // waitAccepting waits until addr accepts TCP connections: mochi starts
-// some listeners (WebSocket) in the background.
-func waitAccepting(addr string, timeout time.Duration) error {
+// some listeners (WebSocket) in the background. With tc it completes a
+// TLS handshake too, so an HTTP server behind it has nothing to complain
+// of.
+func waitAccepting(addr string, tc *tls.Config, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for {
 		c, err := net.DialTimeout("tcp", addr, time.Second)
 		if err == nil {
+			if tc != nil {
+				tlsc := tls.Client(c, &tls.Config{InsecureSkipVerify: true}) // a probe of our own listener: no secret crosses it
+				_ = tlsc.SetDeadline(time.Now().Add(time.Second))
+				_ = tlsc.Handshake()
+				return tlsc.Close()
+			}
 			return c.Close()
 		}
 		if time.Now().After(deadline) {

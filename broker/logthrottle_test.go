@@ -6,11 +6,11 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/apd-telemetry/apd/internal/mqttc"
+	"github.com/apd-telemetry/apd/internal/testutil"
 )
 
 func TestOncePerMinute(t *testing.T) {
@@ -34,7 +34,7 @@ func TestOncePerMinute(t *testing.T) {
 // payloads and 60 KB topics, a fresh client id per connection, makes the
 // broker log a few lines, not its packets.
 func TestRefusalsLogLittle(t *testing.T) {
-	var logged syncBuilder
+	var logged testutil.SyncBuffer
 	us := NewUsers()
 	if err := us.Set("pi", RoleDevice, "pi", []byte("pw")); err != nil {
 		t.Fatal(err)
@@ -61,23 +61,7 @@ func TestRefusalsLogLittle(t *testing.T) {
 		c.Close()
 	}
 	time.Sleep(200 * time.Millisecond)
-	if n := logged.Len(); n > 16<<10 {
+	if n := len(logged.String()); n > 16<<10 {
 		t.Errorf("60 refused 60 KB publishes logged %d bytes:\n%.2000s", n, logged.String())
 	}
 }
-
-// syncBuilder is a strings.Builder safe for concurrent writers.
-type syncBuilder struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuilder) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuilder) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
-
-func (s *syncBuilder) Len() int { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Len() }

@@ -45,9 +45,9 @@ func (rc *rawClient) send(header byte, body []byte) {
 }
 
 // read returns the next packet's first byte and body, or ok false when
-// the broker closed the connection (or sent nothing) within a second.
+// the broker closed the connection (or sent nothing) within 5 s.
 func (rc *rawClient) read() (header byte, body []byte, ok bool) {
-	_ = rc.c.SetReadDeadline(time.Now().Add(time.Second))
+	_ = rc.c.SetReadDeadline(time.Now().Add(5 * time.Second)) // a login is bcrypt, slow under -race
 	h, err := rc.r.ReadByte()
 	if err != nil {
 		return 0, nil, false

@@ -62,7 +62,14 @@ func startServe(t *testing.T, extra ...string) *server {
 
 func startServeAt(t *testing.T, mqttAddr string, extra ...string) *server {
 	t.Helper()
-	s := &server{data: t.TempDir(), mqtt: mqttAddr, http: testutil.FreeAddr(t), log: &testutil.SyncBuffer{}}
+	return startServeOn(t, t.TempDir(), mqttAddr, testutil.FreeAddr(t), extra...)
+}
+
+// startServeOn runs apd serve on a data directory and addresses (those of
+// an earlier run, to restart it) until the test ends.
+func startServeOn(t *testing.T, data, mqttAddr, httpAddr string, extra ...string) *server {
+	t.Helper()
+	s := &server{data: data, mqtt: mqttAddr, http: httpAddr, log: &testutil.SyncBuffer{}}
 	args := append([]string{"serve", "--data", s.data, "--mqtt-addr", s.mqtt, "--http-addr", s.http}, extra...)
 	s.cmd = exec.Command(filepath.Join(binDir, "apd"), args...)
 	s.cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}
@@ -236,22 +243,25 @@ func TestServePublishQuery(t *testing.T) {
 	}
 }
 
-func TestWatch(t *testing.T) {
-	s := startServe(t)
-	var out testutil.SyncBuffer
-	watch := exec.Command(filepath.Join(binDir, "apd"), "watch", "--broker", "tcp://"+s.mqtt, "--host", "W")
-	watch.Stdout, watch.Stderr = &out, &out
+// startWatch runs apd watch on s's broker for host until the test ends,
+// and returns its output once it watches.
+func startWatch(t *testing.T, s *server, host string) *testutil.SyncBuffer {
+	t.Helper()
+	out := &testutil.SyncBuffer{}
+	watch := exec.Command(filepath.Join(binDir, "apd"), "watch", "--broker", "tcp://"+s.mqtt, "--host", host)
+	watch.Stdout, watch.Stderr = out, out
 	if err := watch.Start(); err != nil {
 		t.Fatal(err)
 	}
-	defer func() { _ = watch.Process.Kill(); _ = watch.Wait() }()
+	t.Cleanup(func() { _ = watch.Process.Kill(); _ = watch.Wait() })
+	testutil.WaitFor(t, "apd watch to start", 10*time.Second, func() bool { return strings.Contains(out.String(), "watching") })
+	return out
+}
+
+func TestWatch(t *testing.T) {
+	s := startServe(t)
+	out := startWatch(t, s, "W")
 	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(out.String(), "watching") {
-		if time.Now().After(deadline) {
-			t.Fatalf("watch did not start: %s", out.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 	r := run(t, nil, "apd-publish", "--broker", "tcp://"+s.mqtt, "--host", "W", "--once", "--sensors", "ram_available", "--spool", filepath.Join(t.TempDir(), "s.db"))
 	if r.code != 0 {
 		t.Fatal(r.stderr)

@@ -377,14 +377,7 @@ func grep(text, part string) string {
 func TestTerminalOutputEscaped(t *testing.T) {
 	pub, _ := mosquitto(t)
 	s := startServe(t)
-	var watched testutil.SyncBuffer
-	watch := exec.Command(filepath.Join(binDir, "apd"), "watch", "--broker", "tcp://"+s.mqtt, "--host", "evil")
-	watch.Stdout, watch.Stderr = &watched, &watched
-	if err := watch.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = watch.Process.Kill(); _ = watch.Wait() }()
-	testutil.WaitFor(t, "apd watch", 10*time.Second, func() bool { return strings.Contains(watched.String(), "watching") })
+	watched := startWatch(t, s, "evil")
 	host, port, _ := net.SplitHostPort(s.mqtt)
 	const attack = `\u001b]0;pwned\u0007\u001b[2J\u009b31m`
 	for _, m := range [][2]string{

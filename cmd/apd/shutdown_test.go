@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -188,18 +187,7 @@ func TestServeShutdownKeepsLastAck(t *testing.T) {
 // restartServe starts apd serve again on s's data and addresses.
 func restartServe(t *testing.T, s *server) *server {
 	t.Helper()
-	again := &server{data: s.data, mqtt: s.mqtt, http: s.http, log: &testutil.SyncBuffer{}}
-	again.cmd = exec.Command(filepath.Join(binDir, "apd"), "serve", "--data", s.data, "--mqtt-addr", s.mqtt, "--http-addr", s.http)
-	again.cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}
-	again.cmd.Stdout, again.cmd.Stderr = again.log, again.log
-	if err := again.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { again.stop(t) })
-	if err := testutil.Ready(s.http, 10*time.Second); err != nil {
-		t.Fatalf("%v: %s", err, again.log)
-	}
-	return again
+	return startServeOn(t, s.data, s.mqtt, s.http)
 }
 
 // TestAggregateShutdownKeepsLastAck: the same for apd aggregate against
