@@ -485,3 +485,25 @@ func TestSmallHoles(t *testing.T) {
 		t.Errorf("serve --insecure log:\n%s", log)
 	}
 }
+
+// TestReadyMeansListening: the moment /readyz says ready, every listener
+// (MQTT, TLS, WebSocket) takes connections: a test or a probe that waits
+// on it never races the broker.
+func TestReadyMeansListening(t *testing.T) {
+	_, cert, key := testutil.TLSFiles(t, t.TempDir())
+	for range 3 {
+		tlsAddr, wsAddr := testutil.FreeAddr(t), testutil.FreeAddr(t)
+		s := startServe(t, "--tls-addr", tlsAddr, "--tls-cert", cert, "--tls-key", key, "--ws-addr", wsAddr)
+		for _, a := range []string{s.mqtt, tlsAddr, wsAddr} {
+			c, err := net.DialTimeout("tcp", a, time.Second)
+			if err != nil {
+				t.Fatalf("ready, but %s refuses connections: %v", a, err)
+			}
+			c.Close()
+		}
+		if strings.Contains(s.log.String(), "handshake error") {
+			t.Errorf("readiness probing logged a handshake error:\n%s", s.log)
+		}
+		s.stop(t)
+	}
+}

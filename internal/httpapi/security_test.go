@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"bytes"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -97,5 +98,33 @@ func TestBackupTransferChecked(t *testing.T) {
 		if !tc.ok && err != nil && !strings.Contains(err.Error(), "received") {
 			t.Errorf("%s: error does not say what was received: %v", tc.name, err)
 		}
+	}
+}
+
+// TestReadiness: /readyz answers 503 with the reason until the process
+// says it is ready, then 200; /healthz answers all along.
+func TestReadiness(t *testing.T) {
+	st, _ := newStore(t)
+	why := "starting: broker not listening"
+	h := (&Server{Store: st, Ready: func() error {
+		if why != "" {
+			return errors.New(why)
+		}
+		return nil
+	}}).Handler()
+	get := func(path string) (int, string) {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest("GET", path, nil))
+		return rec.Code, rec.Body.String()
+	}
+	if code, body := get("/readyz"); code != http.StatusServiceUnavailable || !strings.Contains(body, "broker not listening") {
+		t.Errorf("not ready: %d %q", code, body)
+	}
+	if code, _ := get("/healthz"); code != 200 {
+		t.Errorf("healthz while starting: %d", code)
+	}
+	why = ""
+	if code, _ := get("/readyz"); code != 200 {
+		t.Errorf("ready: %d", code)
 	}
 }

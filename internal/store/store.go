@@ -568,27 +568,39 @@ func putDeadLetters(tx *bolt.Tx, bounds deadBounds, lists ...[]DeadLetter) error
 	meta, bucket := tx.Bucket(bucketMeta), tx.Bucket(bucketDead)
 	bucket.FillPercent = 0.95 // keys only ever grow: fill pages
 	count, size, dropped := metaUint(meta, keyDeadCount), metaUint(meta, keyDeadBytes), metaUint(meta, keyDeadDropped)
-	added := false
+	// One commit writes at most an eighth of the byte bound: the pages it
+	// frees (the oldest dead letters) are reusable only after it, so a
+	// large batch would grow the file past the bound. Under a flood the
+	// rest of a batch is dropped (counted) as the oldest would be.
+	var encoded [][]byte
 	for _, list := range lists {
 		for _, d := range list {
 			if len(d.Payload) > MaxDeadPayload {
 				d.Payload = d.Payload[:MaxDeadPayload]
 			}
-			n, _ := bucket.NextSequence()
 			v, err := json.Marshal(d)
 			if err != nil {
 				return err
 			}
-			if err := bucket.Put(seqKey(n), v); err != nil {
-				return err
-			}
-			count++
-			size += uint64(deadCost(v))
-			added = true
+			encoded = append(encoded, v)
 		}
 	}
-	if !added {
+	if len(encoded) == 0 {
 		return nil
+	}
+	first, budget := len(encoded), bounds.bytes/8
+	for first > 0 && (first == len(encoded) || budget >= deadCost(encoded[first-1])) {
+		first--
+		budget -= deadCost(encoded[first])
+	}
+	dropped += uint64(first)
+	for _, v := range encoded[first:] {
+		n, _ := bucket.NextSequence()
+		if err := bucket.Put(seqKey(n), v); err != nil {
+			return err
+		}
+		count++
+		size += uint64(deadCost(v))
 	}
 	c := bucket.Cursor()
 	for k, v := c.First(); k != nil && (count > uint64(bounds.count) || size > uint64(bounds.bytes)); k, v = c.First() {

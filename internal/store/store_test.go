@@ -520,3 +520,26 @@ func TestDeadLettersBounded(t *testing.T) {
 		})
 	}
 }
+
+// TestDeadLetterBatchBounded: one commit writes at most an eighth of the
+// byte bound, newest first; the rest of its dead letters are counted as
+// dropped.
+func TestDeadLetterBatchBounded(t *testing.T) {
+	s, err := Open(filepath.Join(t.TempDir(), "apd.db"), Options{NoSync: true, MaxDeadBytes: 64 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var b Batch
+	for i := range 100 {
+		b.DeadLetters = append(b.DeadLetters, DeadLetter{Received: t0, Topic: "apd/x/y", Reason: fmt.Sprint(i), Payload: make([]byte, 800)})
+	}
+	if _, err := s.Commit(&b); err != nil {
+		t.Fatal(err)
+	}
+	st, _ := s.DeadLetterStats()
+	kept, _ := s.DeadLetters(100)
+	if st.Bytes > 8<<10 || st.Count == 0 || st.Count+st.Dropped != 100 || kept[0].Reason != "99" {
+		t.Errorf("stats %+v, newest %q", st, kept[0].Reason)
+	}
+}
