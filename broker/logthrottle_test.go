@@ -61,6 +61,7 @@ func TestRefusalsLogLittle(t *testing.T) {
 		c.Close()
 	}
 	time.Sleep(200 * time.Millisecond)
+	t.Logf("60 refused 60 KB publishes, a client id each: %d bytes of log", len(logged.String()))
 	if n := len(logged.String()); n > 16<<10 {
 		t.Errorf("60 refused 60 KB publishes logged %d bytes:\n%.2000s", n, logged.String())
 	}

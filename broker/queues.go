@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -12,10 +13,12 @@ import (
 // Defaults of the queue bounds: messages waiting for delivery or for
 // their PUBACK (mochi's in-flight messages), summed over a user's
 // sessions and over everyone. At apd's ~200-byte readings the total is
-// about 50 MB of memory and of broker state on disk.
+// about 25 MB of memory and of broker state on disk (mochi's own
+// bookkeeping, which walks every in-flight message each second, costs in
+// proportion).
 const (
-	DefaultMaxQueuedPerUser = 65536
-	DefaultMaxQueued        = 262144
+	DefaultMaxQueuedPerUser = 32768
+	DefaultMaxQueued        = 131072
 )
 
 // queueBudget bounds what sessions that do not read can make the broker
@@ -39,7 +42,19 @@ type queueBudget struct {
 
 	mu     sync.Mutex
 	byUser map[string]map[string]struct{} // queue key → client ids
+	sums   map[string]*queuedSum          // of keys with several sessions
 }
+
+// queuedSum is a user's queued messages summed over its sessions, taken
+// at a time and counted up by each delivery let through since: summing
+// twenty sessions for every delivery cost more than the delivery.
+type queuedSum struct {
+	n  int
+	at time.Time
+}
+
+// sumFresh is how long a queuedSum is used before it is taken again.
+const sumFresh = 5 * time.Millisecond
 
 func newQueueBudget(srv *mqtt.Server, perUser, total int) *queueBudget {
 	if perUser <= 0 {
@@ -48,7 +63,8 @@ func newQueueBudget(srv *mqtt.Server, perUser, total int) *queueBudget {
 	if total <= 0 {
 		total = DefaultMaxQueued
 	}
-	return &queueBudget{srv: srv, perUser: perUser, total: int64(total), byUser: map[string]map[string]struct{}{}}
+	return &queueBudget{srv: srv, perUser: perUser, total: int64(total), byUser: map[string]map[string]struct{}{},
+		sums: map[string]*queuedSum{}}
 }
 
 func (q *queueBudget) ID() string { return "apd-queues" }
@@ -87,6 +103,7 @@ func (q *queueBudget) remove(cl *mqtt.Client) {
 		delete(ids, cl.ID)
 		if len(ids) == 0 {
 			delete(q.byUser, k)
+			delete(q.sums, k)
 		}
 	}
 }
@@ -122,27 +139,40 @@ func (q *queueBudget) subscribing(cl *mqtt.Client) bool {
 	return ok
 }
 
-// queued returns the in-flight messages of every session in cl's group.
-func (q *queueBudget) queued(cl *mqtt.Client) int {
+// admit reports whether the sessions of cl's group hold fewer than
+// perUser messages, and counts the delivery it lets through.
+func (q *queueBudget) admit(cl *mqtt.Client) bool {
 	k := queueKey(cl)
 	q.mu.Lock()
 	ids := q.byUser[k]
 	if len(ids) <= 1 {
 		q.mu.Unlock()
-		return cl.State.Inflight.Len()
+		return cl.State.Inflight.Len() < q.perUser
 	}
-	list := make([]string, 0, len(ids))
-	for id := range ids {
-		list = append(list, id)
+	now := time.Now()
+	sum := q.sums[k]
+	if sum == nil || now.Sub(sum.at) > sumFresh {
+		list := make([]string, 0, len(ids))
+		for id := range ids {
+			list = append(list, id)
+		}
+		q.mu.Unlock()
+		n := 0
+		for _, id := range list {
+			if c, ok := q.srv.Clients.Get(id); ok {
+				n += c.State.Inflight.Len()
+			}
+		}
+		q.mu.Lock()
+		sum = &queuedSum{n: n, at: now}
+		q.sums[k] = sum
+	}
+	ok := sum.n < q.perUser
+	if ok {
+		sum.n++
 	}
 	q.mu.Unlock()
-	n := 0
-	for _, id := range list {
-		if c, ok := q.srv.Clients.Get(id); ok {
-			n += c.State.Inflight.Len()
-		}
-	}
-	return n
+	return ok
 }
 
 // allowDelivery reports whether a message may be queued for cl, and counts
@@ -151,7 +181,7 @@ func (q *queueBudget) allowDelivery(cl *mqtt.Client) bool {
 	if q.subscribing(cl) {
 		return true
 	}
-	if atomic.LoadInt64(&q.srv.Info.Inflight) < q.total && q.queued(cl) < q.perUser {
+	if atomic.LoadInt64(&q.srv.Info.Inflight) < q.total && q.admit(cl) {
 		return true
 	}
 	q.dropped.Add(1)

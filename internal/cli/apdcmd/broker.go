@@ -33,8 +33,8 @@ type BrokerFlags struct {
 	MaxConnectSize     int           `help:"Largest CONNECT packet in bytes (client id, credentials, last will)." default:"16384" config:"server.max_connect_size"`
 	MaxUnauthenticated int           `help:"Most connections that have not completed their CONNECT; more are closed at once." default:"1024" config:"server.max_unauthenticated"`
 	MaxLogins          int           `help:"Most password checks (bcrypt) at once; 0 means half the cores." default:"0" config:"server.max_logins"`
-	MaxQueuedPerUser   int           `help:"Most messages held for delivery to one user's sessions together; beyond, deliveries to them are dropped (and counted)." default:"65536" config:"server.max_queued_per_user"`
-	MaxQueued          int           `help:"Most messages held for delivery in all; beyond, deliveries are dropped (and counted)." default:"262144" config:"server.max_queued"`
+	MaxQueuedPerUser   int           `help:"Most messages held for delivery to one user's sessions together; beyond, deliveries to them are dropped (and counted)." default:"32768" config:"server.max_queued_per_user"`
+	MaxQueued          int           `help:"Most messages held for delivery in all; beyond, deliveries are dropped (and counted)." default:"131072" config:"server.max_queued"`
 }
 
 // tls loads the listeners' certificate, if one is configured.
