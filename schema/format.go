@@ -266,3 +266,28 @@ func unprintable(r rune) bool {
 	}
 	return false
 }
+
+// Human returns the text people read for a reading: its own human form,
+// else the sensor's format of its value, else its error; one line per
+// line of it, each safe for a terminal (Printable).
+func Human(r *Reading) string {
+	if r.Error != nil {
+		return PrintableLines("error (" + string(r.Error.Kind) + "): " + r.Error.Message)
+	}
+	if r.Human != "" {
+		return PrintableLines(r.Human)
+	}
+	return PrintableLines(Format(r.Sensor, r.Value))
+}
+
+// PrintableLines is Printable line by line, keeping the line breaks.
+func PrintableLines(s string) string {
+	if !strings.ContainsRune(s, '\n') {
+		return Printable(s)
+	}
+	lines := strings.Split(s, "\n")
+	for i, l := range lines {
+		lines[i] = Printable(l)
+	}
+	return strings.Join(lines, "\n")
+}

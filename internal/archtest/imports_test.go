@@ -23,18 +23,47 @@ func deps(t *testing.T, pkg string) []string {
 	return ours
 }
 
+// serverSide are the packages only the apd binary may link.
+var serverSide = []string{"broker", "subscriber", "internal/store", "internal/query", "internal/httpapi",
+	"internal/rules", "internal/metrics", "internal/server", "internal/cli/apdcmd"}
+
+// packages lists the packages matching a go list pattern.
+func packages(t *testing.T, pattern string) []string {
+	t.Helper()
+	out, err := exec.Command("go", "list", module+"/"+pattern).Output()
+	if err != nil {
+		t.Fatalf("go list %s: %v", pattern, err)
+	}
+	var pkgs []string
+	for _, p := range strings.Fields(string(out)) {
+		pkgs = append(pkgs, strings.TrimPrefix(p, module+"/"))
+	}
+	return pkgs
+}
+
 func TestImportGraph(t *testing.T) {
 	tests := []struct {
 		pkg       string
 		forbidden []string // prefixes
 	}{
 		{"schema", []string{""}},
-		{"publisher", []string{"broker", "subscriber", "internal/store", "internal/cli"}},
 		{"broker", []string{"publisher", "subscriber", "internal/"}},
 		{"subscriber", []string{"publisher", "broker", "internal/cli"}},
 		{"internal/store", []string{"publisher", "broker", "subscriber", "internal/cli"}},
+		// The command framework and the device wiring serve both binaries.
+		{"internal/cli", serverSide},
+		{"internal/agent", serverSide},
 		// The device binary stays small: nothing of the server side.
-		{"cmd/apd-publish", []string{"broker", "subscriber", "internal/httpapi", "internal/cli/apdcmd"}},
+		{"cmd/apd-publish", serverSide},
+	}
+	// Nor any package of the device side, examples included.
+	for _, pattern := range []string{"publisher/...", "examples/..."} {
+		for _, p := range packages(t, pattern) {
+			tests = append(tests, struct {
+				pkg       string
+				forbidden []string
+			}{p, append([]string{"internal/cli/apdcmd"}, serverSide...)})
+		}
 	}
 	for _, tc := range tests {
 		for _, d := range deps(t, tc.pkg) {

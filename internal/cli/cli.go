@@ -1,5 +1,7 @@
-// Package cli holds apd's commands: flag structs for kong and the wiring of
-// the packages that do the work. The binaries in cmd/ only call Main.
+// Package cli is the command framework both binaries share: parsing with
+// kong and the config file, global flags, errors as one line with their
+// exit code. It links nothing of the server side: apd's commands are in
+// apdcmd, apd-publish's in publisher/publishmain.
 package cli
 
 import (

@@ -87,31 +87,6 @@ type csvWriter struct {
 	header bool
 }
 
-// Human returns the text people read for a reading: its own human form,
-// else the sensor's format of its value, else its error; one line per
-// line of it, each safe for a terminal (schema.Printable).
-func Human(r *schema.Reading) string {
-	if r.Error != nil {
-		return PrintableLines("error (" + string(r.Error.Kind) + "): " + r.Error.Message)
-	}
-	if r.Human != "" {
-		return PrintableLines(r.Human)
-	}
-	return PrintableLines(schema.Format(r.Sensor, r.Value))
-}
-
-// PrintableLines is schema.Printable line by line, keeping the line breaks.
-func PrintableLines(s string) string {
-	if !strings.ContainsRune(s, '\n') {
-		return schema.Printable(s)
-	}
-	lines := strings.Split(s, "\n")
-	for i, l := range lines {
-		lines[i] = schema.Printable(l)
-	}
-	return strings.Join(lines, "\n")
-}
-
 func (c *csvWriter) Write(r *schema.Reading) error {
 	if !c.header {
 		c.header = true
@@ -137,7 +112,7 @@ func (c *csvWriter) Write(r *schema.Reading) error {
 	// Printed on a terminal as often as written to a file: no escape
 	// sequences from devices either way.
 	return c.w.Write([]string{r.Host, r.Sensor, schema.FormatTime(r.Time), seq, schema.Printable(value),
-		schema.Printable(unit), PrintableLines(human), schema.Printable(errText)})
+		schema.Printable(unit), schema.PrintableLines(human), schema.Printable(errText)})
 }
 
 func (c *csvWriter) Close() error {
@@ -163,7 +138,7 @@ func (t *tableWriter) Write(r *schema.Reading) error {
 		fmt.Fprintln(t.tw, "HOST\tSENSOR\tTIME\tVALUE")
 	}
 	t.rows++
-	lines := strings.Split(Human(r), "\n")
+	lines := strings.Split(schema.Human(r), "\n")
 	fmt.Fprintf(t.tw, "%s\t%s\t%s\t%s\n", r.Host, r.Sensor, schema.FormatTime(r.Time), lines[0])
 	for _, l := range lines[1:] {
 		fmt.Fprintf(t.tw, "\t\t\t%s\n", l)

@@ -7,21 +7,22 @@ import (
 	"github.com/apd-telemetry/apd/internal/cli"
 	"github.com/apd-telemetry/apd/internal/httpapi"
 	"github.com/apd-telemetry/apd/internal/store"
+	"github.com/apd-telemetry/apd/publisher/publishmain"
 )
 
 // APD is the command tree of the apd binary.
 type APD struct {
 	cli.Globals
 
-	Serve     ServeCmd       `cmd:"" help:"Run broker, aggregator and HTTP API (the main job)."`
-	Broker    BrokerCmd      `cmd:"" help:"Run the MQTT broker alone."`
-	Aggregate AggregateCmd   `cmd:"" help:"Store readings from any MQTT broker."`
-	Query     QueryCmd       `cmd:"" help:"Print readings of one sensor."`
-	Sensors   cli.SensorsCmd `cmd:"" help:"Read this machine's sensors now."`
-	Watch     cli.WatchCmd   `cmd:"" help:"Print readings live as they arrive."`
-	Hosts     HostsCmd       `cmd:"" help:"List the hosts seen and their state."`
-	Export    ExportCmd      `cmd:"" help:"Write stored readings as NDJSON or CSV."`
-	Import    ImportCmd      `cmd:"" help:"Store readings from NDJSON written by export."`
+	Serve     ServeCmd     `cmd:"" help:"Run broker, aggregator and HTTP API (the main job)."`
+	Broker    BrokerCmd    `cmd:"" help:"Run the MQTT broker alone."`
+	Aggregate AggregateCmd `cmd:"" help:"Store readings from any MQTT broker."`
+	Query     QueryCmd     `cmd:"" help:"Print readings of one sensor."`
+	Sensors   SensorsCmd   `cmd:"" help:"Read this machine's sensors now."`
+	Watch     WatchCmd     `cmd:"" help:"Print readings live as they arrive."`
+	Hosts     HostsCmd     `cmd:"" help:"List the hosts seen and their state."`
+	Export    ExportCmd    `cmd:"" help:"Write stored readings as NDJSON or CSV."`
+	Import    ImportCmd    `cmd:"" help:"Store readings from NDJSON written by export."`
 
 	Delete      DeleteCmd      `cmd:"" help:"Delete readings of a host (privacy)."`
 	Compact     CompactCmd     `cmd:"" help:"Shrink a database file after deletes."`
@@ -37,7 +38,7 @@ type APD struct {
 func MainAPD(args []string, stdout, stderr io.Writer) int {
 	var root APD
 	return cli.Main("apd", "apd: telemetry over MQTT. Broker, aggregator, queries and tools in one binary.",
-		&root, &root.Globals, args, stdout, stderr, cli.Keys(&APD{}, &cli.PublishRoot{}), classify)
+		&root, &root.Globals, args, stdout, stderr, cli.Keys(&APD{}, &publishmain.PublishRoot{}), classify)
 }
 
 // classify gives the errors of apd's own packages their exit codes.

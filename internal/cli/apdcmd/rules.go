@@ -148,7 +148,7 @@ func (c *RulesTestCmd) Run(g *cli.Globals, file *config.File) error {
 		n++
 		if tw != nil {
 			r := o.Reading()
-			_, err := fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", o.Rule, o.Host, schema.FormatTime(o.Time), query.Human(&r), query.Human(&o.Trigger))
+			_, err := fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", o.Rule, o.Host, schema.FormatTime(o.Time), schema.Human(&r), schema.Human(&o.Trigger))
 			return err
 		}
 		r := o.Reading()

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/apd-telemetry/apd/broker"
+	"github.com/apd-telemetry/apd/internal/agent"
 	"github.com/apd-telemetry/apd/internal/cli"
 	"github.com/apd-telemetry/apd/internal/config"
 	"github.com/apd-telemetry/apd/publisher"
@@ -23,7 +24,7 @@ type ServeCmd struct {
 	IngestFlags
 	BrokerFlags
 	WithPublisher bool `help:"Also sample this machine's sensors and publish them." config:"server.with_publisher"`
-	cli.PublisherFlags
+	agent.PublisherFlags
 }
 
 // Help implements kong's HelpProvider.
@@ -47,7 +48,7 @@ func (c *ServeCmd) Run(ctx context.Context, g *cli.Globals, file *config.File) e
 	var sensors []publisher.Named
 	if c.WithPublisher {
 		// Fail on a bad sensor list before anything listens.
-		if sensors, err = cli.BuildSensors(c.SensorFlags, file); err != nil {
+		if sensors, err = agent.BuildSensors(c.SensorFlags, file); err != nil {
 			return err
 		}
 	}
@@ -108,9 +109,9 @@ func (c *ServeCmd) Run(ctx context.Context, g *cli.Globals, file *config.File) e
 	agg.startRetention(ctx, keep)
 
 	var agentDone chan error
-	var ag *cli.Agent
+	var ag *agent.Agent
 	if c.WithPublisher {
-		ag, err = cli.StartAgent(c.PublisherFlags, cli.ClientCertFlags{}, sensors, "tcp://"+brk.Addr(),
+		ag, err = agent.StartAgent(c.PublisherFlags, cli.ClientCertFlags{}, sensors, "tcp://"+brk.Addr(),
 			filepath.Join(c.Data, "apd-spool.db"), topics, true, log)
 		if err != nil {
 			brk.Close()

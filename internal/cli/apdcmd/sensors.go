@@ -1,28 +1,21 @@
-package cli
+package apdcmd
 
 import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"time"
 
+	"github.com/apd-telemetry/apd/internal/agent"
+	"github.com/apd-telemetry/apd/internal/cli"
 	"github.com/apd-telemetry/apd/internal/config"
-	"github.com/apd-telemetry/apd/internal/query"
 	"github.com/apd-telemetry/apd/publisher"
 	"github.com/apd-telemetry/apd/schema"
 )
 
-// WriteJSON writes v as indented JSON.
-func WriteJSON(w io.Writer, v any) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
-}
-
 // SensorsCmd is apd sensors.
 type SensorsCmd struct {
-	SensorFlags
+	agent.SensorFlags
 	Sensor []string `help:"Only this sensor (repeatable)." placeholder:"NAME"`
 	JSON   bool     `help:"Print the readings as JSON payloads."`
 	List   bool     `help:"List the sensors this build has, without reading them."`
@@ -40,7 +33,7 @@ Examples:
 }
 
 // Run implements the command.
-func (c *SensorsCmd) Run(ctx context.Context, g *Globals, file *config.File) error {
+func (c *SensorsCmd) Run(ctx context.Context, g *cli.Globals, file *config.File) error {
 	if c.List {
 		for _, n := range publisher.DefaultRegistry().Names() {
 			fmt.Fprintln(g.Stdout(), n)
@@ -51,19 +44,19 @@ func (c *SensorsCmd) Run(ctx context.Context, g *Globals, file *config.File) err
 	if len(c.Sensor) > 0 {
 		f.Sensors = c.Sensor
 	}
-	sensors, err := BuildSensors(f, file)
+	sensors, err := agent.BuildSensors(f, file)
 	if err != nil {
 		return err
 	}
 	samples := publisher.ReadAll(ctx, sensors, time.Now())
-	host := DefaultHost()
+	host := agent.DefaultHost()
 	if c.JSON {
 		out := make([]json.RawMessage, len(samples))
 		for i, s := range samples {
 			r := s.Reading(host)
 			out[i] = r.AppendJSON(nil, schema.WithIdentity)
 		}
-		return WriteJSON(g.Stdout(), out)
+		return cli.WriteJSON(g.Stdout(), out)
 	}
 	for i, s := range samples {
 		if i > 0 {
@@ -71,7 +64,7 @@ func (c *SensorsCmd) Run(ctx context.Context, g *Globals, file *config.File) err
 		}
 		r := s.Reading(host)
 		fmt.Fprintln(g.Stdout(), schema.Printable(s.Title))
-		fmt.Fprintln(g.Stdout(), query.Human(&r))
+		fmt.Fprintln(g.Stdout(), schema.Human(&r))
 	}
 	return nil
 }

@@ -1,4 +1,4 @@
-package cli
+package apdcmd
 
 import (
 	"context"
@@ -10,12 +10,12 @@ import (
 	"sync"
 	"time"
 
+	"github.com/apd-telemetry/apd/internal/cli"
 	"github.com/apd-telemetry/apd/internal/mqttc"
-	"github.com/apd-telemetry/apd/internal/query"
 	"github.com/apd-telemetry/apd/schema"
 )
 
-func newWatchClient(url, user, password, ca string, cert ClientCertFlags, log *slog.Logger) (*mqttc.Client, error) {
+func newWatchClient(url, user, password, ca string, cert cli.ClientCertFlags, log *slog.Logger) (*mqttc.Client, error) {
 	return mqttc.Dial(mqttc.Options{
 		URL: url, ClientID: fmt.Sprintf("apd-watch-%08x", rand.Uint32()),
 		Username: user, Password: password, TLSCA: ca, TLSCert: cert.TLSCert, TLSKey: cert.TLSKey, QoS: 0, Logger: log,
@@ -49,7 +49,7 @@ type WatchCmd struct {
 	Username     string `help:"Broker user name." config:"client.username"`
 	PasswordFile string `help:"File holding the broker password." placeholder:"FILE" type:"path" config:"client.password_file"`
 	TLSCA        string `name:"tls-ca" help:"PEM file of CAs to trust for ssl:// brokers." placeholder:"FILE" type:"path" config:"client.tls_ca"`
-	ClientCertFlags
+	cli.ClientCertFlags
 }
 
 // Help implements kong's HelpProvider.
@@ -62,8 +62,8 @@ Examples:
 }
 
 // Run implements the command.
-func (c *WatchCmd) Run(ctx context.Context, g *Globals) error {
-	password, err := ReadPassword(c.PasswordFile)
+func (c *WatchCmd) Run(ctx context.Context, g *cli.Globals) error {
+	password, err := cli.ReadPassword(c.PasswordFile)
 	if err != nil {
 		return err
 	}
@@ -106,6 +106,6 @@ func watchLine(topic string, payload []byte, prefix string, now time.Time) (stri
 	if err != nil {
 		return schema.Printable(fmt.Sprintf("%s  %-20s %-20s rejected: %v", now.UTC().Format("15:04:05"), host, sensor, err)), true
 	}
-	lines := strings.Split(query.Human(&r), "\n")
+	lines := strings.Split(schema.Human(&r), "\n")
 	return fmt.Sprintf("%s  %-20s %-20s %s", r.Time.Format("15:04:05"), host, sensor, strings.Join(lines, ", ")), true
 }

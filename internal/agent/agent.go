@@ -1,11 +1,13 @@
-package cli
+// Package agent is the device side's wiring, shared by apd-publish and
+// apd serve --with-publisher: the flags of sampling and publishing, the
+// sensors built from them and the config file, and a publisher with its
+// spool and MQTT connection.
+package agent
 
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -14,6 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/apd-telemetry/apd/internal/cli"
 	"github.com/apd-telemetry/apd/internal/config"
 	"github.com/apd-telemetry/apd/internal/mqttc"
 	"github.com/apd-telemetry/apd/publisher"
@@ -198,7 +201,7 @@ func (b *sensorBuilder) env(name string) (publisher.Env, time.Duration, error) {
 		}
 		params[k] = v
 	}
-	return publisher.Env{Root: b.flags.SysRoot, Params: params, Version: Version, Devices: b.devices}, interval, nil
+	return publisher.Env{Root: b.flags.SysRoot, Params: params, Version: cli.Version, Devices: b.devices}, interval, nil
 }
 
 // expandFamilies finds the members of every family, once.
@@ -237,9 +240,9 @@ func DefaultHost() string {
 	return schema.SanitizeName(h)
 }
 
-// defaultSpool returns <state dir>/apd-spool.db: $STATE_DIRECTORY (set by
+// DefaultSpool returns <state dir>/apd-spool.db: $STATE_DIRECTORY (set by
 // systemd), else $XDG_STATE_HOME/apd, else ~/.local/state/apd.
-func defaultSpool() string {
+func DefaultSpool() string {
 	if d := os.Getenv("STATE_DIRECTORY"); d != "" {
 		return filepath.Join(d, "apd-spool.db")
 	}
@@ -252,18 +255,6 @@ func defaultSpool() string {
 	return "apd-spool.db"
 }
 
-// ReadPassword reads a password file ("" gives no password).
-func ReadPassword(file string) (string, error) {
-	if file == "" {
-		return "", nil
-	}
-	b, err := os.ReadFile(file)
-	if err != nil {
-		return "", fmt.Errorf("read password file: %w", err)
-	}
-	return strings.TrimRight(string(b), "\r\n"), nil
-}
-
 // Agent is a running publisher with its spool and connection.
 type Agent struct {
 	Pub      *publisher.Publisher
@@ -274,24 +265,15 @@ type Agent struct {
 
 // StartAgent opens the spool, connects to the broker (retrying in the
 // background when retry is set) and returns a publisher ready to run.
-// ClientCertFlags are a client certificate for brokers that take one as
-// the login (apd broker --tls-client-ca).
-type ClientCertFlags struct {
-	TLSCert string `name:"tls-cert" help:"Client certificate (PEM) to log in with over ssl://." placeholder:"FILE" type:"path"`
-	TLSKey  string `name:"tls-key" help:"Its private key (PEM)." placeholder:"FILE" type:"path"`
-}
-
-// StartAgent opens the spool, connects to the broker (retrying in the
-// background when retry is set) and returns a publisher ready to run.
-func StartAgent(f PublisherFlags, cert ClientCertFlags, sensors []publisher.Named, brokerURL, spoolPath string, topics schema.Topics, retry bool, log *slog.Logger) (*Agent, error) {
+func StartAgent(f PublisherFlags, cert cli.ClientCertFlags, sensors []publisher.Named, brokerURL, spoolPath string, topics schema.Topics, retry bool, log *slog.Logger) (*Agent, error) {
 	host := f.Host
 	if host == "" {
 		host = DefaultHost()
 	}
 	if err := schema.ValidateName(host); err != nil {
-		return nil, WithCode(ExitUsage, fmt.Errorf("--host: %w", err), "")
+		return nil, cli.WithCode(cli.ExitUsage, fmt.Errorf("--host: %w", err), "")
 	}
-	password, err := ReadPassword(f.PasswordFile)
+	password, err := cli.ReadPassword(f.PasswordFile)
 	if err != nil {
 		return nil, err
 	}
@@ -333,11 +315,11 @@ func StartAgent(f PublisherFlags, cert ClientCertFlags, sensors []publisher.Name
 			names[i] = s.Name
 		}
 		announcers = append(announcers, homeassistant.New(homeassistant.Options{
-			Prefix: f.HAPrefix, Host: host, Topics: topics, Version: Version, Sensors: names, Logger: log}))
+			Prefix: f.HAPrefix, Host: host, Topics: topics, Version: cli.Version, Sensors: names, Logger: log}))
 	}
 	a.Pub = publisher.New(publisher.Options{
 		Host: host, Topics: topics, Interval: f.Interval, Sensors: sensors, Announcers: announcers,
-		Version: Version, ResendAfter: f.ResendAfter, ReplayRate: f.ReplayRate, DrainTimeout: f.DrainTimeout, Logger: log,
+		Version: cli.Version, ResendAfter: f.ResendAfter, ReplayRate: f.ReplayRate, DrainTimeout: f.DrainTimeout, Logger: log,
 	}, spool, a.Client)
 	ready.Store(a.Pub)
 	if a.Client.Connected() {
@@ -351,72 +333,4 @@ func StartAgent(f PublisherFlags, cert ClientCertFlags, sensors []publisher.Name
 func (a *Agent) Close() {
 	a.Client.Close()
 	a.Spool.Close()
-}
-
-// PublishCmd is apd-publish.
-type PublishCmd struct {
-	PublisherFlags
-	ClientCertFlags
-	Broker  string        `help:"Broker URL: tcp://, ssl:// or ws://." default:"tcp://127.0.0.1:1883" config:"publisher.broker"`
-	Spool   string        `help:"Spool file (default: <state dir>/apd-spool.db)." placeholder:"PATH" type:"path" config:"publisher.spool"`
-	Once    bool          `help:"Sample once, publish, wait briefly for the acknowledgement, exit."`
-	DryRun  bool          `help:"Print the JSON payloads instead of publishing (no broker, no spool)."`
-	AckWait time.Duration `help:"With --once, how long to wait for the aggregator's acknowledgement." default:"3s"`
-}
-
-// Help implements kong's HelpProvider.
-func (PublishCmd) Help() string {
-	return `Samples this device's sensors every interval and publishes each reading as
-JSON over MQTT to <prefix>/<host>/<sensor>. Every reading is kept in a local
-spool until the aggregator acknowledges that it is stored.
-
-Examples:
-  apd-publish --broker tcp://192.168.1.10:1883 --interval 30s
-  apd-publish --once --sensors cpu_load,ram_available
-  apd-publish --dry-run
-  apd-publish --config /etc/apd/apd.toml --ha-discovery`
-}
-
-// Run implements the command.
-func (c *PublishCmd) Run(ctx context.Context, g *Globals, file *config.File) error {
-	log := g.Logger()
-	sensors, err := BuildSensors(c.SensorFlags, file)
-	if err != nil {
-		return err
-	}
-	if c.Interval <= 0 {
-		return WithCode(ExitUsage, errors.New("--interval must be positive"), "")
-	}
-	topics := schema.Topics{Prefix: g.Prefix}
-	if c.DryRun {
-		host := c.Host
-		if host == "" {
-			host = DefaultHost()
-		}
-		return dryRun(ctx, g.Stdout(), sensors, host)
-	}
-	spool := c.Spool
-	if spool == "" {
-		spool = defaultSpool()
-	}
-	a, err := StartAgent(c.PublisherFlags, c.ClientCertFlags, sensors, c.Broker, spool, topics, !c.Once, log)
-	if err != nil {
-		return err
-	}
-	defer a.Close()
-	if c.Once {
-		return a.Pub.Once(ctx, c.AckWait)
-	}
-	log.Info("publishing", "broker", c.Broker, "interval", c.Interval, "sensors", len(sensors), "spool", spool)
-	return a.Pub.Run(ctx)
-}
-
-func dryRun(ctx context.Context, w io.Writer, sensors []publisher.Named, host string) error {
-	for _, s := range publisher.ReadAll(ctx, sensors, time.Now()) {
-		r := s.Reading(host)
-		if _, err := fmt.Fprintf(w, "%s\n", r.AppendJSON(nil, schema.WithIdentity)); err != nil {
-			return err
-		}
-	}
-	return nil
 }

@@ -1,0 +1,101 @@
+package publishmain
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/apd-telemetry/apd/internal/agent"
+	"github.com/apd-telemetry/apd/internal/cli"
+	"github.com/apd-telemetry/apd/internal/config"
+	"github.com/apd-telemetry/apd/publisher"
+	"github.com/apd-telemetry/apd/schema"
+)
+
+// PublishCmd is apd-publish.
+type PublishCmd struct {
+	agent.PublisherFlags
+	cli.ClientCertFlags
+	Broker  string        `help:"Broker URL: tcp://, ssl:// or ws://." default:"tcp://127.0.0.1:1883" config:"publisher.broker"`
+	Spool   string        `help:"Spool file (default: <state dir>/apd-spool.db)." placeholder:"PATH" type:"path" config:"publisher.spool"`
+	Once    bool          `help:"Sample once, publish, wait briefly for the acknowledgement, exit."`
+	DryRun  bool          `help:"Print the JSON payloads instead of publishing (no broker, no spool)."`
+	AckWait time.Duration `help:"With --once, how long to wait for the aggregator's acknowledgement." default:"3s"`
+}
+
+// Help implements kong's HelpProvider.
+func (PublishCmd) Help() string {
+	return `Samples this device's sensors every interval and publishes each reading as
+JSON over MQTT to <prefix>/<host>/<sensor>. Every reading is kept in a local
+spool until the aggregator acknowledges that it is stored.
+
+Examples:
+  apd-publish --broker tcp://192.168.1.10:1883 --interval 30s
+  apd-publish --once --sensors cpu_load,ram_available
+  apd-publish --dry-run
+  apd-publish --config /etc/apd/apd.toml --ha-discovery`
+}
+
+// Run implements the command.
+func (c *PublishCmd) Run(ctx context.Context, g *cli.Globals, file *config.File) error {
+	log := g.Logger()
+	sensors, err := agent.BuildSensors(c.SensorFlags, file)
+	if err != nil {
+		return err
+	}
+	if c.Interval <= 0 {
+		return cli.WithCode(cli.ExitUsage, errors.New("--interval must be positive"), "")
+	}
+	topics := schema.Topics{Prefix: g.Prefix}
+	if c.DryRun {
+		host := c.Host
+		if host == "" {
+			host = agent.DefaultHost()
+		}
+		return dryRun(ctx, g.Stdout(), sensors, host)
+	}
+	spool := c.Spool
+	if spool == "" {
+		spool = agent.DefaultSpool()
+	}
+	a, err := agent.StartAgent(c.PublisherFlags, c.ClientCertFlags, sensors, c.Broker, spool, topics, !c.Once, log)
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	if c.Once {
+		return a.Pub.Once(ctx, c.AckWait)
+	}
+	log.Info("publishing", "broker", c.Broker, "interval", c.Interval, "sensors", len(sensors), "spool", spool)
+	return a.Pub.Run(ctx)
+}
+
+func dryRun(ctx context.Context, w io.Writer, sensors []publisher.Named, host string) error {
+	for _, s := range publisher.ReadAll(ctx, sensors, time.Now()) {
+		r := s.Reading(host)
+		if _, err := fmt.Fprintf(w, "%s\n", r.AppendJSON(nil, schema.WithIdentity)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// PublishRoot is the command tree of apd-publish.
+type PublishRoot struct {
+	cli.Globals
+	PublishCmd
+}
+
+// MainPublish runs the apd-publish binary.
+func MainPublish(args []string, stdout, stderr io.Writer) int {
+	var root PublishRoot
+	// The file may also hold apd's own sections: apd checks those.
+	keys := cli.Keys(&PublishRoot{})
+	for _, section := range []string{"server", "aggregator", "client"} {
+		keys[section+".*"] = true
+	}
+	return cli.Main("apd-publish", "apd-publish: sample this device's sensors and publish readings over MQTT.",
+		&root, &root.Globals, args, stdout, stderr, keys, nil)
+}
