@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/apd-telemetry/apd/internal/config"
 	"github.com/apd-telemetry/apd/schema"
 )
 
@@ -40,8 +41,12 @@ type Env struct {
 	// tests can point sensors at a fixture tree. Empty means "/".
 	Root string
 	// Params are the sensor's settings from [sensors.<name>] in the config
-	// file, without the keys the publisher itself uses (interval).
+	// file, without the keys the publisher itself uses (interval). Read
+	// them with Decode, which refuses keys the sensor does not take.
 	Params map[string]any
+	// decoded, when not nil, records that the factory called Decode: the
+	// keys of a sensor that takes none are refused too.
+	decoded *bool
 	// Version is the apd version, for the version sensor.
 	Version string
 	// Devices is shared by every sensor built from one configuration, so
@@ -88,12 +93,30 @@ func (e Env) Path(p string) string {
 	return filepath.Join(e.Root, p)
 }
 
-// String returns the string parameter key, or def when it is not set.
-func (e Env) String(key, def string) string {
-	if v, ok := e.Params[key].(string); ok && v != "" {
-		return v
+// Decode fills the struct v points to from the sensor's parameters, by
+// its fields' `toml` tags, strictly: a misspelt key ([sensors.disk_usage]
+// pth = "/") is an error naming it, not a setting silently ignored.
+// Fields keep their values for keys that are not set, so set defaults
+// first. Durations take "30s" or "1d".
+func (e Env) Decode(v any) error {
+	if e.decoded != nil {
+		*e.decoded = true
 	}
-	return def
+	return config.DecodeTable(e.Params, v)
+}
+
+// WithParams returns e with the parameters of one sensor's table, and a
+// check that reports whether the keys were read: a factory that never
+// calls Decode takes no parameters, so any key given to it is unknown.
+func (e Env) WithParams(params map[string]any) (Env, func() error) {
+	decoded := false
+	e.Params, e.decoded = params, &decoded
+	return e, func() error {
+		if decoded || len(params) == 0 {
+			return nil
+		}
+		return config.DecodeTable(params, &struct{}{})
+	}
 }
 
 // Streamer is implemented by sensors that produce readings on their own

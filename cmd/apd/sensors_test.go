@@ -266,3 +266,44 @@ timeout = "2s"
 		t.Errorf("hung sensor reading: %v", rows[0])
 	}
 }
+
+// TestMisspeltConfigKeys: a misspelt key in any table of the config file
+// — a built-in sensor's parameters, a family's, an exec sensor, a rule —
+// exits 18 naming the key and its table; every duration takes days.
+func TestMisspeltConfigKeys(t *testing.T) {
+	for _, tc := range []struct {
+		name, config string
+		args         []string
+		want         []string
+	}{
+		{"sensor parameter", "[sensors.disk_usage]\npth = \"/nope\"\n", []string{"apd-publish", "--dry-run", "--sensors", "disk_usage"},
+			[]string{"[sensors.disk_usage]", "unknown key pth", "known: path"}},
+		{"sensor without parameters", "[sensors.uptime]\nformat = \"long\"\n", []string{"apd-publish", "--dry-run", "--sensors", "uptime"},
+			[]string{"[sensors.uptime]", "unknown key format"}},
+		{"family parameter", "[sensors.ds18b20]\nnmes = { x = \"y\" }\n", []string{"apd", "sensors", "--sensor", "ds18b20"},
+			[]string{"[sensors.ds18b20]", "unknown key nmes", "known: names, titles"}},
+		{"exec table", "[[sensors.exec]]\nname = \"solar\"\ncommand = [\"echo\", \"1\"]\ntimout = \"15s\"\n", []string{"apd-publish", "--dry-run", "--sensors", "solar"},
+			[]string{"sensors.exec[0]", "unknown key timout"}},
+		{"rule", "[[rules]]\nname = \"cold\"\nsensor = \"temperature\"\nwhen = \"value < 5\"\nactons = [\"log\"]\n", []string{"apd", "rules", "check", ""},
+			[]string{`rules[0] "cold"`, "unknown key actons"}},
+	} {
+		cfg := writeConfig(t, tc.config)
+		args := append([]string{"--config", cfg}, tc.args[1:]...)
+		if tc.args[len(tc.args)-1] == "" { // apd rules check FILE
+			args = append(tc.args[1:len(tc.args)-1], cfg)
+		}
+		r := run(t, nil, tc.args[0], args...)
+		if r.code != 18 {
+			t.Errorf("%s: exit %d, want 18: %s", tc.name, r.code, r.stderr)
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(r.stderr, w) {
+				t.Errorf("%s: stderr %q lacks %q", tc.name, r.stderr, w)
+			}
+		}
+	}
+	cfg := writeConfig(t, "[sensors.uptime]\ninterval = \"1d\"\n")
+	if r := run(t, nil, "apd-publish", "--config", cfg, "--dry-run", "--sensors", "uptime", "--interval", "1d"); r.code != 0 {
+		t.Errorf("interval of 1d in a sensor table and a flag: exit %d %s", r.code, r.stderr)
+	}
+}

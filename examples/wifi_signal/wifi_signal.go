@@ -34,7 +34,13 @@ type Sensor struct {
 // interface = "wlan0") and never fails for missing hardware; Read reports
 // that instead, so users see it.
 func New(env publisher.Env) (publisher.Sensor, error) {
-	return Sensor{Path: env.Path("/proc/net/wireless"), Interface: env.String("interface", "")}, nil
+	var p struct {
+		Interface string `toml:"interface"`
+	}
+	if err := env.Decode(&p); err != nil {
+		return nil, err
+	}
+	return Sensor{Path: env.Path("/proc/net/wireless"), Interface: p.Interface}, nil
 }
 
 // Title implements publisher.Sensor.

@@ -150,17 +150,27 @@ func (b *sensorBuilder) build(name string) ([]publisher.Named, error) {
 		if err != nil {
 			return nil, err
 		}
+		env, check := env.WithParams(env.Params)
 		members, err := b.reg.Expand(name, env)
+		if err == nil {
+			err = check()
+		}
 		if err != nil {
-			return nil, err
+			// Sensors fail at build time only on their settings; missing
+			// hardware is a persistent error of each read.
+			return nil, fmt.Errorf("%w: [sensors.%s]: %v", config.ErrBadConfig, name, err)
 		}
 		out := make([]publisher.Named, 0, len(members))
 		for _, m := range members {
 			iv := interval
-			if _, own, err := b.env(m.Name); err != nil {
-				return nil, err
-			} else if own > 0 {
-				iv = own
+			if m.Name != name {
+				own, err := b.memberInterval(m.Name)
+				if err != nil {
+					return nil, err
+				}
+				if own > 0 {
+					iv = own
+				}
 			}
 			out = append(out, publisher.Named{Name: m.Name, Sensor: m.Sensor, Policy: policy, Interval: iv})
 		}
@@ -174,7 +184,11 @@ func (b *sensorBuilder) build(name string) ([]publisher.Named, error) {
 				if err != nil {
 					return nil, err
 				}
-				if _, own, _ := b.env(name); own > 0 {
+				own, err := b.memberInterval(name)
+				if err != nil {
+					return nil, err
+				}
+				if own > 0 {
 					interval = own
 				}
 				return []publisher.Named{{Name: name, Sensor: m.Sensor, Policy: policy, Interval: interval}}, nil
@@ -192,9 +206,9 @@ func (b *sensorBuilder) env(name string) (publisher.Env, time.Duration, error) {
 	for k, v := range b.tables[name] {
 		if k == "interval" {
 			s, _ := v.(string)
-			d, err := time.ParseDuration(s)
+			d, err := config.ParseDuration(s)
 			if err != nil || d <= 0 {
-				return publisher.Env{}, 0, fmt.Errorf("%w: sensors.%s.interval %v: want a duration like 30s", config.ErrBadConfig, name, v)
+				return publisher.Env{}, 0, fmt.Errorf("%w: sensors.%s.interval %v: want a duration like 30s or 1d", config.ErrBadConfig, name, v)
 			}
 			interval = d
 			continue
@@ -202,6 +216,20 @@ func (b *sensorBuilder) env(name string) (publisher.Env, time.Duration, error) {
 		params[k] = v
 	}
 	return publisher.Env{Root: b.flags.SysRoot, Params: params, Version: cli.Version, Devices: b.devices}, interval, nil
+}
+
+// memberInterval returns the interval set in a family member's own table
+// ([sensors.ds18b20_28-0000]), which may set nothing else: its parameters
+// are the family's.
+func (b *sensorBuilder) memberInterval(member string) (time.Duration, error) {
+	env, interval, err := b.env(member)
+	if err != nil {
+		return 0, err
+	}
+	if err := config.DecodeTable(env.Params, &struct{}{}); err != nil {
+		return 0, fmt.Errorf("%w: [sensors.%s]: %v (a probe's own table takes only interval)", config.ErrBadConfig, member, err)
+	}
+	return interval, nil
 }
 
 // expandFamilies finds the members of every family, once.

@@ -12,8 +12,10 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"reflect"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/alecthomas/kong"
 	"github.com/apd-telemetry/apd/internal/config"
@@ -144,6 +146,19 @@ func Main(name, description string, cli any, globals *Globals, args []string, st
 		kong.UsageOnError(),
 		kong.ConfigureHelp(kong.HelpOptions{Compact: true}),
 		kong.Resolvers(file.Resolver(keys)),
+		// One duration parser for flags and the file alike: 7d works everywhere.
+		kong.TypeMapper(reflect.TypeOf(time.Duration(0)), kong.MapperFunc(func(ctx *kong.DecodeContext, target reflect.Value) error {
+			var s string
+			if err := ctx.Scan.PopValueInto("duration", &s); err != nil {
+				return err
+			}
+			d, err := config.ParseDuration(s)
+			if err != nil {
+				return err
+			}
+			target.SetInt(int64(d))
+			return nil
+		})),
 		kong.Bind(globals),
 	)
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/apd-telemetry/apd/internal/config"
 	"github.com/apd-telemetry/apd/internal/store"
 	"github.com/apd-telemetry/apd/schema"
 )
@@ -89,7 +90,7 @@ func (s Spec) Compile(since time.Time) (*Pipeline, error) {
 		if s.Agg == "" {
 			return nil, errors.New("every needs agg (e.g. --agg avg --every 1h)")
 		}
-		d, err := ParseDuration(s.Every)
+		d, err := config.ParseDuration(s.Every)
 		if err != nil || d < time.Millisecond {
 			return nil, fmt.Errorf("every %q: want a window like 5m, 1h, 1d", s.Every)
 		}

@@ -17,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/apd-telemetry/apd/internal/config"
 	"github.com/apd-telemetry/apd/internal/query"
 	"github.com/apd-telemetry/apd/schema"
 )
@@ -184,7 +185,7 @@ func parseOne(t map[string]any) (Config, error) {
 	}
 	dur := func(key string, into *time.Duration) {
 		if s := str(key); s != "" && err == nil {
-			d, perr := query.ParseDuration(s)
+			d, perr := config.ParseDuration(s)
 			if perr != nil || d < 0 {
 				err = fmt.Errorf("%s %q: want a duration like 5m", key, s)
 				return

@@ -20,7 +20,6 @@ import (
 	"github.com/apd-telemetry/apd/internal/config"
 	"github.com/apd-telemetry/apd/internal/httpapi"
 	"github.com/apd-telemetry/apd/internal/metrics"
-	"github.com/apd-telemetry/apd/internal/query"
 	"github.com/apd-telemetry/apd/internal/rules"
 	"github.com/apd-telemetry/apd/internal/store"
 	"github.com/apd-telemetry/apd/schema"
@@ -50,7 +49,7 @@ func (f IngestFlags) retention() (time.Duration, error) {
 	if f.Retention == "" {
 		return 0, nil
 	}
-	keep, err := query.ParseDuration(f.Retention)
+	keep, err := config.ParseDuration(f.Retention)
 	if err != nil || keep <= 0 {
 		return 0, cli.WithCode(cli.ExitBadConfig, fmt.Errorf("--retention %q: want a duration like 90d", f.Retention), "")
 	}

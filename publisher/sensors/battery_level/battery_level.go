@@ -27,7 +27,13 @@ type Sensor struct {
 // New returns the sensor reading <root>/sys/class/power_supply; the supply
 // parameter names the battery (BAT1) when there are several.
 func New(env publisher.Env) (publisher.Sensor, error) {
-	return Sensor{Dir: env.Path("/sys/class/power_supply"), Supply: env.String("supply", "")}, nil
+	var p struct {
+		Supply string `toml:"supply"`
+	}
+	if err := env.Decode(&p); err != nil {
+		return nil, err
+	}
+	return Sensor{Dir: env.Path("/sys/class/power_supply"), Supply: p.Supply}, nil
 }
 
 // Title implements publisher.Sensor.

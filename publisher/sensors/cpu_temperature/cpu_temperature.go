@@ -28,7 +28,13 @@ type Sensor struct {
 // New returns the sensor reading <root>/sys/class/thermal; the zone
 // parameter picks a zone.
 func New(env publisher.Env) (publisher.Sensor, error) {
-	return Sensor{Dir: env.Path("/sys/class/thermal"), Zone: env.String("zone", "")}, nil
+	var p struct {
+		Zone string `toml:"zone"`
+	}
+	if err := env.Decode(&p); err != nil {
+		return nil, err
+	}
+	return Sensor{Dir: env.Path("/sys/class/thermal"), Zone: p.Zone}, nil
 }
 
 // Title implements publisher.Sensor.

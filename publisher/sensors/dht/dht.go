@@ -80,13 +80,20 @@ func newSensor(env publisher.Env, q quantity) (publisher.Sensor, error) {
 	dev := env.Device("dht", func() any {
 		return &Device{Search: env.Path("/sys/bus/iio/devices"), Model: Models["dht22"], sem: make(chan struct{}, 1)}
 	}).(*Device)
-	if dir := env.String("iio_device", ""); dir != "" {
+	var p struct {
+		IIODevice string `toml:"iio_device"`
+		Model     string `toml:"model"` // dht22 (default) or dht11
+	}
+	if err := env.Decode(&p); err != nil {
+		return nil, err
+	}
+	if dir := p.IIODevice; dir != "" {
 		if dev.Dir != "" && dev.Dir != dir {
 			return nil, fmt.Errorf("iio_device: %s and %s; temperature and relative_humidity come from one device", dev.Dir, dir)
 		}
 		dev.Dir = dir
 	}
-	if name, ok := env.Params["model"].(string); ok {
+	if name := p.Model; name != "" {
 		m, ok := Models[strings.ToLower(name)]
 		if !ok {
 			return nil, fmt.Errorf("model %q: want dht22 or dht11", name)

@@ -18,7 +18,13 @@ type Sensor struct{ Path string }
 
 // New returns the sensor for the path parameter, "/" by default.
 func New(env publisher.Env) (publisher.Sensor, error) {
-	return Sensor{Path: env.String("path", "/")}, nil
+	p := struct {
+		Path string `toml:"path"`
+	}{Path: "/"}
+	if err := env.Decode(&p); err != nil {
+		return nil, err
+	}
+	return Sensor{Path: p.Path}, nil
 }
 
 // Title implements publisher.Sensor.

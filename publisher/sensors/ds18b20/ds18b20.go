@@ -31,14 +31,14 @@ func init() { publisher.RegisterFamily("ds18b20", Probes) }
 // Probes returns a sensor for each DS18B20 probe (family code 28) under
 // <root>/sys/bus/w1/devices.
 func Probes(env publisher.Env) ([]publisher.Member, error) {
-	names, err := stringMap(env.Params, "names")
-	if err != nil {
+	var p struct {
+		Names  map[string]string `toml:"names"`  // probe id → sensor name
+		Titles map[string]string `toml:"titles"` // probe id → title
+	}
+	if err := env.Decode(&p); err != nil {
 		return nil, err
 	}
-	titles, err := stringMap(env.Params, "titles")
-	if err != nil {
-		return nil, err
-	}
+	names, titles := p.Names, p.Titles
 	dirs, _ := filepath.Glob(env.Path("/sys/bus/w1/devices/28-*"))
 	sort.Strings(dirs)
 	var out []publisher.Member
@@ -65,26 +65,6 @@ func Probes(env publisher.Env) ([]publisher.Member, error) {
 		if !present {
 			out = append(out, publisher.Member{Name: names[id], Sensor: Probe{Dir: env.Path("/sys/bus/w1/devices/" + id), title: titles[id]}})
 		}
-	}
-	return out, nil
-}
-
-func stringMap(params map[string]any, key string) (map[string]string, error) {
-	out := map[string]string{}
-	raw, ok := params[key]
-	if !ok {
-		return out, nil
-	}
-	m, ok := raw.(map[string]any)
-	if !ok {
-		return nil, fmt.Errorf("%s: want a table of probe id = string", key)
-	}
-	for id, v := range m {
-		s, ok := v.(string)
-		if !ok {
-			return nil, fmt.Errorf("%s.%s: want a string", key, id)
-		}
-		out[id] = s
 	}
 	return out, nil
 }

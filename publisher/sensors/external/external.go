@@ -23,6 +23,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/apd-telemetry/apd/internal/config"
+
 	"github.com/apd-telemetry/apd/publisher"
 	"github.com/apd-telemetry/apd/schema"
 )
@@ -75,9 +77,9 @@ func ParseConfig(t map[string]any) (Config, error) {
 		if err != nil || s == "" {
 			return err
 		}
-		d, err := time.ParseDuration(s)
+		d, err := config.ParseDuration(s)
 		if err != nil || d <= 0 {
-			return fmt.Errorf("%s %q: want a duration like 15s", key, s)
+			return fmt.Errorf("%s %q: want a duration like 15s or 1d", key, s)
 		}
 		*into = d
 		return nil
