@@ -129,8 +129,11 @@ func (g *Globals) BrokerLogger() *slog.Logger {
 // keys are the config keys the file may hold beyond those of cli's flags
 // (one file serves both binaries); classify, if not nil, maps errors of the
 // command's own packages to exit codes and hints.
+//
+// opts are more kong options: the variables (kong.Vars) a command's tags
+// use, such as the names of registered aggregates in an enum.
 func Main(name, description string, cli any, globals *Globals, args []string, stdout, stderr io.Writer,
-	keys map[string]bool, classify func(error) (int, string, bool)) int {
+	keys map[string]bool, classify func(error) (int, string, bool), opts ...kong.Option) int {
 	globals.stdout, globals.stderr = stdout, stderr
 	file, err := config.Load(config.FindPath(args))
 	if err != nil {
@@ -138,7 +141,7 @@ func Main(name, description string, cli any, globals *Globals, args []string, st
 		return ExitBadConfig
 	}
 	exit := -1
-	parser, err := kong.New(cli,
+	parser, err := kong.New(cli, append([]kong.Option{
 		kong.Name(name),
 		kong.Description(description),
 		kong.Writers(stdout, stderr),
@@ -160,7 +163,7 @@ func Main(name, description string, cli any, globals *Globals, args []string, st
 			return nil
 		})),
 		kong.Bind(globals),
-	)
+	}, opts...)...)
 	if err != nil {
 		fmt.Fprintf(stderr, "%s: %v\n", name, err)
 		return ExitFailure
@@ -196,11 +199,12 @@ func Main(name, description string, cli any, globals *Globals, args []string, st
 	return ExitOK
 }
 
-// Keys returns the config keys of the flags of a command tree.
-func Keys(trees ...any) map[string]bool {
+// Keys returns the config keys of the flags of a command tree; opts are
+// the kong options (variables) the tree's tags need.
+func Keys(opts []kong.Option, trees ...any) map[string]bool {
 	keys := map[string]bool{}
 	for _, tree := range trees {
-		if k, err := kong.New(tree); err == nil {
+		if k, err := kong.New(tree, opts...); err == nil {
 			config.Keys(k.Model, keys)
 		}
 	}

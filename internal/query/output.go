@@ -13,9 +13,6 @@ import (
 	"github.com/apd-telemetry/apd/schema"
 )
 
-// Formats lists the output formats of apd query.
-var Formats = []string{"table", "json", "ndjson", "csv"}
-
 // Writer writes readings in one output format. Close flushes it and must
 // be called once after the last reading.
 type Writer interface {
@@ -23,21 +20,51 @@ type Writer interface {
 	Close() error
 }
 
-// NewWriter returns a writer of format to w.
-func NewWriter(format string, w io.Writer) (Writer, error) {
-	bw := bufio.NewWriterSize(w, 64<<10)
-	switch format {
-	case "ndjson":
-		return &ndjsonWriter{w: bw}, nil
-	case "json":
-		return &jsonWriter{w: bw}, nil
-	case "csv":
-		c := csv.NewWriter(bw)
-		return &csvWriter{w: c, bw: bw}, nil
-	case "table", "":
-		return &tableWriter{tw: tabwriter.NewWriter(bw, 0, 0, 2, ' ', 0), bw: bw}, nil
+// OutputFormat is one format of apd query --format and the HTTP API:
+// its name, a line of help, and how to write it to a buffered writer.
+type OutputFormat struct {
+	Name string
+	Help string
+	New  func(w *bufio.Writer) Writer
+}
+
+// outputFormats holds the formats in the order they were registered
+// (the first is the default), by this package's init functions.
+var outputFormats []OutputFormat
+
+func registerOutputFormat(f OutputFormat) { outputFormats = append(outputFormats, f) }
+
+func init() {
+	registerOutputFormat(OutputFormat{Name: "table", Help: "aligned columns with the human form (the default)", New: func(bw *bufio.Writer) Writer {
+		return &tableWriter{tw: tabwriter.NewWriter(bw, 0, 0, 2, ' ', 0), bw: bw}
+	}})
+	registerOutputFormat(OutputFormat{Name: "json", Help: "one JSON array of payloads", New: func(bw *bufio.Writer) Writer { return &jsonWriter{w: bw} }})
+	registerOutputFormat(OutputFormat{Name: "ndjson", Help: "one payload per line (what apd import reads)", New: func(bw *bufio.Writer) Writer { return &ndjsonWriter{w: bw} }})
+	registerOutputFormat(OutputFormat{Name: "csv", Help: "host, sensor, ts, seq, value, unit, human, error", New: func(bw *bufio.Writer) Writer {
+		return &csvWriter{w: csv.NewWriter(bw), bw: bw}
+	}})
+}
+
+// FormatNames returns the names of the output formats, the default first.
+func FormatNames() []string {
+	names := make([]string, len(outputFormats))
+	for i, f := range outputFormats {
+		names[i] = f.Name
 	}
-	return nil, fmt.Errorf("unknown format %q (want %s)", format, strings.Join(Formats, ", "))
+	return names
+}
+
+// NewWriter returns a writer of format (empty: the default) to w.
+func NewWriter(format string, w io.Writer) (Writer, error) {
+	if format == "" {
+		format = outputFormats[0].Name
+	}
+	for _, f := range outputFormats {
+		if f.Name == format {
+			return f.New(bufio.NewWriterSize(w, 64<<10)), nil
+		}
+	}
+	return nil, fmt.Errorf("unknown format %q (want %s)", format, strings.Join(FormatNames(), ", "))
 }
 
 type ndjsonWriter struct {

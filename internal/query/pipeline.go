@@ -15,9 +15,6 @@ import (
 	"github.com/apd-telemetry/apd/schema"
 )
 
-// Aggregates lists the values of --agg.
-var Aggregates = []string{"min", "max", "avg", "sum", "count", "first", "last"}
-
 // Spec is a query's processing in the form users and URLs give it: unit
 // conversion, a --where condition, an aggregate with an optional window,
 // and a limit on the output. The zero value passes readings through.
@@ -59,6 +56,7 @@ type Pipeline struct {
 	unit  string
 	where Cond
 	agg   string
+	aggr  Aggregation
 	every time.Duration
 	limit int
 	since time.Time
@@ -83,8 +81,12 @@ func (s Spec) Compile(since time.Time) (*Pipeline, error) {
 		}
 		p.where = c
 	}
-	if s.Agg != "" && !contains(Aggregates, s.Agg) {
-		return nil, fmt.Errorf("agg %q: want one of %s", s.Agg, strings.Join(Aggregates, ", "))
+	if s.Agg != "" {
+		a, ok := aggregations[s.Agg]
+		if !ok {
+			return nil, fmt.Errorf("agg %q: want one of %s", s.Agg, strings.Join(AggregateNames(), ", "))
+		}
+		p.aggr = a
 	}
 	if s.Every != "" {
 		if s.Agg == "" {
@@ -97,15 +99,6 @@ func (s Spec) Compile(since time.Time) (*Pipeline, error) {
 		p.every = d
 	}
 	return p, nil
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // errLimit ends a scan once the output limit is reached.
@@ -152,7 +145,7 @@ func (p *Pipeline) Run(scan func(fn func(*schema.Reading) error) error, out func
 			w = nil
 		}
 		if w == nil {
-			w = &window{host: r.Host, sensor: r.Sensor, start: start}
+			w = &window{host: r.Host, sensor: r.Sensor, start: start, agg: p.aggr.New()}
 		}
 		w.add(r, v)
 		return nil
@@ -200,16 +193,14 @@ func round(f float64) float64 {
 	return r
 }
 
-// window accumulates one series' readings of one aggregation window.
+// window is one series' readings of one aggregation window.
 type window struct {
 	host, sensor string
 	start        time.Time
 	unit         string
+	first        schema.Reading
 	n            int
-	sum          float64
-	minV, maxV   float64
-	min, max     schema.Reading
-	first, last  schema.Reading
+	agg          Aggregate
 }
 
 func (w *window) add(r *schema.Reading, v float64) {
@@ -217,56 +208,30 @@ func (w *window) add(r *schema.Reading, v float64) {
 		if q, ok := schema.ParseQuantity(r.Value); ok {
 			w.unit = q.Unit
 		}
-		w.first, w.min, w.max, w.minV, w.maxV = *r, *r, *r, v, v
+		w.first = *r
 	}
 	w.n++
-	w.sum += v
-	if v < w.minV {
-		w.minV, w.min = v, *r
-	}
-	if v > w.maxV {
-		w.maxV, w.max = v, *r
-	}
-	w.last = *r
+	w.agg.Add(r, v)
 }
 
-// result is the window's aggregate as a reading. Without --every, min,
-// max, first and last are the readings themselves, with their own time:
-// `--agg max` tells when it was hottest.
+// result is the window's aggregate as a reading. Without --every an
+// aggregate that picks a reading gives the reading itself, with its own
+// time.
 func (w *window) result(p *Pipeline) *schema.Reading {
-	var picked *schema.Reading
-	switch p.agg {
-	case "min":
-		picked = &w.min
-	case "max":
-		picked = &w.max
-	case "first":
-		picked = &w.first
-	case "last":
-		picked = &w.last
-	}
+	res := w.agg.Result()
 	extra := map[string]json.RawMessage{"agg": json.RawMessage(strconv.Quote(p.agg))}
 	if p.every > 0 {
 		extra["every"] = json.RawMessage(strconv.Quote(formatEvery(p.every)))
 	}
-	if picked != nil && p.every == 0 {
-		r := *picked
+	if res.Reading != nil && p.every == 0 {
+		r := *res.Reading
 		r.Seq, r.Extra = 0, extra
 		return &r
 	}
-	var mag float64
-	unit := w.unit
-	switch p.agg {
-	case "avg":
-		mag = w.sum / float64(w.n)
-	case "sum":
-		mag = w.sum
-	case "count":
-		mag, unit = float64(w.n), ""
-	default:
-		mag, _ = schema.Numeric(picked.Value)
+	mag, unit := round(res.Value), w.unit
+	if p.aggr.Unitless {
+		unit = ""
 	}
-	mag = round(mag)
 	var value json.RawMessage
 	if unit != "" {
 		value = schema.Quantity{Magnitude: mag, Unit: unit}.Raw()
@@ -278,7 +243,7 @@ func (w *window) result(p *Pipeline) *schema.Reading {
 		t = w.first.Time
 	}
 	r := &schema.Reading{Host: w.host, Sensor: w.sensor, Title: w.first.Title, Time: t, Value: value, Extra: extra}
-	if p.agg != "count" {
+	if !p.aggr.Unitless {
 		r.Human = schema.Format(w.sensor, value)
 	}
 	return r

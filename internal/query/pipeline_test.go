@@ -99,7 +99,7 @@ func TestConvertVectors(t *testing.T) {
 }
 
 func TestSpecErrors(t *testing.T) {
-	for _, s := range []Spec{{Unit: "furlong"}, {Where: "value >"}, {Agg: "median"}, {Every: "1h"}, {Agg: "avg", Every: "soon"}} {
+	for _, s := range []Spec{{Unit: "furlong"}, {Where: "value >"}, {Agg: "no_such_aggregate"}, {Every: "1h"}, {Agg: "avg", Every: "soon"}} {
 		if _, err := s.Compile(time.Time{}); err == nil {
 			t.Errorf("%+v compiled", s)
 		}

@@ -92,7 +92,7 @@ type PublishRoot struct {
 func MainPublish(args []string, stdout, stderr io.Writer) int {
 	var root PublishRoot
 	// The file may also hold apd's own sections: apd checks those.
-	keys := cli.Keys(&PublishRoot{})
+	keys := cli.Keys(nil, &PublishRoot{})
 	for _, section := range []string{"server", "aggregator", "client"} {
 		keys[section+".*"] = true
 	}

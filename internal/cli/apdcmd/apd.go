@@ -3,9 +3,12 @@ package apdcmd
 import (
 	"errors"
 	"io"
+	"strings"
 
+	"github.com/alecthomas/kong"
 	"github.com/apd-telemetry/apd/internal/cli"
 	"github.com/apd-telemetry/apd/internal/httpapi"
+	"github.com/apd-telemetry/apd/internal/query"
 	"github.com/apd-telemetry/apd/internal/store"
 	"github.com/apd-telemetry/apd/publisher/publishmain"
 )
@@ -37,8 +40,24 @@ type APD struct {
 // MainAPD runs the apd binary.
 func MainAPD(args []string, stdout, stderr io.Writer) int {
 	var root APD
+	opts := []kong.Option{registries()}
 	return cli.Main("apd", "apd: telemetry over MQTT. Broker, aggregator, queries and tools in one binary.",
-		&root, &root.Globals, args, stdout, stderr, cli.Keys(&APD{}, &publishmain.PublishRoot{}), classify)
+		&root, &root.Globals, args, stdout, stderr, cli.Keys(opts, &APD{}, &publishmain.PublishRoot{}), classify, opts...)
+}
+
+// registries gives the command tags the names in apd's registries, so
+// the CLI's choices and help follow what is registered.
+func registries() kong.Vars {
+	var aggHelp []string
+	for _, a := range query.Aggregations() {
+		aggHelp = append(aggHelp, a.Name+" ("+a.Help+")")
+	}
+	return kong.Vars{
+		"aggregates":      "," + strings.Join(query.AggregateNames(), ","),
+		"aggregates_help": strings.Join(aggHelp, ", "),
+		"formats":         strings.Join(query.FormatNames(), ","),
+		"formats_help":    strings.Join(query.FormatNames(), ", "),
+	}
 }
 
 // classify gives the errors of apd's own packages their exit codes.

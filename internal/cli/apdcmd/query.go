@@ -101,11 +101,11 @@ type QueryCmd struct {
 	RangeFlags
 	Sensor string `help:"Sensor to read." required:"" placeholder:"NAME"`
 	Where  string `help:"Keep readings whose numeric value matches, e.g. 'value > 25 and value < 30' (< <= > >= == != and or not, parentheses)." placeholder:"EXPR"`
-	Agg    string `help:"Aggregate per host: min, max, avg, sum, count, first, last. Without --every, min/max/first/last give the reading itself, with its time." enum:",min,max,avg,sum,count,first,last" default:""`
+	Agg    string `help:"Aggregate per host: ${aggregates_help}. Without --every, an aggregate that picks a reading gives the reading itself, with its time." enum:"${aggregates}" default:""`
 	Every  string `help:"Aggregate in windows of this length, aligned to the epoch (5m, 1h, 1d); empty windows are left out." placeholder:"D"`
 	Unit   string `help:"Convert quantities to this unit first (degF, K, J, hPa, percent …)." placeholder:"UNIT"`
 	Limit  int    `help:"At most this many results (0: all)." default:"0"`
-	Format string `help:"Output: table, json, ndjson or csv." default:"table" enum:"table,json,ndjson,csv" short:"f"`
+	Format string `help:"Output: ${formats_help}." default:"table" enum:"${formats}" short:"f"`
 }
 
 // Help implements kong's HelpProvider.
