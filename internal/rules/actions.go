@@ -1,123 +1,94 @@
 package rules
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"io"
-	"net/http"
-	"os/exec"
+	"slices"
 	"strings"
-	"time"
-
-	"github.com/apd-telemetry/apd/schema"
 )
 
-// actions runs a rule's actions for an outcome.
+// An Action does something with each outcome of a rule: log it, publish
+// it, post it. Actions run on the rule's own goroutine, one outcome at a
+// time and in order; a slow one delays only its rule.
+type Action interface {
+	Run(ctx context.Context, o Outcome) error
+}
+
+// ActionKind is one value of a rule's actions list: its name, the check
+// of the rule settings it needs, and how to make it for a rule.
+type ActionKind struct {
+	Name string
+	// Check reports what is missing from a rule for this action (a
+	// webhook URL); nil checks nothing.
+	Check func(c Config) error
+	New   func(c Config, deps Deps) Action
+}
+
+// actionKinds holds the actions by name, filled once by the init functions
+// of this package's action_*.go files and only read after.
+var actionKinds = map[string]ActionKind{}
+
+func registerAction(k ActionKind) {
+	if _, dup := actionKinds[k.Name]; dup {
+		panic("rules: action " + k.Name + " registered twice")
+	}
+	actionKinds[k.Name] = k
+}
+
+// ActionNames returns the names of every action, sorted.
+func ActionNames() []string {
+	names := make([]string, 0, len(actionKinds))
+	for n := range actionKinds {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return names
+}
+
+// checkActions checks that a rule names known actions and has what they
+// need.
+func checkActions(c Config) error {
+	for _, a := range c.Actions {
+		k, ok := actionKinds[a]
+		if !ok {
+			return fmt.Errorf("actions: unknown action %q (known: %s)", a, strings.Join(ActionNames(), ", "))
+		}
+		if k.Check != nil {
+			if err := k.Check(c); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// actions are a rule's actions, made for it.
 type actions struct {
-	c    Config
-	deps Deps
+	names []string
+	list  []Action
+	deps  Deps
+}
+
+func newActions(c Config, deps Deps) actions {
+	a := actions{deps: deps}
+	for _, name := range c.Actions {
+		if k, ok := actionKinds[name]; ok {
+			a.names = append(a.names, name)
+			a.list = append(a.list, k.New(c, deps))
+		}
+	}
+	return a
 }
 
 // run runs every action in order and reports whether all succeeded. A
 // failure is logged and does not stop the actions after it.
 func (a actions) run(ctx context.Context, o Outcome) bool {
 	ok := true
-	for _, name := range a.c.Actions {
-		var err error
-		switch name {
-		case ActionLog:
-			a.deps.Logger.Info("rule outcome", "rule", o.Rule, "host", o.Host, "ts", schema.FormatTime(o.Time), "value", string(o.Value),
-				"reading", o.Trigger.Human)
-		case ActionPublish:
-			err = a.publish(o)
-		case ActionWebhook:
-			err = a.webhook(ctx, o)
-		case ActionExec:
-			err = a.exec(ctx, o)
-		}
-		if err != nil {
+	for i, act := range a.list {
+		if err := act.Run(ctx, o); err != nil {
 			ok = false
-			a.deps.Logger.Warn("rule action failed", "rule", o.Rule, "action", name, "host", o.Host, "err", err)
+			a.deps.Logger.Warn("rule action failed", "rule", o.Rule, "action", a.names[i], "host", o.Host, "err", err)
 		}
 	}
 	return ok
-}
-
-func (a actions) publish(o Outcome) error {
-	if a.deps.Publish == nil {
-		return fmt.Errorf("no broker to publish to")
-	}
-	r := o.Reading()
-	return a.deps.Publish(a.deps.Topics.Reading(o.Host, o.Rule), r.AppendJSON(nil, schema.WithIdentity))
-}
-
-// webhook posts the outcome, trying again after a network error or a 5xx
-// answer with a doubling pause, up to WebhookRetries more times.
-func (a actions) webhook(ctx context.Context, o Outcome) error {
-	body := payload(o)
-	pause := a.deps.RetryPause
-	var err error
-	for attempt := 0; ; attempt++ {
-		var retry bool
-		retry, err = a.post(ctx, body)
-		if err == nil || !retry || attempt >= a.c.WebhookRetries || ctx.Err() != nil {
-			break
-		}
-		select {
-		case <-time.After(pause):
-		case <-ctx.Done():
-		}
-		pause *= 2
-	}
-	if err != nil {
-		return fmt.Errorf("webhook %s: %w", a.c.Webhook, err)
-	}
-	return nil
-}
-
-func (a actions) post(ctx context.Context, body []byte) (retry bool, err error) {
-	ctx, cancel := context.WithTimeout(ctx, a.c.WebhookTimeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, a.c.Webhook, bytes.NewReader(body))
-	if err != nil {
-		return false, err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("User-Agent", "apd-rules")
-	resp, err := a.deps.HTTP.Do(req)
-	if err != nil {
-		return true, err
-	}
-	defer resp.Body.Close()
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-	if resp.StatusCode >= 300 {
-		return resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests, fmt.Errorf("answered %s", resp.Status)
-	}
-	return false, nil
-}
-
-// exec runs the command with the outcome as JSON on stdin.
-func (a actions) exec(ctx context.Context, o Outcome) error {
-	ctx, cancel := context.WithTimeout(ctx, a.c.ExecTimeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, a.c.Exec[0], a.c.Exec[1:]...)
-	cmd.Stdin = bytes.NewReader(payload(o))
-	cmd.WaitDelay = time.Second
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Run(); err != nil {
-		if ctx.Err() == context.DeadlineExceeded {
-			return fmt.Errorf("%s: no result within %s", a.c.Exec[0], a.c.ExecTimeout)
-		}
-		msg := strings.TrimSpace(stderr.String())
-		if i := strings.LastIndexByte(msg, '\n'); i >= 0 {
-			msg = msg[i+1:]
-		}
-		if msg != "" {
-			return fmt.Errorf("%s: %w: %s", a.c.Exec[0], err, msg)
-		}
-		return fmt.Errorf("%s: %w", a.c.Exec[0], err)
-	}
-	return nil
 }

@@ -12,7 +12,6 @@ package rules
 import (
 	"errors"
 	"fmt"
-	"net/url"
 	"slices"
 	"strings"
 	"time"
@@ -21,16 +20,6 @@ import (
 	"github.com/apd-telemetry/apd/internal/query"
 	"github.com/apd-telemetry/apd/schema"
 )
-
-// Actions a rule can take with each outcome.
-const (
-	ActionLog     = "log"
-	ActionPublish = "publish"
-	ActionWebhook = "webhook"
-	ActionExec    = "exec"
-)
-
-var actionNames = []string{ActionLog, ActionPublish, ActionWebhook, ActionExec}
 
 // Defaults of Config.
 const (
@@ -289,19 +278,8 @@ func parseOne(t map[string]any) (Config, error) {
 			return c, fmt.Errorf("hosts: %w", verr)
 		}
 	}
-	for _, a := range c.Actions {
-		if !slices.Contains(actionNames, a) {
-			return c, fmt.Errorf("actions: unknown action %q (known: %s)", a, strings.Join(actionNames, ", "))
-		}
-	}
-	if slices.Contains(c.Actions, ActionWebhook) {
-		u, perr := url.Parse(c.Webhook)
-		if c.Webhook == "" || perr != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return c, fmt.Errorf("webhook %q: the webhook action needs an http:// or https:// URL", c.Webhook)
-		}
-	}
-	if slices.Contains(c.Actions, ActionExec) && len(c.Exec) == 0 {
-		return c, errors.New("exec: the exec action needs a command, exec = [\"program\", \"arg\"]")
+	if err := checkActions(c); err != nil {
+		return c, err
 	}
 	if slices.Contains(c.watched(), c.Name) {
 		return c, errors.New("sensor: a rule cannot watch its own outcomes")

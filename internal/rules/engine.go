@@ -79,7 +79,7 @@ func NewEngine(rules []Config, deps Deps) *Engine {
 	ctx, cancel := context.WithCancel(context.Background())
 	e := &Engine{stop: cancel}
 	for _, c := range rules {
-		r := &runner{ev: newJudge(c), size: c.Queue, actions: actions{c: c, deps: deps}, wake: make(chan struct{}, 1), stats: Stats{Name: c.Name}}
+		r := &runner{ev: newJudge(c), size: c.Queue, actions: newActions(c, deps), wake: make(chan struct{}, 1), stats: Stats{Name: c.Name}}
 		e.rules = append(e.rules, r)
 		e.wg.Add(1)
 		go func() {

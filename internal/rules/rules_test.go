@@ -249,7 +249,7 @@ func TestEngineActions(t *testing.T) {
 	}})
 	defer e.Close()
 	e.Submit(series("pi", "temperature", time.Hour, 19, 18, 21, 22, 21))
-	waitFor(t, "two outcomes acted on", func() bool { s := e.Stats()[0]; return s.Acted == 2 })
+	waitFor(t, "two outcomes acted on, the queue empty", func() bool { s := e.Stats()[0]; return s.Acted == 2 && s.Queued == 0 })
 	s := e.Stats()[0]
 	if s.In != 5 || s.Outcomes != 2 || s.Failed != 0 || s.Dropped != 0 || s.Queued != 0 || s.MeanActionSeconds <= 0 {
 		t.Errorf("stats %+v", s)

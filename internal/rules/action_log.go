@@ -1,0 +1,22 @@
+package rules
+
+import (
+	"context"
+
+	"github.com/apd-telemetry/apd/schema"
+)
+
+// ActionLog writes each outcome to the log.
+const ActionLog = "log"
+
+func init() {
+	registerAction(ActionKind{Name: ActionLog, New: func(_ Config, deps Deps) Action { return logAction{deps} }})
+}
+
+type logAction struct{ deps Deps }
+
+func (a logAction) Run(_ context.Context, o Outcome) error {
+	a.deps.Logger.Info("rule outcome", "rule", o.Rule, "host", o.Host, "ts", schema.FormatTime(o.Time), "value", string(o.Value),
+		"reading", o.Trigger.Human)
+	return nil
+}
