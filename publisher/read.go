@@ -106,11 +106,7 @@ func (n Named) Sample(at time.Time, v any, err error) Sample {
 		return s
 	}
 	s.Value = raw
-	if f, ok := n.Sensor.(Formatter); ok {
-		s.Human = f.Format(raw)
-	} else {
-		s.Human = schema.Format(n.Name, raw)
-	}
+	s.Human = schema.Format(n.Name, raw)
 	return s
 }
 

@@ -2,7 +2,6 @@ package publisher
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -27,12 +26,6 @@ import (
 type Sensor interface {
 	Title() string
 	Read(ctx context.Context) (any, error)
-}
-
-// Formatter is implemented by sensors whose value needs a format of its
-// own. Without it, [schema.Format] formats the value.
-type Formatter interface {
-	Format(value json.RawMessage) string
 }
 
 // Env is what a Factory gets to build a sensor.

@@ -16,21 +16,27 @@ import (
 // readings.
 type Formatter func(value json.RawMessage) string
 
-// sensorFormatters holds the formats of the built-in sensors whose value is
-// not a plain quantity. It is never written after initialisation.
-var sensorFormatters = map[string]Formatter{
-	"version":      FormatVersion,
-	"ip_addresses": FormatIPAddresses,
-	"ac_connected": FormatConnected,
-	"cpu_load":     FormatRatio,
-	"uptime":       FormatUptime,
+// formatters holds the formats sensors registered for their values (see
+// RegisterFormat). It is written only by init functions, read after.
+var formatters = map[string]Formatter{}
+
+// RegisterFormat gives the sensor called name a format of its own, for
+// values whose shape says too little (true → "Connected"). A sensor
+// package calls it from init, beside publisher.Register; the aggregator
+// links the sensor packages, so it formats any host's readings the same
+// way. It panics if the name has a format already.
+func RegisterFormat(sensor string, f Formatter) {
+	if _, dup := formatters[sensor]; dup {
+		panic("schema: format of " + sensor + " registered twice")
+	}
+	formatters[sensor] = f
 }
 
 // Format returns the human form of a value of the named sensor: the
-// sensor's own format for the built-ins that have one, otherwise a format
-// chosen by the value's shape (see [FormatValue]).
+// sensor's registered format, otherwise a format chosen by the value's
+// shape (see [FormatValue]).
 func Format(sensor string, value json.RawMessage) string {
-	if f, ok := sensorFormatters[sensor]; ok {
+	if f, ok := formatters[sensor]; ok {
 		return f(value)
 	}
 	return FormatValue(value)

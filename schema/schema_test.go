@@ -286,10 +286,6 @@ func TestFormat(t *testing.T) {
 		{"ram_available", `{"magnitude":716476416,"unit":"B"}`, "683.3 MiB"},
 		{"ram_available", `{"magnitude":512,"unit":"B"}`, "512 B"},
 		{"solar", `{"magnitude":14070867,"unit":"Wh"}`, "14070.867 kWh"},
-		{"ac_connected", `true`, "Connected"},
-		{"ac_connected", `false`, "Not connected"},
-		{"version", `{"apd":"0.3.0","go":"go1.26.8","os":"linux","arch":"arm"}`, "apd 0.3.0 (go1.26.8, linux/arm)"},
-		{"ip_addresses", `["192.168.1.246","fe80::1"]`, "192.168.1.246 (IPv4)\nfe80::1 (IPv6)"},
 		{"uptime", `{"magnitude":273906,"unit":"s"}`, "3d 4h 5m 6s"},
 		{"shed", `21.5`, "21.5"},
 		{"door", `true`, "true"},
@@ -299,6 +295,21 @@ func TestFormat(t *testing.T) {
 	for _, tc := range tests {
 		if got := Format(tc.sensor, json.RawMessage(tc.value)); got != tc.want {
 			t.Errorf("Format(%s, %s) = %q, want %q", tc.sensor, tc.value, got, tc.want)
+		}
+	}
+	// The formats sensors register for values whose shape says too little
+	// (registered by publisher/sensors/..., tested by name there).
+	for _, tc := range []struct {
+		f           Formatter
+		value, want string
+	}{
+		{FormatConnected, `true`, "Connected"},
+		{FormatConnected, `false`, "Not connected"},
+		{FormatVersion, `{"apd":"0.3.0","go":"go1.26.8","os":"linux","arch":"arm"}`, "apd 0.3.0 (go1.26.8, linux/arm)"},
+		{FormatIPAddresses, `["192.168.1.246","fe80::1"]`, "192.168.1.246 (IPv4)\nfe80::1 (IPv6)"},
+	} {
+		if got := tc.f(json.RawMessage(tc.value)); got != tc.want {
+			t.Errorf("format of %s = %q, want %q", tc.value, got, tc.want)
 		}
 	}
 }

@@ -22,7 +22,12 @@ import (
 	"github.com/apd-telemetry/apd/schema"
 )
 
-func init() { publisher.Register("wifi_signal", New) }
+func init() {
+	publisher.Register("wifi_signal", New)
+	// The format works on the stored value alone, so an aggregator that
+	// links this package formats any host's wifi_signal readings too.
+	schema.RegisterFormat("wifi_signal", Format)
+}
 
 // Sensor reads the link named Interface, or the first one listed.
 type Sensor struct {
@@ -79,9 +84,8 @@ func (s Sensor) Read(context.Context) (any, error) {
 	return nil, publisher.Persistent(fmt.Errorf("no wireless interface: %w", publisher.ErrNotPresent))
 }
 
-// Format implements publisher.Formatter: the level with a word for it.
-// It works on the stored value alone, so it needs no hardware.
-func (Sensor) Format(value json.RawMessage) string {
+// Format is the level with a word for it: "-52 dBm (good)".
+func Format(value json.RawMessage) string {
 	q, ok := schema.ParseQuantity(value)
 	if !ok {
 		return schema.FormatValue(value)

@@ -1,6 +1,9 @@
 package query
 
 import (
+	// Registers the format of ip_addresses readings, which the table uses.
+	_ "github.com/apd-telemetry/apd/publisher/sensors/ip_addresses"
+
 	"encoding/json"
 	"strings"
 	"testing"

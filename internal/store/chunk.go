@@ -50,8 +50,9 @@ const (
 // human kinds
 const (
 	humanNone    = 0
-	humanDerived = 1 // equal to schema.Format of the value: recomputed on read
+	humanDerived = 1 // written by earlier apds: equal to schema.Format of the value, recomputed on read
 	humanText    = 2
+	humanFrozen  = 3 // equal to frozenHuman of the value: recomputed on read, never changes
 )
 
 type chunkWriter struct{ b []byte }
@@ -179,11 +180,15 @@ func encodeChunk(sensor string, rs []schema.Reading) []byte {
 		default:
 			raw.bytes(r.Value)
 		}
+		implied, derivable := "", false
+		if r.Error == nil && r.Human != "" {
+			implied, derivable = frozenHuman(r.Value)
+		}
 		switch {
 		case r.Human == "":
 			humans.b = append(humans.b, humanNone)
-		case r.Error == nil && r.Human == schema.Format(sensor, r.Value):
-			humans.b = append(humans.b, humanDerived)
+		case derivable && r.Human == implied:
+			humans.b = append(humans.b, humanFrozen)
 		default:
 			humans.b = append(humans.b, humanText)
 			raw.str(r.Human)
@@ -334,6 +339,8 @@ func decodeChunk(host, sensor string, data []byte) ([]schema.Reading, error) {
 			out[i].Value = json.RawMessage(r.bytes())
 		}
 		switch humans[i] {
+		case humanFrozen:
+			out[i].Human, _ = frozenHuman(out[i].Value)
 		case humanDerived:
 			out[i].Human = schema.Format(sensor, out[i].Value)
 		case humanText:

@@ -12,9 +12,13 @@ import (
 	"strings"
 
 	"github.com/apd-telemetry/apd/publisher"
+	"github.com/apd-telemetry/apd/schema"
 )
 
-func init() { publisher.Register("ac_connected", New) }
+func init() {
+	publisher.Register("ac_connected", New)
+	schema.RegisterFormat("ac_connected", schema.FormatConnected)
+}
 
 // Sensor reads power supplies under Dir.
 type Sensor struct{ Dir string }

@@ -13,7 +13,10 @@ import (
 	"github.com/shirou/gopsutil/v3/cpu"
 )
 
-func init() { publisher.Register("cpu_load", New) }
+func init() {
+	publisher.Register("cpu_load", New)
+	schema.RegisterFormat("cpu_load", schema.FormatRatio)
+}
 
 // DefaultWindow is how long the first read samples; later reads measure the
 // time since the previous read, so they return at once.

@@ -10,9 +10,13 @@ import (
 	"net/netip"
 
 	"github.com/apd-telemetry/apd/publisher"
+	"github.com/apd-telemetry/apd/schema"
 )
 
-func init() { publisher.Register("ip_addresses", New) }
+func init() {
+	publisher.Register("ip_addresses", New)
+	schema.RegisterFormat("ip_addresses", schema.FormatIPAddresses)
+}
 
 // Sensor reports IP addresses. Addrs lists the interface addresses; tests
 // replace it.

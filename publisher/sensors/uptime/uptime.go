@@ -10,7 +10,10 @@ import (
 	"github.com/shirou/gopsutil/v3/host"
 )
 
-func init() { publisher.Register("uptime", New) }
+func init() {
+	publisher.Register("uptime", New)
+	schema.RegisterFormat("uptime", schema.FormatUptime)
+}
 
 // Sensor reports the uptime.
 type Sensor struct{}

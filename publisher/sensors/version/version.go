@@ -10,7 +10,10 @@ import (
 	"github.com/apd-telemetry/apd/schema"
 )
 
-func init() { publisher.Register("version", New) }
+func init() {
+	publisher.Register("version", New)
+	schema.RegisterFormat("version", schema.FormatVersion)
+}
 
 // Sensor reports the agent's version.
 type Sensor struct{ apd string }
