@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 
+	"github.com/apd-telemetry/apd/internal/store/chunk"
 	"github.com/apd-telemetry/apd/schema"
 	bolt "go.etcd.io/bbolt"
 )
@@ -40,7 +41,7 @@ func insertSeries(hb *bolt.Bucket, host, sensor string, rs []schema.Reading) ([]
 		if k != nil {
 			oldKey = slices.Clone(k)
 			var err error
-			if old, err = decodeChunk(host, sensor, v); err != nil {
+			if old, err = chunk.Decode(host, sensor, v); err != nil {
 				return nil, fmt.Errorf("chunk %s/%s at %s: %w", sensor, host, keyTime(k), err)
 			}
 			if nk, _ := c.Next(); nk != nil {
@@ -51,7 +52,7 @@ func insertSeries(hb *bolt.Bucket, host, sensor string, rs []schema.Reading) ([]
 		for end < len(rs) && (nextKey == nil || bytes.Compare(timeKey(rs[end].Time), nextKey) < 0) {
 			end++
 		}
-		merged, ins := mergeReadings(old, rs[pos:end])
+		merged, ins := chunk.Merge(old, rs[pos:end])
 		copy(inserted[pos:end], ins)
 		pos = end
 		if len(merged) == len(old) {
@@ -69,12 +70,12 @@ func insertSeries(hb *bolt.Bucket, host, sensor string, rs []schema.Reading) ([]
 	return inserted, nil
 }
 
-// putChunks writes readings as chunks of at most maxChunk, each under the
+// putChunks writes readings as chunks of at most chunk.MaxReadings, each under the
 // time key of its first reading.
 func putChunks(hb *bolt.Bucket, sensor string, rs []schema.Reading) error {
 	for len(rs) > 0 {
-		n := min(len(rs), maxChunk)
-		if err := hb.Put(timeKey(rs[0].Time), encodeChunk(sensor, rs[:n])); err != nil {
+		n := min(len(rs), chunk.MaxReadings)
+		if err := hb.Put(timeKey(rs[0].Time), chunk.Encode(sensor, rs[:n])); err != nil {
 			return err
 		}
 		rs = rs[n:]
@@ -90,7 +91,7 @@ func scanSeries(hb *bolt.Bucket, host, sensor string, since, until []byte, fn fu
 		if until != nil && bytes.Compare(k, until) >= 0 {
 			return nil
 		}
-		rs, err := decodeChunk(host, sensor, v)
+		rs, err := chunk.Decode(host, sensor, v)
 		if err != nil {
 			return fmt.Errorf("chunk %s/%s at %s: %w", sensor, host, keyTime(k), err)
 		}
@@ -124,7 +125,7 @@ func deleteSeries(hb *bolt.Bucket, host, sensor string, since, until []byte) (in
 		if until != nil && bytes.Compare(k, until) >= 0 {
 			break
 		}
-		rs, err := decodeChunk(host, sensor, v)
+		rs, err := chunk.Decode(host, sensor, v)
 		if err != nil {
 			return 0, fmt.Errorf("chunk %s/%s at %s: %w", sensor, host, keyTime(k), err)
 		}

@@ -12,6 +12,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/apd-telemetry/apd/internal/store/chunk"
 	"github.com/apd-telemetry/apd/schema"
 	bolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
@@ -224,7 +225,7 @@ func migrateSeries(hb *bolt.Bucket, host, sensor string) error {
 	for k, v := c.First(); k != nil; {
 		var group []schema.Reading
 		var keys [][]byte
-		for ; k != nil && len(group) < maxChunk; k, v = c.Next() {
+		for ; k != nil && len(group) < chunk.MaxReadings; k, v = c.Next() {
 			r, err := schema.DecodeStored(host, sensor, keyTime(k), v)
 			if err != nil {
 				return fmt.Errorf("record at %s: %w", keyTime(k), err)
@@ -855,7 +856,7 @@ func storeReadings(readings *bolt.Bucket, batch []schema.Reading, host func(stri
 	}
 	for _, k := range order {
 		rs := groups[k]
-		sortByTime(rs)
+		chunk.SortByTime(rs)
 		sb, err := readings.CreateBucketIfNotExists([]byte(k.sensor))
 		if err != nil {
 			return fmt.Errorf("sensor bucket %s: %w", k.sensor, err)

@@ -1,4 +1,4 @@
-package store
+package chunk
 
 import (
 	"encoding/json"
@@ -54,7 +54,7 @@ func TestChunkRoundTrip(t *testing.T) {
 	}
 	in = append(in, schema.Reading{Host: "h", Sensor: "temperature", Time: t0.Add(time.Hour),
 		Error: &schema.SampleError{Kind: schema.Intermittent, Message: "checksum"}, Title: "Ambient Temperature"})
-	out, err := decodeChunk("h", "temperature", encodeChunk("temperature", in))
+	out, err := Decode("h", "temperature", Encode("temperature", in))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,7 +76,7 @@ func TestChunkSize(t *testing.T) {
 	t0 := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
 	var rs []schema.Reading
 	v := 20.0
-	for i := 0; i < maxChunk; i++ {
+	for i := 0; i < MaxReadings; i++ {
 		v += (rng.Float64() - 0.5) * 0.2
 		q := schema.Quantity{Magnitude: float64(int(v*10)) / 10, Unit: "degC"}
 		r := schema.Reading{Host: "h", Sensor: "temperature", Title: "Ambient Temperature", Seq: uint64(i + 1),
@@ -84,7 +84,7 @@ func TestChunkSize(t *testing.T) {
 		r.Human = schema.Format(r.Sensor, r.Value)
 		rs = append(rs, r)
 	}
-	b := encodeChunk("temperature", rs)
+	b := Encode("temperature", rs)
 	per := float64(len(b)) / float64(len(rs))
 	t.Logf("%d readings in %d bytes: %.2f bytes per reading", len(rs), len(b), per)
 	if per > 4 {
@@ -100,7 +100,7 @@ func TestMergeReadings(t *testing.T) {
 		}
 		return out
 	}
-	merged, ins := mergeReadings(at(1, 3, 5), at(0, 3, 4, 4, 6))
+	merged, ins := Merge(at(1, 3, 5), at(0, 3, 4, 4, 6))
 	var got []int64
 	for _, r := range merged {
 		got = append(got, r.Time.UnixMilli())

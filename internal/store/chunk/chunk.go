@@ -1,4 +1,8 @@
-package store
+// Package chunk is the storage engine's codec of a series' readings:
+// up to MaxReadings readings of one (sensor, host), in columns, DEFLATEd.
+// It is pure — bytes in, readings out — so it is tested and fuzzed apart
+// from any database.
+package chunk
 
 import (
 	"bytes"
@@ -16,10 +20,10 @@ import (
 	"github.com/apd-telemetry/apd/schema"
 )
 
-// maxChunk is the most readings one chunk holds.
-const maxChunk = 512
+// MaxReadings is the most readings one chunk holds.
+const MaxReadings = 512
 
-// A chunk holds up to maxChunk readings of one series (sensor, host),
+// A chunk holds up to MaxReadings readings of one series (sensor, host),
 // sorted by time with no two at the same millisecond, encoded in columns
 // and compressed with DEFLATE:
 //
@@ -111,9 +115,9 @@ func quantityPrefixSuffix(unit string) (string, string) {
 	return `{"magnitude":`, `,"unit":` + string(u) + `}`
 }
 
-// encodeChunk encodes readings of one series, sorted by time with unique
+// Encode encodes readings of one series, sorted by time with unique
 // times.
-func encodeChunk(sensor string, rs []schema.Reading) []byte {
+func Encode(sensor string, rs []schema.Reading) []byte {
 	var titles []string
 	titleIdx := map[string]int{}
 	unit := ""
@@ -222,12 +226,13 @@ type chunkReader struct {
 	err error
 }
 
-var errCorruptChunk = errors.New("corrupt chunk")
+// ErrCorrupt is returned (wrapped) by Decode for bytes that are not a chunk.
+var ErrCorrupt = errors.New("corrupt chunk")
 
 func (r *chunkReader) uvarint() uint64 {
 	v, n := binary.Uvarint(r.b)
 	if n <= 0 {
-		r.err = errCorruptChunk
+		r.err = ErrCorrupt
 		return 0
 	}
 	r.b = r.b[n:]
@@ -237,7 +242,7 @@ func (r *chunkReader) uvarint() uint64 {
 func (r *chunkReader) varint() int64 {
 	v, n := binary.Varint(r.b)
 	if n <= 0 {
-		r.err = errCorruptChunk
+		r.err = ErrCorrupt
 		return 0
 	}
 	r.b = r.b[n:]
@@ -246,7 +251,7 @@ func (r *chunkReader) varint() int64 {
 
 func (r *chunkReader) byte() byte {
 	if len(r.b) == 0 {
-		r.err = errCorruptChunk
+		r.err = ErrCorrupt
 		return 0
 	}
 	c := r.b[0]
@@ -257,7 +262,7 @@ func (r *chunkReader) byte() byte {
 func (r *chunkReader) bytes() []byte {
 	n := r.uvarint()
 	if uint64(len(r.b)) < n {
-		r.err = errCorruptChunk
+		r.err = ErrCorrupt
 		return nil
 	}
 	p := r.b[:n:n]
@@ -267,19 +272,19 @@ func (r *chunkReader) bytes() []byte {
 
 func (r *chunkReader) str() string { return string(r.bytes()) }
 
-// decodeChunk rebuilds the readings of a chunk.
-func decodeChunk(host, sensor string, data []byte) ([]schema.Reading, error) {
+// Decode rebuilds the readings of a chunk.
+func Decode(host, sensor string, data []byte) ([]schema.Reading, error) {
 	plain, err := io.ReadAll(flate.NewReader(bytes.NewReader(data)))
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", errCorruptChunk, err)
+		return nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
 	}
 	r := &chunkReader{b: plain}
 	if r.byte() != chunkFormat {
-		return nil, fmt.Errorf("%w: unknown format", errCorruptChunk)
+		return nil, fmt.Errorf("%w: unknown format", ErrCorrupt)
 	}
 	n := int(r.uvarint())
-	if n > maxChunk*4 {
-		return nil, fmt.Errorf("%w: %d readings", errCorruptChunk, n)
+	if n > MaxReadings*4 {
+		return nil, fmt.Errorf("%w: %d readings", ErrCorrupt, n)
 	}
 	titles := make([]string, r.uvarint())
 	for i := range titles {
@@ -360,10 +365,10 @@ func decodeChunk(host, sensor string, data []byte) ([]schema.Reading, error) {
 	return out, nil
 }
 
-// mergeReadings merges sorted new readings into sorted old ones; a new
+// Merge merges sorted new readings into sorted old ones; a new
 // reading at the time of an existing one is a duplicate and left out. It
 // returns the merged list and, per new reading, whether it was inserted.
-func mergeReadings(old, add []schema.Reading) ([]schema.Reading, []bool) {
+func Merge(old, add []schema.Reading) ([]schema.Reading, []bool) {
 	out := make([]schema.Reading, 0, len(old)+len(add))
 	inserted := make([]bool, len(add))
 	i, j := 0, 0
@@ -387,8 +392,8 @@ func mergeReadings(old, add []schema.Reading) ([]schema.Reading, []bool) {
 	return out, inserted
 }
 
-// sortByTime sorts readings by time, keeping batch order among equal times
+// SortByTime sorts readings by time, keeping batch order among equal times
 // so that the first of duplicates wins.
-func sortByTime(rs []schema.Reading) {
+func SortByTime(rs []schema.Reading) {
 	sort.SliceStable(rs, func(a, b int) bool { return rs[a].Time.Before(rs[b].Time) })
 }
