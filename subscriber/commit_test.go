@@ -6,6 +6,8 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/apd-telemetry/apd/internal/store/boltdb"
+
 	"github.com/apd-telemetry/apd/internal/store"
 	"github.com/apd-telemetry/apd/subscriber"
 )
@@ -13,9 +15,9 @@ import (
 // failingStore fails its first commits, as a full disk does, then passes
 // them to a real store.
 type failingStore struct {
+	*boltdb.Store
 	mu       sync.Mutex
 	failures int
-	real     *store.Store
 }
 
 func (f *failingStore) Commit(b *store.Batch) (store.CommitResult, error) {
@@ -25,14 +27,14 @@ func (f *failingStore) Commit(b *store.Batch) (store.CommitResult, error) {
 		f.failures--
 		return store.CommitResult{}, errors.New("write apd.db: no space left on device")
 	}
-	return f.real.Commit(b)
+	return f.Store.Commit(b)
 }
 
 // TestCommitFailureHoldsAcknowledgements: while commits fail nothing is
 // acknowledged (to the broker or on $ack), the failure shows on the
 // metrics, and everything is stored and acknowledged once commits succeed.
 func TestCommitFailureHoldsAcknowledgements(t *testing.T) {
-	fs := &failingStore{failures: 3, real: openStore(t)}
+	fs := &failingStore{failures: 3, Store: openStore(t)}
 	var acks atomic.Int32
 	in := subscriber.New(fs, func(string, []byte) error { acks.Add(1); return nil }, subscriber.Options{})
 	defer in.Close()

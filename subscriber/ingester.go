@@ -23,11 +23,6 @@ import (
 	"github.com/apd-telemetry/apd/schema"
 )
 
-// Committer stores a batch in one transaction; *store.Store implements it.
-type Committer interface {
-	Commit(b *store.Batch) (store.CommitResult, error)
-}
-
 // AckFunc publishes a retained acknowledgement payload on topic. It must
 // not block for long: it runs on the commit path.
 type AckFunc func(topic string, payload []byte) error
@@ -158,7 +153,7 @@ type item struct {
 
 // Ingester batches decoded messages into group commits.
 type Ingester struct {
-	st      Committer
+	st      store.Store
 	ack     AckFunc
 	opts    Options
 	log     *slog.Logger
@@ -177,7 +172,7 @@ var ErrClosed = errors.New("ingester closed")
 
 // New returns an ingester writing to st and acknowledging through ack (nil:
 // no acknowledgements). It starts its commit loop at once.
-func New(st Committer, ack AckFunc, opts Options) *Ingester {
+func New(st store.Store, ack AckFunc, opts Options) *Ingester {
 	if opts.MaxBatch <= 0 {
 		opts.MaxBatch = 2000
 	}

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/apd-telemetry/apd/internal/store/boltdb"
+
 	"github.com/apd-telemetry/apd/broker"
 	"github.com/apd-telemetry/apd/internal/mqttc"
 	"github.com/apd-telemetry/apd/internal/store"
@@ -19,9 +21,9 @@ import (
 	mqtt "github.com/mochi-mqtt/server/v2"
 )
 
-func openStore(t *testing.T) *store.Store {
+func openStore(t *testing.T) *boltdb.Store {
 	t.Helper()
-	st, err := store.Open(filepath.Join(t.TempDir(), "apd.db"), store.Options{})
+	st, err := boltdb.Open(filepath.Join(t.TempDir(), "apd.db"), boltdb.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,7 +48,7 @@ func payload(host, sensor string, seq uint64, minute int, v float64) []byte {
 	return r.AppendJSON(nil, schema.WithIdentity)
 }
 
-func count(t *testing.T, st *store.Store, q store.Query) int {
+func count(t *testing.T, st *boltdb.Store, q store.Query) int {
 	t.Helper()
 	n := 0
 	if err := st.Scan(q, func(*schema.Reading) error { n++; return nil }); err != nil {
@@ -58,7 +60,7 @@ func count(t *testing.T, st *store.Store, q store.Query) int {
 // startEmbedded runs an ingester on st behind a broker on a free loopback
 // port, acknowledging through the broker as apd serve does; both stop
 // with the test.
-func startEmbedded(t *testing.T, st *store.Store, opts subscriber.Options, bopts broker.Options) (*subscriber.Ingester, *broker.Broker) {
+func startEmbedded(t *testing.T, st *boltdb.Store, opts subscriber.Options, bopts broker.Options) (*subscriber.Ingester, *broker.Broker) {
 	t.Helper()
 	var ref atomic.Pointer[broker.Broker]
 	in := subscriber.New(st, func(topic string, p []byte) error {

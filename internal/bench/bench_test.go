@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/apd-telemetry/apd/internal/store/boltdb"
+
 	"github.com/apd-telemetry/apd/internal/store"
 	"github.com/apd-telemetry/apd/internal/testutil"
 	"github.com/apd-telemetry/apd/schema"
@@ -156,7 +158,7 @@ func BenchmarkIngestEndToEnd(b *testing.B) {
 // intervals: a slow random walk with one decimal, like a DHT22.
 func synthetic(b *testing.B, path string, hosts, perHost int) {
 	b.Helper()
-	st, err := store.Open(path, store.Options{NoSync: true})
+	st, err := boltdb.Open(path, boltdb.Options{NoSync: true})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -187,11 +189,11 @@ func synthetic(b *testing.B, path string, hosts, perHost int) {
 
 // syntheticStore opens, read-only, a database of 10 hosts × 100,000
 // readings; it is closed when the benchmark ends.
-func syntheticStore(b *testing.B) *store.Store {
+func syntheticStore(b *testing.B) *boltdb.Store {
 	b.Helper()
 	path := filepath.Join(b.TempDir(), "apd.db")
 	synthetic(b, path, 10, 100_000)
-	st, err := store.Open(path, store.Options{ReadOnly: true})
+	st, err := boltdb.Open(path, boltdb.Options{ReadOnly: true})
 	if err != nil {
 		b.Fatal(err)
 	}

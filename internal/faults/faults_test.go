@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/apd-telemetry/apd/internal/store/boltdb"
+
 	"github.com/apd-telemetry/apd/internal/mqttc"
 	"github.com/apd-telemetry/apd/internal/store"
 	"github.com/apd-telemetry/apd/internal/testutil"
@@ -151,7 +153,7 @@ func malformed(ctx context.Context, t *testing.T, brokerAddr string, hosts []str
 // seq its spool issued, and no malformed seq may be stored.
 func checkExactlyOnce(t *testing.T, dbPath string, spools map[string]string) {
 	t.Helper()
-	st, err := store.Open(dbPath, store.Options{ReadOnly: true, Timeout: 5 * time.Second})
+	st, err := boltdb.Open(dbPath, boltdb.Options{ReadOnly: true, Timeout: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -349,7 +351,7 @@ func TestBrokerDown(t *testing.T) {
 	c.brk.start()
 	c.finish(uint64(down / time.Second))
 	// Readings taken during the outage kept their own time.
-	st, err := store.Open(filepath.Join(c.dir, "agg", "apd.db"), store.Options{ReadOnly: true})
+	st, err := boltdb.Open(filepath.Join(c.dir, "agg", "apd.db"), boltdb.Options{ReadOnly: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -411,7 +413,7 @@ func TestSpoolFull(t *testing.T) {
 	c.brk.start()
 	c.stopAll(10)
 	defer c.logsOnFailure()
-	st, err := store.Open(filepath.Join(c.dir, "agg", "apd.db"), store.Options{ReadOnly: true})
+	st, err := boltdb.Open(filepath.Join(c.dir, "agg", "apd.db"), boltdb.Options{ReadOnly: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -122,6 +122,13 @@ func (c *Client) DeadLetters(limit int) ([]store.DeadLetter, error) {
 	return dead, c.getJSON("/api/v1/deadletters", url.Values{"limit": {fmt.Sprint(limit)}}, "dead letters", &dead)
 }
 
+// DeadLetterStats returns how many dead letters the server keeps and
+// dropped.
+func (c *Client) DeadLetterStats() (store.DeadLetterStats, error) {
+	var st store.DeadLetterStats
+	return st, c.getJSON("/api/v1/deadletters/stats", nil, "dead-letter counts", &st)
+}
+
 // getJSON decodes the JSON answer to a GET of path into v; what names it
 // in the error.
 func (c *Client) getJSON(path string, params url.Values, what string, v any) error {

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/apd-telemetry/apd/internal/store"
+	"github.com/apd-telemetry/apd/internal/store/boltdb"
 )
 
 // TestLoopbackHostOnlyWithoutKey: without an API key the API answers only
@@ -55,10 +56,10 @@ func TestLoopbackHostOnlyWithoutKey(t *testing.T) {
 	}
 }
 
-func newStore(t *testing.T) (*store.Store, string) {
+func newStore(t *testing.T) (*boltdb.Store, string) {
 	t.Helper()
 	path := t.TempDir() + "/apd.db"
-	st, err := store.Open(path, store.Options{NoSync: true})
+	st, err := boltdb.Open(path, boltdb.Options{NoSync: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,7 +69,7 @@ func newStore(t *testing.T) (*store.Store, string) {
 
 // shortBackup declares a backup of size bytes and sends fewer.
 type shortBackup struct {
-	Store
+	store.Store
 	size int64
 	data []byte
 }

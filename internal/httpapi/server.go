@@ -24,18 +24,9 @@ import (
 	"github.com/apd-telemetry/apd/schema"
 )
 
-// Store is what the API reads.
-type Store interface {
-	Scan(q store.Query, fn func(*schema.Reading) error) error
-	Hosts() ([]store.Host, error)
-	DeadLetters(limit int) ([]store.DeadLetter, error)
-	Delete(q store.Query) (int, error)
-	WriteBackup(w io.Writer, begin func(size int64)) (int64, error)
-}
-
 // Server serves the API.
 type Server struct {
-	Store   Store
+	Store   store.Store
 	Metrics *metrics.Registry
 	Logger  *slog.Logger
 	Now     func() time.Time
@@ -89,6 +80,14 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /api/v1/query", s.query)
 	mux.HandleFunc("GET /api/v1/hosts", s.hosts)
 	mux.HandleFunc("GET /api/v1/deadletters", s.deadLetters)
+	mux.HandleFunc("GET /api/v1/deadletters/stats", func(w http.ResponseWriter, _ *http.Request) {
+		st, err := s.Store.DeadLetterStats()
+		if err != nil {
+			s.writeError(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, st)
+	})
 	mux.HandleFunc("DELETE /api/v1/readings", s.delete)
 	mux.HandleFunc("GET /api/v1/backup", s.backup)
 	mux.HandleFunc("GET /api/v1/rules", s.rules)
@@ -314,11 +313,16 @@ const (
 )
 
 func (s *Server) backup(w http.ResponseWriter, _ *http.Request) {
+	b, ok := s.Store.(store.Backuper)
+	if !ok {
+		writeJSON(w, http.StatusNotImplemented, map[string]string{"error": "this storage engine makes no backups over HTTP"})
+		return
+	}
 	w.Header().Set("Content-Type", "application/octet-stream")
-	w.Header().Set("Content-Disposition", `attachment; filename="apd.db"`)
+	w.Header().Set("Content-Disposition", `attachment; filename="apd-backup.db"`)
 	w.Header().Set("Trailer", BackupChecksumHeader)
 	sum := sha256.New()
-	_, err := s.Store.WriteBackup(io.MultiWriter(w, sum), func(size int64) {
+	_, err := b.WriteBackup(io.MultiWriter(w, sum), func(size int64) {
 		w.Header().Set(BackupSizeHeader, strconv.FormatInt(size, 10))
 	})
 	if err != nil {

@@ -258,14 +258,9 @@ func formatEvery(d time.Duration) string {
 	return s
 }
 
-// Scanner is what Execute reads from: a store.
-type Scanner interface {
-	Scan(q store.Query, fn func(*schema.Reading) error) error
-}
-
 // Execute runs the query q on src with the processing of spec and writes
 // the results to out. q.Limit is ignored: spec.Limit bounds the output.
-func Execute(src Scanner, q store.Query, spec Spec, out func(*schema.Reading) error) error {
+func Execute(src store.Reader, q store.Query, spec Spec, out func(*schema.Reading) error) error {
 	p, err := spec.Compile(q.Since)
 	if err != nil {
 		return err

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/apd-telemetry/apd/internal/store/boltdb"
+
 	"github.com/apd-telemetry/apd/internal/store"
 	"github.com/apd-telemetry/apd/schema"
 )
@@ -20,7 +22,7 @@ import (
 // here on the generated values.
 func TestQueriesOnChunkedStore(t *testing.T) {
 	const hosts, perHost = 5, 2000
-	st, err := store.Open(filepath.Join(t.TempDir(), "apd.db"), store.Options{NoSync: true})
+	st, err := boltdb.Open(filepath.Join(t.TempDir(), "apd.db"), boltdb.Options{NoSync: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,62 +1,83 @@
+// Package store is apd's storage contract: what every storage engine
+// keeps and answers, the types it speaks in, and the rules of the seq
+// watermark that make acknowledgements safe. The engines live apart —
+// internal/store/boltdb, the embedded default — and each passes the
+// conformance suite in internal/store/storetest.
+//
+// What an engine promises, whatever it is built on:
+//
+//   - A reading is identified by (host, sensor, ts at millisecond): a second
+//     write of it is a duplicate, counted and left as it was (the first
+//     write wins), so redelivery is harmless.
+//   - It keeps what was received, byte for byte: value, title, human text,
+//     seq and unknown members. Cleaning happens when reading.
+//   - A Commit is atomic and durable when it returns nil: the readings, the
+//     statuses, the dead letters and the watermarks move together.
+//   - Scans return one series after another (by sensor, then host), each in
+//     time order, over half-open ranges [Since, Until); a time range is a
+//     seek, not a full scan.
+//   - Each host's watermark follows the rules of Advance; an
+//     acknowledgement never covers a reading that is not stored.
+//   - Dead letters are kept within Limits, the oldest dropped and counted.
+//   - Readers (scans, hosts) may run while a commit does; they see the
+//     state before it or after it.
 package store
 
 import (
-	"bytes"
-	"encoding/binary"
-	"encoding/json"
 	"errors"
-	"fmt"
-	"os"
-	"path/filepath"
-	"slices"
-	"sort"
+	"io"
 	"time"
 
-	"github.com/apd-telemetry/apd/internal/store/chunk"
 	"github.com/apd-telemetry/apd/schema"
-	bolt "go.etcd.io/bbolt"
-	berrors "go.etcd.io/bbolt/errors"
 )
 
-// SchemaVersion is the layout version this package writes: 1 kept one JSON
-// record per reading, 2 keeps compressed chunks of up to 512 readings.
-const SchemaVersion = 2
+// Store is a storage engine. Its methods are safe for concurrent use.
+type Store interface {
+	Reader
+	// Commit writes a batch in one transaction: readings not already
+	// stored under (host, sensor, ts) are inserted, duplicates are counted
+	// and left as they are; status updates and dead letters are recorded;
+	// each host's seq watermark advances (see Advance). Either all of it
+	// is durable when Commit returns nil, or none of it is.
+	Commit(b *Batch) (CommitResult, error)
+	// Delete removes the readings q selects (sensor, hosts, time range)
+	// and returns how many; a host left without readings is forgotten.
+	Delete(q Query) (int, error)
+	// Size is the space the engine takes, in bytes.
+	Size() (int64, error)
+	Close() error
+}
 
-// Errors returned by Open.
-var (
-	// ErrLocked means another process (a running aggregator) holds the file.
-	ErrLocked = errors.New("database is in use by another process")
-	// ErrNewerSchema means the file was written by a newer apd.
-	ErrNewerSchema = errors.New("database schema is newer than this apd")
-	// ErrOldSchema means a read-only open found a file that needs a
-	// migration, which only a read-write open performs.
-	ErrOldSchema = errors.New("database needs migration")
-)
+// Reader is the reading half of a Store, which the query tools and the
+// HTTP API need.
+type Reader interface {
+	// Scan calls fn for each reading q selects, series by series (by
+	// sensor, then host), each in time order. fn returning ErrStop ends
+	// the scan without an error; any other error ends it with that error.
+	Scan(q Query, fn func(*schema.Reading) error) error
+	// Hosts returns every host seen, sorted by name.
+	Hosts() ([]Host, error)
+	// DeadLetters returns up to limit dead letters, newest first.
+	DeadLetters(limit int) ([]DeadLetter, error)
+	// DeadLetterStats returns how many dead letters are kept and dropped.
+	DeadLetterStats() (DeadLetterStats, error)
+}
 
-var (
-	bucketMeta     = []byte("meta")
-	bucketReadings = []byte("readings")
-	bucketHosts    = []byte("hosts")
-	bucketPending  = []byte("pending")
-	bucketDead     = []byte("dead")
-	keySchema      = []byte("schema")
-	// Dead-letter accounting in the meta bucket: how many are kept, their
-	// bytes, and how many were dropped to stay within the bounds.
-	keyDeadCount   = []byte("dead_count")
-	keyDeadBytes   = []byte("dead_bytes")
-	keyDeadDropped = []byte("dead_dropped")
-)
+// Backuper is an engine that can write a consistent copy of itself while
+// it runs (a bbolt file, a pg_dump).
+type Backuper interface {
+	// WriteBackup writes the copy to w, telling begin (when not nil) its
+	// size first, and returns the bytes written.
+	WriteBackup(w io.Writer, begin func(size int64)) (int64, error)
+}
 
-// Options configure Open. The zero value opens read-write and waits
-// forever for the file lock.
-type Options struct {
-	// ReadOnly opens the file for reading only; it must exist.
-	ReadOnly bool
-	// Timeout bounds the wait for the file lock; 0 waits forever.
-	Timeout time.Duration
-	// NoSync skips fsync on commit. Only for tests and bulk loads that can be
-	// redone: a crash may lose committed batches.
-	NoSync bool
+// ErrLocked means another process (a running aggregator) holds the store
+// for writing.
+var ErrLocked = errors.New("database is in use by another process")
+
+// Limits bound what a store keeps beyond readings. The zero value means
+// the defaults.
+type Limits struct {
 	// MaxDeadLetters and MaxDeadBytes bound the dead letters kept: past
 	// either, the oldest are dropped (and counted). 0 means
 	// DefaultMaxDeadLetters and DefaultMaxDeadBytes.
@@ -64,238 +85,24 @@ type Options struct {
 	MaxDeadBytes   int64
 }
 
-// Defaults of Options. Dead letters are for finding out what a device
+// WithDefaults returns l with zero fields set to the defaults.
+func (l Limits) WithDefaults() Limits {
+	if l.MaxDeadLetters <= 0 {
+		l.MaxDeadLetters = DefaultMaxDeadLetters
+	}
+	if l.MaxDeadBytes <= 0 {
+		l.MaxDeadBytes = DefaultMaxDeadBytes
+	}
+	return l
+}
+
+// Defaults of Limits. Dead letters are for finding out what a device
 // sends wrong; the newest few thousand say it, and a device flooding junk
 // must not fill the disk.
 const (
 	DefaultMaxDeadLetters = 10000
 	DefaultMaxDeadBytes   = 8 << 20
 )
-
-// ErrTruncated means the file is shorter than its own meta page says:
-// a copy cut short. bbolt would die of SIGBUS reading past its end.
-var ErrTruncated = errors.New("database file is truncated")
-
-// checkSize refuses a file shorter than the data its meta page claims.
-func checkSize(db *bolt.DB, path string) error {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return fmt.Errorf("open database %s: %w", path, err)
-	}
-	return db.View(func(tx *bolt.Tx) error {
-		if need := tx.Size(); need > fi.Size() {
-			return fmt.Errorf("open database %s: %w: %d bytes, it needs %d", path, ErrTruncated, fi.Size(), need)
-		}
-		return nil
-	})
-}
-
-// allocSize is how much the file grows beyond what a commit needs.
-const allocSize = 64 << 10
-
-// Store is an open database. Its methods are safe for concurrent use.
-type Store struct {
-	db   *bolt.DB
-	path string
-	dead deadBounds
-}
-
-type deadBounds struct {
-	count int64
-	bytes int64
-}
-
-// Open opens or creates the database at path and migrates it to
-// SchemaVersion. It returns an error wrapping ErrLocked when another
-// process holds the file past opts.Timeout, and ErrNewerSchema when the file
-// is from a newer apd.
-func Open(path string, opts Options) (*Store, error) {
-	if !opts.ReadOnly {
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			return nil, fmt.Errorf("create data directory: %w", err)
-		}
-	} else if _, err := os.Stat(path); err != nil {
-		return nil, fmt.Errorf("open database %s: %w", path, err)
-	}
-	db, err := bolt.Open(path, 0o600, &bolt.Options{
-		ReadOnly:     opts.ReadOnly,
-		Timeout:      opts.Timeout,
-		NoSync:       opts.NoSync,
-		FreelistType: bolt.FreelistMapType,
-	})
-	if errors.Is(err, berrors.ErrTimeout) {
-		return nil, fmt.Errorf("open database %s: %w", path, ErrLocked)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("open database %s: %w", path, err)
-	}
-	if err := checkSize(db, path); err != nil {
-		db.Close()
-		return nil, err
-	}
-	// Grow the file by what it needs plus a little, not by doubling up to
-	// bbolt's 16 MiB step: a Pi's card is small, and a bound on what a
-	// part of the file may hold (dead letters) should bound the file.
-	db.AllocSize = allocSize
-	s := &Store{db: db, path: path, dead: deadBounds{count: int64(opts.MaxDeadLetters), bytes: opts.MaxDeadBytes}}
-	if s.dead.count <= 0 {
-		s.dead.count = DefaultMaxDeadLetters
-	}
-	if s.dead.bytes <= 0 {
-		s.dead.bytes = DefaultMaxDeadBytes
-	}
-	if opts.ReadOnly {
-		err = db.View(func(tx *bolt.Tx) error {
-			v, err := checkVersion(tx)
-			if err == nil && v < SchemaVersion {
-				err = fmt.Errorf("%w: file has schema %d, this apd reads %d; open it once without read-only (apd compact --db, or apd serve) to migrate it", ErrOldSchema, v, SchemaVersion)
-			}
-			return err
-		})
-	} else {
-		err = db.Update(func(tx *bolt.Tx) error {
-			if err := migrate(tx); err != nil {
-				return err
-			}
-			return countDeadLetters(tx)
-		})
-	}
-	if err != nil {
-		db.Close()
-		return nil, fmt.Errorf("open database %s: %w", path, err)
-	}
-	return s, nil
-}
-
-// Path returns the file the store was opened from.
-func (s *Store) Path() string { return s.path }
-
-// Close closes the file. Scans in progress must have returned.
-func (s *Store) Close() error { return s.db.Close() }
-
-func checkVersion(tx *bolt.Tx) (int, error) {
-	meta := tx.Bucket(bucketMeta)
-	if meta == nil {
-		return 0, nil
-	}
-	var v int
-	if _, err := fmt.Sscan(string(meta.Get(keySchema)), &v); err != nil {
-		return 0, fmt.Errorf("read schema version: %w", err)
-	}
-	if v > SchemaVersion {
-		return v, fmt.Errorf("%w: file has %d, this apd knows up to %d", ErrNewerSchema, v, SchemaVersion)
-	}
-	return v, nil
-}
-
-// migrations[i] moves a database from version i to i+1.
-var migrations = []func(*bolt.Tx) error{
-	func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketMeta, bucketReadings, bucketHosts, bucketPending, bucketDead} {
-			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
-				return err
-			}
-		}
-		return nil
-	},
-	migrateToChunks,
-}
-
-// migrateToChunks rewrites version 1's one-record-per-reading layout into
-// chunks, series by series, a chunk's worth of records at a time.
-func migrateToChunks(tx *bolt.Tx) error {
-	readings := tx.Bucket(bucketReadings)
-	var sensors [][]byte
-	_ = readings.ForEachBucket(func(k []byte) error { sensors = append(sensors, slices.Clone(k)); return nil })
-	for _, sensor := range sensors {
-		sb := readings.Bucket(sensor)
-		var hosts [][]byte
-		_ = sb.ForEachBucket(func(k []byte) error { hosts = append(hosts, slices.Clone(k)); return nil })
-		for _, host := range hosts {
-			if err := migrateSeries(sb.Bucket(host), string(host), string(sensor)); err != nil {
-				return fmt.Errorf("%s/%s: %w", sensor, host, err)
-			}
-		}
-	}
-	return nil
-}
-
-func migrateSeries(hb *bolt.Bucket, host, sensor string) error {
-	c := hb.Cursor()
-	for k, v := c.First(); k != nil; {
-		var group []schema.Reading
-		var keys [][]byte
-		for ; k != nil && len(group) < chunk.MaxReadings; k, v = c.Next() {
-			r, err := schema.DecodeStored(host, sensor, keyTime(k), v)
-			if err != nil {
-				return fmt.Errorf("record at %s: %w", keyTime(k), err)
-			}
-			group = append(group, r)
-			keys = append(keys, slices.Clone(k))
-		}
-		for _, key := range keys {
-			if err := hb.Delete(key); err != nil {
-				return err
-			}
-		}
-		if err := putChunks(hb, sensor, group); err != nil {
-			return err
-		}
-		// The chunk sits under its first record's key; go on after its last.
-		k, v = c.Seek(keys[len(keys)-1])
-		if k != nil && bytes.Equal(k, keys[len(keys)-1]) {
-			k, v = c.Next()
-		}
-	}
-	return nil
-}
-
-func migrate(tx *bolt.Tx) error {
-	v, err := checkVersion(tx)
-	if err != nil {
-		return err
-	}
-	for ; v < SchemaVersion; v++ {
-		if err := migrations[v](tx); err != nil {
-			return fmt.Errorf("migrate schema %d to %d: %w", v, v+1, err)
-		}
-		if err := tx.Bucket(bucketMeta).Put(keySchema, fmt.Appendf(nil, "%d", v+1)); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// timeKey encodes t as a sortable 8-byte key.
-func timeKey(t time.Time) []byte {
-	var k [8]byte
-	binary.BigEndian.PutUint64(k[:], uint64(t.UnixMilli())^(1<<63))
-	return k[:]
-}
-
-func keyTime(k []byte) time.Time {
-	return time.UnixMilli(int64(binary.BigEndian.Uint64(k) ^ (1 << 63))).UTC()
-}
-
-func seqKey(seq uint64) []byte {
-	var k [8]byte
-	binary.BigEndian.PutUint64(k[:], seq)
-	return k[:]
-}
-
-// hostRecord is what the store keeps about a host besides its readings.
-type hostRecord struct {
-	State     string                  `json:"state,omitempty"`
-	StateTime time.Time               `json:"state_time,omitzero"`
-	Version   string                  `json:"version,omitempty"`
-	LastSeen  time.Time               `json:"last_seen,omitzero"`
-	Watermark uint64                  `json:"watermark"`
-	HasMark   bool                    `json:"has_mark,omitempty"`
-	MaxSeq    uint64                  `json:"max_seq,omitempty"`
-	Lost      uint64                  `json:"lost,omitempty"`
-	Spool     string                  `json:"spool,omitempty"`
-	Sensors   map[string]*SensorStats `json:"sensors,omitempty"`
-}
 
 // SensorStats summarises one sensor of one host.
 type SensorStats struct {
@@ -328,48 +135,6 @@ type Host struct {
 	Sensors map[string]*SensorStats `json:"sensors"`
 }
 
-func getHost(b *bolt.Bucket, host string) (*hostRecord, error) {
-	rec := &hostRecord{}
-	if v := b.Get([]byte(host)); v != nil {
-		if err := json.Unmarshal(v, rec); err != nil {
-			return nil, fmt.Errorf("host %s: %w", host, err)
-		}
-	}
-	if rec.Sensors == nil {
-		rec.Sensors = make(map[string]*SensorStats)
-	}
-	return rec, nil
-}
-
-// Hosts returns every host the store has seen, sorted by name.
-func (s *Store) Hosts() ([]Host, error) {
-	var out []Host
-	err := s.db.View(func(tx *bolt.Tx) error {
-		pending := tx.Bucket(bucketPending)
-		return tx.Bucket(bucketHosts).ForEach(func(k, v []byte) error {
-			var rec hostRecord
-			if err := json.Unmarshal(v, &rec); err != nil {
-				return fmt.Errorf("host %s: %w", k, err)
-			}
-			if rec.Sensors == nil {
-				rec.Sensors = map[string]*SensorStats{}
-			}
-			out = append(out, Host{Name: string(k), State: rec.State, StateTime: rec.StateTime,
-				Version: rec.Version, LastSeen: rec.LastSeen, Watermark: rec.Watermark, MaxSeq: rec.MaxSeq,
-				Lost: rec.Lost, Spool: rec.Spool, Sensors: rec.Sensors})
-			if rec.MaxSeq > rec.Watermark {
-				committed := uint64(0)
-				if pb := pending.Bucket(k); pb != nil {
-					committed = uint64(pb.Stats().KeyN)
-				}
-				out[len(out)-1].Awaited = rec.MaxSeq - rec.Watermark - committed
-			}
-			return nil
-		})
-	})
-	return out, err
-}
-
 // DeadLetter is an input the aggregator could not store as a reading.
 type DeadLetter struct {
 	Received time.Time `json:"received"`
@@ -381,23 +146,6 @@ type DeadLetter struct {
 
 // MaxDeadPayload bounds how much of a rejected payload is kept.
 const MaxDeadPayload = 1024
-
-// DeadLetters returns up to limit dead letters, newest first.
-func (s *Store) DeadLetters(limit int) ([]DeadLetter, error) {
-	var out []DeadLetter
-	err := s.db.View(func(tx *bolt.Tx) error {
-		c := tx.Bucket(bucketDead).Cursor()
-		for k, v := c.Last(); k != nil && len(out) < limit; k, v = c.Prev() {
-			var d DeadLetter
-			if err := json.Unmarshal(v, &d); err != nil {
-				return err
-			}
-			out = append(out, d)
-		}
-		return nil
-	})
-	return out, err
-}
 
 // StatusUpdate is a host's $status payload as received.
 type StatusUpdate struct {
@@ -453,258 +201,12 @@ type HostAck struct {
 // make the store remember any number of gaps.
 const MaxSeqJump = 1 << 22
 
-// Commit writes a batch in one transaction: readings not already stored
-// under (host, sensor, ts) are inserted, duplicates are counted and left as
-// they are; status updates and dead letters are recorded; each host's seq
-// watermark advances over the contiguous run of committed seqs. Either all
-// of it is durable when Commit returns nil, or none of it is.
-func (s *Store) Commit(b *Batch) (CommitResult, error) {
-	res := CommitResult{}
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		res = CommitResult{}
-		return commit(tx, b, s.dead, &res)
-	})
-	return res, err
-}
-
-func commit(tx *bolt.Tx, b *Batch, bounds deadBounds, res *CommitResult) error {
-	readings := tx.Bucket(bucketReadings)
-	hostsB := tx.Bucket(bucketHosts)
-	pendingB := tx.Bucket(bucketPending)
-	hosts := map[string]*hostRecord{}
-	host := func(name string) (*hostRecord, error) {
-		if h, ok := hosts[name]; ok {
-			return h, nil
-		}
-		h, err := getHost(hostsB, name)
-		hosts[name] = h
-		return h, err
-	}
-	// Statuses first: a new spool restarts its host's seqs before this
-	// batch's readings (sent after the status) are counted.
-	floors := map[string]uint64{}
-	restarted := map[string]bool{}
-	for _, st := range b.Statuses {
-		h, err := host(st.Host)
-		if err != nil {
-			return err
-		}
-		if sp := st.Status.Spool; sp != "" {
-			if h.Spool != "" && h.Spool != sp {
-				if err := restartSeqs(pendingB, st.Host, h); err != nil {
-					return err
-				}
-				restarted[st.Host] = true
-				delete(floors, st.Host)
-			}
-			h.Spool = sp
-		}
-		if st.Status.FirstSeq > 0 {
-			floors[st.Host] = max(floors[st.Host], st.Status.FirstSeq-1)
-		}
-		t := st.Status.Time
-		if t.IsZero() {
-			t = time.Now().UTC().Truncate(time.Millisecond)
-		}
-		h.State, h.StateTime = st.Status.State, t
-		if st.Status.Version != "" {
-			h.Version = st.Status.Version
-		}
-	}
-	kept, dead, err := refuseSeqJumps(b, host, res)
-	if err != nil {
-		return err
-	}
-	if err := storeReadings(readings, kept, host, res); err != nil {
-		return err
-	}
-	arrived := map[string][]uint64{} // committed seqs above each host's watermark
-	for i := range kept {
-		r := &kept[i]
-		if b.Imported || r.Seq == 0 {
-			continue
-		}
-		h, err := host(r.Host)
-		if err != nil {
-			return err
-		}
-		h.MaxSeq = max(h.MaxSeq, r.Seq)
-		if r.Seq <= h.Watermark {
-			continue
-		}
-		arrived[r.Host] = append(arrived[r.Host], r.Seq)
-	}
-	if err := advanceWatermarks(pendingB, hosts, arrived, floors, restarted, res); err != nil {
-		return err
-	}
-	names := make([]string, 0, len(hosts))
-	for name := range hosts {
-		names = append(names, name)
-	}
-	sort.Strings(names)
-	for _, name := range names {
-		v, err := json.Marshal(hosts[name])
-		if err != nil {
-			return err
-		}
-		if err := hostsB.Put([]byte(name), v); err != nil {
-			return err
-		}
-	}
-	return putDeadLetters(tx, bounds, b.DeadLetters, dead)
-}
-
-// deadCost is what one stored dead letter counts against the byte bound,
-// so that the bound holds for the file and not only for the data: its
-// key, value and bbolt's element header, doubled — pages are partly empty
-// (a page holds at least two elements: a 5 KB dead letter and its
-// neighbour take three 4 KB pages), and bbolt writes each changed page
-// anew before it frees the old one, so under a flood about half as much
-// again is in flight.
-func deadCost(v []byte) int64 { return (int64(len(v)) + 8 + 16) * 2 }
-
-// putDeadLetters stores dead letters, then drops the oldest until the
-// bounds hold, keeping count in the meta bucket.
-func putDeadLetters(tx *bolt.Tx, bounds deadBounds, lists ...[]DeadLetter) error {
-	meta, bucket := tx.Bucket(bucketMeta), tx.Bucket(bucketDead)
-	bucket.FillPercent = 0.95 // keys only ever grow: fill pages
-	count, size, dropped := metaUint(meta, keyDeadCount), metaUint(meta, keyDeadBytes), metaUint(meta, keyDeadDropped)
-	// One commit writes at most an eighth of the byte bound: the pages it
-	// frees (the oldest dead letters) are reusable only after it, so a
-	// large batch would grow the file past the bound. Under a flood the
-	// rest of a batch is dropped (counted) as the oldest would be.
-	var encoded [][]byte
-	for _, list := range lists {
-		for _, d := range list {
-			if len(d.Payload) > MaxDeadPayload {
-				d.Payload = d.Payload[:MaxDeadPayload]
-			}
-			v, err := json.Marshal(d)
-			if err != nil {
-				return err
-			}
-			encoded = append(encoded, v)
-		}
-	}
-	if len(encoded) == 0 {
-		return nil
-	}
-	first, budget := len(encoded), bounds.bytes/8
-	for first > 0 && (first == len(encoded) || budget >= deadCost(encoded[first-1])) {
-		first--
-		budget -= deadCost(encoded[first])
-	}
-	dropped += uint64(first)
-	for _, v := range encoded[first:] {
-		n, _ := bucket.NextSequence()
-		if err := bucket.Put(seqKey(n), v); err != nil {
-			return err
-		}
-		count++
-		size += uint64(deadCost(v))
-	}
-	c := bucket.Cursor()
-	for k, v := c.First(); k != nil && (count > uint64(bounds.count) || size > uint64(bounds.bytes)); k, v = c.First() {
-		size -= min(size, uint64(deadCost(v)))
-		count--
-		dropped++
-		if err := c.Delete(); err != nil {
-			return err
-		}
-	}
-	for _, kv := range []struct {
-		k []byte
-		v uint64
-	}{{keyDeadCount, count}, {keyDeadBytes, size}, {keyDeadDropped, dropped}} {
-		if err := putMetaUint(meta, kv.k, kv.v); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// countDeadLetters fills in the dead-letter accounting of a file written
-// before it was kept.
-func countDeadLetters(tx *bolt.Tx) error {
-	meta := tx.Bucket(bucketMeta)
-	if meta.Get(keyDeadCount) != nil {
-		return nil
-	}
-	var count, size uint64
-	_ = tx.Bucket(bucketDead).ForEach(func(_, v []byte) error {
-		count++
-		size += uint64(deadCost(v))
-		return nil
-	})
-	if err := putMetaUint(meta, keyDeadCount, count); err != nil {
-		return err
-	}
-	return putMetaUint(meta, keyDeadBytes, size)
-}
-
-func metaUint(b *bolt.Bucket, k []byte) uint64 {
-	if v := b.Get(k); len(v) == 8 {
-		return binary.BigEndian.Uint64(v)
-	}
-	return 0
-}
-
-func putMetaUint(b *bolt.Bucket, k []byte, n uint64) error { return b.Put(k, seqKey(n)) }
-
 // DeadLetterStats says how many dead letters are kept, their bytes, and
 // how many were dropped to stay within the bounds.
 type DeadLetterStats struct {
-	Count, Bytes, Dropped uint64
-}
-
-// DeadLetterStats returns the dead-letter accounting.
-func (s *Store) DeadLetterStats() (DeadLetterStats, error) {
-	var st DeadLetterStats
-	err := s.db.View(func(tx *bolt.Tx) error {
-		meta := tx.Bucket(bucketMeta)
-		st = DeadLetterStats{Count: metaUint(meta, keyDeadCount), Bytes: metaUint(meta, keyDeadBytes), Dropped: metaUint(meta, keyDeadDropped)}
-		return nil
-	})
-	return st, err
-}
-
-// restartSeqs forgets a host's seq state when its device has a new spool
-// (wiped storage: seqs start again at 1). Its readings stay stored.
-func restartSeqs(pendingB *bolt.Bucket, name string, h *hostRecord) error {
-	h.Watermark, h.HasMark, h.MaxSeq = 0, false, 0
-	if pendingB.Bucket([]byte(name)) != nil {
-		return pendingB.DeleteBucket([]byte(name))
-	}
-	return nil
-}
-
-// refuseSeqJumps returns the batch's readings without those whose seq is
-// more than MaxSeqJump above their host's watermark, and dead letters for
-// those, whose indexes it records in res.Refused. The batch itself is not
-// changed: a failed commit is retried with it.
-func refuseSeqJumps(b *Batch, host func(string) (*hostRecord, error), res *CommitResult) ([]schema.Reading, []DeadLetter, error) {
-	if b.Imported {
-		return b.Readings, nil, nil
-	}
-	var dead []DeadLetter
-	for i := range b.Readings {
-		r := &b.Readings[i]
-		if r.Seq == 0 {
-			continue
-		}
-		h, err := host(r.Host)
-		if err != nil {
-			return nil, nil, err
-		}
-		if r.Seq-min(r.Seq, h.Watermark) <= MaxSeqJump {
-			continue
-		}
-		res.Refused = append(res.Refused, i)
-		dead = append(dead, DeadLetter{Received: time.Now().UTC(), Topic: b.Topics.Reading(r.Host, r.Sensor),
-			Reason:  fmt.Sprintf("%s: seq %d is more than %d above the host's watermark %d", ReasonSeqOutOfRange, r.Seq, MaxSeqJump, h.Watermark),
-			Payload: r.AppendJSON(nil, schema.WithIdentity)})
-	}
-	return WithoutRefused(b.Readings, res.Refused), dead, nil
+	Count   uint64 `json:"count"`
+	Bytes   uint64 `json:"bytes"`
+	Dropped uint64 `json:"dropped"`
 }
 
 // WithoutRefused returns readings without those at the ascending indexes
@@ -729,171 +231,19 @@ func WithoutRefused(readings []schema.Reading, refused []int) []schema.Reading {
 // cannot be real.
 const ReasonSeqOutOfRange = "seq_out_of_range"
 
-// advanceWatermarks moves each touched host's contiguous seq watermark.
-// Only what the device itself declares starts it: the floor of its status
-// (first_seq − 1) the first time one arrives; until then it waits for seq
-// 1, so an acknowledgement never covers backlog the device has not
-// replayed yet. Later floors skip seqs the device will never send (counted
-// as lost), and the batch's seqs and those pending from earlier batches
-// extend it. Only seqs left above a gap are written to the pending
-// bucket, so an in-order batch costs no pending writes at all. Hosts whose
-// watermark moved, or whose spool restarted, are reported in res.Acks.
-func advanceWatermarks(pendingB *bolt.Bucket, hosts map[string]*hostRecord, arrived map[string][]uint64, floors map[string]uint64,
-	restarted map[string]bool, res *CommitResult) error {
-	touched := map[string]bool{}
-	for name := range arrived {
-		touched[name] = true
-	}
-	for name := range floors {
-		touched[name] = true
-	}
-	for name := range restarted {
-		touched[name] = true
-	}
-	for name := range touched {
-		h := hosts[name]
-		before, hadMark := h.Watermark, h.HasMark
-		floor, hasFloor := floors[name]
-		seqs := arrived[name]
-		slices.Sort(seqs)
-		seqs = slices.Compact(seqs)
-		pb := pendingB.Bucket([]byte(name))
-		var c *bolt.Cursor
-		if pb != nil {
-			c = pb.Cursor()
-		}
-		if hasFloor && floor > h.Watermark {
-			// Seqs up to the floor will never come: those committed (now
-			// or earlier) are not lost, the rest are — unless this is the
-			// device's first declaration, which only says where its seqs
-			// start.
-			committed := map[uint64]bool{}
-			for _, q := range seqs {
-				if q > h.Watermark && q <= floor {
-					committed[q] = true
-				}
-			}
-			for c != nil {
-				k, _ := c.First()
-				if k == nil || binary.BigEndian.Uint64(k) > floor {
-					break
-				}
-				if q := binary.BigEndian.Uint64(k); q > h.Watermark {
-					committed[q] = true
-				}
-				if err := c.Delete(); err != nil {
-					return err
-				}
-			}
-			if h.HasMark {
-				lost := floor - h.Watermark - uint64(len(committed))
-				h.Lost += lost
-				res.Lost += lost
-			}
-			h.Watermark = floor
-		}
-		if hasFloor {
-			h.HasMark = true
-		}
-		i := 0
-		for {
-			next := h.Watermark + 1
-			for i < len(seqs) && seqs[i] < next {
-				i++
-			}
-			if i < len(seqs) && seqs[i] == next {
-				h.Watermark, i = next, i+1
-				continue
-			}
-			if c != nil {
-				k, _ := c.First()
-				if k != nil && binary.BigEndian.Uint64(k) <= next {
-					if binary.BigEndian.Uint64(k) == next {
-						h.Watermark = next
-					}
-					if err := c.Delete(); err != nil {
-						return err
-					}
-					continue
-				}
-			}
-			break
-		}
-		if i < len(seqs) {
-			pb, err := pendingB.CreateBucketIfNotExists([]byte(name))
-			if err != nil {
-				return err
-			}
-			for _, q := range seqs[i:] {
-				if err := pb.Put(seqKey(q), nil); err != nil {
-					return err
-				}
-			}
-		}
-		if h.Watermark != before || !hadMark && h.HasMark || restarted[name] {
-			if res.Acks == nil {
-				res.Acks = make(map[string]HostAck)
-			}
-			res.Acks[name] = HostAck{Seq: h.Watermark, Spool: h.Spool}
-		}
-	}
-	return nil
+// Query selects readings. The zero value selects everything.
+type Query struct {
+	// Sensor selects one sensor; empty means all.
+	Sensor string
+	// Hosts selects these hosts; empty means all.
+	Hosts []string
+	// Since and Until bound the time range, half-open: Since ≤ ts < Until.
+	// A zero time leaves that side open.
+	Since, Until time.Time
+	// Limit stops the scan after this many readings; 0 means no limit.
+	Limit int
 }
 
-// storeReadings inserts the batch's readings, series by series, counting
-// what is new and what was already stored, and updating each host's
-// per-sensor statistics.
-func storeReadings(readings *bolt.Bucket, batch []schema.Reading, host func(string) (*hostRecord, error), res *CommitResult) error {
-	type series struct{ sensor, host string }
-	groups := map[series][]schema.Reading{}
-	var order []series
-	for _, r := range batch {
-		k := series{r.Sensor, r.Host}
-		if _, ok := groups[k]; !ok {
-			order = append(order, k)
-		}
-		groups[k] = append(groups[k], r)
-	}
-	for _, k := range order {
-		rs := groups[k]
-		chunk.SortByTime(rs)
-		sb, err := readings.CreateBucketIfNotExists([]byte(k.sensor))
-		if err != nil {
-			return fmt.Errorf("sensor bucket %s: %w", k.sensor, err)
-		}
-		hb, err := sb.CreateBucketIfNotExists([]byte(k.host))
-		if err != nil {
-			return fmt.Errorf("host bucket %s/%s: %w", k.sensor, k.host, err)
-		}
-		hb.FillPercent = 0.9 // chunks are appended in time order: pack pages fuller
-		inserted, err := insertSeries(hb, k.host, k.sensor, rs)
-		if err != nil {
-			return err
-		}
-		h, err := host(k.host)
-		if err != nil {
-			return err
-		}
-		for i, ins := range inserted {
-			if !ins {
-				res.Duplicates++
-				continue
-			}
-			res.Stored++
-			r := &rs[i]
-			st := h.Sensors[r.Sensor]
-			if st == nil {
-				st = &SensorStats{}
-				h.Sensors[r.Sensor] = st
-			}
-			st.Count++
-			if r.Time.After(st.Last) {
-				st.Last = r.Time
-			}
-			if r.Time.After(h.LastSeen) {
-				h.LastSeen = r.Time
-			}
-		}
-	}
-	return nil
-}
+// ErrStop may be returned by a Scan callback to end the scan early without
+// an error.
+var ErrStop = errors.New("stop scan")

@@ -120,7 +120,7 @@ func (c *AggregateCmd) Run(ctx context.Context, g *cli.Globals, file *config.Fil
 		return err
 	}
 	agg.acknowledgeStored()
-	log.Info("apd aggregate running", "broker", c.Broker, "http", agg.HTTPURL(), "db", agg.store.Path())
+	log.Info("apd aggregate running", "broker", c.Broker, "http", agg.HTTPURL(), "db", storeLocation(agg.store))
 	agg.logMetricsOnSignal(ctx)
 	agg.logProgress(ctx)
 	agg.startRetention(ctx, keep)

@@ -125,7 +125,7 @@ func loadRules(file *config.File) ([]rules.Config, error) {
 
 // aggregator is the storage side shared by serve and aggregate.
 type aggregator struct {
-	store    *store.Store
+	store    store.Store
 	ingester *subscriber.Ingester
 	rules    *rules.Engine // nil without rules
 	metrics  *metrics.Registry
@@ -156,7 +156,7 @@ func openAggregator(d DataFlags, in IngestFlags, h HTTPFlags, topics schema.Topi
 		return nil, err
 	}
 	path := filepath.Join(d.Data, "apd.db")
-	st, err := store.Open(path, store.Options{Timeout: time.Second, MaxDeadLetters: in.DeadLettersMax, MaxDeadBytes: in.DeadLettersMaxBytes})
+	st, err := openStore(path, readWrite, store.Limits{MaxDeadLetters: in.DeadLettersMax, MaxDeadBytes: in.DeadLettersMaxBytes})
 	if errors.Is(err, store.ErrLocked) {
 		return nil, cli.WithCode(cli.ExitFailure, err, "another apd serve or aggregate uses "+d.Data+"; stop it or pass --data")
 	}

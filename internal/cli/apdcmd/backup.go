@@ -10,7 +10,7 @@ import (
 	"strings"
 
 	"github.com/apd-telemetry/apd/internal/cli"
-	"github.com/apd-telemetry/apd/internal/store"
+	"github.com/apd-telemetry/apd/internal/store/boltdb"
 )
 
 // VerifyCmd is apd verify.
@@ -30,7 +30,7 @@ Example:
 
 // Run implements the command.
 func (c *VerifyCmd) Run(g *cli.Globals) error {
-	if err := store.Verify(c.File); err != nil {
+	if err := boltdb.Verify(c.File); err != nil {
 		return err
 	}
 	fmt.Fprintf(g.Stdout(), "%s: sound\n", c.File)
@@ -42,7 +42,7 @@ func (c *VerifyCmd) Run(g *cli.Globals) error {
 func verifyApart(path string) error {
 	self, err := os.Executable()
 	if err != nil {
-		return store.Verify(path)
+		return boltdb.Verify(path)
 	}
 	var out bytes.Buffer
 	cmd := exec.Command(self, "verify", path)

@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/apd-telemetry/apd/internal/cli"
-	"github.com/apd-telemetry/apd/internal/store"
+	"github.com/apd-telemetry/apd/internal/store/boltdb"
 	"github.com/apd-telemetry/apd/schema"
 )
 
@@ -73,7 +73,7 @@ Example:
 
 // Run implements the command.
 func (c *CompactCmd) Run(g *cli.Globals) error {
-	before, after, err := store.Compact(c.DB)
+	before, after, err := boltdb.Compact(c.DB)
 	if err != nil {
 		return err
 	}

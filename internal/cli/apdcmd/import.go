@@ -31,7 +31,7 @@ Examples:
 
 // Run implements the command.
 func (c *ImportCmd) Run(g *cli.Globals) error {
-	st, err := store.Open(c.DB, store.Options{Timeout: time.Second})
+	st, err := openStore(c.DB, readWrite, store.Limits{})
 	if err != nil {
 		return err
 	}

@@ -38,16 +38,18 @@ func (f SourceFlags) apiKey() (string, error) {
 }
 
 // source is what query-like commands read from.
+// source is what query-like commands read from: a running aggregator
+// (httpapi.Client) or a store opened in this process, which answer the
+// same calls.
 type source interface {
-	Scan(q store.Query, fn func(*schema.Reading) error) error
-	Query(q store.Query, spec query.Spec, fn func(*schema.Reading) error) error
-	Hosts() ([]store.Host, error)
-	DeadLetters(limit int) ([]store.DeadLetter, error)
+	store.Reader
 	Delete(q store.Query) (int, error)
+	// Query runs spec's processing where the data is.
+	Query(q store.Query, spec query.Spec, fn func(*schema.Reading) error) error
 	Backup(w io.Writer) (int64, error)
 }
 
-func (f SourceFlags) open(readOnly bool) (source, func(), error) {
+func (f SourceFlags) open(ro bool) (source, func(), error) {
 	if f.DB == "" {
 		key, err := f.apiKey()
 		if err != nil {
@@ -57,19 +59,25 @@ func (f SourceFlags) open(readOnly bool) (source, func(), error) {
 		c.APIKey = key
 		return c, func() {}, nil
 	}
-	st, err := store.Open(f.DB, store.Options{ReadOnly: readOnly, Timeout: time.Second})
+	mode := readWrite
+	if ro {
+		mode = readOnly
+	}
+	st, err := openStore(f.DB, mode, store.Limits{})
 	if err != nil {
 		return nil, nil, err
 	}
 	return localSource{st}, func() { st.Close() }, nil
 }
 
-// localSource runs queries on a database file in this process.
-type localSource struct{ *store.Store }
+// localSource runs queries on a store opened in this process.
+type localSource struct{ store.Store }
 
 func (l localSource) Query(q store.Query, spec query.Spec, fn func(*schema.Reading) error) error {
 	return query.Execute(l.Store, q, spec, fn)
 }
+
+func (l localSource) Backup(w io.Writer) (int64, error) { return backup(l.Store, w) }
 
 // RangeFlags select readings by host and time.
 type RangeFlags struct {

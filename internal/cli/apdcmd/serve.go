@@ -103,7 +103,7 @@ func (c *ServeCmd) Run(ctx context.Context, g *cli.Globals, file *config.File) e
 	c.reloadUsersOnSignal(ctx, brk, log)
 	c.logAccess(log, users)
 	registerBrokerMetrics(agg.metrics, brk)
-	log.Info("apd serve running", "mqtt", brk.Addr(), "http", agg.HTTPURL(), "db", agg.store.Path(), "version", cli.Version)
+	log.Info("apd serve running", "mqtt", brk.Addr(), "http", agg.HTTPURL(), "db", storeLocation(agg.store), "version", cli.Version)
 	agg.logMetricsOnSignal(ctx)
 	agg.logProgress(ctx)
 	agg.startRetention(ctx, keep)

@@ -1,4 +1,4 @@
-package store
+package boltdb
 
 import (
 	"errors"
@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/apd-telemetry/apd/internal/store"
 	"github.com/apd-telemetry/apd/schema"
 	bolt "go.etcd.io/bbolt"
 )
@@ -62,7 +63,7 @@ func TestMigrateV1ToChunks(t *testing.T) {
 	}
 	defer s.Close()
 	var got []string
-	if err := s.Scan(Query{}, func(r *schema.Reading) error {
+	if err := s.Scan(store.Query{}, func(r *schema.Reading) error {
 		got = append(got, string(r.AppendJSON(nil, schema.WithIdentity)))
 		return nil
 	}); err != nil {
@@ -93,7 +94,7 @@ func TestMigrateV1ToChunks(t *testing.T) {
 		t.Errorf("schema %s, %d chunks for 1300 readings of c/temperature; want %d and 3", version, chunks, SchemaVersion)
 	}
 	// Writes after the migration land in the chunks.
-	if res, err := s.Commit(&Batch{Readings: []schema.Reading{in[5], reading("c", "temperature", 99999, 1, 0)}}); err != nil || res.Stored != 1 || res.Duplicates != 1 {
+	if res, err := s.Commit(&store.Batch{Readings: []schema.Reading{in[5], reading("c", "temperature", 99999, 1, 0)}}); err != nil || res.Stored != 1 || res.Duplicates != 1 {
 		t.Errorf("commit after migration: %+v, %v", res, err)
 	}
 }
@@ -112,7 +113,7 @@ func TestCompactMigratesOldSchema(t *testing.T) {
 	}
 	defer s.Close()
 	n := 0
-	_ = s.Scan(Query{}, func(*schema.Reading) error { n++; return nil })
+	_ = s.Scan(store.Query{}, func(*schema.Reading) error { n++; return nil })
 	if n != len(fixture()) {
 		t.Errorf("%d readings after compact, want %d", n, len(fixture()))
 	}

@@ -1,4 +1,4 @@
-package store
+package boltdb
 
 import (
 	"bytes"

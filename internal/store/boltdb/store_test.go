@@ -1,4 +1,4 @@
-package store
+package boltdb
 
 import (
 	"encoding/json"
@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/apd-telemetry/apd/internal/store"
 	"github.com/apd-telemetry/apd/schema"
 	bolt "go.etcd.io/bbolt"
 )
@@ -48,29 +49,29 @@ func fixture() []schema.Reading {
 
 func TestScanHalfOpenRanges(t *testing.T) {
 	s := openTemp(t)
-	if _, err := s.Commit(&Batch{Readings: fixture()}); err != nil {
+	if _, err := s.Commit(&store.Batch{Readings: fixture()}); err != nil {
 		t.Fatal(err)
 	}
 	since, until := t0.Add(time.Minute), t0.Add(3*time.Minute)
 	tests := []struct {
 		name string
-		q    Query
+		q    store.Query
 		want int
 	}{
-		{"no filter", Query{}, 9},
-		{"sensor temperature", Query{Sensor: "temperature"}, 6},
-		{"sensor humidity", Query{Sensor: "humidity"}, 3},
-		{"host a", Query{Hosts: []string{"a"}}, 6},
-		{"host b", Query{Hosts: []string{"b"}}, 3},
-		{"hosts a and b", Query{Hosts: []string{"b", "a", "b"}}, 9},
-		{"unknown host", Query{Hosts: []string{"zz"}}, 0},
-		{"since is inclusive", Query{Since: since}, 7},
-		{"until is exclusive", Query{Until: until}, 7},
-		{"since and until", Query{Since: since, Until: until}, 5},
-		{"sensor, host and range", Query{Sensor: "temperature", Hosts: []string{"a"}, Since: since, Until: until}, 2},
-		{"empty range", Query{Since: since, Until: since}, 0},
-		{"limit", Query{Limit: 4}, 4},
-		{"unknown sensor", Query{Sensor: "pressure"}, 0},
+		{"no filter", store.Query{}, 9},
+		{"sensor temperature", store.Query{Sensor: "temperature"}, 6},
+		{"sensor humidity", store.Query{Sensor: "humidity"}, 3},
+		{"host a", store.Query{Hosts: []string{"a"}}, 6},
+		{"host b", store.Query{Hosts: []string{"b"}}, 3},
+		{"hosts a and b", store.Query{Hosts: []string{"b", "a", "b"}}, 9},
+		{"unknown host", store.Query{Hosts: []string{"zz"}}, 0},
+		{"since is inclusive", store.Query{Since: since}, 7},
+		{"until is exclusive", store.Query{Until: until}, 7},
+		{"since and until", store.Query{Since: since, Until: until}, 5},
+		{"sensor, host and range", store.Query{Sensor: "temperature", Hosts: []string{"a"}, Since: since, Until: until}, 2},
+		{"empty range", store.Query{Since: since, Until: since}, 0},
+		{"limit", store.Query{Limit: 4}, 4},
+		{"unknown sensor", store.Query{Sensor: "pressure"}, 0},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -90,11 +91,11 @@ func TestScanOrderAndRoundTrip(t *testing.T) {
 	in := fixture()
 	in[0].Title, in[0].Human, in[0].Seq = "Ambient Temperature", "20", 9
 	in[0].Extra = map[string]json.RawMessage{"note": json.RawMessage(`"x"`)}
-	if _, err := s.Commit(&Batch{Readings: in}); err != nil {
+	if _, err := s.Commit(&store.Batch{Readings: in}); err != nil {
 		t.Fatal(err)
 	}
 	var got []string
-	err := s.Scan(Query{Sensor: "temperature"}, func(r *schema.Reading) error {
+	err := s.Scan(store.Query{Sensor: "temperature"}, func(r *schema.Reading) error {
 		got = append(got, fmt.Sprintf("%s %s", r.Host, r.Time.Format("15:04")))
 		return nil
 	})
@@ -106,7 +107,7 @@ func TestScanOrderAndRoundTrip(t *testing.T) {
 		t.Errorf("order %v, want %v", got, want)
 	}
 	var first []byte
-	_ = s.Scan(Query{Sensor: "temperature", Limit: 1}, func(r *schema.Reading) error {
+	_ = s.Scan(store.Query{Sensor: "temperature", Limit: 1}, func(r *schema.Reading) error {
 		first = r.AppendJSON(nil, schema.WithIdentity)
 		return nil
 	})
@@ -117,19 +118,19 @@ func TestScanOrderAndRoundTrip(t *testing.T) {
 
 func TestCommitIdempotent(t *testing.T) {
 	s := openTemp(t)
-	b := &Batch{Readings: fixture()}
+	b := &store.Batch{Readings: fixture()}
 	res, err := s.Commit(b)
 	if err != nil || res.Stored != 9 || res.Duplicates != 0 {
 		t.Fatalf("first commit %+v, %v", res, err)
 	}
 	again := fixture()
 	again[0].Value = json.RawMessage("99") // same key, other value: first write wins
-	res, err = s.Commit(&Batch{Readings: again})
+	res, err = s.Commit(&store.Batch{Readings: again})
 	if err != nil || res.Stored != 0 || res.Duplicates != 9 {
 		t.Fatalf("second commit %+v, %v", res, err)
 	}
 	var v string
-	_ = s.Scan(Query{Sensor: "temperature", Limit: 1}, func(r *schema.Reading) error { v = string(r.Value); return nil })
+	_ = s.Scan(store.Query{Sensor: "temperature", Limit: 1}, func(r *schema.Reading) error { v = string(r.Value); return nil })
 	if v != "20" {
 		t.Errorf("value after duplicate = %s, want 20", v)
 	}
@@ -141,9 +142,9 @@ func TestCommitIdempotent(t *testing.T) {
 
 func TestWatermark(t *testing.T) {
 	s := openTemp(t)
-	commit := func(seqs ...uint64) map[string]HostAck {
+	commit := func(seqs ...uint64) map[string]store.HostAck {
 		t.Helper()
-		var b Batch
+		var b store.Batch
 		for _, q := range seqs {
 			b.Readings = append(b.Readings, reading("pi", "s", int(q), 1, q))
 		}
@@ -184,9 +185,9 @@ func TestWatermark(t *testing.T) {
 
 func TestStatusAndDeadLetters(t *testing.T) {
 	s := openTemp(t)
-	_, err := s.Commit(&Batch{
-		Statuses:    []StatusUpdate{{Host: "pi", Status: schema.Status{State: schema.StateOnline, Time: t0, Version: "1.0"}}},
-		DeadLetters: []DeadLetter{{Received: t0, Topic: "apd/pi/x", Reason: "invalid JSON", Payload: make([]byte, 10000)}},
+	_, err := s.Commit(&store.Batch{
+		Statuses:    []store.StatusUpdate{{Host: "pi", Status: schema.Status{State: schema.StateOnline, Time: t0, Version: "1.0"}}},
+		DeadLetters: []store.DeadLetter{{Received: t0, Topic: "apd/pi/x", Reason: "invalid JSON", Payload: make([]byte, 10000)}},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -196,7 +197,7 @@ func TestStatusAndDeadLetters(t *testing.T) {
 		t.Errorf("hosts = %+v", hosts)
 	}
 	dl, _ := s.DeadLetters(10)
-	if len(dl) != 1 || dl[0].Reason != "invalid JSON" || len(dl[0].Payload) != MaxDeadPayload {
+	if len(dl) != 1 || dl[0].Reason != "invalid JSON" || len(dl[0].Payload) != store.MaxDeadPayload {
 		t.Errorf("dead letters = %+v", dl)
 	}
 }
@@ -210,7 +211,7 @@ func TestOpenLockedAndReadOnly(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Commit(&Batch{Readings: fixture()}); err != nil {
+	if _, err := s.Commit(&store.Batch{Readings: fixture()}); err != nil {
 		t.Fatal(err)
 	}
 	s.Close()
@@ -220,7 +221,7 @@ func TestOpenLockedAndReadOnly(t *testing.T) {
 	}
 	defer ro.Close()
 	n := 0
-	_ = ro.Scan(Query{}, func(*schema.Reading) error { n++; return nil })
+	_ = ro.Scan(store.Query{}, func(*schema.Reading) error { n++; return nil })
 	if n != 9 {
 		t.Errorf("read-only scan saw %d", n)
 	}
@@ -241,31 +242,31 @@ func TestNewerSchemaRefused(t *testing.T) {
 
 func TestStatusFloorDeclaresLostSeqs(t *testing.T) {
 	s := openTemp(t)
-	status := func(first uint64) StatusUpdate {
-		return StatusUpdate{Host: "pi", Status: schema.Status{State: "online", Time: t0, FirstSeq: first}}
+	status := func(first uint64) store.StatusUpdate {
+		return store.StatusUpdate{Host: "pi", Status: schema.Status{State: "online", Time: t0, FirstSeq: first}}
 	}
 	// First contact through a status: seqs start at 100.
-	res, err := s.Commit(&Batch{Statuses: []StatusUpdate{status(100)},
+	res, err := s.Commit(&store.Batch{Statuses: []store.StatusUpdate{status(100)},
 		Readings: []schema.Reading{reading("pi", "s", 1, 1, 101), reading("pi", "s", 0, 1, 100)}})
 	if err != nil || res.Acks["pi"].Seq != 101 || res.Lost != 0 {
 		t.Fatalf("first contact: %+v, %v", res, err)
 	}
 	// 102 and 104 arrive, 103 is awaited.
-	res, _ = s.Commit(&Batch{Readings: []schema.Reading{reading("pi", "s", 2, 1, 102), reading("pi", "s", 4, 1, 104)}})
+	res, _ = s.Commit(&store.Batch{Readings: []schema.Reading{reading("pi", "s", 2, 1, 102), reading("pi", "s", 4, 1, 104)}})
 	if res.Acks["pi"].Seq != 102 {
 		t.Fatalf("ack %d, want 102", res.Acks["pi"].Seq)
 	}
 	// The device dropped 103 and 105 from a full spool: it now starts at 106.
-	res, _ = s.Commit(&Batch{Statuses: []StatusUpdate{status(106)}})
+	res, _ = s.Commit(&store.Batch{Statuses: []store.StatusUpdate{status(106)}})
 	if res.Acks["pi"].Seq != 105 || res.Lost != 2 {
 		t.Fatalf("after floor: ack %d, lost %d; want 105, 2", res.Acks["pi"].Seq, res.Lost)
 	}
-	res, _ = s.Commit(&Batch{Readings: []schema.Reading{reading("pi", "s", 6, 1, 106)}})
+	res, _ = s.Commit(&store.Batch{Readings: []schema.Reading{reading("pi", "s", 6, 1, 106)}})
 	if res.Acks["pi"].Seq != 106 {
 		t.Fatalf("ack %d, want 106", res.Acks["pi"].Seq)
 	}
 	// A repeated status with an old floor changes nothing.
-	res, _ = s.Commit(&Batch{Statuses: []StatusUpdate{status(101)}})
+	res, _ = s.Commit(&store.Batch{Statuses: []store.StatusUpdate{status(101)}})
 	if len(res.Acks) != 0 || res.Lost != 0 {
 		t.Fatalf("stale floor: %+v", res)
 	}
@@ -281,29 +282,29 @@ func TestDeleteAndCompact(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Commit(&Batch{Readings: fixture()}); err != nil {
+	if _, err := s.Commit(&store.Batch{Readings: fixture()}); err != nil {
 		t.Fatal(err)
 	}
-	count := func(q Query) int {
+	count := func(q store.Query) int {
 		n := 0
 		_ = s.Scan(q, func(*schema.Reading) error { n++; return nil })
 		return n
 	}
 	// A time range of one sensor of one host.
-	n, err := s.Delete(Query{Sensor: "temperature", Hosts: []string{"a"}, Since: t0.Add(time.Minute), Until: t0.Add(3 * time.Minute)})
-	if err != nil || n != 2 || count(Query{Hosts: []string{"a"}, Sensor: "temperature"}) != 2 {
-		t.Fatalf("range delete removed %d (%v); %d left", n, err, count(Query{Hosts: []string{"a"}, Sensor: "temperature"}))
+	n, err := s.Delete(store.Query{Sensor: "temperature", Hosts: []string{"a"}, Since: t0.Add(time.Minute), Until: t0.Add(3 * time.Minute)})
+	if err != nil || n != 2 || count(store.Query{Hosts: []string{"a"}, Sensor: "temperature"}) != 2 {
+		t.Fatalf("range delete removed %d (%v); %d left", n, err, count(store.Query{Hosts: []string{"a"}, Sensor: "temperature"}))
 	}
 	hosts, _ := s.Hosts()
 	if hosts[0].Sensors["temperature"].Count != 2 {
 		t.Errorf("count after range delete = %d", hosts[0].Sensors["temperature"].Count)
 	}
 	// A whole host: readings and the host itself.
-	if n, _ := s.Delete(Query{Hosts: []string{"b"}}); n != 3 {
+	if n, _ := s.Delete(store.Query{Hosts: []string{"b"}}); n != 3 {
 		t.Errorf("host delete removed %d, want 3", n)
 	}
-	if count(Query{Hosts: []string{"b"}}) != 0 || count(Query{}) != 4 {
-		t.Errorf("after host delete: b has %d, all %d", count(Query{Hosts: []string{"b"}}), count(Query{}))
+	if count(store.Query{Hosts: []string{"b"}}) != 0 || count(store.Query{}) != 4 {
+		t.Errorf("after host delete: b has %d, all %d", count(store.Query{Hosts: []string{"b"}}), count(store.Query{}))
 	}
 	hosts, _ = s.Hosts()
 	if len(hosts) != 1 || hosts[0].Name != "a" {
@@ -311,7 +312,7 @@ func TestDeleteAndCompact(t *testing.T) {
 	}
 
 	// Compaction gives back the space of deleted readings.
-	var big Batch
+	var big store.Batch
 	for i := 0; i < 20000; i++ {
 		// Values that compress badly, so the host takes real space.
 		r := reading("z", "temperature", i, 0, 0)
@@ -321,7 +322,7 @@ func TestDeleteAndCompact(t *testing.T) {
 	if _, err := s.Commit(&big); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Delete(Query{Hosts: []string{"z"}}); err != nil {
+	if _, err := s.Delete(store.Query{Hosts: []string{"z"}}); err != nil {
 		t.Fatal(err)
 	}
 	s.Close()
@@ -337,18 +338,18 @@ func TestDeleteAndCompact(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	if count(Query{}) != 4 {
-		t.Errorf("after compaction %d readings, want 4", count(Query{}))
+	if count(store.Query{}) != 4 {
+		t.Errorf("after compaction %d readings, want 4", count(store.Query{}))
 	}
 }
 
 func TestRetentionStyleDelete(t *testing.T) {
 	s := openTemp(t)
-	if _, err := s.Commit(&Batch{Readings: fixture()}); err != nil {
+	if _, err := s.Commit(&store.Batch{Readings: fixture()}); err != nil {
 		t.Fatal(err)
 	}
 	// Everything before 12:02, every host and sensor: what retention does.
-	n, err := s.Delete(Query{Until: t0.Add(2 * time.Minute)})
+	n, err := s.Delete(store.Query{Until: t0.Add(2 * time.Minute)})
 	if err != nil || n != 4 {
 		t.Fatalf("deleted %d, %v; want 4", n, err)
 	}
@@ -363,7 +364,7 @@ func TestRetentionStyleDelete(t *testing.T) {
 // exactly the seqs above it.
 func TestWatermarkWritesNoPendingInOrder(t *testing.T) {
 	s := openTemp(t)
-	var b Batch
+	var b store.Batch
 	for q := uint64(1); q <= 100; q++ {
 		b.Readings = append(b.Readings, reading("pi", "s", int(q), 1, q))
 	}
@@ -384,11 +385,11 @@ func TestWatermarkWritesNoPendingInOrder(t *testing.T) {
 	if n := pending(); n != 0 {
 		t.Errorf("%d seqs pending after an in-order batch", n)
 	}
-	res, _ = s.Commit(&Batch{Readings: []schema.Reading{reading("pi", "s", 102, 1, 102), reading("pi", "s", 103, 1, 103)}})
+	res, _ = s.Commit(&store.Batch{Readings: []schema.Reading{reading("pi", "s", 102, 1, 102), reading("pi", "s", 103, 1, 103)}})
 	if len(res.Acks) != 0 || pending() != 2 {
 		t.Errorf("gap: acks %v, %d pending", res.Acks, pending())
 	}
-	res, _ = s.Commit(&Batch{Readings: []schema.Reading{reading("pi", "s", 101, 1, 101)}})
+	res, _ = s.Commit(&store.Batch{Readings: []schema.Reading{reading("pi", "s", 101, 1, 101)}})
 	if res.Acks["pi"].Seq != 103 || pending() != 0 {
 		t.Errorf("gap filled: ack %d, %d pending", res.Acks["pi"].Seq, pending())
 	}
@@ -400,15 +401,15 @@ func TestWatermarkWritesNoPendingInOrder(t *testing.T) {
 // first_seq is, and nothing below it is counted lost.
 func TestWatermarkStartsWhereTheDeviceSays(t *testing.T) {
 	s := openTemp(t)
-	res, err := s.Commit(&Batch{Readings: []schema.Reading{reading("pi", "s", 50, 1, 50), reading("pi", "s", 51, 1, 51)}})
+	res, err := s.Commit(&store.Batch{Readings: []schema.Reading{reading("pi", "s", 50, 1, 50), reading("pi", "s", 51, 1, 51)}})
 	if err != nil || len(res.Acks) != 0 {
 		t.Fatalf("before any status: acks %v, %v; want none", res.Acks, err)
 	}
-	res, _ = s.Commit(&Batch{Statuses: []StatusUpdate{{Host: "pi", Status: schema.Status{State: "online", FirstSeq: 40, Spool: "a1"}}}})
-	if res.Acks["pi"] != (HostAck{Seq: 39, Spool: "a1"}) || res.Lost != 0 {
+	res, _ = s.Commit(&store.Batch{Statuses: []store.StatusUpdate{{Host: "pi", Status: schema.Status{State: "online", FirstSeq: 40, Spool: "a1"}}}})
+	if res.Acks["pi"] != (store.HostAck{Seq: 39, Spool: "a1"}) || res.Lost != 0 {
 		t.Fatalf("status first_seq 40: %+v, want ack 39 of spool a1, nothing lost", res)
 	}
-	var b Batch
+	var b store.Batch
 	for q := uint64(40); q < 50; q++ {
 		b.Readings = append(b.Readings, reading("pi", "s", int(q), 1, q))
 	}
@@ -423,28 +424,28 @@ func TestWatermarkStartsWhereTheDeviceSays(t *testing.T) {
 // readings stay) and acknowledgements carry the new id.
 func TestNewSpoolRestartsSeqs(t *testing.T) {
 	s := openTemp(t)
-	status := func(spool string) []StatusUpdate {
-		return []StatusUpdate{{Host: "pi", Status: schema.Status{State: "online", FirstSeq: 1, Spool: spool}}}
+	status := func(spool string) []store.StatusUpdate {
+		return []store.StatusUpdate{{Host: "pi", Status: schema.Status{State: "online", FirstSeq: 1, Spool: spool}}}
 	}
-	b := Batch{Statuses: status("old")}
+	b := store.Batch{Statuses: status("old")}
 	for q := uint64(1); q <= 60; q++ {
 		b.Readings = append(b.Readings, reading("pi", "s", int(q), 1, q))
 	}
-	if res, err := s.Commit(&b); err != nil || res.Acks["pi"] != (HostAck{Seq: 60, Spool: "old"}) {
+	if res, err := s.Commit(&b); err != nil || res.Acks["pi"] != (store.HostAck{Seq: 60, Spool: "old"}) {
 		t.Fatalf("old spool: %+v %v", res, err)
 	}
 	// The same spool announcing itself again changes nothing.
-	if res, _ := s.Commit(&Batch{Statuses: status("old")}); len(res.Acks) != 0 {
+	if res, _ := s.Commit(&store.Batch{Statuses: status("old")}); len(res.Acks) != 0 {
 		t.Errorf("repeated status: %+v", res.Acks)
 	}
 	// Re-flashed: new spool, seq 1 again, in the same batch as its status.
-	b = Batch{Statuses: status("new"), Readings: []schema.Reading{reading("pi", "s", 100, 1, 1), reading("pi", "s", 101, 1, 2)}}
+	b = store.Batch{Statuses: status("new"), Readings: []schema.Reading{reading("pi", "s", 100, 1, 1), reading("pi", "s", 101, 1, 2)}}
 	res, err := s.Commit(&b)
-	if err != nil || res.Acks["pi"] != (HostAck{Seq: 2, Spool: "new"}) || res.Stored != 2 {
+	if err != nil || res.Acks["pi"] != (store.HostAck{Seq: 2, Spool: "new"}) || res.Stored != 2 {
 		t.Fatalf("new spool: %+v %v; want ack 2 of spool new", res, err)
 	}
-	res, _ = s.Commit(&Batch{Readings: []schema.Reading{reading("pi", "s", 102, 1, 3)}})
-	if res.Acks["pi"] != (HostAck{Seq: 3, Spool: "new"}) {
+	res, _ = s.Commit(&store.Batch{Readings: []schema.Reading{reading("pi", "s", 102, 1, 3)}})
+	if res.Acks["pi"] != (store.HostAck{Seq: 3, Spool: "new"}) {
 		t.Errorf("next reading of the new spool: %+v", res.Acks)
 	}
 	hosts, _ := s.Hosts()
@@ -453,8 +454,8 @@ func TestNewSpoolRestartsSeqs(t *testing.T) {
 	}
 	// A restart with nothing sent yet still replaces the old spool's
 	// retained acknowledgement.
-	res, _ = s.Commit(&Batch{Statuses: status("newer")})
-	if res.Acks["pi"] != (HostAck{Seq: 0, Spool: "newer"}) {
+	res, _ = s.Commit(&store.Batch{Statuses: status("newer")})
+	if res.Acks["pi"] != (store.HostAck{Seq: 0, Spool: "newer"}) {
 		t.Errorf("restart without readings: %+v", res.Acks)
 	}
 }
@@ -464,8 +465,8 @@ func TestNewSpoolRestartsSeqs(t *testing.T) {
 // wrap.
 func TestSeqJumpRefused(t *testing.T) {
 	s := openTemp(t)
-	b := Batch{Statuses: []StatusUpdate{{Host: "pi", Status: schema.Status{State: "online", FirstSeq: 1}}},
-		Readings: []schema.Reading{reading("pi", "s", 1, 1, 1), reading("pi", "s", 2, 1, MaxSeqJump+5), reading("pi", "s", 3, 1, 2)}}
+	b := store.Batch{Statuses: []store.StatusUpdate{{Host: "pi", Status: schema.Status{State: "online", FirstSeq: 1}}},
+		Readings: []schema.Reading{reading("pi", "s", 1, 1, 1), reading("pi", "s", 2, 1, store.MaxSeqJump+5), reading("pi", "s", 3, 1, 2)}}
 	res, err := s.Commit(&b)
 	if err != nil || res.Stored != 2 || len(res.Refused) != 1 || res.Refused[0] != 1 || res.Acks["pi"].Seq != 2 {
 		t.Fatalf("commit: %+v %v", res, err)
@@ -474,11 +475,11 @@ func TestSeqJumpRefused(t *testing.T) {
 		t.Error("the batch was changed")
 	}
 	dl, _ := s.DeadLetters(10)
-	if len(dl) != 1 || !strings.HasPrefix(dl[0].Reason, ReasonSeqOutOfRange) || dl[0].Topic != "apd/pi/s" {
+	if len(dl) != 1 || !strings.HasPrefix(dl[0].Reason, store.ReasonSeqOutOfRange) || dl[0].Topic != "apd/pi/s" {
 		t.Errorf("dead letters: %+v", dl)
 	}
 	// A status may move the floor as far as MaxSeq: lost counts without wrapping.
-	res, _ = s.Commit(&Batch{Statuses: []StatusUpdate{{Host: "pi", Status: schema.Status{State: "online", FirstSeq: schema.MaxSeq}}}})
+	res, _ = s.Commit(&store.Batch{Statuses: []store.StatusUpdate{{Host: "pi", Status: schema.Status{State: "online", FirstSeq: schema.MaxSeq}}}})
 	hosts, _ := s.Hosts()
 	if want := uint64(schema.MaxSeq - 1 - 2); res.Lost != want || hosts[0].Lost != want || hosts[0].Awaited != 0 {
 		t.Errorf("lost %d (host %d, awaited %d), want %d", res.Lost, hosts[0].Lost, hosts[0].Awaited, want)
@@ -498,14 +499,14 @@ func TestDeadLettersBounded(t *testing.T) {
 		{"by bytes", 1 << 30, 20 << 10, 10},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			s, err := Open(filepath.Join(t.TempDir(), "apd.db"), Options{NoSync: true, MaxDeadLetters: tc.count, MaxDeadBytes: tc.bytes})
+			s, err := Open(filepath.Join(t.TempDir(), "apd.db"), Options{NoSync: true, Limits: store.Limits{MaxDeadLetters: tc.count, MaxDeadBytes: tc.bytes}})
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer s.Close()
 			for i := range 40 {
-				d := DeadLetter{Received: t0, Topic: "apd/x/y", Reason: fmt.Sprint(i), Payload: make([]byte, 800)}
-				if _, err := s.Commit(&Batch{DeadLetters: []DeadLetter{d}}); err != nil {
+				d := store.DeadLetter{Received: t0, Topic: "apd/x/y", Reason: fmt.Sprint(i), Payload: make([]byte, 800)}
+				if _, err := s.Commit(&store.Batch{DeadLetters: []store.DeadLetter{d}}); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -525,14 +526,14 @@ func TestDeadLettersBounded(t *testing.T) {
 // byte bound, newest first; the rest of its dead letters are counted as
 // dropped.
 func TestDeadLetterBatchBounded(t *testing.T) {
-	s, err := Open(filepath.Join(t.TempDir(), "apd.db"), Options{NoSync: true, MaxDeadBytes: 64 << 10})
+	s, err := Open(filepath.Join(t.TempDir(), "apd.db"), Options{NoSync: true, Limits: store.Limits{MaxDeadBytes: 64 << 10}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	var b Batch
+	var b store.Batch
 	for i := range 100 {
-		b.DeadLetters = append(b.DeadLetters, DeadLetter{Received: t0, Topic: "apd/x/y", Reason: fmt.Sprint(i), Payload: make([]byte, 800)})
+		b.DeadLetters = append(b.DeadLetters, store.DeadLetter{Received: t0, Topic: "apd/x/y", Reason: fmt.Sprint(i), Payload: make([]byte, 800)})
 	}
 	if _, err := s.Commit(&b); err != nil {
 		t.Fatal(err)

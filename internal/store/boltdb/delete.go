@@ -1,4 +1,4 @@
-package store
+package boltdb
 
 import (
 	"encoding/json"
@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/apd-telemetry/apd/internal/store"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -17,12 +18,12 @@ import (
 // and no sensor, also forgets the host itself (its state, counts and seq
 // watermark): a household must be able to remove its data. The file does
 // not shrink until Compact.
-func (s *Store) Delete(q Query) (int, error) {
+func (s *Store) Delete(q store.Query) (int, error) {
 	removed := 0
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		removed = 0
 		readings, hostsB := tx.Bucket(bucketReadings), tx.Bucket(bucketHosts)
-		since, until := q.keys()
+		since, until := queryKeys(q)
 		perHost := map[string]map[string]uint64{}
 		err := eachSeries(tx, q, func(sb, hb *bolt.Bucket, sensor, host []byte) error {
 			n, err := deleteSeries(hb, string(host), string(sensor), since, until)

@@ -1,38 +1,21 @@
-package store
+package boltdb
 
 import (
 	"bytes"
 	"errors"
 	"slices"
-	"time"
 
+	"github.com/apd-telemetry/apd/internal/store"
 	"github.com/apd-telemetry/apd/schema"
 	bolt "go.etcd.io/bbolt"
 )
 
-// Query selects readings. The zero value selects everything.
-type Query struct {
-	// Sensor selects one sensor; empty means all.
-	Sensor string
-	// Hosts selects these hosts; empty means all.
-	Hosts []string
-	// Since and Until bound the time range, half-open: Since ≤ ts < Until.
-	// A zero time leaves that side open.
-	Since, Until time.Time
-	// Limit stops the scan after this many readings; 0 means no limit.
-	Limit int
-}
-
-// ErrStop may be returned by a Scan callback to end the scan early without
-// an error.
-var ErrStop = errors.New("stop scan")
-
 // Scan calls fn for every reading the query selects, ordered by sensor, then
 // host, then time, inside one read transaction: fn sees a consistent
 // snapshot. The reading passed to fn is valid only during the call. An error
-// from fn ends the scan and is returned, except ErrStop.
-func (s *Store) Scan(q Query, fn func(*schema.Reading) error) error {
-	since, until := q.keys()
+// from fn ends the scan and is returned, except store.ErrStop.
+func (s *Store) Scan(q store.Query, fn func(*schema.Reading) error) error {
+	since, until := queryKeys(q)
 	n := 0
 	err := s.db.View(func(tx *bolt.Tx) error {
 		return eachSeries(tx, q, func(_, hb *bolt.Bucket, sensor, host []byte) error {
@@ -42,20 +25,21 @@ func (s *Store) Scan(q Query, fn func(*schema.Reading) error) error {
 				}
 				n++
 				if q.Limit > 0 && n >= q.Limit {
-					return ErrStop
+					return store.ErrStop
 				}
 				return nil
 			})
 		}, nil)
 	})
-	if errors.Is(err, ErrStop) {
+	if errors.Is(err, store.ErrStop) {
 		return nil
 	}
 	return err
 }
 
-// keys returns the time keys of the query's bounds, nil for an open end.
-func (q Query) keys() (since, until []byte) {
+// queryKeys returns the time keys of the query's bounds, nil for an open
+// end.
+func queryKeys(q store.Query) (since, until []byte) {
 	if !q.Since.IsZero() {
 		since = timeKey(q.Since)
 	}
@@ -69,7 +53,7 @@ func (q Query) keys() (since, until []byte) {
 // query selects, sensors and hosts in name order, and after, if not nil,
 // once a sensor's hosts are done. The lists are taken before the calls,
 // so the callbacks may delete buckets.
-func eachSeries(tx *bolt.Tx, q Query, each func(sb, hb *bolt.Bucket, sensor, host []byte) error, after func(sb *bolt.Bucket, sensor []byte) error) error {
+func eachSeries(tx *bolt.Tx, q store.Query, each func(sb, hb *bolt.Bucket, sensor, host []byte) error, after func(sb *bolt.Bucket, sensor []byte) error) error {
 	readings := tx.Bucket(bucketReadings)
 	var sensors [][]byte
 	if q.Sensor != "" {
