@@ -262,16 +262,12 @@ func seqKey(seq uint64) []byte {
 
 // hostRecord is what the store keeps about a host besides its readings.
 type hostRecord struct {
-	State     string                        `json:"state,omitempty"`
-	StateTime time.Time                     `json:"state_time,omitzero"`
-	Version   string                        `json:"version,omitempty"`
-	LastSeen  time.Time                     `json:"last_seen,omitzero"`
-	Watermark uint64                        `json:"watermark"`
-	HasMark   bool                          `json:"has_mark,omitempty"`
-	MaxSeq    uint64                        `json:"max_seq,omitempty"`
-	Lost      uint64                        `json:"lost,omitempty"`
-	Spool     string                        `json:"spool,omitempty"`
-	Sensors   map[string]*store.SensorStats `json:"sensors,omitempty"`
+	State     string    `json:"state,omitempty"`
+	StateTime time.Time `json:"state_time,omitzero"`
+	Version   string    `json:"version,omitempty"`
+	LastSeen  time.Time `json:"last_seen,omitzero"`
+	store.SeqState
+	Sensors map[string]*store.SensorStats `json:"sensors,omitempty"`
 }
 
 func getHost(b *bolt.Bucket, host string) (*hostRecord, error) {
@@ -371,8 +367,11 @@ func commit(tx *bolt.Tx, b *store.Batch, limits store.Limits, res *store.CommitR
 		}
 		if sp := st.Status.Spool; sp != "" {
 			if h.Spool != "" && h.Spool != sp {
-				if err := restartSeqs(pendingB, st.Host, h); err != nil {
-					return err
+				h.Restart(sp)
+				if pendingB.Bucket([]byte(st.Host)) != nil {
+					if err := pendingB.DeleteBucket([]byte(st.Host)); err != nil {
+						return err
+					}
 				}
 				restarted[st.Host] = true
 				delete(floors, st.Host)
@@ -398,24 +397,42 @@ func commit(tx *bolt.Tx, b *store.Batch, limits store.Limits, res *store.CommitR
 	if err := storeReadings(readings, kept, host, res); err != nil {
 		return err
 	}
-	arrived := map[string][]uint64{} // committed seqs above each host's watermark
-	for i := range kept {
-		r := &kept[i]
-		if b.Imported || r.Seq == 0 {
-			continue
+	changes := map[string]*store.SeqChange{}
+	change := func(name string) *store.SeqChange {
+		if changes[name] == nil {
+			changes[name] = &store.SeqChange{}
 		}
-		h, err := host(r.Host)
+		return changes[name]
+	}
+	for i := range kept {
+		if r := &kept[i]; !b.Imported && r.Seq != 0 {
+			ch := change(r.Host)
+			ch.Arrived = append(ch.Arrived, r.Seq)
+		}
+	}
+	for name, floor := range floors {
+		ch := change(name)
+		ch.Floor, ch.HasFloor = floor, true
+	}
+	for name := range restarted {
+		change(name).Restarted = true
+	}
+	for name, ch := range changes {
+		h, err := host(name)
 		if err != nil {
 			return err
 		}
-		h.MaxSeq = max(h.MaxSeq, r.Seq)
-		if r.Seq <= h.Watermark {
-			continue
+		ack, lost, err := store.Advance(&h.SeqState, *ch, &pending{parent: pendingB, name: []byte(name)})
+		if err != nil {
+			return err
 		}
-		arrived[r.Host] = append(arrived[r.Host], r.Seq)
-	}
-	if err := advanceWatermarks(pendingB, hosts, arrived, floors, restarted, res); err != nil {
-		return err
+		res.Lost += lost
+		if ack {
+			if res.Acks == nil {
+				res.Acks = make(map[string]store.HostAck)
+			}
+			res.Acks[name] = store.HostAck{Seq: h.Watermark, Spool: h.Spool}
+		}
 	}
 	names := make([]string, 0, len(hosts))
 	for name := range hosts {
@@ -542,16 +559,6 @@ func (s *Store) DeadLetterStats() (store.DeadLetterStats, error) {
 	return st, err
 }
 
-// restartSeqs forgets a host's seq state when its device has a new spool
-// (wiped storage: seqs start again at 1). Its readings stay stored.
-func restartSeqs(pendingB *bolt.Bucket, name string, h *hostRecord) error {
-	h.Watermark, h.HasMark, h.MaxSeq = 0, false, 0
-	if pendingB.Bucket([]byte(name)) != nil {
-		return pendingB.DeleteBucket([]byte(name))
-	}
-	return nil
-}
-
 // refuseSeqJumps returns the batch's readings without those whose seq is
 // more than store.MaxSeqJump above their host's watermark, and dead letters for
 // those, whose indexes it records in res.Refused. The batch itself is not
@@ -570,7 +577,7 @@ func refuseSeqJumps(b *store.Batch, host func(string) (*hostRecord, error), res 
 		if err != nil {
 			return nil, nil, err
 		}
-		if r.Seq-min(r.Seq, h.Watermark) <= store.MaxSeqJump {
+		if !h.TooFarAhead(r.Seq) {
 			continue
 		}
 		res.Refused = append(res.Refused, i)
@@ -579,117 +586,6 @@ func refuseSeqJumps(b *store.Batch, host func(string) (*hostRecord, error), res 
 			Payload: r.AppendJSON(nil, schema.WithIdentity)})
 	}
 	return store.WithoutRefused(b.Readings, res.Refused), dead, nil
-}
-
-// advanceWatermarks moves each touched host's contiguous seq watermark.
-// Only what the device itself declares starts it: the floor of its status
-// (first_seq − 1) the first time one arrives; until then it waits for seq
-// 1, so an acknowledgement never covers backlog the device has not
-// replayed yet. Later floors skip seqs the device will never send (counted
-// as lost), and the batch's seqs and those pending from earlier batches
-// extend it. Only seqs left above a gap are written to the pending
-// bucket, so an in-order batch costs no pending writes at all. Hosts whose
-// watermark moved, or whose spool restarted, are reported in res.Acks.
-func advanceWatermarks(pendingB *bolt.Bucket, hosts map[string]*hostRecord, arrived map[string][]uint64, floors map[string]uint64,
-	restarted map[string]bool, res *store.CommitResult) error {
-	touched := map[string]bool{}
-	for name := range arrived {
-		touched[name] = true
-	}
-	for name := range floors {
-		touched[name] = true
-	}
-	for name := range restarted {
-		touched[name] = true
-	}
-	for name := range touched {
-		h := hosts[name]
-		before, hadMark := h.Watermark, h.HasMark
-		floor, hasFloor := floors[name]
-		seqs := arrived[name]
-		slices.Sort(seqs)
-		seqs = slices.Compact(seqs)
-		pb := pendingB.Bucket([]byte(name))
-		var c *bolt.Cursor
-		if pb != nil {
-			c = pb.Cursor()
-		}
-		if hasFloor && floor > h.Watermark {
-			// Seqs up to the floor will never come: those committed (now
-			// or earlier) are not lost, the rest are — unless this is the
-			// device's first declaration, which only says where its seqs
-			// start.
-			committed := map[uint64]bool{}
-			for _, q := range seqs {
-				if q > h.Watermark && q <= floor {
-					committed[q] = true
-				}
-			}
-			for c != nil {
-				k, _ := c.First()
-				if k == nil || binary.BigEndian.Uint64(k) > floor {
-					break
-				}
-				if q := binary.BigEndian.Uint64(k); q > h.Watermark {
-					committed[q] = true
-				}
-				if err := c.Delete(); err != nil {
-					return err
-				}
-			}
-			if h.HasMark {
-				lost := floor - h.Watermark - uint64(len(committed))
-				h.Lost += lost
-				res.Lost += lost
-			}
-			h.Watermark = floor
-		}
-		if hasFloor {
-			h.HasMark = true
-		}
-		i := 0
-		for {
-			next := h.Watermark + 1
-			for i < len(seqs) && seqs[i] < next {
-				i++
-			}
-			if i < len(seqs) && seqs[i] == next {
-				h.Watermark, i = next, i+1
-				continue
-			}
-			if c != nil {
-				k, _ := c.First()
-				if k != nil && binary.BigEndian.Uint64(k) <= next {
-					if binary.BigEndian.Uint64(k) == next {
-						h.Watermark = next
-					}
-					if err := c.Delete(); err != nil {
-						return err
-					}
-					continue
-				}
-			}
-			break
-		}
-		if i < len(seqs) {
-			pb, err := pendingB.CreateBucketIfNotExists([]byte(name))
-			if err != nil {
-				return err
-			}
-			for _, q := range seqs[i:] {
-				if err := pb.Put(seqKey(q), nil); err != nil {
-					return err
-				}
-			}
-		}
-		if h.Watermark != before || !hadMark && h.HasMark || restarted[name] {
-			if res.Acks == nil {
-				res.Acks = make(map[string]store.HostAck)
-			}
-			res.Acks[name] = store.HostAck{Seq: h.Watermark, Spool: h.Spool}
-		}
-	}
-	return nil
 }
 
 // storeReadings inserts the batch's readings, series by series, counting
@@ -748,4 +644,43 @@ func storeReadings(readings *bolt.Bucket, batch []schema.Reading, host func(stri
 		}
 	}
 	return nil
+}
+
+// pending is a host's pending seqs (store.Pending): the keys of its bucket
+// under the pending bucket, made when the first seq is added.
+type pending struct {
+	parent *bolt.Bucket
+	name   []byte
+}
+
+func (p *pending) Min() (uint64, bool, error) {
+	b := p.parent.Bucket(p.name)
+	if b == nil {
+		return 0, false, nil
+	}
+	k, _ := b.Cursor().First()
+	if k == nil {
+		return 0, false, nil
+	}
+	return binary.BigEndian.Uint64(k), true, nil
+}
+
+func (p *pending) DeleteMin() error {
+	b := p.parent.Bucket(p.name)
+	if b == nil {
+		return nil
+	}
+	c := b.Cursor()
+	if k, _ := c.First(); k == nil {
+		return nil
+	}
+	return c.Delete()
+}
+
+func (p *pending) Add(seq uint64) error {
+	b, err := p.parent.CreateBucketIfNotExists(p.name)
+	if err != nil {
+		return err
+	}
+	return b.Put(seqKey(seq), nil)
 }
