@@ -49,7 +49,10 @@ func TestImportGraph(t *testing.T) {
 		{"schema", []string{""}},
 		{"broker", []string{"publisher", "subscriber", "internal/"}},
 		{"subscriber", []string{"publisher", "broker", "internal/cli"}},
-		{"internal/store", []string{"publisher", "broker", "subscriber", "internal/cli"}},
+		// The storage contract and its suite know no engine.
+		{"internal/store", []string{"publisher", "broker", "subscriber", "internal/cli", "internal/store/"}},
+		{"internal/store/storetest", []string{"publisher", "broker", "subscriber", "internal/cli", "internal/store/boltdb"}},
+		{"internal/store/chunk", []string{"publisher", "broker", "subscriber", "internal/"}},
 		// The command framework and the device wiring serve both binaries.
 		{"internal/cli", serverSide},
 		{"internal/agent", serverSide},
@@ -73,5 +76,17 @@ func TestImportGraph(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// TestContractLinksNoEngine: the storage contract does not pull in the
+// embedded engine's database library.
+func TestContractLinksNoEngine(t *testing.T) {
+	out, err := exec.Command("go", "list", "-deps", module+"/internal/store", module+"/internal/store/storetest").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(out), "go.etcd.io/bbolt") {
+		t.Error("the storage contract links bbolt")
 	}
 }

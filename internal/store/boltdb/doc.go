@@ -1,29 +1,36 @@
-// Package store keeps readings in a bbolt file and answers range scans over
-// them.
+// Package boltdb is apd's embedded storage engine: one bbolt file, no
+// configuration, years of a household's readings on a Pi. It implements
+// the storage contract (package store, its conformance suite in
+// store/storetest) and also store.Backuper.
 //
 // # Basics
 //
 // [Open] creates or opens a database and runs the migrations its schema
-// version needs. The aggregator writes through [Store.Commit], one
-// transaction per batch (group commit: one fsync for the whole batch).
-// [Store.Scan] streams the readings of a [store.Query] in order: by sensor, then
-// host, then time.
+// version needs; a read-only open of a file that needs one says so. The
+// aggregator writes through [Store.Commit], one transaction per batch
+// (group commit: one fsync for the whole batch). [Store.Scan] streams the
+// readings of a store.Query in order: by sensor, then host, then time.
+// [Compact] rewrites a file to give back the space of deleted readings;
+// [Verify] checks a file (a backup) page by page.
 //
-// # Layout
+// # Layout (schema 2)
 //
-//	meta/schema                    schema version, decimal
-//	readings/<sensor>/<host>/<ts>  one record per reading: its JSON without
-//	                               v, host, sensor and ts, which the keys hold
-//	hosts/<host>                   JSON hostRecord: state, watermark, counts
-//	pending/<host>/<seq>           committed seqs above the host's watermark
-//	dead/<n>                       JSON store.DeadLetter
+//	meta/schema                      schema version, decimal
+//	meta/dead_count, dead_bytes, dead_dropped   dead-letter accounting
+//	readings/<sensor>/<host>/<ts>    a chunk (package store/chunk) of up to
+//	                                 512 readings, keyed by its first time
+//	hosts/<host>                     JSON hostRecord: state, store.SeqState, counts
+//	pending/<host>/<seq>             committed seqs above the host's watermark
+//	dead/<n>                         JSON store.DeadLetter
 //
 // A time key is the millisecond Unix time as 8 big-endian bytes with the
 // sign bit flipped, so byte order is time order and a time range is a cursor
-// seek.
+// seek. Schema 1 kept one JSON record per reading; Open migrates it.
 //
 // # Caveats
 //
-// bbolt allows one process at a time: while an aggregator holds the file,
-// Open fails with [store.ErrLocked] after Options.Timeout.
+// bbolt allows one writing process at a time: while an aggregator holds
+// the file, Open fails with store.ErrLocked after Options.Timeout. The
+// file grows in 64 KiB steps, not bbolt's doubling, so a bound on what part
+// of it holds (dead letters) bounds the file.
 package boltdb

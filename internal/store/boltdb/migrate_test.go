@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/apd-telemetry/apd/internal/store"
+	"github.com/apd-telemetry/apd/internal/store/storetest"
 	"github.com/apd-telemetry/apd/schema"
 	bolt "go.etcd.io/bbolt"
 )
@@ -45,12 +46,12 @@ func writeV1(t *testing.T, path string, rs []schema.Reading) {
 func TestMigrateV1ToChunks(t *testing.T) {
 	var in []schema.Reading
 	for i := 0; i < 1300; i++ { // more than two chunks' worth
-		r := reading("c", "temperature", 0, float64(i%40)/2, uint64(i+1))
-		r.Time = t0.Add(time.Duration(i) * 10 * time.Second)
+		r := storetest.Reading("c", "temperature", 0, float64(i%40)/2, uint64(i+1))
+		r.Time = storetest.T0.Add(time.Duration(i) * 10 * time.Second)
 		r.Title = "Ambient Temperature"
 		in = append(in, r)
 	}
-	in = append(in, fixture()...)
+	in = append(in, storetest.Fixture()...)
 	path := filepath.Join(t.TempDir(), "apd.db")
 	writeV1(t, path, in)
 
@@ -94,7 +95,7 @@ func TestMigrateV1ToChunks(t *testing.T) {
 		t.Errorf("schema %s, %d chunks for 1300 readings of c/temperature; want %d and 3", version, chunks, SchemaVersion)
 	}
 	// Writes after the migration land in the chunks.
-	if res, err := s.Commit(&store.Batch{Readings: []schema.Reading{in[5], reading("c", "temperature", 99999, 1, 0)}}); err != nil || res.Stored != 1 || res.Duplicates != 1 {
+	if res, err := s.Commit(&store.Batch{Readings: []schema.Reading{in[5], storetest.Reading("c", "temperature", 99999, 1, 0)}}); err != nil || res.Stored != 1 || res.Duplicates != 1 {
 		t.Errorf("commit after migration: %+v, %v", res, err)
 	}
 }
@@ -103,7 +104,7 @@ func TestMigrateV1ToChunks(t *testing.T) {
 // run apd compact, so Compact must migrate.
 func TestCompactMigratesOldSchema(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "apd.db")
-	writeV1(t, path, fixture())
+	writeV1(t, path, storetest.Fixture())
 	if _, _, err := Compact(path); err != nil {
 		t.Fatal(err)
 	}
@@ -114,7 +115,7 @@ func TestCompactMigratesOldSchema(t *testing.T) {
 	defer s.Close()
 	n := 0
 	_ = s.Scan(store.Query{}, func(*schema.Reading) error { n++; return nil })
-	if n != len(fixture()) {
-		t.Errorf("%d readings after compact, want %d", n, len(fixture()))
+	if n != len(storetest.Fixture()) {
+		t.Errorf("%d readings after compact, want %d", n, len(storetest.Fixture()))
 	}
 }
