@@ -106,14 +106,31 @@ type Broker struct {
 	drops  *dropCounter
 	queues *queueBudget
 	guard  *guard
+	// the listeners Start waits for, besides tcp
+	tlsAddr, wsAddr string
+	wsTLS           *tls.Config
 
 	closeOnce sync.Once
 	closeErr  error
 }
 
-// Start creates the broker, binds its listener and starts serving. It
-// returns an error if the address cannot be bound.
+// Start creates the broker and starts it (New, then Broker.Start).
 func Start(opts Options) (*Broker, error) {
+	b, err := New(opts)
+	if err != nil {
+		return nil, err
+	}
+	if err := b.Start(); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// New creates the broker with its hooks and binds its listeners, but
+// admits no client until Start: what the hooks feed (the ingester) and
+// what acknowledges through the broker can be wired in between. It returns
+// an error if an address cannot be bound.
+func New(opts Options) (*Broker, error) {
 	if opts.Addr == "" {
 		opts.Addr = DefaultAddr
 	}
@@ -212,25 +229,30 @@ func Start(opts Options) (*Broker, error) {
 			return nil, fmt.Errorf("broker WebSocket listen on %s: %w", opts.WSAddr, err)
 		}
 	}
-	if err := srv.Serve(); err != nil {
-		srv.Close()
-		return nil, fmt.Errorf("broker serve: %w", err)
+	return &Broker{srv: srv, access: access, tcp: tcp, log: log, drops: drops, queues: queues, guard: guard,
+		tlsAddr: opts.TLSAddr, wsAddr: opts.WSAddr, wsTLS: opts.TLSConfig}, nil
+}
+
+// Start serves the listeners and returns once every one takes
+// connections, so whoever reports the broker ready tells the truth.
+func (b *Broker) Start() error {
+	if err := b.srv.Serve(); err != nil {
+		b.srv.Close()
+		return fmt.Errorf("broker serve: %w", err)
 	}
-	// Return only once every listener takes connections, so whoever
-	// reports the broker ready tells the truth.
 	for _, l := range []struct {
 		addr string
 		tls  *tls.Config
-	}{{tcp.Address(), nil}, {opts.TLSAddr, nil}, {opts.WSAddr, opts.TLSConfig}} {
+	}{{b.tcp.Address(), nil}, {b.tlsAddr, nil}, {b.wsAddr, b.wsTLS}} {
 		if l.addr == "" {
 			continue
 		}
 		if err := waitAccepting(l.addr, l.tls, 5*time.Second); err != nil {
-			srv.Close()
-			return nil, fmt.Errorf("broker: %w", err)
+			b.srv.Close()
+			return fmt.Errorf("broker: %w", err)
 		}
 	}
-	return &Broker{srv: srv, access: access, tcp: tcp, log: log, drops: drops, queues: queues, guard: guard}, nil
+	return nil
 }
 
 // Sender names who is behind a client, for limits that a client must not

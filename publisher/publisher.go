@@ -14,7 +14,8 @@ import (
 
 // Client is the MQTT connection the publisher needs. Publish sends at the
 // client's QoS and returns once the broker acknowledged (QoS 1) or the
-// context ends; Subscribe delivers each message on the filter to fn.
+// context ends; Subscribe delivers each message on the filter to fn from
+// then on, across reconnections (the client makes it again each time).
 type Client interface {
 	Publish(ctx context.Context, topic string, payload []byte, retain bool) error
 	Subscribe(filter string, fn func(topic string, payload []byte)) error
@@ -83,7 +84,8 @@ type Publisher struct {
 	client Client
 	log    *slog.Logger
 
-	emitMu sync.Mutex // serialises seq assignment with publishing order
+	emitMu        sync.Mutex // serialises seq assignment with publishing order
+	subscribeOnce sync.Once
 
 	samples chan Sample // read by the schedules, spooled together by Run's batcher
 
@@ -127,8 +129,9 @@ func (p *Publisher) announce(ctx context.Context, state string) error {
 
 // Connected must be called by the client every time a connection is
 // established: it announces the host online, subscribes to its
-// acknowledgement topic (the broker may not have kept the session) and
-// replays the spool in the background.
+// acknowledgement topic the first time (the client makes its
+// subscriptions again on each later connection) and replays the spool in
+// the background.
 func (p *Publisher) Connected(ctx context.Context) {
 	for _, a := range p.opts.Announcers {
 		a.Connected(ctx, p.client)
@@ -137,9 +140,11 @@ func (p *Publisher) Connected(ctx context.Context) {
 		if err := p.announce(ctx, schema.StateOnline); err != nil {
 			p.log.Warn("publish status", "err", err)
 		}
-		if err := p.client.Subscribe(p.opts.Topics.Ack(p.opts.Host), p.onAck); err != nil {
-			p.log.Warn("subscribe to acknowledgements", "err", err)
-		}
+		p.subscribeOnce.Do(func() {
+			if err := p.client.Subscribe(p.opts.Topics.Ack(p.opts.Host), p.onAck); err != nil {
+				p.log.Warn("subscribe to acknowledgements", "err", err)
+			}
+		})
 		p.replay(ctx, 0)
 	}()
 }

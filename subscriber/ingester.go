@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -160,6 +161,7 @@ type Ingester struct {
 	queue   chan item
 	metrics *Metrics
 
+	started   atomic.Bool
 	closeOnce sync.Once
 	closing   chan struct{}
 	stopped   chan struct{}
@@ -173,6 +175,15 @@ var ErrClosed = errors.New("ingester closed")
 // New returns an ingester writing to st and acknowledging through ack (nil:
 // no acknowledgements). It starts its commit loop at once.
 func New(st store.Store, ack AckFunc, opts Options) *Ingester {
+	in := NewIngester(st, opts)
+	in.Start(ack)
+	return in
+}
+
+// NewIngester returns an ingester writing to st that takes messages but
+// commits nothing until Start: it can be handed to a broker hook or an
+// MQTT client before what acknowledges through them exists.
+func NewIngester(st store.Store, opts Options) *Ingester {
 	if opts.MaxBatch <= 0 {
 		opts.MaxBatch = 2000
 	}
@@ -197,7 +208,7 @@ func New(st store.Store, ack AckFunc, opts Options) *Ingester {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	in := &Ingester{st: st, ack: ack, opts: opts, log: opts.Logger,
+	in := &Ingester{st: st, opts: opts, log: opts.Logger,
 		queue: make(chan item, opts.QueueSize), closing: make(chan struct{}), stopped: make(chan struct{})}
 	m := &Metrics{Rejected: map[string]*metrics.Counter{},
 		BatchSize:     metrics.NewHistogram(1, 10, 100, 1000, 10000),
@@ -207,8 +218,15 @@ func New(st store.Store, ack AckFunc, opts Options) *Ingester {
 		m.Rejected[r] = new(metrics.Counter)
 	}
 	in.metrics = m
-	go in.loop()
 	return in
+}
+
+// Start starts the commit loop, acknowledging through ack (nil: no
+// acknowledgements). Call it once.
+func (in *Ingester) Start(ack AckFunc) {
+	in.ack = ack
+	in.started.Store(true)
+	go in.loop()
 }
 
 // Metrics returns the ingester's live metrics.
@@ -299,6 +317,9 @@ func (in *Ingester) Close() error {
 		in.closed = true
 		in.mu.Unlock()
 		close(in.closing)
+		if !in.started.Load() {
+			close(in.stopped) // never started: nothing to commit
+		}
 	})
 	<-in.stopped
 	return nil

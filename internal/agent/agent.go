@@ -13,7 +13,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/apd-telemetry/apd/internal/cli"
@@ -291,9 +290,9 @@ type Agent struct {
 	ClientID string
 }
 
-// StartAgent opens the spool, connects to the broker (retrying in the
-// background when retry is set) and returns a publisher ready to run.
-func StartAgent(f PublisherFlags, cert cli.ClientCertFlags, sensors []publisher.Named, brokerURL, spoolPath string, topics schema.Topics, retry bool, log *slog.Logger) (*Agent, error) {
+// NewAgent opens the spool and builds the MQTT client and the publisher
+// on it, wired to each other; nothing connects before Start.
+func NewAgent(f PublisherFlags, cert cli.ClientCertFlags, sensors []publisher.Named, brokerURL, spoolPath string, topics schema.Topics, retry bool, log *slog.Logger) (*Agent, error) {
 	host := f.Host
 	if host == "" {
 		host = DefaultHost()
@@ -310,11 +309,8 @@ func StartAgent(f PublisherFlags, cert cli.ClientCertFlags, sensors []publisher.
 		return nil, err
 	}
 	a := &Agent{Spool: spool, ClientID: "apd-publish-" + host}
-	// paho may report the connection before the publisher exists (it needs
-	// the client): the callback sees the publisher once it is stored.
-	var ready atomic.Pointer[publisher.Publisher]
 	lost, _ := json.Marshal(schema.Status{State: schema.StateLost})
-	a.Client, err = mqttc.Dial(mqttc.Options{
+	a.Client, err = mqttc.New(mqttc.Options{
 		URL:      brokerURL,
 		ClientID: a.ClientID,
 		Username: f.Username,
@@ -325,12 +321,9 @@ func StartAgent(f PublisherFlags, cert cli.ClientCertFlags, sensors []publisher.
 		QoS:      byte(f.QoS),
 		Will:     &mqttc.Will{Topic: topics.Status(host), Payload: lost, Retain: true},
 		Retry:    retry,
-		OnConnect: func() {
-			if p := ready.Load(); p != nil {
-				p.Connected(context.Background())
-			}
-		},
-		Logger: log,
+		// Pub is set before Start, so before any connection.
+		OnConnect: func() { a.Pub.Connected(context.Background()) },
+		Logger:    log,
 	})
 	if err != nil {
 		spool.Close()
@@ -349,13 +342,13 @@ func StartAgent(f PublisherFlags, cert cli.ClientCertFlags, sensors []publisher.
 		Host: host, Topics: topics, Interval: f.Interval, Sensors: sensors, Announcers: announcers,
 		Version: cli.Version, ResendAfter: f.ResendAfter, ReplayRate: f.ReplayRate, DrainTimeout: f.DrainTimeout, Logger: log,
 	}, spool, a.Client)
-	ready.Store(a.Pub)
-	if a.Client.Connected() {
-		// The first connection may have come before ready was set.
-		a.Pub.Connected(context.Background())
-	}
 	return a, nil
 }
+
+// Start connects to the broker: in the background, retrying, when the
+// agent was made with retry; otherwise it returns the error of a failed
+// first attempt, and the agent must still be closed.
+func (a *Agent) Start() error { return a.Client.Start() }
 
 // Close disconnects and closes the spool.
 func (a *Agent) Close() {

@@ -102,6 +102,10 @@ type Client struct {
 	closed bool
 	retry  chan struct{} // wakes the reconnect loop
 	done   chan struct{}
+	// ready is closed when the first connection has made its
+	// subscriptions.
+	ready     chan struct{}
+	readyOnce sync.Once
 }
 
 // Reconnect backoff bounds.
@@ -110,10 +114,22 @@ const (
 	MaxBackoff = 30 * time.Second
 )
 
-// Dial connects to the broker. With Retry it returns at once and keeps
-// connecting in the background; otherwise it returns an error wrapping
-// ErrUnreachable if the first attempt fails.
+// Dial makes a client and connects it (New, then Client.Start).
 func Dial(opts Options) (*Client, error) {
+	c, err := New(opts)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.Start(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// New makes a client without connecting: subscriptions made before Start
+// are made on its first connection (and again on every later one), and
+// what OnConnect and the handlers use can be built in between.
+func New(opts Options) (*Client, error) {
 	u, err := url.Parse(opts.URL)
 	if err != nil || u.Host == "" {
 		return nil, fmt.Errorf("broker URL %q: want tcp://host:port, ssl://host:port or ws://host:port", opts.URL)
@@ -131,7 +147,7 @@ func Dial(opts Options) (*Client, error) {
 		opts.ConnectTimeout = 5 * time.Second
 	}
 	cl := &Client{opts: opts, qos: opts.QoS, log: log, subs: map[string]paho.MessageHandler{},
-		retry: make(chan struct{}, 1), done: make(chan struct{})}
+		retry: make(chan struct{}, 1), done: make(chan struct{}), ready: make(chan struct{})}
 	po := paho.NewClientOptions().
 		AddBroker(opts.URL).
 		SetClientID(opts.ClientID).
@@ -198,23 +214,37 @@ func Dial(opts Options) (*Client, error) {
 		cl.wake()
 	})
 	cl.c = paho.NewClient(po)
-	if opts.Retry {
-		cl.mu.Lock()
-		cl.down = true
-		cl.mu.Unlock()
-		go cl.reconnectLoop(true)
-		return cl, nil
+	return cl, nil
+}
+
+// Start connects. With Options.Retry it returns at once and keeps
+// connecting in the background; otherwise it returns an error wrapping
+// ErrUnreachable if the first attempt fails.
+func (c *Client) Start() error {
+	if c.opts.Retry {
+		c.mu.Lock()
+		c.down = true
+		c.mu.Unlock()
+		go c.reconnectLoop(true)
+		return nil
 	}
-	tok := cl.c.Connect()
-	if !tok.WaitTimeout(opts.ConnectTimeout + time.Second) {
-		cl.c.Disconnect(0)
-		return nil, fmt.Errorf("%w: %s: no answer within %s", ErrUnreachable, opts.URL, opts.ConnectTimeout)
+	tok := c.c.Connect()
+	if !tok.WaitTimeout(c.opts.ConnectTimeout + time.Second) {
+		c.c.Disconnect(0)
+		return fmt.Errorf("%w: %s: no answer within %s", ErrUnreachable, c.opts.URL, c.opts.ConnectTimeout)
 	}
 	if err := tok.Error(); err != nil {
-		return nil, fmt.Errorf("%w: %s: %v", ErrUnreachable, opts.URL, err)
+		return fmt.Errorf("%w: %s: %v", ErrUnreachable, c.opts.URL, err)
 	}
-	go cl.reconnectLoop(false)
-	return cl, nil
+	go c.reconnectLoop(false)
+	// Connected means subscribed: whoever says the client is up (a
+	// readiness probe) tells the truth.
+	select {
+	case <-c.ready:
+	case <-time.After(10 * time.Second):
+		c.log.Warn("subscriptions not confirmed within 10 s", "broker", c.opts.URL)
+	}
+	return nil
 }
 
 // handlerFor returns the handler of the first subscription whose filter
@@ -275,6 +305,7 @@ func (c *Client) connected() {
 			c.log.Warn("subscribe again", "filter", f, "err", tok.Error())
 		}
 	}
+	c.readyOnce.Do(func() { close(c.ready) })
 	if c.opts.OnConnect != nil {
 		c.opts.OnConnect()
 	}
@@ -352,7 +383,8 @@ func (c *Client) Subscribe(filter string, fn func(topic string, payload []byte))
 }
 
 // SubscribeMessages is Subscribe with the message's Ack, for ManualAck.
-// The subscription is made again after every reconnection.
+// The client owns the subscription from then on: it is made again after
+// every reconnection. Before a connection it is only recorded.
 func (c *Client) SubscribeMessages(filter string, fn func(Message)) error {
 	h := func(_ paho.Client, m paho.Message) {
 		fn(Message{Topic: m.Topic(), Payload: m.Payload(), ack: m.Ack})
@@ -360,6 +392,9 @@ func (c *Client) SubscribeMessages(filter string, fn func(Message)) error {
 	c.mu.Lock()
 	c.subs[filter] = h
 	c.mu.Unlock()
+	if !c.c.IsConnectionOpen() {
+		return nil // made by connected() once there is a connection
+	}
 	tok := c.c.Subscribe(filter, c.qos, h)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

@@ -60,11 +60,14 @@ func (c *PublishCmd) Run(ctx context.Context, g *cli.Globals, file *config.File)
 	if spool == "" {
 		spool = agent.DefaultSpool()
 	}
-	a, err := agent.StartAgent(c.PublisherFlags, c.ClientCertFlags, sensors, c.Broker, spool, topics, !c.Once, log)
+	a, err := agent.NewAgent(c.PublisherFlags, c.ClientCertFlags, sensors, c.Broker, spool, topics, !c.Once, log)
 	if err != nil {
 		return err
 	}
 	defer a.Close()
+	if err := a.Start(); err != nil {
+		return err
+	}
 	if c.Once {
 		return a.Pub.Once(ctx, c.AckWait)
 	}

@@ -2,9 +2,7 @@ package apdcmd
 
 import (
 	"context"
-	"errors"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/apd-telemetry/apd/internal/cli"
@@ -16,9 +14,7 @@ import (
 
 // AggregateCmd is apd aggregate.
 type AggregateCmd struct {
-	DataFlags
-	HTTPFlags
-	IngestFlags
+	serverFlags
 	Broker       string `help:"Broker URL: tcp://, ssl:// or ws://." default:"tcp://127.0.0.1:1883" config:"aggregator.broker"`
 	ClientID     string `help:"MQTT client id; fixed so the broker keeps the session." default:"apd-aggregator" config:"aggregator.client_id"`
 	Username     string `help:"Broker user name." config:"aggregator.username"`
@@ -37,103 +33,84 @@ Example:
   apd aggregate --broker tcp://mqtt.lan:1883 --data /var/lib/apd`
 }
 
-// Run implements the command.
+// clientLink carries the aggregator's acknowledgements and rule outcomes
+// to an external broker. Acknowledgements go out in the background (the
+// commit path must not wait for the broker) and are counted, so a stop
+// can wait for them before the connection closes.
+type clientLink struct {
+	c       *mqttc.Client
+	acking  *sync.WaitGroup
+	onError func(topic string, err error)
+}
+
+func (l clientLink) Acknowledge(topic string, payload []byte) error {
+	l.acking.Add(1)
+	go func() {
+		defer l.acking.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := l.c.Publish(ctx, topic, payload, true); err != nil {
+			l.onError(topic, err)
+		}
+	}()
+	return nil
+}
+
+// Publish sends a rule's outcome; the broker must let this user publish
+// readings (the admin role on apd's own broker).
+func (l clientLink) Publish(topic string, payload []byte) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return l.c.Publish(ctx, topic, payload, false)
+}
+
+// Run implements the command: the aggregator and its MQTT client are
+// built, the subscription handed to the client (which makes it again on
+// every connection), then both started; a stop commits and acknowledges
+// what is queued before the connection closes.
 func (c *AggregateCmd) Run(ctx context.Context, g *cli.Globals, file *config.File) error {
 	log := g.Logger()
-	keep, err := c.retention()
-	if err != nil {
-		return err
-	}
 	topics := schema.Topics{Prefix: g.Prefix}
 	password, err := cli.ReadPassword(c.PasswordFile)
 	if err != nil {
 		return err
 	}
-	var clientRef atomic.Pointer[mqttc.Client]
-	dialed := make(chan struct{})
-	var acking sync.WaitGroup // acknowledgements on their way to the broker
-	ack := func(topic string, payload []byte) error {
-		client := clientRef.Load()
-		if client == nil {
-			return errors.New("not connected")
-		}
-		acking.Add(1)
-		go func() {
-			defer acking.Done()
-			actx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			if err := client.Publish(actx, topic, payload, true); err != nil {
-				log.Debug("publish acknowledgement", "topic", topic, "err", err)
-			}
-		}()
-		return nil
-	}
-	ruleCfgs, err := loadRules(file)
+	srv, err := c.newServer(topics, file, log)
 	if err != nil {
 		return err
 	}
-	// The rules' publish action: to the external broker, which must let
-	// this user publish readings (admin role on apd's own broker).
-	publish := func(topic string, payload []byte) error {
-		client := clientRef.Load()
-		if client == nil {
-			return errors.New("not connected")
-		}
-		pctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		return client.Publish(pctx, topic, payload, false)
-	}
-	agg, err := openAggregator(c.DataFlags, c.IngestFlags, c.HTTPFlags, topics, ack, ruleCfgs, publish, log)
-	if err != nil {
-		return err
-	}
-	subscribed := make(chan error, 1)
-	client, err := mqttc.Dial(mqttc.Options{
+	client, err := mqttc.New(mqttc.Options{
 		URL: c.Broker, ClientID: c.ClientID, Username: c.Username, Password: password, TLSCA: c.TLSCA, TLSCert: c.TLSCert, TLSKey: c.TLSKey,
 		QoS: 1, Persistent: true, ManualAck: true, Logger: log,
-		Unsolicited: agg.ingester.Handle,
-		OnConnect: func() {
-			// Subscribe on every connection: the broker may not have kept
-			// the session.
-			go func() {
-				<-dialed
-				err := subscriber.Subscribe(agg.ingester, clientRef.Load())
-				select {
-				case subscribed <- err:
-				default:
-				}
-				if err != nil {
-					log.Error("subscribe", "err", err)
-				}
-			}()
-		},
+		// A resumed session's queue arrives before the subscription is
+		// made again: it is stored too.
+		Unsolicited: srv.Ingester().Handle,
 	})
 	if err != nil {
-		agg.close()
+		srv.Close()
 		return err
 	}
-	clientRef.Store(client)
-	close(dialed)
-	if err := <-subscribed; err != nil {
-		client.Close()
-		agg.close()
+	if err := subscriber.Subscribe(srv.Ingester(), client); err != nil {
+		srv.Close()
 		return err
 	}
-	agg.acknowledgeStored()
-	log.Info("apd aggregate running", "broker", c.Broker, "http", agg.HTTPURL(), "db", storeLocation(agg.store))
-	agg.logMetricsOnSignal(ctx)
-	agg.logProgress(ctx)
-	agg.startRetention(ctx, keep)
-	agg.setReady("")
+	var acking sync.WaitGroup
+	srv.Start(ctx, clientLink{c: client, acking: &acking, onError: func(topic string, err error) {
+		log.Debug("publish acknowledgement", "topic", topic, "err", err)
+	}})
+	if err := client.Start(); err != nil {
+		srv.Close()
+		return err
+	}
+	log.Info("apd aggregate running", "broker", c.Broker, "http", srv.HTTPURL(), "db", storeLocation(srv.Store()))
+	srv.SetReady("")
 	<-ctx.Done()
-	agg.setReady("shutting down")
+	srv.SetReady("shutting down")
 	log.Info("shutting down")
-	// Commit what is queued; its PUBACKs and $acks go out on the
-	// connection, which closes only once they are sent.
-	agg.drain()
+	srv.Drain()
 	waitTimeout(&acking, 5*time.Second)
 	client.Close()
-	agg.close()
+	srv.Close()
 	return nil
 }
 

@@ -12,6 +12,7 @@ import (
 	"github.com/apd-telemetry/apd/broker"
 	"github.com/apd-telemetry/apd/internal/cli"
 	"github.com/apd-telemetry/apd/internal/metrics"
+	"github.com/apd-telemetry/apd/internal/server"
 )
 
 // BrokerFlags configure the embedded broker.
@@ -80,7 +81,7 @@ func (f BrokerFlags) reloadUsersOnSignal(ctx context.Context, b *broker.Broker, 
 	if f.UsersFile == "" {
 		return
 	}
-	onSignal(ctx, syscall.SIGHUP, func() {
+	server.OnSignal(ctx, syscall.SIGHUP, func() {
 		us, err := broker.LoadUsers(f.UsersFile)
 		if err != nil {
 			log.Error("reload users; keeping the previous ones", "err", err)

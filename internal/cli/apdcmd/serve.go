@@ -2,9 +2,7 @@ package apdcmd
 
 import (
 	"context"
-	"errors"
 	"path/filepath"
-	"sync/atomic"
 	"time"
 
 	"github.com/apd-telemetry/apd/broker"
@@ -19,9 +17,7 @@ import (
 
 // ServeCmd is apd serve.
 type ServeCmd struct {
-	DataFlags
-	HTTPFlags
-	IngestFlags
+	serverFlags
 	BrokerFlags
 	WithPublisher bool `help:"Also sample this machine's sensors and publish them." config:"server.with_publisher"`
 	agent.PublisherFlags
@@ -37,91 +33,81 @@ Examples:
   apd serve --data /var/lib/apd --mqtt-addr 127.0.0.1:1883 --http-addr 127.0.0.1:8080`
 }
 
-// Run implements the command.
+// brokerLink carries the aggregator's acknowledgements and rule outcomes
+// through the embedded broker, from inside the process: retained $acks,
+// and outcomes that reach subscribers and, by the ingestion hook, the
+// store like any reading.
+type brokerLink struct{ b *broker.Broker }
+
+func (l brokerLink) Acknowledge(topic string, payload []byte) error {
+	return l.b.Publish(topic, payload, true)
+}
+func (l brokerLink) Publish(topic string, payload []byte) error {
+	return l.b.Publish(topic, payload, false)
+}
+
+// Run implements the command. Everything is built first, then started
+// (aggregator, broker, local publisher), and stopped in reverse.
 func (c *ServeCmd) Run(ctx context.Context, g *cli.Globals, file *config.File) error {
 	log := g.Logger()
-	keep, err := c.retention()
-	if err != nil {
-		return err
-	}
 	topics := schema.Topics{Prefix: g.Prefix}
 	var sensors []publisher.Named
 	if c.WithPublisher {
+		var err error
 		// Fail on a bad sensor list before anything listens.
 		if sensors, err = agent.BuildSensors(c.SensorFlags, file); err != nil {
 			return err
 		}
 	}
-	// The ingester acknowledges through the broker, which needs the
-	// ingester's hook: the broker is filled in once it runs.
-	var brkRef atomic.Pointer[broker.Broker]
-	ack := func(topic string, payload []byte) error {
-		b := brkRef.Load()
-		if b == nil {
-			return errors.New("broker not started")
-		}
-		return b.Publish(topic, payload, true)
-	}
-	ruleCfgs, err := loadRules(file)
-	if err != nil {
-		return err
-	}
-	// A rule's outcome goes through the broker like any reading: to MQTT
-	// subscribers, and by the ingestion hook to the store and the rules.
-	publish := func(topic string, payload []byte) error {
-		b := brkRef.Load()
-		if b == nil {
-			return errors.New("broker not started")
-		}
-		return b.Publish(topic, payload, false)
-	}
-	agg, err := openAggregator(c.DataFlags, c.IngestFlags, c.HTTPFlags, topics, ack, ruleCfgs, publish, log)
-	if err != nil {
-		return err
-	}
 	users, err := c.users()
 	if err != nil {
-		agg.close()
 		return err
 	}
 	tc, err := c.tls()
 	if err != nil {
-		agg.close()
+		return err
+	}
+	srv, err := c.newServer(topics, file, log)
+	if err != nil {
 		return err
 	}
 	bopts := c.BrokerFlags.options(c.Data, c.MaxPayload, g.Prefix, users, tc, g.BrokerLogger())
-	ingest := subscriber.NewHook(agg.ingester)
+	ingest := subscriber.NewHook(srv.Ingester())
 	ingest.Sender = broker.Sender
 	bopts.Hooks = []mqtt.Hook{ingest}
-	brk, err := broker.Start(bopts)
+	brk, err := broker.New(bopts)
 	if err != nil {
-		agg.close()
+		srv.Close()
 		return brokerStartError(err)
 	}
-	brkRef.Store(brk)
-	agg.acknowledgeStored()
+	srv.Start(ctx, brokerLink{brk})
+	if err := brk.Start(); err != nil {
+		srv.Close()
+		return brokerStartError(err)
+	}
 	c.reloadUsersOnSignal(ctx, brk, log)
 	c.logAccess(log, users)
-	registerBrokerMetrics(agg.metrics, brk)
-	log.Info("apd serve running", "mqtt", brk.Addr(), "http", agg.HTTPURL(), "db", storeLocation(agg.store), "version", cli.Version)
-	agg.logMetricsOnSignal(ctx)
-	agg.logProgress(ctx)
-	agg.startRetention(ctx, keep)
+	registerBrokerMetrics(srv.Metrics(), brk)
+	log.Info("apd serve running", "mqtt", brk.Addr(), "http", srv.HTTPURL(), "db", storeLocation(srv.Store()), "version", cli.Version)
 
 	var agentDone chan error
 	var ag *agent.Agent
 	if c.WithPublisher {
-		ag, err = agent.StartAgent(c.PublisherFlags, cli.ClientCertFlags{}, sensors, "tcp://"+brk.Addr(),
+		ag, err = agent.NewAgent(c.PublisherFlags, cli.ClientCertFlags{}, sensors, "tcp://"+brk.Addr(),
 			filepath.Join(c.Data, "apd-spool.db"), topics, true, log)
+		if err == nil {
+			err = ag.Start()
+		}
 		if err != nil {
-			brk.Close()
-			agg.close()
+			brk.StopListening()
+			srv.Close()
+			_ = brk.Close()
 			return err
 		}
-		agg.metrics.GaugeFunc("apd_spool_depth", "Readings of the local publisher waiting for acknowledgement.", func() float64 {
+		srv.Metrics().GaugeFunc("apd_spool_depth", "Readings of the local publisher waiting for acknowledgement.", func() float64 {
 			return float64(ag.Spool.Depth())
 		})
-		agg.metrics.GaugeFunc("apd_spool_dropped", "Readings the local publisher's full spool ever dropped.", func() float64 {
+		srv.Metrics().GaugeFunc("apd_spool_dropped", "Readings the local publisher's full spool ever dropped.", func() float64 {
 			_, d := ag.Spool.Stats()
 			return float64(d)
 		})
@@ -129,9 +115,9 @@ func (c *ServeCmd) Run(ctx context.Context, g *cli.Globals, file *config.File) e
 		go func() { agentDone <- ag.Pub.Run(ctx) }()
 		log.Info("publishing this machine", "interval", c.Interval, "sensors", len(sensors))
 	}
-	agg.setReady("")
+	srv.SetReady("")
 	<-ctx.Done()
-	agg.setReady("shutting down")
+	srv.SetReady("shutting down")
 	log.Info("shutting down")
 	if ag != nil {
 		if err := <-agentDone; err != nil {
@@ -144,7 +130,7 @@ func (c *ServeCmd) Run(ctx context.Context, g *cli.Globals, file *config.File) e
 	// what is queued and acknowledge it through the broker, which keeps
 	// the acknowledgements; then stop the broker.
 	brk.StopListening()
-	agg.close()
+	srv.Close()
 	_ = brk.Close()
 	return nil
 }

@@ -1,0 +1,312 @@
+// Package server is the aggregator's composition root, which apd serve
+// and apd aggregate share: the store, the ingester, the rules, the HTTP
+// API, retention and the self-reporting goroutines, built in one place.
+//
+// Its life follows the lifecycle of each of its parts: New builds (and
+// opens the store and binds the HTTP address, so bad settings fail before
+// anything runs), the caller wires the transport — a broker hook or an MQTT
+// client feeding Ingester — then Start runs everything with the Link that
+// carries acknowledgements and rule outcomes out, and Drain and Close stop
+// it in reverse order.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/apd-telemetry/apd/internal/httpapi"
+	"github.com/apd-telemetry/apd/internal/metrics"
+	"github.com/apd-telemetry/apd/internal/rules"
+	"github.com/apd-telemetry/apd/internal/store"
+	"github.com/apd-telemetry/apd/schema"
+	"github.com/apd-telemetry/apd/subscriber"
+)
+
+// Config is what the aggregator is built from.
+type Config struct {
+	// Store is the opened storage engine; the server closes it.
+	Store store.Store
+	// HTTPAddr is the API's listen address; APIKey, when set, is required
+	// of every request (see httpapi.Server).
+	HTTPAddr string
+	APIKey   []byte
+	// Ingest configures the ingester (Topics, batching, bounds).
+	Ingest subscriber.Options
+	// Rules are the checked [[rules]] of the config file.
+	Rules []rules.Config
+	// Retention deletes readings older than it, at start and every hour;
+	// 0 keeps everything.
+	Retention time.Duration
+	Logger    *slog.Logger
+}
+
+// Link is how the aggregator reaches the MQTT world once it runs: the
+// embedded broker, or a client of an external one.
+type Link interface {
+	// Acknowledge publishes a retained $ack payload; it must not block for
+	// long (it runs on the commit path).
+	Acknowledge(topic string, payload []byte) error
+	// Publish sends a rule's outcome as a reading.
+	Publish(topic string, payload []byte) error
+}
+
+// Server is the aggregator.
+type Server struct {
+	cfg      Config
+	store    store.Store
+	ingester *subscriber.Ingester
+	rules    *rules.Engine // nil without rules
+	metrics  *metrics.Registry
+	http     *http.Server
+	httpLn   net.Listener
+	log      *slog.Logger
+	link     Link
+	cancel   context.CancelFunc
+	// notReady says why the process does not take readings yet (empty
+	// once every part is up); /readyz reports it.
+	notReady atomic.Pointer[string]
+}
+
+// New builds the aggregator on cfg.Store and binds the HTTP address. It
+// takes no readings before Start; on an error it closes the store.
+func New(cfg Config) (*Server, error) {
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		cfg.Store.Close()
+		return nil, fmt.Errorf("HTTP listen on %s: %w", cfg.HTTPAddr, err)
+	}
+	s := &Server{cfg: cfg, store: cfg.Store, metrics: metrics.NewRegistry(), httpLn: ln, log: log}
+	s.SetReady("starting")
+	opts := cfg.Ingest
+	opts.Logger = log
+	if len(cfg.Rules) > 0 {
+		s.rules = rules.NewEngine(cfg.Rules, rules.Deps{Publish: s.publish, Topics: opts.Topics, Logger: log})
+		opts.OnCommit = s.rules.Submit
+		log.Info("rules loaded", "rules", len(cfg.Rules))
+	}
+	s.ingester = subscriber.NewIngester(s.store, opts)
+	s.registerMetrics()
+	api := &httpapi.Server{Store: s.store, Metrics: s.metrics, Logger: log, APIKey: cfg.APIKey, Ready: s.ready}
+	if s.rules != nil {
+		api.Rules = s.rules
+	}
+	s.http = &http.Server{Handler: api.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	return s, nil
+}
+
+// publish is the rules' publish action: through the link, once there is
+// one (rules act only on commits, which begin with Start).
+func (s *Server) publish(topic string, payload []byte) error {
+	if s.link == nil {
+		return errors.New("not started")
+	}
+	return s.link.Publish(topic, payload)
+}
+
+func (s *Server) registerMetrics() {
+	st := s.store
+	s.ingester.Metrics().Register(s.metrics)
+	s.metrics.GaugeFunc("apd_db_size_bytes", "Size of the database.", func() float64 {
+		n, _ := st.Size()
+		return float64(n)
+	})
+	deadStat := func(f func(store.DeadLetterStats) uint64) func() float64 {
+		return func() float64 {
+			ds, _ := st.DeadLetterStats()
+			return float64(f(ds))
+		}
+	}
+	s.metrics.GaugeFunc("apd_dead_letters", "Dead letters kept.", deadStat(func(d store.DeadLetterStats) uint64 { return d.Count }))
+	s.metrics.GaugeFunc("apd_dead_letters_bytes", "Bytes of dead letters kept.", deadStat(func(d store.DeadLetterStats) uint64 { return d.Bytes }))
+	s.metrics.GaugeFunc("apd_dead_letters_dropped", "Dead letters dropped (oldest first) to stay within the bounds, ever.", deadStat(func(d store.DeadLetterStats) uint64 { return d.Dropped }))
+	s.metrics.GaugeFunc("apd_seq_awaited", "Seqs below each host's highest seq not committed yet, summed over hosts.", func() float64 {
+		hosts, _ := st.Hosts()
+		var n uint64
+		for _, h := range hosts {
+			n += h.Awaited
+		}
+		return float64(n)
+	})
+}
+
+// Ingester is what the transport feeds: the broker's hook or an MQTT
+// client's handler.
+func (s *Server) Ingester() *subscriber.Ingester { return s.ingester }
+
+// Metrics is the registry /metrics serves, for the other parts of the
+// process to add to.
+func (s *Server) Metrics() *metrics.Registry { return s.metrics }
+
+// Store is the storage engine.
+func (s *Server) Store() store.Store { return s.store }
+
+// HTTPURL returns the API's base URL.
+func (s *Server) HTTPURL() string { return "http://" + s.httpLn.Addr().String() }
+
+// Start runs the aggregator: commits acknowledged through link, the HTTP
+// API, retention, progress and metrics logs (until ctx ends). It then
+// acknowledges every host's stored watermark again: a process stopped
+// between a commit and its acknowledgement left a retained $ack behind.
+func (s *Server) Start(ctx context.Context, link Link) {
+	s.link = link
+	ctx, s.cancel = context.WithCancel(ctx)
+	s.ingester.Start(link.Acknowledge)
+	go func() {
+		if err := s.http.Serve(s.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.log.Error("HTTP server stopped", "err", err)
+		}
+	}()
+	if hosts, err := s.store.Hosts(); err != nil {
+		s.log.Error("read hosts to acknowledge", "err", err)
+	} else {
+		s.ingester.AcknowledgeStored(hosts)
+	}
+	s.logMetricsOnSignal(ctx)
+	s.logProgress(ctx)
+	s.startRetention(ctx)
+}
+
+// SetReady marks the process ready (why empty) or not, and why.
+func (s *Server) SetReady(why string) { s.notReady.Store(&why) }
+
+func (s *Server) ready() error {
+	if why := s.notReady.Load(); why != nil && *why != "" {
+		return errors.New(*why)
+	}
+	return nil
+}
+
+// Drain commits and acknowledges what is queued and lets the rules
+// finish; nothing more is taken in. The link must still carry
+// acknowledgements.
+func (s *Server) Drain() {
+	_ = s.ingester.Close()
+	if s.rules != nil {
+		s.rules.Close()
+	}
+}
+
+// Close drains, then stops the API, the goroutines and the store.
+func (s *Server) Close() {
+	s.Drain()
+	if s.cancel != nil {
+		s.cancel()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_ = s.http.Shutdown(ctx)
+	_ = s.httpLn.Close()
+	_ = s.store.Close()
+}
+
+// startRetention deletes readings older than the retention at start and
+// then every hour, until ctx ends.
+func (s *Server) startRetention(ctx context.Context) {
+	keep := s.cfg.Retention
+	if keep == 0 {
+		return
+	}
+	deleted := new(metrics.Counter)
+	s.metrics.Counter("apd_retention_deleted_total", "Readings deleted for being older than the retention period.", "", deleted)
+	go func() {
+		tick := time.NewTicker(time.Hour)
+		defer tick.Stop()
+		for {
+			n, err := s.store.Delete(store.Query{Until: time.Now().Add(-keep)})
+			if err != nil {
+				s.log.Error("retention", "err", err)
+			} else if n > 0 {
+				deleted.Add(uint64(n))
+				s.log.Info("retention: deleted old readings", "deleted", n, "older_than", keep)
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+}
+
+// logProgress tells the operator that readings arrive: once when the first
+// are stored, then a summary per minute in which anything happened.
+func (s *Server) logProgress(ctx context.Context) {
+	m := s.ingester.Metrics()
+	go func() {
+		tick := time.NewTicker(time.Second)
+		defer tick.Stop()
+		var last, lastRejected uint64
+		announced := false
+		lastSummary := time.Now()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+			stored, rejected := m.Stored.Value(), m.RejectedTotal()
+			switch {
+			case !announced && stored > 0:
+				announced = true
+				s.log.Info("readings are being stored", "stored", stored,
+					"try", "apd query --server "+s.HTTPURL()+" --sensor cpu_load --since 5m")
+				last, lastSummary = stored, time.Now()
+			case announced && time.Since(lastSummary) >= time.Minute && (stored != last || rejected != lastRejected):
+				s.log.Info("ingestion", "stored_last_minute", stored-last, "stored_total", stored,
+					"rejected_last_minute", rejected-lastRejected)
+				last, lastRejected, lastSummary = stored, rejected, time.Now()
+			}
+		}
+	}()
+}
+
+// OnSignal calls fn each time sig arrives, until ctx ends.
+func OnSignal(ctx context.Context, sig os.Signal, fn func()) {
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, sig)
+	go func() {
+		defer signal.Stop(ch)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-ch:
+				fn()
+			}
+		}
+	}()
+}
+
+// logMetricsOnSignal writes the self-metrics and the rules' counters to
+// the log on SIGUSR1 until ctx ends.
+func (s *Server) logMetricsOnSignal(ctx context.Context) {
+	OnSignal(ctx, syscall.SIGUSR1, func() {
+		var b strings.Builder
+		s.metrics.WritePrometheus(&b)
+		for _, line := range strings.Split(b.String(), "\n") {
+			if line != "" && !strings.HasPrefix(line, "#") {
+				s.log.Info("metric", "value", line)
+			}
+		}
+		if s.rules != nil {
+			s.rules.LogStats(s.log)
+		}
+	})
+}
+
+// Topics returns the topics the ingester reads.
+func (s *Server) Topics() schema.Topics { return s.cfg.Ingest.Topics }
