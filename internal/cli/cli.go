@@ -55,25 +55,33 @@ func WithCode(code int, err error, hint string) error {
 	return &Error{Code: code, Err: err, Hint: hint}
 }
 
-// exitCode picks the exit code of an error: its own, or one derived from
-// the sentinel it wraps.
-func exitCode(err error, classify func(error) (int, string, bool)) (int, string) {
+// ExitRule gives the errors that wrap Err an exit code and a hint the
+// user can act on.
+type ExitRule struct {
+	Err  error
+	Code int
+	Hint string
+}
+
+// CommonExitRules are the exit codes of the errors of the packages both
+// binaries link; apd's table extends it with the server side's.
+var CommonExitRules = []ExitRule{
+	{config.ErrBadConfig, ExitBadConfig, ""},
+	{publisher.ErrUnknownSensor, ExitUnknownSensor, "apd sensors --list shows the sensors this build has"},
+	{mqttc.ErrUnreachable, ExitUnreachable, "check --broker and that the broker runs"},
+}
+
+// exitCode picks the exit code of an error: its own (an *Error), else
+// that of the first rule whose error it wraps, else ExitFailure.
+func exitCode(err error, rules []ExitRule) (int, string) {
 	var e *Error
 	if errors.As(err, &e) {
 		return e.Code, e.Hint
 	}
-	if classify != nil {
-		if code, hint, ok := classify(err); ok {
-			return code, hint
+	for _, r := range rules {
+		if errors.Is(err, r.Err) {
+			return r.Code, r.Hint
 		}
-	}
-	switch {
-	case errors.Is(err, config.ErrBadConfig):
-		return ExitBadConfig, ""
-	case errors.Is(err, publisher.ErrUnknownSensor):
-		return ExitUnknownSensor, "apd sensors --list shows the sensors this build has"
-	case errors.Is(err, mqttc.ErrUnreachable):
-		return ExitUnreachable, "check --broker and that the broker runs"
 	}
 	return ExitFailure, ""
 }
@@ -127,13 +135,13 @@ func (g *Globals) BrokerLogger() *slog.Logger {
 // printed as one line on stderr, with a hint where one helps.
 //
 // keys are the config keys the file may hold beyond those of cli's flags
-// (one file serves both binaries); classify, if not nil, maps errors of the
-// command's own packages to exit codes and hints.
+// (one file serves both binaries); rules map errors to exit codes and
+// hints (see ExitRule).
 //
 // opts are more kong options: the variables (kong.Vars) a command's tags
 // use, such as the names of registered aggregates in an enum.
 func Main(name, description string, cli any, globals *Globals, args []string, stdout, stderr io.Writer,
-	keys map[string]bool, classify func(error) (int, string, bool), opts ...kong.Option) int {
+	keys map[string]bool, rules []ExitRule, opts ...kong.Option) int {
 	globals.stdout, globals.stderr = stdout, stderr
 	file, err := config.Load(config.FindPath(args))
 	if err != nil {
@@ -189,7 +197,7 @@ func Main(name, description string, cli any, globals *Globals, args []string, st
 	kctx.BindTo(ctx, (*context.Context)(nil))
 	kctx.Bind(file)
 	if err := kctx.Run(); err != nil {
-		code, hint := exitCode(err, classify)
+		code, hint := exitCode(err, rules)
 		fmt.Fprintf(stderr, "%s: %v\n", name, err)
 		if hint != "" {
 			fmt.Fprintf(stderr, "Try: %s\n", hint)

@@ -1,8 +1,8 @@
 package apdcmd
 
 import (
-	"errors"
 	"io"
+	"slices"
 	"strings"
 
 	"github.com/alecthomas/kong"
@@ -42,7 +42,7 @@ func MainAPD(args []string, stdout, stderr io.Writer) int {
 	var root APD
 	opts := []kong.Option{registries()}
 	return cli.Main("apd", "apd: telemetry over MQTT. Broker, aggregator, queries and tools in one binary.",
-		&root, &root.Globals, args, stdout, stderr, cli.Keys(opts, &APD{}, &publishmain.PublishRoot{}), classify, opts...)
+		&root, &root.Globals, args, stdout, stderr, cli.Keys(opts, &APD{}, &publishmain.PublishRoot{}), exitRules, opts...)
 }
 
 // registries gives the command tags the names in apd's registries, so
@@ -60,15 +60,10 @@ func registries() kong.Vars {
 	}
 }
 
-// classify gives the errors of apd's own packages their exit codes.
-func classify(err error) (int, string, bool) {
-	switch {
-	case errors.Is(err, httpapi.ErrUnauthorized):
-		return cli.ExitBadConfig, "pass --api-key-file or set APD_API_KEY", true
-	case errors.Is(err, httpapi.ErrUnreachable):
-		return cli.ExitUnreachable, "start apd serve, pass --server, or read a file with --db", true
-	case errors.Is(err, store.ErrLocked):
-		return cli.ExitFailure, "an aggregator holds the database: query it with --server", true
-	}
-	return 0, "", false
-}
+// exitRules is apd's table of exit codes: the common errors', then those
+// of the server side.
+var exitRules = append(slices.Clone(cli.CommonExitRules),
+	cli.ExitRule{Err: httpapi.ErrUnauthorized, Code: cli.ExitBadConfig, Hint: "pass --api-key-file or set APD_API_KEY"},
+	cli.ExitRule{Err: httpapi.ErrUnreachable, Code: cli.ExitUnreachable, Hint: "start apd serve, pass --server, or read a file with --db"},
+	cli.ExitRule{Err: store.ErrLocked, Code: cli.ExitFailure, Hint: "an aggregator holds the database: query it with --server"},
+)
