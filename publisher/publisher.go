@@ -53,6 +53,9 @@ type Options struct {
 	// Assistant discovery).
 	Announcers []Announcer
 	Logger     *slog.Logger
+	// Now is the clock readings are stamped and scheduled by; nil means
+	// time.Now.
+	Now func() time.Time
 }
 
 // Announcer publishes metadata about the device's sensors alongside the
@@ -114,6 +117,9 @@ func New(opts Options, spool *Spool, client Client) *Publisher {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
 	return &Publisher{opts: opts, spool: spool, client: client, log: opts.Logger, samples: make(chan Sample, 256),
 		sentAt: map[uint64]time.Time{}, acked: spool.Acked(), ackCh: make(chan struct{})}
 }
@@ -122,7 +128,7 @@ func New(opts Options, spool *Spool, client Client) *Publisher {
 // first seq, so the aggregator knows where this spool's seqs start and
 // which will never come.
 func (p *Publisher) announce(ctx context.Context, state string) error {
-	b, _ := json.Marshal(schema.Status{State: state, Time: time.Now(), Version: p.opts.Version,
+	b, _ := json.Marshal(schema.Status{State: state, Time: p.opts.Now(), Version: p.opts.Version,
 		FirstSeq: p.spool.FirstSeq(), Spool: p.spool.ID()})
 	return p.client.Publish(ctx, p.opts.Topics.Status(p.opts.Host), b, true)
 }
@@ -242,7 +248,7 @@ func (p *Publisher) publish(ctx context.Context, s Spooled) bool {
 	}
 	p.failing = false
 	if s.Seq > p.acked {
-		p.sentAt[s.Seq] = time.Now()
+		p.sentAt[s.Seq] = p.opts.Now()
 	}
 	return true
 }
@@ -259,7 +265,7 @@ func (p *Publisher) replay(ctx context.Context, olderThan time.Duration) {
 	after := p.acked
 	p.mu.Unlock()
 	pace := time.Second / time.Duration(p.opts.ReplayRate)
-	start, published := time.Now(), 0
+	start, published := p.opts.Now(), 0
 	for ctx.Err() == nil {
 		batch, err := p.spool.Pending(after, 256)
 		if err != nil {
@@ -436,7 +442,7 @@ func (p *Publisher) signOff() error {
 func (p *Publisher) schedule(ctx context.Context, n Named, interval time.Duration) {
 	busy := make(chan struct{}, 1)
 	for {
-		now := time.Now()
+		now := p.opts.Now()
 		next := now.Truncate(interval).Add(interval)
 		select {
 		case <-ctx.Done():
@@ -467,7 +473,7 @@ func (p *Publisher) stream(ctx context.Context, n Named, st Streamer) {
 		if err != nil && ctx.Err() == nil {
 			p.log.Debug("sensor failed", "sensor", n.Name, "err", err)
 		}
-		p.hand(ctx, n.Sample(time.Now(), v, err))
+		p.hand(ctx, n.Sample(p.opts.Now(), v, err))
 	})
 }
 
@@ -476,7 +482,7 @@ func (p *Publisher) stream(ctx context.Context, n Named, st Streamer) {
 // stay in the spool and are published again by the next run. It returns an
 // error only if the readings could not be spooled or none was published.
 func (p *Publisher) Once(ctx context.Context, ackWait time.Duration) error {
-	spooled, sent, err := p.emit(ctx, ReadAll(ctx, p.opts.Sensors, time.Now()))
+	spooled, sent, err := p.emit(ctx, ReadAll(ctx, p.opts.Sensors, p.opts.Now()))
 	if err != nil {
 		return err
 	}

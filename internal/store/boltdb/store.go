@@ -58,6 +58,9 @@ type Options struct {
 	NoSync bool
 	// Limits bound the dead letters kept.
 	Limits store.Limits
+	// Now is the clock of what the store stamps itself (a status without
+	// ts, a dead letter it makes); nil means time.Now.
+	Now func() time.Time
 }
 
 // ErrTruncated means the file is shorter than its own meta page says:
@@ -86,6 +89,7 @@ type Store struct {
 	db     *bolt.DB
 	path   string
 	limits store.Limits
+	now    func() time.Time
 }
 
 // Open opens or creates the database at path and migrates it to
@@ -120,7 +124,10 @@ func Open(path string, opts Options) (*Store, error) {
 	// bbolt's 16 MiB step: a Pi's card is small, and a bound on what a
 	// part of the file may hold (dead letters) should bound the file.
 	db.AllocSize = allocSize
-	s := &Store{db: db, path: path, limits: opts.Limits.WithDefaults()}
+	s := &Store{db: db, path: path, limits: opts.Limits.WithDefaults(), now: opts.Now}
+	if s.now == nil {
+		s.now = time.Now
+	}
 	if opts.ReadOnly {
 		err = db.View(func(tx *bolt.Tx) error {
 			v, err := checkVersion(tx)
@@ -338,12 +345,12 @@ func (s *Store) Commit(b *store.Batch) (store.CommitResult, error) {
 	res := store.CommitResult{}
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		res = store.CommitResult{}
-		return commit(tx, b, s.limits, &res)
+		return commit(tx, b, s.limits, s.now(), &res)
 	})
 	return res, err
 }
 
-func commit(tx *bolt.Tx, b *store.Batch, limits store.Limits, res *store.CommitResult) error {
+func commit(tx *bolt.Tx, b *store.Batch, limits store.Limits, now time.Time, res *store.CommitResult) error {
 	readings := tx.Bucket(bucketReadings)
 	hostsB := tx.Bucket(bucketHosts)
 	pendingB := tx.Bucket(bucketPending)
@@ -383,14 +390,14 @@ func commit(tx *bolt.Tx, b *store.Batch, limits store.Limits, res *store.CommitR
 		}
 		t := st.Status.Time
 		if t.IsZero() {
-			t = time.Now().UTC().Truncate(time.Millisecond)
+			t = now.UTC().Truncate(time.Millisecond)
 		}
 		h.State, h.StateTime = st.Status.State, t
 		if st.Status.Version != "" {
 			h.Version = st.Status.Version
 		}
 	}
-	kept, dead, err := refuseSeqJumps(b, host, res)
+	kept, dead, err := refuseSeqJumps(b, host, now, res)
 	if err != nil {
 		return err
 	}
@@ -563,7 +570,7 @@ func (s *Store) DeadLetterStats() (store.DeadLetterStats, error) {
 // more than store.MaxSeqJump above their host's watermark, and dead letters for
 // those, whose indexes it records in res.Refused. The batch itself is not
 // changed: a failed commit is retried with it.
-func refuseSeqJumps(b *store.Batch, host func(string) (*hostRecord, error), res *store.CommitResult) ([]schema.Reading, []store.DeadLetter, error) {
+func refuseSeqJumps(b *store.Batch, host func(string) (*hostRecord, error), now time.Time, res *store.CommitResult) ([]schema.Reading, []store.DeadLetter, error) {
 	if b.Imported {
 		return b.Readings, nil, nil
 	}
@@ -581,7 +588,7 @@ func refuseSeqJumps(b *store.Batch, host func(string) (*hostRecord, error), res 
 			continue
 		}
 		res.Refused = append(res.Refused, i)
-		dead = append(dead, store.DeadLetter{Received: time.Now().UTC(), Topic: b.Topics.Reading(r.Host, r.Sensor),
+		dead = append(dead, store.DeadLetter{Received: now.UTC(), Topic: b.Topics.Reading(r.Host, r.Sensor),
 			Reason:  fmt.Sprintf("%s: seq %d is more than %d above the host's watermark %d", store.ReasonSeqOutOfRange, r.Seq, store.MaxSeqJump, h.Watermark),
 			Payload: r.AppendJSON(nil, schema.WithIdentity)})
 	}
