@@ -38,9 +38,7 @@ type PublisherFlags struct {
 	Host          string        `help:"Name of this device in topics (default: the sanitised OS hostname)." placeholder:"NAME" config:"publisher.host"`
 	Interval      time.Duration `help:"Sampling interval, aligned to the clock." default:"10s" config:"publisher.interval"`
 	QoS           int           `name:"qos" help:"MQTT QoS for readings (0 or 1)." default:"1" enum:"0,1" config:"publisher.qos"`
-	Username      string        `help:"Broker user name." config:"publisher.username"`
-	PasswordFile  string        `help:"File holding the broker password." placeholder:"FILE" type:"path" config:"publisher.password_file"`
-	TLSCA         string        `name:"tls-ca" help:"PEM file of CAs to trust for ssl:// brokers." placeholder:"FILE" type:"path" config:"publisher.tls_ca"`
+	cli.MQTTLogin `embed:"" envprefix:"APD_PUBLISHER_"`
 	ResendAfter   time.Duration `help:"Publish again readings the aggregator has not acknowledged after this long." default:"60s" config:"publisher.resend_after"`
 	ReplayRate    int           `help:"Most spooled readings per second published when catching up after an outage." default:"1000" config:"publisher.replay_rate"`
 	DrainTimeout  time.Duration `help:"On stop, how long to keep publishing and waiting for acknowledgements before leaving the rest in the spool." default:"5s" config:"publisher.drain_timeout"`
@@ -300,7 +298,7 @@ func NewAgent(f PublisherFlags, cert cli.ClientCertFlags, sensors []publisher.Na
 	if err := schema.ValidateName(host); err != nil {
 		return nil, cli.WithCode(cli.ExitUsage, fmt.Errorf("--host: %w", err), "")
 	}
-	password, err := cli.ReadPassword(f.PasswordFile)
+	password, err := f.Password()
 	if err != nil {
 		return nil, err
 	}

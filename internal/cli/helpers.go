@@ -20,6 +20,20 @@ func ReadPassword(file string) (string, error) {
 	return strings.TrimRight(string(b), "\r\n"), nil
 }
 
+// MQTTLogin are how an MQTT client of apd logs in to a broker: user name,
+// password file, and the CAs it trusts over ssl://. Each command embeds it
+// with the config section it reads them from (embed:"" envprefix:
+// "APD_<SECTION>_"): [publisher], [aggregator] or [client] username,
+// password_file, tls_ca; also $APD_<SECTION>_USERNAME and so on.
+type MQTTLogin struct {
+	Username     string `help:"Broker user name." env:"USERNAME"`
+	PasswordFile string `help:"File holding the broker password." placeholder:"FILE" type:"path" env:"PASSWORD_FILE"`
+	TLSCA        string `name:"tls-ca" help:"PEM file of CAs to trust for ssl:// brokers." placeholder:"FILE" type:"path" env:"TLS_CA"`
+}
+
+// Password reads the password file ("" gives no password).
+func (l MQTTLogin) Password() (string, error) { return ReadPassword(l.PasswordFile) }
+
 // ClientCertFlags are a client certificate for brokers that take one as
 // the login (apd broker --tls-client-ca).
 type ClientCertFlags struct {

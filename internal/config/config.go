@@ -134,7 +134,7 @@ func Keys(app *kong.Application, keys map[string]bool) {
 	var walk func(n *kong.Node)
 	walk = func(n *kong.Node) {
 		for _, fl := range n.Flags {
-			if k := fl.Tag.Get("config"); k != "" {
+			if k := flagKey(fl); k != "" {
 				keys[k] = true
 			}
 		}
@@ -183,8 +183,26 @@ func (r resolver) Validate(app *kong.Application) error {
 	return nil
 }
 
+// flagKey returns the config key of a flag: its config tag, or for a flag
+// of a struct embedded with an envprefix (one struct serving several
+// sections) the key its variable names: APD_PUBLISHER_TLS_CA →
+// publisher.tls_ca.
+func flagKey(flag *kong.Flag) string {
+	if k := flag.Tag.Get("config"); k != "" {
+		return k
+	}
+	for _, env := range flag.Envs {
+		if rest, ok := strings.CutPrefix(env, "APD_"); ok {
+			if section, key, ok := strings.Cut(strings.ToLower(rest), "_"); ok {
+				return section + "." + key
+			}
+		}
+	}
+	return ""
+}
+
 func (r resolver) Resolve(_ *kong.Context, _ *kong.Path, flag *kong.Flag) (any, error) {
-	key := flag.Tag.Get("config")
+	key := flagKey(flag)
 	if key == "" {
 		return nil, nil
 	}

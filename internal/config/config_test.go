@@ -5,6 +5,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/alecthomas/kong"
 )
 
 func write(t *testing.T, text string) string {
@@ -80,5 +82,42 @@ func TestEnvNameAndFindPath(t *testing.T) {
 		if got := FindPath(tc.args); got != tc.want {
 			t.Errorf("FindPath(%v) = %q, want %q", tc.args, got, tc.want)
 		}
+	}
+}
+
+// TestSharedFlagStructs: one flag struct embedded by several commands with
+// an envprefix reads each command's own section of the file and of the
+// environment.
+func TestSharedFlagStructs(t *testing.T) {
+	type login struct {
+		Username string `env:"USERNAME"`
+	}
+	var app struct {
+		Aggregate struct {
+			login `embed:"" envprefix:"APD_AGGREGATOR_"`
+		} `cmd:""`
+		Watch struct {
+			login `embed:"" envprefix:"APD_CLIENT_"`
+		} `cmd:""`
+	}
+	f, err := Load(write(t, "[aggregator]\nusername = \"agg\"\n[client]\nusername = \"dash\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	parser, err := kong.New(&app, kong.Resolvers(f.Resolver(nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := parser.Parse([]string{"aggregate"}); err != nil || app.Aggregate.Username != "agg" {
+		t.Errorf("aggregate: %q, %v", app.Aggregate.Username, err)
+	}
+	t.Setenv("APD_CLIENT_USERNAME", "from-env")
+	if _, err := parser.Parse([]string{"watch"}); err != nil || app.Watch.Username != "from-env" {
+		t.Errorf("watch: %q, %v", app.Watch.Username, err)
+	}
+	keys := map[string]bool{}
+	Keys(parser.Model, keys)
+	if !keys["aggregator.username"] || !keys["client.username"] {
+		t.Errorf("keys %v", keys)
 	}
 }

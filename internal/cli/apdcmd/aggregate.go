@@ -15,12 +15,10 @@ import (
 // AggregateCmd is apd aggregate.
 type AggregateCmd struct {
 	serverFlags
-	Broker       string `help:"Broker URL: tcp://, ssl:// or ws://." default:"tcp://127.0.0.1:1883" config:"aggregator.broker"`
-	ClientID     string `help:"MQTT client id; fixed so the broker keeps the session." default:"apd-aggregator" config:"aggregator.client_id"`
-	Username     string `help:"Broker user name." config:"aggregator.username"`
-	PasswordFile string `help:"File holding the broker password." placeholder:"FILE" type:"path" config:"aggregator.password_file"`
+	Broker        string `help:"Broker URL: tcp://, ssl:// or ws://." default:"tcp://127.0.0.1:1883" config:"aggregator.broker"`
+	ClientID      string `help:"MQTT client id; fixed so the broker keeps the session." default:"apd-aggregator" config:"aggregator.client_id"`
+	cli.MQTTLogin `embed:"" envprefix:"APD_AGGREGATOR_"`
 	cli.ClientCertFlags
-	TLSCA string `name:"tls-ca" help:"PEM file of CAs to trust for ssl:// brokers." placeholder:"FILE" type:"path" config:"aggregator.tls_ca"`
 }
 
 // Help implements kong's HelpProvider.
@@ -71,7 +69,7 @@ func (l clientLink) Publish(topic string, payload []byte) error {
 func (c *AggregateCmd) Run(ctx context.Context, g *cli.Globals, file *config.File) error {
 	log := g.Logger()
 	topics := schema.Topics{Prefix: g.Prefix}
-	password, err := cli.ReadPassword(c.PasswordFile)
+	password, err := c.Password()
 	if err != nil {
 		return err
 	}

@@ -43,12 +43,10 @@ func (w *watcher) show(topic string, payload []byte) {
 
 // WatchCmd is apd watch.
 type WatchCmd struct {
-	Broker       string `help:"Broker URL: tcp://, ssl:// or ws://." default:"tcp://127.0.0.1:1883" config:"client.broker"`
-	Host         string `help:"Only this host." placeholder:"NAME"`
-	Sensor       string `help:"Only this sensor." placeholder:"NAME"`
-	Username     string `help:"Broker user name." config:"client.username"`
-	PasswordFile string `help:"File holding the broker password." placeholder:"FILE" type:"path" config:"client.password_file"`
-	TLSCA        string `name:"tls-ca" help:"PEM file of CAs to trust for ssl:// brokers." placeholder:"FILE" type:"path" config:"client.tls_ca"`
+	Broker        string `help:"Broker URL: tcp://, ssl:// or ws://." default:"tcp://127.0.0.1:1883" config:"client.broker"`
+	Host          string `help:"Only this host." placeholder:"NAME"`
+	Sensor        string `help:"Only this sensor." placeholder:"NAME"`
+	cli.MQTTLogin `embed:"" envprefix:"APD_CLIENT_"`
 	cli.ClientCertFlags
 }
 
@@ -63,7 +61,7 @@ Examples:
 
 // Run implements the command.
 func (c *WatchCmd) Run(ctx context.Context, g *cli.Globals) error {
-	password, err := cli.ReadPassword(c.PasswordFile)
+	password, err := c.Password()
 	if err != nil {
 		return err
 	}
