@@ -1,0 +1,102 @@
+package boltdb
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/apd-telemetry/apd/internal/store"
+	bolt "go.etcd.io/bbolt"
+)
+
+// hostRecord is what the store keeps about a host besides its readings.
+type hostRecord struct {
+	State     string    `json:"state,omitempty"`
+	StateTime time.Time `json:"state_time,omitzero"`
+	Version   string    `json:"version,omitempty"`
+	LastSeen  time.Time `json:"last_seen,omitzero"`
+	store.SeqState
+	Sensors map[string]*store.SensorStats `json:"sensors,omitempty"`
+}
+
+func getHost(b *bolt.Bucket, host string) (*hostRecord, error) {
+	rec := &hostRecord{}
+	if v := b.Get([]byte(host)); v != nil {
+		if err := json.Unmarshal(v, rec); err != nil {
+			return nil, fmt.Errorf("host %s: %w", host, err)
+		}
+	}
+	if rec.Sensors == nil {
+		rec.Sensors = make(map[string]*store.SensorStats)
+	}
+	return rec, nil
+}
+
+// Hosts returns every host the store has seen, sorted by name.
+func (s *Store) Hosts() ([]store.Host, error) {
+	var out []store.Host
+	err := s.db.View(func(tx *bolt.Tx) error {
+		pending := tx.Bucket(bucketPending)
+		return tx.Bucket(bucketHosts).ForEach(func(k, v []byte) error {
+			var rec hostRecord
+			if err := json.Unmarshal(v, &rec); err != nil {
+				return fmt.Errorf("host %s: %w", k, err)
+			}
+			if rec.Sensors == nil {
+				rec.Sensors = map[string]*store.SensorStats{}
+			}
+			out = append(out, store.Host{Name: string(k), State: rec.State, StateTime: rec.StateTime,
+				Version: rec.Version, LastSeen: rec.LastSeen, Watermark: rec.Watermark, MaxSeq: rec.MaxSeq,
+				Lost: rec.Lost, Spool: rec.Spool, Sensors: rec.Sensors})
+			if rec.MaxSeq > rec.Watermark {
+				committed := uint64(0)
+				if pb := pending.Bucket(k); pb != nil {
+					committed = uint64(pb.Stats().KeyN)
+				}
+				out[len(out)-1].Awaited = rec.MaxSeq - rec.Watermark - committed
+			}
+			return nil
+		})
+	})
+	return out, err
+}
+
+// pending is a host's pending seqs (store.Pending): the keys of its bucket
+// under the pending bucket, made when the first seq is added.
+type pending struct {
+	parent *bolt.Bucket
+	name   []byte
+}
+
+func (p *pending) Min() (uint64, bool, error) {
+	b := p.parent.Bucket(p.name)
+	if b == nil {
+		return 0, false, nil
+	}
+	k, _ := b.Cursor().First()
+	if k == nil {
+		return 0, false, nil
+	}
+	return binary.BigEndian.Uint64(k), true, nil
+}
+
+func (p *pending) DeleteMin() error {
+	b := p.parent.Bucket(p.name)
+	if b == nil {
+		return nil
+	}
+	c := b.Cursor()
+	if k, _ := c.First(); k == nil {
+		return nil
+	}
+	return c.Delete()
+}
+
+func (p *pending) Add(seq uint64) error {
+	b, err := p.parent.CreateBucketIfNotExists(p.name)
+	if err != nil {
+		return err
+	}
+	return b.Put(seqKey(seq), nil)
+}
