@@ -1,28 +1,18 @@
 package load_average
 
 import (
-	"context"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/apd-telemetry/apd/publisher"
+	"github.com/apd-telemetry/apd/publisher/sensortest"
 	"github.com/apd-telemetry/apd/schema"
 )
 
-// read builds the sensor from a config table and reads it once through
-// the read policy, as apd-publish does.
+// read builds the sensor from a config table and reads it once, as
+// apd-publish does.
 func read(t *testing.T, params map[string]any) (publisher.Sample, error) {
-	t.Helper()
-	env, check := publisher.Env{Version: "0.9.1"}.WithParams(params)
-	s, err := New(env)
-	if err == nil {
-		err = check()
-	}
-	if err != nil {
-		return publisher.Sample{}, err
-	}
-	return publisher.Named{Name: "load_average", Sensor: s, Policy: publisher.ReadPolicy{Timeout: 5 * time.Second, Attempts: 1}}.Read(context.Background(), time.Now()), nil
+	return sensortest.Read(t, "load_average", New, publisher.Env{Version: "0.9.1"}, params)
 }
 
 func TestLoadAverage(t *testing.T) {
