@@ -2,15 +2,20 @@ package httpapi
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/apd-telemetry/apd/internal/store"
 	"github.com/apd-telemetry/apd/internal/store/boltdb"
+	"github.com/apd-telemetry/apd/schema"
 )
 
 // TestLoopbackHostOnlyWithoutKey: without an API key the API answers only
@@ -127,5 +132,52 @@ func TestReadiness(t *testing.T) {
 	why = ""
 	if code, _ := get("/readyz"); code != 200 {
 		t.Errorf("ready: %d", code)
+	}
+}
+
+// TestStalledReaderDoesNotBlockCommits: a client that stops reading a
+// large query response holds up no commit, also commits that have to grow
+// the file (bbolt remaps it, which waits for every open read
+// transaction): responses are read from the store a page at a time.
+func TestStalledReaderDoesNotBlockCommits(t *testing.T) {
+	if testing.Short() {
+		t.Skip("writes tens of megabytes")
+	}
+	st, _ := newStore(t)
+	commit := func(sensor string, n, offset int) {
+		t.Helper()
+		var b store.Batch
+		for i := range n {
+			b.Readings = append(b.Readings, schema.Reading{Host: "h", Sensor: sensor, Time: t0.Add(time.Duration(offset+i) * time.Second),
+				Value: json.RawMessage(fmt.Sprintf(`"%016x%016x"`, uint64(offset+i)*0x9E3779B97F4A7C15, uint64(i)*0xC2B2AE3D27D4EB4F))})
+		}
+		if _, err := st.Commit(&b); err != nil {
+			t.Error(err)
+		}
+	}
+	commit("big", 200000, 0)
+	srv := httptest.NewServer((&Server{Store: st}).Handler())
+	defer srv.Close()
+	conn, err := net.Dial("tcp", srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "GET /api/v1/query?sensor=big&format=ndjson HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+	if _, err := io.ReadFull(conn, make([]byte, 1024)); err != nil {
+		t.Fatal(err)
+	}
+	// The client stops reading. Commits that grow the file go on.
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range 8 {
+			commit(fmt.Sprintf("grow%d", i), 50000, 0)
+		}
+	}()
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("commits blocked while a client stopped reading a response")
 	}
 }

@@ -91,8 +91,46 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("DELETE /api/v1/readings", s.delete)
 	mux.HandleFunc("GET /api/v1/backup", s.backup)
 	mux.HandleFunc("GET /api/v1/rules", s.rules)
-	return securityHeaders(s.requireKey(mux))
+	return securityHeaders(s.requireKey(writeDeadlines(mux, WriteIdleTimeout)))
 }
+
+// WriteIdleTimeout is how long a response may make no progress before the
+// connection is closed: a client that stops reading does not hold a
+// response (and what it reads from) forever, while a long export to a
+// client that keeps reading is never cut off.
+const WriteIdleTimeout = 30 * time.Second
+
+// writeDeadlines gives every write of a response a deadline idle from now.
+func writeDeadlines(h http.Handler, idle time.Duration) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		dw := &deadlineWriter{ResponseWriter: w, rc: http.NewResponseController(w), idle: idle}
+		dw.extend()
+		h.ServeHTTP(dw, r)
+	})
+}
+
+type deadlineWriter struct {
+	http.ResponseWriter
+	rc       *http.ResponseController
+	idle     time.Duration
+	extended time.Time
+}
+
+// extend moves the deadline, at most once a second (it is a syscall).
+func (d *deadlineWriter) extend() {
+	if now := time.Now(); now.Sub(d.extended) >= time.Second {
+		d.extended = now
+		_ = d.rc.SetWriteDeadline(now.Add(d.idle))
+	}
+}
+
+func (d *deadlineWriter) Write(p []byte) (int, error) {
+	d.extend()
+	return d.ResponseWriter.Write(p)
+}
+
+// Unwrap lets http.ResponseController reach the connection's writer.
+func (d *deadlineWriter) Unwrap() http.ResponseWriter { return d.ResponseWriter }
 
 // probe reports whether path is a health or readiness probe, which needs
 // no key.

@@ -19,8 +19,10 @@
 //   - Each host's watermark follows the rules of Advance; an
 //     acknowledgement never covers a reading that is not stored.
 //   - Dead letters are kept within Limits, the oldest dropped and counted.
-//   - Readers (scans, hosts) may run while a commit does; they see the
-//     state before it or after it.
+//   - Readers (scans, hosts) may run while a commit does, and never hold
+//     one up while their caller is slow (a stalled network client). A
+//     scan sees every reading committed before it began, once, in order;
+//     a long scan may read in pages, each a consistent snapshot.
 package store
 
 import (

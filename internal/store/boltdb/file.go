@@ -59,16 +59,34 @@ func (s *Store) Backup(w io.Writer) (int64, error) { return s.WriteBackup(w, nil
 
 // WriteBackup is Backup that first tells begin (when not nil) how many
 // bytes the copy will have, so a receiver can tell a short one.
+//
+// The consistent copy is written to a temporary file next to the
+// database and sent from there: a read transaction held open while a slow
+// receiver (a network client) takes the bytes would block every commit
+// that has to grow the file.
 func (s *Store) WriteBackup(w io.Writer, begin func(size int64)) (int64, error) {
-	var n int64
-	err := s.db.View(func(tx *bolt.Tx) error {
-		if begin != nil {
-			begin(tx.Size())
-		}
+	tmp, err := os.CreateTemp(filepath.Dir(s.path), "."+filepath.Base(s.path)+".backup-*")
+	if err != nil {
+		return 0, fmt.Errorf("backup: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	defer tmp.Close()
+	var size int64
+	err = s.db.View(func(tx *bolt.Tx) error {
 		var err error
-		n, err = tx.WriteTo(w)
+		size, err = tx.WriteTo(tmp)
 		return err
 	})
+	if err != nil {
+		return 0, fmt.Errorf("backup: %w", err)
+	}
+	if _, err := tmp.Seek(0, io.SeekStart); err != nil {
+		return 0, fmt.Errorf("backup: %w", err)
+	}
+	if begin != nil {
+		begin(size)
+	}
+	n, err := io.Copy(w, tmp)
 	if err != nil {
 		return n, fmt.Errorf("backup: %w", err)
 	}

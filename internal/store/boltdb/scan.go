@@ -4,38 +4,100 @@ import (
 	"bytes"
 	"errors"
 	"slices"
+	"time"
 
 	"github.com/apd-telemetry/apd/internal/store"
 	"github.com/apd-telemetry/apd/schema"
 	bolt "go.etcd.io/bbolt"
 )
 
-// Scan calls fn for every reading the query selects, ordered by sensor, then
-// host, then time, inside one read transaction: fn sees a consistent
-// snapshot. The reading passed to fn is valid only during the call. An error
-// from fn ends the scan and is returned, except store.ErrStop.
+// scanPage is how many readings Scan gathers in one read transaction
+// before it lets go of it and hands them to the caller.
+const scanPage = 4096
+
+// errPageFull ends a page of a scan.
+var errPageFull = errors.New("page full")
+
+// Scan calls fn for every reading the query selects, ordered by sensor,
+// then host, then time. It reads in pages of up to scanPage readings, each
+// in a read transaction that ends before fn sees the page: fn may be slow
+// (a stalled network client), and a read transaction held open would
+// block any commit that has to grow the file. Each page is a consistent
+// snapshot; every reading committed before Scan began is seen once. An
+// error from fn ends the scan and is returned, except store.ErrStop.
 func (s *Store) Scan(q store.Query, fn func(*schema.Reading) error) error {
 	since, until := queryKeys(q)
-	n := 0
-	err := s.db.View(func(tx *bolt.Tx) error {
-		return eachSeries(tx, q, func(_, hb *bolt.Bucket, sensor, host []byte) error {
-			return scanSeries(hb, string(host), string(sensor), since, until, func(r *schema.Reading) error {
-				if err := fn(r); err != nil {
-					return err
-				}
-				n++
-				if q.Limit > 0 && n >= q.Limit {
-					return store.ErrStop
-				}
-				return nil
-			})
-		}, nil)
-	})
-	if errors.Is(err, store.ErrStop) {
-		return nil
+	page := make([]schema.Reading, 0, scanPage)
+	// Where the next page starts: the series (sensor, host) and, within
+	// it, after the time key last.
+	var resume struct {
+		sensor, host, last []byte
+		set                bool
 	}
-	return err
+	n := 0
+	for {
+		page = page[:0]
+		full := false
+		err := s.db.View(func(tx *bolt.Tx) error {
+			err := eachSeries(tx, q, func(_, hb *bolt.Bucket, sensor, host []byte) error {
+				from := since
+				if resume.set {
+					switch c := compareSeries(sensor, host, resume.sensor, resume.host); {
+					case c < 0:
+						return nil // done on an earlier page
+					case c == 0:
+						from = nextKey(resume.last)
+						if since != nil && bytes.Compare(since, from) > 0 {
+							from = since
+						}
+					}
+				}
+				return scanSeries(hb, string(host), string(sensor), from, until, func(r *schema.Reading) error {
+					page = append(page, *r)
+					if len(page) == scanPage {
+						resume.sensor, resume.host, resume.last, resume.set = slices.Clone(sensor), slices.Clone(host), timeKey(r.Time), true
+						return errPageFull
+					}
+					return nil
+				})
+			}, nil)
+			if errors.Is(err, errPageFull) {
+				full = true
+				return nil
+			}
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		for i := range page {
+			if err := fn(&page[i]); err != nil {
+				if errors.Is(err, store.ErrStop) {
+					return nil
+				}
+				return err
+			}
+			n++
+			if q.Limit > 0 && n >= q.Limit {
+				return nil
+			}
+		}
+		if !full {
+			return nil
+		}
+	}
 }
+
+// compareSeries orders series as Scan visits them: by sensor, then host.
+func compareSeries(sensor, host, sensor2, host2 []byte) int {
+	if c := bytes.Compare(sensor, sensor2); c != 0 {
+		return c
+	}
+	return bytes.Compare(host, host2)
+}
+
+// nextKey returns the time key one millisecond after k.
+func nextKey(k []byte) []byte { return timeKey(keyTime(k).Add(time.Millisecond)) }
 
 // queryKeys returns the time keys of the query's bounds, nil for an open
 // end.

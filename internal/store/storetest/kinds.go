@@ -128,3 +128,60 @@ func testReadersDuringWrites(t *testing.T, open Opener) {
 	default:
 	}
 }
+
+// testLongScans: a scan over more readings than an engine reads at once
+// (several series of thousands) returns each exactly once, in order, also
+// from the middle of a series and with a limit; a scan callback that
+// commits meanwhile does not deadlock.
+func testLongScans(t *testing.T, open Opener) {
+	s := open(t, store.Limits{})
+	const perSeries = 5000
+	for _, host := range []string{"a", "b", "c"} {
+		var b store.Batch
+		for i := range perSeries {
+			b.Readings = append(b.Readings, schema.Reading{Host: host, Sensor: "long", Time: T0.Add(time.Duration(i) * time.Second),
+				Value: json.RawMessage(fmt.Sprint(i))})
+		}
+		if _, err := s.Commit(&b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	check := func(q store.Query, want int, first string) {
+		t.Helper()
+		var last schema.Reading
+		n := 0
+		err := s.Scan(q, func(r *schema.Reading) error {
+			if n == 0 && r.Host+"/"+string(r.Value) != first {
+				t.Errorf("%+v: first reading %s/%s, want %s", q, r.Host, r.Value, first)
+			}
+			if n > 0 && (r.Host < last.Host || r.Host == last.Host && !r.Time.After(last.Time)) {
+				t.Fatalf("%+v: %s at %s after %s at %s", q, r.Host, r.Time, last.Host, last.Time)
+			}
+			last = *r
+			n++
+			return nil
+		})
+		if err != nil || n != want {
+			t.Errorf("%+v: %d readings (%v), want %d", q, n, err, want)
+		}
+	}
+	check(store.Query{Sensor: "long"}, 3*perSeries, "a/0")
+	check(store.Query{Sensor: "long", Since: T0.Add(4500 * time.Second)}, 3*500, "a/4500")
+	check(store.Query{Sensor: "long", Limit: 4100}, 4100, "a/0")
+	check(store.Query{Sensor: "long", Hosts: []string{"c", "b"}}, 2*perSeries, "b/0")
+	// A slow consumer that writes while it reads.
+	n := 0
+	err := s.Scan(store.Query{Sensor: "long", Hosts: []string{"a"}}, func(r *schema.Reading) error {
+		if n%1000 == 0 {
+			b := store.Batch{Readings: []schema.Reading{{Host: "w", Sensor: "other", Time: r.Time, Value: json.RawMessage("1")}}}
+			if _, err := s.Commit(&b); err != nil {
+				return err
+			}
+		}
+		n++
+		return nil
+	})
+	if err != nil || n != perSeries {
+		t.Errorf("scan that commits: %d readings, %v", n, err)
+	}
+}

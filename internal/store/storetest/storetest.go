@@ -49,6 +49,7 @@ func Run(t *testing.T, open Opener) {
 		{"DeadLetterBatchBounded", testDeadLetterBatchBounded},
 		{"ValueKindsRoundTrip", testValueKindsRoundTrip},
 		{"ReadersDuringWrites", testReadersDuringWrites},
+		{"LongScans", testLongScans},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.test(t, open) })
 	}
