@@ -1,12 +1,21 @@
 package subscriber_test
 
 import (
+	"bytes"
 	"errors"
+	"log/slog"
+	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
 
 	"github.com/apd-telemetry/apd/internal/store/boltdb"
+	"github.com/apd-telemetry/apd/internal/testutil"
+	"github.com/apd-telemetry/apd/schema"
 
 	"github.com/apd-telemetry/apd/internal/store"
 	"github.com/apd-telemetry/apd/subscriber"
@@ -53,5 +62,78 @@ func TestCommitFailureHoldsAcknowledgements(t *testing.T) {
 	if in.Metrics().CommitFailing.Value() != 0 || in.Metrics().Stored.Value() != 5 || acks.Load() == 0 {
 		t.Fatalf("after recovery: failing=%d stored=%d $acks=%d",
 			in.Metrics().CommitFailing.Value(), in.Metrics().Stored.Value(), acks.Load())
+	}
+}
+
+// TestCorruptChunkQuarantined: a stored chunk that does not decode (which
+// fails every commit that touches its series, on every retry) is set
+// aside; readings of that series and of others go on being stored and
+// acknowledged, the failure is logged once and counted on the metrics.
+func TestCorruptChunkQuarantined(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "apd.db")
+	st, err := boltdb.Open(path, boltdb.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Now().UTC().Truncate(time.Hour)
+	at := func(host string, minute int, seq uint64) schema.Reading {
+		return schema.Reading{Host: host, Sensor: "temperature", Seq: seq, Time: t0.Add(time.Duration(minute) * time.Minute),
+			Value: schema.Quantity{Magnitude: 20, Unit: "degC"}.Raw()}
+	}
+	if _, err := st.Commit(&store.Batch{Readings: []schema.Reading{at("bad", 0, 0), at("bad", 1, 0), at("good", 0, 0)}}); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	// Damage the one chunk of temperature/bad.
+	db, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		hb := tx.Bucket([]byte("readings")).Bucket([]byte("temperature")).Bucket([]byte("bad"))
+		k, v := hb.Cursor().First()
+		return hb.Put(k, bytes.Repeat([]byte{0xff}, len(v)))
+	})
+	db.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err = boltdb.Open(path, boltdb.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	var log testutil.SyncBuffer
+	acks := make(chan string, 100)
+	in := subscriber.New(st, func(topic string, _ []byte) error { acks <- topic; return nil },
+		subscriber.Options{Logger: slog.New(slog.NewTextHandler(&log, nil))})
+	defer in.Close()
+	for i, r := range []schema.Reading{at("bad", 2, 1), at("good", 1, 1), at("bad", 3, 2), at("good", 2, 2)} {
+		if err := in.Submit("apd/"+r.Host+"/temperature", r.AppendJSON(nil, schema.WithIdentity), nil); err != nil {
+			t.Fatal(err)
+		}
+		if i == 1 {
+			time.Sleep(50 * time.Millisecond) // a second commit
+		}
+	}
+	waitFor(t, "both hosts' readings stored", func() bool { return in.Metrics().Stored.Value() == 4 })
+	if got := count(t, st, store.Query{Hosts: []string{"bad"}}); got != 2 {
+		t.Errorf("readings of the damaged series: %d, want the 2 new ones", got)
+	}
+	if got := count(t, st, store.Query{Hosts: []string{"good"}}); got != 3 {
+		t.Errorf("readings of the other series: %d, want 3", got)
+	}
+	if n := in.Metrics().Quarantined.Value(); n != 1 {
+		t.Errorf("quarantined %d chunks, want 1", n)
+	}
+	if n := strings.Count(log.String(), "quarantined"); n != 1 {
+		t.Errorf("logged %d times:\n%s", n, log.String())
+	}
+	seen := map[string]bool{}
+	for len(acks) > 0 {
+		seen[<-acks] = true
+	}
+	if !seen["apd/bad/$ack"] || !seen["apd/good/$ack"] {
+		t.Errorf("acknowledged %v, want both hosts", seen)
 	}
 }

@@ -108,7 +108,10 @@ type Metrics struct {
 	CommitFailing metrics.Gauge
 	AcksPublished metrics.Counter
 	// CutOff counts clients disconnected for sending too much bad input.
-	CutOff        metrics.Counter
+	CutOff metrics.Counter
+	// Quarantined counts stored chunks a commit found unreadable and set
+	// aside, going on without them.
+	Quarantined   metrics.Counter
 	BatchSize     *metrics.Histogram
 	CommitSeconds *metrics.Histogram
 	QueueDepth    func() float64
@@ -138,6 +141,7 @@ func (m *Metrics) Register(r *metrics.Registry) {
 	r.Gauge("apd_commit_failing", "1 while commits fail (e.g. disk full) and acknowledgements are held back.", "", &m.CommitFailing)
 	r.Counter("apd_acks_published_total", "Acknowledgements published on $ack topics.", "", &m.AcksPublished)
 	r.Counter("apd_clients_cut_off_total", "Clients disconnected for sending too many rejected messages.", "", &m.CutOff)
+	r.Counter("apd_store_quarantined_total", "Stored chunks found unreadable (corrupt) and set aside by a commit.", "", &m.Quarantined)
 	r.Histogram("apd_batch_size", "Items per committed batch.", m.BatchSize)
 	r.Histogram("apd_commit_seconds", "Commit latency in seconds.", m.CommitSeconds)
 	if m.QueueDepth != nil {
@@ -426,6 +430,11 @@ func (in *Ingester) afterCommit(batch *store.Batch, res store.CommitResult, done
 	m.Lost.Add(res.Lost)
 	m.Statuses.Add(uint64(len(batch.Statuses)))
 	m.Rejected[ReasonSeqOutOfRange].Add(uint64(len(res.Refused)))
+	for _, q := range res.Quarantined {
+		// Once per chunk: a quarantined chunk is out of the way.
+		in.log.Error("unreadable stored data set aside (quarantined); ingestion goes on", "what", q)
+		m.Quarantined.Inc()
+	}
 	if in.opts.OnCommit != nil && len(batch.Readings) > len(res.Refused) {
 		// In time order: a resumed session's queue can arrive shuffled
 		// (mochi resends it sorted by the second each message was made),

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -62,18 +61,18 @@ func count(t *testing.T, st *boltdb.Store, q store.Query) int {
 // with the test.
 func startEmbedded(t *testing.T, st *boltdb.Store, opts subscriber.Options, bopts broker.Options) (*subscriber.Ingester, *broker.Broker) {
 	t.Helper()
-	var ref atomic.Pointer[broker.Broker]
-	in := subscriber.New(st, func(topic string, p []byte) error {
-		return ref.Load().Publish(topic, p, true)
-	}, opts)
+	in := subscriber.NewIngester(st, opts)
 	bopts.Addr = testutil.FreeAddr(t)
 	bopts.Hooks = []mqtt.Hook{subscriber.NewHook(in)}
-	brk, err := broker.Start(bopts)
+	brk, err := broker.New(bopts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ref.Store(brk)
-	t.Cleanup(func() { brk.Close(); in.Close() })
+	in.Start(func(topic string, p []byte) error { return brk.Publish(topic, p, true) })
+	if err := brk.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { brk.StopListening(); in.Close(); brk.Close() })
 	return in, brk
 }
 

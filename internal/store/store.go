@@ -185,6 +185,10 @@ type CommitResult struct {
 	// because their seq is more than MaxSeqJump above their host's
 	// watermark; each became a dead letter.
 	Refused []int
+	// Quarantined describes the stored data a commit found unreadable (a
+	// corrupt chunk) and set aside instead of failing: the readings went
+	// on being written without it.
+	Quarantined []string
 	// Acks maps each host whose contiguous seq watermark advanced (or
 	// whose spool changed) to its acknowledgement: every reading of that
 	// host's spool with seq ≤ Seq is committed.

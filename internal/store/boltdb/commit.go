@@ -77,7 +77,23 @@ func commit(tx *bolt.Tx, b *store.Batch, limits store.Limits, now time.Time, res
 	if err != nil {
 		return err
 	}
-	if err := storeReadings(readings, kept, host, res); err != nil {
+	quarantine := func(sensor, host string) func(key, value []byte, err error) error {
+		return func(key, value []byte, cerr error) error {
+			qb, err := tx.CreateBucketIfNotExists(bucketQuarantine)
+			if err == nil {
+				qb, err = qb.CreateBucketIfNotExists([]byte(sensor))
+			}
+			if err == nil {
+				qb, err = qb.CreateBucketIfNotExists([]byte(host))
+			}
+			if err != nil {
+				return err
+			}
+			res.Quarantined = append(res.Quarantined, fmt.Sprintf("chunk %s/%s at %s: %v", sensor, host, schema.FormatTime(keyTime(key)), cerr))
+			return qb.Put(key, value)
+		}
+	}
+	if err := storeReadings(readings, kept, host, quarantine, res); err != nil {
 		return err
 	}
 	changes := map[string]*store.SeqChange{}
@@ -166,7 +182,8 @@ func refuseSeqJumps(b *store.Batch, host func(string) (*hostRecord, error), now 
 // storeReadings inserts the batch's readings, series by series, counting
 // what is new and what was already stored, and updating each host's
 // per-sensor statistics.
-func storeReadings(readings *bolt.Bucket, batch []schema.Reading, host func(string) (*hostRecord, error), res *store.CommitResult) error {
+func storeReadings(readings *bolt.Bucket, batch []schema.Reading, host func(string) (*hostRecord, error),
+	quarantine func(sensor, host string) func(key, value []byte, err error) error, res *store.CommitResult) error {
 	type series struct{ sensor, host string }
 	groups := map[series][]schema.Reading{}
 	var order []series
@@ -189,7 +206,7 @@ func storeReadings(readings *bolt.Bucket, batch []schema.Reading, host func(stri
 			return fmt.Errorf("host bucket %s/%s: %w", k.sensor, k.host, err)
 		}
 		hb.FillPercent = 0.9 // chunks are appended in time order: pack pages fuller
-		inserted, err := insertSeries(hb, k.host, k.sensor, rs)
+		inserted, err := insertSeries(hb, k.host, k.sensor, rs, quarantine(k.sensor, k.host))
 		if err != nil {
 			return err
 		}

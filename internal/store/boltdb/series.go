@@ -31,7 +31,12 @@ func firstChunk(c *bolt.Cursor, from []byte) ([]byte, []byte) {
 // bucket of chunks and reports, per reading, whether it was new. Each
 // chunk touched is decoded, merged and written back once per call, so a
 // batch costs one rewrite per series and chunk, not one per reading.
-func insertSeries(hb *bolt.Bucket, host, sensor string, rs []schema.Reading) ([]bool, error) {
+//
+// A chunk that does not decode is handed to quarantine (which keeps its
+// bytes aside) and the readings are written as if it were not there: a
+// corrupt chunk, failing the same way on every retry, would otherwise
+// stop every commit for good.
+func insertSeries(hb *bolt.Bucket, host, sensor string, rs []schema.Reading, quarantine func(key, value []byte, err error) error) ([]bool, error) {
 	inserted := make([]bool, len(rs))
 	for pos := 0; pos < len(rs); {
 		c := hb.Cursor()
@@ -41,11 +46,17 @@ func insertSeries(hb *bolt.Bucket, host, sensor string, rs []schema.Reading) ([]
 		if k != nil {
 			oldKey = slices.Clone(k)
 			var err error
-			if old, err = chunk.Decode(host, sensor, v); err != nil {
-				return nil, fmt.Errorf("chunk %s/%s at %s: %w", sensor, host, keyTime(k), err)
-			}
 			if nk, _ := c.Next(); nk != nil {
 				nextKey = slices.Clone(nk)
+			}
+			if old, err = chunk.Decode(host, sensor, v); err != nil {
+				if err := quarantine(oldKey, slices.Clone(v), err); err != nil {
+					return nil, err
+				}
+				if err := hb.Delete(oldKey); err != nil {
+					return nil, err
+				}
+				old, oldKey = nil, nil
 			}
 		}
 		end := pos

@@ -32,7 +32,10 @@ var (
 	bucketHosts    = []byte("hosts")
 	bucketPending  = []byte("pending")
 	bucketDead     = []byte("dead")
-	keySchema      = []byte("schema")
+	// quarantine/<sensor>/<host>/<ts>: chunks that did not decode, kept
+	// aside as they were found (made when the first is).
+	bucketQuarantine = []byte("quarantine")
+	keySchema        = []byte("schema")
 	// Dead-letter accounting in the meta bucket: how many are kept, their
 	// bytes, and how many were dropped to stay within the bounds.
 	keyDeadCount   = []byte("dead_count")
