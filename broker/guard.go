@@ -4,10 +4,12 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
@@ -94,8 +96,11 @@ func (l *guardedListener) Serve(establish listeners.EstablishFn) {
 		}
 		defer gc.release()
 		err := establish(id, gc)
-		if err != nil && !gc.spoke.Load() {
+		switch {
+		case err != nil && !gc.spoke.Load():
 			return nil // a probe or a port scan that sent nothing: not worth a warning
+		case errors.Is(err, net.ErrClosed), errors.Is(err, io.EOF), errors.Is(err, syscall.ECONNRESET):
+			return nil // the connection ended (the client went, or the broker stops): routine
 		}
 		return err
 	})

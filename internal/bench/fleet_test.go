@@ -1,0 +1,289 @@
+package bench
+
+import (
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/apd-telemetry/apd/internal/testutil"
+	"github.com/apd-telemetry/apd/schema"
+	paho "github.com/eclipse/paho.mqtt.golang"
+)
+
+// The fleet simulator: the shape of SPEC §9 — N devices, each its own
+// MQTT connection, S sensors, every device publishing on the same
+// clock-aligned tick (spread over about a second, as real clocks are),
+// QoS 1, v1 payloads with seq — against apd serve, and the same traffic
+// against Mosquitto alone (routing to one subscriber) as the reference.
+//
+// APD_FLEET=1000x10 sets devices × sensors (default 1000x10),
+// APD_FLEET_TICKS the ticks (default 6), APD_FLEET_INTERVAL the tick
+// (default 10s).
+
+type fleetShape struct {
+	devices, sensors, ticks int
+	interval                time.Duration
+}
+
+func fleetFromEnv(b *testing.B) fleetShape {
+	f := fleetShape{devices: 1000, sensors: 10, ticks: 6, interval: 10 * time.Second}
+	if v := os.Getenv("APD_FLEET"); v != "" {
+		d, s, ok := strings.Cut(v, "x")
+		var err1, err2 error
+		f.devices, err1 = strconv.Atoi(d)
+		f.sensors, err2 = strconv.Atoi(s)
+		if !ok || err1 != nil || err2 != nil {
+			b.Fatalf("APD_FLEET=%q: want DEVICESxSENSORS", v)
+		}
+	}
+	if v := os.Getenv("APD_FLEET_TICKS"); v != "" {
+		f.ticks, _ = strconv.Atoi(v)
+	}
+	if v := os.Getenv("APD_FLEET_INTERVAL"); v != "" {
+		f.interval, _ = time.ParseDuration(v)
+	}
+	return f
+}
+
+// fleetRun is what one run measured.
+type fleetRun struct {
+	readings  int
+	cpu       time.Duration // of the server process, over the ticks and their acknowledgement
+	rssMaxKiB int64
+	acked     int             // readings covered by an $ack
+	latencies []time.Duration // publish → $ack, one per acknowledged reading
+}
+
+// device is one simulated device.
+type device struct {
+	host   string
+	c      paho.Client
+	mu     sync.Mutex
+	sentAt map[uint64]time.Time
+	acked  uint64
+	lat    []time.Duration
+}
+
+// runFleet connects the devices to broker, runs the ticks and waits for
+// the acknowledgements (withAcks) or for the subscriber to have received
+// every reading (got), sampling pid's CPU and memory.
+func runFleet(b *testing.B, broker string, f fleetShape, pid int, withAcks bool, got *atomic.Int64) fleetRun {
+	b.Helper()
+	devices := make([]*device, f.devices)
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 100) // connect a hundred at a time, not all at once
+	var failed atomic.Int64
+	for i := range devices {
+		d := &device{host: fmt.Sprintf("dev%05d", i), sentAt: map[uint64]time.Time{}}
+		devices[i] = d
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			opts := paho.NewClientOptions().AddBroker("tcp://" + broker).SetClientID("fleet-" + d.host).
+				SetCleanSession(true).SetAutoReconnect(false).SetOrderMatters(false).SetConnectTimeout(30 * time.Second).
+				SetKeepAlive(60 * time.Second).SetMaxResumePubInFlight(64)
+			d.c = paho.NewClient(opts)
+			if tok := d.c.Connect(); !tok.WaitTimeout(60*time.Second) || tok.Error() != nil {
+				failed.Add(1)
+				return
+			}
+			st, _ := json.Marshal(schema.Status{State: schema.StateOnline, FirstSeq: 1, Spool: fmt.Sprintf("%016x", i)})
+			d.c.Publish("apd/"+d.host+"/$status", 1, true, st).Wait()
+			if withAcks {
+				d.c.Subscribe("apd/"+d.host+"/$ack", 1, func(_ paho.Client, m paho.Message) {
+					var a schema.Ack
+					if json.Unmarshal(m.Payload(), &a) != nil {
+						return
+					}
+					now := time.Now()
+					d.mu.Lock()
+					for seq := d.acked + 1; seq <= a.Seq; seq++ {
+						if t, ok := d.sentAt[seq]; ok {
+							d.lat = append(d.lat, now.Sub(t))
+							delete(d.sentAt, seq)
+						}
+					}
+					d.acked = max(d.acked, a.Seq)
+					d.mu.Unlock()
+				}).Wait()
+			}
+		}()
+	}
+	wg.Wait()
+	if n := failed.Load(); n > 0 {
+		b.Fatalf("%d of %d devices could not connect", n, f.devices)
+	}
+	defer func() {
+		for _, d := range devices {
+			d.c.Disconnect(0)
+		}
+	}()
+
+	var rssMax atomic.Int64
+	stopSampling := make(chan struct{})
+	go func() {
+		for {
+			if kib := rssKiB(b, pid); kib > rssMax.Load() {
+				rssMax.Store(kib)
+			}
+			select {
+			case <-stopSampling:
+				return
+			case <-time.After(250 * time.Millisecond):
+			}
+		}
+	}()
+	defer close(stopSampling)
+
+	// Ticks aligned to the clock, like apd-publish's.
+	first := time.Now().Truncate(f.interval).Add(f.interval)
+	time.Sleep(time.Until(first) - 50*time.Millisecond)
+	cpu0 := cpuTime(b, pid)
+	for tick := range f.ticks {
+		at := first.Add(time.Duration(tick) * f.interval)
+		for _, d := range devices {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				time.Sleep(time.Until(at) + rand.N(time.Second))
+				stamp := at.UTC().Truncate(time.Millisecond)
+				for s := range f.sensors {
+					seq := uint64(tick*f.sensors + s + 1)
+					r := schema.Reading{Host: d.host, Sensor: fmt.Sprintf("s%02d", s), Time: stamp, Seq: seq,
+						Value: schema.Quantity{Magnitude: 20 + float64(rand.N(100))/10, Unit: "degC"}.Raw()}
+					d.mu.Lock()
+					d.sentAt[seq] = time.Now()
+					d.mu.Unlock()
+					d.c.Publish("apd/"+d.host+"/"+r.Sensor, 1, false, r.AppendJSON(nil, schema.WithIdentity))
+				}
+			}()
+		}
+		wg.Wait()
+	}
+	total := f.devices * f.sensors * f.ticks
+	deadline := time.Now().Add(f.interval + 60*time.Second)
+	for time.Now().Before(deadline) {
+		done := 0
+		if withAcks {
+			for _, d := range devices {
+				d.mu.Lock()
+				done += int(d.acked)
+				d.mu.Unlock()
+			}
+		} else {
+			done = int(got.Load())
+		}
+		if done >= total {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	run := fleetRun{readings: total, cpu: cpuTime(b, pid) - cpu0, rssMaxKiB: rssMax.Load()}
+	for _, d := range devices {
+		d.mu.Lock()
+		run.acked += int(d.acked)
+		run.latencies = append(run.latencies, d.lat...)
+		d.mu.Unlock()
+	}
+	if !withAcks {
+		run.acked = int(got.Load())
+	}
+	return run
+}
+
+func percentile(ds []time.Duration, p float64) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	slices.Sort(ds)
+	return ds[min(len(ds)-1, int(float64(len(ds))*p))]
+}
+
+// startMosquitto runs Debian's mosquitto on a free port with limits high
+// enough for the fleet, or skips.
+func startMosquitto(b *testing.B) (addr string, pid int) {
+	b.Helper()
+	bin, err := exec.LookPath("mosquitto")
+	if err != nil {
+		if _, err = os.Stat("/usr/sbin/mosquitto"); err != nil {
+			b.Skip("mosquitto not installed (apt-get install mosquitto): no reference run")
+		}
+		bin = "/usr/sbin/mosquitto"
+	}
+	addr = testutil.FreeAddr(b)
+	_, port, _ := strings.Cut(addr, ":")
+	conf := filepath.Join(b.TempDir(), "mosquitto.conf")
+	_ = os.WriteFile(conf, []byte("listener "+port+" 127.0.0.1\nallow_anonymous true\nmax_queued_messages 1000000\nmax_inflight_messages 0\npersistence false\nlog_type error\n"), 0o600)
+	cmd := exec.Command(bin, "-c", conf)
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	testutil.WaitFor(b, "mosquitto", 10*time.Second, func() bool {
+		c := paho.NewClient(paho.NewClientOptions().AddBroker("tcp://" + addr).SetClientID("probe"))
+		tok := c.Connect()
+		ok := tok.WaitTimeout(time.Second) && tok.Error() == nil
+		if ok {
+			c.Disconnect(0)
+		}
+		return ok
+	})
+	return addr, cmd.Process.Pid
+}
+
+// BenchmarkFleet runs the fleet against apd serve and, on the same
+// traffic, against Mosquitto routing it to one subscriber; it reports
+// server CPU per reading for both, their ratio, apd's RSS and its
+// publish→$ack latency.
+//
+//	APD_FLEET=1000x10 go test -run '^$' -bench Fleet -benchtime 1x -timeout 30m ./internal/bench/
+func BenchmarkFleet(b *testing.B) {
+	f := fleetFromEnv(b)
+	bin := buildApd(b)
+	for range b.N {
+		// Mosquitto alone: the reference for routing the same traffic.
+		maddr, mpid := startMosquitto(b)
+		var got atomic.Int64
+		sub := paho.NewClient(paho.NewClientOptions().AddBroker("tcp://" + maddr).SetClientID("aggregator").SetOrderMatters(false))
+		if tok := sub.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+			b.Fatalf("subscriber: %v", tok.Error())
+		}
+		sub.Subscribe("apd/+/+", 1, func(_ paho.Client, m paho.Message) {
+			if !strings.HasSuffix(m.Topic(), "$status") {
+				got.Add(1)
+			}
+		}).Wait()
+		ref := runFleet(b, maddr, f, mpid, false, &got)
+		sub.Disconnect(0)
+
+		srv, addr, _ := startServe(b, bin)
+		run := runFleet(b, addr, f, srv.Process.Pid, true, nil)
+
+		apdPer := run.cpu / time.Duration(run.readings)
+		refPer := ref.cpu / time.Duration(ref.readings)
+		b.ReportMetric(float64(apdPer.Nanoseconds())/1000, "apd-µs/reading")
+		b.ReportMetric(float64(refPer.Nanoseconds())/1000, "mosquitto-µs/reading")
+		if refPer > 0 {
+			b.ReportMetric(float64(apdPer)/float64(refPer), "cpu-ratio")
+		}
+		b.ReportMetric(float64(run.rssMaxKiB)/1024, "apd-RSS-MiB")
+		b.ReportMetric(float64(ref.rssMaxKiB)/1024, "mosquitto-RSS-MiB")
+		b.ReportMetric(float64(percentile(run.latencies, 0.5).Milliseconds()), "ack-p50-ms")
+		b.ReportMetric(float64(percentile(run.latencies, 0.99).Milliseconds()), "ack-p99-ms")
+		b.ReportMetric(float64(run.acked)/float64(run.readings), "acked-fraction")
+		b.ReportMetric(float64(ref.acked)/float64(ref.readings), "mosquitto-delivered-fraction")
+	}
+}
