@@ -8,7 +8,6 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"github.com/apd-telemetry/apd/schema"
 	"log/slog"
 	"net"
 	"os"
@@ -16,6 +15,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/apd-telemetry/apd/schema"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/listeners"
@@ -44,6 +45,11 @@ type Options struct {
 	// dropped and counted. 0 means DefaultMaxInflight. It caps what an
 	// offline or slow subscriber can hold in memory.
 	MaxInflight int
+	// MaxWritesPending bounds, per connection, the messages queued for its
+	// socket; beyond it deliveries are dropped and counted. mochi makes a
+	// channel of this size for every connection, so it is most of an idle
+	// connection's memory. 0 means DefaultMaxWritesPending.
+	MaxWritesPending int
 	// SessionExpiry is how long the session of a disconnected client is
 	// kept; 0 means DefaultSessionExpiry.
 	SessionExpiry time.Duration
@@ -93,8 +99,12 @@ const (
 	// recoverable (devices republish what the aggregator did not
 	// acknowledge), so the limit is about memory, ~6 MB per client at
 	// 200-byte readings.
-	DefaultMaxInflight   = 32768
-	DefaultSessionExpiry = 24 * time.Hour
+	DefaultMaxInflight = 32768
+	// DefaultMaxWritesPending: 8 KiB of channel per connection (it was
+	// max_inflight's 32,768 slots: 256 KiB per connection, 2.5 GB for
+	// 10,000 devices). A subscriber that reads keeps it nearly empty.
+	DefaultMaxWritesPending = 1024
+	DefaultSessionExpiry    = 24 * time.Hour
 )
 
 // Broker is a running MQTT broker.
@@ -153,7 +163,10 @@ func New(opts Options) (*Broker, error) {
 	caps := mqtt.NewDefaultServerCapabilities()
 	caps.MaximumPacketSize = opts.MaxPayload
 	caps.MaximumInflight = uint16(min(opts.MaxInflight, 65535))
-	caps.MaximumClientWritesPending = int32(opts.MaxInflight)
+	if opts.MaxWritesPending <= 0 {
+		opts.MaxWritesPending = DefaultMaxWritesPending
+	}
+	caps.MaximumClientWritesPending = int32(opts.MaxWritesPending)
 	caps.MaximumSessionExpiryInterval = uint32(opts.SessionExpiry / time.Second)
 	srv := mqtt.New(&mqtt.Options{
 		InlineClient:           true,

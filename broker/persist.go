@@ -37,7 +37,8 @@ import (
 //   - In-flight messages live in a file of their own, written here: the
 //     bolt hook of mochi v2.7.9 stores them without their packet id, and
 //     the restarted broker then disconnects the client on every resend
-//     ("missing packet id"). They are written by one goroutine in batches
+//     ("missing packet id"). Retained messages live there too. They are
+//     written by one goroutine in batches
 //     (one transaction for all the writes waiting), in the order they
 //     happened: one transaction per message fanned out to twenty
 //     sessions cut a broker's throughput twentyfold.
@@ -60,10 +61,12 @@ func (h *persistence) queue(w inflightWrite) {
 }
 
 // inflightWrite is one change to the in-flight file: a put (value set),
-// a delete, or the deletion of every key with a prefix.
+// a delete, or the deletion of every key with a prefix, in the in-flight
+// bucket or, with retained set, the retained one.
 type inflightWrite struct {
 	key, value []byte
 	prefix     bool
+	retained   bool
 }
 
 type persistenceConfig struct {
@@ -78,7 +81,14 @@ func newPersistence(path string) (*persistence, *persistenceConfig) {
 	}
 }
 
-var inflightBucket = []byte("inflight")
+var (
+	inflightBucket = []byte("inflight")
+	// retainedBucket holds retained messages by topic. They are written
+	// here, in batches, rather than by mochi's bolt hook one transaction
+	// each: an aggregator acknowledging 10,000 hosts per tick would make
+	// 10,000 writes per tick.
+	retainedBucket = []byte("retained")
+)
 
 // Init opens both files.
 func (h *persistence) Init(config any) error {
@@ -94,8 +104,12 @@ func (h *persistence) Init(config any) error {
 		return fmt.Errorf("open %s: %w", cfg.inflightPath, err)
 	}
 	if err := db.Update(func(tx *bbolt.Tx) error {
-		_, err := tx.CreateBucketIfNotExists(inflightBucket)
-		return err
+		for _, b := range [][]byte{inflightBucket, retainedBucket} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		return nil
 	}); err != nil {
 		db.Close()
 		return err
@@ -125,8 +139,11 @@ func (h *persistence) writeInflight() {
 			}
 		}
 		err := h.inflight.Update(func(tx *bbolt.Tx) error {
-			b := tx.Bucket(inflightBucket)
 			for _, w := range batch {
+				b := tx.Bucket(inflightBucket)
+				if w.retained {
+					b = tx.Bucket(retainedBucket)
+				}
 				if err := applyInflight(b, w); err != nil {
 					return err
 				}
@@ -207,6 +224,66 @@ func (h *persistence) OnQosDropped(cl *mqtt.Client, pk packets.Packet) { h.OnQos
 func (h *persistence) OnClientExpired(cl *mqtt.Client) {
 	h.Hook.OnClientExpired(cl)
 	h.queue(inflightWrite{key: []byte(cl.ID + ":"), prefix: true})
+}
+
+// OnRetainMessage stores (r 1) or removes (r -1) a topic's retained
+// message, in the batched writer.
+func (h *persistence) OnRetainMessage(cl *mqtt.Client, pk packets.Packet, r int64) {
+	if r == -1 {
+		h.queue(inflightWrite{key: []byte(pk.TopicName), retained: true})
+		h.forgetOldRetained(cl, pk)
+		return
+	}
+	m := storage.Message{ID: "RET_" + pk.TopicName, T: storage.RetainedKey, FixedHeader: pk.FixedHeader, TopicName: pk.TopicName,
+		Payload: pk.Payload, Created: pk.Created, Client: cl.ID, Origin: pk.Origin,
+		Properties: storage.MessageProperties{MessageExpiryInterval: pk.Properties.MessageExpiryInterval}}
+	v, err := json.Marshal(m)
+	if err != nil {
+		return
+	}
+	h.queue(inflightWrite{key: []byte(pk.TopicName), value: v, retained: true})
+}
+
+// OnRetainedExpired removes an expired retained message.
+func (h *persistence) OnRetainedExpired(topic string) {
+	h.queue(inflightWrite{key: []byte(topic), retained: true})
+	h.Hook.OnRetainedExpired(topic)
+}
+
+// forgetOldRetained removes a retained message from where apds before
+// the batched writer kept it (mochi's bolt file), so it cannot come back
+// after a restart. Removals are rare (a cleared Home Assistant config).
+func (h *persistence) forgetOldRetained(cl *mqtt.Client, pk packets.Packet) {
+	h.Hook.OnRetainMessage(cl, pk, -1)
+}
+
+// StoredRetainedMessages returns the retained messages to restore: those
+// of the batched writer, and those an earlier apd left in mochi's file
+// for topics it has none of.
+func (h *persistence) StoredRetainedMessages() ([]storage.Message, error) {
+	old, err := h.Hook.StoredRetainedMessages()
+	if err != nil {
+		return nil, err
+	}
+	byTopic := map[string]storage.Message{}
+	for _, m := range old {
+		byTopic[m.TopicName] = m
+	}
+	err = h.inflight.View(func(tx *bbolt.Tx) error {
+		return tx.Bucket(retainedBucket).ForEach(func(_, v []byte) error {
+			var m storage.Message
+			if err := json.Unmarshal(v, &m); err != nil {
+				return err
+			}
+			byTopic[m.TopicName] = m
+			return nil
+		})
+	})
+	out := make([]storage.Message, 0, len(byTopic))
+	for _, m := range byTopic {
+		out = append(out, m)
+	}
+	return out, err
 }
 
 // OnSysInfoTick stores nothing: $SYS counters restart from zero, as mochi

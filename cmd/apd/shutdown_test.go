@@ -109,20 +109,20 @@ func retainedAcks(t *testing.T, broker string, hosts []string) map[string]uint64
 }
 
 // brokerStateAcks reads the retained acknowledgements a stopped broker
-// kept in its state file.
+// kept in its state (the retained bucket of broker.db.inflight).
 func brokerStateAcks(t *testing.T, path string, hosts []string) map[string]uint64 {
 	t.Helper()
-	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: time.Second})
+	db, err := bolt.Open(path+".inflight", 0o600, &bolt.Options{ReadOnly: true, Timeout: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer db.Close()
 	out := map[string]uint64{}
 	_ = db.View(func(tx *bolt.Tx) error {
-		b := tx.Bucket([]byte("mochi"))
+		b := tx.Bucket([]byte("retained"))
 		for _, h := range hosts {
 			var m storage.Message
-			if v := b.Get([]byte(storage.RetainedKey + "_apd/" + h + "/$ack")); v != nil && json.Unmarshal(v, &m) == nil {
+			if v := b.Get([]byte("apd/" + h + "/$ack")); v != nil && json.Unmarshal(v, &m) == nil {
 				var a schema.Ack
 				_ = json.Unmarshal(m.Payload, &a)
 				out[h] = a.Seq

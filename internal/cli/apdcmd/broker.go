@@ -17,17 +17,18 @@ import (
 
 // BrokerFlags configure the embedded broker.
 type BrokerFlags struct {
-	MQTTAddr        string        `name:"mqtt-addr" help:"MQTT listen address of the embedded broker." default:"127.0.0.1:1883" placeholder:"HOST:PORT" config:"server.mqtt_addr"`
-	MaxInflight     int           `help:"Per client, most QoS 1 messages awaiting delivery; beyond it the broker drops (and counts) them." default:"32768" config:"server.max_inflight"`
-	SessionExpiry   time.Duration `help:"How long the broker keeps the session of a disconnected client." default:"24h" config:"server.session_expiry"`
-	UsersFile       string        `help:"Users file (apd users add): clients must log in and are limited to their role. Without it only loopback clients are admitted." placeholder:"FILE" type:"path" config:"server.users_file"`
-	Insecure        bool          `help:"Allow a non-loopback --mqtt-addr without a users file: anyone who reaches it may publish." config:"server.insecure"`
-	TLSAddr         string        `name:"tls-addr" help:"Also listen for MQTT over TLS here (needs --tls-cert and --tls-key)." placeholder:"HOST:PORT" config:"server.tls_addr"`
-	TLSCert         string        `name:"tls-cert" help:"Server certificate (PEM) for the TLS and WebSocket listeners." placeholder:"FILE" type:"path" config:"server.tls_cert"`
-	TLSKey          string        `name:"tls-key" help:"Its private key (PEM)." placeholder:"FILE" type:"path" config:"server.tls_key"`
-	WSAddr          string        `name:"ws-addr" help:"Also listen for MQTT over WebSocket here, for browsers (TLS when --tls-cert is given)." placeholder:"HOST:PORT" config:"server.ws_addr"`
-	TLSClientCA     string        `name:"tls-client-ca" help:"CAs (PEM) whose client certificates log in as the user named by their common name, without a password." placeholder:"FILE" type:"path" config:"server.tls_client_ca"`
-	DiscoveryPrefix string        `name:"discovery-prefix" help:"Home Assistant discovery prefix under which device users may announce their own sensors." default:"homeassistant" config:"server.discovery_prefix"`
+	MQTTAddr         string        `name:"mqtt-addr" help:"MQTT listen address of the embedded broker." default:"127.0.0.1:1883" placeholder:"HOST:PORT" config:"server.mqtt_addr"`
+	MaxInflight      int           `help:"Per client, most QoS 1 messages awaiting delivery; beyond it the broker drops (and counts) them." default:"32768" config:"server.max_inflight"`
+	SessionExpiry    time.Duration `help:"How long the broker keeps the session of a disconnected client." default:"24h" config:"server.session_expiry"`
+	MaxWritesPending int           `help:"Per connection, most messages queued for its socket; beyond, deliveries are dropped (and counted)." default:"1024" config:"server.max_writes_pending"`
+	UsersFile        string        `help:"Users file (apd users add): clients must log in and are limited to their role. Without it only loopback clients are admitted." placeholder:"FILE" type:"path" config:"server.users_file"`
+	Insecure         bool          `help:"Allow a non-loopback --mqtt-addr without a users file: anyone who reaches it may publish." config:"server.insecure"`
+	TLSAddr          string        `name:"tls-addr" help:"Also listen for MQTT over TLS here (needs --tls-cert and --tls-key)." placeholder:"HOST:PORT" config:"server.tls_addr"`
+	TLSCert          string        `name:"tls-cert" help:"Server certificate (PEM) for the TLS and WebSocket listeners." placeholder:"FILE" type:"path" config:"server.tls_cert"`
+	TLSKey           string        `name:"tls-key" help:"Its private key (PEM)." placeholder:"FILE" type:"path" config:"server.tls_key"`
+	WSAddr           string        `name:"ws-addr" help:"Also listen for MQTT over WebSocket here, for browsers (TLS when --tls-cert is given)." placeholder:"HOST:PORT" config:"server.ws_addr"`
+	TLSClientCA      string        `name:"tls-client-ca" help:"CAs (PEM) whose client certificates log in as the user named by their common name, without a password." placeholder:"FILE" type:"path" config:"server.tls_client_ca"`
+	DiscoveryPrefix  string        `name:"discovery-prefix" help:"Home Assistant discovery prefix under which device users may announce their own sensors." default:"homeassistant" config:"server.discovery_prefix"`
 	// Limits on clients that have not logged in, on logins, and on what
 	// subscribers that do not read can make the broker hold.
 	ConnectTimeout     time.Duration `help:"How long a new connection has to send its CONNECT packet." default:"10s" config:"server.connect_timeout"`
@@ -106,6 +107,7 @@ func (f BrokerFlags) options(data string, maxPayload int, prefix string, users *
 		StatePath:          filepath.Join(data, "broker.db"),
 		MaxInflight:        f.MaxInflight,
 		SessionExpiry:      f.SessionExpiry,
+		MaxWritesPending:   f.MaxWritesPending,
 		ConnectTimeout:     f.ConnectTimeout,
 		MaxConnectSize:     f.MaxConnectSize,
 		MaxUnauthenticated: f.MaxUnauthenticated,
