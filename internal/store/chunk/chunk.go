@@ -15,6 +15,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/apd-telemetry/apd/schema"
@@ -215,11 +216,24 @@ func Encode(sensor string, rs []schema.Reading) []byte {
 		plain.Write(col.b)
 	}
 	var out bytes.Buffer
-	zw, _ := flate.NewWriter(&out, flate.BestSpeed)
+	zw := flateWriters.Get().(*flate.Writer)
+	zw.Reset(&out)
 	_, _ = zw.Write(plain.Bytes())
 	_ = zw.Close()
+	flateWriters.Put(zw)
 	return out.Bytes()
 }
+
+// flateWriters and flateReaders keep DEFLATE state between chunks: a new
+// compressor allocates and clears about a megabyte, which per chunk was
+// more than a third of a fleet's ingestion cost.
+var (
+	flateWriters = sync.Pool{New: func() any {
+		zw, _ := flate.NewWriter(nil, flate.BestSpeed)
+		return zw
+	}}
+	flateReaders = sync.Pool{New: func() any { return flate.NewReader(nil) }}
+)
 
 type chunkReader struct {
 	b   []byte
@@ -274,7 +288,10 @@ func (r *chunkReader) str() string { return string(r.bytes()) }
 
 // Decode rebuilds the readings of a chunk.
 func Decode(host, sensor string, data []byte) ([]schema.Reading, error) {
-	plain, err := io.ReadAll(flate.NewReader(bytes.NewReader(data)))
+	zr := flateReaders.Get().(io.ReadCloser)
+	_ = zr.(flate.Resetter).Reset(bytes.NewReader(data), nil)
+	plain, err := io.ReadAll(zr)
+	flateReaders.Put(zr)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
 	}
