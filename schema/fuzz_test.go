@@ -2,6 +2,7 @@ package schema
 
 import (
 	"bytes"
+	"encoding/json"
 	"testing"
 	"time"
 )
@@ -18,6 +19,26 @@ func FuzzDecode(f *testing.F) {
 	}
 	at := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	f.Fuzz(func(t *testing.T, payload []byte) {
+		// The hand-written scanner must agree with encoding/json on
+		// every object it claims to have read.
+		if ms, ok := objectMembers(payload); ok {
+			var want map[string]json.RawMessage
+			if err := json.Unmarshal(payload, &want); err != nil {
+				t.Fatalf("scanner accepted %q, encoding/json: %v", payload, err)
+			}
+			got := map[string]json.RawMessage{}
+			for _, m := range ms {
+				got[m.key] = m.value
+			}
+			if len(got) != len(want) {
+				t.Fatalf("scanner found %d members in %q, encoding/json %d", len(got), payload, len(want))
+			}
+			for k, v := range want {
+				if !bytes.Equal(got[k], v) {
+					t.Fatalf("member %q of %q: scanner %q, encoding/json %q", k, payload, got[k], v)
+				}
+			}
+		}
 		r, err := Decode("h", "s", payload, at)
 		if err != nil {
 			return

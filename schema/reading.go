@@ -99,9 +99,9 @@ func Decode(host, sensor string, payload []byte, received time.Time) (Reading, e
 	}
 	r := Reading{Host: host, Sensor: sensor}
 	if payload[0] == '{' {
-		var obj map[string]json.RawMessage
-		if err := json.Unmarshal(payload, &obj); err != nil {
-			return Reading{}, fmt.Errorf("%w: %v", ErrInvalidJSON, err)
+		obj, err := objectOf(payload)
+		if err != nil {
+			return Reading{}, err
 		}
 		if v, ok := obj["v"]; ok {
 			if string(v) != "1" {
@@ -131,13 +131,25 @@ func checkFinite(v json.RawMessage) error {
 	}
 	var raw json.RawMessage = v
 	if v[0] == '{' {
-		var q struct {
-			Magnitude json.RawMessage `json:"magnitude"`
+		ms, ok := objectMembers(v)
+		if !ok {
+			var q struct {
+				Magnitude json.RawMessage `json:"magnitude"`
+			}
+			if json.Unmarshal(v, &q) != nil || q.Magnitude == nil {
+				return nil
+			}
+			ms = []member{{key: "magnitude", value: q.Magnitude}}
 		}
-		if json.Unmarshal(v, &q) != nil || q.Magnitude == nil {
+		raw = nil
+		for _, m := range ms {
+			if m.key == "magnitude" {
+				raw = m.value
+			}
+		}
+		if raw == nil {
 			return nil
 		}
-		raw = q.Magnitude
 	}
 	if c := raw[0]; c != '-' && (c < '0' || c > '9') {
 		return nil
@@ -153,9 +165,9 @@ func checkFinite(v json.RawMessage) error {
 // are required. Errors wrap the same sentinels as Decode, and
 // ErrInvalidName for a bad host or sensor.
 func DecodeSelfDescribing(payload []byte) (Reading, error) {
-	var obj map[string]json.RawMessage
-	if err := json.Unmarshal(payload, &obj); err != nil {
-		return Reading{}, fmt.Errorf("%w: %v", ErrInvalidJSON, err)
+	obj, err := objectOf(payload)
+	if err != nil {
+		return Reading{}, err
 	}
 	if v, ok := obj["v"]; !ok || string(v) != "1" {
 		return Reading{}, fmt.Errorf("%w: want \"v\":%d", ErrUnsupportedVersion, Version)
@@ -163,7 +175,7 @@ func DecodeSelfDescribing(payload []byte) (Reading, error) {
 	var r Reading
 	for name, dst := range map[string]*string{"host": &r.Host, "sensor": &r.Sensor} {
 		raw, ok := obj[name]
-		if !ok || json.Unmarshal(raw, dst) != nil {
+		if !ok || decodeString(raw, dst) != nil {
 			return Reading{}, fmt.Errorf("%w: %s missing or not a string", ErrInvalidField, name)
 		}
 		if err := ValidateName(*dst); err != nil {
@@ -185,7 +197,7 @@ func (r *Reading) fromObject(obj map[string]json.RawMessage) error {
 			continue
 		}
 		var got string
-		if err := json.Unmarshal(raw, &got); err != nil {
+		if err := decodeString(raw, &got); err != nil {
 			return fmt.Errorf("%w: %s is not a string", ErrInvalidField, m.name)
 		}
 		if got != m.want {
@@ -197,7 +209,7 @@ func (r *Reading) fromObject(obj map[string]json.RawMessage) error {
 		return fmt.Errorf("%w: ts missing", ErrInvalidField)
 	}
 	var ts string
-	if err := json.Unmarshal(rawTS, &ts); err != nil {
+	if err := decodeString(rawTS, &ts); err != nil {
 		return fmt.Errorf("%w: ts is not a string", ErrInvalidField)
 	}
 	t, err := ParseTime(ts)
@@ -215,7 +227,7 @@ func (r *Reading) fromObject(obj map[string]json.RawMessage) error {
 	}
 	for name, dst := range map[string]*string{"title": &r.Title, "human": &r.Human} {
 		if raw, ok := obj[name]; ok {
-			if err := json.Unmarshal(raw, dst); err != nil {
+			if err := decodeString(raw, dst); err != nil {
 				return fmt.Errorf("%w: %s is not a string", ErrInvalidField, name)
 			}
 		}
@@ -249,11 +261,32 @@ func (r *Reading) fromObject(obj map[string]json.RawMessage) error {
 }
 
 func compact(raw []byte) json.RawMessage {
+	if !bytes.ContainsAny(raw, " \t\n\r") {
+		return append(json.RawMessage(nil), raw...) // compact already
+	}
 	var b bytes.Buffer
 	if err := json.Compact(&b, raw); err != nil {
 		return append(json.RawMessage(nil), raw...)
 	}
 	return b.Bytes()
+}
+
+// objectOf returns the members of a JSON object by key (the last of
+// repeated keys wins, as with encoding/json), or an error wrapping
+// ErrInvalidJSON.
+func objectOf(payload []byte) (map[string]json.RawMessage, error) {
+	if ms, ok := objectMembers(payload); ok {
+		obj := make(map[string]json.RawMessage, len(ms))
+		for _, m := range ms {
+			obj[m.key] = m.value
+		}
+		return obj, nil
+	}
+	var obj map[string]json.RawMessage
+	if err := json.Unmarshal(payload, &obj); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalidJSON, err)
+	}
+	return obj, nil
 }
 
 // Fields selects which identifying members AppendJSON writes.

@@ -371,3 +371,15 @@ func TestPrintable(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkDecode decodes the v1 payload of a fleet's typical reading.
+func BenchmarkDecode(b *testing.B) {
+	payload := []byte(`{"v":1,"host":"pi-kitchen","sensor":"temperature","title":"Ambient Temperature","ts":"2026-11-23T10:15:00.000Z","seq":1042,"value":{"magnitude":21.3,"unit":"degC"},"human":"21.3 °C (70.3 °F)"}`)
+	now := time.Now()
+	b.ReportAllocs()
+	for range b.N {
+		if _, err := Decode("pi-kitchen", "temperature", payload, now); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
