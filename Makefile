@@ -56,11 +56,12 @@ cross:
 	GOOS=linux GOARCH=arm GOARM=6 CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o dist/linux-armv6/ ./cmd/apd ./cmd/apd-publish
 	@ls -l dist/*/
 
-## fuzz: the payload decoder's and the chunk codec's fuzz targets, FUZZTIME each (seed corpus in schema/testdata/fuzz)
+## fuzz: the payload decoder's, the chunk codec's and the head rows' fuzz targets, FUZZTIME each (seed corpus in schema/testdata/fuzz)
 FUZZTIME ?= 60s
 fuzz:
 	$(GO) test ./schema -run '^$$' -fuzz FuzzDecode -fuzztime $(FUZZTIME)
 	$(GO) test ./internal/store/chunk -run '^$$' -fuzz FuzzDecode -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/store/chunk -run '^$$' -fuzz FuzzRows -fuzztime $(FUZZTIME)
 
 clean:
 	rm -rf $(BIN) dist bench.out footprint.out

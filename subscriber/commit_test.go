@@ -71,7 +71,9 @@ func TestCommitFailureHoldsAcknowledgements(t *testing.T) {
 // acknowledged, the failure is logged once and counted on the metrics.
 func TestCorruptChunkQuarantined(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "apd.db")
-	st, err := boltdb.Open(path, boltdb.Options{})
+	// Heads sealed at every commit: readings reach their chunks at once.
+	opts := boltdb.Options{HeadAge: time.Nanosecond}
+	st, err := boltdb.Open(path, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,6 +83,9 @@ func TestCorruptChunkQuarantined(t *testing.T) {
 			Value: schema.Quantity{Magnitude: 20, Unit: "degC"}.Raw()}
 	}
 	if _, err := st.Commit(&store.Batch{Readings: []schema.Reading{at("bad", 0, 0), at("bad", 1, 0), at("good", 0, 0)}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Commit(&store.Batch{}); err != nil { // seals them
 		t.Fatal(err)
 	}
 	st.Close()
@@ -98,7 +103,7 @@ func TestCorruptChunkQuarantined(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err = boltdb.Open(path, boltdb.Options{})
+	st, err = boltdb.Open(path, opts)
 	if err != nil {
 		t.Fatal(err)
 	}

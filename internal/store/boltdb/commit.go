@@ -3,6 +3,7 @@ package boltdb
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"sort"
 	"time"
 
@@ -19,15 +20,43 @@ import (
 // of it is durable when Commit returns nil, or none of it is.
 func (s *Store) Commit(b *store.Batch) (store.CommitResult, error) {
 	res := store.CommitResult{}
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		res = store.CommitResult{}
-		return commit(tx, b, s.limits, s.now(), &res)
+	err := s.update(func(tx *bolt.Tx, ht *headTx) error {
+		return commit(tx, ht, b, s.limits, &res)
 	})
-	return res, err
+	if err != nil {
+		return store.CommitResult{}, err
+	}
+	return res, nil
 }
 
-func commit(tx *bolt.Tx, b *store.Batch, limits store.Limits, now time.Time, res *store.CommitResult) error {
-	readings := tx.Bucket(bucketReadings)
+// update runs fn in a write transaction with the head's view of it, and
+// commits both: bbolt first, then the head changes, under the head lock
+// so that no reader sees one without the other.
+func (s *Store) update(fn func(*bolt.Tx, *headTx) error) error {
+	tx, err := s.db.Begin(true)
+	if err != nil {
+		return err
+	}
+	ht := s.beginHead(tx, s.now())
+	if err := fn(tx, ht); err != nil {
+		_ = tx.Rollback()
+		return err
+	}
+	if err := ht.finish(); err != nil {
+		_ = tx.Rollback()
+		return err
+	}
+	s.headMu.Lock()
+	defer s.headMu.Unlock()
+	if err := tx.Commit(); err != nil {
+		return err
+	}
+	ht.publish()
+	return nil
+}
+
+func commit(tx *bolt.Tx, ht *headTx, b *store.Batch, limits store.Limits, res *store.CommitResult) error {
+	now := ht.now
 	hostsB := tx.Bucket(bucketHosts)
 	pendingB := tx.Bucket(bucketPending)
 	hosts := map[string]*hostRecord{}
@@ -77,23 +106,8 @@ func commit(tx *bolt.Tx, b *store.Batch, limits store.Limits, now time.Time, res
 	if err != nil {
 		return err
 	}
-	quarantine := func(sensor, host string) func(key, value []byte, err error) error {
-		return func(key, value []byte, cerr error) error {
-			qb, err := tx.CreateBucketIfNotExists(bucketQuarantine)
-			if err == nil {
-				qb, err = qb.CreateBucketIfNotExists([]byte(sensor))
-			}
-			if err == nil {
-				qb, err = qb.CreateBucketIfNotExists([]byte(host))
-			}
-			if err != nil {
-				return err
-			}
-			res.Quarantined = append(res.Quarantined, fmt.Sprintf("chunk %s/%s at %s: %v", sensor, host, schema.FormatTime(keyTime(key)), cerr))
-			return qb.Put(key, value)
-		}
-	}
-	if err := storeReadings(readings, kept, host, quarantine, res); err != nil {
+	ht.quarantine = quarantineTo(tx, res)
+	if err := storeReadings(tx, ht, kept, host, res); err != nil {
 		return err
 	}
 	changes := map[string]*store.SeqChange{}
@@ -181,14 +195,13 @@ func refuseSeqJumps(b *store.Batch, host func(string) (*hostRecord, error), now 
 
 // storeReadings inserts the batch's readings, series by series, counting
 // what is new and what was already stored, and updating each host's
-// per-sensor statistics.
-func storeReadings(readings *bolt.Bucket, batch []schema.Reading, host func(string) (*hostRecord, error),
-	quarantine func(sensor, host string) func(key, value []byte, err error) error, res *store.CommitResult) error {
-	type series struct{ sensor, host string }
-	groups := map[series][]schema.Reading{}
-	var order []series
+// per-sensor statistics. Readings later than all of their series go to
+// its head; the others (late ones) into its chunks.
+func storeReadings(tx *bolt.Tx, ht *headTx, batch []schema.Reading, host func(string) (*hostRecord, error), res *store.CommitResult) error {
+	groups := map[seriesKey][]schema.Reading{}
+	var order []seriesKey
 	for _, r := range batch {
-		k := series{r.Sensor, r.Host}
+		k := seriesKey{r.Sensor, r.Host}
 		if _, ok := groups[k]; !ok {
 			order = append(order, k)
 		}
@@ -197,22 +210,39 @@ func storeReadings(readings *bolt.Bucket, batch []schema.Reading, host func(stri
 	for _, k := range order {
 		rs := groups[k]
 		chunk.SortByTime(rs)
-		sb, err := readings.CreateBucketIfNotExists([]byte(k.sensor))
-		if err != nil {
-			return fmt.Errorf("sensor bucket %s: %w", k.sensor, err)
-		}
-		hb, err := sb.CreateBucketIfNotExists([]byte(k.host))
-		if err != nil {
-			return fmt.Errorf("host bucket %s/%s: %w", k.sensor, k.host, err)
-		}
-		hb.FillPercent = 0.9 // chunks are appended in time order: pack pages fuller
-		inserted, err := insertSeries(hb, k.host, k.sensor, rs, quarantine(k.sensor, k.host))
-		if err != nil {
-			return err
-		}
 		h, err := host(k.host)
 		if err != nil {
 			return err
+		}
+		split, err := headFrom(tx, ht, k, h, rs)
+		if err != nil {
+			return err
+		}
+		inserted := make([]bool, len(rs))
+		if split > 0 {
+			hb, err := seriesBucket(tx, k)
+			if err != nil {
+				return err
+			}
+			ins, err := insertSeries(hb, k.host, k.sensor, rs[:split], ht.quarantine(k.sensor, k.host))
+			if err != nil {
+				return err
+			}
+			copy(inserted, ins)
+		}
+		if split < len(rs) {
+			if ht.get(k) == nil {
+				// Queries find series by their buckets: a head's series
+				// has one before its first chunk.
+				if _, err := seriesBucket(tx, k); err != nil {
+					return err
+				}
+			}
+			ins, err := ht.add(k, rs[split:])
+			if err != nil {
+				return err
+			}
+			copy(inserted[split:], ins)
 		}
 		for i, ins := range inserted {
 			if !ins {
@@ -236,4 +266,74 @@ func storeReadings(readings *bolt.Bucket, batch []schema.Reading, host func(stri
 		}
 	}
 	return nil
+}
+
+// headFrom returns where, in the sorted readings rs of series k, those
+// that go to its head begin: those at or after the head's first reading,
+// or, with no head, after the last reading the series has (its host's
+// statistics say when; a file from before the statistics, its last
+// chunk). The ones before go into its chunks.
+func headFrom(tx *bolt.Tx, ht *headTx, k seriesKey, h *hostRecord, rs []schema.Reading) (int, error) {
+	var bound int64 // readings after it go to the head
+	if hs := ht.get(k); hs != nil {
+		bound = hs.first - 1
+	} else if st := h.Sensors[k.sensor]; st != nil && !st.Last.IsZero() {
+		bound = st.Last.UnixMilli()
+	} else {
+		last, ok, err := lastChunkTime(tx, k)
+		if err != nil {
+			return 0, err
+		}
+		if !ok {
+			return 0, nil // nothing stored: all of it
+		}
+		bound = last
+	}
+	return sort.Search(len(rs), func(i int) bool { return rs[i].Time.UnixMilli() > bound }), nil
+}
+
+// lastChunkTime returns the time of the last reading in series k's chunks.
+func lastChunkTime(tx *bolt.Tx, k seriesKey) (int64, bool, error) {
+	sb := tx.Bucket(bucketReadings).Bucket([]byte(k.sensor))
+	if sb == nil {
+		return 0, false, nil
+	}
+	hb := sb.Bucket([]byte(k.host))
+	if hb == nil {
+		return 0, false, nil
+	}
+	key, v := hb.Cursor().Last()
+	if key == nil {
+		return 0, false, nil
+	}
+	rs, err := chunk.Decode(k.host, k.sensor, v)
+	if err != nil || len(rs) == 0 {
+		// Unreadable: all to the chunks, whose merge quarantines it.
+		return math.MaxInt64, true, nil
+	}
+	return rs[len(rs)-1].Time.UnixMilli(), true, nil
+}
+
+// quarantineTo returns what sets aside a chunk that does not decode, met
+// while writing series (sensor, host): its bytes go to the quarantine
+// bucket as they were, and res (when not nil) says so.
+func quarantineTo(tx *bolt.Tx, res *store.CommitResult) func(sensor, host string) func(key, value []byte, err error) error {
+	return func(sensor, host string) func(key, value []byte, err error) error {
+		return func(key, value []byte, cerr error) error {
+			qb, err := tx.CreateBucketIfNotExists(bucketQuarantine)
+			if err == nil {
+				qb, err = qb.CreateBucketIfNotExists([]byte(sensor))
+			}
+			if err == nil {
+				qb, err = qb.CreateBucketIfNotExists([]byte(host))
+			}
+			if err != nil {
+				return err
+			}
+			if res != nil {
+				res.Quarantined = append(res.Quarantined, fmt.Sprintf("chunk %s/%s at %s: %v", sensor, host, schema.FormatTime(keyTime(key)), cerr))
+			}
+			return qb.Put(key, value)
+		}
+	}
 }

@@ -15,12 +15,16 @@ import (
 // not shrink until Compact.
 func (s *Store) Delete(q store.Query) (int, error) {
 	removed := 0
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		removed = 0
+	err := s.update(func(tx *bolt.Tx, ht *headTx) error {
+		ht.quarantine = quarantineTo(tx, nil)
 		readings, hostsB := tx.Bucket(bucketReadings), tx.Bucket(bucketHosts)
 		since, until := queryKeys(q)
 		perHost := map[string]map[string]uint64{}
 		err := eachSeries(tx, q, func(sb, hb *bolt.Bucket, sensor, host []byte) error {
+			// The head first: the readings to delete may be there.
+			if err := ht.sealSeries(seriesKey{string(sensor), string(host)}); err != nil {
+				return err
+			}
 			n, err := deleteSeries(hb, string(host), string(sensor), since, until)
 			if err != nil || n == 0 {
 				return err

@@ -126,6 +126,12 @@ func Verify(path string) error {
 				return fmt.Errorf("verify %s: not an apd database (no %s bucket)", path, b)
 			}
 		}
+		if tx.Bucket(bucketLog) != nil {
+			// The head's log must read, or Open would refuse the file.
+			if err := (&Store{head: newHead(0)}).replay(tx); err != nil {
+				return fmt.Errorf("verify %s: %w", path, err)
+			}
+		}
 		return nil
 	})
 }

@@ -36,6 +36,14 @@ var migrations = []func(*bolt.Tx) error{
 		return nil
 	},
 	migrateToChunks,
+	func(tx *bolt.Tx) error {
+		for _, b := range [][]byte{bucketLog, bucketHeadMeta} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	},
 }
 
 // migrateToChunks rewrites version 1's one-record-per-reading layout into

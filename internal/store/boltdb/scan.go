@@ -3,10 +3,12 @@ package boltdb
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"slices"
 	"time"
 
 	"github.com/apd-telemetry/apd/internal/store"
+	"github.com/apd-telemetry/apd/internal/store/chunk"
 	"github.com/apd-telemetry/apd/schema"
 	bolt "go.etcd.io/bbolt"
 )
@@ -38,6 +40,7 @@ func (s *Store) Scan(q store.Query, fn func(*schema.Reading) error) error {
 	for {
 		page = page[:0]
 		full := false
+		s.headMu.RLock()
 		err := s.db.View(func(tx *bolt.Tx) error {
 			err := eachSeries(tx, q, func(_, hb *bolt.Bucket, sensor, host []byte) error {
 				from := since
@@ -52,14 +55,19 @@ func (s *Store) Scan(q store.Query, fn func(*schema.Reading) error) error {
 						}
 					}
 				}
-				return scanSeries(hb, string(host), string(sensor), from, until, func(r *schema.Reading) error {
+				add := func(r *schema.Reading) error {
 					page = append(page, *r)
 					if len(page) == scanPage {
 						resume.sensor, resume.host, resume.last, resume.set = slices.Clone(sensor), slices.Clone(host), timeKey(r.Time), true
 						return errPageFull
 					}
 					return nil
-				})
+				}
+				if err := scanSeries(hb, string(host), string(sensor), from, until, add); err != nil {
+					return err
+				}
+				// The head's readings are later than the chunks'.
+				return scanHead(s.head.series[seriesKey{string(sensor), string(host)}], string(host), string(sensor), from, until, add)
 			}, nil)
 			if errors.Is(err, errPageFull) {
 				full = true
@@ -67,6 +75,7 @@ func (s *Store) Scan(q store.Query, fn func(*schema.Reading) error) error {
 			}
 			return err
 		})
+		s.headMu.RUnlock()
 		if err != nil {
 			return err
 		}
@@ -171,4 +180,35 @@ func (s *Store) Size() (int64, error) {
 	var n int64
 	err := s.db.View(func(tx *bolt.Tx) error { n = tx.Size(); return nil })
 	return n, err
+}
+
+// scanHead calls fn for the readings of head hs (nil: none) in
+// [since, until) (nil keys: open ends), in time order.
+func scanHead(hs *headSeries, host, sensor string, since, until []byte, fn func(*schema.Reading) error) error {
+	if hs == nil {
+		return nil
+	}
+	if until != nil && hs.first >= keyTime(until).UnixMilli() || since != nil && hs.last < keyTime(since).UnixMilli() {
+		return nil
+	}
+	b := hs.rows
+	var st chunk.RowState
+	r := schema.Reading{Host: host, Sensor: sensor}
+	for i := 0; i < hs.n; i++ {
+		var err error
+		if b, err = chunk.ReadRow(b, &st, &r); err != nil {
+			return fmt.Errorf("head of %s/%s: %w", sensor, host, err)
+		}
+		tk := timeKey(r.Time)
+		if since != nil && bytes.Compare(tk, since) < 0 {
+			continue
+		}
+		if until != nil && bytes.Compare(tk, until) >= 0 {
+			return nil
+		}
+		if err := fn(&r); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/apd-telemetry/apd/internal/store"
@@ -14,8 +15,9 @@ import (
 )
 
 // SchemaVersion is the layout version this package writes: 1 kept one JSON
-// record per reading, 2 keeps compressed chunks of up to 512 readings.
-const SchemaVersion = 2
+// record per reading, 2 keeps compressed chunks of up to 512 readings, 3
+// adds the head's write-ahead log (an apd that knew 2 would not read it).
+const SchemaVersion = 3
 
 // Errors returned by Open.
 var (
@@ -35,7 +37,12 @@ var (
 	// quarantine/<sensor>/<host>/<ts>: chunks that did not decode, kept
 	// aside as they were found (made when the first is).
 	bucketQuarantine = []byte("quarantine")
-	keySchema        = []byte("schema")
+	// log/<n>: the head's write-ahead log, one record per commit (head.go);
+	// headmeta/<sensor>\x00<host>: the record a series was last sealed at.
+	bucketLog      = []byte("log")
+	bucketHeadMeta = []byte("headmeta")
+	keySchema      = []byte("schema")
+	keyLogNext     = []byte("log_next")
 	// Dead-letter accounting in the meta bucket: how many are kept, their
 	// bytes, and how many were dropped to stay within the bounds.
 	keyDeadCount   = []byte("dead_count")
@@ -56,8 +63,13 @@ type Options struct {
 	// Limits bound the dead letters kept.
 	Limits store.Limits
 	// Now is the clock of what the store stamps itself (a status without
-	// ts, a dead letter it makes); nil means time.Now.
+	// ts, a dead letter it makes) and of the head's ages; nil means
+	// time.Now.
 	Now func() time.Time
+	// HeadAge is how long a series' readings stay in the head at least
+	// before they are sealed into a chunk (each series adds up to as much
+	// again); 0 means five minutes.
+	HeadAge time.Duration
 }
 
 // ErrTruncated means the file is shorter than its own meta page says:
@@ -87,6 +99,12 @@ type Store struct {
 	path   string
 	limits store.Limits
 	now    func() time.Time
+	// headMu orders readers against commits: a commit holds it to commit
+	// its bbolt transaction and publish its head changes together, a
+	// reader to begin its transaction and read the head, so each sees
+	// both as of the same commit.
+	headMu sync.RWMutex
+	head   *head
 }
 
 // Open opens or creates the database at path and migrates it to
@@ -121,7 +139,7 @@ func Open(path string, opts Options) (*Store, error) {
 	// bbolt's 16 MiB step: a Pi's card is small, and a bound on what a
 	// part of the file may hold (dead letters) should bound the file.
 	db.AllocSize = allocSize
-	s := &Store{db: db, path: path, limits: opts.Limits.WithDefaults(), now: opts.Now}
+	s := &Store{db: db, path: path, limits: opts.Limits.WithDefaults(), now: opts.Now, head: newHead(opts.HeadAge)}
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -131,14 +149,20 @@ func Open(path string, opts Options) (*Store, error) {
 			if err == nil && v < SchemaVersion {
 				err = fmt.Errorf("%w: file has schema %d, this apd reads %d; open it once without read-only (apd compact --db, or apd serve) to migrate it", ErrOldSchema, v, SchemaVersion)
 			}
-			return err
+			if err != nil {
+				return err
+			}
+			return s.replay(tx)
 		})
 	} else {
 		err = db.Update(func(tx *bolt.Tx) error {
 			if err := migrate(tx); err != nil {
 				return err
 			}
-			return countDeadLetters(tx)
+			if err := countDeadLetters(tx); err != nil {
+				return err
+			}
+			return s.replay(tx)
 		})
 	}
 	if err != nil {

@@ -158,3 +158,16 @@ func TestConformance(t *testing.T) {
 		return s
 	})
 }
+
+// TestConformanceSealingAlways runs the suite with heads sealed at every
+// commit, so that every reading also goes the way of the chunks.
+func TestConformanceSealingAlways(t *testing.T) {
+	storetest.Run(t, func(t *testing.T, limits store.Limits) store.Store {
+		s, err := Open(filepath.Join(t.TempDir(), "apd.db"), Options{NoSync: true, Limits: limits, HeadAge: time.Nanosecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	})
+}

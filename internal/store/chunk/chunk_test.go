@@ -30,13 +30,13 @@ func TestDecimal(t *testing.T) {
 	}
 }
 
-// TestChunkRoundTrip: every kind of value, error readings, titles, human
-// texts (derived or not), unknown members and irregular times come back
-// byte for byte.
-func TestChunkRoundTrip(t *testing.T) {
+// variedReadings has every kind of value, error readings, titles, human
+// texts (derived or not), unknown members and irregular times.
+func variedReadings() []schema.Reading {
 	t0 := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
 	values := []string{`21.3`, `{"magnitude":21.4,"unit":"degC"}`, `{"magnitude":1e3,"unit":"degC"}`, `{"magnitude":-3.25,"unit":"degF"}`,
-		`true`, `false`, `"text <&>"`, `["a","b"]`, `{"a":{"b":[1,2]}}`, `null`, `-0`, `1.5e-7`, `{"magnitude":22,"unit":"degC"}`}
+		`true`, `false`, `"text <&>"`, `["a","b"]`, `{"a":{"b":[1,2]}}`, `null`, `-0`, `1.5e-7`, `{"magnitude":22,"unit":"degC"}`,
+		`{"magnitude":1,"unit":"a\"b"}`, `{"magnitude":"x","unit":"degC"}`, `{"magnitude":2,"unit":"degC","extra":1}`, `{"magnitude":,"unit":"degC"}`}
 	var in []schema.Reading
 	for i, v := range values {
 		r := schema.Reading{Host: "h", Sensor: "temperature", Time: t0.Add(time.Duration(i*i) * 137 * time.Millisecond),
@@ -52,8 +52,14 @@ func TestChunkRoundTrip(t *testing.T) {
 		}
 		in = append(in, r)
 	}
-	in = append(in, schema.Reading{Host: "h", Sensor: "temperature", Time: t0.Add(time.Hour),
+	return append(in, schema.Reading{Host: "h", Sensor: "temperature", Time: t0.Add(time.Hour),
 		Error: &schema.SampleError{Kind: schema.Intermittent, Message: "checksum"}, Title: "Ambient Temperature"})
+}
+
+// TestChunkRoundTrip: every reading of variedReadings comes back byte
+// for byte.
+func TestChunkRoundTrip(t *testing.T) {
+	in := variedReadings()
 	out, err := Decode("h", "temperature", Encode("temperature", in))
 	if err != nil {
 		t.Fatal(err)

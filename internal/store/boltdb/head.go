@@ -1,0 +1,408 @@
+package boltdb
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"time"
+
+	"github.com/apd-telemetry/apd/internal/store/chunk"
+	"github.com/apd-telemetry/apd/schema"
+	bolt "go.etcd.io/bbolt"
+)
+
+// The head is where a live fleet's readings go first. A commit that gives
+// each of ten thousand series one reading must not decode, merge and
+// re-compress ten thousand chunks: it appends each reading as a row to
+// its series' head in memory (a few bytes, whatever the series holds)
+// and writes all of the commit's rows as one record of the write-ahead
+// log, one sequential value in the same bbolt transaction as the
+// watermarks, so what is acknowledged is as durable as before. A series'
+// head is sealed into chunks — the old merge, now once per many readings —
+// when it is full, when it has been open for its age, when a commit brings
+// it many readings at once, and before a delete. Log records older than
+// every open head are dropped; Open replays the rest.
+//
+// This is Prometheus TSDB's head block (an appendable open chunk per
+// series, a WAL replayed at start) on one file: the log lives in the
+// database, so a backup or a compacted copy carries it and one
+// transaction still makes everything durable at once.
+//
+// Invariant: every reading in a series' head is later than every reading
+// of that series in its chunks. Readings that would break it (late
+// ones, a spool replayed after a week) go to the chunks directly, as
+// before; queries read chunks, then head.
+
+// seriesKey names a series.
+type seriesKey struct{ sensor, host string }
+
+// headSeries is the unsealed part of one series: readings in time order,
+// unique, as rows (chunk.AppendRow).
+type headSeries struct {
+	rows        []byte
+	n           int
+	first, last int64          // ms of the first and last rows
+	end         chunk.RowState // after the last row: what the next is written against
+	firstRec    uint64         // the log record that holds the oldest row
+	started     time.Time      // when the oldest row was committed
+}
+
+// readings decodes the head's rows.
+func (h *headSeries) readings(k seriesKey) ([]schema.Reading, error) {
+	rs, _, err := chunk.ReadRows(k.host, k.sensor, h.rows, h.n)
+	return rs, err
+}
+
+// Sealing policy. A head of 60 rows (10 minutes at 10 s) costs about 6
+// bytes a reading in memory; a chunk then takes its rows in one merge.
+const (
+	// defaultHeadAge is how long a series' head stays open at least; each
+	// series adds up to as much again (by a hash of its name), so that a
+	// fleet that started on one tick does not seal on one tick.
+	defaultHeadAge = 5 * time.Minute
+	// directSeal is how many new readings of one series in one commit go
+	// straight to its chunks (an import, a spool catching up).
+	directSeal = 64
+	// sealsPerCommit bounds the age seals one commit does, so that sealing
+	// never holds up acknowledgements for long.
+	sealsPerCommit = 1024
+	// sweepEvery is how often commits look for heads to seal by age.
+	sweepEvery = time.Second
+)
+
+// head is the store's in-memory head and its log position.
+type head struct {
+	series  map[seriesKey]*headSeries
+	nextRec uint64 // the record number the next commit takes
+	age     time.Duration
+	seed    maphash.Seed
+	swept   time.Time
+}
+
+func newHead(age time.Duration) *head {
+	if age <= 0 {
+		age = defaultHeadAge
+	}
+	return &head{series: map[seriesKey]*headSeries{}, age: age, seed: maphash.MakeSeed()}
+}
+
+// maxAge is how long series k's head stays open.
+func (h *head) maxAge(k seriesKey) time.Duration {
+	var mh maphash.Hash
+	mh.SetSeed(h.seed)
+	mh.WriteString(k.sensor)
+	mh.WriteString(k.host)
+	return h.age + time.Duration(mh.Sum64()%uint64(h.age))
+}
+
+// headTx is one write transaction's view of the head: the changes it makes,
+// published only when the bbolt transaction commits.
+type headTx struct {
+	h       *head
+	tx      *bolt.Tx
+	rec     uint64
+	now     time.Time
+	changed map[seriesKey]*headSeries // nil: sealed (empty)
+	log     []byte                    // this commit's log record
+	logged  bool
+	// quarantine sets aside an undecodable chunk met while sealing.
+	quarantine func(sensor, host string) func(key, value []byte, err error) error
+}
+
+func (s *Store) beginHead(tx *bolt.Tx, now time.Time) *headTx {
+	ht := &headTx{h: s.head, tx: tx, rec: s.head.nextRec, now: now, changed: map[seriesKey]*headSeries{}}
+	ht.log = binary.AppendVarint(nil, now.UnixMilli())
+	return ht
+}
+
+// get returns series k's head as this transaction sees it, nil for none.
+// The result must not be changed: it may be the published one.
+func (ht *headTx) get(k seriesKey) *headSeries {
+	if h, ok := ht.changed[k]; ok {
+		return h
+	}
+	return ht.h.series[k]
+}
+
+// withRows returns head cur (nil for none) with rs (sorted by time)
+// added, and per reading whether it was new; rec and now are the commit's.
+// cur is not changed: appended rows go after its own in the same array,
+// which readers of cur do not read past.
+func withRows(cur *headSeries, k seriesKey, rs []schema.Reading, rec uint64, now time.Time) (headSeries, []bool, error) {
+	inserted := make([]bool, len(rs))
+	if cur != nil && rs[0].Time.UnixMilli() <= cur.last {
+		// Out of order within the head: rebuild it (rare).
+		old, err := cur.readings(k)
+		if err != nil {
+			return headSeries{}, nil, fmt.Errorf("head of %s/%s: %w", k.sensor, k.host, err)
+		}
+		merged, ins := chunk.Merge(old, rs)
+		copy(inserted, ins)
+		next := headSeries{firstRec: cur.firstRec, started: cur.started, n: len(merged),
+			first: merged[0].Time.UnixMilli(), last: merged[len(merged)-1].Time.UnixMilli()}
+		for i := range merged {
+			next.rows = chunk.AppendRow(next.rows, &next.end, &merged[i])
+		}
+		return next, inserted, nil
+	}
+	var next headSeries
+	if cur != nil {
+		next = *cur
+	}
+	for i := range rs {
+		t := rs[i].Time.UnixMilli()
+		if next.n > 0 && t <= next.last {
+			continue // a duplicate within the batch: the first wins
+		}
+		if next.n == 0 {
+			next.first, next.firstRec, next.started = t, rec, now
+		}
+		next.rows = chunk.AppendRow(next.rows, &next.end, &rs[i])
+		next.n++
+		next.last = t
+		inserted[i] = true
+	}
+	return next, inserted, nil
+}
+
+// add puts new readings of series k (sorted by time, none before the
+// head's first) into its head and reports, per reading, whether it was new.
+// Many at once, or a full head, seal the series instead.
+func (ht *headTx) add(k seriesKey, rs []schema.Reading) ([]bool, error) {
+	next, inserted, err := withRows(ht.get(k), k, rs, ht.rec, ht.now)
+	if err != nil {
+		return nil, err
+	}
+	added := 0
+	for _, ins := range inserted {
+		if ins {
+			added++
+		}
+	}
+	if added == 0 {
+		return inserted, nil
+	}
+	if next.n >= chunk.MaxReadings || added >= directSeal {
+		return inserted, ht.seal(k, &next)
+	}
+	ht.changed[k] = &next
+	// The log gets this commit's new rows of the series, as a run of
+	// their own.
+	ht.log = appendLogString(ht.log, k.sensor)
+	ht.log = appendLogString(ht.log, k.host)
+	ht.log = binary.AppendUvarint(ht.log, uint64(added))
+	var st chunk.RowState
+	for i := range rs {
+		if inserted[i] {
+			ht.log = chunk.AppendRow(ht.log, &st, &rs[i])
+		}
+	}
+	ht.logged = true
+	return inserted, nil
+}
+
+func appendLogString(b []byte, s string) []byte {
+	return append(binary.AppendUvarint(b, uint64(len(s))), s...)
+}
+
+// seal writes head h of series k into its chunks and empties it.
+func (ht *headTx) seal(k seriesKey, h *headSeries) error {
+	rs, err := h.readings(k)
+	if err != nil {
+		return fmt.Errorf("head of %s/%s: %w", k.sensor, k.host, err)
+	}
+	hb, err := seriesBucket(ht.tx, k)
+	if err != nil {
+		return err
+	}
+	if _, err := insertSeries(hb, k.host, k.sensor, rs, ht.quarantine(k.sensor, k.host)); err != nil {
+		return err
+	}
+	var v [8]byte
+	binary.BigEndian.PutUint64(v[:], ht.rec)
+	if err := ht.tx.Bucket(bucketHeadMeta).Put(headMetaKey(k), v[:]); err != nil {
+		return err
+	}
+	ht.changed[k] = nil
+	return nil
+}
+
+// sealSeries seals series k's head, if it has one (before a delete).
+func (ht *headTx) sealSeries(k seriesKey) error {
+	if h := ht.get(k); h != nil {
+		return ht.seal(k, h)
+	}
+	return nil
+}
+
+func headMetaKey(k seriesKey) []byte {
+	b := make([]byte, 0, len(k.sensor)+1+len(k.host))
+	return append(append(append(b, k.sensor...), 0), k.host...)
+}
+
+// seriesBucket returns series k's bucket of chunks, made if need be.
+func seriesBucket(tx *bolt.Tx, k seriesKey) (*bolt.Bucket, error) {
+	sb, err := tx.Bucket(bucketReadings).CreateBucketIfNotExists([]byte(k.sensor))
+	if err != nil {
+		return nil, fmt.Errorf("sensor bucket %s: %w", k.sensor, err)
+	}
+	hb, err := sb.CreateBucketIfNotExists([]byte(k.host))
+	if err != nil {
+		return nil, fmt.Errorf("host bucket %s/%s: %w", k.sensor, k.host, err)
+	}
+	hb.FillPercent = 0.9 // chunks are appended in time order: pack pages fuller
+	return hb, nil
+}
+
+// finish seals what has been open too long, drops log records no head
+// needs any more, and writes this commit's record. It runs last in the
+// write transaction.
+func (ht *headTx) finish() error {
+	h := ht.h
+	meta := ht.tx.Bucket(bucketMeta)
+	if ht.now.Sub(h.swept) >= min(sweepEvery, h.age) || ht.now.Before(h.swept) {
+		h.swept = ht.now
+		sealed := 0
+		oldest := ht.rec + 1
+		consider := func(k seriesKey, hs *headSeries) error {
+			if hs == nil {
+				return nil
+			}
+			if sealed < sealsPerCommit && ht.now.Sub(hs.started) >= h.maxAge(k) {
+				sealed++
+				return ht.seal(k, hs)
+			}
+			oldest = min(oldest, hs.firstRec)
+			return nil
+		}
+		for k, hs := range h.series {
+			if _, ok := ht.changed[k]; !ok {
+				if err := consider(k, hs); err != nil {
+					return err
+				}
+			}
+		}
+		for k, hs := range ht.changed {
+			if err := consider(k, hs); err != nil {
+				return err
+			}
+		}
+		log := ht.tx.Bucket(bucketLog)
+		c := log.Cursor()
+		for k, _ := c.First(); k != nil && binary.BigEndian.Uint64(k) < oldest; k, _ = c.Next() {
+			if err := c.Delete(); err != nil {
+				return err
+			}
+		}
+	}
+	if ht.logged {
+		if err := ht.tx.Bucket(bucketLog).Put(seqKey(ht.rec), ht.log); err != nil {
+			return err
+		}
+	}
+	return putMetaUint(meta, keyLogNext, ht.rec+1)
+}
+
+// publish makes the transaction's head changes the store's, once bbolt has
+// committed it. The caller holds the store's head lock.
+func (ht *headTx) publish() {
+	h := ht.h
+	for k, hs := range ht.changed {
+		if hs == nil {
+			delete(h.series, k)
+			continue
+		}
+		h.series[k] = hs
+	}
+	h.nextRec = ht.rec + 1
+}
+
+// errLog wraps a log record that does not read.
+var errLog = errors.New("write-ahead log record does not read")
+
+// replay rebuilds the head from the log at open.
+func (s *Store) replay(tx *bolt.Tx) error {
+	h := s.head
+	h.nextRec = max(metaUint(tx.Bucket(bucketMeta), keyLogNext), 1) // 0: never sealed
+	hm := tx.Bucket(bucketHeadMeta)
+	sealed := map[seriesKey]uint64{} // the record each series was last sealed at
+	sealedAt := func(k seriesKey) uint64 {
+		if rec, ok := sealed[k]; ok {
+			return rec
+		}
+		rec := uint64(0)
+		if v := hm.Get(headMetaKey(k)); len(v) == 8 {
+			rec = binary.BigEndian.Uint64(v)
+		}
+		sealed[k] = rec
+		return rec
+	}
+	return tx.Bucket(bucketLog).ForEach(func(key, v []byte) error {
+		rec := binary.BigEndian.Uint64(key)
+		h.nextRec = max(h.nextRec, rec+1)
+		rd := &logReader{b: v}
+		ms := rd.varint()
+		for rd.err == nil && len(rd.b) > 0 {
+			k := seriesKey{sensor: rd.str(), host: rd.str()}
+			n := int(rd.uvarint())
+			if rd.err != nil || n > len(rd.b) {
+				break
+			}
+			rs, rest, err := chunk.ReadRows(k.host, k.sensor, rd.b, n)
+			if err != nil {
+				return fmt.Errorf("%w: record %d: %v", errLog, rec, err)
+			}
+			rd.b = rest
+			if rec <= sealedAt(k) {
+				continue // in its chunks already
+			}
+			chunk.SortByTime(rs)
+			next, _, err := withRows(h.series[k], k, rs, rec, time.UnixMilli(ms))
+			if err != nil {
+				return err
+			}
+			h.series[k] = &next
+		}
+		if rd.err != nil {
+			return fmt.Errorf("%w: record %d", errLog, rec)
+		}
+		return nil
+	})
+}
+
+type logReader struct {
+	b   []byte
+	err error
+}
+
+func (r *logReader) uvarint() uint64 {
+	v, n := binary.Uvarint(r.b)
+	if n <= 0 {
+		r.err = errLog
+		return 0
+	}
+	r.b = r.b[n:]
+	return v
+}
+
+func (r *logReader) varint() int64 {
+	v, n := binary.Varint(r.b)
+	if n <= 0 {
+		r.err = errLog
+		return 0
+	}
+	r.b = r.b[n:]
+	return v
+}
+
+func (r *logReader) str() string {
+	n := r.uvarint()
+	if uint64(len(r.b)) < n {
+		r.err = errLog
+		return ""
+	}
+	s := string(r.b[:n])
+	r.b = r.b[n:]
+	return s
+}
