@@ -3,6 +3,7 @@ package main_test
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
@@ -494,10 +495,23 @@ func TestReadyMeansListening(t *testing.T) {
 	for range 3 {
 		tlsAddr, wsAddr := testutil.FreeAddr(t), testutil.FreeAddr(t)
 		s := startServe(t, "--tls-addr", tlsAddr, "--tls-cert", cert, "--tls-key", key, "--ws-addr", wsAddr)
-		for _, a := range []string{s.mqtt, tlsAddr, wsAddr} {
-			c, err := net.DialTimeout("tcp", a, time.Second)
+		// The TLS listeners are dialled with a full handshake: a bare TCP
+		// connect and close would make the WebSocket listener's HTTP server
+		// log a handshake error of its own, racing the check below.
+		for _, a := range []struct {
+			addr string
+			tls  bool
+		}{{s.mqtt, false}, {tlsAddr, true}, {wsAddr, true}} {
+			d := &net.Dialer{Timeout: time.Second}
+			var c net.Conn
+			var err error
+			if a.tls {
+				c, err = tls.DialWithDialer(d, "tcp", a.addr, &tls.Config{InsecureSkipVerify: true})
+			} else {
+				c, err = d.Dial("tcp", a.addr)
+			}
 			if err != nil {
-				t.Fatalf("ready, but %s refuses connections: %v", a, err)
+				t.Fatalf("ready, but %s refuses connections: %v", a.addr, err)
 			}
 			c.Close()
 		}
