@@ -99,11 +99,19 @@ func (l *guardedListener) Serve(establish listeners.EstablishFn) {
 		switch {
 		case err != nil && !gc.spoke.Load():
 			return nil // a probe or a port scan that sent nothing: not worth a warning
-		case errors.Is(err, net.ErrClosed), errors.Is(err, io.EOF), errors.Is(err, syscall.ECONNRESET):
-			return nil // the connection ended (the client went, or the broker stops): routine
+		case connectionEnded(err):
+			return nil // the client went, or the broker stops: routine
 		}
 		return err
 	})
+}
+
+// connectionEnded reports whether err only says the connection is gone:
+// a client that disconnects while the broker writes to it (a device
+// powered off mid-acknowledgement) is routine, not worth a warning.
+func connectionEnded(err error) bool {
+	return errors.Is(err, net.ErrClosed) || errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) ||
+		errors.Is(err, syscall.EPIPE) || errors.Is(err, mqtt.ErrConnectionClosed)
 }
 
 // waitAccepting waits until addr accepts TCP connections: mochi starts

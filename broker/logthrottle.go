@@ -67,7 +67,13 @@ func (h *logGuard) Enabled(ctx context.Context, l slog.Level) bool {
 func (h *logGuard) Handle(ctx context.Context, r slog.Record) error {
 	out := slog.NewRecord(r.Time, r.Level, r.Message, r.PC)
 	r.Attrs(func(a slog.Attr) bool { out.AddAttrs(boundAttr(a)); return true })
-	if r.Level < slog.LevelWarn {
+	if r.Level >= slog.LevelWarn && endedConnection(r) {
+		out.Level = slog.LevelDebug
+	}
+	if out.Level < slog.LevelWarn {
+		if !h.next.Enabled(ctx, out.Level) {
+			return nil
+		}
 		return h.next.Handle(ctx, out)
 	}
 	st := h.state
@@ -116,6 +122,20 @@ func (h *logGuard) Handle(ctx context.Context, r slog.Record) error {
 		out.AddAttrs(slog.Int("other_warnings_held_back", allHeld-held))
 	}
 	return h.next.Handle(ctx, out)
+}
+
+// endedConnection reports whether r's error only says the client's
+// connection is gone (mochi warns of each write to a closed connection).
+func endedConnection(r slog.Record) bool {
+	ended := false
+	r.Attrs(func(a slog.Attr) bool {
+		if err, ok := a.Value.Any().(error); ok && a.Key == "error" {
+			ended = connectionEnded(err)
+			return false
+		}
+		return true
+	})
+	return ended
 }
 
 // boundAttr summarises packets and cuts long values.

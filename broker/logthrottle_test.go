@@ -3,14 +3,21 @@ package broker
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
+	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/apd-telemetry/apd/internal/mqttc"
 	"github.com/apd-telemetry/apd/internal/testutil"
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
 )
 
 func TestOncePerMinute(t *testing.T) {
@@ -27,6 +34,30 @@ func TestOncePerMinute(t *testing.T) {
 	}
 	if n := strings.Count(out, "routine"); n != 100 {
 		t.Errorf("info messages throttled: %d", n)
+	}
+}
+
+// TestEndedConnectionsAreNotWarnings: a client that goes while the broker
+// writes to it is routine (debug); any other packet error still warns.
+func TestEndedConnectionsAreNotWarnings(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		warn bool
+	}{
+		{&net.OpError{Op: "write", Net: "tcp", Err: os.NewSyscallError("write", syscall.EPIPE)}, false},
+		{fmt.Errorf("read: %w", syscall.ECONNRESET), false},
+		{mqtt.ErrConnectionClosed, false},
+		{io.EOF, false},
+		{packets.ErrProtocolViolation, true},
+		{errors.New("something else"), true},
+	} {
+		var b strings.Builder
+		log := slog.New(newLogGuard(slog.NewTextHandler(&b, &slog.HandlerOptions{Level: slog.LevelDebug})))
+		log.Warn("error processing packet", "error", tc.err, "client", "c1")
+		out := b.String()
+		if got := strings.Contains(out, "level=WARN"); got != tc.warn || !strings.Contains(out, "error processing packet") {
+			t.Errorf("%v: warned %v, want %v:\n%s", tc.err, got, tc.warn, out)
+		}
 	}
 }
 

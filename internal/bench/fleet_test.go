@@ -1,22 +1,17 @@
 package bench
 
 import (
-	"encoding/json"
-	"fmt"
-	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/apd-telemetry/apd/internal/fleetsim"
 	"github.com/apd-telemetry/apd/internal/testutil"
-	"github.com/apd-telemetry/apd/schema"
 	paho "github.com/eclipse/paho.mqtt.golang"
 )
 
@@ -64,72 +59,16 @@ type fleetRun struct {
 	latencies []time.Duration // publish → $ack, one per acknowledged reading
 }
 
-// device is one simulated device.
-type device struct {
-	host   string
-	c      paho.Client
-	mu     sync.Mutex
-	sentAt map[uint64]time.Time
-	acked  uint64
-	lat    []time.Duration
-}
-
 // runFleet connects the devices to broker, runs the ticks and waits for
 // the acknowledgements (withAcks) or for the subscriber to have received
 // every reading (got), sampling pid's CPU and memory.
 func runFleet(b *testing.B, broker string, f fleetShape, pid int, withAcks bool, got *atomic.Int64) fleetRun {
 	b.Helper()
-	devices := make([]*device, f.devices)
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, 100) // connect a hundred at a time, not all at once
-	var failed atomic.Int64
-	for i := range devices {
-		d := &device{host: fmt.Sprintf("dev%05d", i), sentAt: map[uint64]time.Time{}}
-		devices[i] = d
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			opts := paho.NewClientOptions().AddBroker("tcp://" + broker).SetClientID("fleet-" + d.host).
-				SetCleanSession(true).SetAutoReconnect(false).SetOrderMatters(false).SetConnectTimeout(30 * time.Second).
-				SetKeepAlive(60 * time.Second).SetMaxResumePubInFlight(64)
-			d.c = paho.NewClient(opts)
-			if tok := d.c.Connect(); !tok.WaitTimeout(60*time.Second) || tok.Error() != nil {
-				failed.Add(1)
-				return
-			}
-			st, _ := json.Marshal(schema.Status{State: schema.StateOnline, FirstSeq: 1, Spool: fmt.Sprintf("%016x", i)})
-			d.c.Publish("apd/"+d.host+"/$status", 1, true, st).Wait()
-			if withAcks {
-				d.c.Subscribe("apd/"+d.host+"/$ack", 1, func(_ paho.Client, m paho.Message) {
-					var a schema.Ack
-					if json.Unmarshal(m.Payload(), &a) != nil {
-						return
-					}
-					now := time.Now()
-					d.mu.Lock()
-					for seq := d.acked + 1; seq <= a.Seq; seq++ {
-						if t, ok := d.sentAt[seq]; ok {
-							d.lat = append(d.lat, now.Sub(t))
-							delete(d.sentAt, seq)
-						}
-					}
-					d.acked = max(d.acked, a.Seq)
-					d.mu.Unlock()
-				}).Wait()
-			}
-		}()
+	fleet, err := fleetsim.Connect(fleetsim.Options{Broker: broker, Devices: f.devices, Sensors: f.sensors, Acks: withAcks})
+	if err != nil {
+		b.Fatal(err)
 	}
-	wg.Wait()
-	if n := failed.Load(); n > 0 {
-		b.Fatalf("%d of %d devices could not connect", n, f.devices)
-	}
-	defer func() {
-		for _, d := range devices {
-			d.c.Disconnect(0)
-		}
-	}()
+	defer fleet.Close()
 
 	var rssMax atomic.Int64
 	stopSampling := make(chan struct{})
@@ -152,63 +91,21 @@ func runFleet(b *testing.B, broker string, f fleetShape, pid int, withAcks bool,
 	time.Sleep(time.Until(first) - 50*time.Millisecond)
 	cpu0 := cpuTime(b, pid)
 	for tick := range f.ticks {
-		at := first.Add(time.Duration(tick) * f.interval)
-		for _, d := range devices {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				time.Sleep(time.Until(at) + rand.N(time.Second))
-				stamp := at.UTC().Truncate(time.Millisecond)
-				for s := range f.sensors {
-					seq := uint64(tick*f.sensors + s + 1)
-					r := schema.Reading{Host: d.host, Sensor: fmt.Sprintf("s%02d", s), Time: stamp, Seq: seq,
-						Value: schema.Quantity{Magnitude: 20 + float64(rand.N(100))/10, Unit: "degC"}.Raw()}
-					d.mu.Lock()
-					d.sentAt[seq] = time.Now()
-					d.mu.Unlock()
-					d.c.Publish("apd/"+d.host+"/"+r.Sensor, 1, false, r.AppendJSON(nil, schema.WithIdentity))
-				}
-			}()
-		}
-		wg.Wait()
+		fleet.Tick(first.Add(time.Duration(tick)*f.interval), time.Second)
 	}
 	total := f.devices * f.sensors * f.ticks
-	deadline := time.Now().Add(f.interval + 60*time.Second)
-	for time.Now().Before(deadline) {
-		done := 0
+	done := func() int {
 		if withAcks {
-			for _, d := range devices {
-				d.mu.Lock()
-				done += int(d.acked)
-				d.mu.Unlock()
-			}
-		} else {
-			done = int(got.Load())
+			return fleet.Acked()
 		}
-		if done >= total {
-			break
-		}
+		return int(got.Load())
+	}
+	deadline := time.Now().Add(f.interval + 60*time.Second)
+	for time.Now().Before(deadline) && done() < total {
 		time.Sleep(50 * time.Millisecond)
 	}
-	run := fleetRun{readings: total, cpu: cpuTime(b, pid) - cpu0, rssMaxKiB: rssMax.Load()}
-	for _, d := range devices {
-		d.mu.Lock()
-		run.acked += int(d.acked)
-		run.latencies = append(run.latencies, d.lat...)
-		d.mu.Unlock()
-	}
-	if !withAcks {
-		run.acked = int(got.Load())
-	}
-	return run
-}
-
-func percentile(ds []time.Duration, p float64) time.Duration {
-	if len(ds) == 0 {
-		return 0
-	}
-	slices.Sort(ds)
-	return ds[min(len(ds)-1, int(float64(len(ds))*p))]
+	return fleetRun{readings: total, cpu: cpuTime(b, pid) - cpu0, rssMaxKiB: rssMax.Load(),
+		acked: done(), latencies: fleet.Latencies()}
 }
 
 // startMosquitto runs Debian's mosquitto on a free port with limits high
@@ -281,8 +178,8 @@ func BenchmarkFleet(b *testing.B) {
 		}
 		b.ReportMetric(float64(run.rssMaxKiB)/1024, "apd-RSS-MiB")
 		b.ReportMetric(float64(ref.rssMaxKiB)/1024, "mosquitto-RSS-MiB")
-		b.ReportMetric(float64(percentile(run.latencies, 0.5).Milliseconds()), "ack-p50-ms")
-		b.ReportMetric(float64(percentile(run.latencies, 0.99).Milliseconds()), "ack-p99-ms")
+		b.ReportMetric(float64(fleetsim.Percentile(run.latencies, 0.5).Milliseconds()), "ack-p50-ms")
+		b.ReportMetric(float64(fleetsim.Percentile(run.latencies, 0.99).Milliseconds()), "ack-p99-ms")
 		b.ReportMetric(float64(run.acked)/float64(run.readings), "acked-fraction")
 		b.ReportMetric(float64(ref.acked)/float64(ref.readings), "mosquitto-delivered-fraction")
 	}

@@ -9,7 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -153,18 +153,7 @@ func malformed(ctx context.Context, t *testing.T, brokerAddr string, hosts []str
 // seq its spool issued, and no malformed seq may be stored.
 func checkExactlyOnce(t *testing.T, dbPath string, spools map[string]string) {
 	t.Helper()
-	st, err := boltdb.Open(dbPath, boltdb.Options{ReadOnly: true, Timeout: 5 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	seqs := map[string][]uint64{}
-	if err := st.Scan(store.Query{}, func(r *schema.Reading) error {
-		seqs[r.Host] = append(seqs[r.Host], r.Seq)
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
+	seqs := storedSeqs(t, dbPath, nil)
 	for host, path := range spools {
 		sp, err := publisher.OpenSpool(path, 0)
 		if err != nil {
@@ -173,31 +162,37 @@ func checkExactlyOnce(t *testing.T, dbPath string, spools map[string]string) {
 		last, depth := sp.LastSeq(), sp.Depth()
 		sp.Close()
 		got := seqs[host]
-		sort.Slice(got, func(i, j int) bool { return got[i] < got[j] })
-		missing, dups, extra := 0, 0, 0
-		want := uint64(1)
-		for i, s := range got {
-			switch {
-			case s > last:
-				extra++
-			case i > 0 && s == got[i-1]:
-				dups++
-			default:
-				for ; want < s; want++ {
-					missing++
-				}
-				want = s + 1
-			}
-		}
-		if want <= last {
-			missing += int(last - want + 1)
-		}
-		t.Logf("host %s: %d readings issued, %d stored, %d missing, %d duplicates, %d not issued, %d left in spool",
-			host, last, len(got), missing, dups, extra, depth)
-		if last == 0 || missing != 0 || dups != 0 || extra != 0 || depth != 0 {
-			t.Errorf("host %s: not exactly once", host)
+		problem := exactlyOnce(got, last)
+		t.Logf("host %s: %d readings issued, %d stored, %d left in spool", host, last, len(got), depth)
+		if last == 0 || problem != "" || depth != 0 {
+			t.Errorf("host %s: not exactly once: %s", host, problem)
 		}
 	}
+}
+
+// storedSeqs reads every reading in the database at dbPath, passing each
+// to check when it is not nil, and returns each host's seqs in order.
+func storedSeqs(t *testing.T, dbPath string, check func(*schema.Reading)) map[string][]uint64 {
+	t.Helper()
+	st, err := boltdb.Open(dbPath, boltdb.Options{ReadOnly: true, Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	seqs := map[string][]uint64{}
+	if err := st.Scan(store.Query{}, func(r *schema.Reading) error {
+		seqs[r.Host] = append(seqs[r.Host], r.Seq)
+		if check != nil {
+			check(r)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range seqs {
+		slices.Sort(s)
+	}
+	return seqs
 }
 
 type hostState struct {
