@@ -65,8 +65,12 @@ func (h *persistence) queue(w inflightWrite) {
 // bucket or, with retained set, the retained one.
 type inflightWrite struct {
 	key, value []byte
-	prefix     bool
-	retained   bool
+	// retainedMsg is a retained message to put, encoded by the writer:
+	// only the last of a topic's in a batch is written (an aggregator
+	// acknowledges the same hosts again and again).
+	retainedMsg *storage.Message
+	prefix      bool
+	retained    bool
 }
 
 type persistenceConfig struct {
@@ -138,8 +142,24 @@ func (h *persistence) writeInflight() {
 				break more
 			}
 		}
+		last := map[string]int{} // a retained topic's last write in the batch
+		for i, w := range batch {
+			if w.retained && !w.prefix {
+				last[string(w.key)] = i
+			}
+		}
 		err := h.inflight.Update(func(tx *bbolt.Tx) error {
-			for _, w := range batch {
+			for i, w := range batch {
+				if w.retained && !w.prefix && last[string(w.key)] != i {
+					continue // superseded later in this batch
+				}
+				if w.retainedMsg != nil {
+					v, err := json.Marshal(w.retainedMsg)
+					if err != nil {
+						continue
+					}
+					w.value = v
+				}
 				b := tx.Bucket(inflightBucket)
 				if w.retained {
 					b = tx.Bucket(retainedBucket)
@@ -234,14 +254,10 @@ func (h *persistence) OnRetainMessage(cl *mqtt.Client, pk packets.Packet, r int6
 		h.forgetOldRetained(cl, pk)
 		return
 	}
-	m := storage.Message{ID: "RET_" + pk.TopicName, T: storage.RetainedKey, FixedHeader: pk.FixedHeader, TopicName: pk.TopicName,
+	m := &storage.Message{ID: "RET_" + pk.TopicName, T: storage.RetainedKey, FixedHeader: pk.FixedHeader, TopicName: pk.TopicName,
 		Payload: pk.Payload, Created: pk.Created, Client: cl.ID, Origin: pk.Origin,
 		Properties: storage.MessageProperties{MessageExpiryInterval: pk.Properties.MessageExpiryInterval}}
-	v, err := json.Marshal(m)
-	if err != nil {
-		return
-	}
-	h.queue(inflightWrite{key: []byte(pk.TopicName), value: v, retained: true})
+	h.queue(inflightWrite{key: []byte(pk.TopicName), retainedMsg: m, retained: true})
 }
 
 // OnRetainedExpired removes an expired retained message.

@@ -36,6 +36,13 @@ type Options struct {
 	// MaxDelay is how long a batch waits for more items after its first;
 	// default 10 ms.
 	MaxDelay time.Duration
+	// AckEvery is how often, at most, acknowledgements go out while
+	// commits follow one another without a pause; default 1 s. An idle
+	// ingester acknowledges after every commit. Under a fleet's tick each
+	// commit touches most hosts once (a device publishes its sensors one
+	// after another), so acknowledging every commit would publish about
+	// one $ack per reading.
+	AckEvery time.Duration
 	// MaxPayload rejects larger payloads; default 64 KiB.
 	MaxPayload int
 	// MaxAge and MaxAhead bound a reading's timestamp around the time it
@@ -171,6 +178,10 @@ type Ingester struct {
 	stopped   chan struct{}
 	mu        sync.RWMutex // held for reading while submitting, so Close can wait
 	closed    bool
+
+	// Owned by the commit loop: acknowledgements not yet published.
+	pendingAcks map[string]store.HostAck
+	acksSent    time.Time
 }
 
 // ErrClosed is returned by Submit after Close.
@@ -190,6 +201,9 @@ func New(st store.Store, ack AckFunc, opts Options) *Ingester {
 func NewIngester(st store.Store, opts Options) *Ingester {
 	if opts.MaxBatch <= 0 {
 		opts.MaxBatch = 2000
+	}
+	if opts.AckEvery <= 0 {
+		opts.AckEvery = time.Second
 	}
 	if opts.MaxDelay <= 0 {
 		opts.MaxDelay = 10 * time.Millisecond
@@ -213,7 +227,8 @@ func NewIngester(st store.Store, opts Options) *Ingester {
 		opts.Now = time.Now
 	}
 	in := &Ingester{st: st, opts: opts, log: opts.Logger,
-		queue: make(chan item, opts.QueueSize), closing: make(chan struct{}), stopped: make(chan struct{})}
+		queue: make(chan item, opts.QueueSize), closing: make(chan struct{}), stopped: make(chan struct{}),
+		pendingAcks: map[string]store.HostAck{}, acksSent: opts.Now()}
 	m := &Metrics{Rejected: map[string]*metrics.Counter{},
 		BatchSize:     metrics.NewHistogram(1, 10, 100, 1000, 10000),
 		CommitSeconds: metrics.NewHistogram(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5),
@@ -365,6 +380,7 @@ func (in *Ingester) loop() {
 					if batch.Len() > 0 {
 						in.commit(batch, dones)
 					}
+					in.flushAcks()
 					return
 				}
 				in.commit(batch, dones)
@@ -447,8 +463,20 @@ func (in *Ingester) afterCommit(batch *store.Batch, res store.CommitResult, done
 		d()
 	}
 	for host, a := range res.Acks {
-		in.Acknowledge(host, a)
+		in.pendingAcks[host] = a // the later commit's watermark supersedes
 	}
+	if len(in.queue) == 0 || in.opts.Now().Sub(in.acksSent) >= in.opts.AckEvery {
+		in.flushAcks()
+	}
+}
+
+// flushAcks publishes the acknowledgements held since the last flush.
+func (in *Ingester) flushAcks() {
+	for host, a := range in.pendingAcks {
+		in.Acknowledge(host, a)
+		delete(in.pendingAcks, host)
+	}
+	in.acksSent = in.opts.Now()
 }
 
 // Acknowledge publishes a host's acknowledgement on its $ack topic.

@@ -1,7 +1,6 @@
 package boltdb
 
 import (
-	"encoding/json"
 	"fmt"
 	"math"
 	"sort"
@@ -59,15 +58,7 @@ func commit(tx *bolt.Tx, ht *headTx, b *store.Batch, limits store.Limits, res *s
 	now := ht.now
 	hostsB := tx.Bucket(bucketHosts)
 	pendingB := tx.Bucket(bucketPending)
-	hosts := map[string]*hostRecord{}
-	host := func(name string) (*hostRecord, error) {
-		if h, ok := hosts[name]; ok {
-			return h, nil
-		}
-		h, err := getHost(hostsB, name)
-		hosts[name] = h
-		return h, err
-	}
+	host := func(name string) (*hostRecord, error) { return ht.host(hostsB, name) }
 	// Statuses first: a new spool restarts its host's seqs before this
 	// batch's readings (sent after the status) are counted.
 	floors := map[string]uint64{}
@@ -147,17 +138,13 @@ func commit(tx *bolt.Tx, ht *headTx, b *store.Batch, limits store.Limits, res *s
 			res.Acks[name] = store.HostAck{Seq: h.Watermark, Spool: h.Spool}
 		}
 	}
-	names := make([]string, 0, len(hosts))
-	for name := range hosts {
+	names := make([]string, 0, len(ht.hosts))
+	for name := range ht.hosts {
 		names = append(names, name)
 	}
-	sort.Strings(names)
+	sort.Strings(names) // bbolt puts in key order touch fewer pages
 	for _, name := range names {
-		v, err := json.Marshal(hosts[name])
-		if err != nil {
-			return err
-		}
-		if err := hostsB.Put([]byte(name), v); err != nil {
+		if err := ht.putHost(hostsB, name, ht.hosts[name]); err != nil {
 			return err
 		}
 	}

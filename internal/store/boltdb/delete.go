@@ -1,7 +1,6 @@
 package boltdb
 
 import (
-	"encoding/json"
 	"fmt"
 
 	"github.com/apd-telemetry/apd/internal/store"
@@ -52,7 +51,7 @@ func (s *Store) Delete(q store.Query) (int, error) {
 			if wholeHosts {
 				continue
 			}
-			rec, err := getHost(hostsB, host)
+			rec, err := ht.host(hostsB, host)
 			if err != nil {
 				return err
 			}
@@ -64,17 +63,13 @@ func (s *Store) Delete(q store.Query) (int, error) {
 					}
 				}
 			}
-			v, err := json.Marshal(rec)
-			if err != nil {
-				return err
-			}
-			if err := hostsB.Put([]byte(host), v); err != nil {
+			if err := ht.putHost(hostsB, host, rec); err != nil {
 				return err
 			}
 		}
 		if wholeHosts {
 			for _, h := range q.Hosts {
-				if err := hostsB.Delete([]byte(h)); err != nil {
+				if err := ht.deleteHost(hostsB, h); err != nil {
 					return err
 				}
 				if tx.Bucket(bucketPending).Bucket([]byte(h)) != nil {

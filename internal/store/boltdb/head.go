@@ -74,7 +74,8 @@ const (
 // head is the store's in-memory head and its log position.
 type head struct {
 	series  map[seriesKey]*headSeries
-	nextRec uint64 // the record number the next commit takes
+	hosts   map[string]*hostRecord // decoded host records, as committed (hostcache.go)
+	nextRec uint64                 // the record number the next commit takes
 	age     time.Duration
 	seed    maphash.Seed
 	swept   time.Time
@@ -84,7 +85,7 @@ func newHead(age time.Duration) *head {
 	if age <= 0 {
 		age = defaultHeadAge
 	}
-	return &head{series: map[seriesKey]*headSeries{}, age: age, seed: maphash.MakeSeed()}
+	return &head{series: map[seriesKey]*headSeries{}, hosts: map[string]*hostRecord{}, age: age, seed: maphash.MakeSeed()}
 }
 
 // maxAge is how long series k's head stays open.
@@ -104,6 +105,7 @@ type headTx struct {
 	rec     uint64
 	now     time.Time
 	changed map[seriesKey]*headSeries // nil: sealed (empty)
+	hosts   map[string]*hostRecord    // host records read or written; nil: deleted
 	log     []byte                    // this commit's log record
 	logged  bool
 	// quarantine sets aside an undecodable chunk met while sealing.
@@ -111,7 +113,8 @@ type headTx struct {
 }
 
 func (s *Store) beginHead(tx *bolt.Tx, now time.Time) *headTx {
-	ht := &headTx{h: s.head, tx: tx, rec: s.head.nextRec, now: now, changed: map[seriesKey]*headSeries{}}
+	ht := &headTx{h: s.head, tx: tx, rec: s.head.nextRec, now: now, changed: map[seriesKey]*headSeries{},
+		hosts: map[string]*hostRecord{}}
 	ht.log = binary.AppendVarint(nil, now.UnixMilli())
 	return ht
 }
@@ -316,6 +319,7 @@ func (ht *headTx) publish() {
 		h.series[k] = hs
 	}
 	h.nextRec = ht.rec + 1
+	ht.publishHosts()
 }
 
 // errLog wraps a log record that does not read.

@@ -237,9 +237,13 @@ func TestHeadFailedCommitChangesNothing(t *testing.T) {
 	}
 	// A host record that does not decode fails any commit that touches
 	// its host, after the readings of hosts before it went in.
+	// (Written behind the store's back, so its decoded copy is dropped.)
 	_ = s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketHosts).Put([]byte("h001"), []byte("{")) })
+	delete(s.head.hosts, "h001")
 	batch := fleetTick(2, 1, 1)
-	if _, err := s.Commit(&store.Batch{Readings: batch}); err == nil {
+	// The status changes h000's record before the failure.
+	failing := &store.Batch{Readings: batch, Statuses: []store.StatusUpdate{{Host: "h000", Status: schema.Status{State: "online", Version: "failed"}}}}
+	if _, err := s.Commit(failing); err == nil {
 		t.Fatal("commit with a corrupt host record succeeded")
 	}
 	if n := len(dump(t, s)); n != 2 {
@@ -252,6 +256,16 @@ func TestHeadFailedCommitChangesNothing(t *testing.T) {
 	}
 	if res.Stored != 2 {
 		t.Errorf("retry stored %d, want 2", res.Stored)
+	}
+	// h000's record was changed by the failed commit too: none of that
+	// remains, and the readings are counted once.
+	hosts, err := s.Hosts()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h := hosts[0]; h.Name != "h000" || h.Sensors["s0"].Count != 2 || h.Watermark != 2 || h.Version != "" {
+		t.Errorf("after the retry, %s: count %d, watermark %d, version %q; want 2, 2 and none (the failed commit's)",
+			h.Name, h.Sensors["s0"].Count, h.Watermark, h.Version)
 	}
 }
 
