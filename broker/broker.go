@@ -292,6 +292,15 @@ func (b *Broker) Publish(topic string, payload []byte, retain bool) error {
 	return b.srv.Publish(topic, payload, retain, 1)
 }
 
+// PublishState publishes a retained message that a later one of the same
+// topic supersedes (an $ack) at QoS 0: each subscriber gets it without an
+// in-flight entry and a PUBACK to wait for. Nothing is lost that matters:
+// TCP delivers it while the connection lasts, and a subscriber that
+// reconnects receives the topic's retained message, the latest.
+func (b *Broker) PublishState(topic string, payload []byte) error {
+	return b.srv.Publish(topic, payload, true, 0)
+}
+
 // WaitGone waits up to timeout for the client with id to be disconnected,
 // and reports whether it is. Closing the broker while a client's DISCONNECT
 // is still unread would publish that client's last will as if it had died.

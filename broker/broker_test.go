@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	paho "github.com/eclipse/paho.mqtt.golang"
+
 	"github.com/apd-telemetry/apd/internal/mqttc"
 	"github.com/apd-telemetry/apd/internal/testutil"
 )
@@ -192,5 +194,58 @@ func TestRetainedLastWriteWins(t *testing.T) {
 	case m := <-got:
 		t.Errorf("after restart, more: %s", m)
 	case <-time.After(300 * time.Millisecond):
+	}
+}
+
+// TestPublishState: state messages ($acks) reach a QoS 1 subscriber at QoS
+// 0 (no in-flight entry, no PUBACK), are retained, and a subscriber that
+// comes later gets the latest.
+func TestPublishState(t *testing.T) {
+	addr := testutil.FreeAddr(t)
+	b, err := Start(Options{Addr: addr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	type msg struct {
+		payload string
+		qos     byte
+	}
+	got := make(chan msg, 10)
+	c := paho.NewClient(paho.NewClientOptions().AddBroker("tcp://" + addr).SetClientID("device"))
+	if tok := c.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("connect: %v", tok.Error())
+	}
+	defer c.Disconnect(0)
+	if tok := c.Subscribe("apd/pi/$ack", 1, func(_ paho.Client, m paho.Message) { got <- msg{string(m.Payload()), m.Qos()} }); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("subscribe: %v", tok.Error())
+	}
+	for _, p := range []string{`{"seq":1}`, `{"seq":2}`} {
+		if err := b.PublishState("apd/pi/$ack", []byte(p)); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case m := <-got:
+			if m.payload != p || m.qos != 0 {
+				t.Errorf("got %q at QoS %d, want %q at QoS 0", m.payload, m.qos, p)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%s never arrived", p)
+		}
+	}
+	late, err := mqttc.Dial(mqttc.Options{URL: "tcp://" + addr, ClientID: "late", QoS: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer late.Close()
+	retained := make(chan string, 10)
+	_ = late.Subscribe("apd/pi/$ack", func(_ string, p []byte) { retained <- string(p) })
+	select {
+	case p := <-retained:
+		if p != `{"seq":2}` {
+			t.Errorf("retained %s, want the latest", p)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no retained message")
 	}
 }

@@ -36,9 +36,10 @@ type Options struct {
 	// MaxDelay is how long a batch waits for more items after its first;
 	// default 10 ms.
 	MaxDelay time.Duration
-	// AckEvery is how often, at most, acknowledgements go out while
-	// commits follow one another without a pause; default 1 s. An idle
-	// ingester acknowledges after every commit. Under a fleet's tick each
+	// AckEvery is how often, at most, acknowledgements go out; default
+	// 250 ms. A commit after a quiet spell is acknowledged at once; those
+	// that follow within AckEvery are acknowledged together at its end,
+	// each host once with its latest watermark. Under a fleet's tick each
 	// commit touches most hosts once (a device publishes its sensors one
 	// after another), so acknowledging every commit would publish about
 	// one $ack per reading.
@@ -179,9 +180,11 @@ type Ingester struct {
 	mu        sync.RWMutex // held for reading while submitting, so Close can wait
 	closed    bool
 
-	// Owned by the commit loop: acknowledgements not yet published.
+	// Owned by the commit loop: acknowledgements not yet published, when
+	// the last were, and the timer that publishes these.
 	pendingAcks map[string]store.HostAck
 	acksSent    time.Time
+	ackTimer    *time.Timer
 }
 
 // ErrClosed is returned by Submit after Close.
@@ -203,7 +206,7 @@ func NewIngester(st store.Store, opts Options) *Ingester {
 		opts.MaxBatch = 2000
 	}
 	if opts.AckEvery <= 0 {
-		opts.AckEvery = time.Second
+		opts.AckEvery = 250 * time.Millisecond
 	}
 	if opts.MaxDelay <= 0 {
 		opts.MaxDelay = 10 * time.Millisecond
@@ -228,7 +231,8 @@ func NewIngester(st store.Store, opts Options) *Ingester {
 	}
 	in := &Ingester{st: st, opts: opts, log: opts.Logger,
 		queue: make(chan item, opts.QueueSize), closing: make(chan struct{}), stopped: make(chan struct{}),
-		pendingAcks: map[string]store.HostAck{}, acksSent: opts.Now()}
+		pendingAcks: map[string]store.HostAck{}, ackTimer: time.NewTimer(time.Hour)}
+	in.ackTimer.Stop()
 	m := &Metrics{Rejected: map[string]*metrics.Counter{},
 		BatchSize:     metrics.NewHistogram(1, 10, 100, 1000, 10000),
 		CommitSeconds: metrics.NewHistogram(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5),
@@ -367,6 +371,9 @@ func (in *Ingester) loop() {
 		var it item
 		select {
 		case it = <-in.queue:
+		case <-in.ackTimer.C:
+			in.flushAcks()
+			continue
 		case <-in.closing:
 			// Submit cannot add more once closing is closed: drain and stop.
 			for {
@@ -397,6 +404,8 @@ func (in *Ingester) loop() {
 				add(it)
 			case <-timer.C:
 				break fill
+			case <-in.ackTimer.C:
+				in.flushAcks()
 			case <-in.closing:
 				break fill
 			}
@@ -465,18 +474,27 @@ func (in *Ingester) afterCommit(batch *store.Batch, res store.CommitResult, done
 	for host, a := range res.Acks {
 		in.pendingAcks[host] = a // the later commit's watermark supersedes
 	}
-	if len(in.queue) == 0 || in.opts.Now().Sub(in.acksSent) >= in.opts.AckEvery {
-		in.flushAcks()
+	if len(in.pendingAcks) == 0 {
+		return
 	}
+	if wait := in.opts.AckEvery - time.Since(in.acksSent); wait > 0 {
+		in.ackTimer.Reset(wait) // flushAcks at the end of the window, from the loop
+		return
+	}
+	in.flushAcks()
 }
 
 // flushAcks publishes the acknowledgements held since the last flush.
 func (in *Ingester) flushAcks() {
+	in.ackTimer.Stop()
+	if len(in.pendingAcks) == 0 {
+		return
+	}
 	for host, a := range in.pendingAcks {
 		in.Acknowledge(host, a)
 		delete(in.pendingAcks, host)
 	}
-	in.acksSent = in.opts.Now()
+	in.acksSent = time.Now()
 }
 
 // Acknowledge publishes a host's acknowledgement on its $ack topic.

@@ -40,7 +40,7 @@ Examples:
 type brokerLink struct{ b *broker.Broker }
 
 func (l brokerLink) Acknowledge(topic string, payload []byte) error {
-	return l.b.Publish(topic, payload, true)
+	return l.b.PublishState(topic, payload)
 }
 func (l brokerLink) Publish(topic string, payload []byte) error {
 	return l.b.Publish(topic, payload, false)
