@@ -296,7 +296,9 @@ func (b *Broker) Publish(topic string, payload []byte, retain bool) error {
 // topic supersedes (an $ack) at QoS 0: each subscriber gets it without an
 // in-flight entry and a PUBACK to wait for. Nothing is lost that matters:
 // TCP delivers it while the connection lasts, and a subscriber that
-// reconnects receives the topic's retained message, the latest.
+// reconnects receives the topic's retained message, the latest. State
+// messages are not kept in the state file: their publisher publishes them
+// again at every start.
 func (b *Broker) PublishState(topic string, payload []byte) error {
 	return b.srv.Publish(topic, payload, true, 0)
 }

@@ -199,14 +199,21 @@ func TestRetainedLastWriteWins(t *testing.T) {
 
 // TestPublishState: state messages ($acks) reach a QoS 1 subscriber at QoS
 // 0 (no in-flight entry, no PUBACK), are retained, and a subscriber that
-// comes later gets the latest.
+// comes later gets the latest. They are not kept in the state file (their
+// publisher publishes them again at start), nor is a copy an earlier run
+// kept.
 func TestPublishState(t *testing.T) {
 	addr := testutil.FreeAddr(t)
-	b, err := Start(Options{Addr: addr})
+	state := filepath.Join(t.TempDir(), "broker.db")
+	b, err := Start(Options{Addr: addr, StatePath: state})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer b.Close()
+	defer func() { b.Close() }()
+	if err := b.Publish("apd/pi/$ack", []byte(`{"seq":0}`), true); err != nil { // as an earlier apd did
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond)
 	type msg struct {
 		payload string
 		qos     byte
@@ -219,6 +226,14 @@ func TestPublishState(t *testing.T) {
 	defer c.Disconnect(0)
 	if tok := c.Subscribe("apd/pi/$ack", 1, func(_ paho.Client, m paho.Message) { got <- msg{string(m.Payload()), m.Qos()} }); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
 		t.Fatalf("subscribe: %v", tok.Error())
+	}
+	select {
+	case m := <-got: // the earlier run's, retained
+		if m.payload != `{"seq":0}` {
+			t.Errorf("retained %q, want the earlier run's", m.payload)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the earlier run's retained message never arrived")
 	}
 	for _, p := range []string{`{"seq":1}`, `{"seq":2}`} {
 		if err := b.PublishState("apd/pi/$ack", []byte(p)); err != nil {
@@ -247,5 +262,23 @@ func TestPublishState(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("no retained message")
+	}
+	late.Close()
+	c.Disconnect(0)
+	b.Close()
+
+	if b, err = Start(Options{Addr: addr, StatePath: state}); err != nil {
+		t.Fatal(err)
+	}
+	after, err := mqttc.Dial(mqttc.Options{URL: "tcp://" + addr, ClientID: "after", QoS: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer after.Close()
+	_ = after.Subscribe("apd/pi/$ack", func(_ string, p []byte) { retained <- string(p) })
+	select {
+	case p := <-retained:
+		t.Errorf("after a restart the state file gave back %s", p)
+	case <-time.After(500 * time.Millisecond):
 	}
 }

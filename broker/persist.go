@@ -49,6 +49,10 @@ type persistence struct {
 	written  chan struct{} // closed when the writer has stopped
 	mu       sync.RWMutex  // held for reading while queueing a write
 	stopped  bool
+
+	// forgotten holds the state topics whose retained message, written by
+	// an earlier run, was removed from the file (once each).
+	forgotten sync.Map
 }
 
 // queue hands a change to the writer; after Stop it is dropped.
@@ -249,6 +253,15 @@ func (h *persistence) OnClientExpired(cl *mqtt.Client) {
 // OnRetainMessage stores (r 1) or removes (r -1) a topic's retained
 // message, in the batched writer.
 func (h *persistence) OnRetainMessage(cl *mqtt.Client, pk packets.Packet, r int64) {
+	if isStateMessage(cl, pk) {
+		// Rebuilt by its publisher at every start (the aggregator
+		// republishes each stored watermark): keeping it would be one
+		// write per $ack for nothing. A copy an earlier run kept goes.
+		if _, done := h.forgotten.LoadOrStore(pk.TopicName, struct{}{}); !done {
+			h.queue(inflightWrite{key: []byte(pk.TopicName), retained: true})
+		}
+		return
+	}
 	if r == -1 {
 		h.queue(inflightWrite{key: []byte(pk.TopicName), retained: true})
 		h.forgetOldRetained(cl, pk)
@@ -258,6 +271,12 @@ func (h *persistence) OnRetainMessage(cl *mqtt.Client, pk packets.Packet, r int6
 		Payload: pk.Payload, Created: pk.Created, Client: cl.ID, Origin: pk.Origin,
 		Properties: storage.MessageProperties{MessageExpiryInterval: pk.Properties.MessageExpiryInterval}}
 	h.queue(inflightWrite{key: []byte(pk.TopicName), retainedMsg: m, retained: true})
+}
+
+// isStateMessage reports whether pk was published by Broker.PublishState:
+// from inside the process (mochi's inline client), retained, at QoS 0.
+func isStateMessage(cl *mqtt.Client, pk packets.Packet) bool {
+	return cl.Net.Inline && pk.FixedHeader.Retain && pk.FixedHeader.Qos == 0
 }
 
 // OnRetainedExpired removes an expired retained message.

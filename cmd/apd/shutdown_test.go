@@ -161,9 +161,9 @@ func checkAcks(t *testing.T, what string, stored, acked map[string]uint64) {
 }
 
 // TestServeShutdownKeepsLastAck: SIGTERM under load commits what is
-// queued and acknowledges it before the broker stops, so the retained
-// $ack the broker keeps equals the stored watermark — in its state file
-// after the stop and on the wire after a restart.
+// queued, and after a restart the retained $ack on the wire equals the
+// stored watermark. (apd serve does not keep its $acks in the broker's
+// state file: it publishes every stored watermark again at start.)
 func TestServeShutdownKeepsLastAck(t *testing.T) {
 	s := startServe(t)
 	stop := make(chan struct{})
@@ -178,8 +178,6 @@ func TestServeShutdownKeepsLastAck(t *testing.T) {
 		}
 	}
 	stored := storedWatermarks(t, filepath.Join(s.data, "apd.db"))
-	checkAcks(t, "broker state after SIGTERM", stored, brokerStateAcks(t, filepath.Join(s.data, "broker.db"), loadHosts))
-
 	again := restartServe(t, s)
 	checkAcks(t, "after restart", stored, retainedAcks(t, "tcp://"+again.mqtt, loadHosts))
 }
