@@ -1,0 +1,48 @@
+package boltdb
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/apd-telemetry/apd/internal/store"
+)
+
+// TestHostRecordJSON: the hand-written encoding of a host record is
+// encoding/json's, byte for byte, on records of every shape.
+func TestHostRecordJSON(t *testing.T) {
+	rnd := rand.New(rand.NewPCG(1, 2))
+	strs := []string{"", "online", "v1.2.3", "0123456789abcdef", `quo"te`, `back\slash`, "<&>", "tab\there", "é", "\xff", "\u2028"}
+	times := []time.Time{{}, time.Date(2026, 12, 1, 13, 0, 0, 0, time.UTC), time.Date(2026, 12, 1, 13, 0, 0, 123_000_000, time.UTC),
+		time.Date(1999, 1, 2, 3, 4, 5, 6, time.FixedZone("x", 3600)), time.UnixMilli(1)}
+	pick := func(xs []string) string { return xs[rnd.IntN(len(xs))] }
+	pickT := func() time.Time { return times[rnd.IntN(len(times))] }
+	for i := range 2000 {
+		h := &hostRecord{State: pick(strs), StateTime: pickT(), Version: pick(strs), LastSeen: pickT(),
+			SeqState: store.SeqState{Watermark: rnd.Uint64N(3) * rnd.Uint64(), HasMark: rnd.IntN(2) == 0,
+				MaxSeq: rnd.Uint64N(2) * rnd.Uint64N(1 << 53), Lost: rnd.Uint64N(2) * 7, Spool: pick(strs)}}
+		if n := rnd.IntN(4); n > 0 {
+			h.Sensors = map[string]*store.SensorStats{}
+			for j := range n * 3 {
+				h.Sensors[fmt.Sprintf("s%02d%s", j, pick(strs))] = &store.SensorStats{Count: rnd.Uint64(), Last: pickT()}
+			}
+		}
+		want, err := json.Marshal(h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := h.appendJSON(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Fatalf("record %d:\n got %s\nwant %s", i, got, want)
+		}
+	}
+	if _, err := (&hostRecord{LastSeen: time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)}).appendJSON(nil); err == nil {
+		t.Error("a time past year 9999 encoded")
+	}
+}
