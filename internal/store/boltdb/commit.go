@@ -39,15 +39,18 @@ func (s *Store) update(fn func(*bolt.Tx, *headTx) error) error {
 	ht := s.beginHead(tx, s.now())
 	if err := fn(tx, ht); err != nil {
 		_ = tx.Rollback()
+		ht.abortHosts()
 		return err
 	}
 	if err := ht.finish(); err != nil {
 		_ = tx.Rollback()
+		ht.abortHosts()
 		return err
 	}
 	s.headMu.Lock()
 	defer s.headMu.Unlock()
 	if err := tx.Commit(); err != nil {
+		ht.abortHosts()
 		return err
 	}
 	ht.publish()

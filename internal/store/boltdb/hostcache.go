@@ -7,30 +7,29 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
-
-	"github.com/apd-telemetry/apd/internal/store"
 )
 
 // Host records are kept decoded in memory between commits: under a fleet's
 // tick every commit touches most hosts once, and decoding each host's JSON
-// record again at every commit cost more than storing its readings. A
-// transaction works on copies; they replace the cached records only once
-// its bbolt transaction has committed, so a failed commit leaves the cache
-// as the file is.
+// record again at every commit cost more than storing its readings. Write
+// transactions (one at a time; readers read the file) change the cached
+// records in place; a transaction that does not commit drops every record
+// it touched from the cache, so the next one decodes it again from the
+// file as bbolt rolled it back. (Copying each record instead cost a tenth
+// of the commit.)
 
 // maxCachedHosts bounds the cache; past it the cache starts again empty.
 const maxCachedHosts = 200_000
 
-// host returns host name's record for this transaction to change: its
-// own copy, from the cache or decoded from b.
+// host returns host name's record for this transaction to change, from
+// the cache or decoded from b.
 func (ht *headTx) host(b *bolt.Bucket, name string) (*hostRecord, error) {
 	if h, ok := ht.hosts[name]; ok && h != nil {
 		return h, nil
 	}
 	if h, ok := ht.h.hosts[name]; ok {
-		c := h.clone()
-		ht.hosts[name] = c
-		return c, nil
+		ht.hosts[name] = h
+		return h, nil
 	}
 	h, err := getHost(b, name)
 	if err != nil {
@@ -71,14 +70,11 @@ func (ht *headTx) publishHosts() {
 	}
 }
 
-func (h *hostRecord) clone() *hostRecord {
-	c := *h
-	c.Sensors = make(map[string]*store.SensorStats, len(h.Sensors))
-	for k, v := range h.Sensors {
-		s := *v
-		c.Sensors[k] = &s
+// abortHosts forgets what a transaction that did not commit touched.
+func (ht *headTx) abortHosts() {
+	for name := range ht.hosts {
+		delete(ht.h.hosts, name)
 	}
-	return &c
 }
 
 // appendJSON appends h as encoding/json would encode it (the test checks
