@@ -19,22 +19,21 @@ import (
 	"github.com/apd-telemetry/apd/internal/testutil"
 )
 
-// The storage acceptance data set: 100 hosts × 10,000 temperature readings
-// at 10 s, a random walk in degC with one decimal.
-const (
-	cmpHosts   = 100
-	cmpPerHost = 10_000
-)
+// The storage acceptance data sets: hosts × readings each of temperature
+// at 10 s, a random walk in degC with one decimal — few series with many
+// readings (100 × 10,000) and many series with few (10,000 × 100).
+var cmpShapes = []struct{ hosts, perHost int }{{100, 10_000}, {10_000, 100}}
 
 type dataset struct {
 	base   time.Time
-	values [cmpHosts][cmpPerHost]float64
+	values [][]float64 // by host
 }
 
-func newDataset() *dataset {
-	d := &dataset{base: time.Now().Add(-3 * 24 * time.Hour).UTC().Truncate(time.Hour)}
+func newDataset(hosts, perHost int) *dataset {
+	d := &dataset{base: time.Now().Add(-3 * 24 * time.Hour).UTC().Truncate(time.Hour), values: make([][]float64, hosts)}
 	rng := rand.New(rand.NewPCG(1, 2))
 	for h := range d.values {
+		d.values[h] = make([]float64, perHost)
 		v := 20.0
 		for i := range d.values[h] {
 			v += (rng.Float64() - 0.5) * 0.2
@@ -44,11 +43,13 @@ func newDataset() *dataset {
 	return d
 }
 
+func (d *dataset) readings() int { return len(d.values) * len(d.values[0]) }
+
 func (d *dataset) ndjson() []byte {
 	var b bytes.Buffer
 	for h := range d.values {
 		for i, v := range d.values[h] {
-			fmt.Fprintf(&b, `{"v":1,"host":"pi-%03d","sensor":"temperature","ts":"%s","seq":%d,"value":{"magnitude":%s,"unit":"degC"}}`+"\n",
+			fmt.Fprintf(&b, `{"v":1,"host":"pi-%05d","sensor":"temperature","ts":"%s","seq":%d,"value":{"magnitude":%s,"unit":"degC"}}`+"\n",
 				h, d.base.Add(time.Duration(i)*10*time.Second).Format("2006-01-02T15:04:05.000Z"), i+1, strconv.FormatFloat(v, 'f', 1, 64))
 		}
 	}
@@ -60,7 +61,7 @@ func (d *dataset) ndjson() []byte {
 func (d *dataset) vmJSONLines() []byte {
 	var b bytes.Buffer
 	for h := range d.values {
-		fmt.Fprintf(&b, `{"metric":{"__name__":"temperature","host":"pi-%03d"},"values":[`, h)
+		fmt.Fprintf(&b, `{"metric":{"__name__":"temperature","host":"pi-%05d"},"values":[`, h)
 		for i, v := range d.values[h] {
 			if i > 0 {
 				b.WriteByte(',')
@@ -94,22 +95,29 @@ func dirSize(dir string) int64 {
 
 // BenchmarkCompareVictoriaMetrics imports the same 1,000,000 readings into
 // apd (apd import) and into VictoriaMetrics (its JSON-lines import API) on
-// this machine and reports readings/s and bytes per reading for each, and
-// their ratios. It needs the victoria-metrics binary (Debian package
-// victoria-metrics) and is skipped without it.
+// this machine, on both data-set shapes, and reports readings/s and bytes
+// per reading for each, and their ratios. It needs the victoria-metrics
+// binary (Debian package victoria-metrics) and is skipped without it.
 func BenchmarkCompareVictoriaMetrics(b *testing.B) {
 	vmBin, err := exec.LookPath("victoria-metrics")
 	if err != nil {
 		b.Skip("victoria-metrics not installed (apt-get install victoria-metrics)")
 	}
 	bin := buildApd(b)
-	d := newDataset()
+	for _, shape := range cmpShapes {
+		b.Run(fmt.Sprintf("%dx%d", shape.hosts, shape.perHost), func(b *testing.B) {
+			compareVictoriaMetrics(b, bin, vmBin, newDataset(shape.hosts, shape.perHost))
+		})
+	}
+}
+
+func compareVictoriaMetrics(b *testing.B, bin, vmBin string, d *dataset) {
 	nd := filepath.Join(b.TempDir(), "data.ndjson")
 	if err := os.WriteFile(nd, d.ndjson(), 0o644); err != nil {
 		b.Fatal(err)
 	}
 	lines := d.vmJSONLines()
-	const n = cmpHosts * cmpPerHost
+	n := float64(d.readings())
 	var apdRate, apdBytes, vmRate, vmBytes float64
 	b.ResetTimer()
 	for it := 0; it < b.N; it++ {
@@ -149,13 +157,13 @@ func BenchmarkCompareVictoriaMetrics(b *testing.B) {
 			resp.Body.Close()
 		}
 		// The data is searchable once flushed: count it to be sure.
-		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(100 * time.Millisecond) {
 			resp, err := http.Get("http://" + addr + "/api/v1/export?match[]=temperature")
 			if err == nil {
 				body := new(bytes.Buffer)
 				_, _ = body.ReadFrom(resp.Body)
 				resp.Body.Close()
-				if strings.Count(body.String(), ",") >= 2*n-2*cmpHosts {
+				if strings.Count(body.String(), ",") >= 2*d.readings()-2*len(d.values) {
 					break
 				}
 			}

@@ -73,6 +73,13 @@ type Backuper interface {
 	WriteBackup(w io.Writer, begin func(size int64)) (int64, error)
 }
 
+// Sealer is an engine that holds recent readings in a write-ahead form
+// (heads and a log) and can write them all out in their compact form at
+// once: a bulk import ends with it.
+type Sealer interface {
+	SealAll() error
+}
+
 // ErrLocked means another process (a running aggregator) holds the store
 // for writing.
 var ErrLocked = errors.New("database is in use by another process")

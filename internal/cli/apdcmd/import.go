@@ -79,6 +79,13 @@ func (c *ImportCmd) Run(g *cli.Globals) error {
 	if err := flush(); err != nil {
 		return err
 	}
+	// The last readings of each series would wait in its head and the
+	// log until their age: an import leaves only chunks.
+	if sealer, ok := st.(store.Sealer); ok {
+		if err := sealer.SealAll(); err != nil {
+			return err
+		}
+	}
 	bar.done()
 	elapsed := time.Since(start)
 	fmt.Fprintf(g.Stderr(), "imported %d readings (%d already stored) in %s, %s/s\n", stored, dup,

@@ -231,6 +231,41 @@ func (ht *headTx) seal(k seriesKey, h *headSeries) error {
 	return nil
 }
 
+// sealBatch bounds the heads SealAll seals in one transaction.
+const sealBatch = 4096
+
+// SealAll seals every head into chunks and drops the log records, so the
+// file holds only compact chunks (store.Sealer): the end of a bulk import,
+// which would otherwise leave its last readings in heads and log until
+// their age.
+func (s *Store) SealAll() error {
+	for {
+		more := false
+		err := s.update(func(tx *bolt.Tx, ht *headTx) error {
+			ht.quarantine = quarantineTo(tx, nil)
+			n := 0
+			for k, hs := range ht.h.series {
+				if n == sealBatch {
+					more = true
+					break
+				}
+				if err := ht.seal(k, hs); err != nil {
+					return err
+				}
+				n++
+			}
+			ht.h.swept = time.Time{} // sweep in finish: drop the log records no head needs
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("seal heads: %w", err)
+		}
+		if !more {
+			return nil
+		}
+	}
+}
+
 // sealSeries seals series k's head, if it has one (before a delete).
 func (ht *headTx) sealSeries(k seriesKey) error {
 	if h := ht.get(k); h != nil {

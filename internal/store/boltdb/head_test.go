@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -297,4 +298,48 @@ func TestHeadDeleteIsNotReplayed(t *testing.T) {
 	}
 	defer s.Close()
 	sameLines(t, "reopened", dump(t, s), left)
+}
+
+// TestSealAll: after SealAll every reading is in a chunk, the log is
+// empty, and the store reads the same, before and after a reopen.
+func TestSealAll(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "apd.db")
+	s, err := Open(path, Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for tick := range 4 {
+		if _, err := s.Commit(&store.Batch{Readings: fleetTick(5, 3, tick)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := dump(t, s)
+	if chunkCount(t, s) != 0 {
+		t.Fatal("readings in chunks before SealAll: the test tests nothing")
+	}
+	if err := s.SealAll(); err != nil {
+		t.Fatal(err)
+	}
+	if n := chunkCount(t, s); n != 15 {
+		t.Errorf("%d chunks after SealAll, want one per series (15)", n)
+	}
+	logRecords := func() int {
+		n := 0
+		_ = s.db.View(func(tx *bolt.Tx) error { n = tx.Bucket(bucketLog).Stats().KeyN; return nil })
+		return n
+	}
+	if n := logRecords(); n != 0 || len(s.head.series) != 0 {
+		t.Errorf("after SealAll: %d log records, %d heads; want none", n, len(s.head.series))
+	}
+	if got := dump(t, s); !slices.Equal(got, before) {
+		t.Errorf("after SealAll the store reads differently")
+	}
+	s.Close()
+	if s, err = Open(path, Options{NoSync: true}); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if got := dump(t, s); !slices.Equal(got, before) {
+		t.Errorf("after a reopen the store reads differently")
+	}
 }
