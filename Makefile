@@ -43,6 +43,8 @@ bench:
 	$(GO) test -run '^$$' -bench CompareVictoriaMetrics -benchtime 1x -count 3 ./internal/bench/ | tee -a bench.out
 	$(GO) test -run '^$$' -bench FloodPastSilentSessions -benchtime 1x -count 3 ./broker/ | tee -a bench.out
 	APD_FLEET=1000x10 $(GO) test -run '^$$' -bench Fleet -benchtime 1x -timeout 30m ./internal/bench/ | tee -a bench.out
+	APD_FLEET=10000x10 $(GO) test -run '^$$' -bench Fleet -benchtime 1x -timeout 30m ./internal/bench/ | tee -a bench.out
+	$(GO) test -run '^$$' -bench ReopenFullHead -benchtime 3x -timeout 30m ./internal/store/boltdb/ | tee -a bench.out
 
 ## footprint: apd-publish's resident memory and CPU at a 10 s interval over FOOTPRINT (10m) against a real apd serve
 FOOTPRINT ?= 10m
