@@ -178,6 +178,9 @@ func TestServeShutdownKeepsLastAck(t *testing.T) {
 		}
 	}
 	stored := storedWatermarks(t, filepath.Join(s.data, "apd.db"))
+	for h, seq := range brokerStateAcks(t, filepath.Join(s.data, "broker.db"), loadHosts) {
+		t.Errorf("host %s: the broker's state file kept apd serve's $ack %d", h, seq)
+	}
 	again := restartServe(t, s)
 	checkAcks(t, "after restart", stored, retainedAcks(t, "tcp://"+again.mqtt, loadHosts))
 }

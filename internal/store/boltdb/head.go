@@ -375,49 +375,104 @@ func (s *Store) replay(tx *bolt.Tx) error {
 	h := s.head
 	h.nextRec = max(metaUint(tx.Bucket(bucketMeta), keyLogNext), 1) // 0: never sealed
 	hm := tx.Bucket(bucketHeadMeta)
-	sealed := map[seriesKey]uint64{} // the record each series was last sealed at
-	sealedAt := func(k seriesKey) uint64 {
-		if rec, ok := sealed[k]; ok {
-			return rec
-		}
-		rec := uint64(0)
-		if v := hm.Get(headMetaKey(k)); len(v) == 8 {
-			rec = binary.BigEndian.Uint64(v)
-		}
-		sealed[k] = rec
-		return rec
+	// One entry per series, found by sensor then host from the record's
+	// bytes (no key is built for a series seen before): a log holds a row
+	// or a few per series per record, so this lookup is most of a replay.
+	type replayed struct {
+		k      seriesKey
+		sealed uint64 // the record the series was last sealed at
+		hs     *headSeries
 	}
-	return tx.Bucket(bucketLog).ForEach(func(key, v []byte) error {
+	index := map[string]map[string]*replayed{}
+	series := func(sensor, host []byte) *replayed {
+		hosts := index[string(sensor)]
+		if hosts == nil {
+			hosts = map[string]*replayed{}
+			index[string(sensor)] = hosts
+		}
+		e := hosts[string(host)]
+		if e == nil {
+			e = &replayed{k: seriesKey{sensor: string(sensor), host: string(host)}}
+			if v := hm.Get(headMetaKey(e.k)); len(v) == 8 {
+				e.sealed = binary.BigEndian.Uint64(v)
+			}
+			hosts[e.k.host] = e
+		}
+		return e
+	}
+	var scratch []byte
+	err := tx.Bucket(bucketLog).ForEach(func(key, v []byte) error {
 		rec := binary.BigEndian.Uint64(key)
 		h.nextRec = max(h.nextRec, rec+1)
 		rd := &logReader{b: v}
 		ms := rd.varint()
 		for rd.err == nil && len(rd.b) > 0 {
-			k := seriesKey{sensor: rd.str(), host: rd.str()}
+			e := series(rd.bytes(), rd.bytes())
 			n := int(rd.uvarint())
 			if rd.err != nil || n > len(rd.b) {
 				break
 			}
-			rs, rest, err := chunk.ReadRows(k.host, k.sensor, rd.b, n)
+			if rec <= e.sealed { // in its chunks already: skip the rows
+				var err error
+				var st chunk.RowState
+				if scratch, rd.b, _, _, _, err = chunk.AppendRun(scratch[:0], &st, rd.b, n); err != nil {
+					return fmt.Errorf("%w: record %d: %v", errLog, rec, err)
+				}
+				continue
+			}
+			// The rows go after the head's as they are, transcoded; only
+			// rows that are not later than the head's (rare) are decoded
+			// and merged.
+			if e.hs == nil {
+				e.hs = &headSeries{}
+			}
+			cur := e.hs
+			was := *cur
+			rows, rest, first, last, increasing, err := chunk.AppendRun(cur.rows, &cur.end, rd.b, n)
+			if err != nil {
+				return fmt.Errorf("%w: record %d: %v", errLog, rec, err)
+			}
+			if increasing && (was.n == 0 || first > was.last) {
+				if was.n == 0 {
+					cur.first, cur.firstRec, cur.started = first, rec, time.UnixMilli(ms)
+				}
+				cur.rows, cur.n, cur.last = rows, was.n+n, last
+				rd.b = rest
+				continue
+			}
+			*cur = was
+			rs, rest, err := chunk.ReadRows(e.k.host, e.k.sensor, rd.b, n)
 			if err != nil {
 				return fmt.Errorf("%w: record %d: %v", errLog, rec, err)
 			}
 			rd.b = rest
-			if rec <= sealedAt(k) {
-				continue // in its chunks already
-			}
 			chunk.SortByTime(rs)
-			next, _, err := withRows(h.series[k], k, rs, rec, time.UnixMilli(ms))
+			var prev *headSeries
+			if was.n > 0 {
+				prev = &was
+			}
+			next, _, err := withRows(prev, e.k, rs, rec, time.UnixMilli(ms))
 			if err != nil {
 				return err
 			}
-			h.series[k] = &next
+			*cur = next
 		}
 		if rd.err != nil {
 			return fmt.Errorf("%w: record %d", errLog, rec)
 		}
 		return nil
 	})
+	if err != nil {
+		return err
+	}
+	for _, hosts := range index {
+		for _, e := range hosts {
+			if e.hs != nil && e.hs.n > 0 {
+				h.series[e.k] = e.hs
+			}
+		}
+	}
+	return nil
 }
 
 type logReader struct {
@@ -445,13 +500,14 @@ func (r *logReader) varint() int64 {
 	return v
 }
 
-func (r *logReader) str() string {
+// bytes returns a length-prefixed field, valid as long as the record is.
+func (r *logReader) bytes() []byte {
 	n := r.uvarint()
 	if uint64(len(r.b)) < n {
 		r.err = errLog
-		return ""
+		return nil
 	}
-	s := string(r.b[:n])
+	p := r.b[:n:n]
 	r.b = r.b[n:]
-	return s
+	return p
 }

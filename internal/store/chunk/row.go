@@ -255,3 +255,98 @@ func ReadRows(host, sensor string, b []byte, n int) ([]schema.Reading, []byte, e
 	}
 	return out, b, nil
 }
+
+// AppendRun appends the n rows at the start of src — one run, written from
+// a zero RowState — to dst, written against st, and moves st on: what
+// decoding each row and appending it again would give, without building
+// the readings (replaying a write-ahead log is mostly this). It returns
+// the rest of src, the times (ms) of the first and last rows, and whether
+// the times strictly increase.
+func AppendRun(dst []byte, st *RowState, src []byte, n int) (out, rest []byte, first, last int64, increasing bool, err error) {
+	rd := &chunkReader{b: src}
+	var s RowState
+	increasing = true
+	for i := 0; i < n; i++ {
+		d := s.d + rd.varint()
+		t := s.t + d
+		seq := s.seq + uint64(rd.varint())
+		flags := rd.byte()
+		if rd.err != nil {
+			return nil, nil, 0, 0, false, fmt.Errorf("%w: row", ErrCorrupt)
+		}
+		if i == 0 {
+			first = t
+		} else if t <= last {
+			increasing = false
+		}
+		last = t
+		s.t, s.d, s.seq = t, d, seq
+
+		nd := t - st.t
+		dst = binary.AppendVarint(dst, nd-st.d)
+		dst = binary.AppendVarint(dst, int64(seq-st.seq))
+		st.t, st.d, st.seq = t, nd, seq
+		at := len(dst)
+		outFlags := flags &^ (rowTitle | rowUnit)
+		dst = append(dst, 0) // the flags, once known
+		switch {
+		case flags&rowError != 0:
+			dst = appendBytes(dst, rd.bytes())
+			dst = appendBytes(dst, rd.bytes())
+		case flags&rowQuantity != 0:
+			if flags&rowDecimal != 0 {
+				dec := rd.byte()
+				s.m += rd.varint()
+				if dec > 19 {
+					return nil, nil, 0, 0, false, fmt.Errorf("%w: row with %d decimals", ErrCorrupt, dec)
+				}
+				dst = append(dst, dec)
+				dst = binary.AppendVarint(dst, s.m-st.m)
+				st.m = s.m
+			} else {
+				dst = appendBytes(dst, rd.bytes())
+			}
+			if flags&rowUnit != 0 {
+				if u := rd.bytes(); string(u) != s.unit {
+					s.unit = string(u)
+				}
+			}
+			if s.unit != st.unit {
+				outFlags |= rowUnit
+				dst = appendString(dst, s.unit)
+				st.unit = s.unit
+			}
+		default:
+			dst = appendBytes(dst, rd.bytes())
+		}
+		if flags&rowTitle != 0 {
+			if title := rd.bytes(); string(title) != s.title {
+				s.title = string(title)
+			}
+		}
+		if s.title != st.title {
+			outFlags |= rowTitle
+			dst = appendString(dst, s.title)
+			st.title = s.title
+		}
+		if flags&rowHumanText != 0 {
+			dst = appendBytes(dst, rd.bytes())
+		}
+		if flags&rowExtra != 0 {
+			members := rd.uvarint()
+			if members >= 1<<16 {
+				return nil, nil, 0, 0, false, fmt.Errorf("%w: row with %d members", ErrCorrupt, members)
+			}
+			dst = binary.AppendUvarint(dst, members)
+			for ; members > 0 && rd.err == nil; members-- {
+				dst = appendBytes(dst, rd.bytes())
+				dst = appendBytes(dst, rd.bytes())
+			}
+		}
+		if rd.err != nil {
+			return nil, nil, 0, 0, false, fmt.Errorf("%w: row", ErrCorrupt)
+		}
+		dst[at] = outFlags
+	}
+	return dst, rd.b, first, last, increasing, nil
+}

@@ -1,6 +1,7 @@
 package chunk
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"testing"
@@ -88,11 +89,70 @@ func FuzzRows(f *testing.F) {
 		if err != nil {
 			t.Fatalf("rewritten rows do not read: %v", err)
 		}
+		// Transcoded onto other rows, the run reads the same.
+		prefix, pst := encodeRun(in[:3])
+		moved, _, _, _, _, err := AppendRun(prefix, &pst, data, n)
+		if err != nil {
+			t.Fatalf("rows that read do not transcode: %v", err)
+		}
+		all, _, err := ReadRows("h", "temperature", moved, 3+n)
+		if err != nil {
+			t.Fatalf("transcoded rows do not read: %v", err)
+		}
 		for i := range rs {
 			a, b := rs[i].AppendJSON(nil, schema.WithIdentity), back[i].AppendJSON(nil, schema.WithIdentity)
 			if string(a) != string(b) {
 				t.Fatalf("reading %d: %s became %s", i, a, b)
 			}
+			if c := all[3+i].AppendJSON(nil, schema.WithIdentity); string(a) != string(c) {
+				t.Fatalf("reading %d: %s transcoded to %s", i, a, c)
+			}
 		}
 	})
+}
+
+// encodeRun writes rs as one run and returns it with the state after it.
+func encodeRun(rs []schema.Reading) ([]byte, RowState) {
+	var b []byte
+	var st RowState
+	for i := range rs {
+		b = AppendRow(b, &st, &rs[i])
+	}
+	return b, st
+}
+
+// TestAppendRun: runs written apart and transcoded one after another are,
+// byte for byte, the rows of one run written at once; the times and their
+// order are reported.
+func TestAppendRun(t *testing.T) {
+	in := variedReadings()
+	want, wantSt := encodeRun(in)
+	for _, cuts := range [][]int{{1}, {3, 4, 10}, {len(in) / 2}, {1, 2, 3, 4, 5, 6, 7, 8}} {
+		var got []byte
+		var st RowState
+		from := 0
+		for _, cut := range append(cuts, len(in)) {
+			run, _ := encodeRun(in[from:cut])
+			var rest []byte
+			var first, last int64
+			var inc bool
+			var err error
+			got, rest, first, last, inc, err = AppendRun(got, &st, append(run, 0xAA), cut-from)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(rest) != 1 || first != in[from].Time.UnixMilli() || last != in[cut-1].Time.UnixMilli() || !inc {
+				t.Errorf("cuts %v: run %d..%d: rest %d bytes, first %d, last %d, increasing %v", cuts, from, cut, len(rest), first, last, inc)
+			}
+			from = cut
+		}
+		if !bytes.Equal(got, want) || st != wantSt {
+			t.Errorf("cuts %v: transcoded runs differ from one run", cuts)
+		}
+	}
+	back := []schema.Reading{in[1], in[0]}
+	run, _ := encodeRun(back)
+	if _, _, _, _, inc, err := AppendRun(nil, new(RowState), run, 2); err != nil || inc {
+		t.Errorf("a run going back in time: increasing %v, %v", inc, err)
+	}
 }
