@@ -28,7 +28,7 @@ func FuzzDecode(f *testing.F) {
 			}
 			got := map[string]json.RawMessage{}
 			for _, m := range ms {
-				got[m.key] = m.value
+				got[string(m.key)] = m.value
 			}
 			if len(got) != len(want) {
 				t.Fatalf("scanner found %d members in %q, encoding/json %d", len(got), payload, len(want))

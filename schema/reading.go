@@ -99,11 +99,12 @@ func Decode(host, sensor string, payload []byte, received time.Time) (Reading, e
 	}
 	r := Reading{Host: host, Sensor: sensor}
 	if payload[0] == '{' {
-		obj, err := objectOf(payload)
+		var members [16]member
+		obj, err := objectOf(members[:0], payload)
 		if err != nil {
 			return Reading{}, err
 		}
-		if v, ok := obj["v"]; ok {
+		if v, ok := obj.get("v"); ok {
 			if string(v) != "1" {
 				return Reading{}, fmt.Errorf("%w: %s (this apd reads %d)", ErrUnsupportedVersion, v, Version)
 			}
@@ -131,21 +132,18 @@ func checkFinite(v json.RawMessage) error {
 	}
 	var raw json.RawMessage = v
 	if v[0] == '{' {
-		ms, ok := objectMembers(v)
-		if !ok {
+		var members [8]member
+		ms, ok := appendMembers(members[:0], v)
+		if ok {
+			raw, _ = object(ms).get("magnitude")
+		} else {
 			var q struct {
 				Magnitude json.RawMessage `json:"magnitude"`
 			}
-			if json.Unmarshal(v, &q) != nil || q.Magnitude == nil {
+			if json.Unmarshal(v, &q) != nil {
 				return nil
 			}
-			ms = []member{{key: "magnitude", value: q.Magnitude}}
-		}
-		raw = nil
-		for _, m := range ms {
-			if m.key == "magnitude" {
-				raw = m.value
-			}
+			raw = q.Magnitude
 		}
 		if raw == nil {
 			return nil
@@ -165,21 +163,25 @@ func checkFinite(v json.RawMessage) error {
 // are required. Errors wrap the same sentinels as Decode, and
 // ErrInvalidName for a bad host or sensor.
 func DecodeSelfDescribing(payload []byte) (Reading, error) {
-	obj, err := objectOf(payload)
+	var members [16]member
+	obj, err := objectOf(members[:0], payload)
 	if err != nil {
 		return Reading{}, err
 	}
-	if v, ok := obj["v"]; !ok || string(v) != "1" {
+	if v, ok := obj.get("v"); !ok || string(v) != "1" {
 		return Reading{}, fmt.Errorf("%w: want \"v\":%d", ErrUnsupportedVersion, Version)
 	}
 	var r Reading
-	for name, dst := range map[string]*string{"host": &r.Host, "sensor": &r.Sensor} {
-		raw, ok := obj[name]
-		if !ok || decodeString(raw, dst) != nil {
-			return Reading{}, fmt.Errorf("%w: %s missing or not a string", ErrInvalidField, name)
+	for _, f := range [...]struct {
+		name string
+		dst  *string
+	}{{"host", &r.Host}, {"sensor", &r.Sensor}} {
+		raw, ok := obj.get(f.name)
+		if !ok || decodeString(raw, f.dst) != nil {
+			return Reading{}, fmt.Errorf("%w: %s missing or not a string", ErrInvalidField, f.name)
 		}
-		if err := ValidateName(*dst); err != nil {
-			return Reading{}, fmt.Errorf("%s: %w", name, err)
+		if err := ValidateName(*f.dst); err != nil {
+			return Reading{}, fmt.Errorf("%s: %w", f.name, err)
 		}
 	}
 	if err := r.fromObject(obj); err != nil {
@@ -188,11 +190,11 @@ func DecodeSelfDescribing(payload []byte) (Reading, error) {
 	return r, nil
 }
 
-func (r *Reading) fromObject(obj map[string]json.RawMessage) error {
-	for _, m := range []struct {
+func (r *Reading) fromObject(obj object) error {
+	for _, m := range [...]struct {
 		name, want string
 	}{{"host", r.Host}, {"sensor", r.Sensor}} {
-		raw, ok := obj[m.name]
+		raw, ok := obj.get(m.name)
 		if !ok {
 			continue
 		}
@@ -204,7 +206,7 @@ func (r *Reading) fromObject(obj map[string]json.RawMessage) error {
 			return fmt.Errorf("%w: %s %q in payload, %q in topic", ErrTopicMismatch, m.name, got, m.want)
 		}
 	}
-	rawTS, ok := obj["ts"]
+	rawTS, ok := obj.get("ts")
 	if !ok {
 		return fmt.Errorf("%w: ts missing", ErrInvalidField)
 	}
@@ -217,7 +219,7 @@ func (r *Reading) fromObject(obj map[string]json.RawMessage) error {
 		return fmt.Errorf("%w: ts %q is not RFC 3339", ErrInvalidField, ts)
 	}
 	r.Time = t
-	if raw, ok := obj["seq"]; ok {
+	if raw, ok := obj.get("seq"); ok {
 		if r.Seq, err = strconv.ParseUint(string(raw), 10, 64); err != nil {
 			return fmt.Errorf("%w: seq %s is not a whole number", ErrInvalidField, raw)
 		}
@@ -225,14 +227,17 @@ func (r *Reading) fromObject(obj map[string]json.RawMessage) error {
 			return fmt.Errorf("%w: seq %d is beyond %d", ErrSeqOutOfRange, r.Seq, uint64(MaxSeq))
 		}
 	}
-	for name, dst := range map[string]*string{"title": &r.Title, "human": &r.Human} {
-		if raw, ok := obj[name]; ok {
-			if err := decodeString(raw, dst); err != nil {
-				return fmt.Errorf("%w: %s is not a string", ErrInvalidField, name)
+	for _, f := range [...]struct {
+		name string
+		dst  *string
+	}{{"title", &r.Title}, {"human", &r.Human}} {
+		if raw, ok := obj.get(f.name); ok {
+			if err := decodeString(raw, f.dst); err != nil {
+				return fmt.Errorf("%w: %s is not a string", ErrInvalidField, f.name)
 			}
 		}
 	}
-	if raw, ok := obj["error"]; ok && string(raw) != "null" {
+	if raw, ok := obj.get("error"); ok && string(raw) != "null" {
 		var se SampleError
 		if err := json.Unmarshal(raw, &se); err != nil {
 			return fmt.Errorf("%w: error is not {\"kind\",\"message\"}", ErrInvalidField)
@@ -241,7 +246,7 @@ func (r *Reading) fromObject(obj map[string]json.RawMessage) error {
 			return fmt.Errorf("%w: error kind %q (want %q or %q)", ErrInvalidField, se.Kind, Intermittent, Persistent)
 		}
 		r.Error = &se
-	} else if raw, ok := obj["value"]; ok {
+	} else if raw, ok := obj.get("value"); ok {
 		r.Value = compact(raw)
 		if err := checkFinite(r.Value); err != nil {
 			return err
@@ -249,12 +254,12 @@ func (r *Reading) fromObject(obj map[string]json.RawMessage) error {
 	} else {
 		return fmt.Errorf("%w: neither value nor error", ErrInvalidField)
 	}
-	for k, v := range obj {
-		if !known[k] {
+	for _, m := range obj {
+		if !known[string(m.key)] {
 			if r.Extra == nil {
 				r.Extra = make(map[string]json.RawMessage)
 			}
-			r.Extra[k] = compact(v)
+			r.Extra[string(m.key)] = compact(m.value) // in order: the last of repeated keys wins
 		}
 	}
 	return nil
@@ -274,19 +279,25 @@ func compact(raw []byte) json.RawMessage {
 // objectOf returns the members of a JSON object by key (the last of
 // repeated keys wins, as with encoding/json), or an error wrapping
 // ErrInvalidJSON.
-func objectOf(payload []byte) (map[string]json.RawMessage, error) {
-	if ms, ok := objectMembers(payload); ok {
-		obj := make(map[string]json.RawMessage, len(ms))
-		for _, m := range ms {
-			obj[m.key] = m.value
-		}
-		return obj, nil
+func objectOf(buf []member, payload []byte) (object, error) {
+	if ms, ok := appendMembers(buf, payload); ok {
+		return ms, nil
 	}
-	var obj map[string]json.RawMessage
-	if err := json.Unmarshal(payload, &obj); err != nil {
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(payload, &m); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalidJSON, err)
 	}
-	return obj, nil
+	return objectFromMap(buf, m), nil
+}
+
+// objectFromMap turns encoding/json's decoding of an object into one
+// (keys unique, so order does not matter).
+func objectFromMap(buf []member, m map[string]json.RawMessage) object {
+	obj := buf[:0]
+	for k, v := range m {
+		obj = append(obj, member{key: []byte(k), value: v})
+	}
+	return obj
 }
 
 // Fields selects which identifying members AppendJSON writes.
@@ -379,11 +390,12 @@ func (r Reading) MarshalJSON() ([]byte, error) { return r.AppendJSON(nil, WithId
 // a reading from a store's record and the host, sensor and time kept in its
 // keys.
 func DecodeStored(host, sensor string, t time.Time, record []byte) (Reading, error) {
-	var obj map[string]json.RawMessage
-	if err := json.Unmarshal(record, &obj); err != nil {
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(record, &m); err != nil {
 		return Reading{}, fmt.Errorf("%w: %v", ErrInvalidJSON, err)
 	}
-	obj["ts"] = json.RawMessage(strconv.Quote(FormatTime(t)))
+	m["ts"] = json.RawMessage(strconv.Quote(FormatTime(t)))
+	obj := objectFromMap(nil, m)
 	r := Reading{Host: host, Sensor: sensor}
 	if err := r.fromObject(obj); err != nil {
 		return Reading{}, err

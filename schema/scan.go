@@ -5,10 +5,24 @@ import (
 	"unicode/utf8"
 )
 
-// member is one member of a JSON object: its key and its value's text.
+// member is one member of a JSON object: its key and its value's text,
+// both within the payload.
 type member struct {
-	key   string
+	key   []byte
 	value json.RawMessage
+}
+
+// object is a JSON object's members in order. Repeated keys are kept; get
+// returns the last, as encoding/json does.
+type object []member
+
+func (o object) get(name string) (json.RawMessage, bool) {
+	for i := len(o) - 1; i >= 0; i-- {
+		if string(o[i].key) == name {
+			return o[i].value, true
+		}
+	}
+	return nil, false
 }
 
 // objectMembers splits a JSON object into its members, in order, without
@@ -17,50 +31,66 @@ type member struct {
 // it does not fully check — escapes or non-ASCII in keys, a malformed value — and the
 // caller then asks encoding/json, which has the last word on what is JSON
 // and what its errors say.
-func objectMembers(b []byte) ([]member, bool) {
+func objectMembers(b []byte) ([]member, bool) { return appendMembers(nil, b) }
+
+// appendMembers is objectMembers appending to out (a caller's array, so
+// that a payload's members cost no allocation).
+func appendMembers(out []member, b []byte) ([]member, bool) {
 	i := skipSpace(b, 0)
 	if i >= len(b) || b[i] != '{' {
 		return nil, false
 	}
+	out, end, ok := scanObject(out, b, i, true, 0)
+	return out, ok && skipSpace(b, end) == len(b)
+}
+
+// maxScanDepth bounds the objects within objects the scanner follows;
+// deeper ones are left to encoding/json.
+const maxScanDepth = 16
+
+// scanObject reads the object at b[i] ('{'), appending its members to out
+// when collect is set, and returns where it ends.
+func scanObject(out []member, b []byte, i int, collect bool, depth int) ([]member, int, bool) {
 	i = skipSpace(b, i+1)
-	out := make([]member, 0, 10)
 	if i < len(b) && b[i] == '}' {
-		return out, skipSpace(b, i+1) == len(b)
+		return out, i + 1, true
 	}
 	for {
 		if i >= len(b) || b[i] != '"' {
-			return nil, false
+			return nil, 0, false
 		}
 		j := i + 1
 		for j < len(b) && b[j] != '"' {
 			if b[j] == '\\' || b[j] < 0x20 || b[j] >= 0x80 {
-				return nil, false // escapes and non-ASCII keys: encoding/json's rules
+				return nil, 0, false // escapes and non-ASCII keys: encoding/json's rules
 			}
 			j++
 		}
 		if j >= len(b) {
-			return nil, false
+			return nil, 0, false
 		}
-		key := string(b[i+1 : j])
+		key := b[i+1 : j : j]
 		i = skipSpace(b, j+1)
 		if i >= len(b) || b[i] != ':' {
-			return nil, false
+			return nil, 0, false
 		}
 		i = skipSpace(b, i+1)
-		end, ok := skipValue(b, i)
+		end, ok := skipValueAt(b, i, depth)
 		if !ok {
-			return nil, false
+			return nil, 0, false
 		}
-		out = append(out, member{key: key, value: b[i:end]})
+		if collect {
+			out = append(out, member{key: key, value: b[i:end]})
+		}
 		i = skipSpace(b, end)
 		if i >= len(b) {
-			return nil, false
+			return nil, 0, false
 		}
 		if b[i] == '}' {
-			return out, skipSpace(b, i+1) == len(b)
+			return out, i + 1, true
 		}
 		if b[i] != ',' {
-			return nil, false
+			return nil, 0, false
 		}
 		i = skipSpace(b, i+1)
 	}
@@ -75,13 +105,21 @@ func skipSpace(b []byte, i int) int {
 
 // skipValue returns the end of the JSON value starting at i. Strings and
 // numbers are checked here; objects and arrays by encoding/json's Valid.
-func skipValue(b []byte, i int) (int, bool) {
+func skipValue(b []byte, i int) (int, bool) { return skipValueAt(b, i, 0) }
+
+// skipValueAt is skipValue within depth objects.
+func skipValueAt(b []byte, i, depth int) (int, bool) {
 	if i >= len(b) {
 		return 0, false
 	}
 	switch c := b[i]; {
 	case c == '"':
 		return skipString(b, i)
+	case c == '{' && depth < maxScanDepth:
+		if _, end, ok := scanObject(nil, b, i, false, depth+1); ok {
+			return end, true
+		}
+		fallthrough // escapes, non-ASCII keys, or not JSON: encoding/json decides
 	case c == '{' || c == '[':
 		depth, j := 0, i
 		for j < len(b) {
