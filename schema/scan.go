@@ -103,11 +103,9 @@ func skipSpace(b []byte, i int) int {
 	return i
 }
 
-// skipValue returns the end of the JSON value starting at i. Strings and
-// numbers are checked here; objects and arrays by encoding/json's Valid.
-func skipValue(b []byte, i int) (int, bool) { return skipValueAt(b, i, 0) }
-
-// skipValueAt is skipValue within depth objects.
+// skipValueAt returns where the JSON value at b[i] ends, i being within
+// depth objects. Strings, numbers and objects the scanner can read are
+// checked here; arrays and the rest by encoding/json's Valid.
 func skipValueAt(b []byte, i, depth int) (int, bool) {
 	if i >= len(b) {
 		return 0, false
