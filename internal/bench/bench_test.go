@@ -187,12 +187,12 @@ func synthetic(b *testing.B, path string, hosts, perHost int) {
 	}
 }
 
-// syntheticStore opens, read-only, a database of 10 hosts × 100,000
-// readings; it is closed when the benchmark ends.
-func syntheticStore(b *testing.B) *boltdb.Store {
+// syntheticStore opens, read-only, a database of readings/100,000 hosts
+// × 100,000 readings; it is closed when the benchmark ends.
+func syntheticStore(b *testing.B, readings int) *boltdb.Store {
 	b.Helper()
 	path := filepath.Join(b.TempDir(), "apd.db")
-	synthetic(b, path, 10, 100_000)
+	synthetic(b, path, max(readings/100_000, 1), 100_000)
 	st, err := boltdb.Open(path, boltdb.Options{ReadOnly: true})
 	if err != nil {
 		b.Fatal(err)
@@ -230,9 +230,17 @@ func BenchmarkBytesPerReading(b *testing.B) {
 }
 
 // BenchmarkQueryOneHour measures one hour of one sensor of one host (360
-// readings at 10 s) from a database of 1,000,000 readings.
+// readings at 10 s) from a database of 1,000,000 readings, or of
+// APD_QUERY_READINGS (the target's 50,000,000: 500 hosts; building it
+// takes a few minutes):
+//
+//	APD_QUERY_READINGS=50000000 go test -run '^$' -bench QueryOneHour -benchtime 200x -timeout 30m ./internal/bench/
 func BenchmarkQueryOneHour(b *testing.B) {
-	st := syntheticStore(b)
+	readings := 1_000_000
+	if n, err := strconv.Atoi(os.Getenv("APD_QUERY_READINGS")); err == nil && n > 0 {
+		readings = n
+	}
+	st := syntheticStore(b, readings)
 	since := time.Date(2026, 1, 5, 0, 0, 0, 0, time.UTC)
 	q := store.Query{Sensor: "temperature", Hosts: []string{"pi-005"}, Since: since, Until: since.Add(time.Hour)}
 	b.ResetTimer()
@@ -249,7 +257,7 @@ func BenchmarkQueryOneHour(b *testing.B) {
 
 // BenchmarkScanAll reports the rate of a full scan, every reading decoded.
 func BenchmarkScanAll(b *testing.B) {
-	st := syntheticStore(b)
+	st := syntheticStore(b, 1_000_000)
 	b.ResetTimer()
 	start := time.Now()
 	total := 0
