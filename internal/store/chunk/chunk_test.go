@@ -3,7 +3,10 @@ package chunk
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"math/rand/v2"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -113,5 +116,34 @@ func TestMergeReadings(t *testing.T) {
 	}
 	if fmt.Sprint(got) != "[0 1 3 4 5 6]" || fmt.Sprint(ins) != "[true false true false true]" {
 		t.Errorf("merged %v, inserted %v", got, ins)
+	}
+}
+
+// TestAppendDecimal: the buffer-appending formatter writes what the
+// string-building one it replaced wrote, over signs, lengths and points.
+func TestAppendDecimal(t *testing.T) {
+	reference := func(m int64, decimals int) string {
+		neg := m < 0
+		if neg {
+			m = -m
+		}
+		s := strconv.FormatInt(m, 10)
+		if decimals > 0 {
+			if len(s) <= decimals {
+				s = strings.Repeat("0", decimals-len(s)+1) + s
+			}
+			s = s[:len(s)-decimals] + "." + s[len(s)-decimals:]
+		}
+		if neg {
+			s = "-" + s
+		}
+		return s
+	}
+	for _, m := range []int64{0, 1, -1, 5, -5, 9, 10, 99, 100, 213, -213, 1234567, -1000, 1<<53 - 1, -(1 << 53), math.MaxInt64} {
+		for dec := 0; dec <= 19; dec++ {
+			if got, want := string(appendDecimal([]byte("x"), m, dec)), "x"+reference(m, dec); got != want {
+				t.Errorf("appendDecimal(%d, %d) = %q, want %q", m, dec, got, want)
+			}
+		}
 	}
 }
