@@ -3,6 +3,7 @@ package schema
 import (
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"time"
 )
 
@@ -96,8 +97,21 @@ type ackWire struct {
 }
 
 // MarshalJSON writes {"seq":N,"ts":"...","spool":"..."}.
-func (a Ack) MarshalJSON() ([]byte, error) {
-	return json.Marshal(ackWire{Seq: a.Seq, TS: FormatTime(a.Time), Spool: a.Spool})
+func (a Ack) MarshalJSON() ([]byte, error) { return a.AppendJSON(nil), nil }
+
+// AppendJSON appends the acknowledgement's JSON form to b: an aggregator
+// writes one per host per commit window.
+func (a Ack) AppendJSON(b []byte) []byte {
+	b = append(b, `{"seq":`...)
+	b = strconv.AppendUint(b, a.Seq, 10)
+	b = append(b, `,"ts":"`...)
+	b = a.Time.UTC().AppendFormat(b, timeLayout)
+	b = append(b, '"')
+	if a.Spool != "" {
+		b = append(b, `,"spool":`...)
+		b = appendString(b, a.Spool)
+	}
+	return append(b, '}')
 }
 
 // UnmarshalJSON reads an acknowledgement; ts may be absent.

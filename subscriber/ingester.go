@@ -502,7 +502,7 @@ func (in *Ingester) Acknowledge(host string, a store.HostAck) {
 	if in.ack == nil {
 		return
 	}
-	payload, _ := json.Marshal(schema.Ack{Seq: a.Seq, Time: in.opts.Now(), Spool: a.Spool})
+	payload := schema.Ack{Seq: a.Seq, Time: in.opts.Now(), Spool: a.Spool}.AppendJSON(nil)
 	if err := in.ack(in.opts.Topics.Ack(host), payload); err != nil {
 		in.log.Warn("publish acknowledgement", "host", host, "seq", a.Seq, "err", err)
 		return
