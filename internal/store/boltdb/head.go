@@ -407,7 +407,8 @@ func (s *Store) replay(tx *bolt.Tx) error {
 		rd := &logReader{b: v}
 		ms := rd.varint()
 		for rd.err == nil && len(rd.b) > 0 {
-			e := series(rd.bytes(), rd.bytes())
+			sensor := rd.bytes()
+			e := series(sensor, rd.bytes())
 			n := int(rd.uvarint())
 			if rd.err != nil || n > len(rd.b) {
 				break
