@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -49,13 +50,25 @@ func (c *Client) get(ctx context.Context, path string, params url.Values) (*http
 }
 
 func (c *Client) do(ctx context.Context, method, path string, params url.Values) (*http.Response, error) {
+	return c.send(ctx, method, path, params, nil)
+}
+
+// send makes a request with a JSON body (none when body is nil).
+func (c *Client) send(ctx context.Context, method, path string, params url.Values, body []byte) (*http.Response, error) {
 	u := c.Base + path
 	if len(params) > 0 {
 		u += "?" + params.Encode()
 	}
-	req, err := http.NewRequestWithContext(ctx, method, u, nil)
+	var r io.Reader
+	if body != nil {
+		r = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u, r)
 	if err != nil {
 		return nil, fmt.Errorf("server URL %q: %w", c.Base, err)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
 	}
 	if c.APIKey != "" {
 		req.Header.Set(APIKeyHeader, c.APIKey)
@@ -113,6 +126,19 @@ func (c *Client) RuleStats() ([]rules.Stats, error) {
 func (c *Client) Hosts() ([]store.Host, error) {
 	var hosts []store.Host
 	return hosts, c.getJSON("/api/v1/hosts", nil, "hosts", &hosts)
+}
+
+// SetHostMeta replaces how host is shown, on the server.
+func (c *Client) SetHostMeta(host string, m store.HostMeta) error {
+	body, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	resp, err := c.send(context.Background(), http.MethodPut, "/api/v1/hosts/"+url.PathEscape(host), nil, body)
+	if err != nil {
+		return err
+	}
+	return resp.Body.Close()
 }
 
 // DeadLetters returns up to limit of the server's dead letters, newest

@@ -79,6 +79,7 @@ func (s *Server) Handler() http.Handler {
 	})
 	mux.HandleFunc("GET /api/v1/query", s.query)
 	mux.HandleFunc("GET /api/v1/hosts", s.hosts)
+	mux.HandleFunc("PUT /api/v1/hosts/{host}", s.setHostMeta)
 	mux.HandleFunc("GET /api/v1/deadletters", s.deadLetters)
 	mux.HandleFunc("GET /api/v1/deadletters/stats", func(w http.ResponseWriter, _ *http.Request) {
 		st, err := s.Store.DeadLetterStats()
@@ -299,6 +300,32 @@ func (s *Server) hosts(w http.ResponseWriter, _ *http.Request) {
 		hosts = []store.Host{}
 	}
 	writeJSON(w, http.StatusOK, hosts)
+}
+
+// setHostMeta replaces a host's display name, colour and location with
+// the JSON body (a store.HostMeta; {} clears them).
+func (s *Server) setHostMeta(w http.ResponseWriter, r *http.Request) {
+	host := r.PathValue("host")
+	if err := schema.ValidateName(host); err != nil {
+		s.writeError(w, fmt.Errorf("%w: host: %v", errBadRequest, err))
+		return
+	}
+	var m store.HostMeta
+	dec := json.NewDecoder(io.LimitReader(r.Body, 4096))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&m); err != nil {
+		s.writeError(w, fmt.Errorf("%w: host meta: %v", errBadRequest, err))
+		return
+	}
+	if err := m.Validate(); err != nil {
+		s.writeError(w, fmt.Errorf("%w: %v", errBadRequest, err))
+		return
+	}
+	if err := s.Store.SetHostMeta(host, m); err != nil {
+		s.writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, m)
 }
 
 func (s *Server) deadLetters(w http.ResponseWriter, r *http.Request) {

@@ -4,11 +4,14 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/csv"
+	"encoding/json"
 	"fmt"
 	"io"
 	"strconv"
 	"strings"
 	"text/tabwriter"
+
+	"github.com/apd-telemetry/apd/internal/store"
 
 	"github.com/apd-telemetry/apd/schema"
 )
@@ -190,6 +193,26 @@ func (t *tableWriter) Close() error {
 // and calls fn for each. Blank lines are skipped; a bad line is an error
 // naming its line number.
 func DecodeNDJSON(r io.Reader, fn func(*schema.Reading) error) error {
+	return DecodeExport(r, fn, nil)
+}
+
+// HostMetaLine is the line of an export that carries how a host is shown
+// (apd hosts set): {"host":"pi-kitchen","meta":{"name":"Kitchen",…}}. It
+// has no sensor, so no reading can be taken for it.
+type HostMetaLine struct {
+	Host string         `json:"host"`
+	Meta store.HostMeta `json:"meta"`
+}
+
+// AppendHostMetaLine appends the export line of host's meta.
+func AppendHostMetaLine(b []byte, host string, m store.HostMeta) []byte {
+	line, _ := json.Marshal(HostMetaLine{Host: host, Meta: m}) // strings and numbers only
+	return append(append(b, line...), '\n')
+}
+
+// DecodeExport reads what apd export writes: readings, given to fn, and
+// host meta lines, given to meta (nil: such a line is an error).
+func DecodeExport(r io.Reader, fn func(*schema.Reading) error, meta func(HostMetaLine) error) error {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 0, 64<<10), 16<<20)
 	line := 0
@@ -198,6 +221,24 @@ func DecodeNDJSON(r io.Reader, fn func(*schema.Reading) error) error {
 		b := sc.Bytes()
 		if len(bytes.TrimSpace(b)) == 0 {
 			continue
+		}
+		if meta != nil && bytes.Contains(b, []byte(`"meta"`)) {
+			var m struct {
+				HostMetaLine
+				Sensor *string `json:"sensor"`
+			}
+			if json.Unmarshal(b, &m) == nil && m.Sensor == nil && m.Host != "" {
+				if err := schema.ValidateName(m.Host); err != nil {
+					return fmt.Errorf("line %d: host: %w", line, err)
+				}
+				if err := m.Meta.Validate(); err != nil {
+					return fmt.Errorf("line %d: host %s: %w", line, m.Host, err)
+				}
+				if err := meta(m.HostMetaLine); err != nil {
+					return err
+				}
+				continue
+			}
 		}
 		rd, err := schema.DecodeSelfDescribing(b)
 		if err != nil {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/apd-telemetry/apd/internal/config"
+	"github.com/apd-telemetry/apd/internal/query/clean"
 	"github.com/apd-telemetry/apd/internal/store"
 	"github.com/apd-telemetry/apd/schema"
 )
@@ -19,6 +20,11 @@ import (
 // conversion, a --where condition, an aggregate with an optional window,
 // and a limit on the output. The zero value passes readings through.
 type Spec struct {
+	// Clean names the cleaner (package clean) readings pass through
+	// first; TZ is the time zone it counts days in (IANA name; empty:
+	// UTC).
+	Clean string
+	TZ    string
 	Unit  string
 	Where string
 	Agg   string
@@ -28,7 +34,7 @@ type Spec struct {
 
 // Values adds the spec to URL parameters (unit, where, agg, every, limit).
 func (s Spec) Values(v url.Values) {
-	for k, val := range map[string]string{"unit": s.Unit, "where": s.Where, "agg": s.Agg, "every": s.Every} {
+	for k, val := range map[string]string{"clean": s.Clean, "tz": s.TZ, "unit": s.Unit, "where": s.Where, "agg": s.Agg, "every": s.Every} {
 		if val != "" {
 			v.Set(k, val)
 		}
@@ -40,7 +46,7 @@ func (s Spec) Values(v url.Values) {
 
 // SpecFromValues reads a spec from URL parameters.
 func SpecFromValues(v url.Values) (Spec, error) {
-	s := Spec{Unit: v.Get("unit"), Where: v.Get("where"), Agg: v.Get("agg"), Every: v.Get("every")}
+	s := Spec{Clean: v.Get("clean"), TZ: v.Get("tz"), Unit: v.Get("unit"), Where: v.Get("where"), Agg: v.Get("agg"), Every: v.Get("every")}
 	if l := v.Get("limit"); l != "" {
 		n, err := strconv.Atoi(l)
 		if err != nil || n < 0 {
@@ -53,6 +59,7 @@ func SpecFromValues(v url.Values) (Spec, error) {
 
 // Pipeline is a compiled Spec.
 type Pipeline struct {
+	clean *clean.Run
 	unit  string
 	where Cond
 	agg   string
@@ -67,6 +74,23 @@ type Pipeline struct {
 // reading's time).
 func (s Spec) Compile(since time.Time) (*Pipeline, error) {
 	p := &Pipeline{agg: s.Agg, limit: s.Limit, since: since}
+	var loc *time.Location
+	if s.TZ != "" {
+		l, err := time.LoadLocation(s.TZ)
+		if err != nil {
+			return nil, fmt.Errorf("tz %q: want a zone name like Europe/Amsterdam or UTC", s.TZ)
+		}
+		loc = l
+	}
+	if s.Clean != "" {
+		k, err := clean.Lookup(s.Clean)
+		if err != nil {
+			return nil, err
+		}
+		p.clean = clean.NewRun(k, clean.Options{Location: loc})
+	} else if loc != nil {
+		return nil, errors.New("tz needs clean (the cleaners count days in it)")
+	}
 	if s.Unit != "" {
 		u, ok := schema.CanonicalUnit(s.Unit)
 		if !ok {
@@ -120,7 +144,7 @@ func (p *Pipeline) Run(scan func(fn func(*schema.Reading) error) error, out func
 		return nil
 	}
 	var w *window
-	err := scan(func(r *schema.Reading) error {
+	process := func(r *schema.Reading) error {
 		if p.unit != "" {
 			convert(r, p.unit)
 		}
@@ -149,7 +173,16 @@ func (p *Pipeline) Run(scan func(fn func(*schema.Reading) error) error, out func
 		}
 		w.add(r, v)
 		return nil
-	})
+	}
+	var err error
+	if p.clean != nil {
+		err = scan(func(r *schema.Reading) error { return p.clean.Add(r, process) })
+		if err == nil {
+			err = p.clean.Flush(process)
+		}
+	} else {
+		err = scan(process)
+	}
 	if err == nil && w != nil {
 		err = emit(w.result(p))
 	}

@@ -27,8 +27,14 @@ package store
 
 import (
 	"errors"
+	"fmt"
+	"image/color"
 	"io"
+	"strconv"
+	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/apd-telemetry/apd/schema"
 )
@@ -45,6 +51,10 @@ type Store interface {
 	// Delete removes the readings q selects (sensor, hosts, time range)
 	// and returns how many; a host left without readings is forgotten.
 	Delete(q Query) (int, error)
+	// SetHostMeta replaces how host is shown (display name, colour, map
+	// location); the zero HostMeta clears it. A host not seen yet is
+	// remembered with it, so a deployment can be named before it runs.
+	SetHostMeta(host string, m HostMeta) error
 	// Size is the space the engine takes, in bytes.
 	Size() (int64, error)
 	Close() error
@@ -142,6 +152,68 @@ type Host struct {
 	// Spool is the id of the device's current spool (see schema.Status).
 	Spool   string                  `json:"spool,omitempty"`
 	Sensors map[string]*SensorStats `json:"sensors"`
+	HostMeta
+}
+
+// HostMeta is how a host is shown, set by apd hosts set: every chart and
+// the dashboard use the display name and colour, the map the location.
+// Empty fields mean the defaults (the host's name, a colour of the
+// palette, no place on the map).
+type HostMeta struct {
+	Display  string    `json:"name,omitempty"`
+	Colour   string    `json:"colour,omitempty"`
+	Location *Location `json:"location,omitempty"`
+}
+
+// IsZero reports whether m sets nothing.
+func (m HostMeta) IsZero() bool { return m.Display == "" && m.Colour == "" && m.Location == nil }
+
+// Location is a place on Earth in degrees (WGS 84).
+type Location struct {
+	Lat float64 `json:"lat"`
+	Lon float64 `json:"lon"`
+}
+
+// Validate checks that l is a place on Earth.
+func (l Location) Validate() error {
+	if !(l.Lat >= -90 && l.Lat <= 90) || !(l.Lon >= -180 && l.Lon <= 180) {
+		return fmt.Errorf("location %g,%g: latitude must be within ±90 and longitude within ±180", l.Lat, l.Lon)
+	}
+	return nil
+}
+
+// Validate checks a display name (printable, at most 64 characters), a
+// colour (#rgb or #rrggbb) and the location.
+func (m HostMeta) Validate() error {
+	if utf8.RuneCountInString(m.Display) > 64 || !utf8.ValidString(m.Display) || strings.ContainsFunc(m.Display, func(r rune) bool { return !unicode.IsPrint(r) }) {
+		return fmt.Errorf("name %q: want at most 64 printable characters", m.Display)
+	}
+	if m.Colour != "" {
+		if _, err := ParseColour(m.Colour); err != nil {
+			return err
+		}
+	}
+	if m.Location != nil {
+		return m.Location.Validate()
+	}
+	return nil
+}
+
+// ParseColour reads a colour written #rgb or #rrggbb.
+func ParseColour(s string) (color.RGBA, error) {
+	bad := fmt.Errorf("colour %q: want #rgb or #rrggbb, e.g. #cc3300", s)
+	if !strings.HasPrefix(s, "#") || (len(s) != 4 && len(s) != 7) {
+		return color.RGBA{}, bad
+	}
+	v, err := strconv.ParseUint(s[1:], 16, 32)
+	if err != nil {
+		return color.RGBA{}, bad
+	}
+	if len(s) == 4 {
+		r, g, b := uint8(v>>8&0xf), uint8(v>>4&0xf), uint8(v&0xf)
+		return color.RGBA{r * 17, g * 17, b * 17, 255}, nil
+	}
+	return color.RGBA{uint8(v >> 16), uint8(v >> 8), uint8(v), 255}, nil
 }
 
 // DeadLetter is an input the aggregator could not store as a reading.

@@ -9,6 +9,7 @@ import (
 	"github.com/apd-telemetry/apd/internal/cli"
 	"github.com/apd-telemetry/apd/internal/httpapi"
 	"github.com/apd-telemetry/apd/internal/query"
+	"github.com/apd-telemetry/apd/internal/query/clean"
 	"github.com/apd-telemetry/apd/internal/store"
 	"github.com/apd-telemetry/apd/publisher/publishmain"
 )
@@ -52,7 +53,13 @@ func registries() kong.Vars {
 	for _, a := range query.Aggregations() {
 		aggHelp = append(aggHelp, a.Name+" ("+a.Help+")")
 	}
+	var cleanHelp []string
+	for _, k := range clean.Kinds() {
+		cleanHelp = append(cleanHelp, k.Name+" ("+k.Help+")")
+	}
 	return kong.Vars{
+		"cleaners":        "," + strings.Join(clean.Names(), ","),
+		"cleaners_help":   strings.Join(cleanHelp, "; "),
 		"aggregates":      "," + strings.Join(query.AggregateNames(), ","),
 		"aggregates_help": strings.Join(aggHelp, ", "),
 		"formats":         strings.Join(query.FormatNames(), ","),

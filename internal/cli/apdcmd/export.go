@@ -2,7 +2,9 @@ package apdcmd
 
 import (
 	"fmt"
+	"io"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/apd-telemetry/apd/internal/cli"
@@ -53,6 +55,13 @@ func (c *ExportCmd) Run(g *cli.Globals) error {
 	if err != nil {
 		return err
 	}
+	if c.Format == "ndjson" {
+		// How each exported host is shown comes first, so an import
+		// restores it whatever it stops at.
+		if err := writeHostMeta(src, q.Hosts, w); err != nil {
+			return err
+		}
+	}
 	n := 0
 	bar := &progress{}
 	if c.Out != "" {
@@ -69,4 +78,21 @@ func (c *ExportCmd) Run(g *cli.Globals) error {
 		fmt.Fprintf(g.Stderr(), "exported %d readings to %s\n", n, c.Out)
 	}
 	return nil
+}
+
+// writeHostMeta writes the meta line of each host (of hosts; all when
+// empty) that has meta.
+func writeHostMeta(src source, hosts []string, w io.Writer) error {
+	all, err := src.Hosts()
+	if err != nil {
+		return err
+	}
+	var b []byte
+	for _, h := range all {
+		if !h.IsZero() && (len(hosts) == 0 || slices.Contains(hosts, h.Name)) {
+			b = query.AppendHostMetaLine(b, h.Name, h.HostMeta)
+		}
+	}
+	_, err = w.Write(b)
+	return err
 }

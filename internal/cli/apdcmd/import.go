@@ -22,7 +22,8 @@ type ImportCmd struct {
 // Help implements kong's HelpProvider.
 func (ImportCmd) Help() string {
 	return `Reads readings in the ndjson form of apd export and stores them. Readings
-already stored (same host, sensor and time) are skipped.
+already stored (same host, sensor and time) are skipped; the hosts' names,
+colours and locations in the export replace those in the database.
 
 Examples:
   apd import --db apd-data/apd.db last-month.ndjson
@@ -40,7 +41,7 @@ func (c *ImportCmd) Run(g *cli.Globals) error {
 	if len(inputs) == 0 {
 		inputs = []string{"-"}
 	}
-	var stored, dup int
+	var stored, dup, metas int
 	bar := newProgress(g.Stderr(), "imported")
 	start := time.Now()
 	batch := &store.Batch{Imported: true}
@@ -64,13 +65,16 @@ func (c *ImportCmd) Run(g *cli.Globals) error {
 			defer f.Close()
 			r = f
 		}
-		err := query.DecodeNDJSON(bufio.NewReaderSize(r, 1<<20), func(rd *schema.Reading) error {
+		err := query.DecodeExport(bufio.NewReaderSize(r, 1<<20), func(rd *schema.Reading) error {
 			batch.Readings = append(batch.Readings, *rd)
 			bar.add(1)
 			if len(batch.Readings) >= 10000 {
 				return flush()
 			}
 			return nil
+		}, func(m query.HostMetaLine) error {
+			metas++
+			return st.SetHostMeta(m.Host, m.Meta)
 		})
 		if err != nil {
 			return fmt.Errorf("import %s: %w", name, err)
@@ -90,5 +94,8 @@ func (c *ImportCmd) Run(g *cli.Globals) error {
 	elapsed := time.Since(start)
 	fmt.Fprintf(g.Stderr(), "imported %d readings (%d already stored) in %s, %s/s\n", stored, dup,
 		elapsed.Round(time.Millisecond), thousands(int(float64(stored+dup)/max(elapsed.Seconds(), 1e-9))))
+	if metas > 0 {
+		fmt.Fprintf(g.Stderr(), "restored the names, colours and locations of %d hosts\n", metas)
+	}
 	return nil
 }

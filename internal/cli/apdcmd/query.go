@@ -44,6 +44,7 @@ func (f SourceFlags) apiKey() (string, error) {
 type source interface {
 	store.Reader
 	Delete(q store.Query) (int, error)
+	SetHostMeta(host string, m store.HostMeta) error
 	// Query runs spec's processing where the data is.
 	Query(q store.Query, spec query.Spec, fn func(*schema.Reading) error) error
 	Backup(w io.Writer) (int64, error)
@@ -108,6 +109,8 @@ type QueryCmd struct {
 	SourceFlags
 	RangeFlags
 	Sensor string `help:"Sensor to read." required:"" placeholder:"NAME"`
+	Clean  string `help:"Clean readings first: ${cleaners_help}." enum:"${cleaners}" default:""`
+	TZ     string `name:"tz" help:"Time zone the cleaners count days in (e.g. Europe/Amsterdam; default UTC)." placeholder:"ZONE"`
 	Where  string `help:"Keep readings whose numeric value matches, e.g. 'value > 25 and value < 30' (< <= > >= == != and or not, parentheses)." placeholder:"EXPR"`
 	Agg    string `help:"Aggregate per host: ${aggregates_help}. Without --every, an aggregate that picks a reading gives the reading itself, with its time." enum:"${aggregates}" default:""`
 	Every  string `help:"Aggregate in windows of this length, aligned to the epoch (5m, 1h, 1d); empty windows are left out." placeholder:"D"`
@@ -125,6 +128,8 @@ Examples:
   apd query --sensor temperature --since 1h
   apd query --sensor temperature --since 24h --agg avg --every 1h --unit degF
   apd query --sensor temperature --since 7d --agg max            # when was it hottest?
+  apd query --sensor temperature --since 24h --clean temperature   # without glitches
+  apd query --sensor energy --since 30d --clean daily_kwh --tz Europe/Amsterdam
   apd query --sensor temperature --since 1d --where 'value < 5 or value > 30'
   apd query --sensor cpu_load --host pi-kitchen --since 2026-11-23 --until 2026-11-24 --format csv
   apd query --sensor ram_available --since 7d --format ndjson --db apd-data/apd.db`
@@ -139,7 +144,7 @@ func (c *QueryCmd) Run(g *cli.Globals) error {
 	if err != nil {
 		return err
 	}
-	spec := query.Spec{Unit: c.Unit, Where: c.Where, Agg: c.Agg, Every: c.Every, Limit: c.Limit}
+	spec := query.Spec{Clean: c.Clean, TZ: c.TZ, Unit: c.Unit, Where: c.Where, Agg: c.Agg, Every: c.Every, Limit: c.Limit}
 	if _, err := spec.Compile(q.Since); err != nil {
 		return cli.WithCode(cli.ExitUsage, err, "")
 	}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/apd-telemetry/apd/internal/store"
+	"github.com/apd-telemetry/apd/schema"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -20,6 +21,7 @@ type hostRecord struct {
 	LastSeen  time.Time `json:"last_seen,omitzero"`
 	store.SeqState
 	Sensors map[string]*store.SensorStats `json:"sensors,omitempty"`
+	Meta    store.HostMeta                `json:"meta,omitzero"`
 }
 
 func getHost(b *bolt.Bucket, host string) (*hostRecord, error) {
@@ -50,7 +52,7 @@ func (s *Store) Hosts() ([]store.Host, error) {
 			}
 			out = append(out, store.Host{Name: string(k), State: rec.State, StateTime: rec.StateTime,
 				Version: rec.Version, LastSeen: rec.LastSeen, Watermark: rec.Watermark, MaxSeq: rec.MaxSeq,
-				Lost: rec.Lost, Spool: rec.Spool, Sensors: rec.Sensors})
+				Lost: rec.Lost, Spool: rec.Spool, Sensors: rec.Sensors, HostMeta: rec.Meta})
 			if rec.MaxSeq > rec.Watermark {
 				committed := uint64(0)
 				if pb := pending.Bucket(k); pb != nil {
@@ -186,7 +188,40 @@ func (h *hostRecord) appendJSON(b []byte) ([]byte, error) {
 		}
 		b = append(b, '}')
 	}
+	if !h.Meta.IsZero() {
+		// Set by hand, rarely: encoding/json is fast enough.
+		field("meta")
+		m, err := json.Marshal(h.Meta)
+		if err != nil {
+			return nil, err
+		}
+		b = append(b, m...)
+	}
 	return append(b, '}'), nil
+}
+
+// SetHostMeta replaces how host is shown; see store.Store.
+func (s *Store) SetHostMeta(host string, m store.HostMeta) error {
+	if err := schema.ValidateName(host); err != nil {
+		return fmt.Errorf("host: %w", err)
+	}
+	if err := m.Validate(); err != nil {
+		return err
+	}
+	err := s.update(func(tx *bolt.Tx, ht *headTx) error {
+		ht.quarantine = quarantineTo(tx, nil) // the commit may seal old heads
+		b := tx.Bucket(bucketHosts)
+		rec, err := ht.host(b, host)
+		if err != nil {
+			return err
+		}
+		rec.Meta = m
+		return ht.putHost(b, host, rec)
+	})
+	if err != nil {
+		return fmt.Errorf("set host %s: %w", host, err)
+	}
+	return nil
 }
 
 // appendJSONString appends s quoted; anything encoding/json would escape

@@ -30,6 +30,12 @@ func TestHostRecordJSON(t *testing.T) {
 				h.Sensors[fmt.Sprintf("s%02d%s", j, pick(strs))] = &store.SensorStats{Count: rnd.Uint64(), Last: pickT()}
 			}
 		}
+		switch rnd.IntN(3) {
+		case 1:
+			h.Meta = store.HostMeta{Display: pick(strs), Colour: "#cc3300"}
+		case 2:
+			h.Meta = store.HostMeta{Location: &store.Location{Lat: 52.37, Lon: -4.89}}
+		}
 		want, err := json.Marshal(h)
 		if err != nil {
 			t.Fatal(err)

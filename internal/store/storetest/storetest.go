@@ -50,6 +50,7 @@ func Run(t *testing.T, open Opener) {
 		{"ValueKindsRoundTrip", testValueKindsRoundTrip},
 		{"ReadersDuringWrites", testReadersDuringWrites},
 		{"LongScans", testLongScans},
+		{"HostMeta", testHostMeta},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.test(t, open) })
 	}
@@ -457,4 +458,75 @@ func testDeadLetterBatchBounded(t *testing.T, open Opener) {
 	if st.Bytes > 8<<10 || st.Count == 0 || st.Count+st.Dropped != 100 || kept[0].Reason != "99" {
 		t.Errorf("stats %+v, newest %q", st, kept[0].Reason)
 	}
+}
+
+// testHostMeta: names, colours and locations are kept, replaced whole,
+// cleared by the zero value, refused when malformed, kept beside the
+// readings a commit adds, and forgotten with the host's readings.
+func testHostMeta(t *testing.T, open Opener) {
+	s := open(t, store.Limits{})
+	commit(t, s, &store.Batch{Readings: []schema.Reading{Reading("a", "temperature", 0, 20, 1)}})
+	kitchen := store.HostMeta{Display: "Kitchen ☕", Colour: "#cc3300", Location: &store.Location{Lat: 52.37, Lon: 4.89}}
+	if err := s.SetHostMeta("a", kitchen); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetHostMeta("new", store.HostMeta{Display: "Attic"}); err != nil {
+		t.Fatal(err)
+	}
+	commit(t, s, &store.Batch{Readings: []schema.Reading{Reading("a", "temperature", 1, 21, 2)}})
+	meta := func() map[string]store.HostMeta {
+		hosts, err := s.Hosts()
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := map[string]store.HostMeta{}
+		for _, h := range hosts {
+			m[h.Name] = h.HostMeta
+		}
+		return m
+	}
+	got := meta()
+	if g := got["a"]; g.Display != kitchen.Display || g.Colour != kitchen.Colour || g.Location == nil || *g.Location != *kitchen.Location {
+		t.Errorf("host a: %+v, want %+v", g, kitchen)
+	}
+	if got["new"].Display != "Attic" {
+		t.Errorf("a host named before it published: %+v", got)
+	}
+	for _, bad := range []store.HostMeta{{Colour: "red"}, {Colour: "#12345"}, {Location: &store.Location{Lat: 91}},
+		{Location: &store.Location{Lon: -181}}, {Display: "bell\a"}, {Display: strings.Repeat("x", 65)}} {
+		if err := s.SetHostMeta("a", bad); err == nil {
+			t.Errorf("SetHostMeta(%+v) accepted", bad)
+		}
+	}
+	if err := s.SetHostMeta("../x", kitchen); err == nil {
+		t.Error("a bad host name accepted")
+	}
+	if err := s.SetHostMeta("a", store.HostMeta{Colour: "#0a0"}); err != nil {
+		t.Fatal(err)
+	}
+	if g := meta()["a"]; g.Display != "" || g.Colour != "#0a0" || g.Location != nil {
+		t.Errorf("replaced meta: %+v", g)
+	}
+	if err := s.SetHostMeta("a", store.HostMeta{}); err != nil {
+		t.Fatal(err)
+	}
+	if g := meta()["a"]; !g.IsZero() {
+		t.Errorf("cleared meta: %+v", g)
+	}
+	_ = s.SetHostMeta("a", kitchen)
+	if _, err := s.Delete(store.Query{Hosts: []string{"a"}}); err != nil {
+		t.Fatal(err)
+	}
+	if g, ok := meta()["a"]; ok {
+		t.Errorf("host deleted with its readings still shown: %+v", g)
+	}
+}
+
+func commit(t *testing.T, s store.Store, b *store.Batch) store.CommitResult {
+	t.Helper()
+	res, err := s.Commit(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res
 }
