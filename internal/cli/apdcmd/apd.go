@@ -35,6 +35,7 @@ type APD struct {
 	DeadLetters DeadLettersCmd `cmd:"" name:"deadletters" help:"List input that was rejected, with the reason."`
 	Users       UsersCmd       `cmd:"" help:"Manage the broker's users (authentication and ACLs)."`
 	Rules       RulesCmd       `cmd:"" help:"Rules on live readings: status, test against stored history, check a file."`
+	Chart       ChartCmd       `cmd:"" help:"Draw readings as a PNG or SVG chart, with a map."`
 	Version     cli.VersionCmd `cmd:"" help:"Print the version."`
 }
 
