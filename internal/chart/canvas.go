@@ -8,6 +8,7 @@ import (
 	"image/png"
 	"io"
 	"math"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -110,7 +111,8 @@ func paint(attr string, c color.RGBA) string {
 	return fmt.Sprintf(` %s="%s" %s-opacity="%.3f"`, attr, hex(c), attr, float64(c.A)/255)
 }
 
-func num(f float64) string { return strings.TrimSuffix(strings.TrimRight(fmt.Sprintf("%.1f", f), "0"), ".") }
+// num writes a coordinate to a tenth of a pixel.
+func num(f float64) string { return strconv.FormatFloat(math.Round(f*10)/10, 'f', -1, 64) }
 
 func appendPath(b *strings.Builder, pts []Point, closed bool) {
 	for i, p := range pts {

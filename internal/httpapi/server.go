@@ -4,7 +4,6 @@ package httpapi
 
 import (
 	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -35,6 +34,10 @@ type Server struct {
 	APIKey []byte
 	// Rules, when set, answers /api/v1/rules.
 	Rules RuleStats
+	// Dashboard, when set, serves the web dashboard at / and /ui/; Live,
+	// when set, its stream of readings at /api/v1/live.
+	Dashboard http.Handler
+	Live      http.Handler
 	// Ready, when set, says whether every part of the process (store,
 	// broker listeners, subscriptions) is up: nil when it is, else why
 	// not. /readyz answers 200 only then; /healthz only says the process
@@ -89,6 +92,19 @@ func (s *Server) Handler() http.Handler {
 		}
 		writeJSON(w, http.StatusOK, st)
 	})
+	if s.Dashboard != nil {
+		mux.Handle("GET /{$}", s.Dashboard)
+		mux.Handle("GET /ui/", s.Dashboard)
+	}
+	if s.Live != nil {
+		mux.Handle("GET /api/v1/live", s.Live)
+	}
+	mux.HandleFunc("POST /api/v1/session", s.openSession)
+	mux.HandleFunc("DELETE /api/v1/session", s.closeSession)
+	mux.HandleFunc("GET /api/v1/chart.png", s.chartImage("png"))
+	mux.HandleFunc("GET /api/v1/chart.svg", s.chartImage("svg"))
+	mux.HandleFunc("GET /api/v1/series", s.series)
+	mux.HandleFunc("GET /api/v1/dashboard/hosts", s.dashboardHosts)
 	mux.HandleFunc("DELETE /api/v1/readings", s.delete)
 	mux.HandleFunc("GET /api/v1/backup", s.backup)
 	mux.HandleFunc("GET /api/v1/rules", s.rules)
@@ -133,9 +149,21 @@ func (d *deadlineWriter) Write(p []byte) (int, error) {
 // Unwrap lets http.ResponseController reach the connection's writer.
 func (d *deadlineWriter) Unwrap() http.ResponseWriter { return d.ResponseWriter }
 
-// probe reports whether path is a health or readiness probe, which needs
-// no key.
-func probe(path string) bool { return path == "/healthz" || path == "/readyz" }
+// public reports whether a request needs no key: health and readiness
+// probes, the dashboard's page and assets (which hold no data; the page
+// asks for the key and every call it makes needs it), and opening a
+// session with the key.
+func public(r *http.Request) bool {
+	switch p := r.URL.Path; {
+	case p == "/healthz" || p == "/readyz":
+		return true
+	case (r.Method == http.MethodGet || r.Method == http.MethodHead) && (p == "/" || strings.HasPrefix(p, "/ui/")):
+		return true
+	case (r.Method == http.MethodPost || r.Method == http.MethodDelete) && p == "/api/v1/session":
+		return true
+	}
+	return false
+}
 
 // requireKey answers 401 to requests without the API key (compared in
 // constant time), except probes. Without a key the API is for this
@@ -145,7 +173,7 @@ func probe(path string) bool { return path == "/healthz" || path == "/readyz" }
 func (s *Server) requireKey(h http.Handler) http.Handler {
 	if len(s.APIKey) == 0 {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if !probe(r.URL.Path) && !LoopbackHost(r.Host) {
+			if r.URL.Path != "/healthz" && r.URL.Path != "/readyz" && !LoopbackHost(r.Host) {
 				writeJSON(w, http.StatusMisdirectedRequest, map[string]string{"error": fmt.Sprintf("host %q is not a loopback name: without an API key the API answers only localhost, 127.0.0.1 and ::1", r.Host)})
 				return
 			}
@@ -153,7 +181,7 @@ func (s *Server) requireKey(h http.Handler) http.Handler {
 		})
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !probe(r.URL.Path) && subtle.ConstantTimeCompare([]byte(r.Header.Get(APIKeyHeader)), s.APIKey) != 1 {
+		if !public(r) && !s.keyGiven(r) {
 			writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "missing or wrong API key (header " + APIKeyHeader + ")"})
 			return
 		}

@@ -24,6 +24,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/apd-telemetry/apd/internal/dashboard"
 	"github.com/apd-telemetry/apd/internal/httpapi"
 	"github.com/apd-telemetry/apd/internal/metrics"
 	"github.com/apd-telemetry/apd/internal/rules"
@@ -66,6 +67,7 @@ type Server struct {
 	store    store.Store
 	ingester *subscriber.Ingester
 	rules    *rules.Engine // nil without rules
+	live     *dashboard.Hub
 	metrics  *metrics.Registry
 	http     *http.Server
 	httpLn   net.Listener
@@ -93,20 +95,30 @@ func New(cfg Config) (*Server, error) {
 	s.SetReady("starting")
 	opts := cfg.Ingest
 	opts.Logger = log
+	s.live = dashboard.NewHub(maxLiveDashboards)
+	opts.OnCommit = s.live.Publish
 	if len(cfg.Rules) > 0 {
 		s.rules = rules.NewEngine(cfg.Rules, rules.Deps{Publish: s.publish, Topics: opts.Topics, Logger: log})
-		opts.OnCommit = s.rules.Submit
+		opts.OnCommit = func(rs []schema.Reading) {
+			s.rules.Submit(rs)
+			s.live.Publish(rs)
+		}
 		log.Info("rules loaded", "rules", len(cfg.Rules))
 	}
 	s.ingester = subscriber.NewIngester(s.store, opts)
 	s.registerMetrics()
-	api := &httpapi.Server{Store: s.store, Metrics: s.metrics, Logger: log, APIKey: cfg.APIKey, Ready: s.ready}
+	api := &httpapi.Server{Store: s.store, Metrics: s.metrics, Logger: log, APIKey: cfg.APIKey, Ready: s.ready,
+		Dashboard: dashboard.Handler(), Live: s.live}
 	if s.rules != nil {
 		api.Rules = s.rules
 	}
 	s.http = &http.Server{Handler: api.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	return s, nil
 }
+
+// maxLiveDashboards bounds the dashboards streaming live readings at once;
+// each costs a goroutine, a connection and an encoding per commit.
+const maxLiveDashboards = 64
 
 // publish is the rules' publish action: through the link, once there is
 // one (rules act only on commits, which begin with Start).
@@ -120,6 +132,10 @@ func (s *Server) publish(topic string, payload []byte) error {
 func (s *Server) registerMetrics() {
 	st := s.store
 	s.ingester.Metrics().Register(s.metrics)
+	s.metrics.GaugeFunc("apd_dashboard_watchers", "Dashboards streaming live readings now.", func() float64 { return float64(s.live.Watchers()) })
+	s.metrics.GaugeFunc("apd_dashboard_events_dropped", "Live events dropped for dashboards that fell behind (each then fetches again), ever.", func() float64 {
+		return float64(s.live.Dropped())
+	})
 	s.metrics.GaugeFunc("apd_db_size_bytes", "Size of the database.", func() float64 {
 		n, _ := st.Size()
 		return float64(n)
