@@ -1,11 +1,20 @@
 package main_test
 
 import (
+	"bytes"
 	"encoding/json"
+	"encoding/xml"
+	"fmt"
+	"image/png"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/apd-telemetry/apd/internal/testutil"
 )
 
 // writeFile writes text to a new file in the test's directory.
@@ -152,4 +161,164 @@ func TestHostsSet(t *testing.T) {
 	if k := hosts("--server", srv)["pi-kitchen"]; k.Name != "" || k.Colour != "" || k.Location != nil {
 		t.Errorf("pi-kitchen after --unset: %+v", k)
 	}
+}
+
+// svgLines returns the stroke colours of the SVG's data lines (long
+// unfilled paths) and its texts.
+func svgLines(t *testing.T, svg string) (map[string]int, string) {
+	t.Helper()
+	dec := xml.NewDecoder(strings.NewReader(svg))
+	lines := map[string]int{}
+	var texts []string
+	inText := false
+	for {
+		tok, err := dec.Token()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("the SVG is not XML: %v", err)
+		}
+		switch el := tok.(type) {
+		case xml.StartElement:
+			attr := map[string]string{}
+			for _, a := range el.Attr {
+				attr[a.Name.Local] = a.Value
+			}
+			if el.Name.Local == "path" && attr["fill"] == "none" && strings.Count(attr["d"], "L") > 50 {
+				lines[attr["stroke"]]++
+			}
+			inText = el.Name.Local == "text"
+		case xml.CharData:
+			if inText {
+				texts = append(texts, string(el))
+			}
+		case xml.EndElement:
+			inText = false
+		}
+	}
+	return lines, strings.Join(texts, "|")
+}
+
+// pngColours counts the PNG's pixels of each colour.
+func pngColours(t *testing.T, path string) map[string]int {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	img, err := png.Decode(f)
+	if err != nil {
+		t.Fatalf("%s is not a PNG: %v", path, err)
+	}
+	n := map[string]int{}
+	b := img.Bounds()
+	for y := b.Min.Y; y < b.Max.Y; y++ {
+		for x := b.Min.X; x < b.Max.X; x++ {
+			r, g, bl, _ := img.At(x, y).RGBA()
+			n[fmt.Sprintf("#%02x%02x%02x", r>>8, g>>8, bl>>8)]++
+		}
+	}
+	return n
+}
+
+// TestChartCommand: apd chart writes a PNG and an SVG with a line per host
+// in its colour and name (the defaults for a host without), a colour set
+// with apd hosts set shows in the next chart, and the HTTP API draws the
+// same.
+func TestChartCommand(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "apd.db")
+	demoDatabase(t, db, 7*24*time.Hour)
+	dir := t.TempDir()
+	svgPath, pngPath := filepath.Join(dir, "t.svg"), filepath.Join(dir, "t.png")
+	for _, out := range []string{svgPath, pngPath} {
+		r := run(t, nil, "apd", "chart", "--db", db, "--sensor", "temperature", "--since", "24h", "--out", out, "--width", "1000")
+		if r.code != 0 || !strings.Contains(r.stderr, "1 charts, 4 lines") {
+			t.Fatalf("apd chart -o %s: exit %d: %s", out, r.code, r.stderr)
+		}
+	}
+	svg, _ := os.ReadFile(svgPath)
+	lines, texts := svgLines(t, string(svg))
+	for _, h := range demoHosts {
+		if h.colour != "" && lines[h.colour] != 1 {
+			t.Errorf("%s: %d lines in %s (lines: %v)", h.host, lines[h.colour], h.colour, lines)
+		}
+		label := h.name
+		if label == "" {
+			label = h.host
+		}
+		if !strings.Contains(texts, label) {
+			t.Errorf("no legend entry %q in %s", label, texts)
+		}
+	}
+	if len(lines) != 4 {
+		t.Errorf("lines %v, want 4 (one per host)", lines)
+	}
+	colours := pngColours(t, pngPath)
+	for _, h := range demoHosts {
+		if h.colour != "" && colours[h.colour] < 300 {
+			t.Errorf("%s's colour %s covers %d pixels of the PNG", h.host, h.colour, colours[h.colour])
+		}
+	}
+
+	if r := run(t, nil, "apd", "hosts", "set", "pi-kitchen", "--db", db, "--colour", "#1188ee"); r.code != 0 {
+		t.Fatal(r.stderr)
+	}
+	if r := run(t, nil, "apd", "chart", "--db", db, "--sensor", "temperature", "--out", pngPath); r.code != 0 {
+		t.Fatal(r.stderr)
+	}
+	colours = pngColours(t, pngPath)
+	if colours["#1188ee"] < 300 || colours["#cc3300"] > 0 {
+		t.Errorf("after hosts set --colour #1188ee: %d pixels of it, %d of the old #cc3300", colours["#1188ee"], colours["#cc3300"])
+	}
+	if r := run(t, nil, "apd", "hosts", "set", "pi-kitchen", "--db", db, "--colour", "#cc3300"); r.code != 0 {
+		t.Fatal(r.stderr)
+	}
+
+	// Errors are one line and a usage code.
+	for _, bad := range [][]string{{"--out", filepath.Join(dir, "x.gif")}, {"--out", pngPath, "--clean", "nope"}, {"--out", pngPath, "--width", "5"}, {"--out", pngPath, "--tz", "Mars/Base"}} {
+		r := run(t, nil, "apd", append([]string{"chart", "--db", db, "--sensor", "temperature"}, bad...)...)
+		if r.code != 2 || strings.Count(strings.TrimSpace(r.stderr), "\n") > 1 {
+			t.Errorf("apd chart %v: exit %d, %q", bad, r.code, r.stderr)
+		}
+	}
+
+	// The picture for the README: three sensors, the week, and the map.
+	shots := screenshotDir(t)
+	r := run(t, nil, "apd", "chart", "--db", db, "--sensor", "temperature", "--sensor", "humidity", "--sensor", "cpu_load",
+		"--since", "7d", "--map", "--interpolate", "--clean", "passthrough", "--out", filepath.Join(shots, "chart.png"), "--width", "1200")
+	if r.code != 0 {
+		t.Fatal(r.stderr)
+	}
+
+	// The same through a running server.
+	data := filepath.Dir(db)
+	s := startServeOn(t, data, testutil.FreeAddr(t), testutil.FreeAddr(t))
+	resp, err := http.Get("http://" + s.http + "/api/v1/chart.svg?sensor=temperature&since=24h")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if ct := resp.Header.Get("Content-Type"); resp.StatusCode != 200 || ct != "image/svg+xml" {
+		t.Fatalf("chart.svg: %s %s: %.200s", resp.Status, ct, body)
+	}
+	if lines, _ := svgLines(t, string(body)); len(lines) != 4 || lines["#cc3300"] != 1 {
+		t.Errorf("chart.svg lines %v", lines)
+	}
+	resp, err = http.Get("http://" + s.http + "/api/v1/chart.png?sensor=temperature&sensor=humidity&since=24h&map=1&width=800&height=900")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !bytes.HasPrefix(body, []byte("\x89PNG")) {
+		t.Errorf("chart.png: %s %.200s", resp.Status, body)
+	}
+	resp, _ = http.Get("http://" + s.http + "/api/v1/chart.png?sensor=temperature&width=99999")
+	if resp.StatusCode != 400 {
+		t.Errorf("a bad width: %s", resp.Status)
+	}
+	resp.Body.Close()
 }

@@ -99,7 +99,9 @@ func tickLabel(t time.Time, step time.Duration) string {
 
 func monthTicks(from, to time.Time, loc *time.Location, every int) []timeTick {
 	l := from.In(loc)
-	t := time.Date(l.Year(), l.Month(), 1, 0, 0, 0, 0, loc)
+	// Months divisible by the step from January: Jan, Mar, May …
+	m := (int(l.Month())-1)/every*every + 1
+	t := time.Date(l.Year(), time.Month(m), 1, 0, 0, 0, 0, loc)
 	var ticks []timeTick
 	for ; !t.After(to); t = t.AddDate(0, every, 0) {
 		if !t.Before(from) {
