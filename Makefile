@@ -5,7 +5,7 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo de
 LDFLAGS   := -s -w -X github.com/apd-telemetry/apd/internal/cli.Version=$(VERSION)
 STATICCHECK_VERSION := v0.8.2
 
-.PHONY: build run test test-short test-faults lint bench footprint cross fuzz clean
+.PHONY: build run test test-short test-faults lint bench footprint cross fuzz clean vendor-check vendor-update screenshots
 
 ## build: the apd and apd-publish binaries in bin/
 build:
@@ -57,6 +57,18 @@ cross:
 	GOOS=linux GOARCH=arm64 CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o dist/linux-arm64/ ./cmd/apd ./cmd/apd-publish
 	GOOS=linux GOARCH=arm GOARM=6 CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o dist/linux-armv6/ ./cmd/apd ./cmd/apd-publish
 	@ls -l dist/*/
+
+## vendor-check: the embedded front-end files (uPlot, world-atlas) are byte for byte the releases pinned in internal/dashboard/package.json (needs npm)
+vendor-check:
+	internal/dashboard/vendor.sh check
+
+## vendor-update: copy in the pinned releases' files after changing internal/dashboard/package.json
+vendor-update:
+	internal/dashboard/vendor.sh update
+
+## screenshots: the README's pictures (docs/images), made by the dashboard and chart tests (needs chromium, chromium-driver, mosquitto-clients)
+screenshots:
+	APD_SCREENSHOTS=$(CURDIR)/docs/images APD_REQUIRE_BROWSER=1 $(GO) test -count=1 -run 'TestDashboard$$|TestChartCommand' ./cmd/apd/
 
 ## fuzz: the payload decoder's, the chunk codec's and the head rows' fuzz targets, FUZZTIME each (seed corpus in schema/testdata/fuzz)
 FUZZTIME ?= 60s

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -182,6 +183,65 @@ func slicesSort(s []string) {
 	for i := 1; i < len(s); i++ {
 		for j := i; j > 0 && s[j] < s[j-1]; j-- {
 			s[j], s[j-1] = s[j-1], s[j]
+		}
+	}
+}
+
+// TestDashboardAPIKey: with an API key configured the dashboard asks for
+// it once, keeps the session in a cookie the page cannot read, and a
+// reload needs no key; the cookie alone reads but never changes data.
+func TestDashboardAPIKey(t *testing.T) {
+	browser := testutil.StartBrowser(t, 1200, 900)
+	keyFile := filepath.Join(t.TempDir(), "api.key")
+	const key = "0123456789abcdef0123456789abcdef"
+	_ = os.WriteFile(keyFile, []byte(key+"\n"), 0o600)
+	data := t.TempDir()
+	demoDatabase(t, filepath.Join(data, "apd.db"), 6*time.Hour)
+	s := startServeOn(t, data, testutil.FreeAddr(t), testutil.FreeAddr(t), "--api-key-file", keyFile)
+	base := "http://" + s.http
+
+	browser.Open(base + "/")
+	browser.WaitTrue("the key asked for", 10*time.Second, `return document.querySelector('#login').open === true`)
+	_ = browser.Eval(nil, `document.querySelector('#key').value = 'wrong'; document.querySelector('#login-form').requestSubmit()`)
+	browser.WaitTrue("a wrong key refused", 10*time.Second, `return document.querySelector('#login-error').textContent.length > 0 && document.querySelector('#login').open`)
+	_ = browser.Eval(nil, `document.querySelector('#key').value = arguments[0]; document.querySelector('#login-form').requestSubmit()`, key)
+	browser.WaitTrue("charts after the key", 15*time.Second, `return window.apd.plots.size === 3 && !document.querySelector('#login').open`)
+	var cookie string
+	_ = browser.Eval(&cookie, `return document.cookie`)
+	if strings.Contains(cookie, "apd_session") {
+		t.Errorf("the page can read the session cookie: %q", cookie)
+	}
+	browser.Open(base + "/")
+	browser.WaitTrue("charts after a reload, without asking", 15*time.Second, `return window.apd && window.apd.plots.size === 3 && !document.querySelector('#login').open`)
+
+	// The cookie reads; it does not delete.
+	login, err := http.Post(base+"/api/v1/session", "application/json", strings.NewReader(`{"key":"`+key+`"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	login.Body.Close()
+	var session *http.Cookie
+	for _, c := range login.Cookies() {
+		if c.Name == "apd_session" {
+			session = c
+		}
+	}
+	if session == nil || !session.HttpOnly || session.SameSite != http.SameSiteStrictMode || strings.Contains(session.Value, key) {
+		t.Fatalf("session cookie %+v", session)
+	}
+	for _, tc := range []struct {
+		method, path string
+		want         int
+	}{{"GET", "/api/v1/hosts", 200}, {"DELETE", "/api/v1/readings?host=pi-kitchen", 401}, {"PUT", "/api/v1/hosts/pi-kitchen", 401}} {
+		req, _ := http.NewRequest(tc.method, base+tc.path, strings.NewReader(`{}`))
+		req.AddCookie(session)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tc.want {
+			t.Errorf("%s %s with the cookie: %s, want %d", tc.method, tc.path, resp.Status, tc.want)
 		}
 	}
 }

@@ -52,10 +52,9 @@ func (b BBox) Span() float64 { return math.Max(b.MaxLat-b.MinLat, b.MaxLon-b.Min
 // a house, a city or a country, which is where sensors are.
 type Projection struct {
 	box        BBox
-	x0, y0     float64 // pixel of (box.MinLon, box.MaxLat)
 	kx, ky     float64 // pixels per degree
-	W, H       float64
-	offX, offY float64
+	W, H       float64 // the rectangle fitted in
+	offX, offY float64 // the pixel of (box.MinLon, box.MaxLat)
 }
 
 // Fit returns the projection that shows all of b, centred, in a w×h
