@@ -383,3 +383,52 @@ func BenchmarkDecode(b *testing.B) {
 		}
 	}
 }
+
+// TestNumericAgreesWithEncodingJSON: the fast paths of Numeric and
+// ParseQuantity give what encoding/json gives, on canonical forms and on
+// the forms around them that they must leave to it.
+func TestNumericAgreesWithEncodingJSON(t *testing.T) {
+	slow := func(raw string) (float64, bool) {
+		raw = strings.TrimSpace(raw)
+		var f float64
+		if err := json.Unmarshal([]byte(raw), &f); err == nil && len(raw) > 0 && raw[0] != 'n' {
+			return f, true
+		}
+		var w struct {
+			Magnitude *float64 `json:"magnitude"`
+			Unit      string   `json:"unit"`
+		}
+		if len(raw) > 0 && raw[0] == '{' && json.Unmarshal([]byte(raw), &w) == nil && w.Magnitude != nil {
+			return *w.Magnitude, true
+		}
+		switch raw {
+		case "true":
+			return 1, true
+		case "false":
+			return 0, true
+		}
+		return 0, false
+	}
+	for _, raw := range []string{"21.5", "-0", "0", "1e5", "1E-3", "-12.25e+2", "1e400", "0x10", "1_000", "Inf", "NaN", "+1", "01", "1.", ".5", "1e", "--1",
+		`{"magnitude":21.5,"unit":"degC"}`, `{"magnitude":-3,"unit":""}`, `{"magnitude":1e400,"unit":"W"}`, `{"magnitude":1,"unit":"a\"b"}`,
+		`{"magnitude":1,"unit":"a"},"unit":"b"}`, `{"magnitude":1,"unit":"é"}`, "{\"magnitude\":1,\"unit\":\"\xff\"}", `{"magnitude":1,"unit":"\u00e9"}`,
+		`{"magnitude":2,"unit":"x","extra":1}`, `{"unit":"x","magnitude":2}`, `{"Magnitude":2,"unit":"x"}`, `{"magnitude":"2","unit":"x"}`,
+		`{"magnitude":null,"unit":"x"}`, `{"magnitude":2,"unit":3}`, `{"magnitude":2 ,"unit":"x"}`, `{"magnitude":2,"unit":"x"} `, "true", "false", `"21"`, "null", ""} {
+		gotV, gotOK := Numeric(json.RawMessage(raw))
+		wantV, wantOK := slow(raw)
+		if gotOK != wantOK || gotV != wantV {
+			t.Errorf("Numeric(%s) = %v, %v; encoding/json: %v, %v", raw, gotV, gotOK, wantV, wantOK)
+		}
+		if strings.HasPrefix(strings.TrimSpace(raw), "{") {
+			q, ok := ParseQuantity(json.RawMessage(raw))
+			var w struct {
+				Magnitude *float64 `json:"magnitude"`
+				Unit      string   `json:"unit"`
+			}
+			wantOK := json.Unmarshal([]byte(raw), &w) == nil && w.Magnitude != nil
+			if ok != wantOK || ok && (q.Magnitude != *w.Magnitude || q.Unit != w.Unit) {
+				t.Errorf("ParseQuantity(%s) = %+v, %v; encoding/json: %+v", raw, q, ok, w)
+			}
+		}
+	}
+}

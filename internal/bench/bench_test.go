@@ -44,9 +44,14 @@ func buildRelease(b *testing.B, name string) string {
 // startServe runs apd serve on free loopback ports until the benchmark
 // ends and returns it once it is ready.
 func startServe(b *testing.B, bin string) (srv *exec.Cmd, mqttAddr, httpAddr string) {
+	return startServeOn(b, bin, b.TempDir())
+}
+
+// startServeOn is startServe on an existing data directory.
+func startServeOn(b *testing.B, bin, data string) (srv *exec.Cmd, mqttAddr, httpAddr string) {
 	b.Helper()
 	mqttAddr, httpAddr = testutil.FreeAddr(b), testutil.FreeAddr(b)
-	srv = exec.Command(bin, "serve", "--data", b.TempDir(), "--mqtt-addr", mqttAddr, "--http-addr", httpAddr, "--log-level", "warn")
+	srv = exec.Command(bin, "serve", "--data", data, "--mqtt-addr", mqttAddr, "--http-addr", httpAddr, "--log-level", "warn")
 	srv.Stderr = os.Stderr
 	if err := srv.Start(); err != nil {
 		b.Fatal(err)
@@ -158,32 +163,44 @@ func BenchmarkIngestEndToEnd(b *testing.B) {
 // intervals: a slow random walk with one decimal, like a DHT22.
 func synthetic(b *testing.B, path string, hosts, perHost int) {
 	b.Helper()
+	syntheticSeries(b, path, hosts, []string{"temperature"}, perHost, time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), 10*time.Second)
+}
+
+// syntheticSeries writes perHost readings of each sensor of each host
+// (pi-000 …), one every interval from start: random walks of one
+// decimal, each host and sensor its own series.
+func syntheticSeries(b *testing.B, path string, hosts int, sensors []string, perHost int, start time.Time, interval time.Duration) {
+	b.Helper()
 	st, err := boltdb.Open(path, boltdb.Options{NoSync: true})
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer st.Close()
 	rng := rand.New(rand.NewPCG(1, 2))
-	base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	for h := 0; h < hosts; h++ {
 		host := fmt.Sprintf("pi-%03d", h)
-		v := 20.0
-		var batch store.Batch
-		for i := 0; i < perHost; i++ {
-			v += (rng.Float64() - 0.5) * 0.2
-			batch.Readings = append(batch.Readings, schema.Reading{Host: host, Sensor: "temperature",
-				Time: base.Add(time.Duration(i) * 10 * time.Second), Seq: uint64(i + 1),
-				Value: json.RawMessage(strconv.FormatFloat(float64(int(v*10))/10, 'f', 1, 64))})
-			if len(batch.Readings) == 20000 {
-				if _, err := st.Commit(&batch); err != nil {
-					b.Fatal(err)
+		for _, sensor := range sensors {
+			v := 20.0
+			var batch store.Batch
+			for i := 0; i < perHost; i++ {
+				v += (rng.Float64() - 0.5) * 0.2
+				batch.Readings = append(batch.Readings, schema.Reading{Host: host, Sensor: sensor,
+					Time: start.Add(time.Duration(i) * interval), Seq: uint64(i + 1),
+					Value: json.RawMessage(strconv.FormatFloat(float64(int(v*10))/10, 'f', 1, 64))})
+				if len(batch.Readings) == 20000 {
+					if _, err := st.Commit(&batch); err != nil {
+						b.Fatal(err)
+					}
+					batch.Reset()
 				}
-				batch.Reset()
+			}
+			if _, err := st.Commit(&batch); err != nil {
+				b.Fatal(err)
 			}
 		}
-		if _, err := st.Commit(&batch); err != nil {
-			b.Fatal(err)
-		}
+	}
+	if err := st.SealAll(); err != nil {
+		b.Fatal(err)
 	}
 }
 
