@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"image/color"
 	"math"
+	"runtime"
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/apd-telemetry/apd/internal/chart/geo"
@@ -135,11 +137,26 @@ func Build(src Source, req Request, now time.Time) (*Figure, error) {
 		if points <= 0 {
 			points = max(50, req.Width/cols-80)
 		}
-		for _, sensor := range req.Sensors {
-			p, err := buildPanel(src, req, kind, sensor, styles, points)
-			if err != nil {
-				return nil, err
-			}
+		// Each sensor is its own scan: on a machine with more than one
+		// core they read at once.
+		panels := make([]*Panel, len(req.Sensors))
+		errs := make([]error, len(req.Sensors))
+		slots := make(chan struct{}, runtime.GOMAXPROCS(0))
+		var wg sync.WaitGroup
+		for i, sensor := range req.Sensors {
+			wg.Add(1)
+			slots <- struct{}{}
+			go func() {
+				defer wg.Done()
+				defer func() { <-slots }()
+				panels[i], errs[i] = buildPanel(src, req, kind, sensor, styles, points)
+			}()
+		}
+		wg.Wait()
+		if err := errors.Join(errs...); err != nil {
+			return nil, err
+		}
+		for _, p := range panels {
 			f.Panels = append(f.Panels, *p)
 		}
 	}
