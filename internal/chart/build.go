@@ -186,6 +186,11 @@ func buildPanel(src Source, req Request, kind clean.Kind, sensor string, styles 
 	} else if every := req.Until.Sub(req.Since) / time.Duration(points); every >= time.Second {
 		// About a point per pixel: the server averages windows, so a
 		// month of 10-second readings crosses the wire as a thousand.
+		// Windows of whole summary periods are answered from the store's
+		// sums instead of its readings (store.Summarizer).
+		if p := store.SummaryPeriod; every >= p {
+			every = (every + p - 1) / p * p
+		}
 		spec.Agg, spec.Every = "avg", formatSeconds(every)
 	}
 	if req.Unit != "" && kind.Unit == "" {

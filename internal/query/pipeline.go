@@ -132,59 +132,108 @@ var errLimit = errors.New("limit reached")
 // time) through the pipeline into out. Memory stays constant: one window
 // per series at a time.
 func (p *Pipeline) Run(scan func(fn func(*schema.Reading) error) error, out func(*schema.Reading) error) error {
-	n := 0
-	emit := func(r *schema.Reading) error {
-		if err := out(r); err != nil {
-			return err
-		}
-		n++
-		if p.limit > 0 && n >= p.limit {
-			return errLimit
-		}
-		return nil
-	}
-	var w *window
-	process := func(r *schema.Reading) error {
-		if p.unit != "" {
-			convert(r, p.unit)
-		}
-		v, numeric := schema.Numeric(r.Value)
-		if p.where != nil && (r.Error != nil || !numeric || !p.where(v)) {
-			return nil
-		}
-		if p.agg == "" {
-			return emit(r)
-		}
-		if r.Error != nil || !numeric {
-			return nil
-		}
-		start := p.since
-		if p.every > 0 {
-			start = time.UnixMilli(r.Time.UnixMilli() - mod(r.Time.UnixMilli(), p.every.Milliseconds())).UTC()
-		}
-		if w != nil && (w.host != r.Host || w.sensor != r.Sensor || p.every > 0 && !w.start.Equal(start)) {
-			if err := emit(w.result(p)); err != nil {
-				return err
-			}
-			w = nil
-		}
-		if w == nil {
-			w = &window{host: r.Host, sensor: r.Sensor, start: start, agg: p.aggr.New()}
-		}
-		w.add(r, v)
-		return nil
-	}
+	x := &pass{p: p, out: out}
 	var err error
 	if p.clean != nil {
-		err = scan(func(r *schema.Reading) error { return p.clean.Add(r, process) })
+		err = scan(func(r *schema.Reading) error { return p.clean.Add(r, x.reading) })
 		if err == nil {
-			err = p.clean.Flush(process)
+			err = p.clean.Flush(x.reading)
 		}
 	} else {
-		err = scan(process)
+		err = scan(x.reading)
 	}
-	if err == nil && w != nil {
-		err = emit(w.result(p))
+	return x.finish(err)
+}
+
+// runParts is Run over readings and the sums of periods (see summable).
+func (p *Pipeline) runParts(scan func(fn func(*store.Part) error) error, out func(*schema.Reading) error) error {
+	x := &pass{p: p, out: out}
+	return x.finish(scan(func(part *store.Part) error {
+		if part.Sum != nil {
+			return x.periodSum(part.Sum)
+		}
+		return x.reading(part.Reading)
+	}))
+}
+
+// pass is one run of a pipeline: the open window and the output count.
+type pass struct {
+	p   *Pipeline
+	out func(*schema.Reading) error
+	n   int
+	w   *window
+}
+
+func (x *pass) emit(r *schema.Reading) error {
+	if err := x.out(r); err != nil {
+		return err
+	}
+	x.n++
+	if x.p.limit > 0 && x.n >= x.p.limit {
+		return errLimit
+	}
+	return nil
+}
+
+func (x *pass) reading(r *schema.Reading) error {
+	p := x.p
+	if p.unit != "" {
+		convert(r, p.unit)
+	}
+	v, numeric := schema.Numeric(r.Value)
+	if p.where != nil && (r.Error != nil || !numeric || !p.where(v)) {
+		return nil
+	}
+	if p.agg == "" {
+		return x.emit(r)
+	}
+	if r.Error != nil || !numeric {
+		return nil
+	}
+	w, err := x.window(r.Host, r.Sensor, r.Time)
+	if err != nil {
+		return err
+	}
+	w.add(r, v)
+	return nil
+}
+
+func (x *pass) periodSum(ps *store.PeriodSum) error {
+	if ps.Count == 0 {
+		return nil
+	}
+	w, err := x.window(ps.Host, ps.Sensor, ps.Start)
+	if err != nil {
+		return err
+	}
+	w.addSum(ps)
+	return nil
+}
+
+// window returns the open window for a reading of host and sensor at t,
+// first emitting the one before when it is another series' or ends
+// before t.
+func (x *pass) window(host, sensor string, t time.Time) (*window, error) {
+	p := x.p
+	start := p.since
+	if p.every > 0 {
+		start = time.UnixMilli(t.UnixMilli() - mod(t.UnixMilli(), p.every.Milliseconds())).UTC()
+	}
+	if w := x.w; w != nil && (w.host != host || w.sensor != sensor || p.every > 0 && !w.start.Equal(start)) {
+		x.w = nil
+		if err := x.emit(w.result(p)); err != nil {
+			return nil, err
+		}
+	}
+	if x.w == nil {
+		x.w = &window{host: host, sensor: sensor, start: start, agg: p.aggr.New()}
+	}
+	return x.w, nil
+}
+
+func (x *pass) finish(err error) error {
+	if err == nil && x.w != nil {
+		err = x.emit(x.w.result(x.p))
 	}
 	if errors.Is(err, errLimit) {
 		return nil
@@ -247,6 +296,17 @@ func (w *window) add(r *schema.Reading, v float64) {
 	w.agg.Add(r, v)
 }
 
+// addSum adds the sum of a period as add would add its readings (only
+// total aggregates take sums: see Pipeline.summable).
+func (w *window) addSum(ps *store.PeriodSum) {
+	if w.n == 0 {
+		w.unit = ps.Unit
+		w.first = schema.Reading{Host: ps.Host, Sensor: ps.Sensor, Title: ps.Title, Time: ps.Start}
+	}
+	w.n += int(ps.Count)
+	w.agg.(*total).addSum(ps.Count, ps.Sum)
+}
+
 // result is the window's aggregate as a reading. Without --every an
 // aggregate that picks a reading gives the reading itself, with its own
 // time.
@@ -293,11 +353,30 @@ func formatEvery(d time.Duration) string {
 
 // Execute runs the query q on src with the processing of spec and writes
 // the results to out. q.Limit is ignored: spec.Limit bounds the output.
+// A mean, sum or count over windows that are whole multiples of
+// store.SummaryPeriod is answered from the engine's sums where it keeps
+// them (store.Summarizer): the same results, without decoding every
+// reading.
 func Execute(src store.Reader, q store.Query, spec Spec, out func(*schema.Reading) error) error {
 	p, err := spec.Compile(q.Since)
 	if err != nil {
 		return err
 	}
 	q.Limit = 0
+	if sz, ok := src.(store.Summarizer); ok && p.summable() {
+		return p.runParts(func(fn func(*store.Part) error) error { return sz.ScanSummarized(q, fn) }, out)
+	}
 	return p.Run(func(fn func(*schema.Reading) error) error { return src.Scan(q, fn) }, out)
+}
+
+// summable reports whether sums of periods give the pipeline's exact
+// results: a mean, sum or count in windows of whole periods, of the
+// readings as stored (no cleaner, condition or conversion).
+func (p *Pipeline) summable() bool {
+	switch p.agg {
+	case "avg", "sum", "count":
+	default:
+		return false
+	}
+	return p.clean == nil && p.where == nil && p.unit == "" && p.every > 0 && p.every%store.SummaryPeriod == 0
 }

@@ -332,3 +332,41 @@ type Query struct {
 // ErrStop may be returned by a Scan callback to end the scan early without
 // an error.
 var ErrStop = errors.New("stop scan")
+
+// SummaryPeriod is the period of the sums an engine that implements
+// Summarizer keeps: windows of aggregates that are whole multiples of it
+// can be answered from the sums.
+const SummaryPeriod = 15 * time.Minute
+
+// Summarizer is an engine that keeps, beside its readings, the count and
+// sum of each series' numeric readings per SummaryPeriod, so a mean over
+// a month need not decode every reading: a 30-day chart of a fleet reads
+// a few thousand sums instead of millions of readings.
+type Summarizer interface {
+	// ScanSummarized calls fn for what q selects, series by series (by
+	// sensor, then host), each in time order, as Scan does — except that
+	// where the engine holds the sums of whole periods inside [Since,
+	// Until) it gives those (Part.Sum) instead of the readings. Only
+	// readings without an error and with a numeric value (schema.Numeric)
+	// are in the sums; the readings given one by one are all of them.
+	ScanSummarized(q Query, fn func(*Part) error) error
+}
+
+// Part is one step of ScanSummarized: a reading, or the sum of a period.
+type Part struct {
+	Reading *schema.Reading
+	Sum     *PeriodSum
+}
+
+// PeriodSum is the count and sum of the numeric readings of one series in
+// [Start, Start+SummaryPeriod), or part of that period (a period split
+// between two of the engine's blocks comes as two sums, one after the
+// other). Unit and Title are those of every reading counted: readings
+// with different ones are given one by one instead.
+type PeriodSum struct {
+	Host, Sensor string
+	Start        time.Time
+	Count        uint64
+	Sum          float64
+	Unit, Title  string
+}

@@ -214,7 +214,11 @@ func storeReadings(tx *bolt.Tx, ht *headTx, batch []schema.Reading, host func(st
 			if err != nil {
 				return err
 			}
-			ins, err := insertSeries(hb, k.host, k.sensor, rs[:split], ht.quarantine(k.sensor, k.host))
+			sums, err := summaryBucket(tx, k.sensor, k.host)
+			if err != nil {
+				return err
+			}
+			ins, err := insertSeries(hb, sums, k.host, k.sensor, rs[:split], ht.quarantine(k.sensor, k.host))
 			if err != nil {
 				return err
 			}

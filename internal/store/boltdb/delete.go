@@ -24,7 +24,11 @@ func (s *Store) Delete(q store.Query) (int, error) {
 			if err := ht.sealSeries(seriesKey{string(sensor), string(host)}); err != nil {
 				return err
 			}
-			n, err := deleteSeries(hb, string(host), string(sensor), since, until)
+			sums, err := summaryBucket(tx, string(sensor), string(host))
+			if err != nil {
+				return err
+			}
+			n, err := deleteSeries(hb, sums, string(host), string(sensor), since, until)
 			if err != nil || n == 0 {
 				return err
 			}
@@ -34,6 +38,9 @@ func (s *Store) Delete(q store.Query) (int, error) {
 			}
 			perHost[string(host)][string(sensor)] += uint64(n)
 			if k, _ := hb.Cursor().First(); k == nil {
+				if err := deleteSummaries(tx, string(sensor), string(host)); err != nil {
+					return err
+				}
 				return sb.DeleteBucket(host)
 			}
 			return nil

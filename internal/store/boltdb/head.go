@@ -219,15 +219,19 @@ func (ht *headTx) seal(k seriesKey, h *headSeries) error {
 	if err != nil {
 		return err
 	}
+	sums, err := summaryBucket(ht.tx, k.sensor, k.host)
+	if err != nil {
+		return err
+	}
 	// A head's readings are all later than its series' chunks (later
 	// ones are routed to the head, earlier ones to the chunks). A head of
 	// half a chunk or more becomes chunks of its own; a smaller one (sealed
 	// by age) is merged into the last chunk, which decodes and re-encodes
 	// it, so that slow series do not end in many small chunks.
 	if h.n >= chunk.MaxReadings/2 && hb.Get(timeKey(rs[0].Time)) == nil {
-		err = putChunks(hb, k.sensor, rs)
+		err = putChunks(hb, sums, k.sensor, rs)
 	} else {
-		_, err = insertSeries(hb, k.host, k.sensor, rs, ht.quarantine(k.sensor, k.host))
+		_, err = insertSeries(hb, sums, k.host, k.sensor, rs, ht.quarantine(k.sensor, k.host))
 	}
 	if err != nil {
 		return err

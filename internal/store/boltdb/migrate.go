@@ -83,7 +83,7 @@ func migrateSeries(hb *bolt.Bucket, host, sensor string) error {
 				return err
 			}
 		}
-		if err := putChunks(hb, sensor, group); err != nil {
+		if err := putChunks(hb, nil, sensor, group); err != nil { // summaries come with the next rewrite
 			return err
 		}
 		// The chunk sits under its first record's key; go on after its last.

@@ -2,6 +2,7 @@ package boltdb
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"slices"
 
@@ -36,7 +37,7 @@ func firstChunk(c *bolt.Cursor, from []byte) ([]byte, []byte) {
 // bytes aside) and the readings are written as if it were not there: a
 // corrupt chunk, failing the same way on every retry, would otherwise
 // stop every commit for good.
-func insertSeries(hb *bolt.Bucket, host, sensor string, rs []schema.Reading, quarantine func(key, value []byte, err error) error) ([]bool, error) {
+func insertSeries(hb, sums *bolt.Bucket, host, sensor string, rs []schema.Reading, quarantine func(key, value []byte, err error) error) ([]bool, error) {
 	inserted := make([]bool, len(rs))
 	for pos := 0; pos < len(rs); {
 		c := hb.Cursor()
@@ -53,7 +54,7 @@ func insertSeries(hb *bolt.Bucket, host, sensor string, rs []schema.Reading, qua
 				if err := quarantine(oldKey, slices.Clone(v), err); err != nil {
 					return nil, err
 				}
-				if err := hb.Delete(oldKey); err != nil {
+				if err := deleteChunk(hb, sums, oldKey); err != nil {
 					return nil, err
 				}
 				old, oldKey = nil, nil
@@ -70,26 +71,42 @@ func insertSeries(hb *bolt.Bucket, host, sensor string, rs []schema.Reading, qua
 			continue // all duplicates: nothing to write
 		}
 		if oldKey != nil {
-			if err := hb.Delete(oldKey); err != nil {
+			if err := deleteChunk(hb, sums, oldKey); err != nil {
 				return nil, err
 			}
 		}
-		if err := putChunks(hb, sensor, merged); err != nil {
+		if err := putChunks(hb, sums, sensor, merged); err != nil {
 			return nil, err
 		}
 	}
 	return inserted, nil
 }
 
-// putChunks writes readings as chunks of at most chunk.MaxReadings, each under the
-// time key of its first reading.
-func putChunks(hb *bolt.Bucket, sensor string, rs []schema.Reading) error {
+// putChunks writes readings as chunks of at most chunk.MaxReadings, each
+// under the time key of its first reading, and each chunk's summary under
+// the same key in sums (when not nil; see summary.go).
+func putChunks(hb, sums *bolt.Bucket, sensor string, rs []schema.Reading) error {
 	for len(rs) > 0 {
 		n := min(len(rs), chunk.MaxReadings)
-		if err := hb.Put(timeKey(rs[0].Time), chunk.Encode(sensor, rs[:n])); err != nil {
+		key, enc := timeKey(rs[0].Time), chunk.Encode(sensor, rs[:n])
+		if err := hb.Put(key, enc); err != nil {
+			return err
+		}
+		if err := putSummary(sums, key, rs[:n], enc); err != nil {
 			return err
 		}
 		rs = rs[n:]
+	}
+	return nil
+}
+
+// deleteChunk removes the chunk at key and its summary.
+func deleteChunk(hb, sums *bolt.Bucket, key []byte) error {
+	if err := hb.Delete(key); err != nil {
+		return err
+	}
+	if sums != nil {
+		return sums.Delete(key)
 	}
 	return nil
 }
@@ -102,21 +119,37 @@ func scanSeries(hb *bolt.Bucket, host, sensor string, since, until []byte, fn fu
 		if until != nil && bytes.Compare(k, until) >= 0 {
 			return nil
 		}
-		rs, err := chunk.Decode(host, sensor, v)
-		if err != nil {
-			return fmt.Errorf("chunk %s/%s at %s: %w", sensor, host, keyTime(k), err)
-		}
-		for i := range rs {
-			tk := timeKey(rs[i].Time)
-			if since != nil && bytes.Compare(tk, since) < 0 {
-				continue
-			}
-			if until != nil && bytes.Compare(tk, until) >= 0 {
+		if err := scanChunk(k, v, host, sensor, since, until, fn); err != nil {
+			if errors.Is(err, errChunkEnd) {
 				return nil
 			}
-			if err := fn(&rs[i]); err != nil {
-				return err
-			}
+			return err
+		}
+	}
+	return nil
+}
+
+// errChunkEnd says a chunk reached until: the series has nothing more in
+// the range.
+var errChunkEnd = errors.New("end of range")
+
+// scanChunk calls fn for the readings of chunk v (at key k) in
+// [since, until), and returns errChunkEnd once one reaches until.
+func scanChunk(k, v []byte, host, sensor string, since, until []byte, fn func(*schema.Reading) error) error {
+	rs, err := chunk.Decode(host, sensor, v)
+	if err != nil {
+		return fmt.Errorf("chunk %s/%s at %s: %w", sensor, host, keyTime(k), err)
+	}
+	for i := range rs {
+		tk := timeKey(rs[i].Time)
+		if since != nil && bytes.Compare(tk, since) < 0 {
+			continue
+		}
+		if until != nil && bytes.Compare(tk, until) >= 0 {
+			return errChunkEnd
+		}
+		if err := fn(&rs[i]); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -124,7 +157,7 @@ func scanSeries(hb *bolt.Bucket, host, sensor string, since, until []byte, fn fu
 
 // deleteSeries removes the readings of one series in [since, until) and
 // returns how many it removed.
-func deleteSeries(hb *bolt.Bucket, host, sensor string, since, until []byte) (int, error) {
+func deleteSeries(hb, sums *bolt.Bucket, host, sensor string, since, until []byte) (int, error) {
 	type rewrite struct {
 		key  []byte
 		keep []schema.Reading
@@ -154,10 +187,10 @@ func deleteSeries(hb *bolt.Bucket, host, sensor string, since, until []byte) (in
 		}
 	}
 	for _, rw := range rewrites {
-		if err := hb.Delete(rw.key); err != nil {
+		if err := deleteChunk(hb, sums, rw.key); err != nil {
 			return 0, err
 		}
-		if err := putChunks(hb, sensor, rw.keep); err != nil {
+		if err := putChunks(hb, sums, sensor, rw.keep); err != nil {
 			return 0, err
 		}
 	}

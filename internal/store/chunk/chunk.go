@@ -295,6 +295,26 @@ func (r *chunkReader) bytes() []byte {
 
 func (r *chunkReader) str() string { return string(r.bytes()) }
 
+func (r *chunkReader) uint32() uint32 {
+	if len(r.b) < 4 {
+		r.err = ErrCorrupt
+		return 0
+	}
+	v := binary.BigEndian.Uint32(r.b)
+	r.b = r.b[4:]
+	return v
+}
+
+func (r *chunkReader) uint64() uint64 {
+	if len(r.b) < 8 {
+		r.err = ErrCorrupt
+		return 0
+	}
+	v := binary.BigEndian.Uint64(r.b)
+	r.b = r.b[8:]
+	return v
+}
+
 // Decode rebuilds the readings of a chunk.
 func Decode(host, sensor string, data []byte) ([]schema.Reading, error) {
 	zr := flateReaders.Get().(io.ReadCloser)

@@ -147,3 +147,46 @@ func TestAppendDecimal(t *testing.T) {
 		}
 	}
 }
+
+// TestSummary: per-period counts and sums of the numeric readings, a
+// round trip through its encoding, and no summary for chunks whose
+// readings mix units or titles.
+func TestSummary(t *testing.T) {
+	t0 := time.Date(2026, 12, 1, 11, 58, 0, 0, time.UTC)
+	var rs []schema.Reading
+	for i := range 12 { // 12:00 ± minutes, every minute
+		rs = append(rs, schema.Reading{Time: t0.Add(time.Duration(i) * time.Minute), Title: "T", Value: schema.Quantity{Magnitude: float64(i), Unit: "degC"}.Raw()})
+	}
+	rs[3].Value, rs[3].Error = nil, &schema.SampleError{Message: "failed"}
+	enc := Encode("temperature", rs)
+	s, ok := Summarize(rs, enc, 5*time.Minute)
+	if !ok || s.Unit != "degC" || s.Title != "T" || s.Check != Checksum(enc) {
+		t.Fatalf("summary %+v %v", s, ok)
+	}
+	// 11:55 holds 11:58, 11:59; 12:00 holds 12:00–12:04 without 12:01
+	// (failed); 12:05 holds 12:05–12:09.
+	want := []SummaryRow{{t0.Add(-3*time.Minute).UnixMilli(), 2, 0 + 1}, {t0.Add(2 * time.Minute).UnixMilli(), 4, 2 + 4 + 5 + 6}, {t0.Add(7 * time.Minute).UnixMilli(), 5, 7 + 8 + 9 + 10 + 11}}
+	if fmt.Sprint(s.Rows) != fmt.Sprint(want) {
+		t.Errorf("rows %v, want %v", s.Rows, want)
+	}
+	back, err := DecodeSummary(s.Append(nil))
+	if err != nil || fmt.Sprint(back) != fmt.Sprint(s) {
+		t.Errorf("round trip: %+v, %v; want %+v", back, err, s)
+	}
+	if _, err := DecodeSummary(s.Append(nil)[:10]); err == nil {
+		t.Error("a cut summary decoded")
+	}
+	mixed := append([]schema.Reading(nil), rs...)
+	mixed[5].Value = schema.Quantity{Magnitude: 1, Unit: "degF"}.Raw()
+	if _, ok := Summarize(mixed, enc, 5*time.Minute); ok {
+		t.Error("a summary of mixed units")
+	}
+	mixed[5].Value, mixed[5].Title = rs[5].Value, "other"
+	if _, ok := Summarize(mixed, enc, 5*time.Minute); ok {
+		t.Error("a summary of mixed titles")
+	}
+	words := []schema.Reading{{Time: t0, Value: json.RawMessage(`"on"`)}}
+	if s, ok := Summarize(words, Encode("state", words), 5*time.Minute); !ok || len(s.Rows) != 0 {
+		t.Errorf("no numbers: %+v %v", s, ok)
+	}
+}

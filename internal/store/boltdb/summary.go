@@ -1,0 +1,206 @@
+package boltdb
+
+import (
+	"bytes"
+	"errors"
+	"slices"
+	"time"
+
+	"github.com/apd-telemetry/apd/internal/store"
+	"github.com/apd-telemetry/apd/internal/store/chunk"
+	"github.com/apd-telemetry/apd/schema"
+	bolt "go.etcd.io/bbolt"
+)
+
+// summaries/<sensor>/<host>/<chunk key>: each chunk's count and sum of
+// numeric readings per store.SummaryPeriod (chunk.Summary), written with
+// the chunk and deleted with it. A summary names its chunk by checksum,
+// so one left behind by any path that rewrote the chunk without it is
+// seen as stale and not used; chunks written before summaries existed
+// simply have none and are read reading by reading, until a rewrite.
+var bucketSummaries = []byte("summaries")
+
+// summaryBucket returns the summaries of a series, made if missing in a
+// writable transaction; nil in a read-only one without them.
+func summaryBucket(tx *bolt.Tx, sensor, host string) (*bolt.Bucket, error) {
+	root := tx.Bucket(bucketSummaries)
+	if !tx.Writable() {
+		if root == nil {
+			return nil, nil
+		}
+		if sb := root.Bucket([]byte(sensor)); sb != nil {
+			return sb.Bucket([]byte(host)), nil
+		}
+		return nil, nil
+	}
+	root, err := tx.CreateBucketIfNotExists(bucketSummaries)
+	if err != nil {
+		return nil, err
+	}
+	sb, err := root.CreateBucketIfNotExists([]byte(sensor))
+	if err != nil {
+		return nil, err
+	}
+	hb, err := sb.CreateBucketIfNotExists([]byte(host))
+	if err != nil {
+		return nil, err
+	}
+	hb.FillPercent = 0.9 // written in time order, like the chunks
+	return hb, nil
+}
+
+// deleteSummaries removes a series' summaries (its chunks are gone).
+func deleteSummaries(tx *bolt.Tx, sensor, host string) error {
+	root := tx.Bucket(bucketSummaries)
+	if root == nil {
+		return nil
+	}
+	sb := root.Bucket([]byte(sensor))
+	if sb == nil || sb.Bucket([]byte(host)) == nil {
+		return nil
+	}
+	if err := sb.DeleteBucket([]byte(host)); err != nil {
+		return err
+	}
+	if k, _ := sb.Cursor().First(); k == nil {
+		return root.DeleteBucket([]byte(sensor))
+	}
+	return nil
+}
+
+// putSummary writes the summary of chunk enc (of readings rs) at key, or
+// removes an old one when the readings cannot be summarised.
+func putSummary(sums *bolt.Bucket, key []byte, rs []schema.Reading, enc []byte) error {
+	if sums == nil {
+		return nil
+	}
+	s, ok := chunk.Summarize(rs, enc, store.SummaryPeriod)
+	if !ok {
+		return sums.Delete(key)
+	}
+	return sums.Put(key, s.Append(nil))
+}
+
+// usableSummary returns the summary of the chunk v at key k when it
+// matches the chunk and the chunk lies wholly in [since, until).
+func usableSummary(sums *bolt.Bucket, k, v []byte, since, until []byte) (chunk.Summary, bool) {
+	if sums == nil {
+		return chunk.Summary{}, false
+	}
+	b := sums.Get(k)
+	if b == nil {
+		return chunk.Summary{}, false
+	}
+	s, err := chunk.DecodeSummary(b)
+	if err != nil || s.Period != store.SummaryPeriod || s.Check != chunk.Checksum(v) {
+		return chunk.Summary{}, false
+	}
+	if since != nil && bytes.Compare(timeKey(time.UnixMilli(s.First)), since) < 0 {
+		return chunk.Summary{}, false
+	}
+	if until != nil && bytes.Compare(timeKey(time.UnixMilli(s.Last)), until) >= 0 {
+		return chunk.Summary{}, false
+	}
+	return s, true
+}
+
+// ScanSummarized is Scan, with the sums of the chunks that lie wholly in
+// the range given instead of their readings; see store.Summarizer.
+func (s *Store) ScanSummarized(q store.Query, fn func(*store.Part) error) error {
+	since, until := queryKeys(q)
+	type item struct {
+		r   schema.Reading
+		sum store.PeriodSum
+		raw bool
+	}
+	page := make([]item, 0, scanPage)
+	var resume struct {
+		sensor, host, last []byte
+		set                bool
+	}
+	for {
+		page = page[:0]
+		full := false
+		s.headMu.RLock()
+		err := s.db.View(func(tx *bolt.Tx) error {
+			err := eachSeries(tx, q, func(_, hb *bolt.Bucket, sensor, host []byte) error {
+				from := since
+				if resume.set {
+					switch c := compareSeries(sensor, host, resume.sensor, resume.host); {
+					case c < 0:
+						return nil
+					case c == 0:
+						from = nextKey(resume.last)
+						if since != nil && bytes.Compare(since, from) > 0 {
+							from = since
+						}
+					}
+				}
+				stop := func(last []byte) error {
+					resume.sensor, resume.host, resume.last, resume.set = slices.Clone(sensor), slices.Clone(host), last, true
+					return errPageFull
+				}
+				add := func(r *schema.Reading) error {
+					page = append(page, item{r: *r, raw: true})
+					if len(page) >= scanPage {
+						return stop(timeKey(r.Time))
+					}
+					return nil
+				}
+				sums, err := summaryBucket(tx, string(sensor), string(host))
+				if err != nil {
+					return err
+				}
+				c := hb.Cursor()
+				for k, v := firstChunk(c, from); k != nil; k, v = c.Next() {
+					if until != nil && bytes.Compare(k, until) >= 0 {
+						break
+					}
+					if sum, ok := usableSummary(sums, k, v, from, until); ok {
+						for _, row := range sum.Rows {
+							page = append(page, item{sum: store.PeriodSum{Host: string(host), Sensor: string(sensor),
+								Start: time.UnixMilli(row.Start).UTC(), Count: row.Count, Sum: row.Sum, Unit: sum.Unit, Title: sum.Title}})
+						}
+						if len(page) >= scanPage {
+							return stop(timeKey(time.UnixMilli(sum.Last)))
+						}
+						continue
+					}
+					if err := scanChunk(k, v, string(host), string(sensor), from, until, add); err != nil {
+						if errors.Is(err, errChunkEnd) {
+							break
+						}
+						return err
+					}
+				}
+				return scanHead(s.head.series[seriesKey{string(sensor), string(host)}], string(host), string(sensor), from, until, add)
+			}, nil)
+			if errors.Is(err, errPageFull) {
+				full = true
+				return nil
+			}
+			return err
+		})
+		s.headMu.RUnlock()
+		if err != nil {
+			return err
+		}
+		for i := range page {
+			part := &store.Part{}
+			if page[i].raw {
+				part.Reading = &page[i].r
+			} else {
+				part.Sum = &page[i].sum
+			}
+			if err := fn(part); err != nil {
+				if errors.Is(err, store.ErrStop) {
+					return nil
+				}
+				return err
+			}
+		}
+		if !full {
+			return nil
+		}
+	}
+}
