@@ -165,7 +165,7 @@ func TestSummary(t *testing.T) {
 	}
 	// 11:55 holds 11:58, 11:59; 12:00 holds 12:00–12:04 without 12:01
 	// (failed); 12:05 holds 12:05–12:09.
-	want := []SummaryRow{{t0.Add(-3*time.Minute).UnixMilli(), 2, 0 + 1}, {t0.Add(2 * time.Minute).UnixMilli(), 4, 2 + 4 + 5 + 6}, {t0.Add(7 * time.Minute).UnixMilli(), 5, 7 + 8 + 9 + 10 + 11}}
+	want := []SummaryRow{{t0.Add(-3 * time.Minute).UnixMilli(), 2, 0 + 1}, {t0.Add(2 * time.Minute).UnixMilli(), 4, 2 + 4 + 5 + 6}, {t0.Add(7 * time.Minute).UnixMilli(), 5, 7 + 8 + 9 + 10 + 11}}
 	if fmt.Sprint(s.Rows) != fmt.Sprint(want) {
 		t.Errorf("rows %v, want %v", s.Rows, want)
 	}
