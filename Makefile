@@ -35,7 +35,8 @@ lint:
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
 
 ## bench: the benchmarks reported in docs/benchmarks.md (results in bench.out);
-## the VictoriaMetrics comparison needs `apt-get install victoria-metrics` and is skipped without it
+## the VictoriaMetrics comparison needs `apt-get install victoria-metrics` and is skipped without it,
+## the dashboard's needs chromium and chromium-driver
 bench:
 	$(GO) test -run '^$$' -bench IngestEndToEnd -benchtime 1x -count 5 ./internal/bench/ | tee bench.out
 	$(GO) test -run '^$$' -bench 'BytesPerReading|ScanAll' -benchtime 1x -count 3 ./internal/bench/ | tee -a bench.out
@@ -45,6 +46,9 @@ bench:
 	APD_FLEET=1000x10 $(GO) test -run '^$$' -bench Fleet -benchtime 1x -timeout 30m ./internal/bench/ | tee -a bench.out
 	APD_FLEET=10000x10 $(GO) test -run '^$$' -bench Fleet -benchtime 1x -timeout 30m ./internal/bench/ | tee -a bench.out
 	$(GO) test -run '^$$' -bench ReopenFullHead -benchtime 3x -timeout 30m ./internal/store/boltdb/ | tee -a bench.out
+	$(GO) test -run '^$$' -bench ChartWeek -benchtime 3x -count 5 ./internal/bench/ | tee -a bench.out
+	APD_VIEW_READINGS=50000000 $(GO) test -run '^$$' -bench SeriesThirtyDays -benchtime 5x -timeout 60m ./internal/bench/ | tee -a bench.out
+	$(GO) test -run '^$$' -bench DashboardRender -benchtime 7x -timeout 30m ./internal/bench/ | tee -a bench.out
 
 ## footprint: apd-publish's resident memory and CPU at a 10 s interval over FOOTPRINT (10m) against a real apd serve
 FOOTPRINT ?= 10m

@@ -159,6 +159,34 @@ func TestDashboard(t *testing.T) {
 		t.Errorf("the series were fetched %d times; the live reading should have come without a fetch", loads)
 	}
 
+	// What is shown downloads as CSV (a row per point) and as the
+	// server's PNG of the same range.
+	var csv string
+	_ = browser.Eval(&csv, `return window.apd.csv()`)
+	if lines := strings.Split(strings.TrimSpace(csv), "\n"); lines[0] != "sensor,host,name,time,value,unit" || len(lines) < 3*4*200 || !strings.Contains(csv, "temperature,pi-kitchen,Kitchen,") {
+		t.Errorf("CSV of what is shown: %d lines, starting %.200q", len(lines), csv)
+	}
+	var pngURL string
+	_ = browser.Eval(&pngURL, `return document.querySelector('#png').href`)
+	if resp, err := http.Get(pngURL); err != nil || resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "image/png" {
+		t.Errorf("the PNG download %s: %v %v", pngURL, err, resp)
+	} else {
+		resp.Body.Close()
+	}
+
+	// Dragging across a chart zooms every chart to that span, fetched
+	// again at the finer resolution.
+	_ = browser.Eval(nil, `const u = window.apd.plots.get('humidity');
+		u.setSelect({left: u.bbox.width / devicePixelRatio * 0.25, width: u.bbox.width / devicePixelRatio * 0.25, top: 0, height: 10})`)
+	browser.WaitTrue("zoomed in", 10*time.Second, `const s = window.apd.state; return !s.live && s.to - s.from > 3 * 3600 && s.to - s.from < 9 * 3600 && window.apd.loads === 2`)
+	var zoomed struct{ Min, Max float64 }
+	_ = browser.Eval(&zoomed, `const u = window.apd.plots.get('temperature'); return {min: u.scales.x.min, max: u.scales.x.max}`)
+	if span := zoomed.Max - zoomed.Min; span > 9*3600 || span < 3*3600 {
+		t.Errorf("the temperature chart shows %.0f s after zooming the humidity chart to about 6 h", span)
+	}
+	_ = browser.Eval(nil, `document.querySelector('#ranges button[data-range="86400"]').click()`)
+	browser.WaitTrue("back to the last day, live", 10*time.Second, `return window.apd.state.live && window.apd.loads === 3`)
+
 	_ = browser.Eval(nil, `document.querySelector('#theme').click()`)
 	browser.WaitTrue("dark charts", 10*time.Second, `return document.documentElement.classList.contains('dark') && window.apd.plots.size === 3`)
 	browser.WaitTrue("the dark map", 10*time.Second, `const i = document.querySelector('#map-img'); return i.src.includes('theme=dark') && i.complete && i.naturalWidth > 0`)

@@ -284,6 +284,25 @@ func TestChartCommand(t *testing.T) {
 		}
 	}
 
+	// A GeoJSON overlay is drawn over the map; a bad one is refused.
+	overlay := writeFile(t, "park.geojson", `{"type":"Feature","properties":{"name":"park"},"geometry":{"type":"Polygon","coordinates":[[[4.875,52.365],[4.885,52.365],[4.885,52.37],[4.875,52.365]]]}}`)
+	mapSVG := filepath.Join(dir, "map.svg")
+	if r := run(t, nil, "apd", "chart", "--db", db, "--sensor", "temperature", "--map", "--overlay", overlay, "-o", mapSVG); r.code != 0 {
+		t.Fatal(r.stderr)
+	}
+	withOverlay, _ := os.ReadFile(mapSVG)
+	if r := run(t, nil, "apd", "chart", "--db", db, "--sensor", "temperature", "--map", "-o", mapSVG); r.code != 0 {
+		t.Fatal(r.stderr)
+	}
+	without, _ := os.ReadFile(mapSVG)
+	if n, m := strings.Count(string(withOverlay), "fill-opacity=\"0.157\""), strings.Count(string(without), "fill-opacity=\"0.157\""); n != m+1 {
+		t.Errorf("the overlay's polygon: %d translucent shapes with it, %d without", n, m)
+	}
+	bad := writeFile(t, "bad.geojson", `{"type":"Polygon","coordinates":[[[400,1]]]}`)
+	if r := run(t, nil, "apd", "chart", "--db", db, "--sensor", "temperature", "--map", "--overlay", bad, "-o", mapSVG); r.code != 2 || !strings.Contains(r.stderr, "not on Earth") {
+		t.Errorf("a bad overlay: exit %d, %s", r.code, r.stderr)
+	}
+
 	// The picture for the README: three sensors, the week, and the map.
 	shots := screenshotDir(t)
 	r := run(t, nil, "apd", "chart", "--db", db, "--sensor", "temperature", "--sensor", "humidity", "--sensor", "cpu_load",

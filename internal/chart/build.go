@@ -41,7 +41,9 @@ type Request struct {
 	// first sensor; MapOnly draws only the map.
 	Map, MapOnly bool
 	Interpolate  bool
-	Width        int
+	// Overlay is drawn over the map (parsed GeoJSON).
+	Overlay []geo.Shape
+	Width   int
 	Height       int
 	Theme        Theme
 	// Points is about how many points each series is reduced to (by
@@ -247,7 +249,7 @@ func buildMap(src Source, req Request, hosts []store.Host, styles map[string]Sty
 	kind, _ := clean.Lookup(req.Clean)
 	spec := req.spec(kind)
 	spec.Agg = "last"
-	m := &Map{Title: titleOf(sensor) + ", latest", Unit: kind.Unit, Interpolate: req.Interpolate}
+	m := &Map{Title: titleOf(sensor) + ", latest", Unit: kind.Unit, Interpolate: req.Interpolate, Overlay: req.Overlay}
 	where := map[string]*store.Location{}
 	var located []string
 	for _, h := range hosts {

@@ -62,6 +62,8 @@ type Map struct {
 	Hosts []MapHost
 	// Interpolate adds an inverse-distance-weighted layer between hosts.
 	Interpolate bool
+	// Overlay is the user's own shapes (GeoJSON), drawn over the map.
+	Overlay []geo.Shape
 }
 
 // Figure is what one image shows: panels in a grid, about square, and
@@ -418,6 +420,24 @@ func (f *Figure) drawMap(c canvas, r rect) error {
 				c.rect(x, y, math.Min(cell, frame.x+frame.w-x), math.Min(cell, frame.y+frame.h-y), col)
 			}
 		}
+	}
+	for _, sh := range m.Overlay {
+		var rings [][]Point
+		for _, ring := range sh.Rings {
+			rp := make([]Point, len(ring))
+			for i, ll := range ring {
+				x, y := proj.Project(ll)
+				rp[i] = Point{x, y}
+			}
+			if sh.Closed {
+				rings = append(rings, rp)
+			} else {
+				c.polyline(rp, th.Muted, 1.5)
+			}
+		}
+		fill := th.Muted
+		fill.A = 40
+		c.polygons(rings, fill, th.Muted, 1.2)
 	}
 	// The graticule and labels of its lines.
 	step := geo.GraticuleStep(box, 5)

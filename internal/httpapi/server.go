@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/apd-telemetry/apd/internal/chart/geo"
 	"github.com/apd-telemetry/apd/internal/metrics"
 	"github.com/apd-telemetry/apd/internal/query"
 	"github.com/apd-telemetry/apd/internal/rules"
@@ -38,6 +39,8 @@ type Server struct {
 	// when set, its stream of readings at /api/v1/live.
 	Dashboard http.Handler
 	Live      http.Handler
+	// MapOverlay is drawn over every map (chart.png|svg with map).
+	MapOverlay []geo.Shape
 	// Ready, when set, says whether every part of the process (store,
 	// broker listeners, subscriptions) is up: nil when it is, else why
 	// not. /readyz answers 200 only then; /healthz only says the process

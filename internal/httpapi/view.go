@@ -104,6 +104,7 @@ func (s *Server) chartImage(format string) http.HandlerFunc {
 			s.writeError(w, err)
 			return
 		}
+		req.Overlay = s.MapOverlay
 		fig, err := chart.Build(storeSource{s.Store}, req, s.now())
 		if err != nil {
 			s.writeError(w, err)

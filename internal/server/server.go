@@ -24,6 +24,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/apd-telemetry/apd/internal/chart/geo"
 	"github.com/apd-telemetry/apd/internal/dashboard"
 	"github.com/apd-telemetry/apd/internal/httpapi"
 	"github.com/apd-telemetry/apd/internal/metrics"
@@ -49,6 +50,8 @@ type Config struct {
 	// 0 keeps everything.
 	Retention time.Duration
 	Logger    *slog.Logger
+	// MapOverlay is drawn over every map the API draws.
+	MapOverlay []geo.Shape
 }
 
 // Link is how the aggregator reaches the MQTT world once it runs: the
@@ -108,7 +111,7 @@ func New(cfg Config) (*Server, error) {
 	s.ingester = subscriber.NewIngester(s.store, opts)
 	s.registerMetrics()
 	api := &httpapi.Server{Store: s.store, Metrics: s.metrics, Logger: log, APIKey: cfg.APIKey, Ready: s.ready,
-		Dashboard: dashboard.Handler(), Live: s.live}
+		Dashboard: dashboard.Handler(), Live: s.live, MapOverlay: cfg.MapOverlay}
 	if s.rules != nil {
 		api.Rules = s.rules
 	}

@@ -133,3 +133,26 @@ func TestScaleBar(t *testing.T) {
 		t.Errorf("scale bar %g km over %.0f px (%.4f km/px)", km, px, p.KmPerPixel())
 	}
 }
+
+func TestParseGeoJSON(t *testing.T) {
+	doc := `{"type":"FeatureCollection","features":[
+		{"type":"Feature","properties":{"name":"Vondelpark"},"geometry":{"type":"Polygon","coordinates":[[[4.86,52.357],[4.88,52.357],[4.88,52.36],[4.86,52.357]]]}},
+		{"type":"Feature","properties":{},"geometry":{"type":"LineString","coordinates":[[4.89,52.37],[4.90,52.38]]}},
+		{"type":"Feature","properties":{"name":"a tree"},"geometry":{"type":"Point","coordinates":[4.9,52.3]}},
+		{"type":"Feature","geometry":{"type":"MultiPolygon","coordinates":[[[[1,1],[2,1],[2,2],[1,1]]],[[[3,3],[4,3],[4,4],[3,3]]]]}}]}`
+	shapes, err := ParseGeoJSON([]byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(shapes) != 4 || shapes[0].Name != "Vondelpark" || !shapes[0].Closed || shapes[1].Closed || len(shapes[0].Rings[0]) != 4 {
+		t.Fatalf("shapes %+v", shapes)
+	}
+	if p := shapes[0].Rings[0][1]; p.Lat != 52.357 || p.Lon != 4.88 {
+		t.Errorf("GeoJSON is longitude first: %+v", p)
+	}
+	for _, bad := range []string{`{`, `{"type":"Polygon","coordinates":[[[200,1],[1,1],[1,2]]]}`, `{"type":"Circle"}`, `{"type":"LineString","coordinates":[[1]]}`} {
+		if _, err := ParseGeoJSON([]byte(bad)); err == nil {
+			t.Errorf("%s accepted", bad)
+		}
+	}
+}

@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/apd-telemetry/apd/internal/chart/geo"
+
 	"github.com/apd-telemetry/apd/internal/cli"
 	"github.com/apd-telemetry/apd/internal/config"
 	"github.com/apd-telemetry/apd/internal/rules"
@@ -52,6 +54,7 @@ func (f IngestFlags) retention() (time.Duration, error) {
 // HTTPFlags place the HTTP API.
 type HTTPFlags struct {
 	HTTPAddr   string `name:"http-addr" help:"HTTP API listen address." default:"127.0.0.1:8080" placeholder:"HOST:PORT" config:"server.http_addr"`
+	MapOverlay string `name:"map-overlay" help:"GeoJSON file whose lines and polygons the dashboard's and the API's maps draw over the hosts." placeholder:"FILE" type:"path" config:"server.map_overlay"`
 	APIKeyFile string `name:"api-key-file" help:"File holding the API key every request must carry in X-API-Key (/healthz excepted); required to listen beyond loopback." placeholder:"FILE" type:"path" config:"server.api_key_file"`
 }
 
@@ -118,7 +121,14 @@ func (f serverFlags) newServer(topics schema.Topics, file *config.File, log *slo
 	if err != nil {
 		return nil, err
 	}
-	srv, err := server.New(server.Config{Store: st, HTTPAddr: f.HTTPAddr, APIKey: key, Rules: ruleCfgs, Retention: keep, Logger: log,
+	var overlay []geo.Shape
+	if f.MapOverlay != "" {
+		if overlay, err = readOverlay(f.MapOverlay); err != nil {
+			st.Close()
+			return nil, cli.WithCode(cli.ExitBadConfig, fmt.Errorf("--map-overlay: %w", err), "")
+		}
+	}
+	srv, err := server.New(server.Config{Store: st, HTTPAddr: f.HTTPAddr, APIKey: key, Rules: ruleCfgs, Retention: keep, Logger: log, MapOverlay: overlay,
 		Ingest: subscriber.Options{Topics: topics, MaxBatch: f.MaxBatch, MaxDelay: f.BatchDelay, MaxPayload: f.MaxPayload,
 			MaxAge: f.MaxAge, MaxAhead: f.MaxAhead}})
 	if err != nil {

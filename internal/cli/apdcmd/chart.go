@@ -3,12 +3,14 @@ package apdcmd
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/apd-telemetry/apd/internal/chart"
+	"github.com/apd-telemetry/apd/internal/chart/geo"
 	"github.com/apd-telemetry/apd/internal/cli"
 	"github.com/apd-telemetry/apd/internal/query"
 	"github.com/apd-telemetry/apd/schema"
@@ -29,6 +31,7 @@ type ChartCmd struct {
 	TZ          string   `name:"tz" help:"Time zone of the time axis and of days (default: this machine's)." placeholder:"ZONE"`
 	Map         bool     `help:"Draw a map of the hosts below, coloured by their latest value of the first sensor (apd hosts set HOST --location)."`
 	Interpolate bool     `help:"With --map: colour the map between hosts by inverse-distance weighting."`
+	Overlay     string   `help:"With --map: draw the lines and polygons of this GeoJSON file over the map (a site plan, districts)." placeholder:"FILE" type:"path"`
 	Dark        bool     `help:"Dark background."`
 }
 
@@ -76,6 +79,11 @@ func (c *ChartCmd) Run(g *cli.Globals) error {
 	if c.Height == 0 {
 		req.Height = defaultChartHeight(len(c.Sensor), c.Width, c.Map)
 	}
+	if c.Overlay != "" {
+		if req.Overlay, err = readOverlay(c.Overlay); err != nil {
+			return cli.WithCode(cli.ExitUsage, fmt.Errorf("--overlay: %w", err), "")
+		}
+	}
 	if c.Dark {
 		req.Theme = chart.Dark
 	}
@@ -114,6 +122,23 @@ func (c *ChartCmd) Run(g *cli.Globals) error {
 	}
 	fmt.Fprintf(g.Stderr(), "wrote %s: %d×%d, %d charts, %d lines\n", c.Out, fig.Width, fig.Height, len(fig.Panels), series)
 	return nil
+}
+
+// readOverlay reads a GeoJSON file of at most 64 MiB.
+func readOverlay(path string) ([]geo.Shape, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, 64<<20+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > 64<<20 {
+		return nil, fmt.Errorf("%s is larger than 64 MiB", path)
+	}
+	return geo.ParseGeoJSON(b)
 }
 
 // defaultChartHeight keeps each chart of a grid about 2:1 and adds room

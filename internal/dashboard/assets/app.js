@@ -18,7 +18,7 @@ const state = {
   dirty: new Set(),
 };
 // For people and tests poking at the page.
-window.apd = { state, plots: state.plots, rendered: null, liveReadings: 0, lastLive: null, loads: 0 };
+window.apd = { state, plots: state.plots, rendered: null, liveReadings: 0, lastLive: null, loads: 0, csv: () => shownCSV() };
 
 // ---- the API ----
 
@@ -427,7 +427,7 @@ function flushLive() {
 
 // ---- controls ----
 
-function downloadCSV() {
+function shownCSV() {
   const rows = ['sensor,host,name,time,value,unit'];
   const quote = (s) => /[",\n]/.test(s) ? '"' + s.replace(/"/g, '""') + '"' : s;
   for (const sj of state.data.values()) {
@@ -438,7 +438,11 @@ function downloadCSV() {
       });
     });
   }
-  const url = URL.createObjectURL(new Blob([rows.join('\n') + '\n'], { type: 'text/csv' }));
+  return rows.join('\n') + '\n';
+}
+
+function downloadCSV() {
+  const url = URL.createObjectURL(new Blob([shownCSV()], { type: 'text/csv' }));
   const a = el('a', { href: url, download: 'apd-readings.csv' });
   document.body.append(a);
   a.click();
