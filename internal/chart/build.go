@@ -44,8 +44,8 @@ type Request struct {
 	// Overlay is drawn over the map (parsed GeoJSON).
 	Overlay []geo.Shape
 	Width   int
-	Height       int
-	Theme        Theme
+	Height  int
+	Theme   Theme
 	// Points is about how many points each series is reduced to (by
 	// averaging windows on the server); 0 means one per pixel of width.
 	Points int
