@@ -1,6 +1,7 @@
 package schema
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -48,6 +49,11 @@ func Format(sensor string, value json.RawMessage) string {
 func FormatValue(value json.RawMessage) string {
 	if q, ok := ParseQuantity(value); ok {
 		return FormatQuantity(q)
+	}
+	if t := bytes.TrimSpace(value); len(t) > 0 && (t[0] == '-' || t[0] >= '0' && t[0] <= '9') {
+		if f, ok := parseNumber(t); ok {
+			return formatNumber(f)
+		}
 	}
 	var v any
 	if err := json.Unmarshal(value, &v); err != nil {

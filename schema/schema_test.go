@@ -432,3 +432,17 @@ func TestNumericAgreesWithEncodingJSON(t *testing.T) {
 		}
 	}
 }
+
+// TestQuantityRawIsEncodingJSON: the hand-written encoding is
+// encoding/json's, byte for byte.
+func TestQuantityRawIsEncodingJSON(t *testing.T) {
+	for _, m := range []float64{0, -0.5, 21.3, 1e-7, 1e-6, 123456789.125, 1e20, 1e21, -3e25, 70.16000000000001} {
+		for _, u := range []string{"degC", "", "a\"b", "<W>", "é", "\x01"} {
+			q := Quantity{Magnitude: m, Unit: u}
+			want, _ := json.Marshal(q)
+			if got := q.Raw(); string(got) != string(want) {
+				t.Errorf("%+v: %s, encoding/json %s", q, got, want)
+			}
+		}
+	}
+}

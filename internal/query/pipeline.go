@@ -67,6 +67,9 @@ type Pipeline struct {
 	every time.Duration
 	limit int
 	since time.Time
+	// extra is the members every aggregate result carries (agg, every),
+	// one map shared by all results, which nothing changes.
+	extra map[string]json.RawMessage
 }
 
 // Compile checks the spec and compiles it. since is the start of the
@@ -121,6 +124,12 @@ func (s Spec) Compile(since time.Time) (*Pipeline, error) {
 			return nil, fmt.Errorf("every %q: want a window like 5m, 1h, 1d", s.Every)
 		}
 		p.every = d
+	}
+	if p.agg != "" {
+		p.extra = map[string]json.RawMessage{"agg": json.RawMessage(strconv.Quote(p.agg))}
+		if p.every > 0 {
+			p.extra["every"] = json.RawMessage(strconv.Quote(formatEvery(p.every)))
+		}
 	}
 	return p, nil
 }
@@ -312,10 +321,7 @@ func (w *window) addSum(ps *store.PeriodSum) {
 // time.
 func (w *window) result(p *Pipeline) *schema.Reading {
 	res := w.agg.Result()
-	extra := map[string]json.RawMessage{"agg": json.RawMessage(strconv.Quote(p.agg))}
-	if p.every > 0 {
-		extra["every"] = json.RawMessage(strconv.Quote(formatEvery(p.every)))
-	}
+	extra := p.extra
 	if res.Reading != nil && p.every == 0 {
 		r := *res.Reading
 		r.Seq, r.Extra = 0, extra

@@ -81,45 +81,43 @@ func putSummary(sums *bolt.Bucket, key []byte, rs []schema.Reading, enc []byte) 
 	return sums.Put(key, s.Append(nil))
 }
 
-// usableSummary returns the summary of the chunk v at key k when it
-// matches the chunk and the chunk lies wholly in [since, until).
-func usableSummary(sums *bolt.Bucket, k, v []byte, since, until []byte) (chunk.Summary, bool) {
+// usableSummary reads into s the summary of the chunk v at key k and
+// reports whether it matches the chunk and the chunk lies wholly in
+// [since, until).
+func usableSummary(sums *bolt.Bucket, k, v []byte, since, until []byte, s *chunk.Summary) bool {
 	if sums == nil {
-		return chunk.Summary{}, false
+		return false
 	}
 	b := sums.Get(k)
-	if b == nil {
-		return chunk.Summary{}, false
-	}
-	s, err := chunk.DecodeSummary(b)
-	if err != nil || s.Period != store.SummaryPeriod || s.Check != chunk.Checksum(v) {
-		return chunk.Summary{}, false
+	if b == nil || s.Decode(b) != nil || s.Period != store.SummaryPeriod || s.Check != chunk.Checksum(v) {
+		return false
 	}
 	if since != nil && bytes.Compare(timeKey(time.UnixMilli(s.First)), since) < 0 {
-		return chunk.Summary{}, false
+		return false
 	}
-	if until != nil && bytes.Compare(timeKey(time.UnixMilli(s.Last)), until) >= 0 {
-		return chunk.Summary{}, false
-	}
-	return s, true
+	return until == nil || bytes.Compare(timeKey(time.UnixMilli(s.Last)), until) < 0
 }
 
 // ScanSummarized is Scan, with the sums of the chunks that lie wholly in
 // the range given instead of their readings; see store.Summarizer.
 func (s *Store) ScanSummarized(q store.Query, fn func(*store.Part) error) error {
 	since, until := queryKeys(q)
+	// A page holds readings and sums apart, and their order: a reading
+	// is ten times a sum's size, and sums are most of a long scan.
 	type item struct {
-		r   schema.Reading
-		sum store.PeriodSum
 		raw bool
+		i   int32
 	}
 	page := make([]item, 0, scanPage)
+	var readings []schema.Reading
+	var sumsOf []store.PeriodSum
+	var sum chunk.Summary
 	var resume struct {
 		sensor, host, last []byte
 		set                bool
 	}
 	for {
-		page = page[:0]
+		page, readings, sumsOf = page[:0], readings[:0], sumsOf[:0]
 		full := false
 		s.headMu.RLock()
 		err := s.db.View(func(tx *bolt.Tx) error {
@@ -141,13 +139,15 @@ func (s *Store) ScanSummarized(q store.Query, fn func(*store.Part) error) error 
 					return errPageFull
 				}
 				add := func(r *schema.Reading) error {
-					page = append(page, item{r: *r, raw: true})
+					page = append(page, item{raw: true, i: int32(len(readings))})
+					readings = append(readings, *r)
 					if len(page) >= scanPage {
 						return stop(timeKey(r.Time))
 					}
 					return nil
 				}
-				sums, err := summaryBucket(tx, string(sensor), string(host))
+				hostName, sensorName := string(host), string(sensor)
+				sums, err := summaryBucket(tx, sensorName, hostName)
 				if err != nil {
 					return err
 				}
@@ -156,10 +156,11 @@ func (s *Store) ScanSummarized(q store.Query, fn func(*store.Part) error) error 
 					if until != nil && bytes.Compare(k, until) >= 0 {
 						break
 					}
-					if sum, ok := usableSummary(sums, k, v, from, until); ok {
+					if usableSummary(sums, k, v, from, until, &sum) {
 						for _, row := range sum.Rows {
-							page = append(page, item{sum: store.PeriodSum{Host: string(host), Sensor: string(sensor),
-								Start: time.UnixMilli(row.Start).UTC(), Count: row.Count, Sum: row.Sum, Unit: sum.Unit, Title: sum.Title}})
+							page = append(page, item{i: int32(len(sumsOf))})
+							sumsOf = append(sumsOf, store.PeriodSum{Host: hostName, Sensor: sensorName,
+								Start: time.UnixMilli(row.Start).UTC(), Count: row.Count, Sum: row.Sum, Unit: sum.Unit, Title: sum.Title})
 						}
 						if len(page) >= scanPage {
 							return stop(timeKey(time.UnixMilli(sum.Last)))
@@ -185,14 +186,15 @@ func (s *Store) ScanSummarized(q store.Query, fn func(*store.Part) error) error 
 		if err != nil {
 			return err
 		}
-		for i := range page {
-			part := &store.Part{}
-			if page[i].raw {
-				part.Reading = &page[i].r
+		var part store.Part
+		for _, it := range page {
+			part = store.Part{}
+			if it.raw {
+				part.Reading = &readings[it.i]
 			} else {
-				part.Sum = &page[i].sum
+				part.Sum = &sumsOf[it.i]
 			}
-			if err := fn(part); err != nil {
+			if err := fn(&part); err != nil {
 				if errors.Is(err, store.ErrStop) {
 					return nil
 				}

@@ -107,23 +107,35 @@ func (s Summary) Append(b []byte) []byte {
 
 // DecodeSummary reads a summary written by Append.
 func DecodeSummary(b []byte) (Summary, error) {
+	var s Summary
+	err := s.Decode(b)
+	return s, err
+}
+
+// Decode reads a summary written by Append into s, reusing its rows and,
+// when they are the same, its unit and title: a long scan reads
+// thousands of summaries of one series.
+func (s *Summary) Decode(b []byte) error {
 	r := &chunkReader{b: b}
 	if r.byte() != summaryFormat {
-		return Summary{}, fmt.Errorf("%w: unknown summary format", ErrCorrupt)
+		return fmt.Errorf("%w: unknown summary format", ErrCorrupt)
 	}
-	var s Summary
 	s.Period = time.Duration(r.uvarint()) * time.Millisecond
 	s.Check = r.uint32()
 	s.First = r.varint()
 	s.Last = s.First + int64(r.uvarint())
-	s.Unit = r.str()
-	s.Title = r.str()
+	if u := r.bytes(); string(u) != s.Unit {
+		s.Unit = string(u)
+	}
+	if t := r.bytes(); string(t) != s.Title {
+		s.Title = string(t)
+	}
 	n := r.uvarint()
 	if n > MaxReadings*4 {
-		return Summary{}, fmt.Errorf("%w: %d summary rows", ErrCorrupt, n)
+		return fmt.Errorf("%w: %d summary rows", ErrCorrupt, n)
 	}
 	prev := s.First
-	s.Rows = make([]SummaryRow, 0, n)
+	s.Rows = s.Rows[:0]
 	for range n {
 		row := SummaryRow{Start: prev + r.varint()}
 		prev = row.Start
@@ -131,8 +143,5 @@ func DecodeSummary(b []byte) (Summary, error) {
 		row.Sum = math.Float64frombits(r.uint64())
 		s.Rows = append(s.Rows, row)
 	}
-	if r.err != nil {
-		return Summary{}, r.err
-	}
-	return s, nil
+	return r.err
 }
