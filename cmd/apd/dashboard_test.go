@@ -186,6 +186,11 @@ func TestDashboard(t *testing.T) {
 	}
 	_ = browser.Eval(nil, `document.querySelector('#ranges button[data-range="86400"]').click()`)
 	browser.WaitTrue("back to the last day, live", 10*time.Second, `return window.apd.state.live && window.apd.loads === 3`)
+	var lastCell string
+	_ = browser.Eval(&lastCell, `return document.querySelector('#hosts td.last[data-host="pi-kitchen"]').textContent`)
+	if !strings.HasPrefix(lastCell, "29.8 °C") {
+		t.Errorf("the kitchen's last reading after a fetch: %q, want the published 29.8 °C", lastCell)
+	}
 
 	_ = browser.Eval(nil, `document.querySelector('#theme').click()`)
 	browser.WaitTrue("dark charts", 10*time.Second, `return document.documentElement.classList.contains('dark') && window.apd.plots.size === 3`)

@@ -13,6 +13,7 @@ const state = {
   data: new Map(),   // sensor → series answer of /api/v1/series
   plots: new Map(),  // sensor → uPlot
   primary: null,     // the sensor of the sparklines
+  latest: new Map(), // host → its latest reading of the primary sensor
   mapSensor: null,
   events: null,
   dirty: new Set(),
@@ -162,7 +163,13 @@ async function loadSeries() {
   }
   const all = $('#charts').clientWidth || 1000;
   const width = all / Math.max(1, Math.floor(all / 520));
-  const list = await api('/api/v1/series?' + seriesParams(width - 60));
+  const latest = new URLSearchParams({ sensor: state.primary, agg: 'last', format: 'json', since: iso(currentRange()[0]) });
+  const [list, last] = await Promise.all([api('/api/v1/series?' + seriesParams(width - 60)), api('/api/v1/query?' + latest)]);
+  state.latest.clear();
+  for (const r of last) {
+    const v = typeof r.value === 'number' ? r.value : (r.value && typeof r.value.magnitude === 'number' ? r.value.magnitude : null);
+    state.latest.set(r.host, { t: Date.parse(r.ts) / 1000, v, text: v == null ? JSON.stringify(r.value) : null });
+  }
   state.data.clear();
   for (const sj of list) state.data.set(sj.sensor, sj);
   window.apd.loads++;
@@ -199,13 +206,6 @@ function render() {
   }
 }
 
-function lastValue(sj, col) {
-  if (!sj || col < 0) return null;
-  const vs = sj.v[col];
-  for (let i = vs.length - 1; i >= 0; i--) if (vs[i] != null) return [sj.t[i], vs[i]];
-  return null;
-}
-
 function renderHosts() {
   const body = $('#hosts tbody');
   body.replaceChildren();
@@ -218,9 +218,10 @@ function renderHosts() {
     const state_ = h.state || 'unknown';
     const stateText = h.state || '–';
     const col = sj ? sj.hosts.findIndex((x) => x.host === h.host) : -1;
-    const last = lastValue(sj, col);
+    const last = state.latest.get(h.host);
     const lastCell = el('td', { class: 'last', 'data-host': h.host });
-    lastCell.textContent = last ? `${fmtNumber(last[1])} ${sj.unit} · ${ago(last[0])}` : (h.last_seen ? ago(Date.parse(h.last_seen) / 1000) : '–');
+    const value = last && (last.v != null ? `${fmtNumber(last.v)}${sj && sj.unit ? ' ' + sj.unit : ''}` : last.text);
+    lastCell.textContent = last ? `${value} · ${ago(last.t)}` : (h.last_seen ? ago(Date.parse(h.last_seen) / 1000) : '–');
     const spark = el('canvas', { class: 'spark', width: '140', height: '26', 'data-host': h.host });
     const row = el('tr', { 'data-host': h.host }, name, el('td', { class: 'state-' + state_, text: stateText, title: h.state ? 'since ' + new Date(h.state_time).toLocaleString() : 'never published a status' }), lastCell, el('td', {}, spark));
     body.append(row);
@@ -383,6 +384,10 @@ function onReadings(list) {
   window.apd.liveReadings += list.length;
   for (const r of list) {
     window.apd.lastLive = r;
+    if (r.sensor === state.primary && !(state.latest.get(r.host)?.t > r.t)) {
+      state.latest.set(r.host, { t: r.t, v: r.v, text: r.human || '–' });
+      state.dirty.add(r.sensor);
+    }
     if (!state.live) continue;
     const sj = state.data.get(r.sensor);
     if (!sj) { newHost = true; continue; }
