@@ -21,6 +21,7 @@ type Browser struct {
 	base    string // chromedriver's URL
 	session string
 	driver  *exec.Cmd
+	profile string // Chromium's user data directory
 }
 
 // RequireBrowserEnv, when set to 1, makes a missing Chromium or
@@ -46,7 +47,11 @@ func StartBrowser(tb testing.TB, w, h int) *Browser {
 	}
 	addr := FreeAddr(tb)
 	port := addr[strings.LastIndex(addr, ":")+1:]
-	b := &Browser{tb: tb, base: "http://" + addr}
+	profile, err := os.MkdirTemp("", "apd-chromium-")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	b := &Browser{tb: tb, base: "http://" + addr, profile: profile}
 	b.driver = exec.Command(driverPath, "--port="+port, "--allowed-ips=127.0.0.1")
 	logs := &SyncBuffer{}
 	b.driver.Stdout, b.driver.Stderr = logs, logs
@@ -67,7 +72,7 @@ func StartBrowser(tb testing.TB, w, h int) *Browser {
 			"args": []string{"--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
 				"--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run",
 				"--disable-quic", "--disable-extensions", "--disable-default-apps", "--hide-scrollbars",
-				fmt.Sprintf("--window-size=%d,%d", w, h), "--user-data-dir=" + tb.TempDir(),
+				fmt.Sprintf("--window-size=%d,%d", w, h), "--user-data-dir=" + profile,
 				"--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1"},
 		},
 		"goog:loggingPrefs": map[string]string{"performance": "ALL", "browser": "ALL"},
@@ -91,6 +96,12 @@ func (b *Browser) close() {
 	if b.driver.Process != nil {
 		_ = b.driver.Process.Kill()
 		_ = b.driver.Wait()
+	}
+	// Chromium's last processes may still be writing their profile for a
+	// moment after the session ends.
+	deadline := time.Now().Add(10 * time.Second)
+	for os.RemoveAll(b.profile) != nil && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
 	}
 }
 
