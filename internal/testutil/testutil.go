@@ -12,6 +12,7 @@ import (
 	"encoding/pem"
 	"fmt"
 	"math/big"
+	mrand "math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -27,6 +28,20 @@ import (
 // call.
 func FreeAddr(tb testing.TB) string {
 	tb.Helper()
+	// Below the kernel's ephemeral range (32768–60999 on Linux): a port
+	// the kernel hands out is also what the next outgoing connection of
+	// any process may take before the server binds it, and with browsers
+	// and parallel test binaries on the machine, that happened.
+	for range 100 {
+		port := 20000 + mrand.IntN(12000)
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			continue
+		}
+		addr := l.Addr().String()
+		l.Close()
+		return addr
+	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		tb.Fatal(err)
