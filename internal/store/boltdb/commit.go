@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"math"
 	"sort"
-	"time"
 
 	"github.com/apd-telemetry/apd/internal/store"
 	"github.com/apd-telemetry/apd/internal/store/chunk"
@@ -64,39 +63,16 @@ func commit(tx *bolt.Tx, ht *headTx, b *store.Batch, limits store.Limits, res *s
 	host := func(name string) (*hostRecord, error) { return ht.host(hostsB, name) }
 	// Statuses first: a new spool restarts its host's seqs before this
 	// batch's readings (sent after the status) are counted.
-	floors := map[string]uint64{}
-	restarted := map[string]bool{}
-	for _, st := range b.Statuses {
-		h, err := host(st.Host)
-		if err != nil {
-			return err
+	fx, err := store.ApplyStatuses(b.Statuses, now, host, func(name string) error {
+		if pendingB.Bucket([]byte(name)) != nil {
+			return pendingB.DeleteBucket([]byte(name))
 		}
-		if sp := st.Status.Spool; sp != "" {
-			if h.Spool != "" && h.Spool != sp {
-				h.Restart(sp)
-				if pendingB.Bucket([]byte(st.Host)) != nil {
-					if err := pendingB.DeleteBucket([]byte(st.Host)); err != nil {
-						return err
-					}
-				}
-				restarted[st.Host] = true
-				delete(floors, st.Host)
-			}
-			h.Spool = sp
-		}
-		if st.Status.FirstSeq > 0 {
-			floors[st.Host] = max(floors[st.Host], st.Status.FirstSeq-1)
-		}
-		t := st.Status.Time
-		if t.IsZero() {
-			t = now.UTC().Truncate(time.Millisecond)
-		}
-		h.State, h.StateTime = st.Status.State, t
-		if st.Status.Version != "" {
-			h.Version = st.Status.Version
-		}
+		return nil
+	})
+	if err != nil {
+		return err
 	}
-	kept, dead, err := refuseSeqJumps(b, host, now, res)
+	kept, dead, err := store.RefuseSeqJumps(b, host, now, res)
 	if err != nil {
 		return err
 	}
@@ -104,42 +80,11 @@ func commit(tx *bolt.Tx, ht *headTx, b *store.Batch, limits store.Limits, res *s
 	if err := storeReadings(tx, ht, kept, host, res); err != nil {
 		return err
 	}
-	changes := map[string]*store.SeqChange{}
-	change := func(name string) *store.SeqChange {
-		if changes[name] == nil {
-			changes[name] = &store.SeqChange{}
-		}
-		return changes[name]
-	}
-	for i := range kept {
-		if r := &kept[i]; !b.Imported && r.Seq != 0 {
-			ch := change(r.Host)
-			ch.Arrived = append(ch.Arrived, r.Seq)
-		}
-	}
-	for name, floor := range floors {
-		ch := change(name)
-		ch.Floor, ch.HasFloor = floor, true
-	}
-	for name := range restarted {
-		change(name).Restarted = true
-	}
-	for name, ch := range changes {
-		h, err := host(name)
-		if err != nil {
-			return err
-		}
-		ack, lost, err := store.Advance(&h.SeqState, *ch, &pending{parent: pendingB, name: []byte(name)})
-		if err != nil {
-			return err
-		}
-		res.Lost += lost
-		if ack {
-			if res.Acks == nil {
-				res.Acks = make(map[string]store.HostAck)
-			}
-			res.Acks[name] = store.HostAck{Seq: h.Watermark, Spool: h.Spool}
-		}
+	err = store.AdvanceWatermarks(kept, b.Imported, fx, host, func(name string) store.Pending {
+		return &pending{parent: pendingB, name: []byte(name)}
+	}, res)
+	if err != nil {
+		return err
 	}
 	names := make([]string, 0, len(ht.hosts))
 	for name := range ht.hosts {
@@ -154,40 +99,11 @@ func commit(tx *bolt.Tx, ht *headTx, b *store.Batch, limits store.Limits, res *s
 	return putDeadLetters(tx, limits, b.DeadLetters, dead)
 }
 
-// refuseSeqJumps returns the batch's readings without those whose seq is
-// more than store.MaxSeqJump above their host's watermark, and dead letters for
-// those, whose indexes it records in res.Refused. The batch itself is not
-// changed: a failed commit is retried with it.
-func refuseSeqJumps(b *store.Batch, host func(string) (*hostRecord, error), now time.Time, res *store.CommitResult) ([]schema.Reading, []store.DeadLetter, error) {
-	if b.Imported {
-		return b.Readings, nil, nil
-	}
-	var dead []store.DeadLetter
-	for i := range b.Readings {
-		r := &b.Readings[i]
-		if r.Seq == 0 {
-			continue
-		}
-		h, err := host(r.Host)
-		if err != nil {
-			return nil, nil, err
-		}
-		if !h.TooFarAhead(r.Seq) {
-			continue
-		}
-		res.Refused = append(res.Refused, i)
-		dead = append(dead, store.DeadLetter{Received: now.UTC(), Topic: b.Topics.Reading(r.Host, r.Sensor),
-			Reason:  fmt.Sprintf("%s: seq %d is more than %d above the host's watermark %d", store.ReasonSeqOutOfRange, r.Seq, store.MaxSeqJump, h.Watermark),
-			Payload: r.AppendJSON(nil, schema.WithIdentity)})
-	}
-	return store.WithoutRefused(b.Readings, res.Refused), dead, nil
-}
-
 // storeReadings inserts the batch's readings, series by series, counting
 // what is new and what was already stored, and updating each host's
 // per-sensor statistics. Readings later than all of their series go to
 // its head; the others (late ones) into its chunks.
-func storeReadings(tx *bolt.Tx, ht *headTx, batch []schema.Reading, host func(string) (*hostRecord, error), res *store.CommitResult) error {
+func storeReadings(tx *bolt.Tx, ht *headTx, batch []schema.Reading, host store.HostLookup, res *store.CommitResult) error {
 	groups := map[seriesKey][]schema.Reading{}
 	var order []seriesKey
 	for _, r := range batch {
@@ -244,19 +160,7 @@ func storeReadings(tx *bolt.Tx, ht *headTx, batch []schema.Reading, host func(st
 				continue
 			}
 			res.Stored++
-			r := &rs[i]
-			st := h.Sensors[r.Sensor]
-			if st == nil {
-				st = &store.SensorStats{}
-				h.Sensors[r.Sensor] = st
-			}
-			st.Count++
-			if r.Time.After(st.Last) {
-				st.Last = r.Time
-			}
-			if r.Time.After(h.LastSeen) {
-				h.LastSeen = r.Time
-			}
+			h.CountStored(&rs[i])
 		}
 	}
 	return nil

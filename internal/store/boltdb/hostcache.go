@@ -36,7 +36,7 @@ func (ht *headTx) host(b *bolt.Bucket, name string) (*hostRecord, error) {
 
 // putHost writes host name's record, as changed by this transaction.
 func (ht *headTx) putHost(b *bolt.Bucket, name string, h *hostRecord) error {
-	v, err := h.appendJSON(nil)
+	v, err := h.AppendJSON(nil)
 	if err != nil {
 		return err
 	}

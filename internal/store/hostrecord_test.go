@@ -1,4 +1,4 @@
-package boltdb
+package store
 
 import (
 	"bytes"
@@ -7,8 +7,6 @@ import (
 	"math/rand/v2"
 	"testing"
 	"time"
-
-	"github.com/apd-telemetry/apd/internal/store"
 )
 
 // TestHostRecordJSON: the hand-written encoding of a host record is
@@ -21,26 +19,26 @@ func TestHostRecordJSON(t *testing.T) {
 	pick := func(xs []string) string { return xs[rnd.IntN(len(xs))] }
 	pickT := func() time.Time { return times[rnd.IntN(len(times))] }
 	for i := range 2000 {
-		h := &hostRecord{State: pick(strs), StateTime: pickT(), Version: pick(strs), LastSeen: pickT(),
-			SeqState: store.SeqState{Watermark: rnd.Uint64N(3) * rnd.Uint64(), HasMark: rnd.IntN(2) == 0,
+		h := &HostRecord{State: pick(strs), StateTime: pickT(), Version: pick(strs), LastSeen: pickT(),
+			SeqState: SeqState{Watermark: rnd.Uint64N(3) * rnd.Uint64(), HasMark: rnd.IntN(2) == 0,
 				MaxSeq: rnd.Uint64N(2) * rnd.Uint64N(1<<53), Lost: rnd.Uint64N(2) * 7, Spool: pick(strs)}}
 		if n := rnd.IntN(4); n > 0 {
-			h.Sensors = map[string]*store.SensorStats{}
+			h.Sensors = map[string]*SensorStats{}
 			for j := range n * 3 {
-				h.Sensors[fmt.Sprintf("s%02d%s", j, pick(strs))] = &store.SensorStats{Count: rnd.Uint64(), Last: pickT()}
+				h.Sensors[fmt.Sprintf("s%02d%s", j, pick(strs))] = &SensorStats{Count: rnd.Uint64(), Last: pickT()}
 			}
 		}
 		switch rnd.IntN(3) {
 		case 1:
-			h.Meta = store.HostMeta{Display: pick(strs), Colour: "#cc3300"}
+			h.Meta = HostMeta{Display: pick(strs), Colour: "#cc3300"}
 		case 2:
-			h.Meta = store.HostMeta{Location: &store.Location{Lat: 52.37, Lon: -4.89}}
+			h.Meta = HostMeta{Location: &Location{Lat: 52.37, Lon: -4.89}}
 		}
 		want, err := json.Marshal(h)
 		if err != nil {
 			t.Fatal(err)
 		}
-		got, err := h.appendJSON(nil)
+		got, err := h.AppendJSON(nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -48,7 +46,7 @@ func TestHostRecordJSON(t *testing.T) {
 			t.Fatalf("record %d:\n got %s\nwant %s", i, got, want)
 		}
 	}
-	if _, err := (&hostRecord{LastSeen: time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)}).appendJSON(nil); err == nil {
+	if _, err := (&HostRecord{LastSeen: time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)}).AppendJSON(nil); err == nil {
 		t.Error("a time past year 9999 encoded")
 	}
 }

@@ -1,0 +1,161 @@
+package store
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/apd-telemetry/apd/schema"
+)
+
+// The rules of a commit that do not depend on how an engine keeps its
+// data: what a $status does to its host, which seqs are refused, how a
+// stored reading is counted, and how each host's watermark moves. Each
+// engine loads the host records a batch touches, applies these in order —
+// statuses, refusals, its own insert of the readings (counting each new
+// one with CountStored), watermarks — and writes the records back, all in
+// its one transaction.
+
+// HostLookup returns a host's record for the commit to change: the same
+// record for the same name within one commit, made empty for a host not
+// seen before.
+type HostLookup func(host string) (*HostRecord, error)
+
+// StatusEffects is what a batch's statuses bring its hosts' watermarks:
+// the floor each declared (first_seq − 1) and which restarted with a new
+// spool.
+type StatusEffects struct {
+	Floors    map[string]uint64
+	Restarted map[string]bool
+}
+
+// ApplyStatuses records each status in its host's record (state, time,
+// version, spool). A new spool restarts the host's seqs first
+// (SeqState.Restart), and clearPending is called to empty its pending
+// set. Statuses without a time are stamped now.
+func ApplyStatuses(statuses []StatusUpdate, now time.Time, host HostLookup, clearPending func(host string) error) (StatusEffects, error) {
+	fx := StatusEffects{Floors: map[string]uint64{}, Restarted: map[string]bool{}}
+	for _, st := range statuses {
+		h, err := host(st.Host)
+		if err != nil {
+			return fx, err
+		}
+		if sp := st.Status.Spool; sp != "" {
+			if h.Spool != "" && h.Spool != sp {
+				h.Restart(sp)
+				if err := clearPending(st.Host); err != nil {
+					return fx, err
+				}
+				fx.Restarted[st.Host] = true
+				delete(fx.Floors, st.Host)
+			}
+			h.Spool = sp
+		}
+		if st.Status.FirstSeq > 0 {
+			fx.Floors[st.Host] = max(fx.Floors[st.Host], st.Status.FirstSeq-1)
+		}
+		t := st.Status.Time
+		if t.IsZero() {
+			t = now.UTC().Truncate(time.Millisecond)
+		}
+		h.State, h.StateTime = st.Status.State, t
+		if st.Status.Version != "" {
+			h.Version = st.Status.Version
+		}
+	}
+	return fx, nil
+}
+
+// RefuseSeqJumps returns the batch's readings without those whose seq is
+// more than MaxSeqJump above their host's watermark, and dead letters for
+// those, whose indexes it records in res.Refused. The batch itself is not
+// changed: a failed commit is retried with it.
+func RefuseSeqJumps(b *Batch, host HostLookup, now time.Time, res *CommitResult) ([]schema.Reading, []DeadLetter, error) {
+	if b.Imported {
+		return b.Readings, nil, nil
+	}
+	var dead []DeadLetter
+	for i := range b.Readings {
+		r := &b.Readings[i]
+		if r.Seq == 0 {
+			continue
+		}
+		h, err := host(r.Host)
+		if err != nil {
+			return nil, nil, err
+		}
+		if !h.TooFarAhead(r.Seq) {
+			continue
+		}
+		res.Refused = append(res.Refused, i)
+		dead = append(dead, DeadLetter{Received: now.UTC(), Topic: b.Topics.Reading(r.Host, r.Sensor),
+			Reason:  fmt.Sprintf("%s: seq %d is more than %d above the host's watermark %d", ReasonSeqOutOfRange, r.Seq, MaxSeqJump, h.Watermark),
+			Payload: r.AppendJSON(nil, schema.WithIdentity)})
+	}
+	return WithoutRefused(b.Readings, res.Refused), dead, nil
+}
+
+// CountStored records in h a reading of its host just stored (not a
+// duplicate): the sensor's count and last time, the host's last reading.
+func (h *HostRecord) CountStored(r *schema.Reading) {
+	if h.Sensors == nil {
+		h.Sensors = map[string]*SensorStats{}
+	}
+	st := h.Sensors[r.Sensor]
+	if st == nil {
+		st = &SensorStats{}
+		h.Sensors[r.Sensor] = st
+	}
+	st.Count++
+	if r.Time.After(st.Last) {
+		st.Last = r.Time
+	}
+	if r.Time.After(h.LastSeen) {
+		h.LastSeen = r.Time
+	}
+}
+
+// AdvanceWatermarks moves each host's watermark by Advance over the seqs
+// of the readings kept (none for an import, which takes no part in live
+// delivery), the floors and the restarts, and records in res what was
+// lost and which hosts to acknowledge. pending returns a host's pending
+// set.
+func AdvanceWatermarks(kept []schema.Reading, imported bool, fx StatusEffects, host HostLookup, pending func(host string) Pending, res *CommitResult) error {
+	changes := map[string]*SeqChange{}
+	change := func(name string) *SeqChange {
+		if changes[name] == nil {
+			changes[name] = &SeqChange{}
+		}
+		return changes[name]
+	}
+	for i := range kept {
+		if r := &kept[i]; !imported && r.Seq != 0 {
+			ch := change(r.Host)
+			ch.Arrived = append(ch.Arrived, r.Seq)
+		}
+	}
+	for name, floor := range fx.Floors {
+		ch := change(name)
+		ch.Floor, ch.HasFloor = floor, true
+	}
+	for name := range fx.Restarted {
+		change(name).Restarted = true
+	}
+	for name, ch := range changes {
+		h, err := host(name)
+		if err != nil {
+			return err
+		}
+		ack, lost, err := Advance(&h.SeqState, *ch, pending(name))
+		if err != nil {
+			return err
+		}
+		res.Lost += lost
+		if ack {
+			if res.Acks == nil {
+				res.Acks = make(map[string]HostAck)
+			}
+			res.Acks[name] = HostAck{Seq: h.Watermark, Spool: h.Spool}
+		}
+	}
+	return nil
+}
