@@ -96,6 +96,15 @@ type serverFlags struct {
 	DataFlags
 	HTTPFlags
 	IngestFlags
+	Store string `help:"Where readings are stored: a PostgreSQL URL (postgres://user@host/db), or a database file; default <data>/apd.db." placeholder:"URL|FILE" config:"server.store"`
+}
+
+// storeLocation is where the aggregator keeps its readings.
+func (f serverFlags) storeLocation() string {
+	if f.Store != "" {
+		return f.Store
+	}
+	return filepath.Join(f.Data, "apd.db")
 }
 
 // newServer checks the shared settings, opens the store and builds the
@@ -113,7 +122,7 @@ func (f serverFlags) newServer(topics schema.Topics, file *config.File, log *slo
 	if err != nil {
 		return nil, err
 	}
-	st, err := openStore(filepath.Join(f.Data, "apd.db"), readWrite,
+	st, err := openStore(f.storeLocation(), readWrite,
 		store.Limits{MaxDeadLetters: f.DeadLettersMax, MaxDeadBytes: f.DeadLettersMaxBytes})
 	if errors.Is(err, store.ErrLocked) {
 		return nil, cli.WithCode(cli.ExitFailure, err, "another apd serve or aggregate uses "+f.Data+"; stop it or pass --data")

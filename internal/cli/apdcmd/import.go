@@ -15,7 +15,7 @@ import (
 
 // ImportCmd is apd import.
 type ImportCmd struct {
-	DB    string   `name:"db" help:"Database file to write (created if missing; no aggregator may hold it)." required:"" placeholder:"PATH" type:"path"`
+	DB    string   `name:"db" help:"Database to write: a file (created if missing; no aggregator may hold it) or a PostgreSQL URL." required:"" placeholder:"PATH|URL"`
 	Files []string `arg:"" optional:"" help:"NDJSON files written by apd export (default: standard input)." type:"path"`
 }
 

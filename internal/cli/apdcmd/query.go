@@ -18,7 +18,7 @@ import (
 // database file.
 type SourceFlags struct {
 	Server     string `help:"URL of a running aggregator's HTTP API." default:"http://127.0.0.1:8080" config:"client.server" envalias:"APD_SERVER"`
-	DB         string `name:"db" help:"Read a database file directly instead (when no aggregator runs)." placeholder:"PATH" type:"path"`
+	DB         string `name:"db" help:"Read a database directly instead: a file (when no aggregator runs) or a PostgreSQL URL." placeholder:"PATH|URL"`
 	APIKeyFile string `name:"api-key-file" help:"File holding the aggregator's API key (also $APD_API_KEY)." placeholder:"FILE" type:"path" config:"client.api_key_file"`
 }
 

@@ -6,8 +6,10 @@ import (
 	"io"
 	"time"
 
+	"github.com/apd-telemetry/apd/internal/cli"
 	"github.com/apd-telemetry/apd/internal/store"
 	"github.com/apd-telemetry/apd/internal/store/boltdb"
+	"github.com/apd-telemetry/apd/internal/store/pgstore"
 )
 
 // openMode says how a command uses the store it opens.
@@ -19,9 +21,17 @@ const (
 )
 
 // openStore opens the storage engine at location — the one place a
-// command picks an engine (today the embedded file) — and waits at most a
-// second for another process to let go of it.
+// command picks an engine: a postgres:// URL is the PostgreSQL engine,
+// anything else the embedded file, which waits at most a second for
+// another process to let go of it.
 func openStore(location string, mode openMode, limits store.Limits) (store.Store, error) {
+	if pgstore.IsURL(location) {
+		st, err := pgstore.Open(location, pgstore.Options{Limits: limits})
+		if err != nil {
+			return nil, cli.WithCode(cli.ExitUnreachable, err, "is PostgreSQL running, and the URL right?")
+		}
+		return st, nil
+	}
 	return boltdb.Open(location, boltdb.Options{ReadOnly: mode == readOnly, Timeout: time.Second, Limits: limits})
 }
 

@@ -1,0 +1,826 @@
+// Package pgstore is the PostgreSQL storage engine: the storage contract
+// (package store) on a PostgreSQL database, for fleets that outgrow one
+// machine's file — several aggregators writing at once, replication, SQL
+// for the analyst next door. It passes the same conformance suite as the
+// embedded engine (storetest).
+//
+// Layout (schema version 1, migrations applied on open):
+//
+//	apd_meta(key, value)                 the schema version
+//	apd_series(id, sensor, host)         one row per series
+//	apd_readings(series_id, ts, seq, payload)
+//	                                     one row per reading, partitioned by
+//	                                     day of ts (ms since the epoch):
+//	                                     apd_readings_pYYYYMMDD, made as
+//	                                     readings of that day arrive
+//	apd_hosts(host, record)              store.HostRecord as JSON
+//	apd_pending(host, seq)               seqs committed above a host's gap
+//	apd_dead(id, record, cost), apd_dead_stats
+//
+// A commit is one transaction: the batch's host rows are locked in host
+// order (so aggregators writing the same hosts wait for each other rather
+// than deadlock), the readings are copied into a temporary staging table
+// and inserted with ON CONFLICT DO NOTHING, and the watermarks move by
+// the shared commit rules (store.AdvanceWatermarks) in the same
+// transaction: a reading and its acknowledgement commit together.
+package pgstore
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/apd-telemetry/apd/internal/store"
+	"github.com/apd-telemetry/apd/internal/store/chunk"
+	"github.com/apd-telemetry/apd/schema"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// Options configure a Store.
+type Options struct {
+	Limits store.Limits
+	// Now is the clock (time.Now when nil).
+	Now func() time.Time
+}
+
+// Store is the PostgreSQL engine.
+type Store struct {
+	pool   *pgxpool.Pool
+	limits store.Limits
+	now    func() time.Time
+	url    string
+
+	mu         sync.Mutex
+	series     map[seriesKey]int64 // ids of series known to exist
+	partitions map[int64]bool      // days (ms of their start) with a partition
+}
+
+type seriesKey struct{ sensor, host string }
+
+// IsURL reports whether a store location names a PostgreSQL database.
+func IsURL(location string) bool {
+	return strings.HasPrefix(location, "postgres://") || strings.HasPrefix(location, "postgresql://")
+}
+
+// Open connects to the database at url and brings its schema up to date.
+func Open(url string, opts Options) (*Store, error) {
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, fmt.Errorf("store URL: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	if err != nil {
+		return nil, fmt.Errorf("connect to %s: %w", redact(url), err)
+	}
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("connect to %s: %w", redact(url), err)
+	}
+	s := &Store{pool: pool, limits: opts.Limits.WithDefaults(), now: opts.Now, url: url,
+		series: map[seriesKey]int64{}, partitions: map[int64]bool{}}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if err := migrate(ctx, pool); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// redact leaves a URL's password out of messages.
+func redact(url string) string {
+	if cfg, err := pgx.ParseConfig(url); err == nil && cfg.Password != "" {
+		return strings.Replace(url, cfg.Password, "xxxxx", 1)
+	}
+	return url
+}
+
+// Path names the database, for the log.
+func (s *Store) Path() string { return redact(s.url) }
+
+// Close closes the connections.
+func (s *Store) Close() error {
+	s.pool.Close()
+	return nil
+}
+
+// Size is the database's size in bytes.
+func (s *Store) Size() (int64, error) {
+	var n int64
+	err := s.pool.QueryRow(context.Background(), "SELECT pg_database_size(current_database())").Scan(&n)
+	return n, err
+}
+
+const day = int64(24 * time.Hour / time.Millisecond)
+
+func dayOf(ms int64) int64 {
+	d := ms - ms%day
+	if ms < 0 && ms%day != 0 {
+		d -= day
+	}
+	return d
+}
+
+func partitionName(dayMs int64) string {
+	return "apd_readings_p" + time.UnixMilli(dayMs).UTC().Format("20060102")
+}
+
+// ensurePartitions makes the daily partitions the readings need.
+func (s *Store) ensurePartitions(ctx context.Context, tx pgx.Tx, rs []schema.Reading) error {
+	var missing []int64
+	s.mu.Lock()
+	seen := map[int64]bool{}
+	for i := range rs {
+		d := dayOf(rs[i].Time.UnixMilli())
+		if !s.partitions[d] && !seen[d] {
+			seen[d] = true
+			missing = append(missing, d)
+		}
+	}
+	s.mu.Unlock()
+	slices.Sort(missing)
+	for _, d := range missing {
+		// Several aggregators may make the same day at once: the lock
+		// makes the second wait and find it made.
+		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock(7405, 1)"); err != nil {
+			return err
+		}
+		sql := fmt.Sprintf("CREATE TABLE IF NOT EXISTS %s PARTITION OF apd_readings FOR VALUES FROM (%d) TO (%d)", partitionName(d), d, d+day)
+		if _, err := tx.Exec(ctx, sql); err != nil {
+			return fmt.Errorf("partition %s: %w", partitionName(d), err)
+		}
+	}
+	return nil
+}
+
+// notePartitions records partitions made by a committed transaction.
+func (s *Store) notePartitions(rs []schema.Reading) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i := range rs {
+		s.partitions[dayOf(rs[i].Time.UnixMilli())] = true
+	}
+}
+
+// seriesIDs returns the ids of the series of rs, making those missing.
+func (s *Store) seriesIDs(ctx context.Context, tx pgx.Tx, rs []schema.Reading) (map[seriesKey]int64, error) {
+	ids := map[seriesKey]int64{}
+	var sensors, hosts []string
+	s.mu.Lock()
+	for i := range rs {
+		k := seriesKey{rs[i].Sensor, rs[i].Host}
+		if _, ok := ids[k]; ok {
+			continue
+		}
+		if id, ok := s.series[k]; ok {
+			ids[k] = id
+			continue
+		}
+		ids[k] = 0
+		sensors, hosts = append(sensors, k.sensor), append(hosts, k.host)
+	}
+	s.mu.Unlock()
+	if len(sensors) == 0 {
+		return ids, nil
+	}
+	if _, err := tx.Exec(ctx, `INSERT INTO apd_series (sensor, host) SELECT * FROM unnest($1::text[], $2::text[]) ON CONFLICT DO NOTHING`, sensors, hosts); err != nil {
+		return nil, fmt.Errorf("series: %w", err)
+	}
+	rows, err := tx.Query(ctx, `SELECT id, s.sensor, s.host FROM apd_series s JOIN unnest($1::text[], $2::text[]) AS k(sensor, host) ON s.sensor = k.sensor AND s.host = k.host`, sensors, hosts)
+	if err != nil {
+		return nil, fmt.Errorf("series: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id int64
+		var k seriesKey
+		if err := rows.Scan(&id, &k.sensor, &k.host); err != nil {
+			return nil, err
+		}
+		ids[k] = id
+	}
+	return ids, rows.Err()
+}
+
+func (s *Store) noteSeries(ids map[seriesKey]int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for k, id := range ids {
+		if id != 0 {
+			s.series[k] = id
+		}
+	}
+}
+
+// hostSet is the host records one transaction reads and writes.
+type hostSet struct {
+	recs    map[string]*store.HostRecord
+	pending map[string]*memPending
+}
+
+func decodeRecord(b []byte) (*store.HostRecord, error) {
+	h := &store.HostRecord{}
+	if len(b) > 0 {
+		if err := json.Unmarshal(b, h); err != nil {
+			return nil, err
+		}
+	}
+	if h.Sensors == nil {
+		h.Sensors = map[string]*store.SensorStats{}
+	}
+	return h, nil
+}
+
+// lockHosts makes and locks the rows of hosts, in order, and reads their
+// records and pending seqs.
+func lockHosts(ctx context.Context, tx pgx.Tx, hosts []string) (*hostSet, error) {
+	hs := &hostSet{recs: map[string]*store.HostRecord{}, pending: map[string]*memPending{}}
+	if len(hosts) == 0 {
+		return hs, nil
+	}
+	hosts = slices.Clone(hosts)
+	slices.Sort(hosts)
+	hosts = slices.Compact(hosts)
+	if _, err := tx.Exec(ctx, `INSERT INTO apd_hosts (host, record) SELECT h, '' FROM unnest($1::text[]) AS h ORDER BY h ON CONFLICT DO NOTHING`, hosts); err != nil {
+		return nil, fmt.Errorf("hosts: %w", err)
+	}
+	rows, err := tx.Query(ctx, `SELECT host, record FROM apd_hosts WHERE host = ANY($1) ORDER BY host COLLATE "C" FOR UPDATE`, hosts)
+	if err != nil {
+		return nil, fmt.Errorf("hosts: %w", err)
+	}
+	for rows.Next() {
+		var name string
+		var b []byte
+		if err := rows.Scan(&name, &b); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		h, err := decodeRecord(b)
+		if err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("host %s: %w", name, err)
+		}
+		hs.recs[name] = h
+		hs.pending[name] = &memPending{stored: map[uint64]bool{}}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	rows, err = tx.Query(ctx, `SELECT host, seq FROM apd_pending WHERE host = ANY($1) ORDER BY host, seq`, hosts)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var name string
+		var seq int64
+		if err := rows.Scan(&name, &seq); err != nil {
+			return nil, err
+		}
+		p := hs.pending[name]
+		p.stored[uint64(seq)] = true
+		p.seqs = append(p.seqs, uint64(seq))
+	}
+	return hs, rows.Err()
+}
+
+func (hs *hostSet) lookup(name string) (*store.HostRecord, error) {
+	h, ok := hs.recs[name]
+	if !ok {
+		return nil, fmt.Errorf("host %s: not locked by this commit", name)
+	}
+	return h, nil
+}
+
+// write puts back every record and the changes of every pending set.
+func (hs *hostSet) write(ctx context.Context, tx pgx.Tx) error {
+	var names []string
+	var recs [][]byte
+	var delHosts, addHosts []string
+	var delSeqs, addSeqs []int64
+	var cleared []string
+	for name, h := range hs.recs {
+		b, err := h.AppendJSON(nil)
+		if err != nil {
+			return err
+		}
+		names, recs = append(names, name), append(recs, b)
+		p := hs.pending[name]
+		if p.cleared {
+			cleared = append(cleared, name)
+		}
+		now := map[uint64]bool{}
+		for _, q := range p.seqs {
+			now[q] = true
+			if !p.stored[q] || p.cleared {
+				addHosts, addSeqs = append(addHosts, name), append(addSeqs, int64(q))
+			}
+		}
+		if !p.cleared {
+			for q := range p.stored {
+				if !now[q] {
+					delHosts, delSeqs = append(delHosts, name), append(delSeqs, int64(q))
+				}
+			}
+		}
+	}
+	if len(names) > 0 {
+		if _, err := tx.Exec(ctx, `UPDATE apd_hosts h SET record = v.r FROM unnest($1::text[], $2::bytea[]) AS v(host, r) WHERE h.host = v.host`, names, recs); err != nil {
+			return fmt.Errorf("hosts: %w", err)
+		}
+	}
+	if len(cleared) > 0 {
+		if _, err := tx.Exec(ctx, `DELETE FROM apd_pending WHERE host = ANY($1)`, cleared); err != nil {
+			return err
+		}
+	}
+	if len(delHosts) > 0 {
+		if _, err := tx.Exec(ctx, `DELETE FROM apd_pending p USING unnest($1::text[], $2::bigint[]) AS d(host, seq) WHERE p.host = d.host AND p.seq = d.seq`, delHosts, delSeqs); err != nil {
+			return err
+		}
+	}
+	if len(addHosts) > 0 {
+		if _, err := tx.Exec(ctx, `INSERT INTO apd_pending (host, seq) SELECT * FROM unnest($1::text[], $2::bigint[]) ON CONFLICT DO NOTHING`, addHosts, addSeqs); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// memPending is a host's pending seqs as one commit changes them: read
+// at the start, written back as a difference at the end.
+type memPending struct {
+	stored  map[uint64]bool // in the database when the commit began
+	seqs    []uint64        // now, sorted
+	cleared bool            // all of stored deleted (a new spool)
+}
+
+func (p *memPending) Min() (uint64, bool, error) {
+	if len(p.seqs) == 0 {
+		return 0, false, nil
+	}
+	return p.seqs[0], true, nil
+}
+
+func (p *memPending) DeleteMin() error {
+	if len(p.seqs) > 0 {
+		p.seqs = p.seqs[1:]
+	}
+	return nil
+}
+
+func (p *memPending) Add(seq uint64) error {
+	i, found := slices.BinarySearch(p.seqs, seq)
+	if !found {
+		p.seqs = slices.Insert(p.seqs, i, seq)
+	}
+	return nil
+}
+
+func (p *memPending) clear() {
+	p.seqs, p.cleared = nil, true
+}
+
+// Commit writes a batch in one transaction; see store.Store.
+func (s *Store) Commit(b *store.Batch) (store.CommitResult, error) {
+	ctx := context.Background()
+	var res store.CommitResult
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return res, fmt.Errorf("commit: %w", err)
+	}
+	defer tx.Rollback(ctx)
+	now := s.now()
+	var names []string
+	for _, st := range b.Statuses {
+		names = append(names, st.Host)
+	}
+	for i := range b.Readings {
+		names = append(names, b.Readings[i].Host)
+	}
+	hs, err := lockHosts(ctx, tx, names)
+	if err != nil {
+		return res, fmt.Errorf("commit: %w", err)
+	}
+	fx, err := store.ApplyStatuses(b.Statuses, now, hs.lookup, func(name string) error {
+		hs.pending[name].clear()
+		return nil
+	})
+	if err != nil {
+		return res, fmt.Errorf("commit: %w", err)
+	}
+	kept, dead, err := store.RefuseSeqJumps(b, hs.lookup, now, &res)
+	if err != nil {
+		return res, fmt.Errorf("commit: %w", err)
+	}
+	ids, err := s.insertReadings(ctx, tx, kept, hs, &res)
+	if err != nil {
+		return store.CommitResult{}, fmt.Errorf("commit: %w", err)
+	}
+	if err := store.AdvanceWatermarks(kept, b.Imported, fx, hs.lookup, func(name string) store.Pending { return hs.pending[name] }, &res); err != nil {
+		return store.CommitResult{}, fmt.Errorf("commit: %w", err)
+	}
+	if err := hs.write(ctx, tx); err != nil {
+		return store.CommitResult{}, fmt.Errorf("commit: %w", err)
+	}
+	if err := s.putDeadLetters(ctx, tx, b.DeadLetters, dead); err != nil {
+		return store.CommitResult{}, fmt.Errorf("commit: dead letters: %w", err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return store.CommitResult{}, fmt.Errorf("commit: %w", err)
+	}
+	s.noteSeries(ids)
+	s.notePartitions(kept)
+	return res, nil
+}
+
+// insertReadings stores the readings not stored yet (the first of each
+// (host, sensor, ts) wins, within the batch as against the table),
+// counting each in its host's record.
+func (s *Store) insertReadings(ctx context.Context, tx pgx.Tx, rs []schema.Reading, hs *hostSet, res *store.CommitResult) (map[seriesKey]int64, error) {
+	if len(rs) == 0 {
+		return nil, nil
+	}
+	ids, err := s.seriesIDs(ctx, tx, rs)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.ensurePartitions(ctx, tx, rs); err != nil {
+		return nil, err
+	}
+	type key struct {
+		id int64
+		ts int64
+	}
+	first := make(map[key]int, len(rs))
+	rows := make([][]any, 0, len(rs))
+	for i := range rs {
+		r := &rs[i]
+		k := key{ids[seriesKey{r.Sensor, r.Host}], r.Time.UnixMilli()}
+		if _, dup := first[k]; dup {
+			continue
+		}
+		first[k] = i
+		rows = append(rows, []any{k.id, k.ts, int64(r.Seq), chunk.AppendRow(nil, &chunk.RowState{}, r)})
+	}
+	if _, err := tx.Exec(ctx, `CREATE TEMP TABLE IF NOT EXISTS apd_stage (series_id bigint, ts bigint, seq bigint, payload bytea) ON COMMIT DELETE ROWS`); err != nil {
+		return nil, err
+	}
+	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"apd_stage"}, []string{"series_id", "ts", "seq", "payload"}, pgx.CopyFromRows(rows)); err != nil {
+		return nil, fmt.Errorf("copy readings: %w", err)
+	}
+	inserted, err := tx.Query(ctx, `INSERT INTO apd_readings (series_id, ts, seq, payload) SELECT series_id, ts, seq, payload FROM apd_stage ON CONFLICT DO NOTHING RETURNING series_id, ts`)
+	if err != nil {
+		return nil, fmt.Errorf("insert readings: %w", err)
+	}
+	isNew := make([]bool, len(rs))
+	for inserted.Next() {
+		var k key
+		if err := inserted.Scan(&k.id, &k.ts); err != nil {
+			inserted.Close()
+			return nil, err
+		}
+		isNew[first[k]] = true
+	}
+	inserted.Close()
+	if err := inserted.Err(); err != nil {
+		return nil, fmt.Errorf("insert readings: %w", err)
+	}
+	for i := range rs {
+		if !isNew[i] {
+			res.Duplicates++
+			continue
+		}
+		res.Stored++
+		h, err := hs.lookup(rs[i].Host)
+		if err != nil {
+			return nil, err
+		}
+		h.CountStored(&rs[i])
+	}
+	return ids, nil
+}
+
+// deadCost is what a dead letter counts against the byte bound: its
+// record and the row's overhead (tuple header, id, cost, item pointer,
+// index entry), doubled — a dropped row's space is reusable only after
+// a vacuum, so under a flood about as much again is dead tuples.
+func deadCost(v []byte) int64 { return (int64(len(v)) + 48) * 2 }
+
+// putDeadLetters stores dead letters within the bounds, the oldest
+// dropped first and counted; one commit writes at most an eighth of the
+// byte bound, as in the embedded engine.
+func (s *Store) putDeadLetters(ctx context.Context, tx pgx.Tx, lists ...[]store.DeadLetter) error {
+	var encoded [][]byte
+	for _, list := range lists {
+		for _, d := range list {
+			if len(d.Payload) > store.MaxDeadPayload {
+				d.Payload = d.Payload[:store.MaxDeadPayload]
+			}
+			v, err := json.Marshal(d)
+			if err != nil {
+				return err
+			}
+			encoded = append(encoded, v)
+		}
+	}
+	if len(encoded) == 0 {
+		return nil
+	}
+	var count, size, dropped int64
+	if err := tx.QueryRow(ctx, `SELECT count, bytes, dropped FROM apd_dead_stats WHERE id = 1 FOR UPDATE`).Scan(&count, &size, &dropped); err != nil {
+		return err
+	}
+	first, budget := len(encoded), s.limits.MaxDeadBytes/8
+	for first > 0 && (first == len(encoded) || budget >= deadCost(encoded[first-1])) {
+		first--
+		budget -= deadCost(encoded[first])
+	}
+	dropped += int64(first)
+	var recs [][]byte
+	var costs []int64
+	for _, v := range encoded[first:] {
+		recs, costs = append(recs, v), append(costs, deadCost(v))
+		count++
+		size += deadCost(v)
+	}
+	if _, err := tx.Exec(ctx, `INSERT INTO apd_dead (record, cost) SELECT r, c FROM unnest($1::bytea[], $2::bigint[]) WITH ORDINALITY AS d(r, c, n) ORDER BY n`, recs, costs); err != nil {
+		return err
+	}
+	if count > int64(s.limits.MaxDeadLetters) || size > s.limits.MaxDeadBytes {
+		// Drop the oldest until both bounds hold.
+		rows, err := tx.Query(ctx, `SELECT id, cost FROM apd_dead ORDER BY id`)
+		if err != nil {
+			return err
+		}
+		var ids []int64
+		for rows.Next() && (count > int64(s.limits.MaxDeadLetters) || size > s.limits.MaxDeadBytes) {
+			var id, cost int64
+			if err := rows.Scan(&id, &cost); err != nil {
+				rows.Close()
+				return err
+			}
+			ids = append(ids, id)
+			count--
+			size -= cost
+			dropped++
+		}
+		rows.Close()
+		if _, err := tx.Exec(ctx, `DELETE FROM apd_dead WHERE id = ANY($1)`, ids); err != nil {
+			return err
+		}
+	}
+	_, err := tx.Exec(ctx, `UPDATE apd_dead_stats SET count = $1, bytes = $2, dropped = $3 WHERE id = 1`, count, max(size, 0), dropped)
+	return err
+}
+
+// DeadLetters returns up to limit dead letters, newest first.
+func (s *Store) DeadLetters(limit int) ([]store.DeadLetter, error) {
+	rows, err := s.pool.Query(context.Background(), `SELECT record FROM apd_dead ORDER BY id DESC LIMIT $1`, limit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []store.DeadLetter
+	for rows.Next() {
+		var b []byte
+		if err := rows.Scan(&b); err != nil {
+			return nil, err
+		}
+		var d store.DeadLetter
+		if err := json.Unmarshal(b, &d); err != nil {
+			return nil, err
+		}
+		out = append(out, d)
+	}
+	return out, rows.Err()
+}
+
+// DeadLetterStats returns the dead-letter accounting.
+func (s *Store) DeadLetterStats() (store.DeadLetterStats, error) {
+	var c, b, d int64
+	err := s.pool.QueryRow(context.Background(), `SELECT count, bytes, dropped FROM apd_dead_stats WHERE id = 1`).Scan(&c, &b, &d)
+	return store.DeadLetterStats{Count: uint64(c), Bytes: uint64(b), Dropped: uint64(d)}, err
+}
+
+// Hosts returns every host seen, sorted by name.
+func (s *Store) Hosts() ([]store.Host, error) {
+	ctx := context.Background()
+	tx, err := s.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	if err != nil {
+		return nil, err
+	}
+	defer tx.Rollback(ctx)
+	committed := map[string]uint64{}
+	rows, err := tx.Query(ctx, `SELECT host, count(*) FROM apd_pending GROUP BY host`)
+	if err != nil {
+		return nil, err
+	}
+	for rows.Next() {
+		var h string
+		var n int64
+		if err := rows.Scan(&h, &n); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		committed[h] = uint64(n)
+	}
+	rows.Close()
+	rows, err = tx.Query(ctx, `SELECT host, record FROM apd_hosts ORDER BY host COLLATE "C"`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []store.Host
+	for rows.Next() {
+		var name string
+		var b []byte
+		if err := rows.Scan(&name, &b); err != nil {
+			return nil, err
+		}
+		rec, err := decodeRecord(b)
+		if err != nil {
+			return nil, fmt.Errorf("host %s: %w", name, err)
+		}
+		h := store.Host{Name: name, State: rec.State, StateTime: rec.StateTime, Version: rec.Version, LastSeen: rec.LastSeen,
+			Watermark: rec.Watermark, MaxSeq: rec.MaxSeq, Lost: rec.Lost, Spool: rec.Spool, Sensors: rec.Sensors, HostMeta: rec.Meta}
+		if rec.MaxSeq > rec.Watermark {
+			h.Awaited = rec.MaxSeq - rec.Watermark - min(committed[name], rec.MaxSeq-rec.Watermark)
+		}
+		out = append(out, h)
+	}
+	return out, rows.Err()
+}
+
+// SetHostMeta replaces how host is shown; see store.Store.
+func (s *Store) SetHostMeta(host string, m store.HostMeta) error {
+	if err := schema.ValidateName(host); err != nil {
+		return fmt.Errorf("host: %w", err)
+	}
+	if err := m.Validate(); err != nil {
+		return err
+	}
+	ctx := context.Background()
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback(ctx)
+	hs, err := lockHosts(ctx, tx, []string{host})
+	if err != nil {
+		return err
+	}
+	hs.recs[host].Meta = m
+	if err := hs.write(ctx, tx); err != nil {
+		return err
+	}
+	return tx.Commit(ctx)
+}
+
+// where builds the selection of q over apd_series s and apd_readings r.
+func where(q store.Query) (string, []any) {
+	var conds []string
+	var args []any
+	arg := func(v any) string { args = append(args, v); return fmt.Sprintf("$%d", len(args)) }
+	if q.Sensor != "" {
+		conds = append(conds, "s.sensor = "+arg(q.Sensor))
+	}
+	if len(q.Hosts) > 0 {
+		conds = append(conds, "s.host = ANY("+arg(q.Hosts)+")")
+	}
+	if !q.Since.IsZero() {
+		conds = append(conds, "r.ts >= "+arg(q.Since.UnixMilli()))
+	}
+	if !q.Until.IsZero() {
+		conds = append(conds, "r.ts < "+arg(q.Until.UnixMilli()))
+	}
+	if len(conds) == 0 {
+		return "", args
+	}
+	return " WHERE " + strings.Join(conds, " AND "), args
+}
+
+// Scan calls fn for every reading q selects, by sensor, host, then time,
+// from one snapshot of the database.
+func (s *Store) Scan(q store.Query, fn func(*schema.Reading) error) error {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	cond, args := where(q)
+	sql := `SELECT s.sensor, s.host, r.ts, r.payload FROM apd_readings r JOIN apd_series s ON s.id = r.series_id` + cond +
+		` ORDER BY s.sensor COLLATE "C", s.host COLLATE "C", r.ts`
+	if q.Limit > 0 {
+		sql += fmt.Sprintf(" LIMIT %d", q.Limit)
+	}
+	rows, err := s.pool.Query(ctx, sql, args...)
+	if err != nil {
+		return fmt.Errorf("scan: %w", err)
+	}
+	defer rows.Close()
+	var sensor, host string
+	var ts int64
+	var payload []byte
+	for rows.Next() {
+		if err := rows.Scan(&sensor, &host, &ts, &payload); err != nil {
+			return err
+		}
+		r := schema.Reading{Host: host, Sensor: sensor}
+		if _, err := chunk.ReadRow(payload, &chunk.RowState{}, &r); err != nil {
+			return fmt.Errorf("reading %s/%s at %s: %w", sensor, host, schema.FormatTime(time.UnixMilli(ts)), err)
+		}
+		if err := fn(&r); err != nil {
+			if errors.Is(err, store.ErrStop) {
+				return nil
+			}
+			return err
+		}
+	}
+	return rows.Err()
+}
+
+// Delete removes the readings q selects; see store.Store.
+func (s *Store) Delete(q store.Query) (int, error) {
+	ctx := context.Background()
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer tx.Rollback(ctx)
+	cond, args := where(q)
+	rows, err := tx.Query(ctx, `WITH gone AS (DELETE FROM apd_readings r USING apd_series s`+strings.Replace(cond, " WHERE ", " WHERE s.id = r.series_id AND ", 1)+
+		func() string {
+			if cond == "" {
+				return " WHERE s.id = r.series_id"
+			}
+			return ""
+		}()+` RETURNING s.sensor, s.host) SELECT sensor, host, count(*) FROM gone GROUP BY sensor, host`, args...)
+	if err != nil {
+		return 0, fmt.Errorf("delete: %w", err)
+	}
+	perHost := map[string]map[string]uint64{}
+	removed := 0
+	for rows.Next() {
+		var sensor, host string
+		var n int64
+		if err := rows.Scan(&sensor, &host, &n); err != nil {
+			rows.Close()
+			return 0, err
+		}
+		if perHost[host] == nil {
+			perHost[host] = map[string]uint64{}
+		}
+		perHost[host][sensor] += uint64(n)
+		removed += int(n)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return 0, fmt.Errorf("delete: %w", err)
+	}
+	wholeHosts := q.Sensor == "" && q.Since.IsZero() && q.Until.IsZero() && len(q.Hosts) > 0
+	if wholeHosts {
+		if _, err := tx.Exec(ctx, `DELETE FROM apd_hosts WHERE host = ANY($1)`, q.Hosts); err != nil {
+			return 0, err
+		}
+		if _, err := tx.Exec(ctx, `DELETE FROM apd_pending WHERE host = ANY($1)`, q.Hosts); err != nil {
+			return 0, err
+		}
+	} else if len(perHost) > 0 {
+		hosts := make([]string, 0, len(perHost))
+		for h := range perHost {
+			hosts = append(hosts, h)
+		}
+		sort.Strings(hosts)
+		hs, err := lockHosts(ctx, tx, hosts)
+		if err != nil {
+			return 0, err
+		}
+		for host, counts := range perHost {
+			rec := hs.recs[host]
+			for sensor, n := range counts {
+				if st := rec.Sensors[sensor]; st != nil {
+					st.Count -= min(st.Count, n)
+					if st.Count == 0 {
+						delete(rec.Sensors, sensor)
+					}
+				}
+			}
+		}
+		if err := hs.write(ctx, tx); err != nil {
+			return 0, err
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return 0, fmt.Errorf("delete: %w", err)
+	}
+	return removed, nil
+}
