@@ -40,6 +40,7 @@ import (
 	"github.com/apd-telemetry/apd/internal/store/chunk"
 	"github.com/apd-telemetry/apd/schema"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -161,6 +162,36 @@ func (s *Store) ensurePartitions(ctx context.Context, tx pgx.Tx, rs []schema.Rea
 		}
 	}
 	return nil
+}
+
+// partitionDays lists the days that have a partition.
+func partitionDays(ctx context.Context, tx pgx.Tx) ([]int64, error) {
+	rows, err := tx.Query(ctx, `SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = 'apd_readings'::regclass`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var days []int64
+	for rows.Next() {
+		var name string
+		if err := rows.Scan(&name); err != nil {
+			return nil, err
+		}
+		t, err := time.Parse("20060102", strings.TrimPrefix(name, "apd_readings_p"))
+		if err != nil {
+			continue // not one of ours
+		}
+		days = append(days, t.UnixMilli())
+	}
+	slices.Sort(days)
+	return days, rows.Err()
+}
+
+// forgetPartitions empties the cache of partitions known to exist.
+func (s *Store) forgetPartitions() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	clear(s.partitions)
 }
 
 // notePartitions records partitions made by a committed transaction.
@@ -394,6 +425,18 @@ func (p *memPending) clear() {
 
 // Commit writes a batch in one transaction; see store.Store.
 func (s *Store) Commit(b *store.Batch) (store.CommitResult, error) {
+	res, err := s.commit(b)
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "23514" {
+		// No partition for a row: another process's retention dropped a
+		// day this one thought it had. Look again.
+		s.forgetPartitions()
+		res, err = s.commit(b)
+	}
+	return res, err
+}
+
+func (s *Store) commit(b *store.Batch) (store.CommitResult, error) {
 	ctx := context.Background()
 	var res store.CommitResult
 	tx, err := s.pool.Begin(ctx)
@@ -748,7 +791,10 @@ func (s *Store) Scan(q store.Query, fn func(*schema.Reading) error) error {
 	return rows.Err()
 }
 
-// Delete removes the readings q selects; see store.Store.
+// Delete removes the readings q selects; see store.Store. Retention's
+// delete (every series, up to a time) drops the whole days below it as
+// partitions, which frees their space at once, and deletes rows only in
+// the day it cuts through.
 func (s *Store) Delete(q store.Query) (int, error) {
 	ctx := context.Background()
 	tx, err := s.pool.Begin(ctx)
@@ -756,34 +802,54 @@ func (s *Store) Delete(q store.Query) (int, error) {
 		return 0, err
 	}
 	defer tx.Rollback(ctx)
-	cond, args := where(q)
-	rows, err := tx.Query(ctx, `WITH gone AS (DELETE FROM apd_readings r USING apd_series s`+strings.Replace(cond, " WHERE ", " WHERE s.id = r.series_id AND ", 1)+
-		func() string {
-			if cond == "" {
-				return " WHERE s.id = r.series_id"
-			}
-			return ""
-		}()+` RETURNING s.sensor, s.host) SELECT sensor, host, count(*) FROM gone GROUP BY sensor, host`, args...)
-	if err != nil {
-		return 0, fmt.Errorf("delete: %w", err)
-	}
 	perHost := map[string]map[string]uint64{}
 	removed := 0
-	for rows.Next() {
-		var sensor, host string
-		var n int64
-		if err := rows.Scan(&sensor, &host, &n); err != nil {
-			rows.Close()
-			return 0, err
+	count := func(rows pgx.Rows, err error) error {
+		if err != nil {
+			return err
 		}
-		if perHost[host] == nil {
-			perHost[host] = map[string]uint64{}
+		defer rows.Close()
+		for rows.Next() {
+			var sensor, host string
+			var n int64
+			if err := rows.Scan(&sensor, &host, &n); err != nil {
+				return err
+			}
+			if perHost[host] == nil {
+				perHost[host] = map[string]uint64{}
+			}
+			perHost[host][sensor] += uint64(n)
+			removed += int(n)
 		}
-		perHost[host][sensor] += uint64(n)
-		removed += int(n)
+		return rows.Err()
 	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
+	if q.Sensor == "" && len(q.Hosts) == 0 && q.Since.IsZero() && !q.Until.IsZero() {
+		days, err := partitionDays(ctx, tx)
+		if err != nil {
+			return 0, fmt.Errorf("delete: %w", err)
+		}
+		for _, d := range days {
+			if d+day > q.Until.UnixMilli() {
+				continue
+			}
+			name := partitionName(d)
+			if err := count(tx.Query(ctx, `SELECT s.sensor, s.host, count(*) FROM `+name+` r JOIN apd_series s ON s.id = r.series_id GROUP BY s.sensor, s.host`)); err != nil {
+				return 0, fmt.Errorf("delete: %w", err)
+			}
+			if _, err := tx.Exec(ctx, `DROP TABLE `+name); err != nil {
+				return 0, fmt.Errorf("delete: drop %s: %w", name, err)
+			}
+		}
+		defer s.forgetPartitions()
+	}
+	cond, args := where(q)
+	if cond == "" {
+		cond = " WHERE s.id = r.series_id"
+	} else {
+		cond = strings.Replace(cond, " WHERE ", " WHERE s.id = r.series_id AND ", 1)
+	}
+	if err := count(tx.Query(ctx, `WITH gone AS (DELETE FROM apd_readings r USING apd_series s`+cond+
+		` RETURNING s.sensor, s.host) SELECT sensor, host, count(*) FROM gone GROUP BY sensor, host`, args...)); err != nil {
 		return 0, fmt.Errorf("delete: %w", err)
 	}
 	wholeHosts := q.Sensor == "" && q.Since.IsZero() && q.Until.IsZero() && len(q.Hosts) > 0
