@@ -83,6 +83,13 @@ type Backuper interface {
 	WriteBackup(w io.Writer, begin func(size int64)) (int64, error)
 }
 
+// HostRestorer is an engine that can take a host's record as another
+// engine kept it (apd migrate): state, seq watermark, counts and how it
+// is shown, replacing its own.
+type HostRestorer interface {
+	RestoreHost(name string, rec HostRecord) error
+}
+
 // Sealer is an engine that holds recent readings in a write-ahead form
 // (heads and a log) and can write them all out in their compact form at
 // once: a bulk import ends with it.
@@ -150,9 +157,23 @@ type Host struct {
 	// before they reached the store.
 	Lost uint64 `json:"lost"`
 	// Spool is the id of the device's current spool (see schema.Status).
-	Spool   string                  `json:"spool,omitempty"`
+	Spool string `json:"spool,omitempty"`
+	// HasMark says the device declared where its seqs start.
+	HasMark bool                    `json:"has_mark,omitempty"`
 	Sensors map[string]*SensorStats `json:"sensors"`
 	HostMeta
+}
+
+// Record is what an engine keeps of the host (for copying it to another).
+func (h Host) Record() HostRecord {
+	sensors := make(map[string]*SensorStats, len(h.Sensors))
+	for k, v := range h.Sensors {
+		c := *v
+		sensors[k] = &c
+	}
+	return HostRecord{State: h.State, StateTime: h.StateTime, Version: h.Version, LastSeen: h.LastSeen,
+		SeqState: SeqState{Watermark: h.Watermark, HasMark: h.HasMark, MaxSeq: h.MaxSeq, Lost: h.Lost, Spool: h.Spool},
+		Sensors:  sensors, Meta: h.HostMeta}
 }
 
 // HostMeta is how a host is shown, set by apd hosts set: every chart and

@@ -27,6 +27,7 @@ type APD struct {
 	Hosts     HostsCmd     `cmd:"" help:"List the hosts seen and their state."`
 	Export    ExportCmd    `cmd:"" help:"Write stored readings as NDJSON or CSV."`
 	Import    ImportCmd    `cmd:"" help:"Store readings from NDJSON written by export."`
+	Migrate   MigrateCmd   `cmd:"" help:"Copy a whole store into another (file ⇄ PostgreSQL)."`
 
 	Delete      DeleteCmd      `cmd:"" help:"Delete readings of a host (privacy)."`
 	Compact     CompactCmd     `cmd:"" help:"Shrink a database file after deletes."`

@@ -42,7 +42,7 @@ func (s *Store) Hosts() ([]store.Host, error) {
 			}
 			out = append(out, store.Host{Name: string(k), State: rec.State, StateTime: rec.StateTime,
 				Version: rec.Version, LastSeen: rec.LastSeen, Watermark: rec.Watermark, MaxSeq: rec.MaxSeq,
-				Lost: rec.Lost, Spool: rec.Spool, Sensors: rec.Sensors, HostMeta: rec.Meta})
+				Lost: rec.Lost, Spool: rec.Spool, HasMark: rec.HasMark, Sensors: rec.Sensors, HostMeta: rec.Meta})
 			if rec.MaxSeq > rec.Watermark {
 				committed := uint64(0)
 				if pb := pending.Bucket(k); pb != nil {
@@ -93,6 +93,24 @@ func (p *pending) Add(seq uint64) error {
 		return err
 	}
 	return b.Put(seqKey(seq), nil)
+}
+
+// RestoreHost replaces a host's record; see store.HostRestorer.
+func (s *Store) RestoreHost(name string, rec store.HostRecord) error {
+	if err := schema.ValidateName(name); err != nil {
+		return fmt.Errorf("host: %w", err)
+	}
+	err := s.update(func(tx *bolt.Tx, ht *headTx) error {
+		ht.quarantine = quarantineTo(tx, nil)
+		if rec.Sensors == nil {
+			rec.Sensors = map[string]*store.SensorStats{}
+		}
+		return ht.putHost(tx.Bucket(bucketHosts), name, &rec)
+	})
+	if err != nil {
+		return fmt.Errorf("restore host %s: %w", name, err)
+	}
+	return nil
 }
 
 // SetHostMeta replaces how host is shown; see store.Store.

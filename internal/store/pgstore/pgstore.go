@@ -697,7 +697,7 @@ func (s *Store) Hosts() ([]store.Host, error) {
 			return nil, fmt.Errorf("host %s: %w", name, err)
 		}
 		h := store.Host{Name: name, State: rec.State, StateTime: rec.StateTime, Version: rec.Version, LastSeen: rec.LastSeen,
-			Watermark: rec.Watermark, MaxSeq: rec.MaxSeq, Lost: rec.Lost, Spool: rec.Spool, Sensors: rec.Sensors, HostMeta: rec.Meta}
+			Watermark: rec.Watermark, MaxSeq: rec.MaxSeq, Lost: rec.Lost, Spool: rec.Spool, HasMark: rec.HasMark, Sensors: rec.Sensors, HostMeta: rec.Meta}
 		if rec.MaxSeq > rec.Watermark {
 			h.Awaited = rec.MaxSeq - rec.Watermark - min(committed[name], rec.MaxSeq-rec.Watermark)
 		}
@@ -706,13 +706,20 @@ func (s *Store) Hosts() ([]store.Host, error) {
 	return out, rows.Err()
 }
 
-// SetHostMeta replaces how host is shown; see store.Store.
-func (s *Store) SetHostMeta(host string, m store.HostMeta) error {
+// RestoreHost replaces a host's record; see store.HostRestorer.
+func (s *Store) RestoreHost(name string, rec store.HostRecord) error {
+	return s.changeHost(name, func(h *store.HostRecord) {
+		if rec.Sensors == nil {
+			rec.Sensors = map[string]*store.SensorStats{}
+		}
+		*h = rec
+	})
+}
+
+// changeHost changes one host's record in a transaction of its own.
+func (s *Store) changeHost(host string, change func(*store.HostRecord)) error {
 	if err := schema.ValidateName(host); err != nil {
 		return fmt.Errorf("host: %w", err)
-	}
-	if err := m.Validate(); err != nil {
-		return err
 	}
 	ctx := context.Background()
 	tx, err := s.pool.Begin(ctx)
@@ -724,11 +731,22 @@ func (s *Store) SetHostMeta(host string, m store.HostMeta) error {
 	if err != nil {
 		return err
 	}
-	hs.recs[host].Meta = m
+	change(hs.recs[host])
 	if err := hs.write(ctx, tx); err != nil {
 		return err
 	}
 	return tx.Commit(ctx)
+}
+
+// SetHostMeta replaces how host is shown; see store.Store.
+func (s *Store) SetHostMeta(host string, m store.HostMeta) error {
+	if err := schema.ValidateName(host); err != nil {
+		return fmt.Errorf("host: %w", err)
+	}
+	if err := m.Validate(); err != nil {
+		return err
+	}
+	return s.changeHost(host, func(h *store.HostRecord) { h.Meta = m })
 }
 
 // where builds the selection of q over apd_series s and apd_readings r.
