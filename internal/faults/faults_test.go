@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/apd-telemetry/apd/internal/store/boltdb"
+	"github.com/apd-telemetry/apd/internal/store/pgstore"
 
 	"github.com/apd-telemetry/apd/internal/mqttc"
 	"github.com/apd-telemetry/apd/internal/store"
@@ -174,7 +175,13 @@ func checkExactlyOnce(t *testing.T, dbPath string, spools map[string]string) {
 // to check when it is not nil, and returns each host's seqs in order.
 func storedSeqs(t *testing.T, dbPath string, check func(*schema.Reading)) map[string][]uint64 {
 	t.Helper()
-	st, err := boltdb.Open(dbPath, boltdb.Options{ReadOnly: true, Timeout: 5 * time.Second})
+	var st store.Store
+	var err error
+	if pgstore.IsURL(dbPath) {
+		st, err = pgstore.Open(dbPath, pgstore.Options{})
+	} else {
+		st, err = boltdb.Open(dbPath, boltdb.Options{ReadOnly: true, Timeout: 5 * time.Second})
+	}
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -21,14 +21,31 @@ func TestFleetKillServe(t *testing.T) {
 	if testing.Short() {
 		t.Skip("fault injection runs processes for tens of seconds")
 	}
+	dir := t.TempDir()
+	fleetKillServe(t, dir, filepath.Join(dir, "apd.db"))
+}
+
+// TestFleetKillServePostgres is TestFleetKillServe with the readings in
+// PostgreSQL (apd serve --store postgres://…).
+func TestFleetKillServePostgres(t *testing.T) {
+	if testing.Short() {
+		t.Skip("fault injection runs processes for tens of seconds")
+	}
+	pg := testutil.StartPostgres(t)
+	fleetKillServe(t, t.TempDir(), pg.NewDatabase(t))
+}
+
+// fleetKillServe runs a fleet against apd serve storing in location,
+// kills the server with SIGKILL mid-tick, restarts it, and checks every
+// reading each device issued is stored exactly once.
+func fleetKillServe(t *testing.T, dir, location string) {
 	const devices, sensors = 1000, 10
 	interval := 3 * time.Second
 	ticks := 4 * int(scale())
 	killAt := ticks / 2 // mid-way through the run, inside this tick's spread
 
-	dir := t.TempDir()
 	mqttAddr, httpAddr := testutil.FreeAddr(t), testutil.FreeAddr(t)
-	srv := start(t, "apd", "serve", "--data", dir, "--mqtt-addr", mqttAddr, "--http-addr", httpAddr, "--log-level", "warn")
+	srv := start(t, "apd", "serve", "--data", dir, "--store", location, "--mqtt-addr", mqttAddr, "--http-addr", httpAddr, "--log-level", "warn")
 	waitHTTP(t, httpAddr)
 	defer func() {
 		if t.Failed() {
@@ -87,7 +104,7 @@ func TestFleetKillServe(t *testing.T) {
 	srv.stop(30 * time.Second)
 
 	wrong := 0
-	seqs := storedSeqs(t, filepath.Join(dir, "apd.db"), func(r *schema.Reading) {
+	seqs := storedSeqs(t, location, func(r *schema.Reading) {
 		if q, ok := schema.ParseQuantity(r.Value); !ok || q.Magnitude != fleetsim.Value(r.Host, r.Seq) {
 			if wrong++; wrong <= 3 {
 				t.Errorf("%s seq %d: stored %s, sent %v", r.Host, r.Seq, r.Value, fleetsim.Value(r.Host, r.Seq))
