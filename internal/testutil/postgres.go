@@ -56,8 +56,10 @@ func postgresBin() (string, error) {
 // StartPostgres starts a cluster. Without PostgreSQL's server binaries
 // the test is skipped with a line saying how to get them, unless
 // RequirePostgresEnv is 1. Run as root, the server runs as the postgres
-// user (initdb refuses root).
-func StartPostgres(tb testing.TB) *Postgres {
+// user (initdb refuses root). Tests run it without fsync (a killed apd
+// is what they test, not a power cut); settings ("fsync=on") override
+// that and any other setting, as benchmarks need.
+func StartPostgres(tb testing.TB, settings ...string) *Postgres {
 	tb.Helper()
 	bin, err := postgresBin()
 	if err != nil {
@@ -104,6 +106,9 @@ func StartPostgres(tb testing.TB) *Postgres {
 	srv := command("postgres", "-D", data, "-p", port, "-k", dir, "-c", "listen_addresses=127.0.0.1",
 		"-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off", "-c", "max_connections=100",
 		"-c", "shared_buffers=128MB", "-c", "max_locks_per_transaction=1024")
+	for _, kv := range settings {
+		srv.Args = append(srv.Args, "-c", kv)
+	}
 	srv.Stdout, srv.Stderr = logs, logs
 	if err := srv.Start(); err != nil {
 		os.RemoveAll(dir)
@@ -140,6 +145,9 @@ func StartPostgres(tb testing.TB) *Postgres {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// URL returns the URL of database db of the cluster.
+func (p *Postgres) URL(db string) string { return p.dsn(db) }
 
 func (p *Postgres) dsn(db string) string {
 	return fmt.Sprintf("postgres://apd@%s/%s?sslmode=disable", p.addr, db)
