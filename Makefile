@@ -49,6 +49,7 @@ bench:
 	$(GO) test -run '^$$' -bench ChartWeek -benchtime 3x -count 5 ./internal/bench/ | tee -a bench.out
 	APD_VIEW_READINGS=50000000 $(GO) test -run '^$$' -bench SeriesThirtyDays -benchtime 5x -timeout 60m ./internal/bench/ | tee -a bench.out
 	$(GO) test -run '^$$' -bench DashboardRender -benchtime 7x -timeout 30m ./internal/bench/ | tee -a bench.out
+	$(GO) test -run '^$$' -bench EnginesTicks -benchtime 1x -timeout 30m ./internal/bench/ | tee -a bench.out
 
 ## footprint: apd-publish's resident memory and CPU at a 10 s interval over FOOTPRINT (10m) against a real apd serve
 FOOTPRINT ?= 10m
