@@ -236,6 +236,15 @@ func buildPanel(src Source, req Request, kind clean.Kind, sensor string, styles 
 	for _, h := range order {
 		p.Series = append(p.Series, *byHost[h])
 	}
+	if p.Unit == schema.UnitRatio {
+		// A ratio reads better as a percentage: 15 %, not 0.15.
+		for i := range p.Series {
+			for j := range p.Series[i].Points {
+				p.Series[i].Points[j].V *= 100
+			}
+		}
+		p.Unit = schema.UnitPercent
+	}
 	return p, nil
 }
 

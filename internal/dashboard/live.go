@@ -48,7 +48,10 @@ type LiveReading struct {
 	Sensor string   `json:"sensor"`
 	T      float64  `json:"t"` // unix seconds
 	V      *float64 `json:"v"` // null when not a number
-	Human  string   `json:"human,omitempty"`
+	// Unit is a quantity's unit (the chart may show it in another: a
+	// ratio as a percentage).
+	Unit  string `json:"unit,omitempty"`
+	Human string `json:"human,omitempty"`
 }
 
 // Watchers returns how many dashboards watch now.
@@ -82,6 +85,9 @@ func (h *Hub) Publish(rs []schema.Reading) {
 			lr := LiveReading{Host: r.Host, Sensor: r.Sensor, T: float64(r.Time.UnixMilli()) / 1000, Human: schema.Human(r)}
 			if v, ok := schema.Numeric(r.Value); ok && r.Error == nil && !math.IsNaN(v) && !math.IsInf(v, 0) {
 				lr.V = &v
+				if q, ok := schema.ParseQuantity(r.Value); ok {
+					lr.Unit = q.Unit
+				}
 			}
 			batch = append(batch, lr)
 		}

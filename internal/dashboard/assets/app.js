@@ -6,6 +6,8 @@ const $ = (sel) => document.querySelector(sel);
 const DAY = 86400;
 const state = {
   range: DAY,        // seconds shown while live
+  rangeChosen: false, // the user (or the first load) has picked the range
+  uncharted: [],     // titles of sensors without numbers in the range
   live: true,        // the range ends now and readings stream in
   from: 0, to: 0,    // the range when not live (unix seconds)
   sensors: [],
@@ -75,7 +77,14 @@ function css(name) { return getComputedStyle(document.documentElement).getProper
 function fmtNumber(v) {
   if (v == null) return '–';
   const a = Math.abs(v);
-  if (a !== 0 && (a >= 1e6 || a < 1e-3)) return v.toPrecision(3);
+  if (a >= 1e3 * 1e3) {
+    // Large numbers (bytes, counters) with an SI prefix: 58.2 G.
+    const prefixes = ['k', 'M', 'G', 'T', 'P', 'E'];
+    let i = -1, x = v;
+    while (Math.abs(x) >= 1000 && i < prefixes.length - 1) { x /= 1000; i++; }
+    return (+x.toFixed(Math.abs(x) >= 100 ? 0 : 1)).toString() + ' ' + prefixes[i];
+  }
+  if (a !== 0 && a < 1e-3) return v.toPrecision(3);
   return (+v.toFixed(a >= 100 ? 0 : a >= 10 ? 1 : 2)).toString();
 }
 
@@ -163,15 +172,41 @@ async function loadSeries() {
   }
   const all = $('#charts').clientWidth || 1000;
   const width = all / Math.max(1, Math.floor(all / 520));
+  const list = await api('/api/v1/series?' + seriesParams(width - 60));
+  const drawn = (sj) => sj.stats.points > 0;
+  // A sensor with no numbers in the range (failing, or text like
+  // version) gets no chart; the sparklines follow one that has some.
+  const charted = list.filter(drawn).map((sj) => sj.sensor);
+  if (!charted.includes(state.primary)) {
+    state.primary = ['temperature', 'cpu_load', 'power'].find((x) => charted.includes(x)) || charted[0] || state.primary;
+  }
+  if (!charted.includes(state.mapSensor)) state.mapSensor = state.primary;
+  // A fresh installation has minutes of readings: show them across the
+  // chart, not as a sliver at the end of a day.
+  if (state.live && !state.rangeChosen) {
+    let first = Infinity;
+    for (const sj of list) if (sj.t.length) first = Math.min(first, sj.t[0]);
+    const age = Date.now() / 1000 - first;
+    const fit = [3600, 21600, 86400, 604800, 2592000].find((r) => r >= age * 1.05);
+    if (first !== Infinity && fit && fit < state.range) {
+      state.range = fit;
+      state.rangeChosen = true;
+      showRange();
+      return loadSeries();
+    }
+  }
+  state.rangeChosen = true;
   const latest = new URLSearchParams({ sensor: state.primary, agg: 'last', format: 'json', since: iso(currentRange()[0]) });
-  const [list, last] = await Promise.all([api('/api/v1/series?' + seriesParams(width - 60)), api('/api/v1/query?' + latest)]);
+  if (list.find((sj) => sj.sensor === state.primary)?.unit === '%') latest.set('unit', 'percent'); // ratios are charted as percentages
+  const last = state.primary ? await api('/api/v1/query?' + latest) : [];
   state.latest.clear();
   for (const r of last) {
     const v = typeof r.value === 'number' ? r.value : (r.value && typeof r.value.magnitude === 'number' ? r.value.magnitude : null);
     state.latest.set(r.host, { t: Date.parse(r.ts) / 1000, v, text: v == null ? JSON.stringify(r.value) : null });
   }
   state.data.clear();
-  for (const sj of list) state.data.set(sj.sensor, sj);
+  for (const sj of list) if (drawn(sj)) state.data.set(sj.sensor, sj);
+  state.uncharted = list.filter((sj) => !drawn(sj)).map((sj) => sj.title);
   window.apd.loads++;
   render();
 }
@@ -200,7 +235,8 @@ function render() {
   renderHosts();
   renderCharts();
   renderMap();
-  if (window.apd.rendered == null && state.plots.size === state.sensors.length) {
+  $('#uncharted').textContent = state.uncharted.length ? 'No numbers to chart in this range: ' + state.uncharted.join(', ') : '';
+  if (window.apd.rendered == null && state.plots.size === state.data.size) {
     performance.mark('apd-rendered');
     window.apd.rendered = performance.now();
   }
@@ -383,6 +419,7 @@ let newHost = false;
 function onReadings(list) {
   window.apd.liveReadings += list.length;
   for (const r of list) {
+    if (r.unit === 'ratio' && r.v != null) r.v *= 100; // charted as percentages
     window.apd.lastLive = r;
     if (r.sensor === state.primary && !(state.latest.get(r.host)?.t > r.t)) {
       state.latest.set(r.host, { t: r.t, v: r.v, text: r.human || '–' });
@@ -468,6 +505,7 @@ function init() {
     b.addEventListener('click', () => {
       state.live = true;
       state.range = +b.dataset.range;
+      state.rangeChosen = true;
       showRange();
       loadSeries();
     });
