@@ -76,6 +76,11 @@ func Open(url string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store URL: %w", err)
 	}
+	if !strings.Contains(url, "pool_max_conns") {
+		// A scan holds its connection while its reader reads (an export to
+		// a slow client): leave the commits room.
+		cfg.MaxConns = max(cfg.MaxConns, 16)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
