@@ -187,3 +187,66 @@ func TestAcksCoalesced(t *testing.T) {
 		t.Errorf("acknowledgements %v, want %v", a, want)
 	}
 }
+
+// TestOnCommitOnlyWhenWanted: OnCommit sees a commit's readings, in time
+// order, only while WantCommits says someone listens.
+func TestOnCommitOnlyWhenWanted(t *testing.T) {
+	var want atomic.Bool
+	var mu sync.Mutex
+	var seen [][]string
+	in := subscriber.New(openStore(t), func(string, []byte) error { return nil }, subscriber.Options{
+		WantCommits: want.Load,
+		OnCommit: func(rs []schema.Reading) {
+			var ts []string
+			for _, r := range rs {
+				ts = append(ts, fmt.Sprint(r.Seq))
+			}
+			mu.Lock()
+			seen = append(seen, ts)
+			mu.Unlock()
+		},
+	})
+	defer in.Close()
+	stored := uint64(0)
+	submit := func(seqs ...uint64) {
+		t.Helper()
+		for _, q := range seqs {
+			if err := in.Submit("apd/pi/t", payload("pi", "t", q, int(q), 1), nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+		stored += uint64(len(seqs))
+		waitFor(t, "the commit", func() bool { return in.Metrics().Stored.Value() == stored })
+	}
+	submit(1)
+	mu.Lock()
+	n := len(seen)
+	mu.Unlock()
+	if n != 0 {
+		t.Fatalf("OnCommit called with nobody listening: %v", seen)
+	}
+	want.Store(true)
+	submit(3, 2)
+	waitFor(t, "OnCommit", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		n := 0
+		for _, s := range seen {
+			n += len(s)
+		}
+		return n == 2
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	var all []string
+	for _, s := range seen {
+		if !slices.IsSorted(s) { // one-digit seqs: text order is time order
+			t.Errorf("a commit's readings out of time order: %v", s)
+		}
+		all = append(all, s...)
+	}
+	slices.Sort(all)
+	if strings.Join(all, ",") != "2,3" {
+		t.Errorf("OnCommit saw %v, want 2 and 3", seen)
+	}
+}

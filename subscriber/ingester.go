@@ -59,8 +59,12 @@ type Options struct {
 	// acknowledgements. It must not block and must not keep the slice:
 	// the batch is reused.
 	OnCommit func([]schema.Reading)
-	Logger   *slog.Logger
-	Now      func() time.Time
+	// WantCommits, when set, says whether OnCommit wants this commit's
+	// readings: when nothing listens (no dashboard open, no rules), the
+	// readings are not copied and sorted for it.
+	WantCommits func() bool
+	Logger      *slog.Logger
+	Now         func() time.Time
 }
 
 // Rejection reasons, the label of apd_rejected_total.
@@ -460,7 +464,7 @@ func (in *Ingester) afterCommit(batch *store.Batch, res store.CommitResult, done
 		in.log.Error("unreadable stored data set aside (quarantined); ingestion goes on", "what", q)
 		m.Quarantined.Inc()
 	}
-	if in.opts.OnCommit != nil && len(batch.Readings) > len(res.Refused) {
+	if in.opts.OnCommit != nil && len(batch.Readings) > len(res.Refused) && (in.opts.WantCommits == nil || in.opts.WantCommits()) {
 		// In time order: a resumed session's queue can arrive shuffled
 		// (mochi resends it sorted by the second each message was made),
 		// and rules skip what comes after a later reading of its host.

@@ -100,12 +100,14 @@ func New(cfg Config) (*Server, error) {
 	opts.Logger = log
 	s.live = dashboard.NewHub(maxLiveDashboards)
 	opts.OnCommit = s.live.Publish
+	opts.WantCommits = func() bool { return s.live.Watchers() > 0 }
 	if len(cfg.Rules) > 0 {
 		s.rules = rules.NewEngine(cfg.Rules, rules.Deps{Publish: s.publish, Topics: opts.Topics, Logger: log})
 		opts.OnCommit = func(rs []schema.Reading) {
 			s.rules.Submit(rs)
 			s.live.Publish(rs)
 		}
+		opts.WantCommits = nil // the rules see every commit
 		log.Info("rules loaded", "rules", len(cfg.Rules))
 	}
 	s.ingester = subscriber.NewIngester(s.store, opts)
