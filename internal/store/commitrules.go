@@ -1,6 +1,7 @@
 package store
 
 import (
+	"encoding/json"
 	"fmt"
 	"time"
 
@@ -158,4 +159,32 @@ func AdvanceWatermarks(kept []schema.Reading, imported bool, fx StatusEffects, h
 		}
 	}
 	return nil
+}
+
+// EncodeDeadLetters encodes a commit's dead letters (payloads cut to
+// MaxDeadPayload) and keeps the newest of them whose costs fit an eighth
+// of maxBytes — at least one: the pages or rows a commit frees are
+// reusable only after it, so a large batch would grow the store past its
+// bound. It returns those kept, oldest first, and how many it left out
+// (counted as dropped, as the oldest would be).
+func EncodeDeadLetters(maxBytes int64, cost func([]byte) int64, lists ...[]DeadLetter) (kept [][]byte, dropped int, err error) {
+	var encoded [][]byte
+	for _, list := range lists {
+		for _, d := range list {
+			if len(d.Payload) > MaxDeadPayload {
+				d.Payload = d.Payload[:MaxDeadPayload]
+			}
+			v, err := json.Marshal(d)
+			if err != nil {
+				return nil, 0, err
+			}
+			encoded = append(encoded, v)
+		}
+	}
+	first, budget := len(encoded), maxBytes/8
+	for first > 0 && (first == len(encoded) || budget >= cost(encoded[first-1])) {
+		first--
+		budget -= cost(encoded[first])
+	}
+	return encoded[first:], first, nil
 }

@@ -39,33 +39,12 @@ func putDeadLetters(tx *bolt.Tx, limits store.Limits, lists ...[]store.DeadLette
 	meta, bucket := tx.Bucket(bucketMeta), tx.Bucket(bucketDead)
 	bucket.FillPercent = 0.95 // keys only ever grow: fill pages
 	count, size, dropped := metaUint(meta, keyDeadCount), metaUint(meta, keyDeadBytes), metaUint(meta, keyDeadDropped)
-	// One commit writes at most an eighth of the byte bound: the pages it
-	// frees (the oldest dead letters) are reusable only after it, so a
-	// large batch would grow the file past the bound. Under a flood the
-	// rest of a batch is dropped (counted) as the oldest would be.
-	var encoded [][]byte
-	for _, list := range lists {
-		for _, d := range list {
-			if len(d.Payload) > store.MaxDeadPayload {
-				d.Payload = d.Payload[:store.MaxDeadPayload]
-			}
-			v, err := json.Marshal(d)
-			if err != nil {
-				return err
-			}
-			encoded = append(encoded, v)
-		}
-	}
-	if len(encoded) == 0 {
-		return nil
-	}
-	first, budget := len(encoded), limits.MaxDeadBytes/8
-	for first > 0 && (first == len(encoded) || budget >= deadCost(encoded[first-1])) {
-		first--
-		budget -= deadCost(encoded[first])
+	kept, first, err := store.EncodeDeadLetters(limits.MaxDeadBytes, deadCost, lists...)
+	if err != nil || len(kept)+first == 0 {
+		return err
 	}
 	dropped += uint64(first)
-	for _, v := range encoded[first:] {
+	for _, v := range kept {
 		n, _ := bucket.NextSequence()
 		if err := bucket.Put(seqKey(n), v); err != nil {
 			return err

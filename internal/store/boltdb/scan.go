@@ -30,15 +30,51 @@ var errPageFull = errors.New("page full")
 func (s *Store) Scan(q store.Query, fn func(*schema.Reading) error) error {
 	since, until := queryKeys(q)
 	page := make([]schema.Reading, 0, scanPage)
+	n := 0
+	return s.pages(q, func(tx *bolt.Tx, hb *bolt.Bucket, sensor, host, from []byte, stop func(last []byte) error) error {
+		add := func(r *schema.Reading) error {
+			page = append(page, *r)
+			if len(page) == scanPage {
+				return stop(timeKey(r.Time))
+			}
+			return nil
+		}
+		if err := scanSeries(hb, string(host), string(sensor), from, until, add); err != nil {
+			return err
+		}
+		// The head's readings are later than the chunks'.
+		return scanHead(s.head.series[seriesKey{string(sensor), string(host)}], string(host), string(sensor), from, until, add)
+	}, func() (bool, error) {
+		defer func() { page = page[:0] }()
+		for i := range page {
+			if err := fn(&page[i]); err != nil {
+				return true, err
+			}
+			n++
+			if q.Limit > 0 && n >= q.Limit {
+				return true, nil
+			}
+		}
+		return false, nil
+	}, since)
+}
+
+// pages runs a scan in pages: visit is called for each series q selects,
+// from where the last page stopped (from: the time key to start at),
+// within one read transaction per page, until it returns errPageFull by
+// calling stop with the time key of the last item it gathered; then the
+// transaction ends and deliver hands the page to the caller (done: the
+// caller wants no more), and the next page starts after that key. A
+// caller's store.ErrStop ends the scan without an error.
+func (s *Store) pages(q store.Query, visit func(tx *bolt.Tx, hb *bolt.Bucket, sensor, host, from []byte, stop func(last []byte) error) error,
+	deliver func() (done bool, err error), since []byte) error {
 	// Where the next page starts: the series (sensor, host) and, within
 	// it, after the time key last.
 	var resume struct {
 		sensor, host, last []byte
 		set                bool
 	}
-	n := 0
 	for {
-		page = page[:0]
 		full := false
 		s.headMu.RLock()
 		err := s.db.View(func(tx *bolt.Tx) error {
@@ -55,19 +91,10 @@ func (s *Store) Scan(q store.Query, fn func(*schema.Reading) error) error {
 						}
 					}
 				}
-				add := func(r *schema.Reading) error {
-					page = append(page, *r)
-					if len(page) == scanPage {
-						resume.sensor, resume.host, resume.last, resume.set = slices.Clone(sensor), slices.Clone(host), timeKey(r.Time), true
-						return errPageFull
-					}
-					return nil
-				}
-				if err := scanSeries(hb, string(host), string(sensor), from, until, add); err != nil {
-					return err
-				}
-				// The head's readings are later than the chunks'.
-				return scanHead(s.head.series[seriesKey{string(sensor), string(host)}], string(host), string(sensor), from, until, add)
+				return visit(tx, hb, sensor, host, from, func(last []byte) error {
+					resume.sensor, resume.host, resume.last, resume.set = slices.Clone(sensor), slices.Clone(host), last, true
+					return errPageFull
+				})
 			}, nil)
 			if errors.Is(err, errPageFull) {
 				full = true
@@ -79,20 +106,12 @@ func (s *Store) Scan(q store.Query, fn func(*schema.Reading) error) error {
 		if err != nil {
 			return err
 		}
-		for i := range page {
-			if err := fn(&page[i]); err != nil {
-				if errors.Is(err, store.ErrStop) {
-					return nil
-				}
-				return err
-			}
-			n++
-			if q.Limit > 0 && n >= q.Limit {
-				return nil
-			}
-		}
-		if !full {
+		done, err := deliver()
+		if errors.Is(err, store.ErrStop) {
 			return nil
+		}
+		if err != nil || done || !full {
+			return err
 		}
 	}
 }

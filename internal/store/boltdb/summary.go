@@ -3,7 +3,6 @@ package boltdb
 import (
 	"bytes"
 	"errors"
-	"slices"
 	"time"
 
 	"github.com/apd-telemetry/apd/internal/store"
@@ -112,80 +111,46 @@ func (s *Store) ScanSummarized(q store.Query, fn func(*store.Part) error) error 
 	var readings []schema.Reading
 	var sumsOf []store.PeriodSum
 	var sum chunk.Summary
-	var resume struct {
-		sensor, host, last []byte
-		set                bool
-	}
-	for {
-		page, readings, sumsOf = page[:0], readings[:0], sumsOf[:0]
-		full := false
-		s.headMu.RLock()
-		err := s.db.View(func(tx *bolt.Tx) error {
-			err := eachSeries(tx, q, func(_, hb *bolt.Bucket, sensor, host []byte) error {
-				from := since
-				if resume.set {
-					switch c := compareSeries(sensor, host, resume.sensor, resume.host); {
-					case c < 0:
-						return nil
-					case c == 0:
-						from = nextKey(resume.last)
-						if since != nil && bytes.Compare(since, from) > 0 {
-							from = since
-						}
-					}
-				}
-				stop := func(last []byte) error {
-					resume.sensor, resume.host, resume.last, resume.set = slices.Clone(sensor), slices.Clone(host), last, true
-					return errPageFull
-				}
-				add := func(r *schema.Reading) error {
-					page = append(page, item{raw: true, i: int32(len(readings))})
-					readings = append(readings, *r)
-					if len(page) >= scanPage {
-						return stop(timeKey(r.Time))
-					}
-					return nil
-				}
-				hostName, sensorName := string(host), string(sensor)
-				sums, err := summaryBucket(tx, sensorName, hostName)
-				if err != nil {
-					return err
-				}
-				c := hb.Cursor()
-				for k, v := firstChunk(c, from); k != nil; k, v = c.Next() {
-					if until != nil && bytes.Compare(k, until) >= 0 {
-						break
-					}
-					if usableSummary(sums, k, v, from, until, &sum) {
-						for _, row := range sum.Rows {
-							page = append(page, item{i: int32(len(sumsOf))})
-							sumsOf = append(sumsOf, store.PeriodSum{Host: hostName, Sensor: sensorName,
-								Start: time.UnixMilli(row.Start).UTC(), Count: row.Count, Sum: row.Sum, Unit: sum.Unit, Title: sum.Title})
-						}
-						if len(page) >= scanPage {
-							return stop(timeKey(time.UnixMilli(sum.Last)))
-						}
-						continue
-					}
-					if err := scanChunk(k, v, string(host), string(sensor), from, until, add); err != nil {
-						if errors.Is(err, errChunkEnd) {
-							break
-						}
-						return err
-					}
-				}
-				return scanHead(s.head.series[seriesKey{string(sensor), string(host)}], string(host), string(sensor), from, until, add)
-			}, nil)
-			if errors.Is(err, errPageFull) {
-				full = true
-				return nil
+	return s.pages(q, func(tx *bolt.Tx, hb *bolt.Bucket, sensor, host, from []byte, stop func(last []byte) error) error {
+		add := func(r *schema.Reading) error {
+			page = append(page, item{raw: true, i: int32(len(readings))})
+			readings = append(readings, *r)
+			if len(page) >= scanPage {
+				return stop(timeKey(r.Time))
 			}
-			return err
-		})
-		s.headMu.RUnlock()
+			return nil
+		}
+		hostName, sensorName := string(host), string(sensor)
+		sums, err := summaryBucket(tx, sensorName, hostName)
 		if err != nil {
 			return err
 		}
+		c := hb.Cursor()
+		for k, v := firstChunk(c, from); k != nil; k, v = c.Next() {
+			if until != nil && bytes.Compare(k, until) >= 0 {
+				break
+			}
+			if usableSummary(sums, k, v, from, until, &sum) {
+				for _, row := range sum.Rows {
+					page = append(page, item{i: int32(len(sumsOf))})
+					sumsOf = append(sumsOf, store.PeriodSum{Host: hostName, Sensor: sensorName,
+						Start: time.UnixMilli(row.Start).UTC(), Count: row.Count, Sum: row.Sum, Unit: sum.Unit, Title: sum.Title})
+				}
+				if len(page) >= scanPage {
+					return stop(timeKey(time.UnixMilli(sum.Last)))
+				}
+				continue
+			}
+			if err := scanChunk(k, v, hostName, sensorName, from, until, add); err != nil {
+				if errors.Is(err, errChunkEnd) {
+					break
+				}
+				return err
+			}
+		}
+		return scanHead(s.head.series[seriesKey{sensorName, hostName}], hostName, sensorName, from, until, add)
+	}, func() (bool, error) {
+		defer func() { page, readings, sumsOf = page[:0], readings[:0], sumsOf[:0] }()
 		var part store.Part
 		for _, it := range page {
 			part = store.Part{}
@@ -195,14 +160,9 @@ func (s *Store) ScanSummarized(q store.Query, fn func(*store.Part) error) error 
 				part.Sum = &sumsOf[it.i]
 			}
 			if err := fn(&part); err != nil {
-				if errors.Is(err, store.ErrStop) {
-					return nil
-				}
-				return err
+				return true, err
 			}
 		}
-		if !full {
-			return nil
-		}
-	}
+		return false, nil
+	}, since)
 }

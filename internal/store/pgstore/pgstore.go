@@ -570,35 +570,18 @@ func deadCost(v []byte) int64 { return (int64(len(v)) + 48) * 2 }
 // dropped first and counted; one commit writes at most an eighth of the
 // byte bound, as in the embedded engine.
 func (s *Store) putDeadLetters(ctx context.Context, tx pgx.Tx, lists ...[]store.DeadLetter) error {
-	var encoded [][]byte
-	for _, list := range lists {
-		for _, d := range list {
-			if len(d.Payload) > store.MaxDeadPayload {
-				d.Payload = d.Payload[:store.MaxDeadPayload]
-			}
-			v, err := json.Marshal(d)
-			if err != nil {
-				return err
-			}
-			encoded = append(encoded, v)
-		}
-	}
-	if len(encoded) == 0 {
-		return nil
+	kept, first, err := store.EncodeDeadLetters(s.limits.MaxDeadBytes, deadCost, lists...)
+	if err != nil || len(kept)+first == 0 {
+		return err
 	}
 	var count, size, dropped int64
 	if err := tx.QueryRow(ctx, `SELECT count, bytes, dropped FROM apd_dead_stats WHERE id = 1 FOR UPDATE`).Scan(&count, &size, &dropped); err != nil {
 		return err
 	}
-	first, budget := len(encoded), s.limits.MaxDeadBytes/8
-	for first > 0 && (first == len(encoded) || budget >= deadCost(encoded[first-1])) {
-		first--
-		budget -= deadCost(encoded[first])
-	}
 	dropped += int64(first)
 	var recs [][]byte
 	var costs []int64
-	for _, v := range encoded[first:] {
+	for _, v := range kept {
 		recs, costs = append(recs, v), append(costs, deadCost(v))
 		count++
 		size += deadCost(v)
@@ -629,7 +612,7 @@ func (s *Store) putDeadLetters(ctx context.Context, tx pgx.Tx, lists ...[]store.
 			return err
 		}
 	}
-	_, err := tx.Exec(ctx, `UPDATE apd_dead_stats SET count = $1, bytes = $2, dropped = $3 WHERE id = 1`, count, max(size, 0), dropped)
+	_, err = tx.Exec(ctx, `UPDATE apd_dead_stats SET count = $1, bytes = $2, dropped = $3 WHERE id = 1`, count, max(size, 0), dropped)
 	return err
 }
 
