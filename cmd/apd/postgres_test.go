@@ -51,7 +51,8 @@ func TestServeOnPostgres(t *testing.T) {
 
 // TestMigrateRoundTrip: a file of 1,000,000 readings (and names, colours,
 // locations, statuses and dead letters) copied into PostgreSQL and back
-// exports byte for byte as the original does.
+// exports byte for byte as the original does — before and after its
+// days are packed (apd compact) — and so does the copy back from the blocks.
 func TestMigrateRoundTrip(t *testing.T) {
 	pg := testutil.StartPostgres(t)
 	url := pg.NewDatabase(t)
@@ -86,6 +87,13 @@ func TestMigrateRoundTrip(t *testing.T) {
 	t.Logf("file → PostgreSQL: %s (%s)", time.Since(start).Round(time.Millisecond), strings.TrimSpace(lastLine(to.stderr)))
 	if mid := run(t, nil, "apd", "export", "--db", url); mid.stdout != want.stdout {
 		t.Fatalf("the export from PostgreSQL differs from the original's (%d vs %d bytes)", len(mid.stdout), len(want.stdout))
+	}
+	// Pack the finished days (all of them), then go on from the blocks.
+	if r := run(t, nil, "apd", "compact", "--db", url, "--after", "0s"); r.code != 0 || !strings.Contains(r.stdout, fmt.Sprintf(" %d readings", readings+1)) {
+		t.Fatalf("compact on PostgreSQL: exit %d: %s%s", r.code, r.stdout, r.stderr)
+	}
+	if packed := run(t, nil, "apd", "export", "--db", url); packed.stdout != want.stdout {
+		t.Fatalf("the export from packed days differs from the original's (%d vs %d bytes)", len(packed.stdout), len(want.stdout))
 	}
 	back := filepath.Join(t.TempDir(), "back.db")
 	start = time.Now()

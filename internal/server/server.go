@@ -11,6 +11,7 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -49,6 +50,9 @@ type Config struct {
 	// Retention deletes readings older than it, at start and every hour;
 	// 0 keeps everything.
 	Retention time.Duration
+	// PackAfter is how long after a day ends an engine that packs
+	// finished days (store.Packer) does so; 0 means DefaultPackAfter.
+	PackAfter time.Duration
 	Logger    *slog.Logger
 	// MapOverlay is drawn over every map the API draws.
 	MapOverlay []geo.Shape
@@ -199,6 +203,7 @@ func (s *Server) Start(ctx context.Context, link Link) {
 	s.logMetricsOnSignal(ctx)
 	s.logProgress(ctx)
 	s.startRetention(ctx)
+	s.startPacking(ctx)
 }
 
 // SetReady marks the process ready (why empty) or not, and why.
@@ -253,6 +258,40 @@ func (s *Server) startRetention(ctx context.Context) {
 			} else if n > 0 {
 				deleted.Add(uint64(n))
 				s.log.Info("retention: deleted old readings", "deleted", n, "older_than", keep)
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+}
+
+// DefaultPackAfter leaves a day in its write layout for six hours after
+// it ends: spools replaying after a short outage still land there.
+const DefaultPackAfter = 6 * time.Hour
+
+// startPacking packs finished days (when the engine does) at start and
+// then every hour, until ctx ends.
+func (s *Server) startPacking(ctx context.Context) {
+	p, ok := s.store.(store.Packer)
+	if !ok {
+		return
+	}
+	after := cmp.Or(s.cfg.PackAfter, DefaultPackAfter)
+	packed := new(metrics.Counter)
+	s.metrics.Counter("apd_packed_readings_total", "Readings of finished days moved into the packed layout.", "", packed)
+	go func() {
+		tick := time.NewTicker(time.Hour)
+		defer tick.Stop()
+		for {
+			st, err := p.Pack(ctx, after)
+			if err != nil && ctx.Err() == nil {
+				s.log.Error("pack finished days", "err", err)
+			} else if st.Days > 0 {
+				packed.Add(uint64(st.Readings))
+				s.log.Info("packed finished days", "days", st.Days, "readings", st.Readings)
 			}
 			select {
 			case <-ctx.Done():

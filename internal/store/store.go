@@ -26,6 +26,7 @@
 package store
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"image/color"
@@ -88,6 +89,20 @@ type Backuper interface {
 // is shown, replacing its own.
 type HostRestorer interface {
 	RestoreHost(name string, rec HostRecord) error
+}
+
+// Packer is an engine that keeps the days being written in one layout
+// and rewrites finished days into a denser one (PostgreSQL: a row per
+// reading, then a block per series and hour). Pack rewrites the days
+// that ended more than after ago; the server calls it hourly.
+type Packer interface {
+	Pack(ctx context.Context, after time.Duration) (PackStats, error)
+}
+
+// PackStats is what one Pack did.
+type PackStats struct {
+	Days     int // days rewritten
+	Readings int // readings moved into the dense layout
 }
 
 // Sealer is an engine that holds recent readings in a write-ahead form

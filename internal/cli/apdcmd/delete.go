@@ -1,12 +1,16 @@
 package apdcmd
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"os"
 	"time"
 
 	"github.com/apd-telemetry/apd/internal/cli"
+	"github.com/apd-telemetry/apd/internal/store"
 	"github.com/apd-telemetry/apd/internal/store/boltdb"
+	"github.com/apd-telemetry/apd/internal/store/pgstore"
 	"github.com/apd-telemetry/apd/schema"
 )
 
@@ -59,7 +63,8 @@ func (c *DeleteCmd) Run(g *cli.Globals) error {
 
 // CompactCmd is apd compact.
 type CompactCmd struct {
-	DB string `name:"db" help:"Database file to compact (no aggregator may hold it)." required:"" placeholder:"PATH" type:"existingfile"`
+	DB    string        `name:"db" help:"Database file to compact (no aggregator may hold it), or a postgres:// URL." required:"" placeholder:"PATH|URL"`
+	After time.Duration `help:"PostgreSQL: pack the days that ended more than this long ago." default:"6h"`
 }
 
 // Help implements kong's HelpProvider.
@@ -67,12 +72,34 @@ func (CompactCmd) Help() string {
 	return `Rewrites a database file without its free space, so it shrinks after
 deletes. Stop the aggregator first.
 
-Example:
-  apd compact --db apd-data/apd.db`
+On PostgreSQL it packs now what the aggregator packs hourly: each day
+that ended more than --after ago moves from a row per reading into a
+block per series and hour (a few bytes a reading). Aggregators may keep
+running.
+
+Examples:
+  apd compact --db apd-data/apd.db
+  apd compact --db postgres://apd@db.example/apd --after 1h`
 }
 
 // Run implements the command.
 func (c *CompactCmd) Run(g *cli.Globals) error {
+	if pgstore.IsURL(c.DB) {
+		st, err := openStore(c.DB, readWrite, store.Limits{})
+		if err != nil {
+			return err
+		}
+		defer st.Close()
+		res, err := st.(store.Packer).Pack(context.Background(), c.After)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(g.Stdout(), "packed %d days, %d readings\n", res.Days, res.Readings)
+		return nil
+	}
+	if _, err := os.Stat(c.DB); err != nil {
+		return cli.WithCode(cli.ExitUsage, err, "")
+	}
 	before, after, err := boltdb.Compact(c.DB)
 	if err != nil {
 		return err

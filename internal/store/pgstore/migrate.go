@@ -18,6 +18,11 @@ var migrations = []string{
 	 CREATE TABLE apd_dead (id bigserial PRIMARY KEY, record bytea NOT NULL, cost bigint NOT NULL);
 	 CREATE TABLE apd_dead_stats (id int PRIMARY KEY CHECK (id = 1), count bigint NOT NULL, bytes bigint NOT NULL, dropped bigint NOT NULL);
 	 INSERT INTO apd_dead_stats VALUES (1, 0, 0, 0);`,
+	// Version 2: the packed layout of finished days (see packed.go).
+	`CREATE TABLE apd_packed (series_id bigint NOT NULL, hour bigint NOT NULL, n int NOT NULL, chunk bytea NOT NULL,
+		PRIMARY KEY (series_id, hour)) PARTITION BY RANGE (hour);
+	 ALTER TABLE apd_packed ALTER COLUMN chunk SET STORAGE EXTERNAL;
+	 CREATE TABLE apd_packing (day bigint PRIMARY KEY, done boolean NOT NULL);`,
 }
 
 // SchemaVersion is the version migrate brings a database to.

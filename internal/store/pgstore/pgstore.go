@@ -57,6 +57,8 @@ type Store struct {
 	limits store.Limits
 	now    func() time.Time
 	url    string
+	// packBudget bounds the readings one packing transaction moves.
+	packBudget int64
 
 	mu         sync.Mutex
 	series     map[seriesKey]int64 // ids of series known to exist
@@ -91,7 +93,7 @@ func Open(url string, opts Options) (*Store, error) {
 		pool.Close()
 		return nil, fmt.Errorf("connect to %s: %w", redact(url), err)
 	}
-	s := &Store{pool: pool, limits: opts.Limits.WithDefaults(), now: opts.Now, url: url,
+	s := &Store{pool: pool, limits: opts.Limits.WithDefaults(), now: opts.Now, url: url, packBudget: defaultPackBudget,
 		series: map[seriesKey]int64{}, partitions: map[int64]bool{}}
 	if s.now == nil {
 		s.now = time.Now
@@ -137,8 +139,29 @@ func dayOf(ms int64) int64 {
 	return d
 }
 
-func partitionName(dayMs int64) string {
-	return "apd_readings_p" + time.UnixMilli(dayMs).UTC().Format("20060102")
+// dayPartition names the partition of parent (apd_readings or
+// apd_packed) for the day starting at dayMs.
+func dayPartition(parent string, dayMs int64) string {
+	return parent + "_p" + time.UnixMilli(dayMs).UTC().Format("20060102")
+}
+
+func partitionName(dayMs int64) string { return dayPartition("apd_readings", dayMs) }
+
+// makePartitions makes the partitions of parent for the days.
+func makePartitions(ctx context.Context, tx pgx.Tx, parent string, days []int64) error {
+	for _, d := range days {
+		// Several aggregators may make the same day at once: the lock
+		// makes the second wait and find it made.
+		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock(7405, 1)"); err != nil {
+			return err
+		}
+		name := dayPartition(parent, d)
+		sql := fmt.Sprintf("CREATE TABLE IF NOT EXISTS %s PARTITION OF %s FOR VALUES FROM (%d) TO (%d)", name, parent, d, d+day)
+		if _, err := tx.Exec(ctx, sql); err != nil {
+			return fmt.Errorf("partition %s: %w", name, err)
+		}
+	}
+	return nil
 }
 
 // ensurePartitions makes the daily partitions the readings need.
@@ -155,23 +178,13 @@ func (s *Store) ensurePartitions(ctx context.Context, tx pgx.Tx, rs []schema.Rea
 	}
 	s.mu.Unlock()
 	slices.Sort(missing)
-	for _, d := range missing {
-		// Several aggregators may make the same day at once: the lock
-		// makes the second wait and find it made.
-		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock(7405, 1)"); err != nil {
-			return err
-		}
-		sql := fmt.Sprintf("CREATE TABLE IF NOT EXISTS %s PARTITION OF apd_readings FOR VALUES FROM (%d) TO (%d)", partitionName(d), d, d+day)
-		if _, err := tx.Exec(ctx, sql); err != nil {
-			return fmt.Errorf("partition %s: %w", partitionName(d), err)
-		}
-	}
-	return nil
+	return makePartitions(ctx, tx, "apd_readings", missing)
 }
 
-// partitionDays lists the days that have a partition.
-func partitionDays(ctx context.Context, tx pgx.Tx) ([]int64, error) {
-	rows, err := tx.Query(ctx, `SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = 'apd_readings'::regclass`)
+// partitionDays lists the days that have a partition of parent
+// (apd_readings or apd_packed).
+func partitionDays(ctx context.Context, tx pgx.Tx, parent string) ([]int64, error) {
+	rows, err := tx.Query(ctx, `SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = $1::regclass`, parent)
 	if err != nil {
 		return nil, err
 	}
@@ -182,7 +195,7 @@ func partitionDays(ctx context.Context, tx pgx.Tx) ([]int64, error) {
 		if err := rows.Scan(&name); err != nil {
 			return nil, err
 		}
-		t, err := time.Parse("20060102", strings.TrimPrefix(name, "apd_readings_p"))
+		t, err := time.Parse("20060102", strings.TrimPrefix(name, parent+"_p"))
 		if err != nil {
 			continue // not one of ours
 		}
@@ -200,11 +213,15 @@ func (s *Store) forgetPartitions() {
 }
 
 // notePartitions records partitions made by a committed transaction.
-func (s *Store) notePartitions(rs []schema.Reading) {
+func (s *Store) notePartitions(rs []schema.Reading, packing map[int64]bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for i := range rs {
-		s.partitions[dayOf(rs[i].Time.UnixMilli())] = true
+		if d := dayOf(rs[i].Time.UnixMilli()); !packing[d] {
+			if _, ok := packing[d]; !ok {
+				s.partitions[d] = true
+			}
+		}
 	}
 }
 
@@ -449,6 +466,15 @@ func (s *Store) commit(b *store.Batch) (store.CommitResult, error) {
 		return res, fmt.Errorf("commit: %w", err)
 	}
 	defer tx.Rollback(ctx)
+	// The layout lock before any host lock: deletes take it exclusively
+	// and then lock hosts.
+	if err := lockLayout(ctx, tx, false); err != nil {
+		return res, fmt.Errorf("commit: %w", err)
+	}
+	packing, err := packingDays(ctx, tx)
+	if err != nil {
+		return res, fmt.Errorf("commit: %w", err)
+	}
 	now := s.now()
 	var names []string
 	for _, st := range b.Statuses {
@@ -472,7 +498,7 @@ func (s *Store) commit(b *store.Batch) (store.CommitResult, error) {
 	if err != nil {
 		return res, fmt.Errorf("commit: %w", err)
 	}
-	ids, err := s.insertReadings(ctx, tx, kept, hs, &res)
+	ids, err := s.insertReadings(ctx, tx, kept, packing, hs, &res)
 	if err != nil {
 		return store.CommitResult{}, fmt.Errorf("commit: %w", err)
 	}
@@ -489,14 +515,15 @@ func (s *Store) commit(b *store.Batch) (store.CommitResult, error) {
 		return store.CommitResult{}, fmt.Errorf("commit: %w", err)
 	}
 	s.noteSeries(ids)
-	s.notePartitions(kept)
+	s.notePartitions(kept, packing)
 	return res, nil
 }
 
 // insertReadings stores the readings not stored yet (the first of each
-// (host, sensor, ts) wins, within the batch as against the table),
-// counting each in its host's record.
-func (s *Store) insertReadings(ctx context.Context, tx pgx.Tx, rs []schema.Reading, hs *hostSet, res *store.CommitResult) (map[seriesKey]int64, error) {
+// (host, sensor, ts) wins, within the batch as against the store),
+// counting each in its host's record: as rows for days being written,
+// merged into blocks for days packed or being packed.
+func (s *Store) insertReadings(ctx context.Context, tx pgx.Tx, rs []schema.Reading, packing map[int64]bool, hs *hostSet, res *store.CommitResult) (map[seriesKey]int64, error) {
 	if len(rs) == 0 {
 		return nil, nil
 	}
@@ -504,46 +531,24 @@ func (s *Store) insertReadings(ctx context.Context, tx pgx.Tx, rs []schema.Readi
 	if err != nil {
 		return nil, err
 	}
-	if err := s.ensurePartitions(ctx, tx, rs); err != nil {
-		return nil, err
-	}
-	type key struct {
-		id int64
-		ts int64
-	}
-	first := make(map[key]int, len(rs))
-	rows := make([][]any, 0, len(rs))
-	for i := range rs {
-		r := &rs[i]
-		k := key{ids[seriesKey{r.Sensor, r.Host}], r.Time.UnixMilli()}
-		if _, dup := first[k]; dup {
-			continue
-		}
-		first[k] = i
-		rows = append(rows, []any{k.id, k.ts, int64(r.Seq), chunk.AppendRow(nil, &chunk.RowState{}, r)})
-	}
-	if _, err := tx.Exec(ctx, `CREATE TEMP TABLE IF NOT EXISTS apd_stage (series_id bigint, ts bigint, seq bigint, payload bytea) ON COMMIT DELETE ROWS`); err != nil {
-		return nil, err
-	}
-	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"apd_stage"}, []string{"series_id", "ts", "seq", "payload"}, pgx.CopyFromRows(rows)); err != nil {
-		return nil, fmt.Errorf("copy readings: %w", err)
-	}
-	inserted, err := tx.Query(ctx, `INSERT INTO apd_readings (series_id, ts, seq, payload) SELECT series_id, ts, seq, payload FROM apd_stage ON CONFLICT DO NOTHING RETURNING series_id, ts`)
-	if err != nil {
-		return nil, fmt.Errorf("insert readings: %w", err)
-	}
 	isNew := make([]bool, len(rs))
-	for inserted.Next() {
-		var k key
-		if err := inserted.Scan(&k.id, &k.ts); err != nil {
-			inserted.Close()
+	var late []int
+	if len(packing) > 0 {
+		for i := range rs {
+			if _, ok := packing[dayOf(rs[i].Time.UnixMilli())]; ok {
+				late = append(late, i)
+			}
+		}
+		if len(late) > 0 {
+			if err := insertPacked(ctx, tx, rs, late, ids, packing, isNew); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if len(late) < len(rs) {
+		if err := s.insertRows(ctx, tx, rs, packing, ids, isNew); err != nil {
 			return nil, err
 		}
-		isNew[first[k]] = true
-	}
-	inserted.Close()
-	if err := inserted.Err(); err != nil {
-		return nil, fmt.Errorf("insert readings: %w", err)
 	}
 	for i := range rs {
 		if !isNew[i] {
@@ -558,6 +563,59 @@ func (s *Store) insertReadings(ctx context.Context, tx pgx.Tx, rs []schema.Readi
 		h.CountStored(&rs[i])
 	}
 	return ids, nil
+}
+
+// insertRows stores as rows the readings of rs on days not packed,
+// setting isNew for those not stored before.
+func (s *Store) insertRows(ctx context.Context, tx pgx.Tx, rs []schema.Reading, packing map[int64]bool, ids map[seriesKey]int64, isNew []bool) error {
+	type key struct {
+		id int64
+		ts int64
+	}
+	first := make(map[key]int, len(rs))
+	rows := make([][]any, 0, len(rs))
+	var days []schema.Reading
+	for i := range rs {
+		r := &rs[i]
+		ms := r.Time.UnixMilli()
+		if _, packed := packing[dayOf(ms)]; packed {
+			continue
+		}
+		k := key{ids[seriesKey{r.Sensor, r.Host}], ms}
+		if _, dup := first[k]; dup {
+			continue
+		}
+		first[k] = i
+		if len(packing) > 0 {
+			days = append(days, *r)
+		}
+		rows = append(rows, []any{k.id, k.ts, int64(r.Seq), chunk.AppendRow(nil, &chunk.RowState{}, r)})
+	}
+	if days == nil {
+		days = rs
+	}
+	if err := s.ensurePartitions(ctx, tx, days); err != nil {
+		return err
+	}
+	if _, err := tx.Exec(ctx, `CREATE TEMP TABLE IF NOT EXISTS apd_stage (series_id bigint, ts bigint, seq bigint, payload bytea) ON COMMIT DELETE ROWS`); err != nil {
+		return err
+	}
+	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"apd_stage"}, []string{"series_id", "ts", "seq", "payload"}, pgx.CopyFromRows(rows)); err != nil {
+		return fmt.Errorf("copy readings: %w", err)
+	}
+	inserted, err := tx.Query(ctx, `INSERT INTO apd_readings (series_id, ts, seq, payload) SELECT series_id, ts, seq, payload FROM apd_stage ON CONFLICT DO NOTHING RETURNING series_id, ts`)
+	if err != nil {
+		return fmt.Errorf("insert readings: %w", err)
+	}
+	var k key
+	_, err = pgx.ForEachRow(inserted, []any{&k.id, &k.ts}, func() error {
+		isNew[first[k]] = true
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("insert readings: %w", err)
+	}
+	return nil
 }
 
 // deadCost is what a dead letter counts against the byte bound: its
@@ -737,27 +795,47 @@ func (s *Store) SetHostMeta(host string, m store.HostMeta) error {
 	return s.changeHost(host, func(h *store.HostRecord) { h.Meta = m })
 }
 
-// where builds the selection of q over apd_series s and apd_readings r.
-func where(q store.Query) (string, []any) {
-	var conds []string
+// selection is q as SQL conditions over apd_series s with apd_readings r
+// (rows) and with apd_packed p (blocks: those whose hour overlaps the
+// range), sharing args.
+type selection struct {
+	rows, blocks string
+	args         []any
+}
+
+func where(q store.Query) selection {
+	var common, rows, blocks []string
 	var args []any
 	arg := func(v any) string { args = append(args, v); return fmt.Sprintf("$%d", len(args)) }
 	if q.Sensor != "" {
-		conds = append(conds, "s.sensor = "+arg(q.Sensor))
+		common = append(common, "s.sensor = "+arg(q.Sensor))
 	}
 	if len(q.Hosts) > 0 {
-		conds = append(conds, "s.host = ANY("+arg(q.Hosts)+")")
+		common = append(common, "s.host = ANY("+arg(q.Hosts)+")")
 	}
+	rows, blocks = slices.Clone(common), slices.Clone(common)
 	if !q.Since.IsZero() {
-		conds = append(conds, "r.ts >= "+arg(q.Since.UnixMilli()))
+		a := arg(q.Since.UnixMilli())
+		rows = append(rows, "r.ts >= "+a+"::bigint")
+		blocks = append(blocks, "p.hour > "+a+"::bigint - 3600000")
 	}
 	if !q.Until.IsZero() {
-		conds = append(conds, "r.ts < "+arg(q.Until.UnixMilli()))
+		a := arg(q.Until.UnixMilli())
+		rows = append(rows, "r.ts < "+a+"::bigint")
+		blocks = append(blocks, "p.hour < "+a+"::bigint")
 	}
-	if len(conds) == 0 {
-		return "", args
+	sql := func(conds []string) string {
+		if len(conds) == 0 {
+			return ""
+		}
+		return " WHERE " + strings.Join(conds, " AND ")
 	}
-	return " WHERE " + strings.Join(conds, " AND "), args
+	return selection{rows: sql(rows), blocks: sql(blocks), args: args}
+}
+
+// inRange reports whether ms is inside q's time range.
+func inRange(q store.Query, ms int64) bool {
+	return (q.Since.IsZero() || ms >= q.Since.UnixMilli()) && (q.Until.IsZero() || ms < q.Until.UnixMilli())
 }
 
 // Scan calls fn for every reading q selects, by sensor, host, then time,
@@ -765,33 +843,60 @@ func where(q store.Query) (string, []any) {
 func (s *Store) Scan(q store.Query, fn func(*schema.Reading) error) error {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	cond, args := where(q)
-	sql := `SELECT s.sensor, s.host, r.ts, r.payload FROM apd_readings r JOIN apd_series s ON s.id = r.series_id` + cond +
-		` ORDER BY s.sensor COLLATE "C", s.host COLLATE "C", r.ts`
-	if q.Limit > 0 {
-		sql += fmt.Sprintf(" LIMIT %d", q.Limit)
-	}
-	rows, err := s.pool.Query(ctx, sql, args...)
+	sel := where(q)
+	// A series' hours are either rows or a block, never both, so one
+	// order by start time is the order of the readings.
+	sql := `SELECT s.sensor COLLATE "C" AS sensor, s.host COLLATE "C" AS host, r.ts AS ts, r.payload AS data, false AS packed
+		FROM apd_readings r JOIN apd_series s ON s.id = r.series_id` + sel.rows + `
+		UNION ALL SELECT s.sensor, s.host, p.hour, p.chunk, true FROM apd_packed p JOIN apd_series s ON s.id = p.series_id` + sel.blocks + `
+		ORDER BY sensor, host, ts`
+	rows, err := s.pool.Query(ctx, sql, sel.args...)
 	if err != nil {
 		return fmt.Errorf("scan: %w", err)
 	}
 	defer rows.Close()
 	var sensor, host string
 	var ts int64
-	var payload []byte
-	for rows.Next() {
-		if err := rows.Scan(&sensor, &host, &ts, &payload); err != nil {
-			return err
-		}
-		r := schema.Reading{Host: host, Sensor: sensor}
-		if _, err := chunk.ReadRow(payload, &chunk.RowState{}, &r); err != nil {
-			return fmt.Errorf("reading %s/%s at %s: %w", sensor, host, schema.FormatTime(time.UnixMilli(ts)), err)
-		}
-		if err := fn(&r); err != nil {
+	var data []byte
+	var packed bool
+	given := 0
+	emit := func(r *schema.Reading) (bool, error) {
+		if err := fn(r); err != nil {
 			if errors.Is(err, store.ErrStop) {
-				return nil
+				return true, nil
 			}
+			return true, err
+		}
+		given++
+		return q.Limit > 0 && given >= q.Limit, nil
+	}
+	for rows.Next() {
+		if err := rows.Scan(&sensor, &host, &ts, &data, &packed); err != nil {
 			return err
+		}
+		if !packed {
+			r := schema.Reading{Host: host, Sensor: sensor}
+			if _, err := chunk.ReadRow(data, &chunk.RowState{}, &r); err != nil {
+				return fmt.Errorf("reading %s/%s at %s: %w", sensor, host, schema.FormatTime(time.UnixMilli(ts)), err)
+			}
+			if stop, err := emit(&r); stop {
+				cancel()
+				return err
+			}
+			continue
+		}
+		rs, err := decodeBlock(host, sensor, data)
+		if err != nil {
+			return fmt.Errorf("block %s/%s at %s: %w", sensor, host, schema.FormatTime(time.UnixMilli(ts)), err)
+		}
+		for i := range rs {
+			if !inRange(q, rs[i].Time.UnixMilli()) {
+				continue
+			}
+			if stop, err := emit(&rs[i]); stop {
+				cancel()
+				return err
+			}
 		}
 	}
 	return rows.Err()
@@ -808,54 +913,69 @@ func (s *Store) Delete(q store.Query) (int, error) {
 		return 0, err
 	}
 	defer tx.Rollback(ctx)
+	if err := lockLayout(ctx, tx, true); err != nil {
+		return 0, fmt.Errorf("delete: %w", err)
+	}
 	perHost := map[string]map[string]uint64{}
 	removed := 0
+	tally := func(sensor, host string, n int64) {
+		if perHost[host] == nil {
+			perHost[host] = map[string]uint64{}
+		}
+		perHost[host][sensor] += uint64(n)
+		removed += int(n)
+	}
 	count := func(rows pgx.Rows, err error) error {
 		if err != nil {
 			return err
 		}
-		defer rows.Close()
-		for rows.Next() {
-			var sensor, host string
-			var n int64
-			if err := rows.Scan(&sensor, &host, &n); err != nil {
-				return err
-			}
-			if perHost[host] == nil {
-				perHost[host] = map[string]uint64{}
-			}
-			perHost[host][sensor] += uint64(n)
-			removed += int(n)
-		}
-		return rows.Err()
+		var sensor, host string
+		var n int64
+		_, err = pgx.ForEachRow(rows, []any{&sensor, &host, &n}, func() error { tally(sensor, host, n); return nil })
+		return err
 	}
 	if q.Sensor == "" && len(q.Hosts) == 0 && q.Since.IsZero() && !q.Until.IsZero() {
-		days, err := partitionDays(ctx, tx)
+		rowDays, err := partitionDays(ctx, tx, "apd_readings")
 		if err != nil {
 			return 0, fmt.Errorf("delete: %w", err)
 		}
-		for _, d := range days {
-			if d+day > q.Until.UnixMilli() {
-				continue
-			}
-			name := partitionName(d)
-			if err := count(tx.Query(ctx, `SELECT s.sensor, s.host, count(*) FROM `+name+` r JOIN apd_series s ON s.id = r.series_id GROUP BY s.sensor, s.host`)); err != nil {
-				return 0, fmt.Errorf("delete: %w", err)
-			}
-			if _, err := tx.Exec(ctx, `DROP TABLE `+name); err != nil {
-				return 0, fmt.Errorf("delete: drop %s: %w", name, err)
+		packedDays, err := partitionDays(ctx, tx, "apd_packed")
+		if err != nil {
+			return 0, fmt.Errorf("delete: %w", err)
+		}
+		for _, part := range []struct {
+			days        []int64
+			name        func(int64) string
+			countColumn string
+		}{{rowDays, partitionName, "count(*)"}, {packedDays, packedName, "sum(r.n)"}} {
+			for _, d := range part.days {
+				if d+day > q.Until.UnixMilli() {
+					continue
+				}
+				name := part.name(d)
+				if err := count(tx.Query(ctx, `SELECT s.sensor, s.host, `+part.countColumn+`::bigint FROM `+name+` r JOIN apd_series s ON s.id = r.series_id GROUP BY s.sensor, s.host`)); err != nil {
+					return 0, fmt.Errorf("delete: %w", err)
+				}
+				if _, err := tx.Exec(ctx, `DROP TABLE `+name); err != nil {
+					return 0, fmt.Errorf("delete: drop %s: %w", name, err)
+				}
+				if _, err := tx.Exec(ctx, `DELETE FROM apd_packing WHERE day = $1`, d); err != nil {
+					return 0, fmt.Errorf("delete: %w", err)
+				}
 			}
 		}
 		defer s.forgetPartitions()
 	}
-	cond, args := where(q)
-	if cond == "" {
-		cond = " WHERE s.id = r.series_id"
-	} else {
-		cond = strings.Replace(cond, " WHERE ", " WHERE s.id = r.series_id AND ", 1)
+	sel := where(q)
+	cond := " WHERE s.id = r.series_id"
+	if sel.rows != "" {
+		cond = strings.Replace(sel.rows, " WHERE ", " WHERE s.id = r.series_id AND ", 1)
 	}
 	if err := count(tx.Query(ctx, `WITH gone AS (DELETE FROM apd_readings r USING apd_series s`+cond+
-		` RETURNING s.sensor, s.host) SELECT sensor, host, count(*) FROM gone GROUP BY sensor, host`, args...)); err != nil {
+		` RETURNING s.sensor, s.host) SELECT sensor, host, count(*) FROM gone GROUP BY sensor, host`, sel.args...)); err != nil {
+		return 0, fmt.Errorf("delete: %w", err)
+	}
+	if err := deleteFromBlocks(ctx, tx, q, sel, tally); err != nil {
 		return 0, fmt.Errorf("delete: %w", err)
 	}
 	wholeHosts := q.Sensor == "" && q.Since.IsZero() && q.Until.IsZero() && len(q.Hosts) > 0
