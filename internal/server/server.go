@@ -51,7 +51,7 @@ type Config struct {
 	// 0 keeps everything.
 	Retention time.Duration
 	// PackAfter is how long after a day ends an engine that packs
-	// finished days (store.Packer) does so; 0 means DefaultPackAfter.
+	// finished days (store.Packer) does so; 0 means store.DefaultPackAfter.
 	PackAfter time.Duration
 	Logger    *slog.Logger
 	// MapOverlay is drawn over every map the API draws.
@@ -268,10 +268,6 @@ func (s *Server) startRetention(ctx context.Context) {
 	}()
 }
 
-// DefaultPackAfter leaves a day in its write layout for six hours after
-// it ends: spools replaying after a short outage still land there.
-const DefaultPackAfter = 6 * time.Hour
-
 // startPacking packs finished days (when the engine does) at start and
 // then every hour, until ctx ends.
 func (s *Server) startPacking(ctx context.Context) {
@@ -279,7 +275,7 @@ func (s *Server) startPacking(ctx context.Context) {
 	if !ok {
 		return
 	}
-	after := cmp.Or(s.cfg.PackAfter, DefaultPackAfter)
+	after := cmp.Or(s.cfg.PackAfter, store.DefaultPackAfter)
 	packed := new(metrics.Counter)
 	s.metrics.Counter("apd_packed_readings_total", "Readings of finished days moved into the packed layout.", "", packed)
 	go func() {

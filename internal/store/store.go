@@ -99,6 +99,10 @@ type Packer interface {
 	Pack(ctx context.Context, after time.Duration) (PackStats, error)
 }
 
+// DefaultPackAfter leaves a day in its write layout for six hours after
+// it ends: spools replaying after a short outage still land there.
+const DefaultPackAfter = 6 * time.Hour
+
 // PackStats is what one Pack did.
 type PackStats struct {
 	Days     int // days rewritten

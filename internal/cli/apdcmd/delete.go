@@ -94,7 +94,11 @@ func (c *CompactCmd) Run(g *cli.Globals) error {
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(g.Stdout(), "packed %d days, %d readings\n", res.Days, res.Readings)
+		days := "days"
+		if res.Days == 1 {
+			days = "day"
+		}
+		fmt.Fprintf(g.Stdout(), "packed %d %s, %d readings\n", res.Days, days, res.Readings)
 		return nil
 	}
 	if _, err := os.Stat(c.DB); err != nil {

@@ -305,6 +305,42 @@ func (s *Store) inLayoutTx(ctx context.Context, fn func(tx pgx.Tx) error) error 
 	return tx.Commit(ctx)
 }
 
+// packOldDays declares packed the days of rs that ended more than
+// packAfter ago and have no rows, so that their readings go straight
+// into blocks. It runs before the commit's transaction, because it takes
+// the layout lock exclusively.
+func (s *Store) packOldDays(ctx context.Context, rs []schema.Reading) error {
+	cut := s.now().Add(-s.packAfter).UnixMilli()
+	var days []int64
+	s.mu.Lock()
+	for i := range rs {
+		if d := dayOf(rs[i].Time.UnixMilli()); d+day <= cut && !s.packedDays[d] && !s.partitions[d] && !slices.Contains(days, d) {
+			days = append(days, d)
+		}
+	}
+	s.mu.Unlock()
+	if len(days) == 0 {
+		return nil
+	}
+	err := s.inLayoutTx(ctx, func(tx pgx.Tx) error {
+		for _, d := range days {
+			if _, err := tx.Exec(ctx, `INSERT INTO apd_packing (day, done) SELECT $1::bigint, true WHERE to_regclass($2) IS NULL ON CONFLICT DO NOTHING`, d, partitionName(d)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, d := range days {
+		s.packedDays[d] = true
+	}
+	return nil
+}
+
 // errNoPartition is a day's row partition dropped (by retention) while
 // it was being packed.
 var errNoPartition = errors.New("partition gone")

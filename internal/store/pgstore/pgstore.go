@@ -26,6 +26,7 @@
 package pgstore
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -49,6 +50,10 @@ type Options struct {
 	Limits store.Limits
 	// Now is the clock (time.Now when nil).
 	Now func() time.Time
+	// PackAfter: readings of a day that ended longer ago than this and
+	// has no rows go straight into blocks (an import of old readings
+	// never makes rows to pack); 0 means store.DefaultPackAfter.
+	PackAfter time.Duration
 }
 
 // Store is the PostgreSQL engine.
@@ -59,10 +64,12 @@ type Store struct {
 	url    string
 	// packBudget bounds the readings one packing transaction moves.
 	packBudget int64
+	packAfter  time.Duration
 
 	mu         sync.Mutex
 	series     map[seriesKey]int64 // ids of series known to exist
 	partitions map[int64]bool      // days (ms of their start) with a partition
+	packedDays map[int64]bool      // old days known packed or with rows
 }
 
 type seriesKey struct{ sensor, host string }
@@ -93,8 +100,8 @@ func Open(url string, opts Options) (*Store, error) {
 		pool.Close()
 		return nil, fmt.Errorf("connect to %s: %w", redact(url), err)
 	}
-	s := &Store{pool: pool, limits: opts.Limits.WithDefaults(), now: opts.Now, url: url, packBudget: defaultPackBudget,
-		series: map[seriesKey]int64{}, partitions: map[int64]bool{}}
+	s := &Store{pool: pool, limits: opts.Limits.WithDefaults(), now: opts.Now, url: url, packBudget: defaultPackBudget, packAfter: cmp.Or(opts.PackAfter, store.DefaultPackAfter),
+		series: map[seriesKey]int64{}, partitions: map[int64]bool{}, packedDays: map[int64]bool{}}
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -210,6 +217,7 @@ func (s *Store) forgetPartitions() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	clear(s.partitions)
+	clear(s.packedDays)
 }
 
 // notePartitions records partitions made by a committed transaction.
@@ -461,6 +469,9 @@ func (s *Store) Commit(b *store.Batch) (store.CommitResult, error) {
 func (s *Store) commit(b *store.Batch) (store.CommitResult, error) {
 	ctx := context.Background()
 	var res store.CommitResult
+	if err := s.packOldDays(ctx, b.Readings); err != nil {
+		return res, fmt.Errorf("commit: %w", err)
+	}
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
 		return res, fmt.Errorf("commit: %w", err)

@@ -23,6 +23,19 @@ import (
 func TestConformance(t *testing.T) {
 	pg := testutil.StartPostgres(t)
 	storetest.Run(t, func(t *testing.T, l store.Limits) store.Store {
+		return openTest(t, pg, Options{Limits: l, PackAfter: rowsForever})
+	})
+}
+
+// rowsForever keeps every day in rows until packed by hand.
+const rowsForever = 100 * 365 * 24 * time.Hour
+
+// TestConformanceOldDays runs the suite with the default PackAfter: the
+// suite's readings are of days long over, so they go straight into
+// blocks.
+func TestConformanceOldDays(t *testing.T) {
+	pg := testutil.StartPostgres(t)
+	storetest.Run(t, func(t *testing.T, l store.Limits) store.Store {
 		return openTest(t, pg, Options{Limits: l})
 	})
 }
@@ -51,11 +64,12 @@ func (p packEveryCommit) Commit(b *store.Batch) (store.CommitResult, error) {
 	return res, err
 }
 
-// TestConformancePacked runs the suite with every day packed.
+// TestConformancePacked runs the suite with every day written as rows
+// and packed after each commit.
 func TestConformancePacked(t *testing.T) {
 	pg := testutil.StartPostgres(t)
 	storetest.Run(t, func(t *testing.T, l store.Limits) store.Store {
-		return packEveryCommit{openTest(t, pg, Options{Limits: l})}
+		return packEveryCommit{openTest(t, pg, Options{Limits: l, PackAfter: rowsForever})}
 	})
 }
 
@@ -65,7 +79,7 @@ func TestConformancePacked(t *testing.T) {
 // again afterwards.
 func TestRetentionDropsPartitions(t *testing.T) {
 	pg := testutil.StartPostgres(t)
-	s := openTest(t, pg, Options{})
+	s := openTest(t, pg, Options{PackAfter: rowsForever})
 	t0 := time.Date(2026, 11, 20, 0, 0, 0, 0, time.UTC)
 	var b store.Batch
 	for h := 0; h < 3; h++ {
@@ -177,7 +191,7 @@ func commitAll(t *testing.T, s store.Store, rs []schema.Reading, per int) store.
 func TestPack(t *testing.T) {
 	pg := testutil.StartPostgres(t)
 	now := time.Date(2026, 11, 25, 6, 0, 0, 0, time.UTC)
-	s := openTest(t, pg, Options{Now: func() time.Time { return now }})
+	s := openTest(t, pg, Options{Now: func() time.Time { return now }, PackAfter: rowsForever})
 	seq := map[string]uint64{}
 	d1 := time.Date(2026, 11, 23, 0, 0, 0, 0, time.UTC)
 	old := append(fleetDay(3, 2, d1, seq), fleetDay(3, 2, d1.Add(24*time.Hour), seq)...)
@@ -269,7 +283,7 @@ func TestPack(t *testing.T) {
 func TestPackBesideCommits(t *testing.T) {
 	pg := testutil.StartPostgres(t)
 	now := time.Date(2026, 11, 25, 6, 0, 0, 0, time.UTC)
-	s := openTest(t, pg, Options{Now: func() time.Time { return now }})
+	s := openTest(t, pg, Options{Now: func() time.Time { return now }, PackAfter: rowsForever})
 	s.packBudget = 500
 	d1 := time.Date(2026, 11, 23, 0, 0, 0, 0, time.UTC)
 	day := fleetDay(20, 2, d1, map[string]uint64{})[:20*2*720] // two hours
@@ -313,5 +327,33 @@ func TestPackBesideCommits(t *testing.T) {
 	}
 	if total := len(seen); total != len(day)+len(extra) {
 		t.Errorf("%d readings, want %d", total, len(day)+len(extra))
+	}
+}
+
+// TestOldDaysGoStraightIntoBlocks: readings of a day over for longer than
+// PackAfter, with no rows, are merged into blocks at once; today's are
+// rows; a day that has rows keeps taking rows until packed.
+func TestOldDaysGoStraightIntoBlocks(t *testing.T) {
+	pg := testutil.StartPostgres(t)
+	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+	s := openTest(t, pg, Options{Now: func() time.Time { return now }})
+	d1 := time.Date(2026, 11, 23, 0, 0, 0, 0, time.UTC)
+	seq := map[string]uint64{}
+	old := fleetDay(2, 2, d1, seq)
+	today := fleetDay(2, 2, d1.Add(48*time.Hour), seq)[:400]
+	if res := commitAll(t, s, append(slices.Clone(old), today...), 7000); res.Stored != len(old)+len(today) {
+		t.Fatalf("stored %d", res.Stored)
+	}
+	if n := countRows(t, s, "apd_readings"); n != len(today) {
+		t.Errorf("%d rows, want today's %d", n, len(today))
+	}
+	if n := countRows(t, s, "apd_packed"); n != 2*2*24 {
+		t.Errorf("%d blocks, want %d", n, 2*2*24)
+	}
+	if res := commitAll(t, s, old, 7000); res.Duplicates != len(old) {
+		t.Errorf("the old day again: %+v", res)
+	}
+	if got := scanAll(t, s); len(got) != len(old)+len(today) {
+		t.Errorf("%d readings scanned", len(got))
 	}
 }
