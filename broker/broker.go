@@ -205,6 +205,13 @@ func New(opts Options) (*Broker, error) {
 	if err := srv.AddHook(new(loginHook), nil); err != nil {
 		return nil, fmt.Errorf("broker login hook: %w", err)
 	}
+	share := &shareHook{connected: func(id string) bool {
+		cl, ok := srv.Clients.Get(id)
+		return ok && !cl.Closed()
+	}}
+	if err := srv.AddHook(share, nil); err != nil {
+		return nil, fmt.Errorf("broker shared subscription hook: %w", err)
+	}
 	guard := newGuard(opts, log)
 	drops := &dropCounter{}
 	if err := srv.AddHook(drops, nil); err != nil {

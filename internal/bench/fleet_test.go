@@ -145,17 +145,24 @@ func startMosquitto(b *testing.B) (addr string, pid int, ok bool) {
 // BenchmarkFleet runs the fleet against apd serve and, on the same
 // traffic, against Mosquitto routing it to one subscriber; it reports
 // server CPU per reading for both, their ratio, apd's RSS and its
-// publish→$ack latency.
+// publish→$ack latency. APD_FLEET_STORE=postgres stores into a
+// throwaway PostgreSQL on this machine (fsync on) instead of the file;
+// the server's CPU is then apd's alone, PostgreSQL's beside it.
 //
 //	APD_FLEET=1000x10 go test -run '^$' -bench Fleet -benchtime 1x -timeout 30m ./internal/bench/
 func BenchmarkFleet(b *testing.B) {
 	f := fleetFromEnv(b)
 	bin := buildApd(b)
+	var serveArgs []string
+	if os.Getenv("APD_FLEET_STORE") == "postgres" {
+		pg := testutil.StartPostgres(b, "fsync=on", "synchronous_commit=on", "full_page_writes=on")
+		serveArgs = []string{"--store", pg.NewDatabase(b)}
+	}
 	for range b.N {
 		// Mosquitto alone: the reference for routing the same traffic.
 		ref, haveRef := mosquittoReference(b, f)
 
-		srv, addr, _ := startServe(b, bin)
+		srv, addr, _ := startServeOn(b, bin, b.TempDir(), serveArgs...)
 		run := runFleet(b, addr, f, srv.Process.Pid, true, nil)
 
 		apdPer := run.cpu / time.Duration(run.readings)

@@ -3,7 +3,9 @@ package bench
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
+	"strconv"
 	"slices"
 	"testing"
 	"time"
@@ -22,11 +24,15 @@ import (
 // fsync and synchronous commit on, as in production), then measures a
 // one-hour query of one series, and reports readings/s, bytes a reading
 // (PostgreSQL: the readings' partitions with their indexes) and the
-// query time of each, from the same run.
+// query time of each, from the same run. PostgreSQL's days are then
+// packed (what the aggregator does six hours after a day ends) and its
+// bytes a reading and query time measured again.
 func BenchmarkEnginesTicks(b *testing.B) {
 	const hosts, sensorsPer, ticks = 1000, 10, 100
 	pg := testutil.StartPostgres(b, "fsync=on", "synchronous_commit=on", "full_page_writes=on")
-	start := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
+	// Today: the day being written is rows (an old day would go
+	// straight into blocks).
+	start := time.Now().UTC().Truncate(24 * time.Hour)
 	tick := func(i int) *store.Batch {
 		b := &store.Batch{Readings: make([]schema.Reading, 0, hosts*sensorsPer)}
 		for h := 0; h < hosts; h++ {
@@ -78,21 +84,94 @@ func BenchmarkEnginesTicks(b *testing.B) {
 				}
 				conn.Close(context.Background())
 			}
-			var qs []time.Duration
-			for q := 0; q < 50; q++ {
-				t1 := time.Now()
-				n := 0
-				err := st.Scan(store.Query{Sensor: "s3", Hosts: []string{fmt.Sprintf("pi-%04d", q*17%hosts)}, Since: start, Until: start.Add(time.Hour)}, func(*schema.Reading) error { n++; return nil })
-				if err != nil || n != 100 {
-					b.Fatalf("%s query: %d readings, %v", engine, n, err)
+			hourQuery := func() float64 {
+				var qs []time.Duration
+				for q := 0; q < 50; q++ {
+					t1 := time.Now()
+					n := 0
+					err := st.Scan(store.Query{Sensor: "s3", Hosts: []string{fmt.Sprintf("pi-%04d", q*17%hosts)}, Since: start, Until: start.Add(time.Hour)}, func(*schema.Reading) error { n++; return nil })
+					if err != nil || n != 100 {
+						b.Fatalf("%s query: %d readings, %v", engine, n, err)
+					}
+					qs = append(qs, time.Since(t1))
 				}
-				qs = append(qs, time.Since(t1))
+				slices.Sort(qs)
+				return float64(qs[len(qs)/2].Microseconds()) / 1000
 			}
-			slices.Sort(qs)
-			st.Close()
 			b.ReportMetric(rate, engine+"-readings/s")
 			b.ReportMetric(float64(size)/float64(hosts*sensorsPer*ticks), engine+"-bytes/reading")
-			b.ReportMetric(float64(qs[len(qs)/2].Microseconds())/1000, engine+"-hour-query-ms")
+			b.ReportMetric(hourQuery(), engine+"-hour-query-ms")
+			if p, ok := st.(store.Packer); ok {
+				t2 := time.Now()
+				if _, err := p.Pack(context.Background(), -48*time.Hour); err != nil {
+					b.Fatal(err)
+				}
+				b.ReportMetric(float64(hosts*sensorsPer*ticks)/time.Since(t2).Seconds(), engine+"-packed-readings/s")
+				b.ReportMetric(float64(pgPackedSize(b, url))/float64(hosts*sensorsPer*ticks), engine+"-packed-bytes/reading")
+				b.ReportMetric(hourQuery(), engine+"-packed-hour-query-ms")
+			}
+			st.Close()
 		}
 	}
+}
+
+// pgPackedSize is the size of the packed partitions with their indexes.
+func pgPackedSize(b *testing.B, url string) int64 {
+	conn, err := pgx.Connect(context.Background(), url)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	_, _ = conn.Exec(context.Background(), "VACUUM ANALYZE")
+	var size int64
+	if err := conn.QueryRow(context.Background(), `SELECT coalesce(sum(pg_total_relation_size(inhrelid)), 0) FROM pg_inherits WHERE inhparent = 'apd_packed'::regclass`).Scan(&size); err != nil {
+		b.Fatal(err)
+	}
+	return size
+}
+
+// BenchmarkPostgresQueryOneHour is BenchmarkQueryOneHour on PostgreSQL:
+// one hour of one sensor of one host (360 readings at 10 s) from
+// 1,000,000 readings, or APD_QUERY_READINGS (the target's 50,000,000; the
+// readings are of days long over, so they are written straight into the
+// packed layout). It reports bytes a reading of the packed partitions and
+// of the whole database too.
+//
+//	APD_QUERY_READINGS=50000000 go test -run '^$' -bench PostgresQueryOneHour -benchtime 200x -timeout 60m ./internal/bench/
+func BenchmarkPostgresQueryOneHour(b *testing.B) {
+	readings := 1_000_000
+	if n, err := strconv.Atoi(os.Getenv("APD_QUERY_READINGS")); err == nil && n > 0 {
+		readings = n
+	}
+	pg := testutil.StartPostgres(b)
+	url := pg.NewDatabase(b)
+	st, err := pgstore.Open(url, pgstore.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.Close()
+	t0 := time.Now()
+	fillSynthetic(b, st, max(readings/100_000, 1), []string{"temperature"}, 100_000, time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), 10*time.Second)
+	b.Logf("wrote %d readings in %s", readings, time.Since(t0).Round(time.Second))
+	stored := max(readings/100_000, 1) * 100_000
+	rate := float64(stored) / time.Since(t0).Seconds()
+	packed := float64(pgPackedSize(b, url)) / float64(stored)
+	size, err := st.Size()
+	if err != nil {
+		b.Fatal(err)
+	}
+	since := time.Date(2026, 1, 5, 0, 0, 0, 0, time.UTC)
+	q := store.Query{Sensor: "temperature", Hosts: []string{"pi-005"}, Since: since, Until: since.Add(time.Hour)}
+	for b.Loop() {
+		n := 0
+		if err := st.Scan(q, func(*schema.Reading) error { n++; return nil }); err != nil {
+			b.Fatal(err)
+		}
+		if n != 360 {
+			b.Fatalf("got %d readings", n)
+		}
+	}
+	b.ReportMetric(rate, "write-readings/s")
+	b.ReportMetric(packed, "packed-bytes/reading")
+	b.ReportMetric(float64(size)/float64(stored), "database-bytes/reading")
 }
