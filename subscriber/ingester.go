@@ -63,8 +63,13 @@ type Options struct {
 	// readings: when nothing listens (no dashboard open, no rules), the
 	// readings are not copied and sorted for it.
 	WantCommits func() bool
-	Logger      *slog.Logger
-	Now         func() time.Time
+	// Name, when set, names this aggregator among several sharing a
+	// database: it is recorded in each committed host's record (apd
+	// hosts shows it), the hosts committed are counted (Held), and at
+	// start only the hosts it held last are acknowledged again.
+	Name   string
+	Logger *slog.Logger
+	Now    func() time.Time
 }
 
 // Rejection reasons, the label of apd_rejected_total.
@@ -189,6 +194,8 @@ type Ingester struct {
 	pendingAcks map[string]store.HostAck
 	acksSent    time.Time
 	ackTimer    *time.Timer
+
+	held holdings
 }
 
 // ErrClosed is returned by Submit after Close.
@@ -235,7 +242,7 @@ func NewIngester(st store.Store, opts Options) *Ingester {
 	}
 	in := &Ingester{st: st, opts: opts, log: opts.Logger,
 		queue: make(chan item, opts.QueueSize), closing: make(chan struct{}), stopped: make(chan struct{}),
-		pendingAcks: map[string]store.HostAck{}, ackTimer: time.NewTimer(time.Hour)}
+		pendingAcks: map[string]store.HostAck{}, ackTimer: time.NewTimer(time.Hour), held: holdings{hosts: map[string]*HeldHost{}}}
 	in.ackTimer.Stop()
 	m := &Metrics{Rejected: map[string]*metrics.Counter{},
 		BatchSize:     metrics.NewHistogram(1, 10, 100, 1000, 10000),
@@ -354,7 +361,7 @@ func (in *Ingester) Close() error {
 
 func (in *Ingester) loop() {
 	defer close(in.stopped)
-	batch := &store.Batch{Topics: in.opts.Topics}
+	batch := &store.Batch{Topics: in.opts.Topics, Aggregator: in.opts.Name}
 	var dones []func()
 	add := func(it item) {
 		switch {
@@ -472,6 +479,9 @@ func (in *Ingester) afterCommit(batch *store.Batch, res store.CommitResult, done
 		slices.SortStableFunc(stored, func(a, b schema.Reading) int { return a.Time.Compare(b.Time) })
 		in.opts.OnCommit(stored)
 	}
+	if in.opts.Name != "" {
+		in.held.note(batch.Readings, in.opts.Now())
+	}
 	for _, d := range dones {
 		d()
 	}
@@ -518,8 +528,14 @@ func (in *Ingester) Acknowledge(host string, a store.HostAck) {
 // process stopped between a commit and its acknowledgement (killed, or
 // the broker gone) left the retained $ack behind what is stored; devices
 // would hold and resend readings that are safe.
+//
+// A named aggregator acknowledges only the hosts it committed last: the
+// others are another's, which acknowledges them itself.
 func (in *Ingester) AcknowledgeStored(hosts []store.Host) {
 	for _, h := range hosts {
+		if in.opts.Name != "" && h.Aggregator != in.opts.Name {
+			continue
+		}
 		if h.Watermark > 0 {
 			in.Acknowledge(h.Name, store.HostAck{Seq: h.Watermark, Spool: h.Spool})
 		}

@@ -203,7 +203,7 @@ func TestExternalBrokerSubscription(t *testing.T) {
 		return nil
 	}, subscriber.Options{})
 	defer in.Close()
-	if err := subscriber.Subscribe(in, aggClient); err != nil {
+	if err := subscriber.Subscribe(in, aggClient, ""); err != nil {
 		t.Fatal(err)
 	}
 	device := dial(t, brk.Addr(), "device")

@@ -10,9 +10,14 @@ import (
 // external broker into in. The client should be persistent with manual
 // acknowledgement (mqttc.Options Persistent and ManualAck): each message is
 // acknowledged to the broker only after the commit that stores it, so a
-// crash before the commit makes the broker deliver it again.
-func Subscribe(in *Ingester, c *mqttc.Client) error {
+// crash before the commit makes the broker deliver it again. With share
+// set, the subscription is a member of that shared subscription group
+// ($share/share/…), and the broker gives each message to one member.
+func Subscribe(in *Ingester, c *mqttc.Client, share string) error {
 	filter := in.opts.Topics.All()
+	if share != "" {
+		filter = "$share/" + share + "/" + filter
+	}
 	if err := c.SubscribeMessages(filter, in.Handle); err != nil {
 		return fmt.Errorf("subscribe %s: %w", filter, err)
 	}

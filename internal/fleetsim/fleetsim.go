@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -22,7 +23,11 @@ import (
 
 // Options describe a fleet.
 type Options struct {
-	Broker  string // host:port
+	Broker string // host:port
+	// Brokers, when set, are the nodes of a cluster (host:port each):
+	// device i tries them in turn starting with node i mod len, so the
+	// fleet is spread over the nodes and moves on when one goes.
+	Brokers []string
 	Devices int
 	Sensors int
 	// Acks makes each device subscribe to its $ack, measure publish→$ack
@@ -43,6 +48,7 @@ type Fleet struct {
 // Device is one simulated device.
 type Device struct {
 	Host  string
+	index int
 	spool string
 	opts  *Options
 	c     *mqttc.Client
@@ -70,7 +76,7 @@ func Connect(opts Options) (*Fleet, error) {
 	var failed atomic.Int64
 	var firstErr atomic.Value
 	for i := range f.Devices {
-		d := &Device{Host: fmt.Sprintf("dev%05d", i), spool: fmt.Sprintf("%016x", i+1), opts: &f.opts,
+		d := &Device{Host: fmt.Sprintf("dev%05d", i), index: i, spool: fmt.Sprintf("%016x", i+1), opts: &f.opts,
 			next: 1, pending: map[uint64]*outgoing{}}
 		f.Devices[i] = d
 		wg.Add(1)
@@ -93,7 +99,7 @@ func Connect(opts Options) (*Fleet, error) {
 }
 
 func (d *Device) connect() error {
-	c, err := mqttc.New(mqttc.Options{URL: "tcp://" + d.opts.Broker, ClientID: "fleet-" + d.Host, QoS: 1,
+	c, err := mqttc.New(mqttc.Options{URL: d.brokerURL(), ClientID: "fleet-" + d.Host, QoS: 1,
 		ConnectTimeout: 30 * time.Second, OnConnect: d.onConnect})
 	if err != nil {
 		return err
@@ -104,6 +110,19 @@ func (d *Device) connect() error {
 		_ = c.Subscribe("apd/"+d.Host+"/$ack", d.onAck)
 	}
 	return c.Start()
+}
+
+// brokerURL is the device's broker, or its list of a cluster's nodes.
+func (d *Device) brokerURL() string {
+	if len(d.opts.Brokers) == 0 {
+		return "tcp://" + d.opts.Broker
+	}
+	var urls []string
+	start := d.index % len(d.opts.Brokers)
+	for i := range d.opts.Brokers {
+		urls = append(urls, "tcp://"+d.opts.Brokers[(start+i)%len(d.opts.Brokers)])
+	}
+	return strings.Join(urls, ",")
 }
 
 // onConnect announces the device and resends what is not acknowledged:

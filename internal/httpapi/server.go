@@ -41,6 +41,9 @@ type Server struct {
 	Live      http.Handler
 	// MapOverlay is drawn over every map (chart.png|svg with map).
 	MapOverlay []geo.Shape
+	// Held, when set, answers /api/v1/held: what this aggregator, one of
+	// several sharing the work, holds (subscriber.Held).
+	Held func() any
 	// Ready, when set, says whether every part of the process (store,
 	// broker listeners, subscriptions) is up: nil when it is, else why
 	// not. /readyz answers 200 only then; /healthz only says the process
@@ -111,6 +114,13 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("DELETE /api/v1/readings", s.delete)
 	mux.HandleFunc("GET /api/v1/backup", s.backup)
 	mux.HandleFunc("GET /api/v1/rules", s.rules)
+	mux.HandleFunc("GET /api/v1/held", func(w http.ResponseWriter, _ *http.Request) {
+		if s.Held == nil {
+			writeJSON(w, http.StatusNotFound, map[string]string{"error": "this aggregator shares no work (apd aggregate --share)"})
+			return
+		}
+		writeJSON(w, http.StatusOK, s.Held())
+	})
 	return securityHeaders(s.requireKey(writeDeadlines(mux, WriteIdleTimeout)))
 }
 

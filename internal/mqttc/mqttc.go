@@ -34,7 +34,8 @@ type Will struct {
 // Options configure a client. The zero value of each field is a usable
 // default unless said otherwise.
 type Options struct {
-	// URL is the broker: tcp://host:port, ssl://host:port or ws://host:port.
+	// URL is the broker: tcp://host:port, ssl://host:port or ws://host:port;
+	// several, comma-separated (the nodes of a cluster), are tried in turn.
 	// Required.
 	URL      string
 	ClientID string
@@ -130,14 +131,23 @@ func Dial(opts Options) (*Client, error) {
 // are made on its first connection (and again on every later one), and
 // what OnConnect and the handlers use can be built in between.
 func New(opts Options) (*Client, error) {
-	u, err := url.Parse(opts.URL)
-	if err != nil || u.Host == "" {
-		return nil, fmt.Errorf("broker URL %q: want tcp://host:port, ssl://host:port or ws://host:port", opts.URL)
-	}
-	switch u.Scheme {
-	case "tcp", "mqtt", "ssl", "tls", "mqtts", "ws", "wss":
-	default:
-		return nil, fmt.Errorf("broker URL %q: unsupported scheme %q", opts.URL, u.Scheme)
+	brokers := strings.Split(opts.URL, ",")
+	var u *url.URL
+	for i, b := range brokers {
+		b = strings.TrimSpace(b)
+		p, err := url.Parse(b)
+		if err != nil || p.Host == "" {
+			return nil, fmt.Errorf("broker URL %q: want tcp://host:port, ssl://host:port or ws://host:port", b)
+		}
+		switch p.Scheme {
+		case "tcp", "mqtt", "ssl", "tls", "mqtts", "ws", "wss":
+		default:
+			return nil, fmt.Errorf("broker URL %q: unsupported scheme %q", b, p.Scheme)
+		}
+		if u == nil {
+			u = p
+		}
+		brokers[i] = b
 	}
 	log := opts.Logger
 	if log == nil {
@@ -148,9 +158,13 @@ func New(opts Options) (*Client, error) {
 	}
 	cl := &Client{opts: opts, qos: opts.QoS, log: log, subs: map[string]paho.MessageHandler{},
 		retry: make(chan struct{}, 1), done: make(chan struct{}), ready: make(chan struct{})}
-	po := paho.NewClientOptions().
-		AddBroker(opts.URL).
-		SetClientID(opts.ClientID).
+	po := paho.NewClientOptions()
+	// Several brokers (nodes of a cluster): each connection attempt tries
+	// them in turn until one answers.
+	for _, b := range brokers {
+		po.AddBroker(b)
+	}
+	po.SetClientID(opts.ClientID).
 		SetCleanSession(!opts.Persistent).
 		SetAutoReconnect(false). // our loop below: jittered, capped at MaxBackoff
 		SetConnectRetry(false).

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -159,5 +160,44 @@ func TestMessagesArriveInOrder(t *testing.T) {
 		case <-time.After(5 * time.Second):
 			t.Fatalf("only %d of %d messages arrived", want, n)
 		}
+	}
+}
+
+// TestSeveralBrokers: with the nodes of a cluster given as a list, the
+// client connects to one that answers, and when that one goes away it
+// reconnects to another.
+func TestSeveralBrokers(t *testing.T) {
+	dead, addrA, addrB := testutil.FreeAddr(t), testutil.FreeAddr(t), testutil.FreeAddr(t)
+	a, err := broker.Start(broker.Options{Addr: addrA})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := broker.Start(broker.Options{Addr: addrB})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	connects := make(chan struct{}, 10)
+	c, err := mqttc.Dial(mqttc.Options{URL: "tcp://" + dead + ", tcp://" + addrA + ",tcp://" + addrB, ClientID: "device", QoS: 1,
+		OnConnect: func() { connects <- struct{}{} }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	<-connects
+	if !a.WaitGone("nobody", 0) || a.WaitGone("device", 0) {
+		t.Fatal("not connected to the first broker that answers")
+	}
+	a.Close()
+	select {
+	case <-connects:
+	case <-time.After(15 * time.Second):
+		t.Fatal("no reconnection to the other broker within 15 s")
+	}
+	if b.WaitGone("device", 0) {
+		t.Fatal("reconnected, but not to the broker left")
+	}
+	if _, err := mqttc.New(mqttc.Options{URL: "tcp://" + addrA + ",bogus"}); err == nil || !strings.Contains(err.Error(), `"bogus"`) {
+		t.Errorf("a bad URL in the list: %v", err)
 	}
 }

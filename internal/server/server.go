@@ -121,6 +121,12 @@ func New(cfg Config) (*Server, error) {
 	if s.rules != nil {
 		api.Rules = s.rules
 	}
+	if opts.Name != "" {
+		api.Held = func() any { return s.ingester.Held() }
+		s.metrics.GaugeFunc("apd_hosts_held", "Hosts whose readings this aggregator committed in the last five minutes.", func() float64 {
+			return float64(s.ingester.HostsHeld(5 * time.Minute))
+		})
+	}
 	s.http = &http.Server{Handler: api.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	return s, nil
 }

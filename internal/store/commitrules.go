@@ -95,6 +95,39 @@ func RefuseSeqJumps(b *Batch, host HostLookup, now time.Time, res *CommitResult)
 	return WithoutRefused(b.Readings, res.Refused), dead, nil
 }
 
+// NoteAggregator records in the hosts of b's readings and statuses the
+// aggregator that commits them (b.Aggregator, when set): with several
+// aggregators on one database, apd hosts shows which holds a host.
+func NoteAggregator(b *Batch, host HostLookup) error {
+	if b.Aggregator == "" {
+		return nil
+	}
+	last := ""
+	note := func(name string) error {
+		if name == last {
+			return nil
+		}
+		last = name
+		h, err := host(name)
+		if err != nil {
+			return err
+		}
+		h.Aggregator = b.Aggregator
+		return nil
+	}
+	for i := range b.Readings {
+		if err := note(b.Readings[i].Host); err != nil {
+			return err
+		}
+	}
+	for i := range b.Statuses {
+		if err := note(b.Statuses[i].Host); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // CountStored records in h a reading of its host just stored (not a
 // duplicate): the sensor's count and last time, the host's last reading.
 func (h *HostRecord) CountStored(r *schema.Reading) {

@@ -15,8 +15,9 @@ type HostRecord struct {
 	Version   string    `json:"version,omitempty"`
 	LastSeen  time.Time `json:"last_seen,omitzero"`
 	SeqState
-	Sensors map[string]*SensorStats `json:"sensors,omitempty"`
-	Meta    HostMeta                `json:"meta,omitzero"`
+	Sensors    map[string]*SensorStats `json:"sensors,omitempty"`
+	Meta       HostMeta                `json:"meta,omitzero"`
+	Aggregator string                  `json:"aggregator,omitempty"`
 }
 
 // AppendJSON appends h as encoding/json would encode it (the test checks
@@ -110,6 +111,10 @@ func (h *HostRecord) AppendJSON(b []byte) ([]byte, error) {
 			return nil, err
 		}
 		b = append(b, m...)
+	}
+	if h.Aggregator != "" {
+		field("aggregator")
+		b = appendJSONString(b, h.Aggregator)
 	}
 	return append(b, '}'), nil
 }

@@ -21,7 +21,7 @@ func TestHostRecordJSON(t *testing.T) {
 	for i := range 2000 {
 		h := &HostRecord{State: pick(strs), StateTime: pickT(), Version: pick(strs), LastSeen: pickT(),
 			SeqState: SeqState{Watermark: rnd.Uint64N(3) * rnd.Uint64(), HasMark: rnd.IntN(2) == 0,
-				MaxSeq: rnd.Uint64N(2) * rnd.Uint64N(1<<53), Lost: rnd.Uint64N(2) * 7, Spool: pick(strs)}}
+				MaxSeq: rnd.Uint64N(2) * rnd.Uint64N(1<<53), Lost: rnd.Uint64N(2) * 7, Spool: pick(strs)}, Aggregator: pick(strs)}
 		if n := rnd.IntN(4); n > 0 {
 			h.Sensors = map[string]*SensorStats{}
 			for j := range n * 3 {

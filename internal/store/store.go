@@ -180,6 +180,9 @@ type Host struct {
 	// HasMark says the device declared where its seqs start.
 	HasMark bool                    `json:"has_mark,omitempty"`
 	Sensors map[string]*SensorStats `json:"sensors"`
+	// Aggregator is the one that last committed the host's readings, when
+	// several share a database and name themselves.
+	Aggregator string `json:"aggregator,omitempty"`
 	HostMeta
 }
 
@@ -192,7 +195,15 @@ func (h Host) Record() HostRecord {
 	}
 	return HostRecord{State: h.State, StateTime: h.StateTime, Version: h.Version, LastSeen: h.LastSeen,
 		SeqState: SeqState{Watermark: h.Watermark, HasMark: h.HasMark, MaxSeq: h.MaxSeq, Lost: h.Lost, Spool: h.Spool},
-		Sensors:  sensors, Meta: h.HostMeta}
+		Sensors:  sensors, Meta: h.HostMeta, Aggregator: h.Aggregator}
+}
+
+// Host is what the record says of the host called name (without
+// Awaited, which the engine counts from its pending seqs).
+func (h *HostRecord) Host(name string) Host {
+	return Host{Name: name, State: h.State, StateTime: h.StateTime, Version: h.Version, LastSeen: h.LastSeen,
+		Watermark: h.Watermark, MaxSeq: h.MaxSeq, Lost: h.Lost, Spool: h.Spool, HasMark: h.HasMark,
+		Sensors: h.Sensors, HostMeta: h.Meta, Aggregator: h.Aggregator}
 }
 
 // HostMeta is how a host is shown, set by apd hosts set: every chart and
@@ -284,6 +295,8 @@ type Batch struct {
 	Imported bool
 	// Topics names the topics of dead letters made by the commit itself.
 	Topics schema.Topics
+	// Aggregator names the aggregator committing (see NoteAggregator).
+	Aggregator string
 }
 
 // Len returns the number of items in the batch.

@@ -18,7 +18,7 @@ import (
 type PublishCmd struct {
 	agent.PublisherFlags
 	cli.ClientCertFlags
-	Broker  string        `help:"Broker URL: tcp://, ssl:// or ws://." default:"tcp://127.0.0.1:1883" config:"publisher.broker"`
+	Broker  string        `help:"Broker URL: tcp://, ssl:// or ws://; several, comma-separated (nodes of a cluster), are tried in turn." default:"tcp://127.0.0.1:1883" config:"publisher.broker"`
 	Spool   string        `help:"Spool file (default: <state dir>/apd-spool.db)." placeholder:"PATH" type:"path" config:"publisher.spool"`
 	Once    bool          `help:"Sample once, publish, wait briefly for the acknowledgement, exit."`
 	DryRun  bool          `help:"Print the JSON payloads instead of publishing (no broker, no spool)."`

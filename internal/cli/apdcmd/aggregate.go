@@ -1,7 +1,11 @@
 package apdcmd
 
 import (
+	"cmp"
 	"context"
+	"fmt"
+	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -16,7 +20,8 @@ import (
 type AggregateCmd struct {
 	serverFlags
 	Broker        string `help:"Broker URL: tcp://, ssl:// or ws://." default:"tcp://127.0.0.1:1883" config:"aggregator.broker"`
-	ClientID      string `help:"MQTT client id; fixed so the broker keeps the session." default:"apd-aggregator" config:"aggregator.client_id"`
+	ClientID      string `help:"MQTT client id; fixed so the broker keeps the session. With --share each aggregator needs its own (default apd-aggregator-<hostname>)." default:"apd-aggregator" config:"aggregator.client_id"`
+	Share         string `help:"Share the work with other aggregators: subscribe as a member of shared subscription group GROUP ($share/GROUP/apd/#); each host's readings go to one member. Use one PostgreSQL --store for all." placeholder:"GROUP" config:"aggregator.share"`
 	cli.MQTTLogin `embed:"" envprefix:"APD_AGGREGATOR_"`
 	cli.ClientCertFlags
 }
@@ -27,8 +32,16 @@ func (AggregateCmd) Help() string {
 with a persistent QoS 1 session, stores them, and acknowledges each message to
 the broker only after it is committed.
 
-Example:
-  apd aggregate --broker tcp://mqtt.lan:1883 --data /var/lib/apd`
+Several aggregators can share the work of one broker and one PostgreSQL
+database (--share): the broker gives each host's readings to one of
+them; readings are stored once whoever stores them, and each host's
+watermark is advanced in the database. apd's own broker keeps a host with
+one connected member; EMQX does so with shared_subscription_strategy =
+hash_clientid. See docs/scale.md.
+
+Examples:
+  apd aggregate --broker tcp://mqtt.lan:1883 --data /var/lib/apd
+  apd aggregate --broker tcp://mqtt.lan:1883 --share apd --store postgres://apd@db.lan/apd`
 }
 
 // clientLink carries the aggregator's acknowledgements and rule outcomes
@@ -73,12 +86,23 @@ func (c *AggregateCmd) Run(ctx context.Context, g *cli.Globals, file *config.Fil
 	if err != nil {
 		return err
 	}
-	srv, err := c.newServer(topics, file, log)
+	clientID, name := c.ClientID, ""
+	if c.Share != "" {
+		if strings.ContainsAny(c.Share, "/+#") {
+			return cli.WithCode(cli.ExitUsage, fmt.Errorf("--share %q: a group name has no /, + or #", c.Share), "")
+		}
+		if clientID == "apd-aggregator" {
+			host, _ := os.Hostname()
+			clientID = "apd-aggregator-" + cmp.Or(host, "unknown")
+		}
+		name = clientID
+	}
+	srv, err := c.newServer(topics, name, file, log)
 	if err != nil {
 		return err
 	}
 	client, err := mqttc.New(mqttc.Options{
-		URL: c.Broker, ClientID: c.ClientID, Username: c.Username, Password: password, TLSCA: c.TLSCA, TLSCert: c.TLSCert, TLSKey: c.TLSKey,
+		URL: c.Broker, ClientID: clientID, Username: c.Username, Password: password, TLSCA: c.TLSCA, TLSCert: c.TLSCert, TLSKey: c.TLSKey,
 		QoS: 1, Persistent: true, ManualAck: true, Logger: log,
 		// A resumed session's queue arrives before the subscription is
 		// made again: it is stored too.
@@ -88,7 +112,7 @@ func (c *AggregateCmd) Run(ctx context.Context, g *cli.Globals, file *config.Fil
 		srv.Close()
 		return err
 	}
-	if err := subscriber.Subscribe(srv.Ingester(), client); err != nil {
+	if err := subscriber.Subscribe(srv.Ingester(), client, c.Share); err != nil {
 		srv.Close()
 		return err
 	}
@@ -100,7 +124,7 @@ func (c *AggregateCmd) Run(ctx context.Context, g *cli.Globals, file *config.Fil
 		srv.Close()
 		return err
 	}
-	log.Info("apd aggregate running", "broker", c.Broker, "http", srv.HTTPURL(), "db", storeLocation(srv.Store()))
+	log.Info("apd aggregate running", "broker", c.Broker, "http", srv.HTTPURL(), "db", storeLocation(srv.Store()), "client_id", clientID, "share", c.Share)
 	srv.SetReady("")
 	<-ctx.Done()
 	srv.SetReady("shutting down")

@@ -109,7 +109,9 @@ func (f serverFlags) storeLocation() string {
 
 // newServer checks the shared settings, opens the store and builds the
 // aggregator on them.
-func (f serverFlags) newServer(topics schema.Topics, file *config.File, log *slog.Logger) (*server.Server, error) {
+// newServer builds the aggregator; name, when set, names it among several
+// sharing one database (subscriber.Options.Name).
+func (f serverFlags) newServer(topics schema.Topics, name string, file *config.File, log *slog.Logger) (*server.Server, error) {
 	keep, err := f.retention()
 	if err != nil {
 		return nil, err
@@ -139,7 +141,7 @@ func (f serverFlags) newServer(topics schema.Topics, file *config.File, log *slo
 	}
 	srv, err := server.New(server.Config{Store: st, HTTPAddr: f.HTTPAddr, APIKey: key, Rules: ruleCfgs, Retention: keep, Logger: log, MapOverlay: overlay,
 		Ingest: subscriber.Options{Topics: topics, MaxBatch: f.MaxBatch, MaxDelay: f.BatchDelay, MaxPayload: f.MaxPayload,
-			MaxAge: f.MaxAge, MaxAhead: f.MaxAhead}})
+			MaxAge: f.MaxAge, MaxAhead: f.MaxAhead, Name: name}})
 	if err != nil {
 		return nil, cli.WithCode(cli.ExitFailure, err, "pass another --http-addr")
 	}

@@ -1,8 +1,10 @@
 package apdcmd
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -56,8 +58,14 @@ func (c *HostsListCmd) Run(g *cli.Globals) error {
 		fmt.Fprintln(g.Stdout(), "no hosts yet")
 		return nil
 	}
+	// Several aggregators on one database: say which holds each host.
+	shared := slices.ContainsFunc(hosts, func(h store.Host) bool { return h.Aggregator != "" })
 	tw := tabwriter.NewWriter(g.Stdout(), 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "HOST\tNAME\tSTATE\tLAST READING\tREADINGS\tAWAITED\tLOST\tSENSORS")
+	header := "HOST\tNAME\tSTATE\tLAST READING\tREADINGS\tAWAITED\tLOST\tSENSORS"
+	if shared {
+		header += "\tAGGREGATOR"
+	}
+	fmt.Fprintln(tw, header)
 	for _, h := range hosts {
 		var n uint64
 		names := make([]string, 0, len(h.Sensors))
@@ -77,7 +85,11 @@ func (c *HostsListCmd) Run(g *cli.Globals) error {
 		if h.Display != "" {
 			display = schema.Printable(h.Display)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%d\t%s\n", h.Name, display, state, last, n, h.Awaited, h.Lost, strings.Join(names, ","))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%d\t%s", h.Name, display, state, last, n, h.Awaited, h.Lost, strings.Join(names, ","))
+		if shared {
+			fmt.Fprintf(tw, "\t%s", cmp.Or(schema.Printable(h.Aggregator), "-"))
+		}
+		fmt.Fprintln(tw)
 	}
 	return tw.Flush()
 }

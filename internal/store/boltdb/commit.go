@@ -76,6 +76,9 @@ func commit(tx *bolt.Tx, ht *headTx, b *store.Batch, limits store.Limits, res *s
 	if err != nil {
 		return err
 	}
+	if err := store.NoteAggregator(b, host); err != nil {
+		return err
+	}
 	ht.quarantine = quarantineTo(tx, res)
 	if err := storeReadings(tx, ht, kept, host, res); err != nil {
 		return err

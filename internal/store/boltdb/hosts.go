@@ -40,9 +40,7 @@ func (s *Store) Hosts() ([]store.Host, error) {
 			if rec.Sensors == nil {
 				rec.Sensors = map[string]*store.SensorStats{}
 			}
-			out = append(out, store.Host{Name: string(k), State: rec.State, StateTime: rec.StateTime,
-				Version: rec.Version, LastSeen: rec.LastSeen, Watermark: rec.Watermark, MaxSeq: rec.MaxSeq,
-				Lost: rec.Lost, Spool: rec.Spool, HasMark: rec.HasMark, Sensors: rec.Sensors, HostMeta: rec.Meta})
+			out = append(out, rec.Host(string(k)))
 			if rec.MaxSeq > rec.Watermark {
 				committed := uint64(0)
 				if pb := pending.Bucket(k); pb != nil {

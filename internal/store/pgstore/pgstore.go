@@ -509,6 +509,9 @@ func (s *Store) commit(b *store.Batch) (store.CommitResult, error) {
 	if err != nil {
 		return res, fmt.Errorf("commit: %w", err)
 	}
+	if err := store.NoteAggregator(b, hs.lookup); err != nil {
+		return res, fmt.Errorf("commit: %w", err)
+	}
 	ids, err := s.insertReadings(ctx, tx, kept, packing, hs, &res)
 	if err != nil {
 		return store.CommitResult{}, fmt.Errorf("commit: %w", err)
@@ -753,8 +756,7 @@ func (s *Store) Hosts() ([]store.Host, error) {
 		if err != nil {
 			return nil, fmt.Errorf("host %s: %w", name, err)
 		}
-		h := store.Host{Name: name, State: rec.State, StateTime: rec.StateTime, Version: rec.Version, LastSeen: rec.LastSeen,
-			Watermark: rec.Watermark, MaxSeq: rec.MaxSeq, Lost: rec.Lost, Spool: rec.Spool, HasMark: rec.HasMark, Sensors: rec.Sensors, HostMeta: rec.Meta}
+		h := rec.Host(name)
 		if rec.MaxSeq > rec.Watermark {
 			h.Awaited = rec.MaxSeq - rec.Watermark - min(committed[name], rec.MaxSeq-rec.Watermark)
 		}
