@@ -9,6 +9,8 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/apd-telemetry/apd/internal/testutil"
 )
 
 func TestShareKey(t *testing.T) {
@@ -182,14 +184,7 @@ func TestSharedSubscriptionOnTheBroker(t *testing.T) {
 	publish(2)
 	waitTotal(240)
 	mu.Lock()
-	for host, n := range got["agg-a"] {
-		if got["agg-b"][host] > 0 {
-			t.Errorf("%s split: %d to agg-a, %d to agg-b", host, n, got["agg-b"][host])
-		}
-	}
-	if len(got["agg-a"]) == 0 || len(got["agg-b"]) == 0 {
-		t.Errorf("one member got nothing: %d and %d hosts", len(got["agg-a"]), len(got["agg-b"]))
-	}
+	testutil.CheckNotSplit(t, "agg-a", got["agg-a"], "agg-b", got["agg-b"])
 	mu.Unlock()
 	bBefore := total("agg-b")
 

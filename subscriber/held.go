@@ -14,6 +14,8 @@ import (
 type Held struct {
 	Aggregator string     `json:"aggregator"`
 	Hosts      []HeldHost `json:"hosts"`
+	// Partitions are the stream partitions it reads (a NATS source).
+	Partitions []int `json:"partitions,omitempty"`
 }
 
 // HeldHost is one host an aggregator committed readings of.

@@ -2,6 +2,7 @@ package faults
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"os/exec"
 	"path/filepath"
@@ -32,6 +33,7 @@ func startAggregators(t *testing.T, dir, url string, ids []string, source ...str
 			"--http-addr", a.http[id], "--log-level", "info"}, source...)
 		a.procs[id] = start(t, "apd", args...)
 	}
+	t.Cleanup(a.logsOnFailure)
 	for _, id := range ids {
 		waitHTTP(t, a.http[id])
 	}
@@ -120,7 +122,13 @@ func waitAcked(t *testing.T, fleet *fleetsim.Fleet, timeout time.Duration) time.
 			return time.Since(start)
 		}
 		if time.Since(start) > timeout {
-			t.Fatalf("%d devices not acknowledged within %s", behind, timeout)
+			var which []string
+			for _, d := range fleet.Devices {
+				if issued, acked := d.LastSeq(); acked < want[d.Host] {
+					which = append(which, fmt.Sprintf("%s (acknowledged %d of %d, %d wanted)", d.Host, acked, issued, want[d.Host]))
+				}
+			}
+			t.Fatalf("%d devices not acknowledged within %s: %s", behind, timeout, strings.Join(which[:min(len(which), 5)], ", "))
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -147,7 +155,6 @@ func TestSharedAggregatorsKill(t *testing.T) {
 	brk := start(t, "apd", "broker", "--mqtt-addr", brokerAddr, "--data", filepath.Join(dir, "broker"))
 	waitTCP(t, brokerAddr)
 	aggs := startAggregators(t, dir, url, []string{"agg-a", "agg-b"}, "--broker", "tcp://"+brokerAddr, "--share", "apd")
-	defer aggs.logsOnFailure()
 
 	fleet, err := fleetsim.Connect(fleetsim.Options{Broker: brokerAddr, Devices: devices, Sensors: sensors, Acks: true, ResendAfter: resendAfter})
 	if err != nil {
@@ -212,4 +219,110 @@ func TestSharedAggregatorsKill(t *testing.T) {
 	brk.stop(10 * time.Second)
 	checkFleetStored(t, url, fleet, nil)
 	t.Logf("%d devices × %d sensors, %d ticks: %d readings issued", devices, sensors, tick, fleet.Issued())
+}
+
+// tickUntil makes the fleet tick every interval until stop is closed;
+// the returned channel closes after the last tick.
+func tickUntil(fleet *fleetsim.Fleet, interval time.Duration, stop <-chan struct{}) <-chan struct{} {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		next := time.Now().Truncate(interval).Add(interval)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			fleet.Tick(next, 200*time.Millisecond)
+			next = next.Add(interval)
+		}
+	}()
+	return done
+}
+
+// TestNATSClusterKill: a three-node NATS cluster (JetStream, the MQTT
+// gateway on each node), PostgreSQL, two apd aggregate --source nats://…
+// and 24 simulated devices spread over the nodes' MQTT listeners. During
+// the run one NATS node and then one aggregator are killed with SIGKILL
+// and restarted. Every reading each device made is stored exactly once
+// and every device's $ack reaches its last seq.
+func TestNATSClusterKill(t *testing.T) {
+	if testing.Short() {
+		t.Skip("fault injection runs processes for tens of seconds")
+	}
+	const devices, sensors = 24, 5
+	interval, resendAfter := time.Second, 3*time.Second
+	cluster := testutil.StartNATSCluster(t, 3)
+	defer func() {
+		if t.Failed() {
+			for _, n := range cluster.Nodes {
+				t.Logf("--- NATS node %s log (last 3000 bytes):\n%s", n.Name, tail(n.Log.String(), 3000))
+			}
+		}
+	}()
+	pg := testutil.StartPostgres(t)
+	url := pg.NewDatabase(t)
+	aggs := startAggregators(t, t.TempDir(), url, []string{"agg-a", "agg-b"}, "--source", cluster.ClientURLs(), "--broker", cluster.MQTTURLs())
+	testutil.WaitFor(t, "the partitions divided", 20*time.Second, func() bool {
+		return len(aggs.held("agg-a").Partitions) == 4 && len(aggs.held("agg-b").Partitions) == 4
+	})
+	var nodes []string
+	for _, n := range cluster.Nodes {
+		nodes = append(nodes, n.MQTTAddr)
+	}
+	fleet, err := fleetsim.Connect(fleetsim.Options{Brokers: nodes, Devices: devices, Sensors: sensors, Acks: true, ResendAfter: resendAfter})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fleet.Close()
+	stop := make(chan struct{})
+	ticking := tickUntil(fleet, interval, stop)
+	time.Sleep(4 * interval)
+	waitAcked(t, fleet, 30*time.Second)
+	aggs.checkNotSplit("agg-a", "agg-b")
+
+	victim := cluster.Nodes[1]
+	t.Logf("SIGKILL NATS node %s", victim.Name)
+	reconnects := fleet.Reconnects()
+	victim.Kill()
+	killed := time.Now()
+	time.Sleep(3 * interval) // readings issued while the node is gone
+	waitAcked(t, fleet, 60*time.Second)
+	t.Logf("every reading issued until 3 s after the node's kill acknowledged %s after it; %d devices reconnected", time.Since(killed).Round(time.Millisecond), fleet.Reconnects()-reconnects)
+	if fleet.Reconnects()-reconnects < devices/3 {
+		t.Errorf("%d devices reconnected after the kill of one of three nodes, want at least %d", fleet.Reconnects()-reconnects, devices/3)
+	}
+	victim.Start()
+	victim.WaitHealthy(60 * time.Second)
+	time.Sleep(2 * interval)
+
+	t.Log("SIGKILL agg-a")
+	aggs.procs["agg-a"].kill()
+	killed = time.Now()
+	time.Sleep(3 * interval)
+	waitAcked(t, fleet, 90*time.Second)
+	t.Logf("every reading issued until 3 s after agg-a's kill acknowledged %s after it (by agg-b)", time.Since(killed).Round(time.Millisecond))
+	aggs.procs["agg-a"].start()
+	waitHTTP(t, aggs.http["agg-a"])
+	testutil.WaitFor(t, "the partitions divided again", 20*time.Second, func() bool {
+		return len(aggs.held("agg-a").Partitions) == 4
+	})
+	time.Sleep(3 * interval)
+	close(stop)
+	<-ticking
+	waitAcked(t, fleet, 90*time.Second)
+	fleet.Close()
+	for _, p := range aggs.procs {
+		p.stop(15 * time.Second)
+	}
+	checkFleetStored(t, url, fleet, nil)
+	t.Logf("%d devices × %d sensors over 3 NATS nodes: %d readings issued, %d reconnections", devices, sensors, fleet.Issued(), fleet.Reconnects())
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
 }

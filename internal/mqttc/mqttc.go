@@ -315,13 +315,54 @@ func (c *Client) connected() {
 		c.log.Info("connected to broker", "broker", c.opts.URL)
 	}
 	for f, h := range subs {
-		if tok := c.c.Subscribe(f, c.qos, h); tok.WaitTimeout(10*time.Second) && tok.Error() != nil {
-			c.log.Warn("subscribe again", "filter", f, "err", tok.Error())
+		if err := c.subscribe(f, h); err != nil {
+			// A broker may refuse for a while (a cluster node whose
+			// JetStream lost a peer): keep asking while connected, or a
+			// device never hears its $ack again.
+			c.log.Warn("subscription refused; asking again", "filter", f, "err", err)
+			go c.resubscribe(f, h)
 		}
 	}
 	c.readyOnce.Do(func() { close(c.ready) })
 	if c.opts.OnConnect != nil {
 		c.opts.OnConnect()
+	}
+}
+
+// subscribe makes one subscription and waits for the broker to grant it.
+func (c *Client) subscribe(filter string, h paho.MessageHandler) error {
+	tok := c.c.Subscribe(filter, c.qos, h)
+	if !tok.WaitTimeout(10 * time.Second) {
+		return errors.New("no answer within 10 s")
+	}
+	if err := tok.Error(); err != nil {
+		return err
+	}
+	if st, ok := tok.(*paho.SubscribeToken); ok {
+		if code := st.Result()[filter]; code == 0x80 {
+			return errors.New("refused by the broker")
+		}
+	}
+	return nil
+}
+
+// resubscribe asks for a refused subscription again every few seconds
+// until the broker grants it, the connection drops (connected makes it
+// again then) or the client closes.
+func (c *Client) resubscribe(filter string, h paho.MessageHandler) {
+	for {
+		select {
+		case <-c.done:
+			return
+		case <-time.After(2 * time.Second):
+		}
+		if !c.c.IsConnectionOpen() {
+			return
+		}
+		if err := c.subscribe(filter, h); err == nil {
+			c.log.Info("subscription granted", "filter", filter)
+			return
+		}
 	}
 }
 

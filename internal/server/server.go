@@ -84,6 +84,9 @@ type Server struct {
 	// notReady says why the process does not take readings yet (empty
 	// once every part is up); /readyz reports it.
 	notReady atomic.Pointer[string]
+	// partitions, when set, lists the stream partitions this aggregator
+	// reads (ReportPartitions).
+	partitions atomic.Pointer[func() []int]
 }
 
 // New builds the aggregator on cfg.Store and binds the HTTP address. It
@@ -122,7 +125,13 @@ func New(cfg Config) (*Server, error) {
 		api.Rules = s.rules
 	}
 	if opts.Name != "" {
-		api.Held = func() any { return s.ingester.Held() }
+		api.Held = func() any {
+			h := s.ingester.Held()
+			if p := s.partitions.Load(); p != nil {
+				h.Partitions = (*p)()
+			}
+			return h
+		}
 		s.metrics.GaugeFunc("apd_hosts_held", "Hosts whose readings this aggregator committed in the last five minutes.", func() float64 {
 			return float64(s.ingester.HostsHeld(5 * time.Minute))
 		})
@@ -210,6 +219,13 @@ func (s *Server) Start(ctx context.Context, link Link) {
 	s.logProgress(ctx)
 	s.startRetention(ctx)
 	s.startPacking(ctx)
+}
+
+// ReportPartitions makes /api/v1/held and /metrics show the stream
+// partitions this aggregator reads, as held says.
+func (s *Server) ReportPartitions(held func() []int) {
+	s.partitions.Store(&held)
+	s.metrics.GaugeFunc("apd_partitions_held", "Stream partitions this aggregator reads.", func() float64 { return float64(len(held())) })
 }
 
 // SetReady marks the process ready (why empty) or not, and why.

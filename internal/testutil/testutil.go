@@ -202,3 +202,17 @@ func Ready(addr string, timeout time.Duration) error {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// CheckNotSplit fails unless no key (a host) has counts in both a and
+// b, and each of them has some: work shared by two, none of it split.
+func CheckNotSplit(tb testing.TB, nameA string, a map[string]int, nameB string, b map[string]int) {
+	tb.Helper()
+	for host, n := range a {
+		if b[host] > 0 {
+			tb.Errorf("host %s split: %d to %s, %d to %s", host, n, nameA, b[host], nameB)
+		}
+	}
+	if len(a) == 0 || len(b) == 0 {
+		tb.Errorf("one got nothing: %d hosts to %s, %d to %s", len(a), nameA, len(b), nameB)
+	}
+}

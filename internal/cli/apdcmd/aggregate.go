@@ -3,7 +3,9 @@ package apdcmd
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"strings"
 	"sync"
@@ -12,6 +14,9 @@ import (
 	"github.com/apd-telemetry/apd/internal/cli"
 	"github.com/apd-telemetry/apd/internal/config"
 	"github.com/apd-telemetry/apd/internal/mqttc"
+	"github.com/apd-telemetry/apd/internal/natsfeed"
+	"github.com/apd-telemetry/apd/internal/server"
+	"github.com/apd-telemetry/apd/internal/store/pgstore"
 	"github.com/apd-telemetry/apd/schema"
 	"github.com/apd-telemetry/apd/subscriber"
 )
@@ -22,6 +27,8 @@ type AggregateCmd struct {
 	Broker        string `help:"Broker URL: tcp://, ssl:// or ws://." default:"tcp://127.0.0.1:1883" config:"aggregator.broker"`
 	ClientID      string `help:"MQTT client id; fixed so the broker keeps the session. With --share each aggregator needs its own (default apd-aggregator-<hostname>)." default:"apd-aggregator" config:"aggregator.client_id"`
 	Share         string `help:"Share the work with other aggregators: subscribe as a member of shared subscription group GROUP ($share/GROUP/apd/#); each host's readings go to one member. Use one PostgreSQL --store for all." placeholder:"GROUP" config:"aggregator.share"`
+	Source        string `help:"Read the readings from a NATS cluster instead (nats://host:4222, several comma-separated): devices publish over MQTT to any node, the readings are read from a replicated JetStream stream partitioned by host, the partitions divided among the aggregators on one PostgreSQL --store. --broker is then the nodes' MQTT listeners, for acknowledgements." placeholder:"URL" config:"aggregator.source"`
+	Partitions    int    `help:"With --source: partitions of the stream (fixed when it is made; every aggregator must agree)." default:"8" config:"aggregator.partitions"`
 	cli.MQTTLogin `embed:"" envprefix:"APD_AGGREGATOR_"`
 	cli.ClientCertFlags
 }
@@ -39,9 +46,16 @@ watermark is advanced in the database. apd's own broker keeps a host with
 one connected member; EMQX does so with shared_subscription_strategy =
 hash_clientid. See docs/scale.md.
 
+With --source nats://… the readings come from a NATS cluster's JetStream
+instead (devices keep publishing plain MQTT to any node): the aggregators
+on one PostgreSQL database divide the stream's partitions among
+themselves, and take over a stopped one's within seconds.
+
 Examples:
   apd aggregate --broker tcp://mqtt.lan:1883 --data /var/lib/apd
-  apd aggregate --broker tcp://mqtt.lan:1883 --share apd --store postgres://apd@db.lan/apd`
+  apd aggregate --broker tcp://mqtt.lan:1883 --share apd --store postgres://apd@db.lan/apd
+  apd aggregate --source nats://n1:4222,nats://n2:4222 --broker tcp://n1:1883,tcp://n2:1883 \
+      --store postgres://apd@db.lan/apd`
 }
 
 // clientLink carries the aggregator's acknowledgements and rule outcomes
@@ -87,10 +101,13 @@ func (c *AggregateCmd) Run(ctx context.Context, g *cli.Globals, file *config.Fil
 		return err
 	}
 	clientID, name := c.ClientID, ""
-	if c.Share != "" {
-		if strings.ContainsAny(c.Share, "/+#") {
-			return cli.WithCode(cli.ExitUsage, fmt.Errorf("--share %q: a group name has no /, + or #", c.Share), "")
-		}
+	if c.Share != "" && strings.ContainsAny(c.Share, "/+#") {
+		return cli.WithCode(cli.ExitUsage, fmt.Errorf("--share %q: a group name has no /, + or #", c.Share), "")
+	}
+	if c.Source != "" && !pgstore.IsURL(c.storeLocation()) {
+		return cli.WithCode(cli.ExitUsage, errors.New("--source needs a PostgreSQL --store: the aggregators divide the stream there"), "")
+	}
+	if c.Share != "" || c.Source != "" {
 		if clientID == "apd-aggregator" {
 			host, _ := os.Hostname()
 			clientID = "apd-aggregator-" + cmp.Or(host, "unknown")
@@ -100,6 +117,9 @@ func (c *AggregateCmd) Run(ctx context.Context, g *cli.Globals, file *config.Fil
 	srv, err := c.newServer(topics, name, file, log)
 	if err != nil {
 		return err
+	}
+	if c.Source != "" {
+		return c.runFromNATS(ctx, srv, clientID, password, log)
 	}
 	client, err := mqttc.New(mqttc.Options{
 		URL: c.Broker, ClientID: clientID, Username: c.Username, Password: password, TLSCA: c.TLSCA, TLSCert: c.TLSCert, TLSKey: c.TLSKey,
@@ -131,6 +151,57 @@ func (c *AggregateCmd) Run(ctx context.Context, g *cli.Globals, file *config.Fil
 	log.Info("shutting down")
 	srv.Drain()
 	waitTimeout(&acking, 5*time.Second)
+	client.Close()
+	srv.Close()
+	return nil
+}
+
+// runFromNATS runs the aggregator on a NATS cluster: readings from the
+// stream partitions it claims, acknowledgements to the devices through
+// the nodes' MQTT gateway (retained, as from any broker).
+func (c *AggregateCmd) runFromNATS(ctx context.Context, srv *server.Server, clientID, password string, log *slog.Logger) error {
+	claims, err := pgstore.OpenClaims(ctx, c.storeLocation(), clientID)
+	if err != nil {
+		srv.Close()
+		return cli.WithCode(cli.ExitFailure, err, "give each aggregator its own --client-id")
+	}
+	defer claims.Close()
+	feed, err := natsfeed.New(natsfeed.Options{URL: c.Source, Prefix: srv.Topics().Prefix, Partitions: c.Partitions,
+		Claims: claims, Submit: srv.Ingester().Submit, Logger: log})
+	if err != nil {
+		srv.Close()
+		return cli.WithCode(cli.ExitUnreachable, err, "is the NATS cluster up, with JetStream?")
+	}
+	client, err := mqttc.New(mqttc.Options{
+		URL: c.Broker, ClientID: clientID, Username: c.Username, Password: password, TLSCA: c.TLSCA, TLSCert: c.TLSCert, TLSKey: c.TLSKey,
+		QoS: 1, Logger: log,
+	})
+	if err != nil {
+		feed.Close()
+		srv.Close()
+		return err
+	}
+	srv.ReportPartitions(feed.Held)
+	var acking sync.WaitGroup
+	srv.Start(ctx, clientLink{c: client, acking: &acking, onError: func(topic string, err error) {
+		log.Debug("publish acknowledgement", "topic", topic, "err", err)
+	}})
+	if err := client.Start(); err != nil {
+		feed.Close()
+		srv.Close()
+		return err
+	}
+	feed.Start()
+	log.Info("apd aggregate running", "source", c.Source, "acknowledging_through", c.Broker, "http", srv.HTTPURL(),
+		"db", storeLocation(srv.Store()), "client_id", clientID, "partitions", c.Partitions)
+	srv.SetReady("")
+	<-ctx.Done()
+	srv.SetReady("shutting down")
+	log.Info("shutting down")
+	feed.Stop()
+	srv.Drain()
+	waitTimeout(&acking, 5*time.Second)
+	feed.Close()
 	client.Close()
 	srv.Close()
 	return nil

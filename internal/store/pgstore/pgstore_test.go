@@ -3,6 +3,7 @@ package pgstore
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -355,5 +356,64 @@ func TestOldDaysGoStraightIntoBlocks(t *testing.T) {
 	}
 	if got := scanAll(t, s); len(got) != len(old)+len(today) {
 		t.Errorf("%d readings scanned", len(got))
+	}
+}
+
+// TestClaims: partitions are held by one aggregator at a time; a name
+// runs once; a closed (or killed) holder's partitions are free at once;
+// a holder whose connection is cut is told so and can claim again.
+func TestClaims(t *testing.T) {
+	pg := testutil.StartPostgres(t)
+	url := pg.NewDatabase(t)
+	ctx := context.Background()
+	a, err := OpenClaims(ctx, url, "agg-a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	if _, err := OpenClaims(ctx, url, "agg-a"); !errors.Is(err, ErrNameTaken) {
+		t.Errorf("the same name twice: %v", err)
+	}
+	b, err := OpenClaims(ctx, url, "agg-b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := a.Live(ctx); err != nil || n != 2 {
+		t.Errorf("Live = %d, %v; want 2", n, err)
+	}
+	claim := func(c *Claims, p int) bool {
+		ok, err := c.TryClaim(ctx, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ok
+	}
+	if !claim(a, 3) || claim(b, 3) || !claim(b, 4) {
+		t.Fatal("a partition held by two, or not at all")
+	}
+	if err := a.Release(ctx, 3); err != nil || !claim(b, 3) {
+		t.Fatalf("a released partition is not free: %v", err)
+	}
+	b.Close()
+	if !claim(a, 3) || !claim(a, 4) {
+		t.Error("a closed holder's partitions are not free")
+	}
+	if n, _ := a.Live(ctx); n != 1 {
+		t.Errorf("Live = %d after one left", n)
+	}
+	// Cut a's connection from the server side.
+	other, err := OpenClaims(ctx, url, "agg-c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	if _, err := other.conn.Exec(ctx, `SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND classid = 7406 AND objid = 3`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Live(ctx); !errors.Is(err, ErrClaimsLost) {
+		t.Errorf("after the loss of its connection: %v", err)
+	}
+	if n, err := a.Live(ctx); err != nil || n != 2 || !claim(other, 4) || !claim(a, 3) {
+		t.Errorf("after reconnecting: Live %d, %v", n, err)
 	}
 }
