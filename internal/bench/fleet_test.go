@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -53,18 +54,20 @@ func fleetFromEnv(b *testing.B) fleetShape {
 // fleetRun is what one run measured.
 type fleetRun struct {
 	readings  int
-	cpu       time.Duration // of the server process, over the ticks and their acknowledgement
-	rssMaxKiB int64
+	cpu       time.Duration   // of the server processes, over the ticks and their acknowledgement
+	rssMaxKiB int64           // the largest of theirs
 	acked     int             // readings covered by an $ack
 	latencies []time.Duration // publish → $ack, one per acknowledged reading
 }
 
-// runFleet connects the devices to broker, runs the ticks and waits for
-// the acknowledgements (withAcks) or for the subscriber to have received
-// every reading (got), sampling pid's CPU and memory.
-func runFleet(b *testing.B, broker string, f fleetShape, pid int, withAcks bool, got *atomic.Int64) fleetRun {
+// runFleet connects the devices (fo: the broker or a cluster's nodes,
+// with or without acknowledgements), runs the ticks and waits for the
+// acknowledgements (fo.Acks) or for the subscriber to have received every
+// reading (got), sampling the CPU and memory of the server processes.
+func runFleet(b *testing.B, fo fleetsim.Options, f fleetShape, pids []int, got *atomic.Int64) fleetRun {
 	b.Helper()
-	fleet, err := fleetsim.Connect(fleetsim.Options{Broker: broker, Devices: f.devices, Sensors: f.sensors, Acks: withAcks})
+	fo.Devices, fo.Sensors = f.devices, f.sensors
+	fleet, err := fleetsim.Connect(fo)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -74,8 +77,10 @@ func runFleet(b *testing.B, broker string, f fleetShape, pid int, withAcks bool,
 	stopSampling := make(chan struct{})
 	go func() {
 		for {
-			if kib := rssKiB(b, pid); kib > rssMax.Load() {
-				rssMax.Store(kib)
+			for _, pid := range pids {
+				if kib := rssKiB(b, pid); kib > rssMax.Load() {
+					rssMax.Store(kib)
+				}
 			}
 			select {
 			case <-stopSampling:
@@ -85,17 +90,24 @@ func runFleet(b *testing.B, broker string, f fleetShape, pid int, withAcks bool,
 		}
 	}()
 	defer close(stopSampling)
+	cpu := func() time.Duration {
+		var sum time.Duration
+		for _, pid := range pids {
+			sum += cpuTime(b, pid)
+		}
+		return sum
+	}
 
 	// Ticks aligned to the clock, like apd-publish's.
 	first := time.Now().Truncate(f.interval).Add(f.interval)
 	time.Sleep(time.Until(first) - 50*time.Millisecond)
-	cpu0 := cpuTime(b, pid)
+	cpu0 := cpu()
 	for tick := range f.ticks {
 		fleet.Tick(first.Add(time.Duration(tick)*f.interval), time.Second)
 	}
 	total := f.devices * f.sensors * f.ticks
 	done := func() int {
-		if withAcks {
+		if fo.Acks {
 			return fleet.Acked()
 		}
 		return int(got.Load())
@@ -104,7 +116,7 @@ func runFleet(b *testing.B, broker string, f fleetShape, pid int, withAcks bool,
 	for time.Now().Before(deadline) && done() < total {
 		time.Sleep(50 * time.Millisecond)
 	}
-	return fleetRun{readings: total, cpu: cpuTime(b, pid) - cpu0, rssMaxKiB: rssMax.Load(),
+	return fleetRun{readings: total, cpu: cpu() - cpu0, rssMaxKiB: rssMax.Load(),
 		acked: done(), latencies: fleet.Latencies()}
 }
 
@@ -163,7 +175,7 @@ func BenchmarkFleet(b *testing.B) {
 		ref, haveRef := mosquittoReference(b, f)
 
 		srv, addr, _ := startServeOn(b, bin, b.TempDir(), serveArgs...)
-		run := runFleet(b, addr, f, srv.Process.Pid, true, nil)
+		run := runFleet(b, fleetsim.Options{Broker: addr, Acks: true}, f, []int{srv.Process.Pid}, nil)
 
 		apdPer := run.cpu / time.Duration(run.readings)
 		b.ReportMetric(float64(apdPer.Nanoseconds())/1000, "apd-µs/reading")
@@ -204,5 +216,64 @@ func mosquittoReference(b *testing.B, f fleetShape) (fleetRun, bool) {
 			got.Add(1)
 		}
 	}).Wait()
-	return runFleet(b, maddr, f, mpid, false, &got), true
+	return runFleet(b, fleetsim.Options{Broker: maddr}, f, []int{mpid}, &got), true
+}
+
+// BenchmarkFleetNATS runs the fleet through a three-node NATS cluster
+// (JetStream, the MQTT gateway on each node; the devices spread over the
+// nodes) into two apd aggregate --source nats://… on one PostgreSQL (fsync
+// on), everything on this machine. It reports the aggregators' CPU per
+// reading (both together) beside the NATS nodes' (all three), the largest
+// RSS of each kind and the publish→$ack latency.
+//
+//	APD_FLEET=1000x10 go test -run '^$' -bench FleetNATS -benchtime 1x -timeout 30m ./internal/bench/
+func BenchmarkFleetNATS(b *testing.B) {
+	f := fleetFromEnv(b)
+	bin := buildApd(b)
+	for range b.N {
+		cluster := testutil.StartNATSCluster(b, 3)
+		pg := testutil.StartPostgres(b, "fsync=on", "synchronous_commit=on", "full_page_writes=on")
+		url := pg.NewDatabase(b)
+		var aggPids, natsPids []int
+		var mqtt []string
+		for _, n := range cluster.Nodes {
+			natsPids = append(natsPids, n.Pid())
+			mqtt = append(mqtt, n.MQTTAddr)
+		}
+		for _, id := range []string{"agg-1", "agg-2"} {
+			agg := startAggregate(b, bin, "--source", cluster.ClientURLs(), "--broker", cluster.MQTTURLs(), "--store", url, "--client-id", id)
+			aggPids = append(aggPids, agg.Process.Pid)
+		}
+		time.Sleep(3 * time.Second) // the partitions divided
+		var natsCPU0 time.Duration
+		for _, pid := range natsPids {
+			natsCPU0 += cpuTime(b, pid)
+		}
+		run := runFleet(b, fleetsim.Options{Brokers: mqtt, Acks: true}, f, aggPids, nil)
+		var natsCPU time.Duration
+		for _, pid := range natsPids {
+			natsCPU += cpuTime(b, pid)
+		}
+		natsCPU -= natsCPU0
+		b.ReportMetric(float64((run.cpu/time.Duration(run.readings)).Nanoseconds())/1000, "apd-µs/reading")
+		b.ReportMetric(float64((natsCPU/time.Duration(run.readings)).Nanoseconds())/1000, "nats-µs/reading")
+		b.ReportMetric(float64(run.rssMaxKiB)/1024, "apd-RSS-MiB")
+		b.ReportMetric(float64(fleetsim.Percentile(run.latencies, 0.5).Milliseconds()), "ack-p50-ms")
+		b.ReportMetric(float64(fleetsim.Percentile(run.latencies, 0.99).Milliseconds()), "ack-p99-ms")
+		b.ReportMetric(float64(run.acked)/float64(run.readings), "acked-fraction")
+	}
+}
+
+// startAggregate runs apd aggregate with args and waits until it is ready.
+func startAggregate(b *testing.B, bin string, args ...string) *exec.Cmd {
+	b.Helper()
+	httpAddr := testutil.FreeAddr(b)
+	cmd := exec.Command(bin, append([]string{"aggregate", "--data", b.TempDir(), "--http-addr", httpAddr, "--log-level", "warn"}, args...)...)
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = cmd.Process.Signal(syscall.SIGTERM); _ = cmd.Wait() })
+	testutil.WaitReady(b, httpAddr, 30*time.Second)
+	return cmd
 }

@@ -11,6 +11,8 @@ import (
 
 	"github.com/apd-telemetry/apd/internal/store"
 	"github.com/apd-telemetry/apd/internal/store/boltdb"
+	"github.com/apd-telemetry/apd/internal/store/pgstore"
+	"github.com/apd-telemetry/apd/internal/testutil"
 	"github.com/apd-telemetry/apd/schema"
 )
 
@@ -29,6 +31,27 @@ func TestSummarizedAgreesWithReadings(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
+	summarizedAgrees(t, st)
+}
+
+// TestSummarizedAgreesWithReadingsPostgres is the same on PostgreSQL,
+// where the readings (of days long over) are packed blocks with sums.
+func TestSummarizedAgreesWithReadingsPostgres(t *testing.T) {
+	pg := testutil.StartPostgres(t)
+	st, err := pgstore.Open(pg.NewDatabase(t), pgstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	summarizedAgrees(t, st)
+}
+
+type summarizingStore interface {
+	store.Store
+	store.Summarizer
+}
+
+func summarizedAgrees(t *testing.T, st summarizingStore) {
 	seed := uint64(time.Now().UnixNano())
 	t.Logf("seed %d", seed)
 	rng := rand.New(rand.NewPCG(seed, 11))
@@ -61,8 +84,10 @@ func TestSummarizedAgreesWithReadings(t *testing.T) {
 		}
 	}
 	commit(rs)
-	if err := st.SealAll(); err != nil {
-		t.Fatal(err)
+	if sealer, ok := st.(store.Sealer); ok {
+		if err := sealer.SealAll(); err != nil {
+			t.Fatal(err)
+		}
 	}
 	// Late readings between old ones rewrite their chunks.
 	var late []schema.Reading

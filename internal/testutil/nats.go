@@ -125,6 +125,9 @@ func (n *NATSNode) Start() {
 	})
 }
 
+// Pid is the node's process id.
+func (n *NATSNode) Pid() int { return n.cmd.Process.Pid }
+
 // Kill stops the node with SIGKILL.
 func (n *NATSNode) Kill() {
 	_ = n.cmd.Process.Signal(syscall.SIGKILL)

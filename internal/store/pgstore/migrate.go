@@ -23,6 +23,9 @@ var migrations = []string{
 		PRIMARY KEY (series_id, hour)) PARTITION BY RANGE (hour);
 	 ALTER TABLE apd_packed ALTER COLUMN chunk SET STORAGE EXTERNAL;
 	 CREATE TABLE apd_packing (day bigint PRIMARY KEY, done boolean NOT NULL);`,
+	// Version 3: each block's count and sum of numeric readings per
+	// store.SummaryPeriod (chunk.Summary), for long means.
+	`ALTER TABLE apd_packed ADD COLUMN summary bytea;`,
 }
 
 // SchemaVersion is the version migrate brings a database to.

@@ -227,7 +227,7 @@ func loadBlocks(ctx context.Context, tx pgx.Tx, keys []blockKey, blocks map[bloc
 func writeBlocks(ctx context.Context, tx pgx.Tx, blocks map[blockKey]*block) error {
 	var ids, hours, gone, goneHours []int64
 	var ns []int32
-	var chunks [][]byte
+	var chunks, sums [][]byte
 	for k, b := range blocks {
 		if !b.changed {
 			continue
@@ -236,8 +236,13 @@ func writeBlocks(ctx context.Context, tx pgx.Tx, blocks map[blockKey]*block) err
 			gone, goneHours = append(gone, k.id), append(goneHours, k.hour)
 			continue
 		}
+		enc := encodeBlock(b.sensor, b.old)
+		var sum []byte // none when the hour mixes units or titles
+		if s, ok := chunk.Summarize(b.old, enc, store.SummaryPeriod); ok {
+			sum = s.Append(nil)
+		}
 		ids, hours = append(ids, k.id), append(hours, k.hour)
-		ns, chunks = append(ns, int32(len(b.old))), append(chunks, encodeBlock(b.sensor, b.old))
+		ns, chunks, sums = append(ns, int32(len(b.old))), append(chunks, enc), append(sums, sum)
 	}
 	if len(gone) > 0 {
 		if _, err := tx.Exec(ctx, `DELETE FROM apd_packed p USING unnest($1::bigint[], $2::bigint[]) AS k(id, hour)
@@ -248,8 +253,8 @@ func writeBlocks(ctx context.Context, tx pgx.Tx, blocks map[blockKey]*block) err
 	if len(ids) == 0 {
 		return nil
 	}
-	if _, err := tx.Exec(ctx, `INSERT INTO apd_packed (series_id, hour, n, chunk) SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::int[], $4::bytea[])
-		ON CONFLICT (series_id, hour) DO UPDATE SET n = EXCLUDED.n, chunk = EXCLUDED.chunk`, ids, hours, ns, chunks); err != nil {
+	if _, err := tx.Exec(ctx, `INSERT INTO apd_packed (series_id, hour, n, chunk, summary) SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::int[], $4::bytea[], $5::bytea[])
+		ON CONFLICT (series_id, hour) DO UPDATE SET n = EXCLUDED.n, chunk = EXCLUDED.chunk, summary = EXCLUDED.summary`, ids, hours, ns, chunks, sums); err != nil {
 		return fmt.Errorf("write blocks: %w", err)
 	}
 	return nil
@@ -499,4 +504,7 @@ func deleteFromBlocks(ctx context.Context, tx pgx.Tx, q store.Query, sel selecti
 	return writeBlocks(ctx, tx, blocks)
 }
 
-var _ store.Packer = (*Store)(nil)
+var (
+	_ store.Packer     = (*Store)(nil)
+	_ store.Summarizer = (*Store)(nil)
+)

@@ -854,14 +854,36 @@ func inRange(q store.Query, ms int64) bool {
 // Scan calls fn for every reading q selects, by sensor, host, then time,
 // from one snapshot of the database.
 func (s *Store) Scan(q store.Query, fn func(*schema.Reading) error) error {
+	return s.scan(q, false, func(p *store.Part) error { return fn(p.Reading) })
+}
+
+// ScanSummarized is Scan, except that a packed hour wholly inside
+// [Since, Until) with sums (store.Summarizer) is given as its periods'
+// sums, not decoded.
+func (s *Store) ScanSummarized(q store.Query, fn func(*store.Part) error) error {
+	return s.scan(q, true, fn)
+}
+
+func (s *Store) scan(q store.Query, summarized bool, fn func(*store.Part) error) error {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	sel := where(q)
 	// A series' hours are either rows or a block, never both, so one
 	// order by start time is the order of the readings.
-	sql := `SELECT s.sensor COLLATE "C" AS sensor, s.host COLLATE "C" AS host, r.ts AS ts, r.payload AS data, false AS packed
+	useSums := "false"
+	if summarized {
+		useSums = "p.summary IS NOT NULL"
+		if !q.Since.IsZero() {
+			useSums += fmt.Sprintf(" AND p.hour >= %d", q.Since.UnixMilli())
+		}
+		if !q.Until.IsZero() {
+			useSums += fmt.Sprintf(" AND p.hour + 3600000 <= %d", q.Until.UnixMilli())
+		}
+	}
+	sql := `SELECT s.sensor COLLATE "C" AS sensor, s.host COLLATE "C" AS host, r.ts AS ts, r.payload AS data, 0 AS kind
 		FROM apd_readings r JOIN apd_series s ON s.id = r.series_id` + sel.rows + `
-		UNION ALL SELECT s.sensor, s.host, p.hour, p.chunk, true FROM apd_packed p JOIN apd_series s ON s.id = p.series_id` + sel.blocks + `
+		UNION ALL SELECT s.sensor, s.host, p.hour, CASE WHEN ` + useSums + ` THEN p.summary ELSE p.chunk END, CASE WHEN ` + useSums + ` THEN 2 ELSE 1 END
+		FROM apd_packed p JOIN apd_series s ON s.id = p.series_id` + sel.blocks + `
 		ORDER BY sensor, host, ts`
 	rows, err := s.pool.Query(ctx, sql, sel.args...)
 	if err != nil {
@@ -871,44 +893,63 @@ func (s *Store) Scan(q store.Query, fn func(*schema.Reading) error) error {
 	var sensor, host string
 	var ts int64
 	var data []byte
-	var packed bool
+	var kind int
 	given := 0
-	emit := func(r *schema.Reading) (bool, error) {
-		if err := fn(r); err != nil {
+	var part store.Part
+	emit := func() (bool, error) {
+		if err := fn(&part); err != nil {
 			if errors.Is(err, store.ErrStop) {
 				return true, nil
 			}
 			return true, err
 		}
-		given++
+		if part.Reading != nil {
+			given++
+		}
 		return q.Limit > 0 && given >= q.Limit, nil
 	}
+	var sum chunk.Summary
 	for rows.Next() {
-		if err := rows.Scan(&sensor, &host, &ts, &data, &packed); err != nil {
+		if err := rows.Scan(&sensor, &host, &ts, &data, &kind); err != nil {
 			return err
 		}
-		if !packed {
+		switch kind {
+		case 0:
 			r := schema.Reading{Host: host, Sensor: sensor}
 			if _, err := chunk.ReadRow(data, &chunk.RowState{}, &r); err != nil {
 				return fmt.Errorf("reading %s/%s at %s: %w", sensor, host, schema.FormatTime(time.UnixMilli(ts)), err)
 			}
-			if stop, err := emit(&r); stop {
+			part = store.Part{Reading: &r}
+			if stop, err := emit(); stop {
 				cancel()
 				return err
 			}
-			continue
-		}
-		rs, err := decodeBlock(host, sensor, data)
-		if err != nil {
-			return fmt.Errorf("block %s/%s at %s: %w", sensor, host, schema.FormatTime(time.UnixMilli(ts)), err)
-		}
-		for i := range rs {
-			if !inRange(q, rs[i].Time.UnixMilli()) {
-				continue
+		case 1:
+			rs, err := decodeBlock(host, sensor, data)
+			if err != nil {
+				return fmt.Errorf("block %s/%s at %s: %w", sensor, host, schema.FormatTime(time.UnixMilli(ts)), err)
 			}
-			if stop, err := emit(&rs[i]); stop {
-				cancel()
-				return err
+			for i := range rs {
+				if !inRange(q, rs[i].Time.UnixMilli()) {
+					continue
+				}
+				part = store.Part{Reading: &rs[i]}
+				if stop, err := emit(); stop {
+					cancel()
+					return err
+				}
+			}
+		case 2:
+			if err := sum.Decode(data); err != nil {
+				return fmt.Errorf("sums %s/%s at %s: %w", sensor, host, schema.FormatTime(time.UnixMilli(ts)), err)
+			}
+			for _, row := range sum.Rows {
+				part = store.Part{Sum: &store.PeriodSum{Host: host, Sensor: sensor, Start: time.UnixMilli(row.Start).UTC(),
+					Count: row.Count, Sum: row.Sum, Unit: sum.Unit, Title: sum.Title}}
+				if stop, err := emit(); stop {
+					cancel()
+					return err
+				}
 			}
 		}
 	}
