@@ -15,10 +15,14 @@ import (
 // Client is the MQTT connection the publisher needs. Publish sends at the
 // client's QoS and returns once the broker acknowledged (QoS 1) or the
 // context ends; Subscribe delivers each message on the filter to fn from
-// then on, across reconnections (the client makes it again each time).
+// then on, across reconnections (the client makes it again each time);
+// SubscribeLatest does so at QoS 0, for a retained topic whose every
+// message supersedes the last (the $ack): the broker keeps no queue for
+// it, and a reconnection brings the retained latest.
 type Client interface {
 	Publish(ctx context.Context, topic string, payload []byte, retain bool) error
 	Subscribe(filter string, fn func(topic string, payload []byte)) error
+	SubscribeLatest(filter string, fn func(topic string, payload []byte)) error
 }
 
 // Options configure a Publisher.
@@ -147,7 +151,7 @@ func (p *Publisher) Connected(ctx context.Context) {
 			p.log.Warn("publish status", "err", err)
 		}
 		p.subscribeOnce.Do(func() {
-			if err := p.client.Subscribe(p.opts.Topics.Ack(p.opts.Host), p.onAck); err != nil {
+			if err := p.client.SubscribeLatest(p.opts.Topics.Ack(p.opts.Host), p.onAck); err != nil {
 				p.log.Warn("subscribe to acknowledgements", "err", err)
 			}
 		})

@@ -220,6 +220,11 @@ func (f *fakeClient) Publish(_ context.Context, topic string, payload []byte, _ 
 	return nil
 }
 
+// SubscribeLatest is Subscribe: the fake has no QoS.
+func (f *fakeClient) SubscribeLatest(filter string, fn func(string, []byte)) error {
+	return f.Subscribe(filter, fn)
+}
+
 func (f *fakeClient) Subscribe(filter string, fn func(string, []byte)) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()

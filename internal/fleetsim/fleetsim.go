@@ -107,7 +107,7 @@ func (d *Device) connect() error {
 	d.c = c
 	if d.opts.Acks {
 		// Recorded now, made on every connection before OnConnect runs.
-		_ = c.Subscribe("apd/"+d.Host+"/$ack", d.onAck)
+		_ = c.SubscribeLatest("apd/"+d.Host+"/$ack", d.onAck)
 	}
 	return c.Start()
 }

@@ -98,7 +98,7 @@ type Client struct {
 	log  *slog.Logger
 
 	mu     sync.Mutex
-	subs   map[string]paho.MessageHandler
+	subs   map[string]subscription
 	down   bool
 	closed bool
 	retry  chan struct{} // wakes the reconnect loop
@@ -156,7 +156,7 @@ func New(opts Options) (*Client, error) {
 	if opts.ConnectTimeout <= 0 {
 		opts.ConnectTimeout = 5 * time.Second
 	}
-	cl := &Client{opts: opts, qos: opts.QoS, log: log, subs: map[string]paho.MessageHandler{},
+	cl := &Client{opts: opts, qos: opts.QoS, log: log, subs: map[string]subscription{},
 		retry: make(chan struct{}, 1), done: make(chan struct{}), ready: make(chan struct{})}
 	po := paho.NewClientOptions()
 	// Several brokers (nodes of a cluster): each connection attempt tries
@@ -266,9 +266,9 @@ func (c *Client) Start() error {
 func (c *Client) handlerFor(topic string) paho.MessageHandler {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for f, h := range c.subs {
+	for f, s := range c.subs {
 		if Match(f, topic) {
-			return h
+			return s.handler
 		}
 	}
 	return nil
@@ -306,21 +306,21 @@ func (c *Client) connected() {
 	c.mu.Lock()
 	was := c.down
 	c.down = false
-	subs := make(map[string]paho.MessageHandler, len(c.subs))
-	for f, h := range c.subs {
-		subs[f] = h
+	subs := make(map[string]subscription, len(c.subs))
+	for f, s := range c.subs {
+		subs[f] = s
 	}
 	c.mu.Unlock()
 	if was {
 		c.log.Info("connected to broker", "broker", c.opts.URL)
 	}
-	for f, h := range subs {
-		if err := c.subscribe(f, h); err != nil {
+	for f, s := range subs {
+		if err := c.subscribe(f, s); err != nil {
 			// A broker may refuse for a while (a cluster node whose
 			// JetStream lost a peer): keep asking while connected, or a
 			// device never hears its $ack again.
 			c.log.Warn("subscription refused; asking again", "filter", f, "err", err)
-			go c.resubscribe(f, h)
+			go c.resubscribe(f, s)
 		}
 	}
 	c.readyOnce.Do(func() { close(c.ready) })
@@ -329,9 +329,15 @@ func (c *Client) connected() {
 	}
 }
 
+// subscription is a filter's handler and QoS.
+type subscription struct {
+	handler paho.MessageHandler
+	qos     byte
+}
+
 // subscribe makes one subscription and waits for the broker to grant it.
-func (c *Client) subscribe(filter string, h paho.MessageHandler) error {
-	tok := c.c.Subscribe(filter, c.qos, h)
+func (c *Client) subscribe(filter string, s subscription) error {
+	tok := c.c.Subscribe(filter, s.qos, s.handler)
 	if !tok.WaitTimeout(10 * time.Second) {
 		return errors.New("no answer within 10 s")
 	}
@@ -349,7 +355,7 @@ func (c *Client) subscribe(filter string, h paho.MessageHandler) error {
 // resubscribe asks for a refused subscription again every few seconds
 // until the broker grants it, the connection drops (connected makes it
 // again then) or the client closes.
-func (c *Client) resubscribe(filter string, h paho.MessageHandler) {
+func (c *Client) resubscribe(filter string, s subscription) {
 	for {
 		select {
 		case <-c.done:
@@ -359,7 +365,7 @@ func (c *Client) resubscribe(filter string, h paho.MessageHandler) {
 		if !c.c.IsConnectionOpen() {
 			return
 		}
-		if err := c.subscribe(filter, h); err == nil {
+		if err := c.subscribe(filter, s); err == nil {
 			c.log.Info("subscription granted", "filter", filter)
 			return
 		}
@@ -437,20 +443,34 @@ func (c *Client) Subscribe(filter string, fn func(topic string, payload []byte))
 	return c.SubscribeMessages(filter, func(m Message) { fn(m.Topic, m.Payload) })
 }
 
+// SubscribeLatest subscribes at QoS 0 to a topic whose retained message
+// each new one supersedes (a device's $ack): a broker then keeps no
+// queue or delivery state per subscriber for it — a NATS node, none of
+// the replicated consumer it makes for every QoS 1 subscription — and a
+// connection that missed some gets the retained latest when it
+// subscribes again.
+func (c *Client) SubscribeLatest(filter string, fn func(topic string, payload []byte)) error {
+	return c.subscribeWith(filter, 0, func(m Message) { fn(m.Topic, m.Payload) })
+}
+
 // SubscribeMessages is Subscribe with the message's Ack, for ManualAck.
 // The client owns the subscription from then on: it is made again after
 // every reconnection. Before a connection it is only recorded.
 func (c *Client) SubscribeMessages(filter string, fn func(Message)) error {
+	return c.subscribeWith(filter, c.qos, fn)
+}
+
+func (c *Client) subscribeWith(filter string, qos byte, fn func(Message)) error {
 	h := func(_ paho.Client, m paho.Message) {
 		fn(Message{Topic: m.Topic(), Payload: m.Payload(), ack: m.Ack})
 	}
 	c.mu.Lock()
-	c.subs[filter] = h
+	c.subs[filter] = subscription{h, qos}
 	c.mu.Unlock()
 	if !c.c.IsConnectionOpen() {
 		return nil // made by connected() once there is a connection
 	}
-	tok := c.c.Subscribe(filter, c.qos, h)
+	tok := c.c.Subscribe(filter, qos, h)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := wait(ctx, tok); err != nil {

@@ -82,6 +82,11 @@ func (f *fakeClient) Publish(_ context.Context, topic string, payload []byte, re
 	return nil
 }
 
+// SubscribeLatest is Subscribe: the fake has no QoS.
+func (f *fakeClient) SubscribeLatest(filter string, fn func(string, []byte)) error {
+	return f.Subscribe(filter, fn)
+}
+
 func (f *fakeClient) Subscribe(filter string, fn func(string, []byte)) error {
 	f.mu.Lock()
 	f.subs[filter] = fn

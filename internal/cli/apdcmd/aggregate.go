@@ -174,7 +174,10 @@ func (c *AggregateCmd) runFromNATS(ctx context.Context, srv *server.Server, clie
 	}
 	client, err := mqttc.New(mqttc.Options{
 		URL: c.Broker, ClientID: clientID, Username: c.Username, Password: password, TLSCA: c.TLSCA, TLSCert: c.TLSCert, TLSKey: c.TLSKey,
-		QoS: 1, Logger: log,
+		// QoS 0, as apd serve's: a later $ack supersedes an earlier one and
+		// a reconnecting device gets the retained latest; on NATS a QoS 1
+		// publish costs a JetStream write on top of the retained one.
+		QoS: 0, Logger: log,
 	})
 	if err != nil {
 		feed.Close()
