@@ -40,16 +40,19 @@ lint:
 bench:
 	$(GO) test -run '^$$' -bench IngestEndToEnd -benchtime 1x -count 5 ./internal/bench/ | tee bench.out
 	$(GO) test -run '^$$' -bench 'BytesPerReading|ScanAll' -benchtime 1x -count 3 ./internal/bench/ | tee -a bench.out
-	$(GO) test -run '^$$' -bench QueryOneHour -count 5 ./internal/bench/ | tee -a bench.out
+	$(GO) test -run '^$$' -bench '^BenchmarkQueryOneHour$$' -count 5 ./internal/bench/ | tee -a bench.out
 	$(GO) test -run '^$$' -bench CompareVictoriaMetrics -benchtime 1x -count 3 ./internal/bench/ | tee -a bench.out
 	$(GO) test -run '^$$' -bench FloodPastSilentSessions -benchtime 1x -count 3 ./broker/ | tee -a bench.out
-	APD_FLEET=1000x10 $(GO) test -run '^$$' -bench Fleet -benchtime 1x -timeout 30m ./internal/bench/ | tee -a bench.out
-	APD_FLEET=10000x10 $(GO) test -run '^$$' -bench Fleet -benchtime 1x -timeout 30m ./internal/bench/ | tee -a bench.out
+	APD_FLEET=1000x10 $(GO) test -run '^$$' -bench '^BenchmarkFleet$$' -benchtime 1x -timeout 30m ./internal/bench/ | tee -a bench.out
+	APD_FLEET=10000x10 $(GO) test -run '^$$' -bench '^BenchmarkFleet$$' -benchtime 1x -timeout 30m ./internal/bench/ | tee -a bench.out
 	$(GO) test -run '^$$' -bench ReopenFullHead -benchtime 3x -timeout 30m ./internal/store/boltdb/ | tee -a bench.out
 	$(GO) test -run '^$$' -bench ChartWeek -benchtime 3x -count 5 ./internal/bench/ | tee -a bench.out
 	APD_VIEW_READINGS=50000000 $(GO) test -run '^$$' -bench SeriesThirtyDays -benchtime 5x -timeout 60m ./internal/bench/ | tee -a bench.out
 	$(GO) test -run '^$$' -bench DashboardRender -benchtime 7x -timeout 30m ./internal/bench/ | tee -a bench.out
 	$(GO) test -run '^$$' -bench EnginesTicks -benchtime 1x -timeout 30m ./internal/bench/ | tee -a bench.out
+	APD_QUERY_READINGS=50000000 $(GO) test -run '^$$' -bench PostgresQueryOneHour -benchtime 200x -timeout 60m ./internal/bench/ | tee -a bench.out
+	APD_FLEET=1000x10 APD_FLEET_STORE=postgres $(GO) test -run '^$$' -bench '^BenchmarkFleet$$' -benchtime 1x -timeout 30m ./internal/bench/ | tee -a bench.out
+	APD_FLEET=1000x10 $(GO) test -run '^$$' -bench '^BenchmarkFleetNATS$$' -benchtime 1x -timeout 30m ./internal/bench/ | tee -a bench.out
 
 ## footprint: apd-publish's resident memory and CPU at a 10 s interval over FOOTPRINT (10m) against a real apd serve
 FOOTPRINT ?= 10m
