@@ -136,6 +136,15 @@ func (c *AggregateCmd) Run(ctx context.Context, g *cli.Globals, file *config.Fil
 		srv.Close()
 		return err
 	}
+	return runLinked(ctx, srv, client, log, nil, nil,
+		"broker", c.Broker, "http", srv.HTTPURL(), "db", storeLocation(srv.Store()), "client_id", clientID, "share", c.Share)
+}
+
+// runLinked starts srv acknowledging through client (then start, when
+// set) and runs until ctx ends. A stop first stops taking messages
+// (stopTaking, when set), then commits and acknowledges what is queued,
+// then closes the client and the server.
+func runLinked(ctx context.Context, srv *server.Server, client *mqttc.Client, log *slog.Logger, start, stopTaking func(), running ...any) error {
 	var acking sync.WaitGroup
 	srv.Start(ctx, clientLink{c: client, acking: &acking, onError: func(topic string, err error) {
 		log.Debug("publish acknowledgement", "topic", topic, "err", err)
@@ -144,11 +153,17 @@ func (c *AggregateCmd) Run(ctx context.Context, g *cli.Globals, file *config.Fil
 		srv.Close()
 		return err
 	}
-	log.Info("apd aggregate running", "broker", c.Broker, "http", srv.HTTPURL(), "db", storeLocation(srv.Store()), "client_id", clientID, "share", c.Share)
+	if start != nil {
+		start()
+	}
+	log.Info("apd aggregate running", running...)
 	srv.SetReady("")
 	<-ctx.Done()
 	srv.SetReady("shutting down")
 	log.Info("shutting down")
+	if stopTaking != nil {
+		stopTaking()
+	}
 	srv.Drain()
 	waitTimeout(&acking, 5*time.Second)
 	client.Close()
@@ -172,6 +187,7 @@ func (c *AggregateCmd) runFromNATS(ctx context.Context, srv *server.Server, clie
 		srv.Close()
 		return cli.WithCode(cli.ExitUnreachable, err, "is the NATS cluster up, with JetStream?")
 	}
+	defer feed.Close() // after the drain: it flushes the stream acknowledgements
 	client, err := mqttc.New(mqttc.Options{
 		URL: c.Broker, ClientID: clientID, Username: c.Username, Password: password, TLSCA: c.TLSCA, TLSCert: c.TLSCert, TLSKey: c.TLSKey,
 		// QoS 0, as apd serve's: a later $ack supersedes an earlier one and
@@ -180,34 +196,13 @@ func (c *AggregateCmd) runFromNATS(ctx context.Context, srv *server.Server, clie
 		QoS: 0, Logger: log,
 	})
 	if err != nil {
-		feed.Close()
 		srv.Close()
 		return err
 	}
 	srv.ReportPartitions(feed.Held)
-	var acking sync.WaitGroup
-	srv.Start(ctx, clientLink{c: client, acking: &acking, onError: func(topic string, err error) {
-		log.Debug("publish acknowledgement", "topic", topic, "err", err)
-	}})
-	if err := client.Start(); err != nil {
-		feed.Close()
-		srv.Close()
-		return err
-	}
-	feed.Start()
-	log.Info("apd aggregate running", "source", c.Source, "acknowledging_through", c.Broker, "http", srv.HTTPURL(),
+	return runLinked(ctx, srv, client, log, feed.Start, feed.Stop,
+		"source", c.Source, "acknowledging_through", c.Broker, "http", srv.HTTPURL(),
 		"db", storeLocation(srv.Store()), "client_id", clientID, "partitions", c.Partitions)
-	srv.SetReady("")
-	<-ctx.Done()
-	srv.SetReady("shutting down")
-	log.Info("shutting down")
-	feed.Stop()
-	srv.Drain()
-	waitTimeout(&acking, 5*time.Second)
-	feed.Close()
-	client.Close()
-	srv.Close()
-	return nil
 }
 
 // waitTimeout waits for wg, at most timeout.

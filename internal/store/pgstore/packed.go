@@ -33,15 +33,6 @@ import (
 
 const hour = int64(time.Hour / time.Millisecond)
 
-// floorTo rounds ms down to a multiple of unit.
-func floorTo(ms, unit int64) int64 {
-	d := ms - ms%unit
-	if ms < 0 && ms%unit != 0 {
-		d -= unit
-	}
-	return d
-}
-
 func packedName(dayMs int64) string { return dayPartition("apd_packed", dayMs) }
 
 // lockLayout takes advisory lock (7405, 2), which orders decisions about
@@ -461,16 +452,7 @@ func (s *Store) packSeries(ctx context.Context, d int64, ids []int64) (int, erro
 // inside the range goes at once, one it overlaps is rewritten without the
 // readings inside.
 func deleteFromBlocks(ctx context.Context, tx pgx.Tx, q store.Query, sel selection, tally func(sensor, host string, n int64)) error {
-	whole := "true"
-	if !q.Since.IsZero() || !q.Until.IsZero() {
-		whole = fmt.Sprintf("p.hour >= %d AND p.hour + 3600000 <= %d", q.Since.UnixMilli(), q.Until.UnixMilli())
-		if q.Since.IsZero() {
-			whole = fmt.Sprintf("p.hour + 3600000 <= %d", q.Until.UnixMilli())
-		} else if q.Until.IsZero() {
-			whole = fmt.Sprintf("p.hour >= %d", q.Since.UnixMilli())
-		}
-	}
-	rows, err := tx.Query(ctx, `SELECT p.series_id, p.hour, s.sensor, s.host, p.n, `+whole+` AS whole, CASE WHEN `+whole+` THEN NULL ELSE p.chunk END
+	rows, err := tx.Query(ctx, `SELECT p.series_id, p.hour, s.sensor, s.host, p.n, `+sel.whole+` AS whole, CASE WHEN `+sel.whole+` THEN NULL ELSE p.chunk END
 		FROM apd_packed p JOIN apd_series s ON s.id = p.series_id`+sel.blocks+` FOR UPDATE OF p`, sel.args...)
 	if err != nil {
 		return err

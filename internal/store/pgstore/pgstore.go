@@ -152,13 +152,16 @@ func (s *Store) Size() (int64, error) {
 
 const day = int64(24 * time.Hour / time.Millisecond)
 
-func dayOf(ms int64) int64 {
-	d := ms - ms%day
-	if ms < 0 && ms%day != 0 {
-		d -= day
+// floorTo rounds ms down to a multiple of unit.
+func floorTo(ms, unit int64) int64 {
+	d := ms - ms%unit
+	if ms < 0 && ms%unit != 0 {
+		d -= unit
 	}
 	return d
 }
+
+func dayOf(ms int64) int64 { return floorTo(ms, day) }
 
 // dayPartition names the partition of parent (apd_readings or
 // apd_packed) for the day starting at dayMs.
@@ -185,15 +188,12 @@ func makePartitions(ctx context.Context, tx pgx.Tx, parent string, days []int64)
 	return nil
 }
 
-// ensurePartitions makes the daily partitions the readings need.
-func (s *Store) ensurePartitions(ctx context.Context, tx pgx.Tx, rs []schema.Reading) error {
+// ensurePartitions makes the daily partitions of days not known to exist.
+func (s *Store) ensurePartitions(ctx context.Context, tx pgx.Tx, days []int64) error {
 	var missing []int64
 	s.mu.Lock()
-	seen := map[int64]bool{}
-	for i := range rs {
-		d := dayOf(rs[i].Time.UnixMilli())
-		if !s.partitions[d] && !seen[d] {
-			seen[d] = true
+	for _, d := range days {
+		if !s.partitions[d] {
 			missing = append(missing, d)
 		}
 	}
@@ -234,16 +234,13 @@ func (s *Store) forgetPartitions() {
 	clear(s.packedDays)
 }
 
-// notePartitions records partitions made by a committed transaction.
-func (s *Store) notePartitions(rs []schema.Reading, packing map[int64]bool) {
+// notePartitions records the partitions of days a committed transaction
+// wrote rows to.
+func (s *Store) notePartitions(days []int64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for i := range rs {
-		if d := dayOf(rs[i].Time.UnixMilli()); !packing[d] {
-			if _, ok := packing[d]; !ok {
-				s.partitions[d] = true
-			}
-		}
+	for _, d := range days {
+		s.partitions[d] = true
 	}
 }
 
@@ -526,7 +523,7 @@ func (s *Store) commit(b *store.Batch) (store.CommitResult, error) {
 	if err := store.NoteAggregator(b, hs.lookup); err != nil {
 		return res, fmt.Errorf("commit: %w", err)
 	}
-	ids, err := s.insertReadings(ctx, tx, kept, packing, hs, &res)
+	ids, rowDays, err := s.insertReadings(ctx, tx, kept, packing, hs, &res)
 	if err != nil {
 		return store.CommitResult{}, fmt.Errorf("commit: %w", err)
 	}
@@ -543,39 +540,46 @@ func (s *Store) commit(b *store.Batch) (store.CommitResult, error) {
 		return store.CommitResult{}, fmt.Errorf("commit: %w", err)
 	}
 	s.noteSeries(ids)
-	s.notePartitions(kept, packing)
+	s.notePartitions(rowDays)
 	return res, nil
 }
 
 // insertReadings stores the readings not stored yet (the first of each
 // (host, sensor, ts) wins, within the batch as against the store),
 // counting each in its host's record: as rows for days being written,
-// merged into blocks for days packed or being packed.
-func (s *Store) insertReadings(ctx context.Context, tx pgx.Tx, rs []schema.Reading, packing map[int64]bool, hs *hostSet, res *store.CommitResult) (map[seriesKey]int64, error) {
+// merged into blocks for days packed or being packed. It returns the
+// series' ids and the days it wrote rows to.
+func (s *Store) insertReadings(ctx context.Context, tx pgx.Tx, rs []schema.Reading, packing map[int64]bool, hs *hostSet, res *store.CommitResult) (map[seriesKey]int64, []int64, error) {
 	if len(rs) == 0 {
-		return nil, nil
+		return nil, nil, nil
 	}
 	ids, err := s.seriesIDs(ctx, tx, rs)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	isNew := make([]bool, len(rs))
+	fresh := make([]int, 0, len(rs))
+	var rowDays []int64
 	var late []int
-	if len(packing) > 0 {
-		for i := range rs {
-			if _, ok := packing[dayOf(rs[i].Time.UnixMilli())]; ok {
-				late = append(late, i)
-			}
+	for i := range rs {
+		d := dayOf(rs[i].Time.UnixMilli())
+		if _, ok := packing[d]; ok {
+			late = append(late, i)
+			continue
 		}
-		if len(late) > 0 {
-			if err := insertPacked(ctx, tx, rs, late, ids, packing, isNew); err != nil {
-				return nil, err
-			}
+		fresh = append(fresh, i)
+		if !slices.Contains(rowDays, d) {
+			rowDays = append(rowDays, d)
 		}
 	}
-	if len(late) < len(rs) {
-		if err := s.insertRows(ctx, tx, rs, packing, ids, isNew); err != nil {
-			return nil, err
+	if len(late) > 0 {
+		if err := insertPacked(ctx, tx, rs, late, ids, packing, isNew); err != nil {
+			return nil, nil, err
+		}
+	}
+	if len(fresh) > 0 {
+		if err := s.insertRows(ctx, tx, rs, fresh, rowDays, ids, isNew); err != nil {
+			return nil, nil, err
 		}
 	}
 	for i := range rs {
@@ -586,41 +590,30 @@ func (s *Store) insertReadings(ctx context.Context, tx pgx.Tx, rs []schema.Readi
 		res.Stored++
 		h, err := hs.lookup(rs[i].Host)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		h.CountStored(&rs[i])
 	}
-	return ids, nil
+	return ids, rowDays, nil
 }
 
-// insertRows stores as rows the readings of rs on days not packed,
-// setting isNew for those not stored before.
-func (s *Store) insertRows(ctx context.Context, tx pgx.Tx, rs []schema.Reading, packing map[int64]bool, ids map[seriesKey]int64, isNew []bool) error {
+// insertRows stores as rows the readings rs[i] for i in idx, of the
+// days given, setting isNew for those not stored before.
+func (s *Store) insertRows(ctx context.Context, tx pgx.Tx, rs []schema.Reading, idx []int, days []int64, ids map[seriesKey]int64, isNew []bool) error {
 	type key struct {
 		id int64
 		ts int64
 	}
-	first := make(map[key]int, len(rs))
-	rows := make([][]any, 0, len(rs))
-	var days []schema.Reading
-	for i := range rs {
+	first := make(map[key]int, len(idx))
+	rows := make([][]any, 0, len(idx))
+	for _, i := range idx {
 		r := &rs[i]
-		ms := r.Time.UnixMilli()
-		if _, packed := packing[dayOf(ms)]; packed {
-			continue
-		}
-		k := key{ids[seriesKey{r.Sensor, r.Host}], ms}
+		k := key{ids[seriesKey{r.Sensor, r.Host}], r.Time.UnixMilli()}
 		if _, dup := first[k]; dup {
 			continue
 		}
 		first[k] = i
-		if len(packing) > 0 {
-			days = append(days, *r)
-		}
 		rows = append(rows, []any{k.id, k.ts, int64(r.Seq), chunk.AppendRow(nil, &chunk.RowState{}, r)})
-	}
-	if days == nil {
-		days = rs
 	}
 	if err := s.ensurePartitions(ctx, tx, days); err != nil {
 		return err
@@ -824,14 +817,15 @@ func (s *Store) SetHostMeta(host string, m store.HostMeta) error {
 
 // selection is q as SQL conditions over apd_series s with apd_readings r
 // (rows) and with apd_packed p (blocks: those whose hour overlaps the
-// range), sharing args.
+// range), sharing args; whole is true of a block wholly inside the range.
 type selection struct {
-	rows, blocks string
-	args         []any
+	rows, blocks, whole string
+	args                []any
 }
 
 func where(q store.Query) selection {
 	var common, rows, blocks []string
+	whole := []string{"true"}
 	var args []any
 	arg := func(v any) string { args = append(args, v); return fmt.Sprintf("$%d", len(args)) }
 	if q.Sensor != "" {
@@ -845,11 +839,13 @@ func where(q store.Query) selection {
 		a := arg(q.Since.UnixMilli())
 		rows = append(rows, "r.ts >= "+a+"::bigint")
 		blocks = append(blocks, "p.hour > "+a+"::bigint - 3600000")
+		whole = append(whole, "p.hour >= "+a+"::bigint")
 	}
 	if !q.Until.IsZero() {
 		a := arg(q.Until.UnixMilli())
 		rows = append(rows, "r.ts < "+a+"::bigint")
 		blocks = append(blocks, "p.hour < "+a+"::bigint")
+		whole = append(whole, "p.hour + 3600000 <= "+a+"::bigint")
 	}
 	sql := func(conds []string) string {
 		if len(conds) == 0 {
@@ -857,7 +853,7 @@ func where(q store.Query) selection {
 		}
 		return " WHERE " + strings.Join(conds, " AND ")
 	}
-	return selection{rows: sql(rows), blocks: sql(blocks), args: args}
+	return selection{rows: sql(rows), blocks: sql(blocks), whole: strings.Join(whole, " AND "), args: args}
 }
 
 // inRange reports whether ms is inside q's time range.
@@ -886,13 +882,7 @@ func (s *Store) scan(q store.Query, summarized bool, fn func(*store.Part) error)
 	// order by start time is the order of the readings.
 	useSums := "false"
 	if summarized {
-		useSums = "p.summary IS NOT NULL"
-		if !q.Since.IsZero() {
-			useSums += fmt.Sprintf(" AND p.hour >= %d", q.Since.UnixMilli())
-		}
-		if !q.Until.IsZero() {
-			useSums += fmt.Sprintf(" AND p.hour + 3600000 <= %d", q.Until.UnixMilli())
-		}
+		useSums = "p.summary IS NOT NULL AND " + sel.whole
 	}
 	sql := `SELECT s.sensor COLLATE "C" AS sensor, s.host COLLATE "C" AS host, r.ts AS ts, r.payload AS data, 0 AS kind
 		FROM apd_readings r JOIN apd_series s ON s.id = r.series_id` + sel.rows + `
