@@ -45,3 +45,8 @@ require (
 )
 
 tool github.com/nats-io/nats-server/v2
+
+// The embedded broker runs mochi-mqtt/server v2.7.9 with a small patch
+// (third_party/mochi/PATCHES.md): delivery state kept per direction, the
+// PUBACK of a reading sent after its commit, in-flight bytes counted.
+replace github.com/mochi-mqtt/server/v2 => ./third_party/mochi
