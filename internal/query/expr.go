@@ -10,12 +10,29 @@ import (
 // Cond is a compiled --where condition on a reading's numeric value.
 type Cond func(v float64) bool
 
+// MaxWhereLength bounds a condition's length in bytes. The parser and
+// the compiled condition take memory and stack in proportion to it; 4 KiB
+// holds a few hundred comparisons, more than any person writes, while an
+// HTTP client can no longer hand the server a megabyte to parse.
+const MaxWhereLength = 4096
+
+// MaxWhereDepth bounds how deeply parentheses and nots nest. The parser
+// recurses once per level (a few hundred bytes of stack each) and so does
+// every evaluation: unbounded, 520,000 parentheses in one URL took
+// hundreds of megabytes per request. 32 levels is far beyond what a
+// condition needs.
+const MaxWhereDepth = 32
+
 // ParseWhere compiles a condition: comparisons (< <= > >= == !=) between
 // `value` and numbers, combined with and, or, not and parentheses, with
 // the usual precedence (not > and > or). true and false stand for 1 and 0,
 // so `value == true` selects booleans that are true. Errors give the
-// position of the problem.
+// position of the problem. A condition longer than MaxWhereLength bytes
+// or nested deeper than MaxWhereDepth is refused before it costs more.
 func ParseWhere(src string) (Cond, error) {
+	if len(src) > MaxWhereLength {
+		return nil, fmt.Errorf("where: %d bytes long, at most %d allowed", len(src), MaxWhereLength)
+	}
 	p := &parser{src: src}
 	p.next()
 	c, err := p.or()
@@ -51,10 +68,23 @@ type token struct {
 }
 
 type parser struct {
-	src string
-	i   int
-	tok token
+	src   string
+	i     int
+	tok   token
+	depth int // parentheses and nots open at the current token
 }
+
+// enter counts one more level of nesting, refusing one beyond
+// MaxWhereDepth; leave undoes it.
+func (p *parser) enter() error {
+	if p.depth >= MaxWhereDepth {
+		return p.errorf("nested more than %d levels deep (parentheses and not)", MaxWhereDepth)
+	}
+	p.depth++
+	return nil
+}
+
+func (p *parser) leave() { p.depth-- }
 
 func (p *parser) errorf(format string, args ...any) error {
 	return fmt.Errorf("where: at %d: %s", p.tok.pos+1, fmt.Sprintf(format, args...))
@@ -166,6 +196,10 @@ func (p *parser) and() (Cond, error) {
 
 func (p *parser) not() (Cond, error) {
 	if p.tok.kind == tokNot {
+		if err := p.enter(); err != nil {
+			return nil, err
+		}
+		defer p.leave()
 		p.next()
 		c, err := p.not()
 		if err != nil {
@@ -178,6 +212,10 @@ func (p *parser) not() (Cond, error) {
 
 func (p *parser) primary() (Cond, error) {
 	if p.tok.kind == tokLParen {
+		if err := p.enter(); err != nil {
+			return nil, err
+		}
+		defer p.leave()
 		p.next()
 		c, err := p.or()
 		if err != nil {

@@ -65,3 +65,43 @@ func TestParseWhereErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestParseWhereBounds: a condition nested deeper than MaxWhereDepth or
+// longer than MaxWhereLength is refused with an error naming the bound,
+// also the megabyte of parentheses a hostile URL carried; conditions at
+// the bounds still compile.
+func TestParseWhereBounds(t *testing.T) {
+	nest := func(open, n int) string {
+		return strings.Repeat("(", open) + "value > 1" + strings.Repeat(")", n)
+	}
+	nots := func(n int) string { return strings.Repeat("not ", n) + "value > 1" }
+	long := "value > 1" + strings.Repeat(" or value > 1", (MaxWhereLength-9)/13)
+	tests := []struct {
+		name, expr string
+		want       string // "" for accepted
+	}{
+		{"parentheses at the depth bound", nest(MaxWhereDepth, MaxWhereDepth), ""},
+		{"nots at the depth bound", nots(MaxWhereDepth), ""},
+		{"parentheses one too deep", nest(MaxWhereDepth+1, MaxWhereDepth+1), "nested more than 32 levels"},
+		{"nots one too deep", nots(MaxWhereDepth + 1), "nested more than 32 levels"},
+		{"not and parentheses together", strings.Repeat("not (", MaxWhereDepth/2+1) + "value > 1" + strings.Repeat(")", MaxWhereDepth/2+1), "nested more than"},
+		{"unclosed and deep", strings.Repeat("(", 1000), "nested more than"},
+		{"at the length bound", long, ""},
+		{"one byte too long", long + strings.Repeat(" ", MaxWhereLength-len(long)+1), "at most 4096 allowed"},
+		{"a megabyte of parentheses", nest(520000, 520000), "at most 4096 allowed"},
+	}
+	for _, tc := range tests {
+		if tc.want == "" && len(tc.expr) > MaxWhereLength {
+			t.Fatalf("%s: the case itself is %d bytes", tc.name, len(tc.expr))
+		}
+		c, err := ParseWhere(tc.expr)
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("%s: %v", tc.name, err)
+		case tc.want == "" && !c(2):
+			t.Errorf("%s: false on 2", tc.name)
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("%s: err = %v, want it to contain %q", tc.name, err, tc.want)
+		}
+	}
+}
