@@ -2,8 +2,11 @@ package broker
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"regexp"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -22,8 +25,15 @@ import (
 //   - each warning or error passes at most once a minute per message and
 //     user (the client's user name, or its remote address without users),
 //     not per client id, which a client may change at every connection;
-//     the next one that passes says how many were held back;
-//   - at most maxWarningsPerMinute pass in all, whoever sends them.
+//     the next one that passes says how many were held back. A warning
+//     about a connection that was never established (mochi's listeners
+//     log those with no message, the error naming both ends of the
+//     connection) is keyed on the remote address without its port, which
+//     changes at every connection; one about a client id that is not
+//     connected is keyed on the message alone, the id being the client's
+//     choice;
+//   - at most maxWarningsPerMinute pass in all, whoever sends them;
+//   - every warning has a message: mochi's listeners give none.
 type logGuard struct {
 	next  slog.Handler
 	state *throttleState
@@ -65,7 +75,13 @@ func (h *logGuard) Enabled(ctx context.Context, l slog.Level) bool {
 }
 
 func (h *logGuard) Handle(ctx context.Context, r slog.Record) error {
-	out := slog.NewRecord(r.Time, r.Level, r.Message, r.PC)
+	msg := r.Message
+	if msg == "" {
+		// mochi's listeners log what EstablishConnection returned with
+		// no message: a CONNECT refused, or one that never came.
+		msg = msgNotEstablished
+	}
+	out := slog.NewRecord(r.Time, r.Level, msg, r.PC)
 	r.Attrs(func(a slog.Attr) bool { out.AddAttrs(boundAttr(a)); return true })
 	if r.Level >= slog.LevelWarn && endedConnection(r) {
 		out.Level = slog.LevelDebug
@@ -78,17 +94,24 @@ func (h *logGuard) Handle(ctx context.Context, r slog.Record) error {
 	}
 	st := h.state
 	who := st.who.Load()
-	key := r.Message
+	key := msg
 	r.Attrs(func(a slog.Attr) bool {
 		switch a.Key {
 		case "client":
 			id := a.Value.String()
 			if who != nil {
-				id = (*who)(id)
+				if sender := (*who)(id); sender != id {
+					id = sender
+				} else {
+					// Not connected (yet, or any more): who is behind it is
+					// unknown, and a fresh id per connection must not make
+					// a fresh key.
+					id = "a client not connected"
+				}
 			}
 			key += "|" + id
 		case "error":
-			key += "|" + truncate(a.Value.String())
+			key += "|" + errorKey(a.Value)
 		}
 		return true
 	})
@@ -122,6 +145,30 @@ func (h *logGuard) Handle(ctx context.Context, r slog.Record) error {
 		out.AddAttrs(slog.Int("other_warnings_held_back", allHeld-held))
 	}
 	return h.next.Handle(ctx, out)
+}
+
+// msgNotEstablished is the message of a listener's warning, which mochi
+// logs without one.
+const msgNotEstablished = "connection not established"
+
+// addrPort matches an IP address with its port, as net.OpError prints
+// both ends of a connection.
+var addrPort = regexp.MustCompile(`(\d{1,3}(?:\.\d{1,3}){3}|\])\:\d+`)
+
+// errorKey is what of an error value tells warnings apart: its text without
+// the ports of the addresses it names (a client's source port is new at
+// every connection), and the remote address when the error carries one.
+func errorKey(v slog.Value) string {
+	key := truncate(addrPort.ReplaceAllString(v.String(), "$1"))
+	var op *net.OpError
+	if err, ok := v.Any().(error); ok && errors.As(err, &op) && op.Addr != nil {
+		host, _, err := net.SplitHostPort(op.Addr.String())
+		if err != nil {
+			host = op.Addr.String()
+		}
+		key = "address " + host + "|" + key
+	}
+	return key
 }
 
 // endedConnection reports whether r's error only says the client's

@@ -97,3 +97,49 @@ func TestRefusalsLogLittle(t *testing.T) {
 		t.Errorf("60 refused 60 KB publishes logged %d bytes:\n%.2000s", n, logged.String())
 	}
 }
+
+// TestConnectionBurstUsesOneKey: mochi's listeners warn of each connection
+// that was not established with an empty message and an error naming both
+// ends of the connection, ports included. A burst of such connections from
+// one address passes one warning (with a message), not one per source
+// port: it must not use up the minute's budget and hold back the warnings
+// of everyone else.
+func TestConnectionBurstUsesOneKey(t *testing.T) {
+	var b strings.Builder
+	guard := newLogGuard(slog.NewTextHandler(&b, nil))
+	guard.identify(func(id string) string { return id }) // no client is connected
+	log := slog.New(guard)
+	local := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1883}
+	timeout := func(ip string, port int) error {
+		// As mochi's attachClient returns it when the CONNECT deadline passes.
+		return fmt.Errorf("read connection: %w", &net.OpError{Op: "read", Net: "tcp", Source: local,
+			Addr: &net.TCPAddr{IP: net.ParseIP(ip), Port: port}, Err: os.ErrDeadlineExceeded})
+	}
+	for port := 40000; port < 40000+2*maxWarningsPerMinute; port++ {
+		log.Warn("", "error", timeout("192.0.2.7", port))
+		log.Warn("keepalive less than minimum", "client", fmt.Sprintf("id-%d", port), "keepalive", 1)
+	}
+	log.Warn("", "error", timeout("198.51.100.9", 50000))
+	log.Warn("client store quota reached", "client", "agg")
+	lines := strings.Split(strings.TrimSpace(b.String()), "\n")
+	var fromBurst int
+	for _, l := range lines {
+		if strings.Contains(l, `msg=""`) || !strings.Contains(l, "msg=") {
+			t.Errorf("a warning without its message: %s", l)
+		}
+		if strings.Contains(l, "192.0.2.7") {
+			fromBurst++
+		}
+	}
+	if fromBurst != 1 {
+		t.Errorf("%d warnings passed for one address's burst of timeouts, want 1:\n%s", fromBurst, b.String())
+	}
+	if n := strings.Count(b.String(), "keepalive less than minimum"); n != 1 {
+		t.Errorf("%d keepalive warnings passed for clients not connected (a fresh id each), want 1", n)
+	}
+	for _, want := range []string{"198.51.100.9", "client store quota reached"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("a warning of someone else (%s) was held back by the burst:\n%s", want, b.String())
+		}
+	}
+}
