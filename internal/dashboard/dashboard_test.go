@@ -24,6 +24,7 @@ func events(r io.Reader) <-chan [2]string {
 	go func() {
 		defer close(ch)
 		sc := bufio.NewScanner(r)
+		sc.Buffer(make([]byte, 0, 64<<10), 8<<20) // an event of MaxPerEvent readings is one long line
 		var name, data string
 		for sc.Scan() {
 			line := sc.Text()
@@ -56,6 +57,18 @@ func watch(t *testing.T, srv *httptest.Server, query string) (<-chan [2]string, 
 	return events(resp.Body), resp
 }
 
+// waitWatchers waits until n watchers are registered.
+func waitWatchers(t *testing.T, hub *Hub, n int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for hub.Watchers() < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d watchers after 5 s, want %d", hub.Watchers(), n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 func next(t *testing.T, ch <-chan [2]string) [2]string {
 	t.Helper()
 	select {
@@ -68,27 +81,32 @@ func next(t *testing.T, ch <-chan [2]string) [2]string {
 }
 
 // TestHub: watchers get the readings of their sensors, numbers as
-// numbers and others as null; a watcher past the limit is refused.
+// numbers and others as null; a watcher past the limit takes the place
+// of the one watching longest (none is behind), which is told to resync
+// and let go.
 func TestHub(t *testing.T) {
 	hub := NewHub(2)
 	srv := httptest.NewServer(hub)
 	t.Cleanup(srv.Close) // after the watchers' cleanups end their streams
+	first, _ := watch(t, srv, "")
+	waitWatchers(t, hub, 1)
 	temps, resp := watch(t, srv, "?sensor=temperature")
 	if ct := resp.Header.Get("Content-Type"); ct != "text/event-stream" {
 		t.Fatalf("content type %q", ct)
 	}
-	all, _ := watch(t, srv, "")
-	deadline := time.Now().Add(5 * time.Second)
-	for hub.Watchers() < 2 && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
-	third, err := http.Get(srv.URL + "/api/v1/live")
-	if err != nil {
-		t.Fatal(err)
-	}
-	third.Body.Close()
-	if third.StatusCode != http.StatusServiceUnavailable {
+	waitWatchers(t, hub, 2)
+	all, third := watch(t, srv, "")
+	if third.StatusCode != http.StatusOK {
 		t.Errorf("a third watcher of two: %s", third.Status)
+	}
+	if e := next(t, first); e[0] != "resync" {
+		t.Errorf("the watcher let go got %v, want a resync", e)
+	}
+	if e, open := <-first; open {
+		t.Errorf("the stream of the watcher let go goes on: %v", e)
+	}
+	if hub.Watchers() != 2 || hub.Evicted() != 1 {
+		t.Errorf("%d watchers, %d let go; want 2 and 1", hub.Watchers(), hub.Evicted())
 	}
 	hub.Publish([]schema.Reading{reading("pi", "temperature", `{"magnitude":21.5,"unit":"degC"}`), reading("pi", "version", `"1.2"`)})
 	e := next(t, temps)
