@@ -465,7 +465,7 @@ func (in *Ingester) afterCommit(batch *store.Batch, res store.CommitResult, done
 	m.Duplicates.Add(uint64(res.Duplicates))
 	m.Lost.Add(res.Lost)
 	m.Statuses.Add(uint64(len(batch.Statuses)))
-	m.Rejected[ReasonSeqOutOfRange].Add(uint64(len(res.Refused)))
+	m.Rejected[ReasonSeqOutOfRange].Add(uint64(len(res.Refused) + res.RefusedStatuses))
 	for _, q := range res.Quarantined {
 		// Once per chunk: a quarantined chunk is out of the way.
 		in.log.Error("unreadable stored data set aside (quarantined); ingestion goes on", "what", q)

@@ -23,32 +23,56 @@ type HostLookup func(host string) (*HostRecord, error)
 
 // StatusEffects is what a batch's statuses bring its hosts' watermarks:
 // the floor each declared (first_seq − 1) and which restarted with a new
-// spool.
+// spool; and the dead letters of the statuses refused.
 type StatusEffects struct {
 	Floors    map[string]uint64
 	Restarted map[string]bool
+	Dead      []DeadLetter
 }
 
-// ApplyStatuses records each status in its host's record (state, time,
-// version, spool). A new spool restarts the host's seqs first
+// ApplyStatuses records each status of b in its host's record (state,
+// time, version, spool). A new spool restarts the host's seqs first
 // (SeqState.Restart), and clearPending is called to empty its pending
 // set. Statuses without a time are stamped now.
-func ApplyStatuses(statuses []StatusUpdate, now time.Time, host HostLookup, clearPending func(host string) error) (StatusEffects, error) {
+//
+// A status whose first_seq cannot be real for its host
+// (SeqState.FloorTooFarAhead) changes nothing: it becomes a dead letter
+// (StatusEffects.Dead), counted in res.RefusedStatuses. Taken, it would
+// move the watermark beyond anything the device sent, and the device,
+// which ignores an acknowledgement beyond its last seq, would never be
+// acknowledged again.
+func ApplyStatuses(b *Batch, now time.Time, host HostLookup, clearPending func(host string) error, res *CommitResult) (StatusEffects, error) {
 	fx := StatusEffects{Floors: map[string]uint64{}, Restarted: map[string]bool{}}
-	for _, st := range statuses {
+	for _, st := range b.Statuses {
 		h, err := host(st.Host)
 		if err != nil {
 			return fx, err
 		}
-		if sp := st.Status.Spool; sp != "" {
-			if h.Spool != "" && h.Spool != sp {
-				h.Restart(sp)
-				if err := clearPending(st.Host); err != nil {
-					return fx, err
-				}
-				fx.Restarted[st.Host] = true
-				delete(fx.Floors, st.Host)
+		sp := st.Status.Spool
+		// A new spool's first_seq is its first declaration: it says
+		// where the new seqs start, like a host's very first.
+		restarts := sp != "" && h.Spool != "" && h.Spool != sp
+		if !restarts && h.FloorTooFarAhead(st.Status.FirstSeq) {
+			payload, err := json.Marshal(st.Status)
+			if err != nil {
+				return fx, fmt.Errorf("status of %s: %w", st.Host, err)
 			}
+			fx.Dead = append(fx.Dead, DeadLetter{Received: now.UTC(), Topic: b.Topics.Status(st.Host),
+				Reason: fmt.Sprintf("%s: first_seq %d would skip more than %d seqs above the host's highest seq %d",
+					ReasonSeqOutOfRange, st.Status.FirstSeq, MaxSeqJump, max(h.Watermark, h.MaxSeq)),
+				Payload: payload})
+			res.RefusedStatuses++
+			continue
+		}
+		if restarts {
+			h.Restart(sp)
+			if err := clearPending(st.Host); err != nil {
+				return fx, err
+			}
+			fx.Restarted[st.Host] = true
+			delete(fx.Floors, st.Host)
+		}
+		if sp != "" {
 			h.Spool = sp
 		}
 		if st.Status.FirstSeq > 0 {

@@ -317,6 +317,10 @@ type CommitResult struct {
 	// because their seq is more than MaxSeqJump above their host's
 	// watermark; each became a dead letter.
 	Refused []int
+	// RefusedStatuses counts statuses not applied because their first_seq
+	// cannot be real for their host (SeqState.FloorTooFarAhead); each
+	// became a dead letter.
+	RefusedStatuses int
 	// Quarantined describes the stored data a commit found unreadable (a
 	// corrupt chunk) and set aside instead of failing: the readings went
 	// on being written without it.
@@ -365,8 +369,8 @@ func WithoutRefused(readings []schema.Reading, refused []int) []schema.Reading {
 	return out
 }
 
-// ReasonSeqOutOfRange is the dead-letter reason of a reading whose seq
-// cannot be real.
+// ReasonSeqOutOfRange is the dead-letter reason of a reading whose seq,
+// or a status whose first_seq, cannot be real.
 const ReasonSeqOutOfRange = "seq_out_of_range"
 
 // Query selects readings. The zero value selects everything.

@@ -143,3 +143,18 @@ func (h *SeqState) Restart(spool string) {
 // TooFarAhead reports whether seq cannot be real for the host: more than
 // MaxSeqJump above its watermark.
 func (h SeqState) TooFarAhead(seq uint64) bool { return seq-min(seq, h.Watermark) > MaxSeqJump }
+
+// FloorTooFarAhead reports whether a $status's firstSeq cannot be real for
+// the host: the floor it declares (firstSeq − 1) would skip more than
+// MaxSeqJump seqs above the highest the host has sent (its watermark or
+// its highest seq committed, whichever is higher) — more than a spool
+// holds, as for a reading's seq. A host's first declaration (HasMark
+// unset: none yet, or a new spool) only says where its seqs start and is
+// never too far: a device older than the database has seqs of any size.
+func (h SeqState) FloorTooFarAhead(firstSeq uint64) bool {
+	if !h.HasMark || firstSeq == 0 {
+		return false
+	}
+	floor, sent := firstSeq-1, max(h.Watermark, h.MaxSeq)
+	return floor > sent && floor-sent > MaxSeqJump
+}

@@ -93,3 +93,30 @@ func TestRestartAndJumps(t *testing.T) {
 		t.Errorf("after restart: %+v", h)
 	}
 }
+
+func TestFloorTooFarAhead(t *testing.T) {
+	const j = MaxSeqJump
+	for _, tc := range []struct {
+		name  string
+		h     SeqState
+		first uint64
+		want  bool
+	}{
+		{"no first_seq", SeqState{HasMark: true, Watermark: 5}, 0, false},
+		{"first declaration, however far", SeqState{}, 1 << 40, false},
+		{"first declaration after readings", SeqState{MaxSeq: 9}, 1 << 40, false},
+		{"below the watermark", SeqState{HasMark: true, Watermark: 100}, 50, false},
+		{"next seq", SeqState{HasMark: true, Watermark: 100, MaxSeq: 100}, 101, false},
+		{"skips exactly the bound above the watermark", SeqState{HasMark: true, Watermark: 100}, 100 + j + 1, false},
+		{"skips one more", SeqState{HasMark: true, Watermark: 100}, 100 + j + 2, true},
+		{"measured from the highest seq, not the watermark", SeqState{HasMark: true, Watermark: 100, MaxSeq: 5000}, 5000 + j + 1, false},
+		{"one more than the bound above the highest seq", SeqState{HasMark: true, Watermark: 100, MaxSeq: 5000}, 5000 + j + 2, true},
+		{"the highest seq a status may carry", SeqState{HasMark: true, Watermark: 100}, 1 << 53, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := tc.h.FloorTooFarAhead(tc.first); got != tc.want {
+				t.Errorf("%+v FloorTooFarAhead(%d) = %v, want %v", tc.h, tc.first, got, tc.want)
+			}
+		})
+	}
+}

@@ -63,12 +63,12 @@ func commit(tx *bolt.Tx, ht *headTx, b *store.Batch, limits store.Limits, res *s
 	host := func(name string) (*hostRecord, error) { return ht.host(hostsB, name) }
 	// Statuses first: a new spool restarts its host's seqs before this
 	// batch's readings (sent after the status) are counted.
-	fx, err := store.ApplyStatuses(b.Statuses, now, host, func(name string) error {
+	fx, err := store.ApplyStatuses(b, now, host, func(name string) error {
 		if pendingB.Bucket([]byte(name)) != nil {
 			return pendingB.DeleteBucket([]byte(name))
 		}
 		return nil
-	})
+	}, res)
 	if err != nil {
 		return err
 	}
@@ -99,7 +99,7 @@ func commit(tx *bolt.Tx, ht *headTx, b *store.Batch, limits store.Limits, res *s
 			return err
 		}
 	}
-	return putDeadLetters(tx, limits, b.DeadLetters, dead)
+	return putDeadLetters(tx, limits, b.DeadLetters, fx.Dead, dead)
 }
 
 // storeReadings inserts the batch's readings, series by series, counting

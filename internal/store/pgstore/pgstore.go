@@ -509,10 +509,10 @@ func (s *Store) commit(b *store.Batch) (store.CommitResult, error) {
 	if err != nil {
 		return res, fmt.Errorf("commit: %w", err)
 	}
-	fx, err := store.ApplyStatuses(b.Statuses, now, hs.lookup, func(name string) error {
+	fx, err := store.ApplyStatuses(b, now, hs.lookup, func(name string) error {
 		hs.pending[name].clear()
 		return nil
-	})
+	}, &res)
 	if err != nil {
 		return res, fmt.Errorf("commit: %w", err)
 	}
@@ -533,7 +533,7 @@ func (s *Store) commit(b *store.Batch) (store.CommitResult, error) {
 	if err := hs.write(ctx, tx); err != nil {
 		return store.CommitResult{}, fmt.Errorf("commit: %w", err)
 	}
-	if err := s.putDeadLetters(ctx, tx, b.DeadLetters, dead); err != nil {
+	if err := s.putDeadLetters(ctx, tx, b.DeadLetters, fx.Dead, dead); err != nil {
 		return store.CommitResult{}, fmt.Errorf("commit: dead letters: %w", err)
 	}
 	if err := tx.Commit(ctx); err != nil {

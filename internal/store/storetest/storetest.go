@@ -45,6 +45,7 @@ func Run(t *testing.T, open Opener) {
 		{"WatermarkStartsWhereTheDeviceSays", testWatermarkStartsWhereTheDeviceSays},
 		{"NewSpoolRestartsSeqs", testNewSpoolRestartsSeqs},
 		{"SeqJumpRefused", testSeqJumpRefused},
+		{"FirstSeqJumpRefused", testFirstSeqJumpRefused},
 		{"DeadLettersBounded", testDeadLettersBounded},
 		{"DeadLetterBatchBounded", testDeadLetterBatchBounded},
 		{"ValueKindsRoundTrip", testValueKindsRoundTrip},
@@ -401,11 +402,86 @@ func testSeqJumpRefused(t *testing.T, open Opener) {
 	if len(dl) != 1 || !strings.HasPrefix(dl[0].Reason, store.ReasonSeqOutOfRange) || dl[0].Topic != "apd/pi/s" {
 		t.Errorf("dead letters: %+v", dl)
 	}
-	// A status may move the floor as far as MaxSeq: lost counts without wrapping.
-	res, _ = s.Commit(&store.Batch{Statuses: []store.StatusUpdate{{Host: "pi", Status: schema.Status{State: "online", FirstSeq: schema.MaxSeq}}}})
+	// A floor moved as far as a seq may go counts lost without wrapping.
+	far := uint64(store.MaxSeqJump + 3)
+	res, _ = s.Commit(&store.Batch{Statuses: []store.StatusUpdate{{Host: "pi", Status: schema.Status{State: "online", FirstSeq: far}}}})
 	hosts, _ := s.Hosts()
-	if want := uint64(schema.MaxSeq - 1 - 2); res.Lost != want || hosts[0].Lost != want || hosts[0].Awaited != 0 {
+	if want := uint64(far - 1 - 2); res.Lost != want || hosts[0].Lost != want || hosts[0].Awaited != 0 {
 		t.Errorf("lost %d (host %d, awaited %d), want %d", res.Lost, hosts[0].Lost, hosts[0].Awaited, want)
+	}
+}
+
+// TestFirstSeqJumpRefused: a $status whose first_seq would skip more seqs
+// above what its host has sent (the higher of its watermark and its
+// highest seq) than a seq may be above the watermark cannot be real: it
+// goes to a dead letter like such a seq and moves nothing, so the host's
+// acknowledgements go on. A floor just within the bound is taken, and so
+// is a new spool's first declaration.
+func testFirstSeqJumpRefused(t *testing.T, open Opener) {
+	s := open(t, store.Limits{})
+	status := func(state string, first uint64, spool string) []store.StatusUpdate {
+		return []store.StatusUpdate{{Host: "pi", Status: schema.Status{State: state, Time: T0, FirstSeq: first, Spool: spool}}}
+	}
+	b := store.Batch{Statuses: status("online", 1, "a1")}
+	for q := uint64(1); q <= 5; q++ {
+		b.Readings = append(b.Readings, Reading("pi", "s", int(q), 1, q))
+	}
+	b.Readings = append(b.Readings, Reading("pi", "s", 9, 1, 9)) // 6..8 awaited: MaxSeq 9
+	if res, err := s.Commit(&b); err != nil || res.Acks["pi"].Seq != 5 {
+		t.Fatalf("first commit: %+v %v", res, err)
+	}
+	host := func() store.Host {
+		t.Helper()
+		hosts, err := s.Hosts()
+		if err != nil || len(hosts) != 1 {
+			t.Fatalf("hosts %+v, %v", hosts, err)
+		}
+		return hosts[0]
+	}
+	for _, tc := range []struct {
+		name  string
+		first uint64
+		spool string
+	}{
+		{"one beyond the bound above the highest seq", 9 + store.MaxSeqJump + 2, "a1"},
+		{"far beyond", 99_999_999, ""},
+		{"as far as a seq may go", schema.MaxSeq, "a1"},
+	} {
+		res, err := s.Commit(&store.Batch{Statuses: status("offline", tc.first, tc.spool)})
+		if err != nil || len(res.Acks) != 0 || res.Lost != 0 || res.RefusedStatuses != 1 {
+			t.Errorf("%s: first_seq %d: %+v, %v; want no ack, nothing lost", tc.name, tc.first, res, err)
+		}
+		h := host()
+		if h.Watermark != 5 || h.MaxSeq != 9 || h.Lost != 0 || h.Spool != "a1" || h.State != "online" {
+			t.Errorf("%s: first_seq %d moved the host: %+v", tc.name, tc.first, h)
+		}
+		dl, _ := s.DeadLetters(1)
+		if len(dl) != 1 || !strings.HasPrefix(dl[0].Reason, store.ReasonSeqOutOfRange) || dl[0].Topic != "apd/pi/$status" ||
+			!strings.Contains(string(dl[0].Payload), fmt.Sprint(tc.first)) {
+			t.Errorf("%s: dead letters %+v; want the status, reason %s", tc.name, dl, store.ReasonSeqOutOfRange)
+		}
+	}
+	// The device goes on and is acknowledged.
+	res, err := s.Commit(&store.Batch{Readings: []schema.Reading{Reading("pi", "s", 6, 1, 6)}})
+	if err != nil || res.Acks["pi"].Seq != 6 {
+		t.Fatalf("next reading after the refusals: %+v %v; want ack 6", res, err)
+	}
+	// Exactly at the bound above the highest seq (9): taken, as a spool
+	// that dropped that many readings would declare it.
+	first := uint64(9 + store.MaxSeqJump + 1)
+	res, err = s.Commit(&store.Batch{Statuses: status("online", first, "a1")})
+	if err != nil || res.Acks["pi"].Seq != first-1 || res.Lost != first-1-7 {
+		t.Fatalf("first_seq %d at the bound: %+v %v; want ack %d, %d lost", first, res, err, first-1, first-1-7)
+	}
+	if dl, _ := s.DeadLetters(10); len(dl) != 3 {
+		t.Errorf("%d dead letters, want the 3 refused statuses", len(dl))
+	}
+	// A new spool's first_seq is its first declaration: where its seqs
+	// start (a device older than the database), whatever came before.
+	first = store.MaxSeqJump * 3
+	res, err = s.Commit(&store.Batch{Statuses: status("online", first, "b2")})
+	if err != nil || res.Acks["pi"] != (store.HostAck{Seq: first - 1, Spool: "b2"}) || res.RefusedStatuses != 0 {
+		t.Errorf("a new spool declaring first_seq %d: %+v %v; want ack %d of spool b2", first, res, err, first-1)
 	}
 }
 

@@ -1,0 +1,45 @@
+package subscriber_test
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/apd-telemetry/apd/internal/store"
+	"github.com/apd-telemetry/apd/subscriber"
+)
+
+// TestImpossibleFirstSeqRejected: a host's $status whose first_seq would
+// skip more seqs than any spool holds is counted as a seq_out_of_range
+// rejection and kept as a dead letter, and the host's readings go on
+// being acknowledged.
+func TestImpossibleFirstSeqRejected(t *testing.T) {
+	st := openStore(t)
+	acks := make(chan string, 16)
+	in := subscriber.New(st, func(_ string, p []byte) error { acks <- string(p); return nil }, subscriber.Options{})
+	defer in.Close()
+	submit := func(topic string, p []byte) {
+		t.Helper()
+		done := make(chan struct{})
+		if err := in.Submit(topic, p, func() { close(done) }); err != nil {
+			t.Fatal(err)
+		}
+		<-done
+	}
+	submit("apd/pi/$status", []byte(`{"state":"online","first_seq":1,"spool":"s1"}`))
+	submit("apd/pi/t", payload("pi", "t", 1, 1, 20))
+	far := uint64(1 + store.MaxSeqJump + 2)
+	submit("apd/pi/$status", fmt.Appendf(nil, `{"state":"online","first_seq":%d,"spool":"s1"}`, far))
+	submit("apd/pi/t", payload("pi", "t", 2, 2, 21))
+	if got := in.Metrics().Rejected[subscriber.ReasonSeqOutOfRange].Value(); got != 1 {
+		t.Errorf("seq_out_of_range rejections %d, want 1", got)
+	}
+	dl, err := st.DeadLetters(10)
+	if err != nil || len(dl) != 1 || dl[0].Topic != "apd/pi/$status" || !strings.Contains(dl[0].Reason, "first_seq") {
+		t.Errorf("dead letters %+v, %v; want the status", dl, err)
+	}
+	hosts, err := st.Hosts()
+	if err != nil || len(hosts) != 1 || hosts[0].Watermark != 2 {
+		t.Errorf("hosts %+v, %v; want watermark 2", hosts, err)
+	}
+}
