@@ -155,6 +155,8 @@ type ClientState struct {
 	open            context.Context      // indicate that the client is open for packet exchange
 	cancelOpen      context.CancelFunc   // cancel function for open context
 	outboundQty     int32                // number of messages currently in the outbound queue
+	outboundBytes   int64                // payload and topic bytes in the outbound queue (apd patch)
+	acks            ackQueue             // acknowledgements waiting to be written in order (apd patch)
 	Keepalive       uint16               // the number of seconds the connection can wait
 	ServerKeepalive bool                 // keepalive was set by the server
 }
@@ -165,7 +167,7 @@ func newClient(c net.Conn, o *ops) *Client {
 	ctx, cancel := context.WithCancel(context.Background())
 	cl := &Client{
 		State: ClientState{
-			Inflight:      NewInflights(),
+			Inflight:      newInflightsCounted(o.inflightBytes),
 			Subscriptions: NewSubscriptions(),
 			TopicAliases:  NewTopicAliases(o.options.Capabilities.TopicAliasMaximum),
 			open:          ctx,
@@ -200,6 +202,7 @@ func (cl *Client) WriteLoop() {
 				cl.ops.log.Debug("failed publishing packet", "error", err, "client", cl.ID, "packet", pk)
 			}
 			atomic.AddInt32(&cl.State.outboundQty, -1)
+			atomic.AddInt64(&cl.State.outboundBytes, -heldBytes(*pk))
 		case <-cl.State.open.Done():
 			return
 		}

@@ -55,6 +55,7 @@ const (
 	StoredInflightMessages
 	StoredRetainedMessages
 	StoredSysInfo
+	OnPublishAck // apd patch: last, so the upstream values stay
 )
 
 var (
@@ -98,6 +99,7 @@ type Hook interface {
 	OnUnsubscribed(cl *Client, pk packets.Packet)
 	OnPublish(cl *Client, pk packets.Packet) (packets.Packet, error)
 	OnPublished(cl *Client, pk packets.Packet)
+	OnPublishAck(cl *Client, pk packets.Packet, release func()) bool
 	OnPublishDropped(cl *Client, pk packets.Packet)
 	OnRetainMessage(cl *Client, pk packets.Packet, r int64)
 	OnRetainPublished(cl *Client, pk packets.Packet)
@@ -428,6 +430,23 @@ func (h *Hooks) OnPublished(cl *Client, pk packets.Packet) {
 			hook.OnPublished(cl, pk)
 		}
 	}
+}
+
+// OnPublishAck is called for a QoS 1 or 2 PUBLISH received from a client,
+// after OnPublish and before the message is delivered to subscribers. A hook
+// returning true holds the acknowledgement (PUBACK, or PUBREC for QoS 2)
+// back until it calls release, once, from any goroutine (release never
+// blocks): a hook that stores messages acknowledges only what it stored.
+// Acknowledgements go out in the order their PUBLISHes arrived
+// [MQTT-4.6.0-2], so one held back holds back those after it. The first
+// hook to return true holds it; the rest are not asked. (apd patch)
+func (h *Hooks) OnPublishAck(cl *Client, pk packets.Packet, release func()) bool {
+	for _, hook := range h.GetAll() {
+		if hook.Provides(OnPublishAck) && hook.OnPublishAck(cl, pk, release) {
+			return true
+		}
+	}
+	return false
 }
 
 // OnPublishDropped is called when a message to a client was dropped instead of delivered
@@ -801,6 +820,9 @@ func (h *HookBase) OnPublish(cl *Client, pk packets.Packet) (packets.Packet, err
 
 // OnPublished is called when a client has published a message to subscribers.
 func (h *HookBase) OnPublished(cl *Client, pk packets.Packet) {}
+
+// OnPublishAck holds no acknowledgement back.
+func (h *HookBase) OnPublishAck(cl *Client, pk packets.Packet, release func()) bool { return false }
 
 // OnPublishDropped is called when a message to a client is dropped instead of being delivered.
 func (h *HookBase) OnPublishDropped(cl *Client, pk packets.Packet) {}

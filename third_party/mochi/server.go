@@ -134,17 +134,22 @@ type Options struct {
 // Server is an MQTT broker server. It should be created with server.New()
 // in order to ensure all the internal fields are correctly populated.
 type Server struct {
-	Options      *Options             // configurable server options
-	Listeners    *listeners.Listeners // listeners are network interfaces which listen for new connections
-	Clients      *Clients             // clients known to the broker
-	Topics       *TopicsIndex         // an index of topic filter subscriptions and retained messages
-	Info         *system.Info         // values about the server commonly known as $SYS topics
-	loop         *loop                // loop contains tickers for the system event loop
-	done         chan bool            // indicate that the server is ending
-	Log          *slog.Logger         // minimal no-alloc logger
-	hooks        *Hooks               // hooks contains hooks for extra functionality such as auth and persistent storage
-	inlineClient *Client              // inlineClient is a special client used for inline subscriptions and inline Publish
+	Options       *Options             // configurable server options
+	Listeners     *listeners.Listeners // listeners are network interfaces which listen for new connections
+	Clients       *Clients             // clients known to the broker
+	Topics        *TopicsIndex         // an index of topic filter subscriptions and retained messages
+	Info          *system.Info         // values about the server commonly known as $SYS topics
+	loop          *loop                // loop contains tickers for the system event loop
+	done          chan bool            // indicate that the server is ending
+	Log           *slog.Logger         // minimal no-alloc logger
+	hooks         *Hooks               // hooks contains hooks for extra functionality such as auth and persistent storage
+	inlineClient  *Client              // inlineClient is a special client used for inline subscriptions and inline Publish
+	inflightBytes int64                // payload and topic bytes held in flight for every client (apd patch)
 }
+
+// InflightBytes returns the payload and topic bytes of the messages held in
+// flight for delivery to every client (apd patch).
+func (s *Server) InflightBytes() int64 { return atomic.LoadInt64(&s.inflightBytes) }
 
 // loop contains interval tickers for the system events loop.
 type loop struct {
@@ -162,6 +167,8 @@ type ops struct {
 	info    *system.Info // pointers to server system info
 	hooks   *Hooks       // pointer to the server hooks
 	log     *slog.Logger // a structured logger for the client
+	// inflightBytes is the server's sum of in-flight bytes (apd patch).
+	inflightBytes *int64
 }
 
 // New returns a new instance of mochi mqtt broker. Optional parameters
@@ -241,10 +248,11 @@ func (o *Options) ensureDefaults() {
 // topic validation checks.
 func (s *Server) NewClient(c net.Conn, listener string, id string, inline bool) *Client {
 	cl := newClient(c, &ops{ // [MQTT-3.1.2-6] implicit
-		options: s.Options,
-		info:    s.Info,
-		hooks:   s.hooks,
-		log:     s.Log,
+		options:       s.Options,
+		info:          s.Info,
+		hooks:         s.hooks,
+		log:           s.Log,
+		inflightBytes: &s.inflightBytes,
 	})
 
 	cl.ID = id
@@ -860,7 +868,7 @@ func (s *Server) processPublish(cl *Client, pk packets.Packet) error {
 		return nil
 	}
 
-	if atomic.LoadInt32(&cl.State.Inflight.receiveQuota) == 0 {
+	if atomic.LoadInt32(&cl.State.Inflight.receiveQuota) == 0 && !cl.State.Inflight.waitReceiveQuota(cl.State.open.Done()) {
 		return s.DisconnectClient(cl, packets.ErrReceiveMaximum) // ~[MQTT-3.3.4-7] ~[MQTT-3.3.4-8]
 	}
 
@@ -890,13 +898,16 @@ func (s *Server) processPublish(cl *Client, pk packets.Packet) error {
 		pk.Expiry = pk.Created + expiry
 	}
 
+	// The client's packet identifiers are its own (MQTT 5 §2.2.1): only
+	// the QoS 2 messages it sent are looked up, never the server's
+	// deliveries to it (apd patch).
 	if !cl.Net.Inline {
-		if pki, ok := cl.State.Inflight.Get(pk.PacketID); ok {
+		if pki, ok := cl.State.Inflight.GetReceiving(pk.PacketID); ok {
 			if pki.FixedHeader.Type == packets.Pubrec { // [MQTT-4.3.3-10]
 				ack := s.buildAck(pk.PacketID, packets.Pubrec, 0, pk.Properties, packets.ErrPacketIdentifierInUse)
 				return cl.WritePacket(ack)
 			}
-			if ok := cl.State.Inflight.Delete(pk.PacketID); ok { // [MQTT-4.3.2-5]
+			if ok := cl.State.Inflight.DeleteReceiving(pk.PacketID); ok { // [MQTT-4.3.2-5]
 				atomic.AddInt64(&s.Info.Inflight, -1)
 			}
 		}
@@ -939,27 +950,21 @@ func (s *Server) processPublish(cl *Client, pk packets.Packet) error {
 	}
 
 	cl.State.Inflight.DecreaseReceiveQuota()
-	ack := s.buildAck(pk.PacketID, packets.Puback, 0, pk.Properties, packets.QosCodes[pk.FixedHeader.Qos]) // [MQTT-4.3.2-4]
+	// A successful PUBACK says Success (0x00), not "granted QoS 1", which
+	// is a SUBACK code (apd patch).
+	ack := s.buildAck(pk.PacketID, packets.Puback, 0, pk.Properties, packets.CodeSuccess) // [MQTT-4.3.2-4]
 	if pk.FixedHeader.Qos == 2 {
 		ack = s.buildAck(pk.PacketID, packets.Pubrec, 0, pk.Properties, packets.CodeSuccess) // [MQTT-3.3.4-1] [MQTT-4.3.3-8]
-	}
-
-	if ok := cl.State.Inflight.Set(ack); ok {
-		atomic.AddInt64(&s.Info.Inflight, 1)
-		s.hooks.OnQosPublish(cl, ack, ack.Created, 0)
-	}
-
-	err = cl.WritePacket(ack)
-	if err != nil {
-		return err
-	}
-
-	if pk.FixedHeader.Qos == 1 {
-		if ok := cl.State.Inflight.Delete(ack.PacketID); ok {
-			atomic.AddInt64(&s.Info.Inflight, -1)
+		if ok := cl.State.Inflight.SetReceiving(ack); ok {
+			atomic.AddInt64(&s.Info.Inflight, 1)
+			s.hooks.OnQosPublish(cl, ack, ack.Created, 0)
 		}
-		cl.State.Inflight.IncreaseReceiveQuota()
-		s.hooks.OnQosComplete(cl, ack)
+	}
+
+	// A QoS 1 PUBLISH keeps no state: its receive quota is returned once
+	// its PUBACK is written (apd patch: possibly later, by a hook).
+	if err := cl.acknowledge(pk, ack); err != nil {
+		return err
 	}
 
 	s.publishToSubscribers(pk)
@@ -1097,10 +1102,12 @@ func (s *Server) publishToClient(cl *Client, sub packets.Subscription, pk packet
 		return out, packets.CodeDisconnect
 	}
 
+	atomic.AddInt64(&cl.State.outboundBytes, heldBytes(out)) // apd patch
 	select {
 	case cl.State.outbound <- &out:
 		atomic.AddInt32(&cl.State.outboundQty, 1)
 	default:
+		atomic.AddInt64(&cl.State.outboundBytes, -heldBytes(out))
 		atomic.AddInt64(&s.Info.MessagesDropped, 1)
 		cl.ops.hooks.OnPublishDropped(cl, pk)
 		if out.FixedHeader.Qos > 0 {
@@ -1194,12 +1201,12 @@ func (s *Server) processPubrec(cl *Client, pk packets.Packet) error {
 
 // processPubrel processes a Pubrel packet, denoting completion of a QOS 2 packet sent from the client.
 func (s *Server) processPubrel(cl *Client, pk packets.Packet) error {
-	if _, ok := cl.State.Inflight.Get(pk.PacketID); !ok { // [MQTT-4.3.3-7] [MQTT-4.3.3-13]
+	if _, ok := cl.State.Inflight.GetReceiving(pk.PacketID); !ok { // [MQTT-4.3.3-7] [MQTT-4.3.3-13]
 		return cl.WritePacket(s.buildAck(pk.PacketID, packets.Pubcomp, 0, pk.Properties, packets.ErrPacketIdentifierNotFound))
 	}
 
 	if pk.ReasonCode >= packets.ErrUnspecifiedError.Code || !pk.ReasonCodeValid() { // [MQTT-4.3.3-9]
-		if ok := cl.State.Inflight.Delete(pk.PacketID); ok {
+		if ok := cl.State.Inflight.DeleteReceiving(pk.PacketID); ok {
 			atomic.AddInt64(&s.Info.Inflight, -1)
 		}
 		cl.ops.hooks.OnQosDropped(cl, pk)
@@ -1207,16 +1214,16 @@ func (s *Server) processPubrel(cl *Client, pk packets.Packet) error {
 	}
 
 	ack := s.buildAck(pk.PacketID, packets.Pubcomp, 0, pk.Properties, packets.CodeSuccess) // [MQTT-4.3.3-11]
-	cl.State.Inflight.Set(ack)
+	cl.State.Inflight.SetReceiving(ack)
 
 	err := cl.WritePacket(ack)
 	if err != nil {
 		return err
 	}
 
-	cl.State.Inflight.IncreaseReceiveQuota()             // +1 RECV QUOTA
-	cl.State.Inflight.IncreaseSendQuota()                // +1 SENT QUOTA
-	if ok := cl.State.Inflight.Delete(pk.PacketID); ok { // [MQTT-4.3.3-12]
+	cl.State.Inflight.IncreaseReceiveQuota()                      // +1 RECV QUOTA
+	cl.State.Inflight.IncreaseSendQuota()                         // +1 SENT QUOTA
+	if ok := cl.State.Inflight.DeleteReceiving(pk.PacketID); ok { // [MQTT-4.3.3-12]
 		atomic.AddInt64(&s.Info.Inflight, -1)
 		s.hooks.OnQosComplete(cl, pk)
 	}
@@ -1707,6 +1714,7 @@ func (s *Server) clearExpiredClients(dt int64) {
 		}
 
 		if disconnected+int64(expire) < dt {
+			client.ClearInflights() // what it held is no longer counted (apd patch)
 			s.hooks.OnClientExpired(client)
 			s.Clients.Delete(id) // [MQTT-4.1.0-2]
 		}
