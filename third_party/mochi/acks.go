@@ -18,6 +18,14 @@ func newInflightsCounted(total *int64) *Inflight {
 	return i
 }
 
+// addOutboundBytes counts n more bytes queued for the connection.
+func (cl *Client) addOutboundBytes(n int64) {
+	atomic.AddInt64(&cl.State.outboundBytes, n)
+	if cl.ops.outboundBytes != nil {
+		atomic.AddInt64(cl.ops.outboundBytes, n)
+	}
+}
+
 // OutboundBytes returns the payload and topic bytes of the messages queued
 // for the client's connection and not yet written.
 func (cl *Client) OutboundBytes() int64 { return atomic.LoadInt64(&cl.State.outboundBytes) }

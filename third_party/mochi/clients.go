@@ -202,9 +202,18 @@ func (cl *Client) WriteLoop() {
 				cl.ops.log.Debug("failed publishing packet", "error", err, "client", cl.ID, "packet", pk)
 			}
 			atomic.AddInt32(&cl.State.outboundQty, -1)
-			atomic.AddInt64(&cl.State.outboundBytes, -heldBytes(*pk))
+			cl.addOutboundBytes(-heldBytes(*pk))
 		case <-cl.State.open.Done():
-			return
+			// What was never written is no longer held (apd patch).
+			for {
+				select {
+				case pk := <-cl.State.outbound:
+					atomic.AddInt32(&cl.State.outboundQty, -1)
+					cl.addOutboundBytes(-heldBytes(*pk))
+				default:
+					return
+				}
+			}
 		}
 	}
 }

@@ -145,7 +145,12 @@ type Server struct {
 	hooks         *Hooks               // hooks contains hooks for extra functionality such as auth and persistent storage
 	inlineClient  *Client              // inlineClient is a special client used for inline subscriptions and inline Publish
 	inflightBytes int64                // payload and topic bytes held in flight for every client (apd patch)
+	outboundBytes int64                // payload and topic bytes queued on every connection (apd patch)
 }
+
+// OutboundBytes returns the payload and topic bytes queued for every
+// client's connection and not yet written (apd patch).
+func (s *Server) OutboundBytes() int64 { return atomic.LoadInt64(&s.outboundBytes) }
 
 // InflightBytes returns the payload and topic bytes of the messages held in
 // flight for delivery to every client (apd patch).
@@ -167,8 +172,9 @@ type ops struct {
 	info    *system.Info // pointers to server system info
 	hooks   *Hooks       // pointer to the server hooks
 	log     *slog.Logger // a structured logger for the client
-	// inflightBytes is the server's sum of in-flight bytes (apd patch).
-	inflightBytes *int64
+	// inflightBytes and outboundBytes are the server's sums of
+	// in-flight and outbound bytes (apd patch).
+	inflightBytes, outboundBytes *int64
 }
 
 // New returns a new instance of mochi mqtt broker. Optional parameters
@@ -253,6 +259,7 @@ func (s *Server) NewClient(c net.Conn, listener string, id string, inline bool) 
 		hooks:         s.hooks,
 		log:           s.Log,
 		inflightBytes: &s.inflightBytes,
+		outboundBytes: &s.outboundBytes,
 	})
 
 	cl.ID = id
@@ -1102,12 +1109,12 @@ func (s *Server) publishToClient(cl *Client, sub packets.Subscription, pk packet
 		return out, packets.CodeDisconnect
 	}
 
-	atomic.AddInt64(&cl.State.outboundBytes, heldBytes(out)) // apd patch
+	cl.addOutboundBytes(heldBytes(out)) // apd patch
 	select {
 	case cl.State.outbound <- &out:
 		atomic.AddInt32(&cl.State.outboundQty, 1)
 	default:
-		atomic.AddInt64(&cl.State.outboundBytes, -heldBytes(out))
+		cl.addOutboundBytes(-heldBytes(out))
 		atomic.AddInt64(&s.Info.MessagesDropped, 1)
 		cl.ops.hooks.OnPublishDropped(cl, pk)
 		if out.FixedHeader.Qos > 0 {
