@@ -54,6 +54,11 @@ type Options struct {
 	// is full, which slows the publishers down instead of dropping.
 	// Default 16384.
 	QueueSize int
+	// MaxSeriesPerHost and MaxSeries bound the series (host, sensor):
+	// a reading that would start one beyond either goes to dead letters
+	// (ReasonSeriesLimit); series already stored keep being stored.
+	// Defaults DefaultMaxSeriesPerHost and DefaultMaxSeries.
+	MaxSeriesPerHost, MaxSeries int
 	// OnCommit, when set, is given the readings of every committed batch
 	// (duplicates included), after the commit and before the
 	// acknowledgements. It must not block and must not keep the slice:
@@ -90,7 +95,7 @@ const (
 
 var reasons = []string{ReasonInvalidJSON, ReasonVersion, ReasonTopicMismatch, ReasonInvalidField,
 	ReasonInvalidName, ReasonTooLarge, ReasonInvalidStatus, ReasonInvalidUTF8, ReasonTimeWindow,
-	ReasonSeqOutOfRange, ReasonInvalidTopic, reasonUnknownDecoder}
+	ReasonSeqOutOfRange, ReasonInvalidTopic, ReasonSeriesLimit, reasonUnknownDecoder}
 
 func reasonOf(err error) string {
 	switch {
@@ -132,6 +137,9 @@ type Metrics struct {
 	BatchSize     *metrics.Histogram
 	CommitSeconds *metrics.Histogram
 	QueueDepth    func() float64
+
+	// Series is how many series the ingester knows (see Options.MaxSeries).
+	Series metrics.Gauge
 }
 
 // RejectedTotal returns the sum of rejections over all reasons.
@@ -159,6 +167,7 @@ func (m *Metrics) Register(r *metrics.Registry) {
 	r.Counter("apd_acks_published_total", "Acknowledgements published on $ack topics.", "", &m.AcksPublished)
 	r.Counter("apd_clients_cut_off_total", "Clients disconnected for sending too many rejected messages.", "", &m.CutOff)
 	r.Counter("apd_store_quarantined_total", "Stored chunks found unreadable (corrupt) and set aside by a commit.", "", &m.Quarantined)
+	r.Gauge("apd_series", "Series (host, sensor) known: stored at start or admitted since; new ones beyond max_series are refused.", "", &m.Series)
 	r.Histogram("apd_batch_size", "Items per committed batch.", m.BatchSize)
 	r.Histogram("apd_commit_seconds", "Commit latency in seconds.", m.CommitSeconds)
 	if m.QueueDepth != nil {
@@ -196,6 +205,8 @@ type Ingester struct {
 	ackTimer    *time.Timer
 
 	held holdings
+
+	series *seriesBound // the bounds on series, which decode applies
 }
 
 // ErrClosed is returned by Submit after Close.
@@ -252,6 +263,7 @@ func NewIngester(st store.Store, opts Options) *Ingester {
 		m.Rejected[r] = new(metrics.Counter)
 	}
 	in.metrics = m
+	in.series = newSeriesBound(opts.MaxSeriesPerHost, opts.MaxSeries, knownSeries(st, opts.Logger), &m.Series)
 	return in
 }
 
@@ -339,6 +351,9 @@ func (in *Ingester) decode(topic string, payload []byte) (item, bool) {
 	if r.Time.Before(now.Add(-in.opts.MaxAge)) || r.Time.After(now.Add(in.opts.MaxAhead)) {
 		return reject(ReasonTimeWindow, fmt.Errorf("ts %s is outside [now-%s, now+%s]",
 			schema.FormatTime(r.Time), in.opts.MaxAge, in.opts.MaxAhead))
+	}
+	if err := in.admitSeries(t.Host, t.Sensor, now); err != nil {
+		return reject(ReasonSeriesLimit, err)
 	}
 	return item{reading: &r}, true
 }

@@ -37,6 +37,10 @@ type IngestFlags struct {
 	// Dead letters are bounded: a device flooding junk must not fill the disk.
 	DeadLettersMax      int   `help:"Most dead letters kept; the oldest are dropped (and counted) beyond it." default:"10000" config:"server.dead_letters_max"`
 	DeadLettersMaxBytes int64 `help:"Most bytes of dead letters kept; the oldest are dropped (and counted) beyond it." default:"8388608" config:"server.dead_letters_max_bytes"`
+	// Series are bounded: a device inventing sensor names must not fill
+	// the disk (defaults: subscriber.DefaultMaxSeriesPerHost, DefaultMaxSeries).
+	MaxSeriesPerHost int `help:"Most series (sensors) per host; readings that would start more go to dead letters." default:"1024" config:"server.max_series_per_host"`
+	MaxSeries        int `help:"Most series in all; readings that would start more go to dead letters." default:"131072" config:"server.max_series"`
 }
 
 // retention parses --retention; 0 means keep everything.
@@ -141,7 +145,7 @@ func (f serverFlags) newServer(topics schema.Topics, name string, file *config.F
 	}
 	srv, err := server.New(server.Config{Store: st, HTTPAddr: f.HTTPAddr, APIKey: key, Rules: ruleCfgs, Retention: keep, Logger: log, MapOverlay: overlay,
 		Ingest: subscriber.Options{Topics: topics, MaxBatch: f.MaxBatch, MaxDelay: f.BatchDelay, MaxPayload: f.MaxPayload,
-			MaxAge: f.MaxAge, MaxAhead: f.MaxAhead, Name: name}})
+			MaxAge: f.MaxAge, MaxAhead: f.MaxAhead, MaxSeriesPerHost: f.MaxSeriesPerHost, MaxSeries: f.MaxSeries, Name: name}})
 	if err != nil {
 		return nil, cli.WithCode(cli.ExitFailure, err, "pass another --http-addr")
 	}
