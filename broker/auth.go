@@ -351,6 +351,7 @@ func (h *accessHook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool 
 	if !topicWithinLimits(topic) || write && !publishable(topic) {
 		return false
 	}
+	ownBoundsOnly := false
 	if us := h.users.Load(); us != nil {
 		u, ok := us.Lookup(string(cl.Properties.Username))
 		if !ok {
@@ -362,8 +363,9 @@ func (h *accessHook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool 
 		if !Allowed(h.prefix, u, topic, write) && !DiscoveryAllowed(h.discovery, u, topic, write) {
 			return false
 		}
+		ownBoundsOnly = u.Role == RoleAggregator || u.Role == RoleAdmin
 	}
-	return write || h.queues.allowDelivery(cl)
+	return write || h.queues.allowDelivery(cl, ownBoundsOnly)
 }
 
 // DiscoveryAllowed reports whether a device user may publish (write) or

@@ -84,13 +84,11 @@ type Options struct {
 	// before it is refused as busy; 0 means DefaultLoginWait.
 	MaxLogins int
 	LoginWait time.Duration
-	// MaxQueuedPerUser and MaxQueued bound the messages the broker holds
-	// for delivery (in flight), summed over a user's sessions and over
-	// everyone; beyond, deliveries are dropped and counted. 0 means
-	// DefaultMaxQueuedPerUser and DefaultMaxQueued.
-	MaxQueuedPerUser int
-	MaxQueued        int
-	Logger           *slog.Logger
+	// Queues bound what the broker holds for delivery, in messages and
+	// bytes, per session, per user and in all; beyond, deliveries are
+	// dropped and counted. Zero values mean the defaults (QueueLimits).
+	Queues QueueLimits
+	Logger *slog.Logger
 }
 
 // Defaults of Options.
@@ -168,6 +166,9 @@ func New(opts Options) (*Broker, error) {
 	}
 	caps.MaximumClientWritesPending = int32(opts.MaxWritesPending)
 	caps.MaximumSessionExpiryInterval = uint32(opts.SessionExpiry / time.Second)
+	// A PUBACK carries no copy of the publisher's user properties (MQTT 5
+	// §3.4.2.2 gives them to the receiver's own use).
+	caps.Compatibilities.NoInheritedPropertiesOnAck = true
 	srv := mqtt.New(&mqtt.Options{
 		InlineClient:           true,
 		Capabilities:           caps,
@@ -194,7 +195,7 @@ func New(opts Options) (*Broker, error) {
 		}
 		return id
 	})
-	queues := newQueueBudget(srv, opts.MaxQueuedPerUser, opts.MaxQueued)
+	queues := newQueueBudget(srv, opts.Queues)
 	if err := srv.AddHook(queues, nil); err != nil {
 		return nil, fmt.Errorf("broker queue hook: %w", err)
 	}
@@ -398,6 +399,10 @@ func (b *Broker) DroppedQueued() uint64 { return b.queues.dropped.Load() }
 
 // Queued returns the messages the broker holds in flight for delivery.
 func (b *Broker) Queued() int64 { return atomic.LoadInt64(&b.srv.Info.Inflight) }
+
+// QueuedBytes returns the payload and topic bytes the broker holds for
+// delivery: in flight and waiting to be written to connections.
+func (b *Broker) QueuedBytes() int64 { return b.srv.InflightBytes() + b.srv.OutboundBytes() }
 
 // Close disconnects every client and stops the broker. Later calls do
 // nothing.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -41,27 +42,60 @@ import (
 //     written by one goroutine in batches
 //     (one transaction for all the writes waiting), in the order they
 //     happened: one transaction per message fanned out to twenty
-//     sessions cut a broker's throughput twentyfold.
+//     sessions cut a broker's throughput twentyfold. Queueing a write
+//     never waits for the disk: the writes waiting are bounded by the
+//     queue bounds (what they describe is held in memory too), and a
+//     publisher delivering to sessions must not wait behind the file.
+//   - The in-flight file is compacted once what it holds has shrunk to
+//     a small part of it (a flood to offline sessions, then their
+//     queues drained or expired): bbolt never gives space back.
 type persistence struct {
 	*bolt.Hook
-	inflight *bbolt.DB
-	writes   chan inflightWrite
-	written  chan struct{} // closed when the writer has stopped
-	mu       sync.RWMutex  // held for reading while queueing a write
-	stopped  bool
+	inflight     *bbolt.DB
+	inflightPath string
+	written      chan struct{} // closed when the writer has stopped
+
+	mu      sync.Mutex
+	waiting []inflightWrite // queued for the writer
+	wake    chan struct{}   // signalled when waiting grows from empty
+	stopped bool
 
 	// forgotten holds the state topics whose retained message, written by
 	// an earlier run, was removed from the file (once each).
 	forgotten sync.Map
 }
 
-// queue hands a change to the writer; after Stop it is dropped.
+// queue hands a change to the writer without waiting; after Stop it is
+// dropped.
 func (h *persistence) queue(w inflightWrite) {
-	h.mu.RLock()
-	defer h.mu.RUnlock()
-	if !h.stopped {
-		h.writes <- w
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.stopped {
+		return
 	}
+	h.waiting = append(h.waiting, w)
+	if len(h.waiting) == 1 {
+		select {
+		case h.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// take returns the writes waiting, up to max, and whether the writer is to
+// stop after them.
+func (h *persistence) take(max int) ([]inflightWrite, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	n := min(len(h.waiting), max)
+	batch := append([]inflightWrite(nil), h.waiting[:n]...)
+	rest := copy(h.waiting, h.waiting[n:])
+	clear(h.waiting[rest:])
+	h.waiting = h.waiting[:rest]
+	if cap(h.waiting) > 65536 && rest < cap(h.waiting)/8 {
+		h.waiting = append([]inflightWrite(nil), h.waiting...) // give a flood's backing array back
+	}
+	return batch, h.stopped && rest == 0
 }
 
 // inflightWrite is one change to the in-flight file: a put (value set),
@@ -122,62 +156,134 @@ func (h *persistence) Init(config any) error {
 		db.Close()
 		return err
 	}
-	h.inflight = db
-	h.writes, h.written = make(chan inflightWrite, 8192), make(chan struct{})
+	h.inflight, h.inflightPath = db, cfg.inflightPath
+	h.wake, h.written = make(chan struct{}, 1), make(chan struct{})
 	go h.writeInflight()
 	return nil
 }
 
-// writeInflight applies the queued changes, all that are waiting in one
-// transaction, until Stop.
+// writeInflight applies the queued changes, up to 4,096 in one
+// transaction, until Stop. After writing it looks, within compactEvery,
+// whether the file is worth compacting.
 func (h *persistence) writeInflight() {
 	defer close(h.written)
-	for w := range h.writes {
-		batch := []inflightWrite{w}
-	more:
-		for len(batch) < 4096 {
+	var due <-chan time.Time // set while a look at the file is due
+	for {
+		batch, stop := h.take(4096)
+		if len(batch) == 0 {
+			if stop {
+				return
+			}
 			select {
-			case w, ok := <-h.writes:
-				if !ok {
-					break more
+			case <-h.wake:
+			case <-due:
+				due = nil
+				if err := h.compactIfSparse(); err != nil {
+					h.Log.Error("compact the in-flight file", "error", err)
 				}
-				batch = append(batch, w)
-			default:
-				break more
 			}
+			continue
 		}
-		last := map[string]int{} // a retained topic's last write in the batch
-		for i, w := range batch {
-			if w.retained && !w.prefix {
-				last[string(w.key)] = i
-			}
-		}
-		err := h.inflight.Update(func(tx *bbolt.Tx) error {
-			for i, w := range batch {
-				if w.retained && !w.prefix && last[string(w.key)] != i {
-					continue // superseded later in this batch
-				}
-				if w.retainedMsg != nil {
-					v, err := json.Marshal(w.retainedMsg)
-					if err != nil {
-						continue
-					}
-					w.value = v
-				}
-				b := tx.Bucket(inflightBucket)
-				if w.retained {
-					b = tx.Bucket(retainedBucket)
-				}
-				if err := applyInflight(b, w); err != nil {
-					return err
-				}
-			}
-			return nil
-		})
-		if err != nil {
-			h.Log.Error("store in-flight messages", "error", err, "writes", len(batch))
+		h.writeBatch(batch)
+		if due == nil {
+			due = time.After(compactEvery)
 		}
 	}
+}
+
+// writeBatch applies one batch of changes in one transaction.
+func (h *persistence) writeBatch(batch []inflightWrite) {
+	last := map[string]int{} // a retained topic's last write in the batch
+	for i, w := range batch {
+		if w.retained && !w.prefix {
+			last[string(w.key)] = i
+		}
+	}
+	err := h.inflight.Update(func(tx *bbolt.Tx) error {
+		for i, w := range batch {
+			if w.retained && !w.prefix && last[string(w.key)] != i {
+				continue // superseded later in this batch
+			}
+			if w.retainedMsg != nil {
+				v, err := json.Marshal(w.retainedMsg)
+				if err != nil {
+					continue
+				}
+				w.value = v
+			}
+			b := tx.Bucket(inflightBucket)
+			if w.retained {
+				b = tx.Bucket(retainedBucket)
+			}
+			if err := applyInflight(b, w); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		h.Log.Error("store in-flight messages", "error", err, "writes", len(batch))
+	}
+}
+
+// Compaction of the in-flight file: looked at compactEvery after writes,
+// once it is larger than compactAbove, and rewritten when what it holds
+// is less than a quarter of it.
+const (
+	compactAbove = 8 << 20
+	compactEvery = 10 * time.Second
+)
+
+// compactIfSparse rewrites the in-flight file when it is mostly free
+// pages. Only the writer goroutine calls it: nothing else writes the file,
+// and it is read only at start.
+func (h *persistence) compactIfSparse() error {
+	fi, err := os.Stat(h.inflightPath)
+	if err != nil || fi.Size() < compactAbove {
+		return err
+	}
+	var inUse int64
+	if err := h.inflight.View(func(tx *bbolt.Tx) error {
+		for _, name := range [][]byte{inflightBucket, retainedBucket} {
+			st := tx.Bucket(name).Stats()
+			inUse += int64(st.LeafInuse + st.BranchInuse + st.InlineBucketInuse)
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	if inUse >= fi.Size()/4 {
+		return nil
+	}
+	tmp := h.inflightPath + ".compact"
+	_ = os.Remove(tmp)
+	dst, err := bbolt.Open(tmp, 0o600, &bbolt.Options{Timeout: 2 * time.Second, NoSync: true})
+	if err != nil {
+		return err
+	}
+	if err := bbolt.Compact(dst, h.inflight, 1<<20); err != nil {
+		dst.Close()
+		os.Remove(tmp)
+		return err
+	}
+	if err := errors.Join(dst.Sync(), dst.Close()); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	if err := h.inflight.Close(); err != nil {
+		return err
+	}
+	renameErr := os.Rename(tmp, h.inflightPath)
+	db, err := bbolt.Open(h.inflightPath, 0o600, &bbolt.Options{Timeout: 2 * time.Second, NoSync: true})
+	if err != nil {
+		return fmt.Errorf("reopen %s after compacting: %w", h.inflightPath, errors.Join(renameErr, err))
+	}
+	h.inflight = db
+	if renameErr != nil {
+		return renameErr
+	}
+	h.Log.Info("in-flight file compacted", "bytes_before", fi.Size(), "bytes_in_use", inUse)
+	return nil
 }
 
 func applyInflight(b *bbolt.Bucket, w inflightWrite) error {
@@ -202,8 +308,11 @@ func (h *persistence) Stop() error {
 	if h.inflight != nil {
 		h.mu.Lock()
 		h.stopped = true
-		close(h.writes)
 		h.mu.Unlock()
+		select {
+		case h.wake <- struct{}{}:
+		default:
+		}
 		<-h.written
 		err = errors.Join(err, h.inflight.Close())
 	}

@@ -52,7 +52,7 @@ func TestQueuesBounded(t *testing.T) {
 	}
 	state := filepath.Join(t.TempDir(), "broker.db")
 	const perUser, flood = 2000, 20000
-	b, err := Start(Options{Addr: "127.0.0.1:0", Users: us, StatePath: state, MaxQueuedPerUser: perUser, MaxQueued: 4 * perUser})
+	b, err := Start(Options{Addr: "127.0.0.1:0", Users: us, StatePath: state, Queues: QueueLimits{PerUser: perUser, Total: 4 * perUser}})
 	if err != nil {
 		t.Fatal(err)
 	}

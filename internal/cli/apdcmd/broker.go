@@ -37,6 +37,11 @@ type BrokerFlags struct {
 	MaxLogins          int           `help:"Most password checks (bcrypt) at once; 0 means half the cores." default:"0" config:"server.max_logins"`
 	MaxQueuedPerUser   int           `help:"Most messages held for delivery to one user's sessions together; beyond, deliveries to them are dropped (and counted)." default:"32768" config:"server.max_queued_per_user"`
 	MaxQueued          int           `help:"Most messages held for delivery in all; beyond, deliveries are dropped (and counted)." default:"131072" config:"server.max_queued"`
+	// The same bounds in bytes (payload and topic), which hold memory and
+	// the broker's in-flight file whatever the message size.
+	MaxQueuedBytesPerSession int64 `help:"Most bytes held for delivery to one session; beyond, deliveries to it are dropped (and counted)." default:"16777216" config:"server.max_queued_bytes_per_session"`
+	MaxQueuedBytesPerUser    int64 `help:"Most bytes held for delivery to one user's sessions together." default:"16777216" config:"server.max_queued_bytes_per_user"`
+	MaxQueuedBytes           int64 `help:"Most bytes held for delivery in all, aggregators' sessions aside (those have only their own bounds)." default:"67108864" config:"server.max_queued_bytes"`
 }
 
 // tls loads the listeners' certificate, if one is configured.
@@ -112,9 +117,9 @@ func (f BrokerFlags) options(data string, maxPayload int, prefix string, users *
 		MaxConnectSize:     f.MaxConnectSize,
 		MaxUnauthenticated: f.MaxUnauthenticated,
 		MaxLogins:          f.MaxLogins,
-		MaxQueuedPerUser:   f.MaxQueuedPerUser,
-		MaxQueued:          f.MaxQueued,
-		Logger:             log,
+		Queues: broker.QueueLimits{PerUser: f.MaxQueuedPerUser, Total: f.MaxQueued,
+			PerSessionBytes: f.MaxQueuedBytesPerSession, PerUserBytes: f.MaxQueuedBytesPerUser, TotalBytes: f.MaxQueuedBytes},
+		Logger: log,
 	}
 }
 
