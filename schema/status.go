@@ -21,8 +21,10 @@ type Status struct {
 	Version string    `json:"version,omitempty"`
 	// FirstSeq, when not 0, is the lowest seq the device may still send:
 	// every lower seq was acknowledged or dropped from a full spool and will
-	// never arrive. The aggregator moves the host's watermark up to it and
-	// counts what it skips as lost.
+	// never arrive. The aggregator moves the host's watermark up to it,
+	// once the host has a reading committed at or above first_seq − 1 (a
+	// status alone proves no seq was made that high), and counts what it
+	// skips as lost.
 	FirstSeq uint64 `json:"first_seq,omitempty"`
 	// Spool is the id of the device's spool, made when the spool was
 	// created. A new id means the device's seqs start again (its storage

@@ -22,8 +22,10 @@ import (
 type HostLookup func(host string) (*HostRecord, error)
 
 // StatusEffects is what a batch's statuses bring its hosts' watermarks:
-// the floor each declared (first_seq − 1) and which restarted with a new
-// spool; and the dead letters of the statuses refused.
+// the floor each host's latest status declared (first_seq − 1), which
+// Advance takes or keeps pending (SeqState.PendingFloor); which hosts
+// restarted with a new spool; and the dead letters of the statuses
+// refused.
 type StatusEffects struct {
 	Floors    map[string]uint64
 	Restarted map[string]bool
@@ -32,8 +34,10 @@ type StatusEffects struct {
 
 // ApplyStatuses records each status of b in its host's record (state,
 // time, version, spool). A new spool restarts the host's seqs first
-// (SeqState.Restart), and clearPending is called to empty its pending
-// set. Statuses without a time are stamped now.
+// (SeqState.Restart, which also drops a floor still pending), and
+// clearPending is called to empty its pending set; the new spool's floor
+// then waits for its seqs like any other (see Advance). Statuses without
+// a time are stamped now.
 //
 // A status whose first_seq cannot be real for its host
 // (SeqState.FloorTooFarAhead) changes nothing: it becomes a dead letter
@@ -76,7 +80,9 @@ func ApplyStatuses(b *Batch, now time.Time, host HostLookup, clearPending func(h
 			h.Spool = sp
 		}
 		if st.Status.FirstSeq > 0 {
-			fx.Floors[st.Host] = max(fx.Floors[st.Host], st.Status.FirstSeq-1)
+			// The latest declaration stands, as it replaces a floor still
+			// pending from an earlier commit.
+			fx.Floors[st.Host] = st.Status.FirstSeq - 1
 		}
 		t := st.Status.Time
 		if t.IsZero() {
@@ -90,11 +96,12 @@ func ApplyStatuses(b *Batch, now time.Time, host HostLookup, clearPending func(h
 	return fx, nil
 }
 
-// RefuseSeqJumps returns the batch's readings without those whose seq is
-// more than MaxSeqJump above their host's watermark, and dead letters for
-// those, whose indexes it records in res.Refused. The batch itself is not
-// changed: a failed commit is retried with it.
-func RefuseSeqJumps(b *Batch, host HostLookup, now time.Time, res *CommitResult) ([]schema.Reading, []DeadLetter, error) {
+// RefuseSeqJumps returns the batch's readings without those whose seq
+// cannot be real for their host (SeqState.TooFarAhead, with the floor
+// this batch's statuses declared as the host's pending floor), and dead
+// letters for those, whose indexes it records in res.Refused. The batch
+// itself is not changed: a failed commit is retried with it.
+func RefuseSeqJumps(b *Batch, fx StatusEffects, host HostLookup, now time.Time, res *CommitResult) ([]schema.Reading, []DeadLetter, error) {
 	if b.Imported {
 		return b.Readings, nil, nil
 	}
@@ -108,13 +115,20 @@ func RefuseSeqJumps(b *Batch, host HostLookup, now time.Time, res *CommitResult)
 		if err != nil {
 			return nil, nil, err
 		}
-		if !h.TooFarAhead(r.Seq) {
+		st := h.SeqState
+		if f, ok := fx.Floors[r.Host]; ok {
+			st.PendingFloor = f
+		}
+		if !st.TooFarAhead(r.Seq) {
 			continue
+		}
+		reason := fmt.Sprintf("%s: seq %d is more than %d above the host's watermark %d", ReasonSeqOutOfRange, r.Seq, MaxSeqJump, h.Watermark)
+		if st.PendingFloor != 0 {
+			reason += fmt.Sprintf(" and not within %d from its declared first_seq %d", MaxSeqJump, st.PendingFloor+1)
 		}
 		res.Refused = append(res.Refused, i)
 		dead = append(dead, DeadLetter{Received: now.UTC(), Topic: b.Topics.Reading(r.Host, r.Sensor),
-			Reason:  fmt.Sprintf("%s: seq %d is more than %d above the host's watermark %d", ReasonSeqOutOfRange, r.Seq, MaxSeqJump, h.Watermark),
-			Payload: r.AppendJSON(nil, schema.WithIdentity)})
+			Reason: reason, Payload: r.AppendJSON(nil, schema.WithIdentity)})
 	}
 	return WithoutRefused(b.Readings, res.Refused), dead, nil
 }
@@ -174,9 +188,9 @@ func (h *HostRecord) CountStored(r *schema.Reading) {
 
 // AdvanceWatermarks moves each host's watermark by Advance over the seqs
 // of the readings kept (none for an import, which takes no part in live
-// delivery), the floors and the restarts, and records in res what was
-// lost and which hosts to acknowledge. pending returns a host's pending
-// set.
+// delivery), the floors (taken, or kept pending in the host's record) and
+// the restarts, and records in res what was lost and which hosts to
+// acknowledge. pending returns a host's pending set.
 func AdvanceWatermarks(kept []schema.Reading, imported bool, fx StatusEffects, host HostLookup, pending func(host string) Pending, res *CommitResult) error {
 	changes := map[string]*SeqChange{}
 	change := func(name string) *SeqChange {

@@ -74,6 +74,10 @@ func (h *HostRecord) AppendJSON(b []byte) ([]byte, error) {
 		field("spool")
 		b = appendJSONString(b, h.Spool)
 	}
+	if h.PendingFloor != 0 {
+		field("pending_floor")
+		b = strconv.AppendUint(b, h.PendingFloor, 10)
+	}
 	if len(h.Sensors) > 0 {
 		field("sensors")
 		names := make([]string, 0, len(h.Sensors))

@@ -21,7 +21,8 @@ func TestHostRecordJSON(t *testing.T) {
 	for i := range 2000 {
 		h := &HostRecord{State: pick(strs), StateTime: pickT(), Version: pick(strs), LastSeen: pickT(),
 			SeqState: SeqState{Watermark: rnd.Uint64N(3) * rnd.Uint64(), HasMark: rnd.IntN(2) == 0,
-				MaxSeq: rnd.Uint64N(2) * rnd.Uint64N(1<<53), Lost: rnd.Uint64N(2) * 7, Spool: pick(strs)}, Aggregator: pick(strs)}
+				MaxSeq: rnd.Uint64N(2) * rnd.Uint64N(1<<53), Lost: rnd.Uint64N(2) * 7, Spool: pick(strs),
+				PendingFloor: rnd.Uint64N(2) * rnd.Uint64N(1<<53)}, Aggregator: pick(strs)}
 		if n := rnd.IntN(4); n > 0 {
 			h.Sensors = map[string]*SensorStats{}
 			for j := range n * 3 {
@@ -48,5 +49,22 @@ func TestHostRecordJSON(t *testing.T) {
 	}
 	if _, err := (&HostRecord{LastSeen: time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)}).AppendJSON(nil); err == nil {
 		t.Error("a time past year 9999 encoded")
+	}
+}
+
+// TestHostRecordBeforePendingFloor: a record written before hosts could
+// have a pending floor decodes with none, and one without a pending floor
+// encodes as it did.
+func TestHostRecordBeforePendingFloor(t *testing.T) {
+	old := `{"watermark":54,"has_mark":true,"max_seq":54,"spool":"a1"}`
+	var h HostRecord
+	if err := json.Unmarshal([]byte(old), &h); err != nil {
+		t.Fatal(err)
+	}
+	if h.PendingFloor != 0 || h.Watermark != 54 || !h.HasMark {
+		t.Errorf("decoded %+v", h.SeqState)
+	}
+	if got, err := h.AppendJSON(nil); err != nil || string(got) != old {
+		t.Errorf("encoded %s, %v; want %s", got, err, old)
 	}
 }

@@ -177,9 +177,14 @@ type Host struct {
 	Lost uint64 `json:"lost"`
 	// Spool is the id of the device's current spool (see schema.Status).
 	Spool string `json:"spool,omitempty"`
-	// HasMark says the device declared where its seqs start.
-	HasMark bool                    `json:"has_mark,omitempty"`
-	Sensors map[string]*SensorStats `json:"sensors"`
+	// HasMark says a floor the device declared took effect.
+	HasMark bool `json:"has_mark,omitempty"`
+	// PendingFloor is the floor (first_seq − 1) the host's latest $status
+	// declared above every seq it had committed: it takes effect once a
+	// reading at or above it is committed (see SeqState.PendingFloor).
+	// 0 when none waits.
+	PendingFloor uint64                  `json:"pending_floor,omitempty"`
+	Sensors      map[string]*SensorStats `json:"sensors"`
 	// Aggregator is the one that last committed the host's readings, when
 	// several share a database and name themselves.
 	Aggregator string `json:"aggregator,omitempty"`
@@ -194,15 +199,16 @@ func (h Host) Record() HostRecord {
 		sensors[k] = &c
 	}
 	return HostRecord{State: h.State, StateTime: h.StateTime, Version: h.Version, LastSeen: h.LastSeen,
-		SeqState: SeqState{Watermark: h.Watermark, HasMark: h.HasMark, MaxSeq: h.MaxSeq, Lost: h.Lost, Spool: h.Spool},
-		Sensors:  sensors, Meta: h.HostMeta, Aggregator: h.Aggregator}
+		SeqState: SeqState{Watermark: h.Watermark, HasMark: h.HasMark, MaxSeq: h.MaxSeq, Lost: h.Lost, Spool: h.Spool,
+			PendingFloor: h.PendingFloor},
+		Sensors: sensors, Meta: h.HostMeta, Aggregator: h.Aggregator}
 }
 
 // Host is what the record says of the host called name (without
 // Awaited, which the engine counts from its pending seqs).
 func (h *HostRecord) Host(name string) Host {
 	return Host{Name: name, State: h.State, StateTime: h.StateTime, Version: h.Version, LastSeen: h.LastSeen,
-		Watermark: h.Watermark, MaxSeq: h.MaxSeq, Lost: h.Lost, Spool: h.Spool, HasMark: h.HasMark,
+		Watermark: h.Watermark, MaxSeq: h.MaxSeq, Lost: h.Lost, Spool: h.Spool, HasMark: h.HasMark, PendingFloor: h.PendingFloor,
 		Sensors: h.Sensors, HostMeta: h.Meta, Aggregator: h.Aggregator}
 }
 

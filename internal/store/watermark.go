@@ -8,8 +8,8 @@ type SeqState struct {
 	// Watermark: every reading of the host's current spool with seq ≤ it
 	// is committed, or was declared lost by the device.
 	Watermark uint64 `json:"watermark"`
-	// HasMark is set once the device declared where its seqs start (the
-	// first_seq of a $status); until then the watermark waits for seq 1.
+	// HasMark is set once a floor the device declared (the first_seq of a
+	// $status) took effect; until then the watermark waits for seq 1.
 	HasMark bool `json:"has_mark,omitempty"`
 	// MaxSeq is the highest seq committed.
 	MaxSeq uint64 `json:"max_seq,omitempty"`
@@ -18,6 +18,13 @@ type SeqState struct {
 	Lost uint64 `json:"lost,omitempty"`
 	// Spool is the id of the device's current spool.
 	Spool string `json:"spool,omitempty"`
+	// PendingFloor is the floor (first_seq − 1) of the host's latest
+	// $status while it is above every seq the host has committed: not
+	// taken yet, because a status alone proves no seq was ever made up
+	// there. Advance applies it once a seq at or above it commits. 0 when
+	// none waits (a floor of 0 never has to). Records written before it
+	// existed decode with none.
+	PendingFloor uint64 `json:"pending_floor,omitempty"`
 }
 
 // Pending is an engine's set of one host's seqs committed above a gap in
@@ -32,11 +39,13 @@ type Pending interface {
 }
 
 // SeqChange is what one commit brings a host: the seqs it committed, the
-// floor its $status declared (first_seq − 1) and whether the device has a
-// new spool.
+// floor its latest $status declared (first_seq − 1) and whether the device
+// has a new spool.
 type SeqChange struct {
 	// Arrived are the seqs committed now, in any order, repeats allowed.
-	Arrived  []uint64
+	Arrived []uint64
+	// Floor, when HasFloor, replaces any floor still pending: the
+	// device's latest word on where its seqs start.
 	Floor    uint64
 	HasFloor bool
 	// Restarted says that a $status of this commit named a new spool (see
@@ -49,15 +58,22 @@ type SeqChange struct {
 //   - Only what the device declares starts the watermark: the floor of its
 //     first $status; until then it waits for seq 1, so an acknowledgement
 //     never covers backlog the device has not replayed yet.
-//   - A later floor above the watermark skips seqs the device will never
-//     send; those not committed are counted lost.
+//   - A floor takes effect only once the host has committed a seq at or
+//     above it (now or earlier); until then it waits in PendingFloor and
+//     the watermark moves as it would without it. A status is no proof
+//     that its device ever made the seqs it skips: taken at its word, one
+//     first_seq beyond the device's real seqs would put the watermark past
+//     every reading it sends next, and its acknowledgements would stop.
+//   - A floor taking effect above the watermark skips seqs the device will
+//     never send; those not committed are counted lost (none for the
+//     device's first declaration, which only says where its seqs start).
 //   - The committed seqs, and those pending from earlier commits, extend
 //     the watermark as far as they run without a gap; the rest are kept
 //     pending (so an in-order commit writes no pending seqs at all).
 //
 // It reports whether the host is to be acknowledged (its watermark moved,
-// it was declared, or its spool restarted) and how many seqs it counted
-// lost. p holds the host's pending seqs.
+// its first floor took effect, or its spool restarted) and how many seqs
+// it counted lost. p holds the host's pending seqs.
 func Advance(h *SeqState, ch SeqChange, p Pending) (ack bool, lost uint64, err error) {
 	before, hadMark := h.Watermark, h.HasMark
 	seqs := slices.Clone(ch.Arrived)
@@ -66,13 +82,21 @@ func Advance(h *SeqState, ch SeqChange, p Pending) (ack bool, lost uint64, err e
 	if n := len(seqs); n > 0 {
 		h.MaxSeq = max(h.MaxSeq, seqs[n-1])
 	}
-	if ch.HasFloor && ch.Floor > h.Watermark {
+	floor, hasFloor := h.PendingFloor, h.PendingFloor != 0
+	if ch.HasFloor {
+		floor, hasFloor = ch.Floor, true
+	}
+	h.PendingFloor = 0
+	if hasFloor && floor > max(h.Watermark, h.MaxSeq) {
+		h.PendingFloor, hasFloor = floor, false
+	}
+	if hasFloor && floor > h.Watermark {
 		// Seqs up to the floor will never come: those committed (now or
 		// earlier) are not lost, the rest are — unless this is the device's
 		// first declaration, which only says where its seqs start.
 		committed := map[uint64]bool{}
 		for _, q := range seqs {
-			if q > h.Watermark && q <= ch.Floor {
+			if q > h.Watermark && q <= floor {
 				committed[q] = true
 			}
 		}
@@ -81,7 +105,7 @@ func Advance(h *SeqState, ch SeqChange, p Pending) (ack bool, lost uint64, err e
 			if err != nil {
 				return false, 0, err
 			}
-			if !ok || q > ch.Floor {
+			if !ok || q > floor {
 				break
 			}
 			if q > h.Watermark {
@@ -92,12 +116,12 @@ func Advance(h *SeqState, ch SeqChange, p Pending) (ack bool, lost uint64, err e
 			}
 		}
 		if h.HasMark {
-			lost = ch.Floor - h.Watermark - uint64(len(committed))
+			lost = floor - h.Watermark - uint64(len(committed))
 			h.Lost += lost
 		}
-		h.Watermark = ch.Floor
+		h.Watermark = floor
 	}
-	if ch.HasFloor {
+	if hasFloor {
 		h.HasMark = true
 	}
 	i := 0
@@ -141,8 +165,18 @@ func (h *SeqState) Restart(spool string) {
 }
 
 // TooFarAhead reports whether seq cannot be real for the host: more than
-// MaxSeqJump above its watermark.
-func (h SeqState) TooFarAhead(seq uint64) bool { return seq-min(seq, h.Watermark) > MaxSeqJump }
+// MaxSeqJump above its watermark, and not within MaxSeqJump at or above
+// its PendingFloor. The readings that prove a spool overflow start at the
+// floor; refused after the longest overflows, they would leave it pending
+// for good. The host's pending seqs still stay within MaxSeqJump above
+// its watermark: a seq taken at or above the floor makes the floor take
+// effect in the same commit.
+func (h SeqState) TooFarAhead(seq uint64) bool {
+	if f := h.PendingFloor; f != 0 && seq >= f && seq-f <= MaxSeqJump {
+		return false
+	}
+	return seq-min(seq, h.Watermark) > MaxSeqJump
+}
 
 // FloorTooFarAhead reports whether a $status's firstSeq cannot be real for
 // the host: the floor it declares (firstSeq − 1) would skip more than

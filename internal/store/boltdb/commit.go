@@ -72,7 +72,7 @@ func commit(tx *bolt.Tx, ht *headTx, b *store.Batch, limits store.Limits, res *s
 	if err != nil {
 		return err
 	}
-	kept, dead, err := store.RefuseSeqJumps(b, host, now, res)
+	kept, dead, err := store.RefuseSeqJumps(b, fx, host, now, res)
 	if err != nil {
 		return err
 	}

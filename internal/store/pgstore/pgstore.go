@@ -516,7 +516,7 @@ func (s *Store) commit(b *store.Batch) (store.CommitResult, error) {
 	if err != nil {
 		return res, fmt.Errorf("commit: %w", err)
 	}
-	kept, dead, err := store.RefuseSeqJumps(b, hs.lookup, now, &res)
+	kept, dead, err := store.RefuseSeqJumps(b, fx, hs.lookup, now, &res)
 	if err != nil {
 		return res, fmt.Errorf("commit: %w", err)
 	}

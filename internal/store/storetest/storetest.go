@@ -46,6 +46,7 @@ func Run(t *testing.T, open Opener) {
 		{"NewSpoolRestartsSeqs", testNewSpoolRestartsSeqs},
 		{"SeqJumpRefused", testSeqJumpRefused},
 		{"FirstSeqJumpRefused", testFirstSeqJumpRefused},
+		{"FloorAboveWhatWasSentWaits", testFloorAboveWhatWasSentWaits},
 		{"DeadLettersBounded", testDeadLettersBounded},
 		{"DeadLetterBatchBounded", testDeadLetterBatchBounded},
 		{"ValueKindsRoundTrip", testValueKindsRoundTrip},
@@ -251,14 +252,19 @@ func testStatusFloorDeclaresLostSeqs(t *testing.T, open Opener) {
 	if res.Acks["pi"].Seq != 102 {
 		t.Fatalf("ack %d, want 102", res.Acks["pi"].Seq)
 	}
-	// The device dropped 103 and 105 from a full spool: it now starts at 106.
+	// The device dropped 103 and 105 from a full spool: it now starts at
+	// 106. Its floor (105) is above every seq committed (104): it waits
+	// for a reading at or above it.
 	res, _ = s.Commit(&store.Batch{Statuses: []store.StatusUpdate{status(106)}})
-	if res.Acks["pi"].Seq != 105 || res.Lost != 2 {
-		t.Fatalf("after floor: ack %d, lost %d; want 105, 2", res.Acks["pi"].Seq, res.Lost)
+	if len(res.Acks) != 0 || res.Lost != 0 {
+		t.Fatalf("after the status: %+v; want no ack, nothing lost yet", res)
+	}
+	if hosts, _ := s.Hosts(); hosts[0].Watermark != 102 || hosts[0].PendingFloor != 105 {
+		t.Errorf("after the status: %+v; want watermark 102, floor 105 pending", hosts[0])
 	}
 	res, _ = s.Commit(&store.Batch{Readings: []schema.Reading{Reading("pi", "s", 6, 1, 106)}})
-	if res.Acks["pi"].Seq != 106 {
-		t.Fatalf("ack %d, want 106", res.Acks["pi"].Seq)
+	if res.Acks["pi"].Seq != 106 || res.Lost != 2 {
+		t.Fatalf("after 106: ack %d, lost %d; want 106, 2 (103 and 105)", res.Acks["pi"].Seq, res.Lost)
 	}
 	// A repeated status with an old floor changes nothing.
 	res, _ = s.Commit(&store.Batch{Statuses: []store.StatusUpdate{status(101)}})
@@ -266,7 +272,7 @@ func testStatusFloorDeclaresLostSeqs(t *testing.T, open Opener) {
 		t.Fatalf("stale floor: %+v", res)
 	}
 	hosts, _ := s.Hosts()
-	if h := hosts[0]; h.Watermark != 106 || h.MaxSeq != 106 || h.Lost != 2 {
+	if h := hosts[0]; h.Watermark != 106 || h.MaxSeq != 106 || h.Lost != 2 || h.PendingFloor != 0 {
 		t.Errorf("host = %+v", h)
 	}
 }
@@ -322,7 +328,9 @@ func testRetentionStyleDelete(t *testing.T, open Opener) {
 // TestWatermarkStartsWhereTheDeviceSays: readings that arrive before the
 // device's status (a replayed backlog from seq 40 reaching a fresh
 // aggregator) are not taken as where the seqs start; the status's
-// first_seq is, and nothing below it is counted lost.
+// first_seq is, and nothing below it is counted lost. A status that
+// arrives first starts the watermark only with a reading at or above its
+// first_seq − 1: until then nothing shows its device sent that far.
 func testWatermarkStartsWhereTheDeviceSays(t *testing.T, open Opener) {
 	s := open(t, store.Limits{})
 	res, err := s.Commit(&store.Batch{Readings: []schema.Reading{Reading("pi", "s", 50, 1, 50), Reading("pi", "s", 51, 1, 51)}})
@@ -340,6 +348,15 @@ func testWatermarkStartsWhereTheDeviceSays(t *testing.T, open Opener) {
 	res, _ = s.Commit(&b)
 	if res.Acks["pi"].Seq != 51 {
 		t.Errorf("backlog 40..49 on top of 50, 51: ack %d, want 51", res.Acks["pi"].Seq)
+	}
+	// The status first, alone.
+	res, _ = s.Commit(&store.Batch{Statuses: []store.StatusUpdate{{Host: "pj", Status: schema.Status{State: "online", FirstSeq: 40, Spool: "b1"}}}})
+	if len(res.Acks) != 0 || res.Lost != 0 {
+		t.Fatalf("status first_seq 40 before any reading: %+v, want no ack yet", res)
+	}
+	res, _ = s.Commit(&store.Batch{Readings: []schema.Reading{Reading("pj", "s", 40, 1, 40), Reading("pj", "s", 41, 1, 41)}})
+	if res.Acks["pj"] != (store.HostAck{Seq: 41, Spool: "b1"}) || res.Lost != 0 {
+		t.Errorf("40, 41 after the status: %+v, want ack 41 of spool b1, nothing lost", res)
 	}
 }
 
@@ -402,12 +419,18 @@ func testSeqJumpRefused(t *testing.T, open Opener) {
 	if len(dl) != 1 || !strings.HasPrefix(dl[0].Reason, store.ReasonSeqOutOfRange) || dl[0].Topic != "apd/pi/s" {
 		t.Errorf("dead letters: %+v", dl)
 	}
-	// A floor moved as far as a seq may go counts lost without wrapping.
+	// A floor moved as far as a seq may go counts lost without wrapping,
+	// once the reading at first_seq — more than MaxSeqJump above the
+	// watermark, but not above the floor waiting for it — arrives.
 	far := uint64(store.MaxSeqJump + 3)
 	res, _ = s.Commit(&store.Batch{Statuses: []store.StatusUpdate{{Host: "pi", Status: schema.Status{State: "online", FirstSeq: far}}}})
+	if len(res.Acks) != 0 || res.Lost != 0 {
+		t.Errorf("the status alone: %+v; want no ack, nothing lost", res)
+	}
+	res, _ = s.Commit(&store.Batch{Readings: []schema.Reading{Reading("pi", "s", 4, 1, far)}})
 	hosts, _ := s.Hosts()
-	if want := uint64(far - 1 - 2); res.Lost != want || hosts[0].Lost != want || hosts[0].Awaited != 0 {
-		t.Errorf("lost %d (host %d, awaited %d), want %d", res.Lost, hosts[0].Lost, hosts[0].Awaited, want)
+	if want := uint64(far - 1 - 2); res.Lost != want || hosts[0].Lost != want || hosts[0].Awaited != 0 || res.Acks["pi"].Seq != far {
+		t.Errorf("lost %d (host %d, awaited %d), ack %+v; want %d lost, ack %d", res.Lost, hosts[0].Lost, hosts[0].Awaited, res.Acks, want, far)
 	}
 }
 
@@ -415,8 +438,9 @@ func testSeqJumpRefused(t *testing.T, open Opener) {
 // above what its host has sent (the higher of its watermark and its
 // highest seq) than a seq may be above the watermark cannot be real: it
 // goes to a dead letter like such a seq and moves nothing, so the host's
-// acknowledgements go on. A floor just within the bound is taken, and so
-// is a new spool's first declaration.
+// acknowledgements go on. A floor just within the bound is accepted, and
+// so is a new spool's first declaration; each takes effect with a reading
+// at its first_seq.
 func testFirstSeqJumpRefused(t *testing.T, open Opener) {
 	s := open(t, store.Limits{})
 	status := func(state string, first uint64, spool string) []store.StatusUpdate {
@@ -466,22 +490,110 @@ func testFirstSeqJumpRefused(t *testing.T, open Opener) {
 	if err != nil || res.Acks["pi"].Seq != 6 {
 		t.Fatalf("next reading after the refusals: %+v %v; want ack 6", res, err)
 	}
-	// Exactly at the bound above the highest seq (9): taken, as a spool
-	// that dropped that many readings would declare it.
+	// Exactly at the bound above the highest seq (9): accepted, as a spool
+	// that dropped that many readings would declare it, and taken with
+	// the reading at first_seq.
 	first := uint64(9 + store.MaxSeqJump + 1)
 	res, err = s.Commit(&store.Batch{Statuses: status("online", first, "a1")})
-	if err != nil || res.Acks["pi"].Seq != first-1 || res.Lost != first-1-7 {
-		t.Fatalf("first_seq %d at the bound: %+v %v; want ack %d, %d lost", first, res, err, first-1, first-1-7)
+	if err != nil || len(res.Acks) != 0 || res.RefusedStatuses != 0 || host().PendingFloor != first-1 {
+		t.Fatalf("first_seq %d at the bound: %+v %v; want it accepted, pending", first, res, err)
+	}
+	res, err = s.Commit(&store.Batch{Readings: []schema.Reading{Reading("pi", "s", 10, 1, first)}})
+	if err != nil || res.Acks["pi"].Seq != first || res.Lost != first-1-7 {
+		t.Fatalf("reading %d: %+v %v; want ack %d, %d lost", first, res, err, first, first-1-7)
 	}
 	if dl, _ := s.DeadLetters(10); len(dl) != 3 {
 		t.Errorf("%d dead letters, want the 3 refused statuses", len(dl))
 	}
 	// A new spool's first_seq is its first declaration: where its seqs
 	// start (a device older than the database), whatever came before.
+	// The restart is acknowledged at once, its start with its readings.
 	first = store.MaxSeqJump * 3
 	res, err = s.Commit(&store.Batch{Statuses: status("online", first, "b2")})
-	if err != nil || res.Acks["pi"] != (store.HostAck{Seq: first - 1, Spool: "b2"}) || res.RefusedStatuses != 0 {
-		t.Errorf("a new spool declaring first_seq %d: %+v %v; want ack %d of spool b2", first, res, err, first-1)
+	if err != nil || res.Acks["pi"] != (store.HostAck{Seq: 0, Spool: "b2"}) || res.RefusedStatuses != 0 {
+		t.Errorf("a new spool declaring first_seq %d: %+v %v; want ack 0 of spool b2", first, res, err)
+	}
+	res, err = s.Commit(&store.Batch{Readings: []schema.Reading{Reading("pi", "s", 11, 1, first)}})
+	if err != nil || res.Acks["pi"] != (store.HostAck{Seq: first, Spool: "b2"}) || res.Lost != 0 {
+		t.Errorf("the new spool's reading %d: %+v %v; want ack %d of spool b2, nothing lost", first, res, err, first)
+	}
+}
+
+// TestFloorAboveWhatWasSentWaits: a $status whose first_seq declares a
+// floor above every seq its host has committed — seqs 1..54 sent, then
+// first_seq 99999 from the same spool — moves nothing yet: the host's
+// next readings are acknowledged as before. The floor takes effect once a
+// reading at or above it commits, as the readings of a spool that really
+// overflowed do right after its status, and then counts the seqs it skips
+// that never arrived as lost.
+func testFloorAboveWhatWasSentWaits(t *testing.T, open Opener) {
+	s := open(t, store.Limits{})
+	status := func(first uint64) []store.StatusUpdate {
+		return []store.StatusUpdate{{Host: "pi", Status: schema.Status{State: "online", Time: T0, FirstSeq: first, Spool: "a1"}}}
+	}
+	// minute says where in time seq goes: seqs are far apart, minutes not.
+	readings := func(from, to uint64, minute func(seq uint64) int) []schema.Reading {
+		var rs []schema.Reading
+		for q := from; q <= to; q++ {
+			rs = append(rs, Reading("pi", "s", minute(q), 1, q))
+		}
+		return rs
+	}
+	low := func(q uint64) int { return int(q) }
+	high := func(q uint64) int { return 100 + int(q-99_999) }
+	hostNamed := func(name string) store.Host {
+		t.Helper()
+		hosts, err := s.Hosts()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, h := range hosts {
+			if h.Name == name {
+				return h
+			}
+		}
+		t.Fatalf("no host %s in %+v", name, hosts)
+		return store.Host{}
+	}
+	host := func() store.Host { t.Helper(); return hostNamed("pi") }
+	if res := commit(t, s, &store.Batch{Statuses: status(1), Readings: readings(1, 54, low)}); res.Acks["pi"] != (store.HostAck{Seq: 54, Spool: "a1"}) {
+		t.Fatalf("seqs 1..54: acks %+v, want 54 of spool a1", res.Acks)
+	}
+	res := commit(t, s, &store.Batch{Statuses: status(99_999)})
+	if len(res.Acks) != 0 || res.Lost != 0 || res.RefusedStatuses != 0 {
+		t.Errorf("first_seq 99999 after seq 54: %+v; want no ack, nothing lost, not refused", res)
+	}
+	if h := host(); h.Watermark != 54 || h.Lost != 0 || h.State != "online" || h.PendingFloor != 99_998 {
+		t.Errorf("after first_seq 99999: %+v; want watermark 54, nothing lost, floor 99998 pending", h)
+	}
+	// The pending floor is part of the host's record: apd migrate copies
+	// it, and it still waits for its readings there.
+	if r, ok := s.(store.HostRestorer); ok {
+		if err := r.RestoreHost("copy", host().Record()); err != nil {
+			t.Fatal(err)
+		}
+		if h := hostNamed("copy"); h.Watermark != 54 || h.PendingFloor != 99_998 {
+			t.Errorf("restored: %+v; want watermark 54, floor 99998 pending", h)
+		}
+		res := commit(t, s, &store.Batch{Readings: []schema.Reading{Reading("copy", "s", 100, 1, 99_999)}})
+		if res.Acks["copy"].Seq != 99_999 || res.Lost != 99_998-54 {
+			t.Errorf("restored, then 99999: %+v; want ack 99999, %d lost", res, 99_998-54)
+		}
+	}
+	res = commit(t, s, &store.Batch{Readings: readings(55, 60, low)})
+	if res.Acks["pi"] != (store.HostAck{Seq: 60, Spool: "a1"}) || res.Lost != 0 {
+		t.Fatalf("readings 55..60: %+v; want ack 60 of spool a1, nothing lost", res)
+	}
+	if h := host(); h.Watermark != 60 || h.MaxSeq != 60 || h.Lost != 0 || h.Awaited != 0 {
+		t.Errorf("after 55..60: %+v; want watermark 60, nothing lost or awaited", h)
+	}
+	// The spool did overflow: the readings from 99999 on prove it.
+	res = commit(t, s, &store.Batch{Readings: readings(99_999, 100_001, high)})
+	if want := uint64(99_999 - 61); res.Acks["pi"] != (store.HostAck{Seq: 100_001, Spool: "a1"}) || res.Lost != want {
+		t.Fatalf("readings 99999..100001: %+v; want ack 100001, %d lost", res, want)
+	}
+	if h := host(); h.Watermark != 100_001 || h.Lost != 99_999-61 || h.Awaited != 0 || h.PendingFloor != 0 {
+		t.Errorf("after 99999..100001: %+v; want watermark 100001, %d lost", h, 99_999-61)
 	}
 }
 
