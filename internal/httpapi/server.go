@@ -3,6 +3,7 @@
 package httpapi
 
 import (
+	"cmp"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -12,8 +13,11 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"syscall"
 	"time"
 
 	"github.com/apd-telemetry/apd/internal/chart/geo"
@@ -49,6 +53,28 @@ type Server struct {
 	// not. /readyz answers 200 only then; /healthz only says the process
 	// answers.
 	Ready func() error
+	// SessionTTL is how long a dashboard session lasts from its login; 0
+	// means DefaultSessionTTL. MaxSessions bounds the sessions kept; 0
+	// means DefaultMaxSessions.
+	SessionTTL  time.Duration
+	MaxSessions int
+	// MaxCharts bounds the chart images drawn at once; 0 means
+	// MaxConcurrentCharts. ChartWait is how long a chart waits for a
+	// turn before it is answered 503; 0 means ChartQueueWait.
+	MaxCharts int
+	ChartWait time.Duration
+
+	once     sync.Once
+	sessions *sessions
+	charts   chartSlots
+}
+
+// init makes the server's state from its settings, once.
+func (s *Server) init() {
+	s.once.Do(func() {
+		s.sessions = newSessions(cmp.Or(s.MaxSessions, DefaultMaxSessions))
+		s.charts = make(chartSlots, cmp.Or(s.MaxCharts, MaxConcurrentCharts))
+	})
 }
 
 // RuleStats reports the counters of the running rules.
@@ -59,11 +85,17 @@ type RuleStats interface {
 // APIKeyHeader carries the API key.
 const APIKeyHeader = "X-API-Key"
 
-// errBadRequest marks errors caused by the request's parameters.
-var errBadRequest = errors.New("bad request")
+// errBadRequest marks errors caused by the request's parameters;
+// errNotFound those naming something that does not exist.
+var (
+	errBadRequest = errors.New("bad request")
+	errNotFound   = errors.New("not found")
+)
 
-// Handler returns the API's routes.
+// Handler returns the API's routes. Serve it with the limits of
+// HTTPServer.
 func (s *Server) Handler() http.Handler {
+	s.init()
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -111,6 +143,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /api/v1/chart.svg", s.chartImage("svg"))
 	mux.HandleFunc("GET /api/v1/series", s.series)
 	mux.HandleFunc("GET /api/v1/dashboard/hosts", s.dashboardHosts)
+	mux.HandleFunc("GET /api/v1/dashboard/sensors", s.dashboardSensors)
 	mux.HandleFunc("DELETE /api/v1/readings", s.delete)
 	mux.HandleFunc("GET /api/v1/backup", s.backup)
 	mux.HandleFunc("GET /api/v1/rules", s.rules)
@@ -121,7 +154,7 @@ func (s *Server) Handler() http.Handler {
 		}
 		writeJSON(w, http.StatusOK, s.Held())
 	})
-	return securityHeaders(s.requireKey(writeDeadlines(mux, WriteIdleTimeout)))
+	return securityHeaders(limitURL(s.requireKey(writeDeadlines(mux, WriteIdleTimeout))))
 }
 
 // WriteIdleTimeout is how long a response may make no progress before the
@@ -235,9 +268,15 @@ func (s *Server) log() *slog.Logger {
 // writeError maps an error to its status and a JSON body {"error": "..."}.
 func (s *Server) writeError(w http.ResponseWriter, err error) {
 	status := http.StatusInternalServerError
-	if errors.Is(err, errBadRequest) {
+	switch {
+	case errors.Is(err, errBadRequest):
 		status = http.StatusBadRequest
-	} else {
+	case errors.Is(err, errNotFound):
+		status = http.StatusNotFound
+	case errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) || errors.Is(err, syscall.EFBIG):
+		status = http.StatusInsufficientStorage
+		s.log().Error("api request failed", "err", err)
+	default:
 		s.log().Error("api request failed", "err", err)
 	}
 	writeJSON(w, status, map[string]string{"error": err.Error()})
@@ -307,7 +346,8 @@ func (s *Server) query(w http.ResponseWriter, r *http.Request) {
 	if format == "" {
 		format = "ndjson"
 	}
-	out, err := query.NewWriter(format, w)
+	sw := &sentWriter{ResponseWriter: w}
+	out, err := query.NewWriter(format, sw)
 	if err != nil {
 		s.writeError(w, fmt.Errorf("%w: %v", errBadRequest, err))
 		return
@@ -323,13 +363,38 @@ func (s *Server) query(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	}
 	// Results stream: once the first byte is out, a failure can only cut
-	// the body short, which the client sees as a truncated stream.
+	// the body short. The connection is cut rather than the body ended,
+	// so the client sees an error, not a clean end of fewer results.
 	if err := query.Execute(s.Store, q, spec, out.Write); err != nil {
-		s.log().Error("query failed mid-stream", "err", err)
-		return
+		if !sw.sent {
+			s.writeError(w, fmt.Errorf("query: %w", err))
+			return
+		}
+		s.log().Error("query failed mid-stream; cutting the connection", "err", err)
+		panic(http.ErrAbortHandler)
 	}
 	_ = out.Close()
 }
+
+// sentWriter records whether anything of the response went out, so a
+// failure before that can still be answered with an error status.
+type sentWriter struct {
+	http.ResponseWriter
+	sent bool
+}
+
+func (s *sentWriter) WriteHeader(code int) {
+	s.sent = true
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *sentWriter) Write(p []byte) (int, error) {
+	s.sent = true
+	return s.ResponseWriter.Write(p)
+}
+
+// Unwrap lets http.ResponseController reach the connection's writer.
+func (s *sentWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
 
 func (s *Server) hosts(w http.ResponseWriter, _ *http.Request) {
 	hosts, err := s.Store.Hosts()
@@ -344,11 +409,22 @@ func (s *Server) hosts(w http.ResponseWriter, _ *http.Request) {
 }
 
 // setHostMeta replaces a host's display name, colour and location with
-// the JSON body (a store.HostMeta; {} clears them).
+// the JSON body (a store.HostMeta; {} clears them). Only a host that was
+// seen can be named over HTTP (404 otherwise): a name in a URL must not
+// make a host appear that never sent anything.
 func (s *Server) setHostMeta(w http.ResponseWriter, r *http.Request) {
 	host := r.PathValue("host")
 	if err := schema.ValidateName(host); err != nil {
 		s.writeError(w, fmt.Errorf("%w: host: %v", errBadRequest, err))
+		return
+	}
+	hosts, err := s.Store.Hosts()
+	if err != nil {
+		s.writeError(w, err)
+		return
+	}
+	if _, seen := slices.BinarySearchFunc(hosts, host, func(h store.Host, name string) int { return strings.Compare(h.Name, name) }); !seen {
+		s.writeError(w, fmt.Errorf("%w: no host %q has sent anything (apd hosts lists those that have)", errNotFound, host))
 		return
 	}
 	var m store.HostMeta
@@ -418,6 +494,11 @@ const (
 	BackupChecksumHeader = "X-Apd-Backup-Sha256" // an HTTP trailer
 )
 
+//
+// A backup that fails before its first byte (the copy is made on the
+// server's disk first, which may be full) is answered with an error
+// status, 507 when the disk is full. One that fails later cuts the
+// connection, so the client sees an error rather than a clean end.
 func (s *Server) backup(w http.ResponseWriter, _ *http.Request) {
 	b, ok := s.Store.(store.Backuper)
 	if !ok {
@@ -427,13 +508,21 @@ func (s *Server) backup(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Type", "application/octet-stream")
 	w.Header().Set("Content-Disposition", `attachment; filename="apd-backup.db"`)
 	w.Header().Set("Trailer", BackupChecksumHeader)
+	sw := &sentWriter{ResponseWriter: w}
 	sum := sha256.New()
-	_, err := b.WriteBackup(io.MultiWriter(w, sum), func(size int64) {
+	_, err := b.WriteBackup(io.MultiWriter(sw, sum), func(size int64) {
 		w.Header().Set(BackupSizeHeader, strconv.FormatInt(size, 10))
 	})
 	if err != nil {
-		s.log().Error("backup failed mid-stream", "err", err)
-		return // no checksum: the client knows the copy is not whole
+		if !sw.sent {
+			for _, k := range []string{"Content-Disposition", "Trailer", BackupSizeHeader} {
+				w.Header().Del(k)
+			}
+			s.writeError(w, fmt.Errorf("backup: %w", err))
+			return
+		}
+		s.log().Error("backup failed mid-stream; cutting the connection", "err", err)
+		panic(http.ErrAbortHandler)
 	}
 	w.Header().Set(BackupChecksumHeader, hex.EncodeToString(sum.Sum(nil)))
 }

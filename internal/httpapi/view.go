@@ -1,12 +1,15 @@
 package httpapi
 
 import (
+	"cmp"
 	"fmt"
 	"math"
 	"net/http"
 	"net/url"
+	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/apd-telemetry/apd/internal/chart"
@@ -22,10 +25,17 @@ func (s storeSource) Query(q store.Query, spec query.Spec, fn func(*schema.Readi
 	return query.Execute(s.Reader, q, spec, fn)
 }
 
-// chartRequest reads a chart's parameters: sensor (repeatable), host
-// (repeatable), since (default 24h), until, clean, unit, tz, width,
-// height, map (1: below the charts, only: the map alone), interpolate,
-// theme (light, dark) and points.
+// MaxChartSensors bounds the sensors one chart, series or live request
+// names: each is a scan and a panel (or a filter entry), and a URL naming
+// thousands of them is a URL of tens of kilobytes. The dashboard asks for
+// a page of DashboardPageSize at a time.
+const MaxChartSensors = 64
+
+// chartRequest reads a chart's parameters: sensor (repeatable, at most
+// MaxChartSensors), host (repeatable), since (default 24h), until, clean,
+// unit, tz, width and height (at most MaxChartPixels together), map (1:
+// below the charts, only: the map alone), interpolate, theme (light,
+// dark) and points.
 func chartRequest(v url.Values, now time.Time) (chart.Request, error) {
 	if v.Get("since") == "" {
 		v = cloneValues(v)
@@ -42,6 +52,9 @@ func chartRequest(v url.Values, now time.Time) (chart.Request, error) {
 	}
 	if len(req.Sensors) == 0 {
 		return bad("sensor is required (repeatable)")
+	}
+	if len(req.Sensors) > MaxChartSensors {
+		return bad("%d sensors named, at most %d at once (the dashboard pages them: /api/v1/dashboard/sensors)", len(req.Sensors), MaxChartSensors)
 	}
 	for _, s := range req.Sensors {
 		if err := schema.ValidateName(s); err != nil {
@@ -65,6 +78,10 @@ func chartRequest(v url.Values, now time.Time) (chart.Request, error) {
 			}
 			*p.dst = n
 		}
+	}
+	// chart.Build's defaults stand for what is not given.
+	if w, h := cmp.Or(req.Width, 1200), cmp.Or(req.Height, 700); w*h > MaxChartPixels {
+		return bad("width × height is %d × %d = %d pixels, at most %d", w, h, w*h, MaxChartPixels)
 	}
 	switch v.Get("map") {
 	case "", "0":
@@ -105,6 +122,14 @@ func (s *Server) chartImage(format string) http.HandlerFunc {
 			return
 		}
 		req.Overlay = s.MapOverlay
+		// Drawing takes memory in proportion to the area and a core:
+		// only so many at once, the rest wait briefly, then are told to
+		// come back.
+		if !s.charts.acquire(r.Context(), cmp.Or(s.ChartWait, ChartQueueWait)) {
+			busy(w, 5*time.Second, fmt.Sprintf("too many charts being drawn (at most %d at once): try again shortly", cap(s.charts)))
+			return
+		}
+		defer s.charts.release()
 		fig, err := chart.Build(storeSource{s.Store}, req, s.now())
 		if err != nil {
 			s.writeError(w, err)
@@ -210,11 +235,16 @@ func alignSeries(sensor string, p chart.Panel, fig *chart.Figure) SeriesJSON {
 }
 
 // DashboardHost is a host as the dashboard lists it: what apd hosts
-// knows, with the label and colour every chart gives it.
+// knows, with the label and colour every chart gives it, and how many
+// sensors it has instead of a list of them (a host may have a thousand:
+// the dashboard pages sensors through /api/v1/dashboard/sensors).
 type DashboardHost struct {
 	store.Host
-	Label       string `json:"label"`
-	ChartColour string `json:"chart_colour"`
+	// Sensors hides the embedded list (nil: left out of the JSON).
+	Sensors     *struct{} `json:"sensors,omitempty"`
+	SensorCount int       `json:"sensor_count"`
+	Label       string    `json:"label"`
+	ChartColour string    `json:"chart_colour"`
 }
 
 // dashboardHosts answers /api/v1/dashboard/hosts.
@@ -228,8 +258,78 @@ func (s *Server) dashboardHosts(w http.ResponseWriter, _ *http.Request) {
 	out := make([]DashboardHost, 0, len(hosts))
 	for _, h := range hosts {
 		st := styles[h.Name]
-		out = append(out, DashboardHost{Host: h, Label: st.Label, ChartColour: chart.Hex(st.Colour)})
+		n := len(h.Sensors)
+		h.Sensors = nil
+		out = append(out, DashboardHost{Host: h, SensorCount: n, Label: st.Label, ChartColour: chart.Hex(st.Colour)})
 	}
 	w.Header().Set("Cache-Control", "no-store")
 	writeJSON(w, http.StatusOK, out)
+}
+
+// DashboardPageSize is how many sensors the dashboard charts at once
+// (/api/v1/dashboard/sensors' default limit): each is a chart in the
+// page, a scan on the server and a filter entry of the live stream.
+const DashboardPageSize = 24
+
+// DashboardSensor is a sensor as the dashboard pages them: its name and
+// how many hosts have it.
+type DashboardSensor struct {
+	Sensor string `json:"sensor"`
+	Hosts  int    `json:"hosts"`
+}
+
+// DashboardSensors is a page of the sensors to chart.
+type DashboardSensors struct {
+	Total   int               `json:"total"`
+	Offset  int               `json:"offset"`
+	Limit   int               `json:"limit"`
+	Sensors []DashboardSensor `json:"sensors"`
+}
+
+// dashboardSensors answers /api/v1/dashboard/sensors: every sensor of
+// every host, those most hosts have first (then by name), a page of them
+// from offset (default 0) of at most limit (default DashboardPageSize,
+// at most MaxChartSensors). The server picks the order, so a host with a
+// thousand sensors of its own puts them after the ones the fleet
+// shares: the first page charts what most hosts have.
+func (s *Server) dashboardSensors(w http.ResponseWriter, r *http.Request) {
+	page := DashboardSensors{Limit: DashboardPageSize, Sensors: []DashboardSensor{}}
+	for _, p := range []struct {
+		name     string
+		dst      *int
+		min, max int
+	}{{"offset", &page.Offset, 0, math.MaxInt32}, {"limit", &page.Limit, 1, MaxChartSensors}} {
+		if v := r.URL.Query().Get(p.name); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < p.min || n > p.max {
+				s.writeError(w, fmt.Errorf("%w: %s %q: want a whole number from %d to %d", errBadRequest, p.name, v, p.min, p.max))
+				return
+			}
+			*p.dst = n
+		}
+	}
+	hosts, err := s.Store.Hosts()
+	if err != nil {
+		s.writeError(w, err)
+		return
+	}
+	count := map[string]int{}
+	for _, h := range hosts {
+		for name := range h.Sensors {
+			count[name]++
+		}
+	}
+	all := make([]DashboardSensor, 0, len(count))
+	for name, n := range count {
+		all = append(all, DashboardSensor{Sensor: name, Hosts: n})
+	}
+	slices.SortFunc(all, func(a, b DashboardSensor) int {
+		return cmp.Or(cmp.Compare(b.Hosts, a.Hosts), strings.Compare(a.Sensor, b.Sensor))
+	})
+	page.Total = len(all)
+	if page.Offset < len(all) {
+		page.Sensors = all[page.Offset:min(len(all), page.Offset+page.Limit)]
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, http.StatusOK, page)
 }

@@ -136,7 +136,7 @@ func New(cfg Config) (*Server, error) {
 			return float64(s.ingester.HostsHeld(5 * time.Minute))
 		})
 	}
-	s.http = &http.Server{Handler: api.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	s.http = api.HTTPServer()
 	return s, nil
 }
 
@@ -234,6 +234,9 @@ func (s *Server) SetReady(why string) { s.notReady.Store(&why) }
 func (s *Server) ready() error {
 	if why := s.notReady.Load(); why != nil && *why != "" {
 		return errors.New(*why)
+	}
+	if s.ingester.Metrics().CommitFailing.Value() != 0 {
+		return errors.New("commits are failing (is the disk full?): readings are neither stored nor acknowledged")
 	}
 	return nil
 }
