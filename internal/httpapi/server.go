@@ -486,7 +486,6 @@ func (s *Server) delete(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]int{"deleted": n})
 }
 
-// backup streams a consistent copy of the database file.
 // The backup's size, known before it is sent, and its SHA-256, known
 // after: a client that received fewer bytes, or other ones, can tell.
 const (
@@ -494,8 +493,7 @@ const (
 	BackupChecksumHeader = "X-Apd-Backup-Sha256" // an HTTP trailer
 )
 
-//
-// A backup that fails before its first byte (the copy is made on the
+// backup streams a consistent copy of the database file. A backup that fails before its first byte (the copy is made on the
 // server's disk first, which may be full) is answered with an error
 // status, 507 when the disk is full. One that fails later cuts the
 // connection, so the client sees an error rather than a clean end.
