@@ -516,7 +516,7 @@ func (s *Server) backup(w http.ResponseWriter, _ *http.Request) {
 			for _, k := range []string{"Content-Disposition", "Trailer", BackupSizeHeader} {
 				w.Header().Del(k)
 			}
-			s.writeError(w, fmt.Errorf("backup: %w", err))
+			s.writeError(w, err) // the engine says it is a backup that failed
 			return
 		}
 		s.log().Error("backup failed mid-stream; cutting the connection", "err", err)

@@ -10,7 +10,10 @@ const state = {
   uncharted: [],     // titles of sensors without numbers in the range
   live: true,        // the range ends now and readings stream in
   from: 0, to: 0,    // the range when not live (unix seconds)
-  sensors: [],
+  sensors: [],       // the page of sensors charted, as the server ranks them
+  page: 0,           // which page of sensors (the server picks the order)
+  pageSize: 0,       // sensors per page, as the server says
+  sensorTotal: 0,    // sensors of all hosts together
   hosts: [],
   data: new Map(),   // sensor → series answer of /api/v1/series
   plots: new Map(),  // sensor → uPlot
@@ -151,13 +154,28 @@ function seriesParams(points) {
 
 // ---- loading ----
 
+// loadHosts reads the hosts and the page of sensors to chart. A host may
+// have a thousand sensors: the server ranks them (those most hosts have
+// first) and hands out a page, so no URL the page makes names more than
+// a page of sensors, and a host with many of its own never crowds out
+// what the fleet shares.
 async function loadHosts() {
-  state.hosts = await api('/api/v1/dashboard/hosts');
-  const sensors = new Set();
-  for (const h of state.hosts) for (const s of Object.keys(h.sensors || {})) sensors.add(s);
-  const list = [...sensors].sort();
+  const [hosts, page] = await Promise.all([
+    api('/api/v1/dashboard/hosts'),
+    api('/api/v1/dashboard/sensors?' + new URLSearchParams({ offset: String(state.page * state.pageSize) })),
+  ]);
+  state.hosts = hosts;
+  state.pageSize = page.limit;
+  state.sensorTotal = page.total;
+  if (page.sensors.length === 0 && state.page > 0) {
+    state.page = Math.max(0, Math.ceil(page.total / page.limit) - 1); // fewer sensors than before
+    return loadHosts();
+  }
+  const list = page.sensors.map((s) => s.sensor);
+  const sensors = new Set(list);
   const changed = list.join() !== state.sensors.join();
   state.sensors = list;
+  showPages();
   if (!state.primary || !sensors.has(state.primary)) {
     state.primary = ['temperature', 'cpu_load', 'power'].find((s) => sensors.has(s)) || list[0] || null;
   }
@@ -211,11 +229,27 @@ async function loadSeries() {
   render();
 }
 
+function showPages() {
+  const pages = Math.ceil(state.sensorTotal / Math.max(1, state.pageSize));
+  $('#pages').hidden = pages <= 1;
+  const first = state.page * state.pageSize;
+  $('#page-info').textContent = `sensors ${first + 1}–${first + state.sensors.length} of ${state.sensorTotal}`;
+  $('#prev').disabled = state.page === 0;
+  $('#next').disabled = state.page >= pages - 1;
+}
+
+function turnPage(by) {
+  state.page = Math.max(0, state.page + by);
+  reload();
+}
+
 async function reload() {
   try {
     $('#status').textContent = 'loading…';
     const sensorsChanged = await loadHosts();
-    if (sensorsChanged) connectLive();
+    // A stream the server ended for good (a session that expired) is
+    // opened again once the page has the key again.
+    if (sensorsChanged || !state.events || state.events.readyState === EventSource.CLOSED) connectLive();
     showRange();
     await loadSeries();
     $('#status').textContent = 'updated ' + new Date().toLocaleTimeString();
@@ -406,9 +440,11 @@ function zoomTo(a, b) {
 
 function connectLive() {
   if (state.events) state.events.close();
+  state.events = null;
   if (state.sensors.length === 0) return;
+  // The page's sensors and the one of the hosts' table: a bounded list.
   const p = new URLSearchParams();
-  for (const s of state.sensors) p.append('sensor', s);
+  for (const s of new Set([...state.sensors, state.primary].filter(Boolean))) p.append('sensor', s);
   const es = new EventSource('/api/v1/live?' + p);
   es.addEventListener('readings', (ev) => onReadings(JSON.parse(ev.data)));
   es.addEventListener('resync', () => { if (state.live) reload(); });
@@ -528,6 +564,8 @@ function init() {
     loadSeries();
   });
   $('#csv').addEventListener('click', downloadCSV);
+  $('#prev').addEventListener('click', () => turnPage(-1));
+  $('#next').addEventListener('click', () => turnPage(1));
   $('#theme').addEventListener('click', () => { setTheme(!isDark()); render(); showRange(); });
   $('#map-sensor').addEventListener('change', (ev) => { state.mapSensor = ev.target.value; renderMap(); });
   let resize = null;
