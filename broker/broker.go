@@ -246,7 +246,7 @@ func New(opts Options) (*Broker, error) {
 		}
 	}
 	if opts.WSAddr != "" {
-		if err := srv.AddListener(guard.wrap(listeners.NewWebsocket(listeners.Config{ID: "ws", Address: opts.WSAddr, TLSConfig: opts.TLSConfig}))); err != nil {
+		if err := srv.AddListener(newWSListener(listeners.Config{ID: "ws", Address: opts.WSAddr, TLSConfig: opts.TLSConfig}, guard)); err != nil {
 			return nil, fmt.Errorf("broker WebSocket listen on %s: %w", opts.WSAddr, err)
 		}
 	}
