@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/apd-telemetry/apd/internal/mqttc"
+	"github.com/apd-telemetry/apd/internal/testutil"
 )
 
 // closedWithin reports whether the broker closes c within d.
@@ -66,7 +67,7 @@ func TestConnectLimits(t *testing.T) {
 	for i := range idle {
 		idle[i] = dialRaw(t, addr)
 	}
-	time.Sleep(50 * time.Millisecond)
+	testutil.WaitFor(t, "five connections counted as not logged in", 5*time.Second, func() bool { return b.guard.pending.Load() == 5 })
 	over := dialRaw(t, addr)
 	if !closedWithin(over, 200*time.Millisecond) {
 		t.Error("a connection beyond the cap of unauthenticated ones was kept")
