@@ -460,8 +460,9 @@ func (in *Ingester) commit(batch *store.Batch, dones []func()) {
 			in.afterCommit(batch, res, dones)
 			return
 		}
-		in.metrics.CommitErrors.Inc()
+		// Failing first: whoever sees the error counted sees it failing.
 		in.metrics.CommitFailing.Set(1)
+		in.metrics.CommitErrors.Inc()
 		if backoff == 100*time.Millisecond {
 			in.log.Error("commit failed; holding acknowledgements and retrying", "err", err, "items", batch.Len())
 		}
