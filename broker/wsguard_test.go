@@ -137,7 +137,7 @@ func TestWSPreLoginCap(t *testing.T) {
 				held[i] = halfUpgrade(t, addr, secure)
 				defer held[i].Close()
 			}
-			testutil.WaitFor(t, "5 half-open WebSocket connections counted", 2*time.Second, func() bool {
+			testutil.WaitFor(t, "5 half-open WebSocket connections counted", 10*time.Second, func() bool {
 				return b.guard.pending.Load() == 5
 			})
 			over, err := dialHalfUpgrade(addr, secure)
@@ -157,7 +157,7 @@ func TestWSPreLoginCap(t *testing.T) {
 				}
 			}
 			held[0].Close()
-			testutil.WaitFor(t, "the closed connection's place freed", 2*time.Second, func() bool {
+			testutil.WaitFor(t, "the closed connection's place freed", 10*time.Second, func() bool {
 				return b.guard.pending.Load() == 4
 			})
 			again := halfUpgrade(t, addr, secure)
