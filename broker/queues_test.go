@@ -3,7 +3,6 @@ package broker
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"sync/atomic"
@@ -13,30 +12,6 @@ import (
 	"github.com/apd-telemetry/apd/internal/mqttc"
 	"github.com/apd-telemetry/apd/internal/testutil"
 )
-
-// rawSession opens a persistent session as user that subscribes to filter
-// at QoS 1 and then never reads a byte.
-func rawSession(t testing.TB, addr, id, user, password, filter string) net.Conn {
-	t.Helper()
-	str := func(s string) []byte { return append([]byte{byte(len(s) >> 8), byte(len(s))}, s...) }
-	connect := append(str("MQTT"), 4, 0x80|0x40, 0, 60) // user, password, persistent
-	for _, f := range []string{id, user, password} {
-		connect = append(connect, str(f)...)
-	}
-	sub := append([]byte{0, 1}, str(filter)...)
-	sub = append(sub, 1)
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	pkt := append([]byte{0x10, byte(len(connect))}, connect...)
-	pkt = append(append(pkt, 0x82, byte(len(sub))), sub...)
-	if _, err := c.Write(pkt); err != nil {
-		t.Fatal(err)
-	}
-	return c
-}
 
 // TestQueuesBounded: ten offline and ten connected-but-silent sessions of
 // one reader user, then a flood: what the broker holds for that user
@@ -67,7 +42,7 @@ func TestQueuesBounded(t *testing.T) {
 			t.Fatal(err)
 		}
 		c.Close()
-		rawSession(t, b.Addr(), "silent-"+string(rune('a'+i)), "rd", "rd-pw", "apd/#")
+		testutil.SilentSession(t, b.Addr(), "silent-"+string(rune('a'+i)), "rd", "rd-pw", "apd/#")
 	}
 	var got atomic.Int64
 	reader, err := mqttc.Dial(mqttc.Options{URL: url, ClientID: "agg", Username: "agg", Password: "agg-pw", QoS: 1})
@@ -141,7 +116,7 @@ func BenchmarkFloodPastSilentSessions(b *testing.B) {
 					c.Close()
 					continue
 				}
-				rawSession(b, brk.Addr(), id, "rd", "rd-pw", "apd/#")
+				testutil.SilentSession(b, brk.Addr(), id, "rd", "rd-pw", "apd/#")
 			}
 			dev, err := mqttc.Dial(mqttc.Options{URL: url, ClientID: "pi", Username: "pi", Password: "pi-pw", QoS: 1})
 			if err != nil {

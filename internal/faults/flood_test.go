@@ -73,7 +73,7 @@ func TestFloodPastIdleSessions(t *testing.T) {
 	}
 	var silent []net.Conn
 	for i := range 10 {
-		silent = append(silent, silentSession(t, mqttAddr, fmt.Sprintf("silent-%d", i), "rd", "rd-pw", "apd/#"))
+		silent = append(silent, testutil.SilentSession(t, mqttAddr, fmt.Sprintf("silent-%d", i), "rd", "rd-pw", "apd/#"))
 	}
 
 	// The well-behaved device: a reading every 100 ms, each timed from
@@ -217,30 +217,6 @@ func TestFloodPastIdleSessions(t *testing.T) {
 	})
 	t.Logf("in-flight file after the sessions went: %d KiB", fileSize(t, inflight)>>10)
 	srv.stop(20 * time.Second)
-}
-
-// silentSession opens a persistent session as user that subscribes to
-// filter at QoS 1 and then never reads a byte.
-func silentSession(t *testing.T, addr, id, user, password, filter string) net.Conn {
-	t.Helper()
-	str := func(s string) []byte { return append([]byte{byte(len(s) >> 8), byte(len(s))}, s...) }
-	connect := append(str("MQTT"), 4, 0x80|0x40, 0, 60) // user, password, persistent
-	for _, f := range []string{id, user, password} {
-		connect = append(connect, str(f)...)
-	}
-	sub := append([]byte{0, 1}, str(filter)...)
-	sub = append(sub, 1)
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	pkt := append([]byte{0x10, byte(len(connect))}, connect...)
-	pkt = append(append(pkt, 0x82, byte(len(sub))), sub...)
-	if _, err := c.Write(pkt); err != nil {
-		t.Fatal(err)
-	}
-	return c
 }
 
 // residentBytes returns the anonymous resident memory of process pid

@@ -216,3 +216,28 @@ func CheckNotSplit(tb testing.TB, nameA string, a map[string]int, nameB string, 
 		tb.Errorf("one got nothing: %d hosts to %s, %d to %s", len(a), nameA, len(b), nameB)
 	}
 }
+
+// SilentSession opens, at addr, a persistent MQTT 3.1.1 session as user
+// that subscribes to filter at QoS 1 and then never reads a byte: the
+// subscriber a broker must not let grow its queues without bound.
+func SilentSession(tb testing.TB, addr, id, user, password, filter string) net.Conn {
+	tb.Helper()
+	str := func(s string) []byte { return append([]byte{byte(len(s) >> 8), byte(len(s))}, s...) }
+	connect := append(str("MQTT"), 4, 0x80|0x40, 0, 60) // user, password, persistent
+	for _, f := range []string{id, user, password} {
+		connect = append(connect, str(f)...)
+	}
+	sub := append([]byte{0, 1}, str(filter)...)
+	sub = append(sub, 1)
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { c.Close() })
+	pkt := append([]byte{0x10, byte(len(connect))}, connect...)
+	pkt = append(append(pkt, 0x82, byte(len(sub))), sub...)
+	if _, err := c.Write(pkt); err != nil {
+		tb.Fatal(err)
+	}
+	return c
+}
