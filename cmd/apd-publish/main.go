@@ -3,7 +3,7 @@
 package main
 
 import (
-	"github.com/apd-telemetry/apd/publisher/publishmain"
+	"github.com/apd-telemetry/apd/cmd/apd-publish/publishmain"
 	_ "github.com/apd-telemetry/apd/publisher/sensors/all"
 )
 

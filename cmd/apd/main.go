@@ -4,7 +4,7 @@ package main
 import (
 	"os"
 
-	"github.com/apd-telemetry/apd/internal/cli/apdcmd"
+	"github.com/apd-telemetry/apd/internal/apdcmd"
 	_ "github.com/apd-telemetry/apd/publisher/sensors/all"
 )
 

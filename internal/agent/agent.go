@@ -24,6 +24,13 @@ import (
 	"github.com/apd-telemetry/apd/schema"
 )
 
+// ExitRules are the exit codes of the device side's errors, for both
+// binaries (apd serve --with-publisher and apd sensors link it too).
+var ExitRules = append(slices.Clone(cli.ConfigExitRules),
+	cli.ExitRule{Err: publisher.ErrUnknownSensor, Code: cli.ExitUnknownSensor, Hint: "apd sensors --list shows the sensors this build has"},
+	cli.ExitRule{Err: mqttc.ErrUnreachable, Code: cli.ExitUnreachable, Hint: "check --broker and that the broker runs"},
+)
+
 // SensorFlags choose and bound the local sensors.
 type SensorFlags struct {
 	Sensors       []string      `help:"Sensors to sample, comma-separated (default: all this build has)." sep:"," placeholder:"A,B" config:"publisher.sensors"`

@@ -1,7 +1,8 @@
 // Package cli is the command framework both binaries share: parsing with
 // kong and the config file, global flags, errors as one line with their
-// exit code. It links nothing of the server side: apd's commands are in
-// apdcmd, apd-publish's in publisher/publishmain.
+// exit code. It links neither application: apd's commands are in
+// internal/apdcmd, apd-publish's in cmd/apd-publish/publishmain, and each
+// extends the exit-code table with the errors of the packages it links.
 package cli
 
 import (
@@ -19,8 +20,6 @@ import (
 
 	"github.com/alecthomas/kong"
 	"github.com/apd-telemetry/apd/internal/config"
-	"github.com/apd-telemetry/apd/internal/mqttc"
-	"github.com/apd-telemetry/apd/publisher"
 )
 
 // Exit codes (SPEC §4).
@@ -63,12 +62,12 @@ type ExitRule struct {
 	Hint string
 }
 
-// CommonExitRules are the exit codes of the errors of the packages both
-// binaries link; apd's table extends it with the server side's.
-var CommonExitRules = []ExitRule{
+// ConfigExitRules are the exit codes of the framework's own errors. Each
+// application extends the table with those of the packages it links
+// (the device side's in internal/agent, the server side's in apdcmd), so
+// the framework imports none of them.
+var ConfigExitRules = []ExitRule{
 	{config.ErrBadConfig, ExitBadConfig, ""},
-	{publisher.ErrUnknownSensor, ExitUnknownSensor, "apd sensors --list shows the sensors this build has"},
-	{mqttc.ErrUnreachable, ExitUnreachable, "check --broker and that the broker runs"},
 }
 
 // exitCode picks the exit code of an error: its own (an *Error), else

@@ -11,9 +11,9 @@ import (
 	"time"
 
 	"github.com/apd-telemetry/apd/internal/fleetsim"
+	"github.com/apd-telemetry/apd/internal/ingest"
 	"github.com/apd-telemetry/apd/internal/testutil"
 	"github.com/apd-telemetry/apd/schema"
-	"github.com/apd-telemetry/apd/subscriber"
 )
 
 // aggregators is N apd aggregate processes sharing one group on a broker
@@ -41,14 +41,14 @@ func startAggregators(t *testing.T, dir, url string, ids []string, source ...str
 }
 
 // held asks an aggregator what it holds.
-func (a *aggregators) held(id string) subscriber.Held {
+func (a *aggregators) held(id string) ingest.Held {
 	a.t.Helper()
 	resp, err := http.Get("http://" + a.http[id] + "/api/v1/held")
 	if err != nil {
 		a.t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	var h subscriber.Held
+	var h ingest.Held
 	if err := json.NewDecoder(resp.Body).Decode(&h); err != nil {
 		a.t.Fatalf("%s /api/v1/held: %v", id, err)
 	}

@@ -46,7 +46,7 @@ type Server struct {
 	// MapOverlay is drawn over every map (chart.png|svg with map).
 	MapOverlay []geo.Shape
 	// Held, when set, answers /api/v1/held: what this aggregator, one of
-	// several sharing the work, holds (subscriber.Held).
+	// several sharing the work, holds (ingest.Held).
 	Held func() any
 	// Ready, when set, says whether every part of the process (store,
 	// broker listeners, subscriptions) is up: nil when it is, else why

@@ -28,11 +28,11 @@ import (
 	"github.com/apd-telemetry/apd/internal/chart/geo"
 	"github.com/apd-telemetry/apd/internal/dashboard"
 	"github.com/apd-telemetry/apd/internal/httpapi"
+	"github.com/apd-telemetry/apd/internal/ingest"
 	"github.com/apd-telemetry/apd/internal/metrics"
 	"github.com/apd-telemetry/apd/internal/rules"
 	"github.com/apd-telemetry/apd/internal/store"
 	"github.com/apd-telemetry/apd/schema"
-	"github.com/apd-telemetry/apd/subscriber"
 )
 
 // Config is what the aggregator is built from.
@@ -44,7 +44,7 @@ type Config struct {
 	HTTPAddr string
 	APIKey   []byte
 	// Ingest configures the ingester (Topics, batching, bounds).
-	Ingest subscriber.Options
+	Ingest ingest.Options
 	// Rules are the checked [[rules]] of the config file.
 	Rules []rules.Config
 	// Retention deletes readings older than it, at start and every hour;
@@ -72,7 +72,7 @@ type Link interface {
 type Server struct {
 	cfg      Config
 	store    store.Store
-	ingester *subscriber.Ingester
+	ingester *ingest.Ingester
 	rules    *rules.Engine // nil without rules
 	live     *dashboard.Hub
 	metrics  *metrics.Registry
@@ -117,7 +117,7 @@ func New(cfg Config) (*Server, error) {
 		opts.WantCommits = nil // the rules see every commit
 		log.Info("rules loaded", "rules", len(cfg.Rules))
 	}
-	s.ingester = subscriber.NewIngester(s.store, opts)
+	s.ingester = ingest.NewIngester(s.store, opts)
 	s.registerMetrics()
 	api := &httpapi.Server{Store: s.store, Metrics: s.metrics, Logger: log, APIKey: cfg.APIKey, Ready: s.ready,
 		Dashboard: dashboard.Handler(), Live: s.live, MapOverlay: cfg.MapOverlay}
@@ -185,7 +185,7 @@ func (s *Server) registerMetrics() {
 
 // Ingester is what the transport feeds: the broker's hook or an MQTT
 // client's handler.
-func (s *Server) Ingester() *subscriber.Ingester { return s.ingester }
+func (s *Server) Ingester() *ingest.Ingester { return s.ingester }
 
 // Metrics is the registry /metrics serves, for the other parts of the
 // process to add to.

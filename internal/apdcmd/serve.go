@@ -9,9 +9,9 @@ import (
 	"github.com/apd-telemetry/apd/internal/agent"
 	"github.com/apd-telemetry/apd/internal/cli"
 	"github.com/apd-telemetry/apd/internal/config"
+	"github.com/apd-telemetry/apd/internal/ingest"
 	"github.com/apd-telemetry/apd/publisher"
 	"github.com/apd-telemetry/apd/schema"
-	"github.com/apd-telemetry/apd/subscriber"
 	mqtt "github.com/mochi-mqtt/server/v2"
 )
 
@@ -72,7 +72,7 @@ func (c *ServeCmd) Run(ctx context.Context, g *cli.Globals, file *config.File) e
 		return err
 	}
 	bopts := c.BrokerFlags.options(c.Data, c.MaxPayload, g.Prefix, users, tc, g.BrokerLogger())
-	ingest := subscriber.NewHook(srv.Ingester())
+	ingest := ingest.NewHook(srv.Ingester())
 	ingest.Sender = broker.Sender
 	bopts.Hooks = []mqtt.Hook{ingest}
 	brk, err := broker.New(bopts)

@@ -100,5 +100,5 @@ func MainPublish(args []string, stdout, stderr io.Writer) int {
 		keys[section+".*"] = true
 	}
 	return cli.Main("apd-publish", "apd-publish: sample this device's sensors and publish readings over MQTT.",
-		&root, &root.Globals, args, stdout, stderr, keys, cli.CommonExitRules)
+		&root, &root.Globals, args, stdout, stderr, keys, agent.ExitRules)
 }

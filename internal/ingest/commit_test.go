@@ -1,4 +1,4 @@
-package subscriber_test
+package ingest_test
 
 import (
 	"bytes"
@@ -20,8 +20,8 @@ import (
 	"github.com/apd-telemetry/apd/internal/testutil"
 	"github.com/apd-telemetry/apd/schema"
 
+	"github.com/apd-telemetry/apd/internal/ingest"
 	"github.com/apd-telemetry/apd/internal/store"
-	"github.com/apd-telemetry/apd/subscriber"
 )
 
 // failingStore fails its first commits, as a full disk does, then passes
@@ -48,7 +48,7 @@ func (f *failingStore) Commit(b *store.Batch) (store.CommitResult, error) {
 func TestCommitFailureHoldsAcknowledgements(t *testing.T) {
 	fs := &failingStore{failures: 3, Store: openStore(t)}
 	var acks atomic.Int32
-	in := subscriber.New(fs, func(string, []byte) error { acks.Add(1); return nil }, subscriber.Options{})
+	in := ingest.New(fs, func(string, []byte) error { acks.Add(1); return nil }, ingest.Options{})
 	defer in.Close()
 	var done atomic.Int32
 	for i := 1; i <= 5; i++ {
@@ -113,8 +113,8 @@ func TestCorruptChunkQuarantined(t *testing.T) {
 	defer st.Close()
 	var log testutil.SyncBuffer
 	acks := make(chan string, 100)
-	in := subscriber.New(st, func(topic string, _ []byte) error { acks <- topic; return nil },
-		subscriber.Options{Logger: slog.New(slog.NewTextHandler(&log, nil))})
+	in := ingest.New(st, func(topic string, _ []byte) error { acks <- topic; return nil },
+		ingest.Options{Logger: slog.New(slog.NewTextHandler(&log, nil))})
 	defer in.Close()
 	for i, r := range []schema.Reading{at("bad", 2, 1), at("good", 1, 1), at("bad", 3, 2), at("good", 2, 2)} {
 		if err := in.Submit("apd/"+r.Host+"/temperature", r.AppendJSON(nil, schema.WithIdentity), nil); err != nil {
@@ -153,14 +153,14 @@ func TestAcksCoalesced(t *testing.T) {
 	var mu sync.Mutex
 	var acks []string
 	got := func() []string { mu.Lock(); defer mu.Unlock(); return slices.Clone(acks) }
-	in := subscriber.New(openStore(t), func(topic string, p []byte) error {
+	in := ingest.New(openStore(t), func(topic string, p []byte) error {
 		var a schema.Ack
 		_ = json.Unmarshal(p, &a)
 		mu.Lock()
 		acks = append(acks, fmt.Sprintf("%s=%d", topic, a.Seq))
 		mu.Unlock()
 		return nil
-	}, subscriber.Options{AckEvery: 2 * time.Second})
+	}, ingest.Options{AckEvery: 2 * time.Second})
 	defer in.Close()
 	stored := uint64(0)
 	commit := func(host string, seq uint64) {
@@ -194,7 +194,7 @@ func TestOnCommitOnlyWhenWanted(t *testing.T) {
 	var want atomic.Bool
 	var mu sync.Mutex
 	var seen [][]string
-	in := subscriber.New(openStore(t), func(string, []byte) error { return nil }, subscriber.Options{
+	in := ingest.New(openStore(t), func(string, []byte) error { return nil }, ingest.Options{
 		WantCommits: want.Load,
 		OnCommit: func(rs []schema.Reading) {
 			var ts []string

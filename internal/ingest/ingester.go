@@ -6,7 +6,7 @@
 // broker through a mochi hook ([Hook]), or from any external broker by an
 // MQTT subscription ([Subscribe]) that acknowledges each message to the
 // broker only after the batch holding it is committed.
-package subscriber
+package ingest
 
 import (
 	"encoding/json"

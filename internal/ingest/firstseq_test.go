@@ -1,4 +1,4 @@
-package subscriber_test
+package ingest_test
 
 import (
 	"context"
@@ -9,9 +9,9 @@ import (
 	"time"
 
 	"github.com/apd-telemetry/apd/broker"
+	"github.com/apd-telemetry/apd/internal/ingest"
 	"github.com/apd-telemetry/apd/internal/store"
 	"github.com/apd-telemetry/apd/schema"
-	"github.com/apd-telemetry/apd/subscriber"
 )
 
 // TestImpossibleFirstSeqRejected: a host's $status whose first_seq would
@@ -21,7 +21,7 @@ import (
 func TestImpossibleFirstSeqRejected(t *testing.T) {
 	st := openStore(t)
 	acks := make(chan string, 16)
-	in := subscriber.New(st, func(_ string, p []byte) error { acks <- string(p); return nil }, subscriber.Options{})
+	in := ingest.New(st, func(_ string, p []byte) error { acks <- string(p); return nil }, ingest.Options{})
 	defer in.Close()
 	submit := func(topic string, p []byte) {
 		t.Helper()
@@ -36,7 +36,7 @@ func TestImpossibleFirstSeqRejected(t *testing.T) {
 	far := uint64(1 + store.MaxSeqJump + 2)
 	submit("apd/pi/$status", fmt.Appendf(nil, `{"state":"online","first_seq":%d,"spool":"s1"}`, far))
 	submit("apd/pi/t", payload("pi", "t", 2, 2, 21))
-	if got := in.Metrics().Rejected[subscriber.ReasonSeqOutOfRange].Value(); got != 1 {
+	if got := in.Metrics().Rejected[ingest.ReasonSeqOutOfRange].Value(); got != 1 {
 		t.Errorf("seq_out_of_range rejections %d, want 1", got)
 	}
 	dl, err := st.DeadLetters(10)
@@ -57,7 +57,7 @@ func TestImpossibleFirstSeqRejected(t *testing.T) {
 // waits in the host's record until a reading at or above it arrives.
 func TestFirstSeqAheadOfSentSeqsWaits(t *testing.T) {
 	st := openStore(t)
-	_, brk := startEmbedded(t, st, subscriber.Options{}, broker.Options{})
+	_, brk := startEmbedded(t, st, ingest.Options{}, broker.Options{})
 	watcher := dial(t, brk.Addr(), "watcher")
 	acks := make(chan schema.Ack, 256)
 	if err := watcher.Subscribe("apd/pi/$ack", func(_ string, p []byte) {

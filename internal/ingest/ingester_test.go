@@ -1,4 +1,4 @@
-package subscriber_test
+package ingest_test
 
 import (
 	"context"
@@ -12,11 +12,11 @@ import (
 	"github.com/apd-telemetry/apd/internal/store/boltdb"
 
 	"github.com/apd-telemetry/apd/broker"
+	"github.com/apd-telemetry/apd/internal/ingest"
 	"github.com/apd-telemetry/apd/internal/mqttc"
 	"github.com/apd-telemetry/apd/internal/store"
 	"github.com/apd-telemetry/apd/internal/testutil"
 	"github.com/apd-telemetry/apd/schema"
-	"github.com/apd-telemetry/apd/subscriber"
 	mqtt "github.com/mochi-mqtt/server/v2"
 )
 
@@ -59,11 +59,11 @@ func count(t *testing.T, st *boltdb.Store, q store.Query) int {
 // startEmbedded runs an ingester on st behind a broker on a free loopback
 // port, acknowledging through the broker as apd serve does; both stop
 // with the test.
-func startEmbedded(t *testing.T, st *boltdb.Store, opts subscriber.Options, bopts broker.Options) (*subscriber.Ingester, *broker.Broker) {
+func startEmbedded(t *testing.T, st *boltdb.Store, opts ingest.Options, bopts broker.Options) (*ingest.Ingester, *broker.Broker) {
 	t.Helper()
-	in := subscriber.NewIngester(st, opts)
+	in := ingest.NewIngester(st, opts)
 	bopts.Addr = testutil.FreeAddr(t)
-	bopts.Hooks = []mqtt.Hook{subscriber.NewHook(in)}
+	bopts.Hooks = []mqtt.Hook{ingest.NewHook(in)}
 	brk, err := broker.New(bopts)
 	if err != nil {
 		t.Fatal(err)
@@ -87,7 +87,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 // host's $ack follows the commits.
 func TestEmbeddedIngestion(t *testing.T) {
 	st := openStore(t)
-	in, brk := startEmbedded(t, st, subscriber.Options{MaxPayload: 1024}, broker.Options{})
+	in, brk := startEmbedded(t, st, ingest.Options{MaxPayload: 1024}, broker.Options{})
 
 	watcher := dial(t, brk.Addr(), "watcher")
 	acks := make(chan schema.Ack, 100)
@@ -111,21 +111,21 @@ func TestEmbeddedIngestion(t *testing.T) {
 	bad := []struct {
 		topic, payload, reason string
 	}{
-		{"apd/pi/temperature", `{"v":1,`, subscriber.ReasonInvalidJSON},
-		{"apd/pi/temperature", `hello`, subscriber.ReasonInvalidJSON},
-		{"apd/pi/temperature", `{"v":7,"ts":"2026-11-23T12:00:00Z","value":1}`, subscriber.ReasonVersion},
-		{"apd/pi/temperature", string(payload("other", "temperature", 99, 0, 1)), subscriber.ReasonTopicMismatch},
-		{"apd/p%i/temperature", `1`, subscriber.ReasonInvalidName},
-		{"apd/pi/temperature", `{"v":1,"value":1}`, subscriber.ReasonInvalidField},
-		{"apd/pi/temperature", strings.Repeat("1", 2000), subscriber.ReasonTooLarge},
-		{"apd/pi/temperature", "\"\xff\xfe\"", subscriber.ReasonInvalidUTF8},
-		{"apd/pi/temperature", `1e999`, subscriber.ReasonInvalidField},
-		{"apd/pi/temperature", `{"v":1,"ts":"1970-01-01T00:00:00Z","seq":1000,"value":1}`, subscriber.ReasonTimeWindow},
-		{"apd/pi/temperature", `{"v":1,"ts":"2999-01-01T00:00:00Z","seq":1000,"value":1}`, subscriber.ReasonTimeWindow},
-		{"apd/pi/temperature/extra", `1`, subscriber.ReasonInvalidTopic},
-		{"apd/pi/../x", `1`, subscriber.ReasonInvalidTopic},
-		{"apd/pi/temperature", string(payload("pi", "temperature", 1<<53+1, 30, 1)), subscriber.ReasonSeqOutOfRange},
-		{"apd/pi/$status", `{"state":"online","first_seq":18446744073709551615}`, subscriber.ReasonSeqOutOfRange},
+		{"apd/pi/temperature", `{"v":1,`, ingest.ReasonInvalidJSON},
+		{"apd/pi/temperature", `hello`, ingest.ReasonInvalidJSON},
+		{"apd/pi/temperature", `{"v":7,"ts":"2026-11-23T12:00:00Z","value":1}`, ingest.ReasonVersion},
+		{"apd/pi/temperature", string(payload("other", "temperature", 99, 0, 1)), ingest.ReasonTopicMismatch},
+		{"apd/p%i/temperature", `1`, ingest.ReasonInvalidName},
+		{"apd/pi/temperature", `{"v":1,"value":1}`, ingest.ReasonInvalidField},
+		{"apd/pi/temperature", strings.Repeat("1", 2000), ingest.ReasonTooLarge},
+		{"apd/pi/temperature", "\"\xff\xfe\"", ingest.ReasonInvalidUTF8},
+		{"apd/pi/temperature", `1e999`, ingest.ReasonInvalidField},
+		{"apd/pi/temperature", `{"v":1,"ts":"1970-01-01T00:00:00Z","seq":1000,"value":1}`, ingest.ReasonTimeWindow},
+		{"apd/pi/temperature", `{"v":1,"ts":"2999-01-01T00:00:00Z","seq":1000,"value":1}`, ingest.ReasonTimeWindow},
+		{"apd/pi/temperature/extra", `1`, ingest.ReasonInvalidTopic},
+		{"apd/pi/../x", `1`, ingest.ReasonInvalidTopic},
+		{"apd/pi/temperature", string(payload("pi", "temperature", 1<<53+1, 30, 1)), ingest.ReasonSeqOutOfRange},
+		{"apd/pi/$status", `{"state":"online","first_seq":18446744073709551615}`, ingest.ReasonSeqOutOfRange},
 	}
 	seq := uint64(0)
 	for i, b := range bad {
@@ -198,12 +198,12 @@ func TestExternalBrokerSubscription(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer aggClient.Close()
-	in := subscriber.New(st, func(topic string, p []byte) error {
+	in := ingest.New(st, func(topic string, p []byte) error {
 		go aggClient.Publish(context.Background(), topic, p, true)
 		return nil
-	}, subscriber.Options{})
+	}, ingest.Options{})
 	defer in.Close()
-	if err := subscriber.Subscribe(in, aggClient, ""); err != nil {
+	if err := ingest.Subscribe(in, aggClient, ""); err != nil {
 		t.Fatal(err)
 	}
 	device := dial(t, brk.Addr(), "device")

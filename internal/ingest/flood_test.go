@@ -1,4 +1,4 @@
-package subscriber_test
+package ingest_test
 
 import (
 	"context"
@@ -10,9 +10,9 @@ import (
 	"time"
 
 	"github.com/apd-telemetry/apd/broker"
+	"github.com/apd-telemetry/apd/internal/ingest"
 	"github.com/apd-telemetry/apd/internal/mqttc"
 	"github.com/apd-telemetry/apd/internal/store"
-	"github.com/apd-telemetry/apd/subscriber"
 )
 
 // TestFloodDoesNotCostReadings: one client floods 10,000 malformed
@@ -23,7 +23,7 @@ func TestFloodDoesNotCostReadings(t *testing.T) {
 		t.Skip("floods the broker for seconds")
 	}
 	st := openStore(t)
-	in, brk := startEmbedded(t, st, subscriber.Options{MaxPayload: 1024}, broker.Options{MaxPayload: 2048})
+	in, brk := startEmbedded(t, st, ingest.Options{MaxPayload: 1024}, broker.Options{MaxPayload: 2048})
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

@@ -14,11 +14,11 @@ import (
 
 	"github.com/apd-telemetry/apd/internal/cli"
 	"github.com/apd-telemetry/apd/internal/config"
+	"github.com/apd-telemetry/apd/internal/ingest"
 	"github.com/apd-telemetry/apd/internal/rules"
 	"github.com/apd-telemetry/apd/internal/server"
 	"github.com/apd-telemetry/apd/internal/store"
 	"github.com/apd-telemetry/apd/schema"
-	"github.com/apd-telemetry/apd/subscriber"
 )
 
 // DataFlags locate the aggregator's database.
@@ -38,7 +38,7 @@ type IngestFlags struct {
 	DeadLettersMax      int   `help:"Most dead letters kept; the oldest are dropped (and counted) beyond it." default:"10000" config:"server.dead_letters_max"`
 	DeadLettersMaxBytes int64 `help:"Most bytes of dead letters kept; the oldest are dropped (and counted) beyond it." default:"8388608" config:"server.dead_letters_max_bytes"`
 	// Series are bounded: a device inventing sensor names must not fill
-	// the disk (defaults: subscriber.DefaultMaxSeriesPerHost, DefaultMaxSeries).
+	// the disk (defaults: ingest.DefaultMaxSeriesPerHost, DefaultMaxSeries).
 	MaxSeriesPerHost int `help:"Most series (sensors) per host; readings that would start more go to dead letters." default:"1024" config:"server.max_series_per_host"`
 	MaxSeries        int `help:"Most series in all; readings that would start more go to dead letters." default:"131072" config:"server.max_series"`
 }
@@ -114,7 +114,7 @@ func (f serverFlags) storeLocation() string {
 // newServer checks the shared settings, opens the store and builds the
 // aggregator on them.
 // newServer builds the aggregator; name, when set, names it among several
-// sharing one database (subscriber.Options.Name).
+// sharing one database (ingest.Options.Name).
 func (f serverFlags) newServer(topics schema.Topics, name string, file *config.File, log *slog.Logger) (*server.Server, error) {
 	keep, err := f.retention()
 	if err != nil {
@@ -144,7 +144,7 @@ func (f serverFlags) newServer(topics schema.Topics, name string, file *config.F
 		}
 	}
 	srv, err := server.New(server.Config{Store: st, HTTPAddr: f.HTTPAddr, APIKey: key, Rules: ruleCfgs, Retention: keep, Logger: log, MapOverlay: overlay,
-		Ingest: subscriber.Options{Topics: topics, MaxBatch: f.MaxBatch, MaxDelay: f.BatchDelay, MaxPayload: f.MaxPayload,
+		Ingest: ingest.Options{Topics: topics, MaxBatch: f.MaxBatch, MaxDelay: f.BatchDelay, MaxPayload: f.MaxPayload,
 			MaxAge: f.MaxAge, MaxAhead: f.MaxAhead, MaxSeriesPerHost: f.MaxSeriesPerHost, MaxSeries: f.MaxSeries, Name: name}})
 	if err != nil {
 		return nil, cli.WithCode(cli.ExitFailure, err, "pass another --http-addr")

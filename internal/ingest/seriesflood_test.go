@@ -1,4 +1,4 @@
-package subscriber_test
+package ingest_test
 
 import (
 	"context"
@@ -10,10 +10,10 @@ import (
 	"time"
 
 	"github.com/apd-telemetry/apd/broker"
+	"github.com/apd-telemetry/apd/internal/ingest"
 	"github.com/apd-telemetry/apd/internal/mqttc"
 	"github.com/apd-telemetry/apd/internal/store"
 	"github.com/apd-telemetry/apd/internal/store/boltdb"
-	"github.com/apd-telemetry/apd/subscriber"
 )
 
 // TestSeriesFloodBounded: a device publishing valid readings under 5,000
@@ -36,7 +36,7 @@ func TestSeriesFloodBounded(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	in, brk := startEmbedded(t, st, subscriber.Options{MaxSeriesPerHost: bound}, broker.Options{})
+	in, brk := startEmbedded(t, st, ingest.Options{MaxSeriesPerHost: bound}, broker.Options{})
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 
@@ -77,7 +77,7 @@ func TestSeriesFloodBounded(t *testing.T) {
 	m := in.Metrics()
 	waitFor(t, "every greedy reading stored or refused", func() bool {
 		ds, err := st.DeadLetterStats()
-		return err == nil && m.Rejected[subscriber.ReasonSeriesLimit].Value() == names-bound &&
+		return err == nil && m.Rejected[ingest.ReasonSeriesLimit].Value() == names-bound &&
 			ds.Count+ds.Dropped == names-bound && count(t, st, store.Query{Hosts: []string{"greedy"}}) == bound
 	})
 	waitFor(t, "the good device's readings", func() bool {
@@ -94,9 +94,9 @@ func TestSeriesFloodBounded(t *testing.T) {
 		}
 	}
 	dl, err := st.DeadLetters(1)
-	if err != nil || len(dl) != 1 || !strings.HasPrefix(dl[0].Reason, subscriber.ReasonSeriesLimit+": host greedy has 100 series, at most 100") ||
+	if err != nil || len(dl) != 1 || !strings.HasPrefix(dl[0].Reason, ingest.ReasonSeriesLimit+": host greedy has 100 series, at most 100") ||
 		!strings.HasPrefix(dl[0].Topic, "apd/greedy/s") {
-		t.Errorf("newest dead letter %+v, %v; want one of the greedy host's, reason %s", dl, err, subscriber.ReasonSeriesLimit)
+		t.Errorf("newest dead letter %+v, %v; want one of the greedy host's, reason %s", dl, err, ingest.ReasonSeriesLimit)
 	}
 	if got := m.Series.Value(); got != 10+bound {
 		t.Errorf("apd_series %d, want %d", got, 10+bound)
@@ -125,7 +125,7 @@ func TestSeriesFloodBounded(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	for i := names; i < names+subscriber.MaxRejects+1; i++ {
+	for i := names; i < names+ingest.MaxRejects+1; i++ {
 		sensor := fmt.Sprintf("s%06d", i)
 		if c.Publish(ctx, "apd/greedy/"+sensor, payload("greedy", sensor, uint64(i+2), 0, 1), false) != nil {
 			break // cut off

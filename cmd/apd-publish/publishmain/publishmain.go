@@ -4,7 +4,7 @@
 //	package main
 //
 //	import (
-//		"github.com/apd-telemetry/apd/publisher/publishmain"
+//		"github.com/apd-telemetry/apd/cmd/apd-publish/publishmain"
 //		_ "github.com/apd-telemetry/apd/publisher/sensors/all" // the built-ins
 //		_ "example.com/greenhouse/soil_moisture"               // yours
 //	)

@@ -13,12 +13,12 @@ import (
 
 	"github.com/apd-telemetry/apd/internal/cli"
 	"github.com/apd-telemetry/apd/internal/config"
+	"github.com/apd-telemetry/apd/internal/ingest"
+	"github.com/apd-telemetry/apd/internal/ingest/natsfeed"
 	"github.com/apd-telemetry/apd/internal/mqttc"
-	"github.com/apd-telemetry/apd/internal/natsfeed"
 	"github.com/apd-telemetry/apd/internal/server"
 	"github.com/apd-telemetry/apd/internal/store/pgstore"
 	"github.com/apd-telemetry/apd/schema"
-	"github.com/apd-telemetry/apd/subscriber"
 )
 
 // AggregateCmd is apd aggregate.
@@ -132,7 +132,7 @@ func (c *AggregateCmd) Run(ctx context.Context, g *cli.Globals, file *config.Fil
 		srv.Close()
 		return err
 	}
-	if err := subscriber.Subscribe(srv.Ingester(), client, c.Share); err != nil {
+	if err := ingest.Subscribe(srv.Ingester(), client, c.Share); err != nil {
 		srv.Close()
 		return err
 	}

@@ -6,12 +6,13 @@ import (
 	"strings"
 
 	"github.com/alecthomas/kong"
+	"github.com/apd-telemetry/apd/cmd/apd-publish/publishmain"
+	"github.com/apd-telemetry/apd/internal/agent"
 	"github.com/apd-telemetry/apd/internal/cli"
 	"github.com/apd-telemetry/apd/internal/httpapi"
 	"github.com/apd-telemetry/apd/internal/query"
 	"github.com/apd-telemetry/apd/internal/query/clean"
 	"github.com/apd-telemetry/apd/internal/store"
-	"github.com/apd-telemetry/apd/publisher/publishmain"
 )
 
 // APD is the command tree of the apd binary.
@@ -71,7 +72,7 @@ func registries() kong.Vars {
 
 // exitRules is apd's table of exit codes: the common errors', then those
 // of the server side.
-var exitRules = append(slices.Clone(cli.CommonExitRules),
+var exitRules = append(slices.Clone(agent.ExitRules),
 	cli.ExitRule{Err: httpapi.ErrUnauthorized, Code: cli.ExitBadConfig, Hint: "pass --api-key-file or set APD_API_KEY"},
 	cli.ExitRule{Err: httpapi.ErrUnreachable, Code: cli.ExitUnreachable, Hint: "start apd serve, pass --server, or read a file with --db"},
 	cli.ExitRule{Err: store.ErrLocked, Code: cli.ExitFailure, Hint: "an aggregator holds the database: query it with --server"},
