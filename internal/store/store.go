@@ -116,6 +116,28 @@ type Sealer interface {
 	SealAll() error
 }
 
+// Claimer is an engine on which several aggregators can divide numbered
+// partitions of work (a NATS source's stream partitions): PostgreSQL,
+// which they all write to. Claims registers this aggregator under name,
+// which no running aggregator on the same database may hold.
+type Claimer interface {
+	Claims(ctx context.Context, name string) (Claims, error)
+}
+
+// Claims is one aggregator's share of the partitions, held while it runs.
+type Claims interface {
+	// Live counts the aggregators running on the database.
+	Live(ctx context.Context) (int, error)
+	// TryClaim takes partition p if no other aggregator holds it.
+	TryClaim(ctx context.Context, p int) (bool, error)
+	// Release gives partition p up.
+	Release(ctx context.Context, p int) error
+	// Alone runs fn while no other aggregator runs an Alone.
+	Alone(ctx context.Context, fn func() error) error
+	// Close releases every claim and the name.
+	Close() error
+}
+
 // ErrLocked means another process (a running aggregator) holds the store
 // for writing.
 var ErrLocked = errors.New("database is in use by another process")

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/apd-telemetry/apd/internal/store"
 	"sync"
 
 	"github.com/jackc/pgx/v5"
@@ -36,6 +37,11 @@ var ErrNameTaken = errors.New("another aggregator with this name uses the databa
 // ErrClaimsLost means the connection holding the claims was lost, and
 // with it every claim: the holder must stop working on its partitions.
 var ErrClaimsLost = errors.New("connection holding the partitions lost")
+
+// Claims implements store.Claimer: claims on the database s is open on.
+func (s *Store) Claims(ctx context.Context, name string) (store.Claims, error) {
+	return OpenClaims(ctx, s.url, name)
+}
 
 // OpenClaims connects to the database at url and registers the
 // aggregator name as running.
@@ -134,3 +140,5 @@ func (c *Claims) Close() error {
 	c.conn = nil
 	return err
 }
+
+var _ store.Claimer = (*Store)(nil)
