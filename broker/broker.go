@@ -1,6 +1,9 @@
 // Package broker runs apd's embedded MQTT broker (mochi-mqtt/server/v2).
-// Behaviour beyond routing (ingestion, later authentication and ACLs) is
-// added through mochi hooks passed in Options, never by changing the server.
+// Behaviour beyond routing is added through mochi hooks: the broker's own
+// (queue bounds, authentication and ACLs, login, shared subscriptions by
+// host, drop counts, persistence) and those passed in Options (the
+// aggregator's ingestion). The server itself is mochi with the small patch
+// described in third_party/mochi/PATCHES.md.
 package broker
 
 import (
@@ -31,7 +34,9 @@ const DefaultAddr = "127.0.0.1:1883"
 type Options struct {
 	// Addr is the TCP listen address, host:port; port 0 picks a free one.
 	Addr string
-	// Hooks are added after the allow-all authentication hook, in order.
+	// Hooks are added after the broker's own (authentication and ACLs,
+	// queue bounds, persistence), in order: they see only what those let
+	// through.
 	Hooks []mqtt.Hook
 	// SysInterval is the period of $SYS topic updates in seconds; 0 means 10.
 	SysInterval int64
