@@ -6,7 +6,6 @@ import (
 	"strings"
 
 	"github.com/alecthomas/kong"
-	"github.com/apd-telemetry/apd/cmd/apd-publish/publishmain"
 	"github.com/apd-telemetry/apd/internal/agent"
 	"github.com/apd-telemetry/apd/internal/cli"
 	"github.com/apd-telemetry/apd/internal/httpapi"
@@ -46,7 +45,7 @@ func MainAPD(args []string, stdout, stderr io.Writer) int {
 	var root APD
 	opts := []kong.Option{registries()}
 	return cli.Main("apd", "apd: telemetry over MQTT. Broker, aggregator, queries and tools in one binary.",
-		&root, &root.Globals, args, stdout, stderr, cli.Keys(opts, &APD{}, &publishmain.PublishRoot{}), exitRules, opts...)
+		&root, &root.Globals, args, stdout, stderr, cli.Keys(opts, &APD{}, &agent.PublishRoot{}), exitRules, opts...)
 }
 
 // registries gives the command tags the names in apd's registries, so

@@ -18,6 +18,8 @@ import (
 	"io"
 	"os"
 	"runtime/debug"
+
+	"github.com/apd-telemetry/apd/internal/agent"
 )
 
 // Main runs apd-publish with the process's arguments and exits with its
@@ -36,5 +38,5 @@ func Main() {
 // Run runs apd-publish with args and returns its exit code. The sensors
 // are those registered with publisher.Register by the imported packages.
 func Run(args []string, stdout, stderr io.Writer) int {
-	return MainPublish(args, stdout, stderr)
+	return agent.MainPublish(args, stdout, stderr)
 }

@@ -1,4 +1,4 @@
-package publishmain
+package agent
 
 import (
 	"context"
@@ -7,7 +7,6 @@ import (
 	"io"
 	"time"
 
-	"github.com/apd-telemetry/apd/internal/agent"
 	"github.com/apd-telemetry/apd/internal/cli"
 	"github.com/apd-telemetry/apd/internal/config"
 	"github.com/apd-telemetry/apd/publisher"
@@ -16,7 +15,7 @@ import (
 
 // PublishCmd is apd-publish.
 type PublishCmd struct {
-	agent.PublisherFlags
+	PublisherFlags
 	cli.ClientCertFlags
 	Broker  string        `help:"Broker URL: tcp://, ssl:// or ws://; several, comma-separated (nodes of a cluster), are tried in turn." default:"tcp://127.0.0.1:1883" config:"publisher.broker"`
 	Spool   string        `help:"Spool file (default: <state dir>/apd-spool.db)." placeholder:"PATH" type:"path" config:"publisher.spool"`
@@ -41,7 +40,7 @@ Examples:
 // Run implements the command.
 func (c *PublishCmd) Run(ctx context.Context, g *cli.Globals, file *config.File) error {
 	log := g.Logger()
-	sensors, err := agent.BuildSensors(c.SensorFlags, file)
+	sensors, err := BuildSensors(c.SensorFlags, file)
 	if err != nil {
 		return err
 	}
@@ -52,15 +51,15 @@ func (c *PublishCmd) Run(ctx context.Context, g *cli.Globals, file *config.File)
 	if c.DryRun {
 		host := c.Host
 		if host == "" {
-			host = agent.DefaultHost()
+			host = DefaultHost()
 		}
 		return dryRun(ctx, g.Stdout(), sensors, host)
 	}
 	spool := c.Spool
 	if spool == "" {
-		spool = agent.DefaultSpool()
+		spool = DefaultSpool()
 	}
-	a, err := agent.NewAgent(c.PublisherFlags, c.ClientCertFlags, sensors, c.Broker, spool, topics, !c.Once, log)
+	a, err := NewAgent(c.PublisherFlags, c.ClientCertFlags, sensors, c.Broker, spool, topics, !c.Once, log)
 	if err != nil {
 		return err
 	}
@@ -100,5 +99,5 @@ func MainPublish(args []string, stdout, stderr io.Writer) int {
 		keys[section+".*"] = true
 	}
 	return cli.Main("apd-publish", "apd-publish: sample this device's sensors and publish readings over MQTT.",
-		&root, &root.Globals, args, stdout, stderr, keys, agent.ExitRules)
+		&root, &root.Globals, args, stdout, stderr, keys, ExitRules)
 }
