@@ -29,25 +29,60 @@ import (
 	"github.com/apd-telemetry/apd/schema"
 )
 
-// Config is one [[sensors.exec]] table.
+// Config is one [[sensors.exec]] table, its fields filled from the keys
+// of their tags.
 type Config struct {
-	Name  string
-	Title string
+	Name  string `toml:"name"`
+	Title string `toml:"title"`
 	// Command is the program and its arguments, run without a shell.
-	Command []string
+	Command Command `toml:"command"`
 	// Timeout bounds one run in poll mode.
-	Timeout time.Duration
+	Timeout time.Duration `toml:"timeout"`
 	// Unit turns a bare number into a quantity of this unit.
-	Unit string
+	Unit string `toml:"unit"`
 	// Kind is the kind of every failure of the program.
-	Kind schema.ErrorKind
+	Kind schema.ErrorKind `toml:"kind"`
 	// MaxOutput bounds stdout of one run, or one line in stream mode.
-	MaxOutput int
-	// Stream keeps the program running, a reading per line it prints.
-	Stream bool
+	MaxOutput int `toml:"max_output"`
+	// Mode is ModePoll or ModeStream.
+	Mode Mode `toml:"mode"`
 	// Interval is the sampling interval in poll mode; 0 means the
 	// publisher's.
-	Interval time.Duration
+	Interval time.Duration `toml:"interval"`
+}
+
+// Mode is how the program is run.
+type Mode string
+
+const (
+	// ModePoll runs the program once per sample.
+	ModePoll Mode = "poll"
+	// ModeStream keeps the program running, a reading per line it prints.
+	ModeStream Mode = "stream"
+)
+
+// Command is a program and its arguments. In the config file it is a list
+// of strings, or one string split on spaces (not given to a shell).
+type Command []string
+
+// UnmarshalTOML implements config.Unmarshaler.
+func (c *Command) UnmarshalTOML(v any) error {
+	switch v := v.(type) {
+	case string:
+		*c = strings.Fields(v)
+	case []any:
+		*c = make(Command, len(v))
+		for i, a := range v {
+			s, ok := a.(string)
+			if !ok {
+				return errors.New("every element must be a string")
+			}
+			(*c)[i] = s
+		}
+	default:
+		return fmt.Errorf("want a list of strings, got %v", v)
+	}
+	return nil
 }
 
 // Defaults of Config.
@@ -60,77 +95,24 @@ const (
 
 // ParseConfig reads one [[sensors.exec]] table. Errors name the key.
 func ParseConfig(t map[string]any) (Config, error) {
-	c := Config{Timeout: DefaultTimeout, Kind: schema.Intermittent, MaxOutput: DefaultMaxOutput}
-	str := func(key string) (string, error) {
-		v, ok := t[key]
-		if !ok {
-			return "", nil
-		}
-		s, ok := v.(string)
-		if !ok {
-			return "", fmt.Errorf("%s: want a string, not %v", key, v)
-		}
-		return s, nil
-	}
-	dur := func(key string, into *time.Duration) error {
-		s, err := str(key)
-		if err != nil || s == "" {
-			return err
-		}
-		d, err := config.ParseDuration(s)
-		if err != nil || d <= 0 {
-			return fmt.Errorf("%s %q: want a duration like 15s or 1d", key, s)
-		}
-		*into = d
-		return nil
-	}
-	for key := range t {
-		switch key {
-		case "name", "title", "command", "timeout", "unit", "kind", "max_output", "mode", "interval":
-		default:
-			return c, fmt.Errorf("unknown key %s (known: name, title, command, timeout, unit, kind, max_output, mode, interval)", key)
-		}
-	}
-	var err error
-	if c.Name, err = str("name"); err != nil {
+	c := Config{Timeout: DefaultTimeout, Kind: schema.Intermittent, MaxOutput: DefaultMaxOutput, Mode: ModePoll}
+	if err := config.DecodeTable(t, &c); err != nil {
 		return c, err
 	}
 	if err := schema.ValidateName(c.Name); err != nil {
 		return c, fmt.Errorf("name: %w", err)
 	}
-	if c.Title, err = str("title"); err != nil {
-		return c, err
-	}
 	if c.Title == "" {
 		c.Title = c.Name
-	}
-	switch cmd := t["command"].(type) {
-	case []any:
-		for _, a := range cmd {
-			s, ok := a.(string)
-			if !ok {
-				return c, fmt.Errorf("command: every element must be a string")
-			}
-			c.Command = append(c.Command, s)
-		}
-	case string:
-		// A string is split on spaces; it is not given to a shell.
-		c.Command = strings.Fields(cmd)
-	case nil:
-	default:
-		return c, fmt.Errorf("command: want a list of strings")
 	}
 	if len(c.Command) == 0 {
 		return c, errors.New("command: missing")
 	}
-	if err := dur("timeout", &c.Timeout); err != nil {
-		return c, err
+	if c.Timeout == 0 {
+		return c, errors.New("timeout: want a duration like 15s, more than 0")
 	}
-	if err := dur("interval", &c.Interval); err != nil {
-		return c, err
-	}
-	if c.Unit, err = str("unit"); err != nil {
-		return c, err
+	if _, set := t["interval"]; set && c.Interval == 0 {
+		return c, errors.New("interval: want a duration like 5m, more than 0 (without it, the publisher's)")
 	}
 	if c.Unit != "" {
 		u, ok := schema.CanonicalUnit(c.Unit)
@@ -139,34 +121,20 @@ func ParseConfig(t map[string]any) (Config, error) {
 		}
 		c.Unit = u
 	}
-	kind, err := str("kind")
-	if err != nil {
-		return c, err
+	if c.Kind == "" {
+		c.Kind = schema.Intermittent
 	}
-	switch kind {
-	case "", string(schema.Intermittent):
-	case string(schema.Persistent):
-		c.Kind = schema.Persistent
-	default:
-		return c, fmt.Errorf("kind %q: want intermittent or persistent", kind)
+	if c.Kind != schema.Intermittent && c.Kind != schema.Persistent {
+		return c, fmt.Errorf("kind %q: want intermittent or persistent", c.Kind)
 	}
-	if v, ok := t["max_output"]; ok {
-		n, ok := v.(int64)
-		if !ok || n <= 0 {
-			return c, fmt.Errorf("max_output: want a positive number of bytes")
-		}
-		c.MaxOutput = int(n)
+	if c.MaxOutput <= 0 {
+		return c, fmt.Errorf("max_output: want a positive number of bytes")
 	}
-	mode, err := str("mode")
-	if err != nil {
-		return c, err
+	if c.Mode == "" {
+		c.Mode = ModePoll
 	}
-	switch mode {
-	case "", "poll":
-	case "stream":
-		c.Stream = true
-	default:
-		return c, fmt.Errorf("mode %q: want poll or stream", mode)
+	if c.Mode != ModePoll && c.Mode != ModeStream {
+		return c, fmt.Errorf("mode %q: want poll or stream", c.Mode)
 	}
 	return c, nil
 }
@@ -174,7 +142,7 @@ func ParseConfig(t map[string]any) (Config, error) {
 // New returns the sensor of c: a [publisher.Streamer] in stream mode.
 func New(c Config) publisher.Sensor {
 	s := &Sensor{c: c}
-	if c.Stream {
+	if c.Mode == ModeStream {
 		return &StreamSensor{Sensor: s}
 	}
 	return s

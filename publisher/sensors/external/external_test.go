@@ -38,7 +38,13 @@ func TestParseConfig(t *testing.T) {
 		{map[string]any{"name": "s", "command": []any{"x"}, "kind": "sometimes"}, "kind"},
 		{map[string]any{"name": "s", "command": []any{"x"}, "mode": "push"}, "mode"},
 		{map[string]any{"name": "s", "command": []any{"x"}, "max_output": int64(-1)}, "max_output"},
-		{map[string]any{"name": "s", "command": []any{"x"}, "shell": true}, "unknown key shell"},
+		{map[string]any{"name": "s", "command": []any{"x"}, "shell": true}, "unknown key shell (known: name, title, command, timeout"},
+		{map[string]any{"name": "s", "command": true}, "command: want a list of strings"},
+		{map[string]any{"name": "s", "command": []any{"x"}, "timeout": "0s"}, "timeout: want a duration"},
+		{map[string]any{"name": "s", "command": []any{"x"}, "timeout": "-1s"}, `timeout "-1s": want a duration`},
+		{map[string]any{"name": "s", "command": []any{"x"}, "interval": "0s"}, "interval: want a duration"},
+		{map[string]any{"name": "s", "command": []any{"x"}, "interval": "1d", "kind": "", "mode": ""}, ""},
+		{map[string]any{"name": "s", "command": []any{"x"}, "title": int64(3)}, "title: want a string"},
 	}
 	for _, tc := range tests {
 		c, err := ParseConfig(tc.table)
@@ -54,7 +60,8 @@ func TestParseConfig(t *testing.T) {
 		_ = c
 	}
 	c, _ := ParseConfig(map[string]any{"name": "solar", "command": "opensunny -i 00:80", "unit": "watt_hour"})
-	if strings.Join(c.Command, "|") != "opensunny|-i|00:80" || c.Unit != "Wh" || c.Timeout != DefaultTimeout || c.Title != "solar" || c.Kind != schema.Intermittent {
+	if strings.Join(c.Command, "|") != "opensunny|-i|00:80" || c.Unit != "Wh" || c.Timeout != DefaultTimeout || c.Title != "solar" || c.Kind != schema.Intermittent ||
+		c.Mode != ModePoll || c.MaxOutput != DefaultMaxOutput || c.Interval != 0 {
 		t.Fatalf("defaults: %+v", c)
 	}
 }
