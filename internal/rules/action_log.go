@@ -10,8 +10,14 @@ import (
 const ActionLog = "log"
 
 func init() {
-	registerAction(ActionKind{Name: ActionLog, New: func(_ Config, deps Deps) Action { return logAction{deps} }})
+	registerAction(ActionKind{Name: ActionLog, Settings: func() ActionSettings { return &logSettings{} }})
 }
+
+// logSettings are empty: the log action takes no keys.
+type logSettings struct{}
+
+func (*logSettings) Check() error         { return nil }
+func (*logSettings) New(deps Deps) Action { return logAction{deps} }
 
 type logAction struct{ deps Deps }
 

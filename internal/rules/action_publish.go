@@ -12,8 +12,14 @@ import (
 const ActionPublish = "publish"
 
 func init() {
-	registerAction(ActionKind{Name: ActionPublish, New: func(_ Config, deps Deps) Action { return publishAction{deps} }})
+	registerAction(ActionKind{Name: ActionPublish, Settings: func() ActionSettings { return &publishSettings{} }})
 }
+
+// publishSettings are empty: the topic follows from the outcome.
+type publishSettings struct{}
+
+func (*publishSettings) Check() error         { return nil }
+func (*publishSettings) New(deps Deps) Action { return publishAction{deps} }
 
 type publishAction struct{ deps Deps }
 

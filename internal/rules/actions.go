@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+
+	"github.com/apd-telemetry/apd/internal/config"
 )
 
 // An Action does something with each outcome of a rule: log it, publish
@@ -14,14 +16,25 @@ type Action interface {
 	Run(ctx context.Context, o Outcome) error
 }
 
-// ActionKind is one value of a rule's actions list: its name, the check
-// of the rule settings it needs, and how to make it for a rule.
+// ActionKind is one value of a rule's actions list: its name and its
+// settings.
 type ActionKind struct {
 	Name string
-	// Check reports what is missing from a rule for this action (a
-	// webhook URL); nil checks nothing.
-	Check func(c Config) error
-	New   func(c Config, deps Deps) Action
+	// Settings returns the action's settings with their defaults.
+	Settings func() ActionSettings
+}
+
+// ActionSettings are what one action takes from a rule's table: a pointer
+// to a struct whose fields' `toml` tags are its keys (webhook,
+// webhook_timeout), decoded with the rule's own keys by
+// config.DecodeTable. A rule's table may hold the keys of the actions it
+// names and no others. An action without settings is an empty struct.
+type ActionSettings interface {
+	// Check reports what is missing or wrong once the keys are decoded
+	// (a webhook URL).
+	Check() error
+	// New makes the action for one rule.
+	New(deps Deps) Action
 }
 
 // actionKinds holds the actions by name, filled once by the init functions
@@ -45,17 +58,25 @@ func ActionNames() []string {
 	return names
 }
 
-// checkActions checks that a rule names known actions and has what they
-// need.
-func checkActions(c Config) error {
-	for _, a := range c.Actions {
-		k, ok := actionKinds[a]
+// newSettings makes the settings of each of c's actions, with their
+// defaults, for the table t to fill. A key of an action c does not name
+// is unknown in t; the error says whose key it is.
+func (c *Config) newSettings(t map[string]any) error {
+	c.settings = make([]ActionSettings, len(c.Actions))
+	for i, name := range c.Actions {
+		k, ok := actionKinds[name]
 		if !ok {
-			return fmt.Errorf("actions: unknown action %q (known: %s)", a, strings.Join(ActionNames(), ", "))
+			return fmt.Errorf("actions: unknown action %q (known: %s)", name, strings.Join(ActionNames(), ", "))
 		}
-		if k.Check != nil {
-			if err := k.Check(c); err != nil {
-				return err
+		c.settings[i] = k.Settings()
+	}
+	for _, name := range ActionNames() {
+		if slices.Contains(c.Actions, name) {
+			continue
+		}
+		for _, key := range config.TableKeys(actionKinds[name].Settings()) {
+			if _, set := t[key]; set {
+				return fmt.Errorf("unknown key %s (a setting of the %s action, which actions = %q does not name)", key, name, c.Actions)
 			}
 		}
 	}
@@ -70,12 +91,9 @@ type actions struct {
 }
 
 func newActions(c Config, deps Deps) actions {
-	a := actions{deps: deps}
-	for _, name := range c.Actions {
-		if k, ok := actionKinds[name]; ok {
-			a.names = append(a.names, name)
-			a.list = append(a.list, k.New(c, deps))
-		}
+	a := actions{names: c.Actions, deps: deps}
+	for _, s := range c.settings {
+		a.list = append(a.list, s.New(deps))
 	}
 	return a
 }

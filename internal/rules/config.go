@@ -21,59 +21,78 @@ import (
 	"github.com/apd-telemetry/apd/schema"
 )
 
-// Defaults of Config.
-const (
-	DefaultWebhookTimeout = 10 * time.Second
-	DefaultWebhookRetries = 3
-	DefaultExecTimeout    = 10 * time.Second
-	DefaultQueue          = 1000
-)
+// DefaultQueue is the bound of a rule's queue when the rule sets none.
+const DefaultQueue = 1000
 
 // Config is one [[rules]] table: a condition rule (sensor and when), or
 // a derived rule (expr over inputs) whose outcome is the computed number.
+// The tags are the table's own keys; each action named takes its own keys
+// from the same table (ActionSettings). Configs are made by Parse.
 type Config struct {
-	Name   string
-	Sensor string
+	Name   string `toml:"name"`
+	Sensor string `toml:"sensor"`
 	// Hosts limits the rule to these hosts; empty means every host.
-	Hosts []string
+	Hosts []string `toml:"hosts"`
 	// When is the condition, as written; Cond is it compiled.
-	When string
+	When string `toml:"when"`
 	Cond query.Cond
 	// Unit converts quantities to this unit before the condition sees them
 	// (when = "value > 70" with unit = "degF").
-	Unit string
+	Unit string `toml:"unit"`
 	// For is how long the condition must hold before the outcome is true
 	// (pending, then firing); 0 fires on the first reading that meets it.
-	For time.Duration
+	For time.Duration `toml:"for"`
 	// OnChange emits only outcomes that differ from the previous one (the
 	// first outcome always is emitted).
-	OnChange bool
+	OnChange bool `toml:"on_change"`
 	// After ignores readings stamped before it.
-	After time.Time
-	// Actions run, in this order, for each outcome.
-	Actions        []string
-	Webhook        string
-	WebhookTimeout time.Duration
-	WebhookRetries int
-	Exec           []string
-	ExecTimeout    time.Duration
+	After time.Time `toml:"after"`
+	// Actions run, in this order, for each outcome; settings holds the
+	// settings of each.
+	Actions  []string `toml:"actions"`
+	settings []ActionSettings
 	// Queue bounds the readings waiting for the rule.
-	Queue int
+	Queue int `toml:"queue"`
 
 	// Expr computes a derived reading from Inputs (+ - * / and
 	// parentheses over the input names); Calc is it compiled. Host is the
 	// host of the derived readings. A derived reading is made when every
 	// input has a reading newer than those of the last one and all of them
 	// lie within MaxSkew.
-	Expr    string
+	Expr    string `toml:"expr"`
 	Calc    calc
-	Inputs  map[string]Input
-	Host    string
-	MaxSkew time.Duration
+	Inputs  Inputs        `toml:"inputs"`
+	Host    string        `toml:"host"`
+	MaxSkew time.Duration `toml:"max_skew"`
 }
 
 // Input is one series a derived rule reads: host/sensor.
 type Input struct{ Host, Sensor string }
+
+// Inputs are the series of a derived rule by the names its expr gives
+// them: inputs = { kitchen = "pi-kitchen/temperature", … }.
+type Inputs map[string]Input
+
+// UnmarshalTOML implements config.Unmarshaler.
+func (in *Inputs) UnmarshalTOML(v any) error {
+	table, ok := v.(map[string]any)
+	if !ok {
+		return errors.New(`a derived rule needs inputs = { name = "host/sensor", … }`)
+	}
+	*in = make(Inputs, len(table))
+	for name, v := range table {
+		if !isIdent(name) {
+			return fmt.Errorf("%q: an input name is a letter or _ followed by letters, digits or _", name)
+		}
+		s, _ := v.(string)
+		host, sensor, found := strings.Cut(s, "/")
+		if !found || schema.ValidateName(host) != nil || schema.ValidateName(sensor) != nil {
+			return fmt.Errorf("%s = %v: want \"host/sensor\"", name, v)
+		}
+		(*in)[name] = Input{Host: host, Sensor: sensor}
+	}
+	return nil
+}
 
 // DefaultMaxSkew bounds how far apart in time the inputs of one derived
 // reading may be.
@@ -93,9 +112,6 @@ func (c Config) watched() []string {
 	}
 	return out
 }
-
-var knownKeys = []string{"name", "sensor", "hosts", "when", "unit", "for", "on_change", "after", "actions",
-	"webhook", "webhook_timeout", "webhook_retries", "exec", "exec_timeout", "queue", "expr", "inputs", "host", "max_skew"}
 
 // ErrInvalid is wrapped by every error about a rule's definition.
 var ErrInvalid = errors.New("invalid rule")
@@ -126,110 +142,42 @@ func Parse(tables []map[string]any) ([]Config, error) {
 	return out, nil
 }
 
+// parseOne reads one [[rules]] table: the rule's own keys and those of the
+// actions it names, strictly, then checks them.
 func parseOne(t map[string]any) (Config, error) {
-	c := Config{WebhookTimeout: DefaultWebhookTimeout, WebhookRetries: DefaultWebhookRetries,
-		ExecTimeout: DefaultExecTimeout, Queue: DefaultQueue, Actions: []string{ActionLog}, MaxSkew: DefaultMaxSkew}
+	c := Config{Queue: DefaultQueue, Actions: []string{ActionLog}, MaxSkew: DefaultMaxSkew}
 	c.Name, _ = t["name"].(string)
-	for k := range t {
-		if !slices.Contains(knownKeys, k) {
-			return c, fmt.Errorf("unknown key %s (known: %s)", k, strings.Join(knownKeys, ", "))
+	// The actions named decide which keys the table may have besides the
+	// rule's own, so they are read first.
+	if v, ok := t["actions"]; ok {
+		if err := config.DecodeTable(map[string]any{"actions": v}, &c); err != nil {
+			return c, err
 		}
 	}
-	var err error
-	str := func(key string) string {
-		if err != nil {
-			return ""
-		}
-		v, ok := t[key]
-		if !ok {
-			return ""
-		}
-		s, ok := v.(string)
-		if !ok {
-			err = fmt.Errorf("%s: want a string, not %v", key, v)
-		}
-		return s
+	if err := c.newSettings(t); err != nil {
+		return c, err
 	}
-	strs := func(key string) []string {
-		if err != nil {
-			return nil
-		}
-		v, ok := t[key]
-		if !ok {
-			return nil
-		}
-		list, ok := v.([]any)
-		if !ok {
-			err = fmt.Errorf("%s: want a list of strings", key)
-			return nil
-		}
-		out := make([]string, len(list))
-		for i, e := range list {
-			if out[i], ok = e.(string); !ok {
-				err = fmt.Errorf("%s: want a list of strings", key)
-				return nil
-			}
-		}
-		return out
+	targets := []any{&c}
+	for _, s := range c.settings {
+		targets = append(targets, s)
 	}
-	dur := func(key string, into *time.Duration) {
-		if s := str(key); s != "" && err == nil {
-			d, perr := config.ParseDuration(s)
-			if perr != nil || d < 0 {
-				err = fmt.Errorf("%s %q: want a duration like 5m", key, s)
-				return
-			}
-			*into = d
-		}
+	if err := config.DecodeTable(t, targets...); err != nil {
+		return c, err
 	}
 	if err := schema.ValidateName(c.Name); err != nil {
 		return c, fmt.Errorf("name: %w (the name is the sensor of the rule's outcomes)", err)
 	}
-	c.Expr = str("expr")
-	if c.Expr == "" {
-		c.Sensor = str("sensor")
-		if err == nil {
-			if c.Sensor == "" {
-				return c, errors.New("sensor: missing (or expr and inputs for a derived reading)")
-			}
-			if verr := schema.ValidateName(c.Sensor); verr != nil {
-				return c, fmt.Errorf("sensor: %w", verr)
-			}
-		}
-		c.Hosts = strs("hosts")
-		c.When = str("when")
-		dur("for", &c.For)
-	} else {
+	if c.Derived() {
 		for _, k := range []string{"sensor", "hosts", "when", "for"} {
 			if _, ok := t[k]; ok {
 				return c, fmt.Errorf("%s: not for a derived rule (expr): it reads its inputs", k)
 			}
 		}
-		c.Host = str("host")
-		dur("max_skew", &c.MaxSkew)
-	}
-	c.Unit = str("unit")
-	dur("webhook_timeout", &c.WebhookTimeout)
-	dur("exec_timeout", &c.ExecTimeout)
-	c.Webhook = str("webhook")
-	c.Exec = strs("exec")
-	if _, ok := t["actions"]; ok {
-		c.Actions = strs("actions")
-	}
-	if err != nil {
-		return c, err
-	}
-	if c.Derived() {
-		if err := parseDerived(&c, t["inputs"]); err != nil {
+		if err := c.checkDerived(); err != nil {
 			return c, err
 		}
-	} else {
-		if c.When == "" {
-			return c, errors.New("when: missing (a condition like \"value < 18\")")
-		}
-		if c.Cond, err = query.ParseWhere(c.When); err != nil {
-			return c, fmt.Errorf("when %q: %v", c.When, strings.TrimPrefix(err.Error(), "where: "))
-		}
+	} else if err := c.checkCondition(); err != nil {
+		return c, err
 	}
 	if c.Unit != "" {
 		u, ok := schema.CanonicalUnit(c.Unit)
@@ -238,48 +186,13 @@ func parseOne(t map[string]any) (Config, error) {
 		}
 		c.Unit = u
 	}
-	if v, ok := t["on_change"]; ok {
-		b, isBool := v.(bool)
-		if !isBool {
-			return c, errors.New("on_change: want true or false")
-		}
-		c.OnChange = b
+	if c.Queue <= 0 {
+		return c, errors.New("queue: want a positive whole number")
 	}
-	switch v := t["after"].(type) {
-	case nil:
-	case time.Time:
-		c.After = v
-	case string:
-		at, perr := time.Parse(time.RFC3339, v)
-		if perr != nil {
-			return c, fmt.Errorf("after %q: want an RFC 3339 time like 2026-12-01T00:00:00Z", v)
+	for _, s := range c.settings {
+		if err := s.Check(); err != nil {
+			return c, err
 		}
-		c.After = at
-	default:
-		return c, fmt.Errorf("after: want an RFC 3339 time")
-	}
-	for _, key := range []string{"webhook_retries", "queue"} {
-		v, ok := t[key]
-		if !ok {
-			continue
-		}
-		n, isInt := v.(int64)
-		if !isInt || n < 0 || (key == "queue" && n == 0) {
-			return c, fmt.Errorf("%s: want a positive whole number", key)
-		}
-		if key == "queue" {
-			c.Queue = int(n)
-		} else {
-			c.WebhookRetries = int(n)
-		}
-	}
-	for _, h := range c.Hosts {
-		if verr := schema.ValidateName(h); verr != nil {
-			return c, fmt.Errorf("hosts: %w", verr)
-		}
-	}
-	if err := checkActions(c); err != nil {
-		return c, err
 	}
 	if slices.Contains(c.watched(), c.Name) {
 		return c, errors.New("sensor: a rule cannot watch its own outcomes")
@@ -287,27 +200,41 @@ func parseOne(t map[string]any) (Config, error) {
 	return c, nil
 }
 
-// parseDerived reads the inputs of a derived rule, its host and its expr.
-func parseDerived(c *Config, raw any) error {
-	table, ok := raw.(map[string]any)
-	if !ok || len(table) == 0 {
+// checkCondition checks and compiles a condition rule.
+func (c *Config) checkCondition() error {
+	if c.Sensor == "" {
+		return errors.New("sensor: missing (or expr and inputs for a derived reading)")
+	}
+	if err := schema.ValidateName(c.Sensor); err != nil {
+		return fmt.Errorf("sensor: %w", err)
+	}
+	for _, h := range c.Hosts {
+		if err := schema.ValidateName(h); err != nil {
+			return fmt.Errorf("hosts: %w", err)
+		}
+	}
+	if c.When == "" {
+		return errors.New("when: missing (a condition like \"value < 18\")")
+	}
+	cond, err := query.ParseWhere(c.When)
+	if err != nil {
+		return fmt.Errorf("when %q: %v", c.When, strings.TrimPrefix(err.Error(), "where: "))
+	}
+	c.Cond = cond
+	return nil
+}
+
+// checkDerived checks a derived rule's inputs and host, and compiles its
+// expr.
+func (c *Config) checkDerived() error {
+	if len(c.Inputs) == 0 {
 		return errors.New(`inputs: a derived rule needs inputs = { name = "host/sensor", … }`)
 	}
-	c.Inputs = map[string]Input{}
 	names := map[string]bool{}
 	hosts := map[string]bool{}
-	for name, v := range table {
-		if !isIdent(name) {
-			return fmt.Errorf("inputs: %q: an input name is a letter or _ followed by letters, digits or _", name)
-		}
-		s, _ := v.(string)
-		host, sensor, found := strings.Cut(s, "/")
-		if !found || schema.ValidateName(host) != nil || schema.ValidateName(sensor) != nil {
-			return fmt.Errorf("inputs: %s = %v: want \"host/sensor\"", name, v)
-		}
-		c.Inputs[name] = Input{Host: host, Sensor: sensor}
+	for name, in := range c.Inputs {
 		names[name] = true
-		hosts[host] = true
+		hosts[in.Host] = true
 	}
 	if c.Host == "" {
 		if len(hosts) > 1 {
