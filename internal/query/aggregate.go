@@ -26,6 +26,17 @@ type AggregateResult struct {
 	Reading *schema.Reading
 }
 
+// SumAggregate is an Aggregate whose result follows from the count and
+// the sum of the readings alone (a mean, a sum, a count): it can also take
+// readings it never sees one by one, as the sums of periods an engine
+// keeps (store.Summarizer), and give the same result as if it had. The
+// pipeline answers such an aggregate from those sums where it can.
+type SumAggregate interface {
+	Aggregate
+	// AddSum takes count readings whose values sum to sum.
+	AddSum(count uint64, sum float64)
+}
+
 // Aggregation describes an aggregate for --agg: its name, a line of help
 // and how to start one window of it.
 type Aggregation struct {
@@ -35,6 +46,16 @@ type Aggregation struct {
 	// readings' unit.
 	Unitless bool
 	New      func() Aggregate
+}
+
+// FromSums reports whether the aggregate's windows can be answered from
+// the sums of periods: whether it makes SumAggregates.
+func (a Aggregation) FromSums() bool {
+	if a.New == nil {
+		return false
+	}
+	_, ok := a.New().(SumAggregate)
+	return ok
 }
 
 // aggregations holds the aggregates by name, filled once by the init

@@ -40,8 +40,8 @@ type total struct {
 
 func (t *total) Add(_ *schema.Reading, v float64) { t.n++; t.sum += v }
 
-// addSum adds n readings that sum to sum.
-func (t *total) addSum(n uint64, sum float64) { t.n += int(n); t.sum += sum }
+// AddSum implements SumAggregate.
+func (t *total) AddSum(n uint64, sum float64) { t.n += int(n); t.sum += sum }
 
 func (t *total) Result() AggregateResult {
 	switch {

@@ -305,15 +305,16 @@ func (w *window) add(r *schema.Reading, v float64) {
 	w.agg.Add(r, v)
 }
 
-// addSum adds the sum of a period as add would add its readings (only
-// total aggregates take sums: see Pipeline.summable).
+// addSum adds the sum of a period as add would add its readings. Only a
+// pipeline whose aggregate makes SumAggregates is given sums (see
+// Pipeline.summable).
 func (w *window) addSum(ps *store.PeriodSum) {
 	if w.n == 0 {
 		w.unit = ps.Unit
 		w.first = schema.Reading{Host: ps.Host, Sensor: ps.Sensor, Title: ps.Title, Time: ps.Start}
 	}
 	w.n += int(ps.Count)
-	w.agg.(*total).addSum(ps.Count, ps.Sum)
+	w.agg.(SumAggregate).AddSum(ps.Count, ps.Sum)
 }
 
 // result is the window's aggregate as a reading. Without --every an
@@ -359,10 +360,10 @@ func formatEvery(d time.Duration) string {
 
 // Execute runs the query q on src with the processing of spec and writes
 // the results to out. q.Limit is ignored: spec.Limit bounds the output.
-// A mean, sum or count over windows that are whole multiples of
-// store.SummaryPeriod is answered from the engine's sums where it keeps
-// them (store.Summarizer): the same results, without decoding every
-// reading.
+// An aggregate that sums can answer (SumAggregate: a mean, sum or count)
+// over windows that are whole multiples of store.SummaryPeriod is
+// answered from the engine's sums where it keeps them (store.Summarizer):
+// the same results, without decoding every reading.
 func Execute(src store.Reader, q store.Query, spec Spec, out func(*schema.Reading) error) error {
 	p, err := spec.Compile(q.Since)
 	if err != nil {
@@ -376,13 +377,9 @@ func Execute(src store.Reader, q store.Query, spec Spec, out func(*schema.Readin
 }
 
 // summable reports whether sums of periods give the pipeline's exact
-// results: a mean, sum or count in windows of whole periods, of the
-// readings as stored (no cleaner, condition or conversion).
+// results: an aggregate that can be answered from sums (SumAggregate), in
+// windows of whole periods, of the readings as stored (no cleaner,
+// condition or conversion).
 func (p *Pipeline) summable() bool {
-	switch p.agg {
-	case "avg", "sum", "count":
-	default:
-		return false
-	}
-	return p.clean == nil && p.where == nil && p.unit == "" && p.every > 0 && p.every%store.SummaryPeriod == 0
+	return p.aggr.FromSums() && p.clean == nil && p.where == nil && p.unit == "" && p.every > 0 && p.every%store.SummaryPeriod == 0
 }
