@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -108,11 +109,11 @@ func runGoldenCase(t *testing.T, dir string) {
 	}
 
 	var results []goldenResult
-	runWith := func(flag, value string) {
+	runWith := func(sourceFlag, value string) {
 		var expanded []string
 		for _, a := range args {
 			if a == "{db}" || a == "{server}" || a == "{source}" {
-				expanded = append(expanded, flag, value)
+				expanded = append(expanded, sourceFlag, value)
 			} else {
 				expanded = append(expanded, a)
 			}
@@ -122,7 +123,7 @@ func runGoldenCase(t *testing.T, dir string) {
 	}
 
 	publish := caseFile(dir, "publish")
-	if slicesContains(sources, "server") || publish != "" {
+	if slices.Contains(sources, "server") || publish != "" {
 		s := startGoldenServe(t, data, caseFile(dir, "apd.toml"))
 		if publish != "" {
 			publishFile(t, s.mqtt, publish)
@@ -130,12 +131,12 @@ func runGoldenCase(t *testing.T, dir string) {
 		if ready := caseFile(dir, "ready"); ready != "" {
 			waitReady(t, s.http, ready)
 		}
-		if slicesContains(sources, "server") {
+		if slices.Contains(sources, "server") {
 			runWith("--server", s.http)
 		}
 		s.stop(t)
 	}
-	if slicesContains(sources, "db") {
+	if slices.Contains(sources, "db") {
 		runWith("--db", db)
 	}
 	if len(sources) == 0 {
@@ -167,15 +168,6 @@ func runGoldenCase(t *testing.T, dir string) {
 				filepath.Join(dir, "stderr"), lineDiff(want.stderr, got.stderr))
 		}
 	}
-}
-
-func slicesContains(s []string, v string) bool {
-	for _, x := range s {
-		if x == v {
-			return true
-		}
-	}
-	return false
 }
 
 // readArgs reads one argument per line; the last line may lack its
