@@ -4,18 +4,21 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 
+	"github.com/alecthomas/kong"
 	"github.com/apd-telemetry/apd/internal/cli"
-	"github.com/apd-telemetry/apd/internal/store/boltdb"
+	"github.com/apd-telemetry/apd/internal/store"
+	"github.com/apd-telemetry/apd/internal/store/engine"
 )
 
 // VerifyCmd is apd verify.
 type VerifyCmd struct {
-	File string `arg:"" help:"Database file to check." type:"existingfile"`
+	File string `arg:"" help:"Database file to check (a path or a file: URL)." placeholder:"FILE"`
 }
 
 // Help implements kong's HelpProvider.
@@ -30,22 +33,43 @@ Example:
 
 // Run implements the command.
 func (c *VerifyCmd) Run(g *cli.Globals) error {
-	if err := boltdb.Verify(c.File); err != nil {
+	loc, err := locateStore(c.File)
+	if err != nil {
 		return err
 	}
-	fmt.Fprintf(g.Stdout(), "%s: sound\n", c.File)
+	verifier, ok := loc.Engine.(engine.Verifier)
+	if !ok {
+		return refuse("verify", loc.Engine, "has no file to check; apd verify checks database files, such as apd backup writes")
+	}
+	path := kong.ExpandPath(loc.Target)
+	if fi, err := os.Stat(path); err != nil {
+		return cli.WithCode(cli.ExitUsage, err, "")
+	} else if fi.IsDir() {
+		return cli.WithCode(cli.ExitUsage, fmt.Errorf("%s is a directory, not a database file", path), "")
+	}
+	if err := verifier.Verify(path); err != nil {
+		return err
+	}
+	fmt.Fprintf(g.Stdout(), "%s: sound\n", path)
 	return nil
 }
 
-// verifyApart runs apd verify on path in a child process, so that a file
-// damaged in a way that crashes bbolt fails the check instead of apd.
+// verifyApart runs apd verify on the database file at path in a child
+// process, so that a file damaged in a way that crashes its engine fails
+// the check instead of apd.
 func verifyApart(path string) error {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return fmt.Errorf("verify: %w", err)
+	}
+	// As a file: URL, so no part of the path reads as another scheme.
+	location := (&url.URL{Scheme: "file", Path: filepath.ToSlash(abs)}).String()
 	self, err := os.Executable()
 	if err != nil {
-		return boltdb.Verify(path)
+		return verifyHere(location)
 	}
 	var out bytes.Buffer
-	cmd := exec.Command(self, "verify", path)
+	cmd := exec.Command(self, "verify", location)
 	cmd.Stdout, cmd.Stderr = &out, &out
 	err = cmd.Run()
 	if err == nil {
@@ -57,6 +81,19 @@ func verifyApart(path string) error {
 		msg = err.Error()
 	}
 	return errors.New(strings.TrimPrefix(msg, "apd: "))
+}
+
+// verifyHere verifies in this process, when apd cannot run itself.
+func verifyHere(location string) error {
+	loc, err := engine.Parse(location)
+	if err != nil {
+		return err
+	}
+	verifier, ok := loc.Engine.(engine.Verifier)
+	if !ok {
+		return fmt.Errorf("verify: %s has no file to check", loc.Engine.Name())
+	}
+	return verifier.Verify(loc.Target)
 }
 
 // BackupCmd is apd backup.
@@ -83,6 +120,15 @@ func (c *BackupCmd) Run(g *cli.Globals) error {
 		return err
 	}
 	defer done()
+	if local, ok := src.(localSource); ok {
+		if _, ok := local.Store.(store.Backuper); !ok {
+			loc, err := locateStore(c.DB)
+			if err != nil {
+				return err
+			}
+			return refuse("backup", loc.Engine, "makes no backup file; back its database up with its own tools")
+		}
+	}
 	tmp := filepath.Join(filepath.Dir(c.File), "."+filepath.Base(c.File)+".partial")
 	_ = os.Remove(tmp)
 	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600) // readings are private

@@ -9,8 +9,7 @@ import (
 
 	"github.com/apd-telemetry/apd/internal/cli"
 	"github.com/apd-telemetry/apd/internal/store"
-	"github.com/apd-telemetry/apd/internal/store/boltdb"
-	"github.com/apd-telemetry/apd/internal/store/pgstore"
+	"github.com/apd-telemetry/apd/internal/store/engine"
 	"github.com/apd-telemetry/apd/schema"
 )
 
@@ -82,32 +81,41 @@ Examples:
   apd compact --db postgres://apd@db.example/apd --after 1h`
 }
 
-// Run implements the command.
+// Run implements the command: an engine whose stores are files rewrites
+// the file; one that packs finished days (store.Packer) packs them.
 func (c *CompactCmd) Run(g *cli.Globals) error {
-	if pgstore.IsURL(c.DB) {
-		st, err := openStore(c.DB, readWrite, store.Limits{})
-		if err != nil {
-			return err
-		}
-		defer st.Close()
-		res, err := st.(store.Packer).Pack(context.Background(), c.After)
-		if err != nil {
-			return err
-		}
-		days := "days"
-		if res.Days == 1 {
-			days = "day"
-		}
-		fmt.Fprintf(g.Stdout(), "packed %d %s, %d readings\n", res.Days, days, res.Readings)
-		return nil
-	}
-	if _, err := os.Stat(c.DB); err != nil {
-		return cli.WithCode(cli.ExitUsage, err, "")
-	}
-	before, after, err := boltdb.Compact(c.DB)
+	loc, err := locateStore(c.DB)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(g.Stdout(), "compacted %s: %d → %d bytes\n", c.DB, before, after)
+	if compacter, ok := loc.Engine.(engine.Compacter); ok {
+		if _, err := os.Stat(loc.Target); err != nil {
+			return cli.WithCode(cli.ExitUsage, err, "")
+		}
+		before, after, err := compacter.Compact(loc.Target)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(g.Stdout(), "compacted %s: %d → %d bytes\n", c.DB, before, after)
+		return nil
+	}
+	st, err := openStore(c.DB, readWrite, store.Limits{})
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	packer, ok := st.(store.Packer)
+	if !ok {
+		return refuse("compact", loc.Engine, "neither rewrites its files nor packs finished days; it has nothing to compact")
+	}
+	res, err := packer.Pack(context.Background(), c.After)
+	if err != nil {
+		return err
+	}
+	days := "days"
+	if res.Days == 1 {
+		days = "day"
+	}
+	fmt.Fprintf(g.Stdout(), "packed %d %s, %d readings\n", res.Days, days, res.Readings)
 	return nil
 }

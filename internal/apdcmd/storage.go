@@ -8,8 +8,7 @@ import (
 
 	"github.com/apd-telemetry/apd/internal/cli"
 	"github.com/apd-telemetry/apd/internal/store"
-	"github.com/apd-telemetry/apd/internal/store/boltdb"
-	"github.com/apd-telemetry/apd/internal/store/pgstore"
+	"github.com/apd-telemetry/apd/internal/store/engine"
 )
 
 // openMode says how a command uses the store it opens.
@@ -20,19 +19,36 @@ const (
 	readOnly
 )
 
-// openStore opens the storage engine at location — the one place a
-// command picks an engine: a postgres:// URL is the PostgreSQL engine,
-// anything else the embedded file, which waits at most a second for
-// another process to let go of it.
-func openStore(location string, mode openMode, limits store.Limits) (store.Store, error) {
-	if pgstore.IsURL(location) {
-		st, err := pgstore.Open(location, pgstore.Options{Limits: limits})
-		if err != nil {
-			return nil, cli.WithCode(cli.ExitUnreachable, err, "is PostgreSQL running, and the URL right?")
-		}
-		return st, nil
+// locateStore resolves a store's location to its engine; a location
+// no engine takes is a usage error.
+func locateStore(location string) (engine.Location, error) {
+	loc, err := engine.Parse(location)
+	if err != nil {
+		return engine.Location{}, cli.WithCode(cli.ExitUsage, err, "")
 	}
-	return boltdb.Open(location, boltdb.Options{ReadOnly: mode == readOnly, Timeout: time.Second, Limits: limits})
+	return loc, nil
+}
+
+// openStore opens the store at location through the engine its scheme
+// names; a store held by another process is waited for at most a second.
+func openStore(location string, mode openMode, limits store.Limits) (store.Store, error) {
+	loc, err := locateStore(location)
+	if err != nil {
+		return nil, err
+	}
+	st, err := loc.Open(engine.Options{ReadOnly: mode == readOnly, LockTimeout: time.Second, Limits: limits})
+	if errors.Is(err, store.ErrUnreachable) {
+		return nil, cli.WithCode(cli.ExitUnreachable, err, "is the database server running, and the URL right?")
+	}
+	if err != nil {
+		return nil, err
+	}
+	return st, nil
+}
+
+// refuse is the one line of a command a store's engine cannot serve.
+func refuse(command string, e engine.Engine, why string) error {
+	return cli.WithCode(cli.ExitUsage, fmt.Errorf("%s: %s %s", command, e.Name(), why), "")
 }
 
 // backup writes a consistent copy of st to w, if its engine makes them.

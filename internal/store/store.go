@@ -1,8 +1,9 @@
 // Package store is apd's storage contract: what every storage engine
 // keeps and answers, the types it speaks in, and the rules of the seq
 // watermark that make acknowledgements safe. The engines live apart —
-// internal/store/boltdb, the embedded default — and each passes the
-// conformance suite in internal/store/storetest.
+// internal/store/boltdb, the embedded default, and internal/store/pgstore
+// — each passing the conformance suite in internal/store/storetest, and
+// internal/store/engine picks one by a store's location.
 //
 // What an engine promises, whatever it is built on:
 //
@@ -141,6 +142,11 @@ type Claims interface {
 // ErrLocked means another process (a running aggregator) holds the store
 // for writing.
 var ErrLocked = errors.New("database is in use by another process")
+
+// ErrUnreachable means an engine could not reach where its store is kept
+// (a database server down, a wrong address or password). Open returns
+// errors wrapping it; the message is the engine's own.
+var ErrUnreachable = errors.New("storage unreachable")
 
 // Limits bound what a store keeps beyond readings. The zero value means
 // the defaults.

@@ -137,7 +137,15 @@ func Parse(location string) (Location, error) {
 			return Location{Engine: e, Target: location}, nil
 		}
 	}
-	return Location{}, fmt.Errorf("%w %q in %s: apd stores in %s", ErrUnknownScheme, scheme+":", location, known())
+	return Location{}, fmt.Errorf("%w %q in %s; apd stores in %s", ErrUnknownScheme, scheme+":", redacted(location), known())
+}
+
+// redacted is location without its password, if it has one.
+func redacted(location string) string {
+	if u, err := url.Parse(location); err == nil {
+		return u.Redacted()
+	}
+	return location
 }
 
 // Open resolves location and opens the store there.
@@ -161,7 +169,8 @@ func known() string {
 			}
 		}
 	}
-	return strings.Join(forms, ", ")
+	last := len(forms) - 1
+	return strings.Join(forms[:last], ", ") + " or " + forms[last]
 }
 
 // filePath is the path a file: URL names: file:apd.db and

@@ -55,7 +55,8 @@ func TestParseRefuses(t *testing.T) {
 		unknown        bool   // wraps ErrUnknownScheme
 		want           string // in the message
 	}{
-		{"unknown scheme", "mysql://apd@db.example/apd", true, `unknown storage scheme "mysql:" in mysql://apd@db.example/apd: apd stores in a file (a path or file:PATH), postgres://, postgresql://`},
+		{"unknown scheme", "mysql://apd@db.example/apd", true, `unknown storage scheme "mysql:" in mysql://apd@db.example/apd; apd stores in a file (a path or file:PATH), postgres:// or postgresql://`},
+		{"password left out", "mysql://apd:secret@db.example/apd", true, `mysql://apd:xxxxx@db.example/apd;`},
 		{"s3", "s3://bucket/apd.db", true, `"s3:"`},
 		{"file on another host", "file://nas/srv/apd.db", false, "not on nas"},
 		{"file with a query", "file:apd.db?mode=ro", false, "no query"},
@@ -72,6 +73,9 @@ func TestParseRefuses(t *testing.T) {
 			}
 			if !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("got %q, want it to contain %q", err, tt.want)
+			}
+			if strings.Contains(err.Error(), "secret") {
+				t.Errorf("the message shows the password: %q", err)
 			}
 			if strings.Contains(err.Error(), "\n") {
 				t.Errorf("error is not one line: %q", err)

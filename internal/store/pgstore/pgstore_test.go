@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -415,5 +416,26 @@ func TestClaims(t *testing.T) {
 	})
 	if n, err := a.Live(ctx); err != nil || n != 2 || !claim(other, 4) || !claim(a, 3) {
 		t.Errorf("after reconnecting: Live %d, %v", n, err)
+	}
+}
+
+// TestOpenUnreachable: a database that cannot be reached is
+// store.ErrUnreachable, said on one line however many addresses pgx
+// tried (without sslmode it tries TLS, then plain).
+func TestOpenUnreachable(t *testing.T) {
+	t.Parallel()
+	addr := testutil.FreeAddr(t)
+	for _, url := range []string{
+		"postgres://apd:secret@" + addr + "/apd?connect_timeout=2",
+		"postgres://apd@" + addr + "/apd?sslmode=disable&connect_timeout=2",
+	} {
+		_, err := Open(url, Options{})
+		if !errors.Is(err, store.ErrUnreachable) {
+			t.Errorf("Open(%s): got %v, want store.ErrUnreachable", url, err)
+			continue
+		}
+		if msg := err.Error(); strings.Contains(msg, "\n") || strings.Contains(msg, "secret") {
+			t.Errorf("Open(%s): want one line without the password, got %q", url, msg)
+		}
 	}
 }
