@@ -3,6 +3,7 @@ package rules
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -40,7 +41,7 @@ func (s *webhookSettings) Check() error {
 		return fmt.Errorf("webhook %q: the webhook action needs an http:// or https:// URL", s.URL)
 	}
 	if s.Retries < 0 {
-		return fmt.Errorf("webhook_retries: want a whole number, 0 or more")
+		return errors.New("webhook_retries: want a whole number, 0 or more")
 	}
 	return nil
 }
