@@ -16,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/apd-telemetry/apd/internal/store/boltdb"
+	"github.com/apd-telemetry/apd/internal/store/engine"
 
 	"github.com/apd-telemetry/apd/internal/store"
 	"github.com/apd-telemetry/apd/internal/testutil"
@@ -171,7 +171,7 @@ func synthetic(b *testing.B, path string, hosts, perHost int) {
 // decimal, each host and sensor its own series.
 func syntheticSeries(b *testing.B, path string, hosts int, sensors []string, perHost int, start time.Time, interval time.Duration) {
 	b.Helper()
-	st, err := boltdb.Open(path, boltdb.Options{NoSync: true})
+	st, err := engine.Open(path, engine.Options{NoSync: true})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -214,11 +214,11 @@ func fillSynthetic(b *testing.B, st store.Store, hosts int, sensors []string, pe
 
 // syntheticStore opens, read-only, a database of readings/100,000 hosts
 // × 100,000 readings; it is closed when the benchmark ends.
-func syntheticStore(b *testing.B, readings int) *boltdb.Store {
+func syntheticStore(b *testing.B, readings int) store.Store {
 	b.Helper()
 	path := filepath.Join(b.TempDir(), "apd.db")
 	synthetic(b, path, max(readings/100_000, 1), 100_000)
-	st, err := boltdb.Open(path, boltdb.Options{ReadOnly: true})
+	st, err := engine.Open(path, engine.Options{ReadOnly: true})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -11,8 +11,7 @@ import (
 	"time"
 
 	"github.com/apd-telemetry/apd/internal/store"
-	"github.com/apd-telemetry/apd/internal/store/boltdb"
-	"github.com/apd-telemetry/apd/internal/store/pgstore"
+	"github.com/apd-telemetry/apd/internal/store/engine"
 	"github.com/apd-telemetry/apd/internal/testutil"
 	"github.com/apd-telemetry/apd/schema"
 	"github.com/jackc/pgx/v5"
@@ -45,15 +44,15 @@ func BenchmarkEnginesTicks(b *testing.B) {
 		return b
 	}
 	for it := 0; it < b.N; it++ {
-		for _, engine := range []string{"boltdb", "postgres"} {
+		for _, kind := range []string{"boltdb", "postgres"} {
 			var st store.Store
 			var err error
 			var url string
-			if engine == "boltdb" {
-				st, err = boltdb.Open(filepath.Join(b.TempDir(), "apd.db"), boltdb.Options{})
+			if kind == "boltdb" {
+				st, err = engine.Open(filepath.Join(b.TempDir(), "apd.db"), engine.Options{})
 			} else {
 				url = pg.NewDatabase(b)
-				st, err = pgstore.Open(url, pgstore.Options{})
+				st, err = engine.Open(url, engine.Options{})
 			}
 			if err != nil {
 				b.Fatal(err)
@@ -71,7 +70,7 @@ func BenchmarkEnginesTicks(b *testing.B) {
 			}
 			rate := float64(hosts*sensorsPer*ticks) / time.Since(t0).Seconds()
 			var size int64
-			if engine == "boltdb" {
+			if kind == "boltdb" {
 				size, _ = st.Size()
 			} else {
 				conn, err := pgx.Connect(context.Background(), url)
@@ -91,24 +90,24 @@ func BenchmarkEnginesTicks(b *testing.B) {
 					n := 0
 					err := st.Scan(store.Query{Sensor: "s3", Hosts: []string{fmt.Sprintf("pi-%04d", q*17%hosts)}, Since: start, Until: start.Add(time.Hour)}, func(*schema.Reading) error { n++; return nil })
 					if err != nil || n != 100 {
-						b.Fatalf("%s query: %d readings, %v", engine, n, err)
+						b.Fatalf("%s query: %d readings, %v", kind, n, err)
 					}
 					qs = append(qs, time.Since(t1))
 				}
 				slices.Sort(qs)
 				return float64(qs[len(qs)/2].Microseconds()) / 1000
 			}
-			b.ReportMetric(rate, engine+"-readings/s")
-			b.ReportMetric(float64(size)/float64(hosts*sensorsPer*ticks), engine+"-bytes/reading")
-			b.ReportMetric(hourQuery(), engine+"-hour-query-ms")
+			b.ReportMetric(rate, kind+"-readings/s")
+			b.ReportMetric(float64(size)/float64(hosts*sensorsPer*ticks), kind+"-bytes/reading")
+			b.ReportMetric(hourQuery(), kind+"-hour-query-ms")
 			if p, ok := st.(store.Packer); ok {
 				t2 := time.Now()
 				if _, err := p.Pack(context.Background(), -48*time.Hour); err != nil {
 					b.Fatal(err)
 				}
-				b.ReportMetric(float64(hosts*sensorsPer*ticks)/time.Since(t2).Seconds(), engine+"-packed-readings/s")
-				b.ReportMetric(float64(pgPackedSize(b, url))/float64(hosts*sensorsPer*ticks), engine+"-packed-bytes/reading")
-				b.ReportMetric(hourQuery(), engine+"-packed-hour-query-ms")
+				b.ReportMetric(float64(hosts*sensorsPer*ticks)/time.Since(t2).Seconds(), kind+"-packed-readings/s")
+				b.ReportMetric(float64(pgPackedSize(b, url))/float64(hosts*sensorsPer*ticks), kind+"-packed-bytes/reading")
+				b.ReportMetric(hourQuery(), kind+"-packed-hour-query-ms")
 			}
 			st.Close()
 		}
@@ -145,7 +144,7 @@ func BenchmarkPostgresQueryOneHour(b *testing.B) {
 	}
 	pg := testutil.StartPostgres(b)
 	url := pg.NewDatabase(b)
-	st, err := pgstore.Open(url, pgstore.Options{})
+	st, err := engine.Open(url, engine.Options{})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -17,7 +17,7 @@ import (
 	"github.com/apd-telemetry/apd/internal/metrics"
 	"github.com/apd-telemetry/apd/internal/query"
 	"github.com/apd-telemetry/apd/internal/store"
-	"github.com/apd-telemetry/apd/internal/store/boltdb"
+	"github.com/apd-telemetry/apd/internal/store/engine"
 	"github.com/apd-telemetry/apd/internal/testutil"
 	"github.com/apd-telemetry/apd/schema"
 )
@@ -45,7 +45,7 @@ func BenchmarkChartWeek(b *testing.B) {
 	end := time.Now().Truncate(time.Hour)
 	path := filepath.Join(b.TempDir(), "apd.db")
 	syntheticSeries(b, path, hosts, []string{"temperature"}, perHost, end.Add(-7*24*time.Hour), 10*time.Second)
-	st, err := boltdb.Open(path, boltdb.Options{ReadOnly: true})
+	st, err := engine.Open(path, engine.Options{ReadOnly: true})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -83,7 +83,7 @@ func BenchmarkSeriesThirtyDays(b *testing.B) {
 	start := end.Add(-time.Duration(perHost) * 10 * time.Second)
 	path := filepath.Join(b.TempDir(), "apd.db")
 	syntheticSeries(b, path, hosts, viewSensors, perHost, start, 10*time.Second)
-	st, err := boltdb.Open(path, boltdb.Options{ReadOnly: true})
+	st, err := engine.Open(path, engine.Options{ReadOnly: true})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -16,7 +16,7 @@ import (
 	"github.com/apd-telemetry/apd/internal/chart/geo"
 	"github.com/apd-telemetry/apd/internal/query"
 	"github.com/apd-telemetry/apd/internal/store"
-	"github.com/apd-telemetry/apd/internal/store/boltdb"
+	"github.com/apd-telemetry/apd/internal/store/engine"
 	"github.com/apd-telemetry/apd/schema"
 )
 
@@ -218,7 +218,7 @@ func (l local) Query(q store.Query, spec query.Spec, fn func(*schema.Reading) er
 // host in the host's style, downsampled to about the points asked, daily
 // totals as bars, and the map with only the hosts that have a location.
 func TestBuild(t *testing.T) {
-	st, err := boltdb.Open(filepath.Join(t.TempDir(), "apd.db"), boltdb.Options{NoSync: true})
+	st, err := engine.Open(filepath.Join(t.TempDir(), "apd.db"), engine.Options{NoSync: true})
 	if err != nil {
 		t.Fatal(err)
 	}

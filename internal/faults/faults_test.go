@@ -16,8 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/apd-telemetry/apd/internal/store/boltdb"
-	"github.com/apd-telemetry/apd/internal/store/pgstore"
+	"github.com/apd-telemetry/apd/internal/store/engine"
 
 	"github.com/apd-telemetry/apd/internal/mqttc"
 	"github.com/apd-telemetry/apd/internal/store"
@@ -177,11 +176,7 @@ func storedSeqs(t *testing.T, dbPath string, check func(*schema.Reading)) map[st
 	t.Helper()
 	var st store.Store
 	var err error
-	if pgstore.IsURL(dbPath) {
-		st, err = pgstore.Open(dbPath, pgstore.Options{})
-	} else {
-		st, err = boltdb.Open(dbPath, boltdb.Options{ReadOnly: true, Timeout: 5 * time.Second})
-	}
+	st, err = engine.Open(dbPath, engine.Options{ReadOnly: true, LockTimeout: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -353,7 +348,7 @@ func TestBrokerDown(t *testing.T) {
 	c.brk.start()
 	c.finish(uint64(down / time.Second))
 	// Readings taken during the outage kept their own time.
-	st, err := boltdb.Open(filepath.Join(c.dir, "agg", "apd.db"), boltdb.Options{ReadOnly: true})
+	st, err := engine.Open(filepath.Join(c.dir, "agg", "apd.db"), engine.Options{ReadOnly: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -415,7 +410,7 @@ func TestSpoolFull(t *testing.T) {
 	c.brk.start()
 	c.stopAll(10)
 	defer c.logsOnFailure()
-	st, err := boltdb.Open(filepath.Join(c.dir, "agg", "apd.db"), boltdb.Options{ReadOnly: true})
+	st, err := engine.Open(filepath.Join(c.dir, "agg", "apd.db"), engine.Options{ReadOnly: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/apd-telemetry/apd/internal/store"
-	"github.com/apd-telemetry/apd/internal/store/boltdb"
+	"github.com/apd-telemetry/apd/internal/store/engine"
 	"github.com/apd-telemetry/apd/schema"
 )
 
@@ -61,10 +61,10 @@ func TestLoopbackHostOnlyWithoutKey(t *testing.T) {
 	}
 }
 
-func newStore(t *testing.T) (*boltdb.Store, string) {
+func newStore(t *testing.T) (store.Store, string) {
 	t.Helper()
 	path := t.TempDir() + "/apd.db"
-	st, err := boltdb.Open(path, boltdb.Options{NoSync: true})
+	st, err := engine.Open(path, engine.Options{NoSync: true})
 	if err != nil {
 		t.Fatal(err)
 	}

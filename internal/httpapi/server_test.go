@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/apd-telemetry/apd/internal/store/boltdb"
+	"github.com/apd-telemetry/apd/internal/store/engine"
 
 	"github.com/apd-telemetry/apd/internal/metrics"
 	"github.com/apd-telemetry/apd/internal/query"
@@ -25,7 +25,7 @@ var t0 = time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
 // with readings exactly on the ends of [12:01, 12:03).
 func newServer(t *testing.T) (*httptest.Server, *Client) {
 	t.Helper()
-	st, err := boltdb.Open(filepath.Join(t.TempDir(), "apd.db"), boltdb.Options{NoSync: true})
+	st, err := engine.Open(filepath.Join(t.TempDir(), "apd.db"), engine.Options{NoSync: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/apd-telemetry/apd/internal/store/boltdb"
+	"github.com/apd-telemetry/apd/internal/store/engine"
 
 	"github.com/apd-telemetry/apd/internal/store"
 	"github.com/apd-telemetry/apd/schema"
@@ -22,7 +22,7 @@ func init() {
 }
 
 // exportNDJSON writes every reading of st as apd export does.
-func exportNDJSON(t *testing.T, st *boltdb.Store) string {
+func exportNDJSON(t *testing.T, st store.Store) string {
 	t.Helper()
 	var b bytes.Buffer
 	w, _ := NewWriter("ndjson", &b)
@@ -44,15 +44,15 @@ func TestExportImportSurvivesAFormatChange(t *testing.T) {
 		`{"v":1,"host":"pi","sensor":"temperature","ts":"2026-11-23T12:00:10.000Z","seq":4,"value":{"magnitude":21.4,"unit":"degC"},"human":"warm-ish"}`,
 		`{"v":1,"host":"pi","sensor":"uptime","ts":"2026-11-23T12:00:00.000Z","seq":5,"value":{"magnitude":273906,"unit":"s"},"human":"3d 4h 5m 6s"}`,
 	}, "\n") + "\n"
-	open := func() *boltdb.Store {
-		st, err := boltdb.Open(filepath.Join(t.TempDir(), "apd.db"), boltdb.Options{NoSync: true})
+	open := func() store.Store {
+		st, err := engine.Open(filepath.Join(t.TempDir(), "apd.db"), engine.Options{NoSync: true})
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { st.Close() })
 		return st
 	}
-	load := func(st *boltdb.Store, ndjson string) {
+	load := func(st store.Store, ndjson string) {
 		t.Helper()
 		b := store.Batch{Imported: true}
 		if err := DecodeNDJSON(strings.NewReader(ndjson), func(r *schema.Reading) error { b.Readings = append(b.Readings, *r); return nil }); err != nil {

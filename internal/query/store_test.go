@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/apd-telemetry/apd/internal/store/boltdb"
+	"github.com/apd-telemetry/apd/internal/store/engine"
 
 	"github.com/apd-telemetry/apd/internal/store"
 	"github.com/apd-telemetry/apd/schema"
@@ -22,7 +22,7 @@ import (
 // here on the generated values.
 func TestQueriesOnChunkedStore(t *testing.T) {
 	const hosts, perHost = 5, 2000
-	st, err := boltdb.Open(filepath.Join(t.TempDir(), "apd.db"), boltdb.Options{NoSync: true})
+	st, err := engine.Open(filepath.Join(t.TempDir(), "apd.db"), engine.Options{NoSync: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,8 +10,7 @@ import (
 	"time"
 
 	"github.com/apd-telemetry/apd/internal/store"
-	"github.com/apd-telemetry/apd/internal/store/boltdb"
-	"github.com/apd-telemetry/apd/internal/store/pgstore"
+	"github.com/apd-telemetry/apd/internal/store/engine"
 	"github.com/apd-telemetry/apd/internal/testutil"
 	"github.com/apd-telemetry/apd/schema"
 )
@@ -26,24 +25,24 @@ type readingsOnly struct{ store.Reader }
 // in the middle, readings still in the head, and ranges that do not
 // start or end on a period.
 func TestSummarizedAgreesWithReadings(t *testing.T) {
-	st, err := boltdb.Open(filepath.Join(t.TempDir(), "apd.db"), boltdb.Options{NoSync: true})
+	st, err := engine.Open(filepath.Join(t.TempDir(), "apd.db"), engine.Options{NoSync: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	summarizedAgrees(t, st)
+	summarizedAgrees(t, st.(summarizingStore))
 }
 
 // TestSummarizedAgreesWithReadingsPostgres is the same on PostgreSQL,
 // where the readings (of days long over) are packed blocks with sums.
 func TestSummarizedAgreesWithReadingsPostgres(t *testing.T) {
 	pg := testutil.StartPostgres(t)
-	st, err := pgstore.Open(pg.NewDatabase(t), pgstore.Options{})
+	st, err := engine.Open(pg.NewDatabase(t), engine.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	summarizedAgrees(t, st)
+	summarizedAgrees(t, st.(summarizingStore))
 }
 
 type summarizingStore interface {
