@@ -10,6 +10,7 @@ import (
 
 	"github.com/apd-telemetry/apd/internal/store"
 	"github.com/apd-telemetry/apd/internal/store/engine"
+	"github.com/apd-telemetry/apd/internal/testutil"
 	"github.com/apd-telemetry/apd/schema"
 )
 
@@ -166,5 +167,51 @@ func TestPostgresHasNoFileCapabilities(t *testing.T) {
 	}
 	if _, ok := loc.Engine.(engine.Verifier); ok {
 		t.Error("PostgreSQL is a Verifier: it has no file to check")
+	}
+}
+
+// TestOpenPassesLimits: each engine opened through the registry keeps
+// the dead letters within the Limits given, and is the store.Store of
+// its package (the capabilities it has are there to ask for).
+func TestOpenPassesLimits(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name     string
+		location func(t *testing.T) string
+		packs    bool // a store.Packer
+	}{
+		{"embedded", func(t *testing.T) string { return filepath.Join(t.TempDir(), "apd.db") }, false},
+		{"postgres", func(t *testing.T) string { return testutil.StartPostgres(t).NewDatabase(t) }, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			st, err := engine.Open(tt.location(t), engine.Options{NoSync: true, Limits: store.Limits{MaxDeadLetters: 2}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer st.Close()
+			received := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
+			var b store.Batch
+			for i := range 3 {
+				b.DeadLetters = append(b.DeadLetters, store.DeadLetter{Received: received.Add(time.Duration(i) * time.Second), Topic: "apd/pi/x", Reason: "invalid_json", Payload: []byte("{")})
+			}
+			if _, err := st.Commit(&b); err != nil {
+				t.Fatal(err)
+			}
+			stats, err := st.DeadLetterStats()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if stats.Count != 2 || stats.Dropped != 1 {
+				t.Errorf("dead letters: got %d kept, %d dropped; want 2 and 1", stats.Count, stats.Dropped)
+			}
+			if _, ok := st.(store.Packer); ok != tt.packs {
+				t.Errorf("store.Packer: got %v, want %v", ok, tt.packs)
+			}
+			if _, ok := st.(store.HostRestorer); !ok {
+				t.Error("not a store.HostRestorer")
+			}
+		})
 	}
 }
