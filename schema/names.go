@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"unicode/utf8"
 )
 
 // MaxNameLen is the longest host or sensor name, in bytes.
@@ -33,7 +34,9 @@ func ValidateName(s string) error {
 	}
 	for i := 0; i < len(s); i++ {
 		if !nameByte(s[i]) {
-			return fmt.Errorf("%w: %q contains %q (allowed: A-Z a-z 0-9 _ . -)", ErrInvalidName, s, s[i])
+			// Say the character, not its first byte: é, not Ã.
+			c, _ := utf8.DecodeRuneInString(s[i:])
+			return fmt.Errorf("%w: %q contains %q (allowed: A-Z a-z 0-9 _ . -)", ErrInvalidName, s, c)
 		}
 	}
 	return nil

@@ -86,8 +86,10 @@ var known = map[string]bool{"v": true, "host": true, "sensor": true, "title": tr
 //
 //   - a v1 reading object ({"v":1,...}), whose host and sensor, where given,
 //     must equal the topic's (the topic is authoritative);
-//   - any other JSON value, including an object without "v": a third-party
-//     device's bare value, stamped with received.
+//   - any other JSON value, including an object without "v" (Tasmota's
+//     {"Temperature":21.3}): a third-party device's bare value, stamped
+//     with received. An object without "v" that has a "value" member is
+//     apd's envelope missing its version, refused (ErrUnsupportedVersion).
 //
 // The value is compacted; unknown members of a v1 object are kept in Extra.
 // Errors wrap ErrInvalidJSON, ErrUnsupportedVersion, ErrTopicMismatch or
@@ -112,6 +114,12 @@ func Decode(host, sensor string, payload []byte, received time.Time) (Reading, e
 				return Reading{}, err
 			}
 			return r, nil
+		}
+		if _, ok := obj.get("value"); ok {
+			// apd's envelope without its version: a device or bridge that
+			// meant a reading, whose ts, seq and unit would be taken as
+			// the value's parts if it were stored as a bare object.
+			return Reading{}, fmt.Errorf("%w: an object with \"value\" but no \"v\" (want \"v\":%d)", ErrUnsupportedVersion, Version)
 		}
 	} else if !json.Valid(payload) {
 		return Reading{}, fmt.Errorf("%w: not a JSON value", ErrInvalidJSON)

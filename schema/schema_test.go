@@ -34,6 +34,9 @@ func TestValidateName(t *testing.T) {
 			if (err == nil) != tc.ok {
 				t.Fatalf("ValidateName(%q) = %v, want ok=%v", tc.in, err, tc.ok)
 			}
+			if tc.name == "unicode" && !strings.Contains(err.Error(), `'ü'`) {
+				t.Errorf("error %q should name the character ü, not a byte of it", err)
+			}
 			if err != nil && !errors.Is(err, ErrInvalidName) {
 				t.Fatalf("error %v does not wrap ErrInvalidName", err)
 			}
@@ -165,6 +168,8 @@ func TestDecode(t *testing.T) {
 		{name: "bare garbage", sensor: "temperature", payload: `hello`, err: ErrInvalidJSON},
 		{name: "empty", sensor: "temperature", payload: ``, err: ErrInvalidJSON},
 		{name: "unknown version", sensor: "temperature", payload: `{"v":2,"ts":"2026-11-23T10:15:00Z","value":1}`, err: ErrUnsupportedVersion},
+		{name: "envelope without v", sensor: "humidity", payload: `{"value":3}`, err: ErrUnsupportedVersion},
+		{name: "envelope without v, whole", sensor: "temperature", payload: `{"ts":"2026-11-23T10:15:00Z","seq":4,"value":{"magnitude":21.3,"unit":"degC"}}`, err: ErrUnsupportedVersion},
 		{name: "host mismatch", sensor: "temperature", payload: `{"v":1,"host":"other","ts":"2026-11-23T10:15:00Z","value":1}`, err: ErrTopicMismatch},
 		{name: "sensor mismatch", sensor: "humidity", payload: full, err: ErrTopicMismatch},
 		{name: "missing ts", sensor: "temperature", payload: `{"v":1,"value":1}`, err: ErrInvalidField},

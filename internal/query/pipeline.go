@@ -353,8 +353,15 @@ func formatEvery(d time.Duration) string {
 	if d%(24*time.Hour) == 0 {
 		return strconv.FormatInt(int64(d/(24*time.Hour)), 10) + "d"
 	}
+	// time.Duration writes 30m as 30m0s and 1h as 1h0m0s: drop the zero
+	// units after the first, never a digit of a unit (30m is not "3").
 	s := d.String()
-	s = strings.TrimSuffix(strings.TrimSuffix(s, "0s"), "0m")
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
 	return s
 }
 
