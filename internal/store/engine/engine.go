@@ -38,21 +38,21 @@ type Engine interface {
 	Open(target string, opts Options) (store.Store, error)
 }
 
-// Compacter is an engine whose stores grow and never give space back by
-// themselves (a bbolt file after deletes). Compact rewrites the store at
-// target without its free space and returns its size before and after;
-// no process may have it open, this one included.
+// Compacter is an engine whose stores are files that grow and never
+// give space back by themselves (a bbolt file after deletes). Compact
+// rewrites the file at path without its free space and returns its size
+// before and after; no process may have it open, this one included.
 type Compacter interface {
-	Compact(target string) (before, after int64, err error)
+	Compact(path string) (before, after int64, err error)
 }
 
-// Verifier is an engine that can check a store at target without
-// trusting it (a backup, a copy from another machine): its structure
-// page by page and that this apd can read it. A badly damaged file may
-// still crash the process checking it; a caller that must survive that
-// checks in a child process.
+// Verifier is an engine whose stores are files it can check without
+// trusting them (a backup, a copy from another machine): their
+// structure page by page and that this apd can read them. A badly
+// damaged file may still crash the process checking it; a caller that
+// must survive that checks in a child process.
 type Verifier interface {
-	Verify(target string) error
+	Verify(path string) error
 }
 
 // Options configure Open. The zero value opens read-write, waits as long
