@@ -5,19 +5,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"os"
 	"strings"
-	"sync"
-	"time"
 
 	"github.com/apd-telemetry/apd/internal/cli"
 	"github.com/apd-telemetry/apd/internal/config"
-	"github.com/apd-telemetry/apd/internal/ingest"
-	"github.com/apd-telemetry/apd/internal/ingest/natsfeed"
 	"github.com/apd-telemetry/apd/internal/mqttc"
 	"github.com/apd-telemetry/apd/internal/server"
-	"github.com/apd-telemetry/apd/internal/store/pgstore"
 	"github.com/apd-telemetry/apd/schema"
 )
 
@@ -58,41 +52,10 @@ Examples:
       --store postgres://apd@db.lan/apd`
 }
 
-// clientLink carries the aggregator's acknowledgements and rule outcomes
-// to an external broker. Acknowledgements go out in the background (the
-// commit path must not wait for the broker) and are counted, so a stop
-// can wait for them before the connection closes.
-type clientLink struct {
-	c       *mqttc.Client
-	acking  *sync.WaitGroup
-	onError func(topic string, err error)
-}
-
-func (l clientLink) Acknowledge(topic string, payload []byte) error {
-	l.acking.Add(1)
-	go func() {
-		defer l.acking.Done()
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := l.c.Publish(ctx, topic, payload, true); err != nil {
-			l.onError(topic, err)
-		}
-	}()
-	return nil
-}
-
-// Publish sends a rule's outcome; the broker must let this user publish
-// readings (the admin role on apd's own broker).
-func (l clientLink) Publish(topic string, payload []byte) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	return l.c.Publish(ctx, topic, payload, false)
-}
-
-// Run implements the command: the aggregator and its MQTT client are
-// built, the subscription handed to the client (which makes it again on
-// every connection), then both started; a stop commits and acknowledges
-// what is queued before the connection closes.
+// Run implements the command: the aggregator on the transport its flags
+// choose — a subscription to --broker (a member of --share's group), or
+// the partitions of a NATS stream (--source) acknowledged through
+// --broker.
 func (c *AggregateCmd) Run(ctx context.Context, g *cli.Globals, file *config.File) error {
 	log := g.Logger()
 	topics := schema.Topics{Prefix: g.Prefix}
@@ -103,9 +66,6 @@ func (c *AggregateCmd) Run(ctx context.Context, g *cli.Globals, file *config.Fil
 	clientID, name := c.ClientID, ""
 	if c.Share != "" && strings.ContainsAny(c.Share, "/+#") {
 		return cli.WithCode(cli.ExitUsage, fmt.Errorf("--share %q: a group name has no /, + or #", c.Share), "")
-	}
-	if c.Source != "" && !pgstore.IsURL(c.storeLocation()) {
-		return cli.WithCode(cli.ExitUsage, errors.New("--source needs a PostgreSQL --store: the aggregators divide the stream there"), "")
 	}
 	if c.Share != "" || c.Source != "" {
 		if clientID == "apd-aggregator" {
@@ -118,99 +78,20 @@ func (c *AggregateCmd) Run(ctx context.Context, g *cli.Globals, file *config.Fil
 	if err != nil {
 		return err
 	}
+	client := mqttc.Options{URL: c.Broker, ClientID: clientID, Username: c.Username, Password: password,
+		TLSCA: c.TLSCA, TLSCert: c.TLSCert, TLSKey: c.TLSKey, Logger: log}
+	var tr server.Transport = &server.ExternalBroker{Client: client, Share: c.Share}
 	if c.Source != "" {
-		return c.runFromNATS(ctx, srv, clientID, password, log)
+		tr = &server.NATS{URL: c.Source, Partitions: c.Partitions, Acks: client}
 	}
-	client, err := mqttc.New(mqttc.Options{
-		URL: c.Broker, ClientID: clientID, Username: c.Username, Password: password, TLSCA: c.TLSCA, TLSCert: c.TLSCert, TLSKey: c.TLSKey,
-		QoS: 1, Persistent: true, ManualAck: true, Logger: log,
-		// A resumed session's queue arrives before the subscription is
-		// made again: it is stored too.
-		Unsolicited: srv.Ingester().Handle,
-	})
-	if err != nil {
-		srv.Close()
-		return err
-	}
-	if err := ingest.Subscribe(srv.Ingester(), client, c.Share); err != nil {
-		srv.Close()
-		return err
-	}
-	return runLinked(ctx, srv, client, log, nil, nil,
-		"broker", c.Broker, "http", srv.HTTPURL(), "db", storeLocation(srv.Store()), "client_id", clientID, "share", c.Share)
-}
-
-// runLinked starts srv acknowledging through client (then start, when
-// set) and runs until ctx ends. A stop first stops taking messages
-// (stopTaking, when set), then commits and acknowledges what is queued,
-// then closes the client and the server.
-func runLinked(ctx context.Context, srv *server.Server, client *mqttc.Client, log *slog.Logger, start, stopTaking func(), running ...any) error {
-	var acking sync.WaitGroup
-	srv.Start(ctx, clientLink{c: client, acking: &acking, onError: func(topic string, err error) {
-		log.Debug("publish acknowledgement", "topic", topic, "err", err)
-	}})
-	if err := client.Start(); err != nil {
-		srv.Close()
-		return err
-	}
-	if start != nil {
-		start()
-	}
-	log.Info("apd aggregate running", running...)
-	srv.SetReady("")
-	<-ctx.Done()
-	srv.SetReady("shutting down")
-	log.Info("shutting down")
-	if stopTaking != nil {
-		stopTaking()
-	}
-	srv.Drain()
-	waitTimeout(&acking, 5*time.Second)
-	client.Close()
-	srv.Close()
-	return nil
-}
-
-// runFromNATS runs the aggregator on a NATS cluster: readings from the
-// stream partitions it claims, acknowledgements to the devices through
-// the nodes' MQTT gateway (retained, as from any broker).
-func (c *AggregateCmd) runFromNATS(ctx context.Context, srv *server.Server, clientID, password string, log *slog.Logger) error {
-	claims, err := pgstore.OpenClaims(ctx, c.storeLocation(), clientID)
-	if err != nil {
-		srv.Close()
+	err = srv.Run(ctx, tr, server.RunOptions{Name: "apd aggregate", Attrs: []any{"db", storeLocation(srv.Store())}})
+	switch {
+	case errors.Is(err, server.ErrNoClaims):
+		return cli.WithCode(cli.ExitUsage, errors.New("--source needs a PostgreSQL --store: the aggregators divide the stream there"), "")
+	case errors.Is(err, server.ErrClaims):
 		return cli.WithCode(cli.ExitFailure, err, "give each aggregator its own --client-id")
-	}
-	defer claims.Close()
-	feed, err := natsfeed.New(natsfeed.Options{URL: c.Source, Prefix: srv.Topics().Prefix, Partitions: c.Partitions,
-		Claims: claims, Submit: srv.Ingester().Submit, Logger: log})
-	if err != nil {
-		srv.Close()
+	case errors.Is(err, server.ErrSourceUnreachable):
 		return cli.WithCode(cli.ExitUnreachable, err, "is the NATS cluster up, with JetStream?")
 	}
-	defer feed.Close() // after the drain: it flushes the stream acknowledgements
-	client, err := mqttc.New(mqttc.Options{
-		URL: c.Broker, ClientID: clientID, Username: c.Username, Password: password, TLSCA: c.TLSCA, TLSCert: c.TLSCert, TLSKey: c.TLSKey,
-		// QoS 0, as apd serve's: a later $ack supersedes an earlier one and
-		// a reconnecting device gets the retained latest; on NATS a QoS 1
-		// publish costs a JetStream write on top of the retained one.
-		QoS: 0, Logger: log,
-	})
-	if err != nil {
-		srv.Close()
-		return err
-	}
-	srv.ReportPartitions(feed.Held)
-	return runLinked(ctx, srv, client, log, feed.Start, feed.Stop,
-		"source", c.Source, "acknowledging_through", c.Broker, "http", srv.HTTPURL(),
-		"db", storeLocation(srv.Store()), "client_id", clientID, "partitions", c.Partitions)
-}
-
-// waitTimeout waits for wg, at most timeout.
-func waitTimeout(wg *sync.WaitGroup, timeout time.Duration) {
-	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(timeout):
-	}
+	return err
 }

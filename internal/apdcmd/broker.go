@@ -11,7 +11,6 @@ import (
 
 	"github.com/apd-telemetry/apd/broker"
 	"github.com/apd-telemetry/apd/internal/cli"
-	"github.com/apd-telemetry/apd/internal/metrics"
 	"github.com/apd-telemetry/apd/internal/server"
 )
 
@@ -121,24 +120,6 @@ func (f BrokerFlags) options(data string, maxPayload int, prefix string, users *
 			PerSessionBytes: f.MaxQueuedBytesPerSession, PerUserBytes: f.MaxQueuedBytesPerUser, TotalBytes: f.MaxQueuedBytes},
 		Logger: log,
 	}
-}
-
-// registerBrokerMetrics adds the broker's drop counters to r.
-func registerBrokerMetrics(r *metrics.Registry, b *broker.Broker) {
-	r.GaugeFunc("apd_broker_dropped_publishes", "Messages the broker dropped for clients over their limits (since start).", func() float64 {
-		p, _ := b.Dropped()
-		return float64(p)
-	})
-	r.GaugeFunc("apd_broker_dropped_inflight", "In-flight messages the broker dropped or expired (since start).", func() float64 {
-		_, i := b.Dropped()
-		return float64(i)
-	})
-	r.GaugeFunc("apd_broker_dropped_queued", "Deliveries dropped because the subscriber's user, or the broker, held its most queued messages (since start).", func() float64 {
-		return float64(b.DroppedQueued())
-	})
-	r.GaugeFunc("apd_broker_queued", "Messages the broker holds for delivery (in flight).", func() float64 {
-		return float64(b.Queued())
-	})
 }
 
 // BrokerCmd is apd broker.

@@ -2,6 +2,8 @@ package apdcmd
 
 import (
 	"context"
+	"errors"
+	"log/slog"
 	"path/filepath"
 	"time"
 
@@ -9,10 +11,10 @@ import (
 	"github.com/apd-telemetry/apd/internal/agent"
 	"github.com/apd-telemetry/apd/internal/cli"
 	"github.com/apd-telemetry/apd/internal/config"
-	"github.com/apd-telemetry/apd/internal/ingest"
+	"github.com/apd-telemetry/apd/internal/metrics"
+	"github.com/apd-telemetry/apd/internal/server"
 	"github.com/apd-telemetry/apd/publisher"
 	"github.com/apd-telemetry/apd/schema"
-	mqtt "github.com/mochi-mqtt/server/v2"
 )
 
 // ServeCmd is apd serve.
@@ -33,21 +35,9 @@ Examples:
   apd serve --data /var/lib/apd --mqtt-addr 127.0.0.1:1883 --http-addr 127.0.0.1:8080`
 }
 
-// brokerLink carries the aggregator's acknowledgements and rule outcomes
-// through the embedded broker, from inside the process: retained $acks,
-// and outcomes that reach subscribers and, by the ingestion hook, the
-// store like any reading.
-type brokerLink struct{ b *broker.Broker }
-
-func (l brokerLink) Acknowledge(topic string, payload []byte) error {
-	return l.b.PublishState(topic, payload)
-}
-func (l brokerLink) Publish(topic string, payload []byte) error {
-	return l.b.Publish(topic, payload, false)
-}
-
-// Run implements the command. Everything is built first, then started
-// (aggregator, broker, local publisher), and stopped in reverse.
+// Run implements the command: the aggregator on the embedded broker,
+// and the local publisher, which starts once the broker listens and
+// stops before it does.
 func (c *ServeCmd) Run(ctx context.Context, g *cli.Globals, file *config.File) error {
 	log := g.Logger()
 	topics := schema.Topics{Prefix: g.Prefix}
@@ -71,66 +61,76 @@ func (c *ServeCmd) Run(ctx context.Context, g *cli.Globals, file *config.File) e
 	if err != nil {
 		return err
 	}
-	bopts := c.BrokerFlags.options(c.Data, c.MaxPayload, g.Prefix, users, tc, g.BrokerLogger())
-	ingest := ingest.NewHook(srv.Ingester())
-	ingest.Sender = broker.Sender
-	bopts.Hooks = []mqtt.Hook{ingest}
-	brk, err := broker.New(bopts)
-	if err != nil {
-		srv.Close()
-		return brokerStartError(err)
-	}
-	srv.Start(ctx, brokerLink{brk})
-	if err := brk.Start(); err != nil {
-		srv.Close()
-		return brokerStartError(err)
-	}
-	c.reloadUsersOnSignal(ctx, brk, log)
 	c.logAccess(log, users)
-	registerBrokerMetrics(srv.Metrics(), brk)
-	log.Info("apd serve running", "mqtt", brk.Addr(), "http", srv.HTTPURL(), "db", storeLocation(srv.Store()), "version", cli.Version)
+	tr := &server.EmbeddedBroker{Options: c.BrokerFlags.options(c.Data, c.MaxPayload, g.Prefix, users, tc, g.BrokerLogger())}
+	local := localPublisher{flags: c.PublisherFlags, sensors: sensors, data: c.Data, topics: topics, log: log}
+	err = srv.Run(ctx, tr, server.RunOptions{Name: "apd serve", Attrs: []any{"db", storeLocation(srv.Store()), "version", cli.Version},
+		Started: func() error {
+			c.reloadUsersOnSignal(ctx, tr.Broker(), log)
+			if !c.WithPublisher {
+				return nil
+			}
+			return local.start(ctx, tr.Broker(), srv.Metrics())
+		},
+		Stopping: func() {
+			if c.WithPublisher {
+				local.stop(tr.Broker())
+			}
+		}})
+	if errors.Is(err, server.ErrBrokerStart) {
+		return brokerStartError(err)
+	}
+	return err
+}
 
-	var agentDone chan error
-	var ag *agent.Agent
-	if c.WithPublisher {
-		ag, err = agent.NewAgent(c.PublisherFlags, cli.ClientCertFlags{}, sensors, "tcp://"+brk.Addr(),
-			filepath.Join(c.Data, "apd-spool.db"), topics, true, log)
-		if err == nil {
-			err = ag.Start()
-		}
-		if err != nil {
-			brk.StopListening()
-			srv.Close()
-			_ = brk.Close()
-			return err
-		}
-		srv.Metrics().GaugeFunc("apd_spool_depth", "Readings of the local publisher waiting for acknowledgement.", func() float64 {
-			return float64(ag.Spool.Depth())
-		})
-		srv.Metrics().GaugeFunc("apd_spool_dropped", "Readings the local publisher's full spool ever dropped.", func() float64 {
-			_, d := ag.Spool.Stats()
-			return float64(d)
-		})
-		agentDone = make(chan error, 1)
-		go func() { agentDone <- ag.Pub.Run(ctx) }()
-		log.Info("publishing this machine", "interval", c.Interval, "sensors", len(sensors))
+// localPublisher is apd serve --with-publisher's publisher of this
+// machine, a client of the embedded broker like any device.
+type localPublisher struct {
+	flags   agent.PublisherFlags
+	sensors []publisher.Named
+	data    string
+	topics  schema.Topics
+	log     *slog.Logger
+
+	ag   *agent.Agent
+	done chan error
+}
+
+// start connects the publisher to brk and runs it until ctx ends; its
+// spool is reported on metrics.
+func (p *localPublisher) start(ctx context.Context, brk *broker.Broker, m *metrics.Registry) error {
+	ag, err := agent.NewAgent(p.flags, cli.ClientCertFlags{}, p.sensors, "tcp://"+brk.Addr(),
+		filepath.Join(p.data, "apd-spool.db"), p.topics, true, p.log)
+	if err != nil {
+		return err
 	}
-	srv.SetReady("")
-	<-ctx.Done()
-	srv.SetReady("shutting down")
-	log.Info("shutting down")
-	if ag != nil {
-		if err := <-agentDone; err != nil {
-			log.Warn("publisher stopped", "err", err)
-		}
+	if err := ag.Start(); err != nil {
 		ag.Close()
-		brk.WaitGone(ag.ClientID, time.Second)
+		return err
 	}
-	// No client may publish any more (their wills are in); then commit
-	// what is queued and acknowledge it through the broker, which keeps
-	// the acknowledgements; then stop the broker.
-	brk.StopListening()
-	srv.Close()
-	_ = brk.Close()
+	m.GaugeFunc("apd_spool_depth", "Readings of the local publisher waiting for acknowledgement.", func() float64 {
+		return float64(ag.Spool.Depth())
+	})
+	m.GaugeFunc("apd_spool_dropped", "Readings the local publisher's full spool ever dropped.", func() float64 {
+		_, d := ag.Spool.Stats()
+		return float64(d)
+	})
+	p.ag, p.done = ag, make(chan error, 1)
+	go func() { p.done <- ag.Pub.Run(ctx) }()
+	p.log.Info("publishing this machine", "interval", p.flags.Interval, "sensors", len(p.sensors))
 	return nil
+}
+
+// stop waits for the publisher, which stops with ctx, closes it, and
+// waits for the broker to see it gone: closing the broker while its
+// DISCONNECT is unread would publish its last will as if it had died.
+func (p *localPublisher) stop(brk *broker.Broker) {
+	if p.ag == nil {
+		return
+	}
+	if err := <-p.done; err != nil {
+		p.log.Warn("publisher stopped", "err", err)
+	}
+	p.ag.Close()
+	brk.WaitGone(p.ag.ClientID, time.Second)
 }

@@ -16,7 +16,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
-	"github.com/apd-telemetry/apd/internal/store/boltdb"
+	"github.com/apd-telemetry/apd/internal/store/engine"
 	"github.com/apd-telemetry/apd/internal/testutil"
 	"github.com/apd-telemetry/apd/schema"
 
@@ -27,7 +27,7 @@ import (
 // failingStore fails its first commits, as a full disk does, then passes
 // them to a real store.
 type failingStore struct {
-	*boltdb.Store
+	store.Store
 	mu       sync.Mutex
 	failures int
 }
@@ -46,13 +46,14 @@ func (f *failingStore) Commit(b *store.Batch) (store.CommitResult, error) {
 // acknowledged (to the broker or on $ack), the failure shows on the
 // metrics, and everything is stored and acknowledged once commits succeed.
 func TestCommitFailureHoldsAcknowledgements(t *testing.T) {
+	t.Parallel()
 	fs := &failingStore{failures: 3, Store: openStore(t)}
 	var acks atomic.Int32
 	in := ingest.New(fs, func(string, []byte) error { acks.Add(1); return nil }, ingest.Options{})
 	defer in.Close()
 	var done atomic.Int32
 	for i := 1; i <= 5; i++ {
-		if err := in.Submit("apd/pi/t", payload("pi", "t", uint64(i), i, 1), func() { done.Add(1) }); err != nil {
+		if _, err := in.SubmitMessage("apd/pi/t", payload("pi", "t", uint64(i), i, 1), func() { done.Add(1) }); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -73,10 +74,11 @@ func TestCommitFailureHoldsAcknowledgements(t *testing.T) {
 // aside; readings of that series and of others go on being stored and
 // acknowledged, the failure is logged once and counted on the metrics.
 func TestCorruptChunkQuarantined(t *testing.T) {
+	t.Parallel()
 	path := filepath.Join(t.TempDir(), "apd.db")
 	// Heads sealed at every commit: readings reach their chunks at once.
-	opts := boltdb.Options{HeadAge: time.Nanosecond}
-	st, err := boltdb.Open(path, opts)
+	opts := engine.Options{HeadAge: time.Nanosecond}
+	st, err := engine.Open(path, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,7 +108,7 @@ func TestCorruptChunkQuarantined(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err = boltdb.Open(path, opts)
+	st, err = engine.Open(path, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,7 +119,7 @@ func TestCorruptChunkQuarantined(t *testing.T) {
 		ingest.Options{Logger: slog.New(slog.NewTextHandler(&log, nil))})
 	defer in.Close()
 	for i, r := range []schema.Reading{at("bad", 2, 1), at("good", 1, 1), at("bad", 3, 2), at("good", 2, 2)} {
-		if err := in.Submit("apd/"+r.Host+"/temperature", r.AppendJSON(nil, schema.WithIdentity), nil); err != nil {
+		if _, err := in.SubmitMessage("apd/"+r.Host+"/temperature", r.AppendJSON(nil, schema.WithIdentity), nil); err != nil {
 			t.Fatal(err)
 		}
 		if i == 1 {
@@ -150,6 +152,7 @@ func TestCorruptChunkQuarantined(t *testing.T) {
 // once; the commits that follow within AckEvery are acknowledged together
 // at its end, each host once with its latest watermark.
 func TestAcksCoalesced(t *testing.T) {
+	t.Parallel()
 	var mu sync.Mutex
 	var acks []string
 	got := func() []string { mu.Lock(); defer mu.Unlock(); return slices.Clone(acks) }
@@ -165,7 +168,7 @@ func TestAcksCoalesced(t *testing.T) {
 	stored := uint64(0)
 	commit := func(host string, seq uint64) {
 		t.Helper()
-		if err := in.Submit("apd/"+host+"/t", payload(host, "t", seq, int(seq), 1), nil); err != nil {
+		if _, err := in.SubmitMessage("apd/"+host+"/t", payload(host, "t", seq, int(seq), 1), nil); err != nil {
 			t.Fatal(err)
 		}
 		stored++
@@ -191,6 +194,7 @@ func TestAcksCoalesced(t *testing.T) {
 // TestOnCommitOnlyWhenWanted: OnCommit sees a commit's readings, in time
 // order, only while WantCommits says someone listens.
 func TestOnCommitOnlyWhenWanted(t *testing.T) {
+	t.Parallel()
 	var want atomic.Bool
 	var mu sync.Mutex
 	var seen [][]string
@@ -211,7 +215,7 @@ func TestOnCommitOnlyWhenWanted(t *testing.T) {
 	submit := func(seqs ...uint64) {
 		t.Helper()
 		for _, q := range seqs {
-			if err := in.Submit("apd/pi/t", payload("pi", "t", q, int(q), 1), nil); err != nil {
+			if _, err := in.SubmitMessage("apd/pi/t", payload("pi", "t", q, int(q), 1), nil); err != nil {
 				t.Fatal(err)
 			}
 		}

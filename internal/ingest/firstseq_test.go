@@ -1,17 +1,12 @@
 package ingest_test
 
 import (
-	"context"
-	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/apd-telemetry/apd/broker"
 	"github.com/apd-telemetry/apd/internal/ingest"
 	"github.com/apd-telemetry/apd/internal/store"
-	"github.com/apd-telemetry/apd/schema"
 )
 
 // TestImpossibleFirstSeqRejected: a host's $status whose first_seq would
@@ -19,6 +14,7 @@ import (
 // rejection and kept as a dead letter, and the host's readings go on
 // being acknowledged.
 func TestImpossibleFirstSeqRejected(t *testing.T) {
+	t.Parallel()
 	st := openStore(t)
 	acks := make(chan string, 16)
 	in := ingest.New(st, func(_ string, p []byte) error { acks <- string(p); return nil }, ingest.Options{})
@@ -26,7 +22,7 @@ func TestImpossibleFirstSeqRejected(t *testing.T) {
 	submit := func(topic string, p []byte) {
 		t.Helper()
 		done := make(chan struct{})
-		if err := in.Submit(topic, p, func() { close(done) }); err != nil {
+		if _, err := in.SubmitMessage(topic, p, func() { close(done) }); err != nil {
 			t.Fatal(err)
 		}
 		<-done
@@ -46,82 +42,5 @@ func TestImpossibleFirstSeqRejected(t *testing.T) {
 	hosts, err := st.Hosts()
 	if err != nil || len(hosts) != 1 || hosts[0].Watermark != 2 {
 		t.Errorf("hosts %+v, %v; want watermark 2", hosts, err)
-	}
-}
-
-// TestFirstSeqAheadOfSentSeqsWaits: through the real broker, a device
-// that has sent seqs 1..54 publishes a retained $status with first_seq
-// 99999 (same spool), then readings 55..60. The status is no proof that
-// seqs up to 99998 were ever made: the readings 55..60 are acknowledged
-// on the host's $ack, nothing is counted lost, and the declared floor
-// waits in the host's record until a reading at or above it arrives.
-func TestFirstSeqAheadOfSentSeqsWaits(t *testing.T) {
-	st := openStore(t)
-	_, brk := startEmbedded(t, st, ingest.Options{}, broker.Options{})
-	watcher := dial(t, brk.Addr(), "watcher")
-	acks := make(chan schema.Ack, 256)
-	if err := watcher.Subscribe("apd/pi/$ack", func(_ string, p []byte) {
-		var a schema.Ack
-		if json.Unmarshal(p, &a) == nil {
-			acks <- a
-		}
-	}); err != nil {
-		t.Fatal(err)
-	}
-	awaitAck := func(seq uint64) {
-		t.Helper()
-		timeout := time.After(10 * time.Second)
-		for {
-			select {
-			case a := <-acks:
-				if a.Seq > seq {
-					t.Fatalf("ack %d (spool %s) beyond %d", a.Seq, a.Spool, seq)
-				}
-				if a.Seq == seq && a.Spool == "s1" {
-					return
-				}
-			case <-timeout:
-				t.Fatalf("no ack %d of spool s1", seq)
-			}
-		}
-	}
-	dev := dial(t, brk.Addr(), "pi")
-	ctx := context.Background()
-	base := time.Now().UTC().Truncate(time.Second).Add(-time.Hour)
-	n := 0
-	send := func(from, to uint64) {
-		t.Helper()
-		for q := from; q <= to; q++ {
-			r := schema.Reading{Host: "pi", Sensor: "t", Seq: q, Time: base.Add(time.Duration(n) * time.Second),
-				Value: schema.Quantity{Magnitude: 20, Unit: "degC"}.Raw()}
-			n++
-			if err := dev.Publish(ctx, "apd/pi/t", r.AppendJSON(nil, schema.WithIdentity), false); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	status := func(first uint64) {
-		t.Helper()
-		p := fmt.Appendf(nil, `{"state":"online","first_seq":%d,"spool":"s1"}`, first)
-		if err := dev.Publish(ctx, "apd/pi/$status", p, true); err != nil {
-			t.Fatal(err)
-		}
-	}
-	status(1)
-	send(1, 54)
-	awaitAck(54)
-	status(99_999)
-	send(55, 60)
-	awaitAck(60)
-	hosts, err := st.Hosts()
-	if err != nil || len(hosts) != 1 || hosts[0].Watermark != 60 || hosts[0].Lost != 0 {
-		t.Fatalf("hosts %+v, %v; want pi at watermark 60, nothing lost", hosts, err)
-	}
-	// Readings from 99999 on prove the overflow: the floor applies.
-	send(99_999, 100_001)
-	awaitAck(100_001)
-	hosts, err = st.Hosts()
-	if err != nil || len(hosts) != 1 || hosts[0].Lost != 99_999-61 {
-		t.Errorf("hosts %+v, %v; want %d lost", hosts, err, 99_999-61)
 	}
 }

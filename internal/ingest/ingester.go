@@ -1,25 +1,29 @@
-// Package subscriber is apd's aggregator: it takes messages from the MQTT
-// world, decodes and validates them, stores them in batches, and
-// acknowledges each host's readings on its $ack topic after the commit.
+// Package ingest is the aggregator's core, whatever carries the readings
+// in: it checks each submission in one place (names, time window, seq,
+// series bounds, a status's spool id) and makes a dead letter with its
+// reason of what fails, stores the rest in batches, calls each
+// submission's done after the commit that stores it, and acknowledges
+// each host's watermark on its $ack topic.
 //
-// One pipeline ([Ingester]) is fed two ways: in-process from the embedded
-// broker through a mochi hook ([Hook]), or from any external broker by an
-// MQTT subscription ([Subscribe]) that acknowledges each message to the
-// broker only after the batch holding it is committed.
+// Transports live beside it and link what this package does not (no MQTT
+// or NATS library): internal/ingest/brokerhook (the embedded broker),
+// internal/ingest/mqttsub (a subscription to another broker),
+// internal/ingest/natsfeed (a NATS JetStream stream). Each turns its own
+// acknowledgement (a PUBACK, an MQTT ack, a JetStream ack) into done. A
+// transport of apd's MQTT wire format submits through SubmitMessage
+// (WireDecoder); one with a format of its own (line protocol,
+// remote_write) builds Submissions of decoded readings and calls Submit,
+// with no JSON in between.
 package ingest
 
 import (
-	"encoding/json"
-	"errors"
-	"fmt"
+	"context"
 	"log/slog"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
-	"unicode/utf8"
 
-	"github.com/apd-telemetry/apd/internal/metrics"
 	"github.com/apd-telemetry/apd/internal/store"
 	"github.com/apd-telemetry/apd/schema"
 )
@@ -44,7 +48,8 @@ type Options struct {
 	// after another), so acknowledging every commit would publish about
 	// one $ack per reading.
 	AckEvery time.Duration
-	// MaxPayload rejects larger payloads; default 64 KiB.
+	// MaxPayload is the largest payload WireDecoder takes; default
+	// DefaultMaxPayload (64 KiB).
 	MaxPayload int
 	// MaxAge and MaxAhead bound a reading's timestamp around the time it
 	// is received: older or later readings (a Pi that booted without a
@@ -77,112 +82,7 @@ type Options struct {
 	Now    func() time.Time
 }
 
-// Rejection reasons, the label of apd_rejected_total.
-const (
-	ReasonInvalidJSON    = "invalid_json"
-	ReasonVersion        = "unsupported_version"
-	ReasonTopicMismatch  = "topic_mismatch"
-	ReasonInvalidField   = "invalid_field"
-	ReasonInvalidName    = "invalid_name"
-	ReasonTooLarge       = "too_large"
-	ReasonInvalidStatus  = "invalid_status"
-	ReasonInvalidUTF8    = "invalid_utf8"
-	ReasonTimeWindow     = "ts_out_of_window"
-	ReasonSeqOutOfRange  = store.ReasonSeqOutOfRange
-	ReasonInvalidTopic   = "invalid_topic"
-	reasonUnknownDecoder = "invalid"
-)
-
-var reasons = []string{ReasonInvalidJSON, ReasonVersion, ReasonTopicMismatch, ReasonInvalidField,
-	ReasonInvalidName, ReasonTooLarge, ReasonInvalidStatus, ReasonInvalidUTF8, ReasonTimeWindow,
-	ReasonSeqOutOfRange, ReasonInvalidTopic, ReasonSeriesLimit, reasonUnknownDecoder}
-
-func reasonOf(err error) string {
-	switch {
-	case errors.Is(err, schema.ErrInvalidJSON):
-		return ReasonInvalidJSON
-	case errors.Is(err, schema.ErrUnsupportedVersion):
-		return ReasonVersion
-	case errors.Is(err, schema.ErrTopicMismatch):
-		return ReasonTopicMismatch
-	case errors.Is(err, schema.ErrInvalidField):
-		return ReasonInvalidField
-	case errors.Is(err, schema.ErrInvalidName):
-		return ReasonInvalidName
-	case errors.Is(err, schema.ErrSeqOutOfRange):
-		return ReasonSeqOutOfRange
-	}
-	return reasonUnknownDecoder
-}
-
-// Metrics are the ingester's counters.
-type Metrics struct {
-	Received     metrics.Counter
-	Stored       metrics.Counter
-	Duplicates   metrics.Counter
-	Lost         metrics.Counter
-	Rejected     map[string]*metrics.Counter
-	Statuses     metrics.Counter
-	Commits      metrics.Counter
-	CommitErrors metrics.Counter
-	// CommitFailing is 1 while commits fail (disk full): nothing is
-	// acknowledged until it is 0 again.
-	CommitFailing metrics.Gauge
-	AcksPublished metrics.Counter
-	// CutOff counts clients disconnected for sending too much bad input.
-	CutOff metrics.Counter
-	// Quarantined counts stored chunks a commit found unreadable and set
-	// aside, going on without them.
-	Quarantined   metrics.Counter
-	BatchSize     *metrics.Histogram
-	CommitSeconds *metrics.Histogram
-	QueueDepth    func() float64
-
-	// Series is how many series the ingester knows (see Options.MaxSeries).
-	Series metrics.Gauge
-}
-
-// RejectedTotal returns the sum of rejections over all reasons.
-func (m *Metrics) RejectedTotal() uint64 {
-	var n uint64
-	for _, c := range m.Rejected {
-		n += c.Value()
-	}
-	return n
-}
-
-// Register adds the metrics to r.
-func (m *Metrics) Register(r *metrics.Registry) {
-	r.Counter("apd_received_total", "Messages received on reading and status topics.", "", &m.Received)
-	r.Counter("apd_stored_total", "Readings newly stored.", "", &m.Stored)
-	r.Counter("apd_duplicates_total", "Readings already stored under the same host, sensor and time.", "", &m.Duplicates)
-	r.Counter("apd_seq_lost_total", "Readings devices declared dropped from a full spool (seq gaps that will not fill).", "", &m.Lost)
-	for _, reason := range reasons {
-		r.Counter("apd_rejected_total", "Messages sent to dead letters, by reason.", metrics.Labels("reason", reason), m.Rejected[reason])
-	}
-	r.Counter("apd_status_total", "Host status messages recorded.", "", &m.Statuses)
-	r.Counter("apd_commits_total", "Batches committed.", "", &m.Commits)
-	r.Counter("apd_commit_errors_total", "Batch commits that failed and were retried.", "", &m.CommitErrors)
-	r.Gauge("apd_commit_failing", "1 while commits fail (e.g. disk full) and acknowledgements are held back.", "", &m.CommitFailing)
-	r.Counter("apd_acks_published_total", "Acknowledgements published on $ack topics.", "", &m.AcksPublished)
-	r.Counter("apd_clients_cut_off_total", "Clients disconnected for sending too many rejected messages.", "", &m.CutOff)
-	r.Counter("apd_store_quarantined_total", "Stored chunks found unreadable (corrupt) and set aside by a commit.", "", &m.Quarantined)
-	r.Gauge("apd_series", "Series (host, sensor) known: stored at start or admitted since; new ones beyond max_series are refused.", "", &m.Series)
-	r.Histogram("apd_batch_size", "Items per committed batch.", m.BatchSize)
-	r.Histogram("apd_commit_seconds", "Commit latency in seconds.", m.CommitSeconds)
-	if m.QueueDepth != nil {
-		r.GaugeFunc("apd_ingest_queue_depth", "Items waiting for a commit.", m.QueueDepth)
-	}
-}
-
-type item struct {
-	reading *schema.Reading
-	status  *store.StatusUpdate
-	dead    *store.DeadLetter
-	done    func()
-}
-
-// Ingester batches decoded messages into group commits.
+// Ingester checks submissions and commits them in batches.
 type Ingester struct {
 	st      store.Store
 	ack     AckFunc
@@ -204,13 +104,14 @@ type Ingester struct {
 	acksSent    time.Time
 	ackTimer    *time.Timer
 
+	// ackStored asks the commit loop to acknowledge every host's stored
+	// watermark again (AcknowledgeStored), and is told when it has.
+	ackStored chan chan struct{}
+
 	held holdings
 
-	series *seriesBound // the bounds on series, which decode applies
+	series *seriesBound // the bounds on series, which check applies
 }
-
-// ErrClosed is returned by Submit after Close.
-var ErrClosed = errors.New("ingester closed")
 
 // New returns an ingester writing to st and acknowledging through ack (nil:
 // no acknowledgements). It starts its commit loop at once.
@@ -220,9 +121,9 @@ func New(st store.Store, ack AckFunc, opts Options) *Ingester {
 	return in
 }
 
-// NewIngester returns an ingester writing to st that takes messages but
-// commits nothing until Start: it can be handed to a broker hook or an
-// MQTT client before what acknowledges through them exists.
+// NewIngester returns an ingester writing to st that takes submissions
+// but commits nothing until Start: it can be handed to a transport before
+// what acknowledges through that transport exists.
 func NewIngester(st store.Store, opts Options) *Ingester {
 	if opts.MaxBatch <= 0 {
 		opts.MaxBatch = 2000
@@ -234,7 +135,7 @@ func NewIngester(st store.Store, opts Options) *Ingester {
 		opts.MaxDelay = 10 * time.Millisecond
 	}
 	if opts.MaxPayload <= 0 {
-		opts.MaxPayload = 64 << 10
+		opts.MaxPayload = DefaultMaxPayload
 	}
 	if opts.MaxAge <= 0 {
 		opts.MaxAge = 365 * 24 * time.Hour
@@ -253,17 +154,11 @@ func NewIngester(st store.Store, opts Options) *Ingester {
 	}
 	in := &Ingester{st: st, opts: opts, log: opts.Logger,
 		queue: make(chan item, opts.QueueSize), closing: make(chan struct{}), stopped: make(chan struct{}),
-		pendingAcks: map[string]store.HostAck{}, ackTimer: time.NewTimer(time.Hour), held: holdings{hosts: map[string]*HeldHost{}}}
+		pendingAcks: map[string]store.HostAck{}, ackTimer: time.NewTimer(time.Hour), ackStored: make(chan chan struct{}),
+		held: holdings{hosts: map[string]*HeldHost{}}}
 	in.ackTimer.Stop()
-	m := &Metrics{Rejected: map[string]*metrics.Counter{},
-		BatchSize:     metrics.NewHistogram(1, 10, 100, 1000, 10000),
-		CommitSeconds: metrics.NewHistogram(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5),
-		QueueDepth:    func() float64 { return float64(len(in.queue)) }}
-	for _, r := range reasons {
-		m.Rejected[r] = new(metrics.Counter)
-	}
-	in.metrics = m
-	in.series = newSeriesBound(opts.MaxSeriesPerHost, opts.MaxSeries, knownSeries(st, opts.Logger), &m.Series)
+	in.metrics = newMetrics(func() float64 { return float64(len(in.queue)) })
+	in.series = newSeriesBound(opts.MaxSeriesPerHost, opts.MaxSeries, knownSeries(st, opts.Logger), &in.metrics.Series)
 	return in
 }
 
@@ -275,90 +170,17 @@ func (in *Ingester) Start(ack AckFunc) {
 	go in.loop()
 }
 
-// Metrics returns the ingester's live metrics.
+// Metrics returns the ingester's live metrics; a transport counts the
+// clients it cuts off there (CutOff).
 func (in *Ingester) Metrics() *Metrics { return in.metrics }
 
-// Submit decodes one message and queues it for the next commit. done, if
-// not nil, is called after the commit that makes the message durable (or
-// after it was found to need no storing). Submit blocks while the queue is
-// full. Messages on topics other than readings and statuses are ignored.
-func (in *Ingester) Submit(topic string, payload []byte, done func()) error {
-	_, err := in.submit(topic, payload, done)
-	return err
-}
+// Topics returns the topics the ingester reads and acknowledges on.
+func (in *Ingester) Topics() schema.Topics { return in.opts.Topics }
 
-// submit is Submit that also reports whether the message was rejected.
-func (in *Ingester) submit(topic string, payload []byte, done func()) (rejected bool, err error) {
-	it, ok := in.decode(topic, payload)
-	if !ok {
-		if done != nil {
-			done()
-		}
-		return false, nil
-	}
-	it.done = done
-	in.mu.RLock()
-	defer in.mu.RUnlock()
-	if in.closed {
-		return it.dead != nil, ErrClosed
-	}
-	in.queue <- it
-	return it.dead != nil, nil
-}
+// Logger returns the ingester's logger, for its transports to log with.
+func (in *Ingester) Logger() *slog.Logger { return in.log }
 
-func (in *Ingester) decode(topic string, payload []byte) (item, bool) {
-	now := in.opts.Now()
-	t, err := in.opts.Topics.Parse(topic)
-	if errors.Is(err, schema.ErrNotApdTopic) && !in.opts.Topics.Under(topic) || err == nil && t.Kind == schema.KindAck {
-		return item{}, false
-	}
-	in.metrics.Received.Inc()
-	reject := func(reason string, err error) (item, bool) {
-		in.metrics.Rejected[reason].Inc()
-		return item{dead: &store.DeadLetter{Received: now.UTC(), Topic: topic,
-			Reason: fmt.Sprintf("%s: %v", reason, err), Payload: payload}}, true
-	}
-	if errors.Is(err, schema.ErrNotApdTopic) {
-		// Under the prefix but not a reading or status (apd/h/s/extra):
-		// nothing would store it, so it is kept and counted here.
-		return reject(ReasonInvalidTopic, err)
-	}
-	if err != nil {
-		return reject(ReasonInvalidName, err)
-	}
-	if len(payload) > in.opts.MaxPayload {
-		return reject(ReasonTooLarge, fmt.Errorf("%d bytes, at most %d", len(payload), in.opts.MaxPayload))
-	}
-	if !utf8.Valid(payload) {
-		return reject(ReasonInvalidUTF8, errors.New("payload is not valid UTF-8"))
-	}
-	if t.Kind == schema.KindStatus {
-		var st schema.Status
-		if err := json.Unmarshal(payload, &st); errors.Is(err, schema.ErrSeqOutOfRange) {
-			return reject(ReasonSeqOutOfRange, err)
-		} else if err != nil {
-			return reject(ReasonInvalidStatus, err)
-		}
-		if st.Time.IsZero() {
-			st.Time = now.UTC().Truncate(time.Millisecond)
-		}
-		return item{status: &store.StatusUpdate{Host: t.Host, Status: st}}, true
-	}
-	r, err := schema.Decode(t.Host, t.Sensor, payload, now)
-	if err != nil {
-		return reject(reasonOf(err), err)
-	}
-	if r.Time.Before(now.Add(-in.opts.MaxAge)) || r.Time.After(now.Add(in.opts.MaxAhead)) {
-		return reject(ReasonTimeWindow, fmt.Errorf("ts %s is outside [now-%s, now+%s]",
-			schema.FormatTime(r.Time), in.opts.MaxAge, in.opts.MaxAhead))
-	}
-	if err := in.admitSeries(t.Host, t.Sensor, now); err != nil {
-		return reject(ReasonSeriesLimit, err)
-	}
-	return item{reading: &r}, true
-}
-
-// Close stops accepting messages, commits everything queued and returns
+// Close stops taking submissions, commits everything queued and returns
 // once the last batch is committed and acknowledged.
 func (in *Ingester) Close() error {
 	in.closeOnce.Do(func() {
@@ -399,6 +221,10 @@ func (in *Ingester) loop() {
 		case it = <-in.queue:
 		case <-in.ackTimer.C:
 			in.flushAcks()
+			continue
+		case done := <-in.ackStored:
+			in.acknowledgeStored()
+			close(done)
 			continue
 		case <-in.closing:
 			// Submit cannot add more once closing is closed: drain and stop.
@@ -521,14 +347,14 @@ func (in *Ingester) flushAcks() {
 		return
 	}
 	for host, a := range in.pendingAcks {
-		in.Acknowledge(host, a)
+		in.acknowledge(host, a)
 		delete(in.pendingAcks, host)
 	}
 	in.acksSent = time.Now()
 }
 
-// Acknowledge publishes a host's acknowledgement on its $ack topic.
-func (in *Ingester) Acknowledge(host string, a store.HostAck) {
+// acknowledge publishes a host's acknowledgement on its $ack topic.
+func (in *Ingester) acknowledge(host string, a store.HostAck) {
 	if in.ack == nil {
 		return
 	}
@@ -540,20 +366,46 @@ func (in *Ingester) Acknowledge(host string, a store.HostAck) {
 	in.metrics.AcksPublished.Inc()
 }
 
-// AcknowledgeStored publishes every host's stored watermark again. A
-// process stopped between a commit and its acknowledgement (killed, or
-// the broker gone) left the retained $ack behind what is stored; devices
-// would hold and resend readings that are safe.
+// AcknowledgeStored publishes every host's stored watermark again, once
+// the transport carries acknowledgements. A process stopped between a
+// commit and its acknowledgement (killed, or the broker gone) left the
+// retained $ack behind what is stored; devices would hold and resend
+// readings that are safe. The commit loop reads the watermarks between
+// two commits, so none it publishes is older than one a commit
+// acknowledged. It returns once they are published, the ingester is
+// closed, or ctx ends; call it after Start.
 //
 // A named aggregator acknowledges only the hosts it committed last: the
 // others are another's, which acknowledges them itself.
-func (in *Ingester) AcknowledgeStored(hosts []store.Host) {
+func (in *Ingester) AcknowledgeStored(ctx context.Context) {
+	done := make(chan struct{})
+	select {
+	case in.ackStored <- done:
+	case <-in.stopped:
+		return
+	case <-ctx.Done():
+		return
+	}
+	select {
+	case <-done:
+	case <-in.stopped:
+	case <-ctx.Done():
+	}
+}
+
+// acknowledgeStored is AcknowledgeStored, on the commit loop.
+func (in *Ingester) acknowledgeStored() {
+	hosts, err := in.st.Hosts()
+	if err != nil {
+		in.log.Error("read hosts to acknowledge", "err", err)
+		return
+	}
 	for _, h := range hosts {
-		if in.opts.Name != "" && h.Aggregator != in.opts.Name {
+		if in.opts.Name != "" && h.Aggregator != in.opts.Name || h.Watermark == 0 {
 			continue
 		}
-		if h.Watermark > 0 {
-			in.Acknowledge(h.Name, store.HostAck{Seq: h.Watermark, Spool: h.Spool})
-		}
+		// Stored is at least what a commit left pending: it supersedes.
+		in.pendingAcks[h.Name] = store.HostAck{Seq: h.Watermark, Spool: h.Spool}
 	}
+	in.flushAcks()
 }

@@ -1,13 +1,16 @@
 // Package server is the aggregator's composition root, which apd serve
 // and apd aggregate share: the store, the ingester, the rules, the HTTP
-// API, retention and the self-reporting goroutines, built in one place.
+// API, retention and the self-reporting goroutines, and the transport
+// that carries readings in and acknowledgements out (EmbeddedBroker,
+// ExternalBroker, NATS) — built, started, drained and closed in one
+// place.
 //
-// Its life follows the lifecycle of each of its parts: New builds (and
-// opens the store and binds the HTTP address, so bad settings fail before
-// anything runs), the caller wires the transport — a broker hook or an MQTT
-// client feeding Ingester — then Start runs everything with the Link that
-// carries acknowledgements and rule outcomes out, and Drain and Close stop
-// it in reverse order.
+// New builds (the store is open, the HTTP address bound, so bad settings
+// fail before anything runs); Run attaches the transport, starts
+// everything, runs until its context ends and stops in reverse: the
+// transport stops taking readings, the queue is committed and
+// acknowledged through the transport, then the transport, the API and
+// the store close.
 package server
 
 import (
@@ -21,6 +24,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -58,8 +62,8 @@ type Config struct {
 	MapOverlay []geo.Shape
 }
 
-// Link is how the aggregator reaches the MQTT world once it runs: the
-// embedded broker, or a client of an external one.
+// Link is how the aggregator reaches the devices once it runs: its
+// transport's way out.
 type Link interface {
 	// Acknowledge publishes a retained $ack payload; it must not block for
 	// long (it runs on the commit path).
@@ -81,11 +85,12 @@ type Server struct {
 	log      *slog.Logger
 	link     Link
 	cancel   context.CancelFunc
+	closed   sync.Once
 	// notReady says why the process does not take readings yet (empty
 	// once every part is up); /readyz reports it.
 	notReady atomic.Pointer[string]
 	// partitions, when set, lists the stream partitions this aggregator
-	// reads (ReportPartitions).
+	// reads (reportPartitions).
 	partitions atomic.Pointer[func() []int]
 }
 
@@ -102,7 +107,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("HTTP listen on %s: %w", cfg.HTTPAddr, err)
 	}
 	s := &Server{cfg: cfg, store: cfg.Store, metrics: metrics.NewRegistry(), httpLn: ln, log: log}
-	s.SetReady("starting")
+	s.setReady("starting")
 	opts := cfg.Ingest
 	opts.Logger = log
 	s.live = dashboard.NewHub(maxLiveDashboards)
@@ -183,9 +188,11 @@ func (s *Server) registerMetrics() {
 	})
 }
 
-// Ingester is what the transport feeds: the broker's hook or an MQTT
-// client's handler.
+// Ingester is what the transport feeds.
 func (s *Server) Ingester() *ingest.Ingester { return s.ingester }
+
+// Logger is the server's logger, which its transport logs with.
+func (s *Server) Logger() *slog.Logger { return s.log }
 
 // Metrics is the registry /metrics serves, for the other parts of the
 // process to add to.
@@ -197,11 +204,10 @@ func (s *Server) Store() store.Store { return s.store }
 // HTTPURL returns the API's base URL.
 func (s *Server) HTTPURL() string { return "http://" + s.httpLn.Addr().String() }
 
-// Start runs the aggregator: commits acknowledged through link, the HTTP
-// API, retention, progress and metrics logs (until ctx ends). It then
-// acknowledges every host's stored watermark again: a process stopped
-// between a commit and its acknowledgement left a retained $ack behind.
-func (s *Server) Start(ctx context.Context, link Link) {
+// start runs the aggregator: commits acknowledged through link, the
+// HTTP API, retention, packing, progress and metrics logs (until ctx
+// ends).
+func (s *Server) start(ctx context.Context, link Link) {
 	s.link = link
 	ctx, s.cancel = context.WithCancel(ctx)
 	s.ingester.Start(link.Acknowledge)
@@ -210,26 +216,21 @@ func (s *Server) Start(ctx context.Context, link Link) {
 			s.log.Error("HTTP server stopped", "err", err)
 		}
 	}()
-	if hosts, err := s.store.Hosts(); err != nil {
-		s.log.Error("read hosts to acknowledge", "err", err)
-	} else {
-		s.ingester.AcknowledgeStored(hosts)
-	}
 	s.logMetricsOnSignal(ctx)
 	s.logProgress(ctx)
 	s.startRetention(ctx)
 	s.startPacking(ctx)
 }
 
-// ReportPartitions makes /api/v1/held and /metrics show the stream
+// reportPartitions makes /api/v1/held and /metrics show the stream
 // partitions this aggregator reads, as held says.
-func (s *Server) ReportPartitions(held func() []int) {
+func (s *Server) reportPartitions(held func() []int) {
 	s.partitions.Store(&held)
 	s.metrics.GaugeFunc("apd_partitions_held", "Stream partitions this aggregator reads.", func() float64 { return float64(len(held())) })
 }
 
-// SetReady marks the process ready (why empty) or not, and why.
-func (s *Server) SetReady(why string) { s.notReady.Store(&why) }
+// setReady marks the process ready (why empty) or not, and why.
+func (s *Server) setReady(why string) { s.notReady.Store(&why) }
 
 func (s *Server) ready() error {
 	if why := s.notReady.Load(); why != nil && *why != "" {
@@ -241,27 +242,31 @@ func (s *Server) ready() error {
 	return nil
 }
 
-// Drain commits and acknowledges what is queued and lets the rules
+// drain commits and acknowledges what is queued and lets the rules
 // finish; nothing more is taken in. The link must still carry
 // acknowledgements.
-func (s *Server) Drain() {
+func (s *Server) drain() {
 	_ = s.ingester.Close()
 	if s.rules != nil {
 		s.rules.Close()
 	}
 }
 
-// Close drains, then stops the API, the goroutines and the store.
+// Close drains, then stops the API, the goroutines and the store. Run
+// closes the server itself; Close is for a server that never runs. Later
+// calls do nothing.
 func (s *Server) Close() {
-	s.Drain()
-	if s.cancel != nil {
-		s.cancel()
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	_ = s.http.Shutdown(ctx)
-	_ = s.httpLn.Close()
-	_ = s.store.Close()
+	s.closed.Do(func() {
+		s.drain()
+		if s.cancel != nil {
+			s.cancel()
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = s.http.Shutdown(ctx)
+		_ = s.httpLn.Close()
+		_ = s.store.Close()
+	})
 }
 
 // startRetention deletes readings older than the retention at start and

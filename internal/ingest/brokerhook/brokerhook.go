@@ -1,4 +1,8 @@
-package ingest
+// Package brokerhook is the embedded broker's transport into the
+// ingester: a mochi hook that submits each publish in-process, before it
+// is delivered to any subscriber, and releases its PUBACK only after the
+// commit that stores it.
+package brokerhook
 
 import (
 	"bytes"
@@ -7,13 +11,14 @@ import (
 	"sync"
 	"time"
 
+	"github.com/apd-telemetry/apd/internal/ingest"
 	"github.com/apd-telemetry/apd/schema"
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 )
 
-// Hook feeds the embedded broker's traffic into an Ingester in-process, with
-// no MQTT subscriber in between. It runs on the publishing client's read
+// Hook feeds the embedded broker's traffic into an ingest.Ingester
+// in-process, with no MQTT subscriber in between. It runs on the publishing client's read
 // loop, before the message is delivered to any subscriber, so a full
 // ingest queue slows that client down rather than losing its messages,
 // and no subscriber's queue stands between a reading and storage.
@@ -38,7 +43,7 @@ import (
 // connection (see Sender).
 type Hook struct {
 	mqtt.HookBase
-	in *Ingester
+	in *ingest.Ingester
 	// Sender names who is behind a client (the broker's user, or remote
 	// address); nil counts per client id.
 	Sender func(*mqtt.Client) string
@@ -71,8 +76,8 @@ const (
 	MaxUncommitted          = 16 << 20
 )
 
-// NewHook returns a hook submitting to in.
-func NewHook(in *Ingester) *Hook {
+// New returns a hook submitting to in.
+func New(in *ingest.Ingester) *Hook {
 	return &Hook{in: in, rejects: map[string]*rejectWindow{},
 		budget: newUncommittedBudget(MaxUncommittedPerSender, MaxUncommitted)}
 }
@@ -158,21 +163,21 @@ func (h *Hook) submit(cl *mqtt.Client, pk packets.Packet, release func()) {
 			}
 		}
 	}
-	rejected, err := h.in.submit(pk.TopicName, pk.Payload, done)
+	outcome, err := h.in.SubmitMessage(pk.TopicName, pk.Payload, done)
 	if err != nil {
 		// Not acknowledged: the client publishes it again.
-		h.in.log.Warn("ingest closed; message not stored", "topic", pk.TopicName)
+		h.in.Logger().Warn("ingest closed; message not stored", "topic", pk.TopicName)
 		if !cl.Net.Inline {
 			h.budget.give(h.sender(cl), int64(len(pk.Payload)+len(pk.TopicName)))
 		}
 	}
-	if rejected && !cl.Net.Inline {
+	if outcome == ingest.Rejected && !cl.Net.Inline {
 		if over, log := h.tooManyRejects(h.sender(cl), time.Now()); over {
 			if log {
-				h.in.log.Warn("cutting off a client sending bad input", "client", cl.ID, "sender", h.sender(cl),
+				h.in.Logger().Warn("cutting off a client sending bad input", "client", cl.ID, "sender", h.sender(cl),
 					"rejected", fmt.Sprintf("more than %d in %s", MaxRejects, RejectWindow))
 			}
-			h.in.metrics.CutOff.Inc()
+			h.in.Metrics().CutOff.Inc()
 			cl.Stop(errTooManyRejected)
 		}
 	}
@@ -228,7 +233,7 @@ func (b *uncommittedBudget) give(sender string, n int64) {
 // OnWillSent records a dead client's last will ({"state":"lost"} on its
 // $status topic), which the broker publishes without OnPublish.
 func (h *Hook) OnWillSent(_ *mqtt.Client, pk packets.Packet) {
-	if t, err := h.in.opts.Topics.Parse(pk.TopicName); err == nil && t.Kind == schema.KindStatus {
-		_ = h.in.Submit(pk.TopicName, pk.Payload, nil)
+	if t, err := h.in.Topics().Parse(pk.TopicName); err == nil && t.Kind == schema.KindStatus {
+		_, _ = h.in.SubmitMessage(pk.TopicName, pk.Payload, nil)
 	}
 }

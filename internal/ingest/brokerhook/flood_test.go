@@ -1,4 +1,4 @@
-package ingest_test
+package brokerhook_test
 
 import (
 	"context"
@@ -13,6 +13,7 @@ import (
 	"github.com/apd-telemetry/apd/internal/ingest"
 	"github.com/apd-telemetry/apd/internal/mqttc"
 	"github.com/apd-telemetry/apd/internal/store"
+	"github.com/apd-telemetry/apd/internal/store/engine"
 )
 
 // TestFloodDoesNotCostReadings: one client floods 10,000 malformed
@@ -22,7 +23,8 @@ func TestFloodDoesNotCostReadings(t *testing.T) {
 	if testing.Short() {
 		t.Skip("floods the broker for seconds")
 	}
-	st := openStore(t)
+	t.Parallel()
+	st := openStore(t, "", engine.Options{})
 	in, brk := startEmbedded(t, st, ingest.Options{MaxPayload: 1024}, broker.Options{MaxPayload: 2048})
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

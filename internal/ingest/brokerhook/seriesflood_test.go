@@ -1,4 +1,4 @@
-package ingest_test
+package brokerhook_test
 
 import (
 	"context"
@@ -11,9 +11,10 @@ import (
 
 	"github.com/apd-telemetry/apd/broker"
 	"github.com/apd-telemetry/apd/internal/ingest"
+	"github.com/apd-telemetry/apd/internal/ingest/brokerhook"
 	"github.com/apd-telemetry/apd/internal/mqttc"
 	"github.com/apd-telemetry/apd/internal/store"
-	"github.com/apd-telemetry/apd/internal/store/boltdb"
+	"github.com/apd-telemetry/apd/internal/store/engine"
 )
 
 // TestSeriesFloodBounded: a device publishing valid readings under 5,000
@@ -30,12 +31,9 @@ func TestSeriesFloodBounded(t *testing.T) {
 		deadCap  = 1 << 20
 		goodRuns = 3
 	)
+	t.Parallel()
 	path := filepath.Join(t.TempDir(), "apd.db")
-	st, err := boltdb.Open(path, boltdb.Options{Limits: store.Limits{MaxDeadBytes: deadCap}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	st := openStore(t, path, engine.Options{Limits: store.Limits{MaxDeadBytes: deadCap}})
 	in, brk := startEmbedded(t, st, ingest.Options{MaxSeriesPerHost: bound}, broker.Options{})
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -125,7 +123,7 @@ func TestSeriesFloodBounded(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	for i := names; i < names+ingest.MaxRejects+1; i++ {
+	for i := names; i < names+brokerhook.MaxRejects+1; i++ {
 		sensor := fmt.Sprintf("s%06d", i)
 		if c.Publish(ctx, "apd/greedy/"+sensor, payload("greedy", sensor, uint64(i+2), 0, 1), false) != nil {
 			break // cut off

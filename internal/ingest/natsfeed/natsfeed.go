@@ -9,7 +9,7 @@
 // a host's readings are always in one partition. Each partition has one
 // durable consumer. The aggregators sharing a database divide the
 // partitions among themselves with claims held in that database
-// (pgstore.Claims): each takes its fair share, a killed aggregator's
+// (store.Claims, which PostgreSQL keeps): each takes its fair share, a killed aggregator's
 // partitions are taken up by the others within a rebalance period, and
 // a partition's messages are acknowledged to JetStream only after the
 // commit that stores them, so what an aggregator took and did not commit
@@ -30,16 +30,15 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/apd-telemetry/apd/internal/ingest"
+	"github.com/apd-telemetry/apd/internal/store"
 )
 
-// Claimer divides numbered partitions among the aggregators.
-type Claimer interface {
-	Live(ctx context.Context) (int, error)
-	TryClaim(ctx context.Context, p int) (bool, error)
-	Release(ctx context.Context, p int) error
-	// Alone runs fn while no other aggregator runs an Alone: JetStream
-	// answered neither of two aggregators making the stream at once.
-	Alone(ctx context.Context, fn func() error) error
+// Ingester takes the feed's messages, in apd's MQTT wire format, and
+// calls done once each is committed: an *ingest.Ingester.
+type Ingester interface {
+	SubmitMessage(topic string, payload []byte, done func()) (ingest.Outcome, error)
 }
 
 // Options configure a Feed.
@@ -61,11 +60,14 @@ type Options struct {
 	AckWait time.Duration
 	// Rebalance is how often the partitions are divided again; default 2 s.
 	Rebalance time.Duration
-	// Claims divides the partitions; Submit takes a message and calls
-	// done once it is committed.
-	Claims Claimer
-	Submit func(topic string, payload []byte, done func()) error
-	Logger *slog.Logger
+	// Claims divides the partitions among the aggregators; the feed
+	// does not close it. Making the stream runs under Claims.Alone:
+	// JetStream answered neither of two aggregators making it at once.
+	Claims store.Claims
+	// Ingester takes each message; the message is acknowledged to
+	// JetStream when its done is called, after the commit.
+	Ingester Ingester
+	Logger   *slog.Logger
 }
 
 // Feed reads the partitions this aggregator holds.
@@ -263,7 +265,7 @@ func (f *Feed) read(p int) error {
 					_ = m.Term()
 					continue
 				}
-				if err := f.opts.Submit(topic, m.Data(), func() { _ = m.Ack() }); err != nil {
+				if _, err := f.opts.Ingester.SubmitMessage(topic, m.Data(), func() { _ = m.Ack() }); err != nil {
 					return // closing: JetStream delivers it again
 				}
 			}

@@ -10,6 +10,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/apd-telemetry/apd/internal/ingest"
+	"github.com/apd-telemetry/apd/internal/store"
 	"github.com/apd-telemetry/apd/internal/testutil"
 )
 
@@ -28,6 +30,13 @@ func TestTopic(t *testing.T) {
 	}
 }
 
+// ingesterFunc is an Ingester that is a function.
+type ingesterFunc func(topic string, payload []byte, done func()) (ingest.Outcome, error)
+
+func (f ingesterFunc) SubmitMessage(topic string, payload []byte, done func()) (ingest.Outcome, error) {
+	return f(topic, payload, done)
+}
+
 // memClaims is Claims in memory, for feeds in one process.
 type memClaims struct {
 	mu     sync.Mutex
@@ -39,6 +48,11 @@ type memClaimer struct {
 	c    *memClaims
 	name string
 }
+
+var (
+	_ store.Claims = memClaimer{}
+	_ Ingester     = (*ingest.Ingester)(nil)
+)
 
 func (m memClaimer) Live(context.Context) (int, error) {
 	m.c.mu.Lock()
@@ -71,6 +85,11 @@ func (m memClaimer) Alone(_ context.Context, fn func() error) error {
 	return fn()
 }
 
+func (m memClaimer) Close() error {
+	m.leave()
+	return nil
+}
+
 // leave is what the database does when an aggregator's connection goes.
 func (m memClaimer) leave() {
 	m.c.mu.Lock()
@@ -95,7 +114,7 @@ func TestFeedsShareThePartitions(t *testing.T) {
 	feeds := map[string]*Feed{}
 	for _, name := range []string{"a", "b"} {
 		f, err := New(Options{URL: cluster.ClientURLs(), Claims: memClaimer{claims, name}, Rebalance: 100 * time.Millisecond,
-			Submit: func(topic string, _ []byte, done func()) error {
+			Ingester: ingesterFunc(func(topic string, _ []byte, done func()) (ingest.Outcome, error) {
 				mu.Lock()
 				defer mu.Unlock()
 				if got[name] == nil {
@@ -103,8 +122,8 @@ func TestFeedsShareThePartitions(t *testing.T) {
 				}
 				got[name][strings.Split(topic, "/")[1]]++
 				done()
-				return nil
-			}})
+				return ingest.Queued, nil
+			})})
 		if err != nil {
 			t.Fatal(err)
 		}
