@@ -2,6 +2,7 @@ package ingest_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -252,5 +253,50 @@ func TestOnCommitOnlyWhenWanted(t *testing.T) {
 	slices.Sort(all)
 	if strings.Join(all, ",") != "2,3" {
 		t.Errorf("OnCommit saw %v, want 2 and 3", seen)
+	}
+}
+
+// TestAcknowledgeStored: every host's stored watermark is published
+// again, by the time AcknowledgeStored returns; a named aggregator
+// publishes only those of the hosts it committed last.
+func TestAcknowledgeStored(t *testing.T) {
+	t.Parallel()
+	st := openStore(t)
+	t0 := time.Now().UTC().Truncate(time.Second).Add(-time.Hour)
+	for i, host := range []string{"mine", "theirs"} {
+		b := &store.Batch{Aggregator: map[string]string{"mine": "a", "theirs": "b"}[host]}
+		for seq := uint64(1); seq <= uint64(i+2); seq++ {
+			b.Readings = append(b.Readings, schema.Reading{Host: host, Sensor: "t", Seq: seq,
+				Time: t0.Add(time.Duration(seq) * time.Second), Value: json.RawMessage("1")})
+		}
+		if _, err := st.Commit(b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tc := range []struct {
+		name string
+		want []string
+	}{
+		{"", []string{"apd/mine/$ack=2", "apd/theirs/$ack=3"}},
+		{"a", []string{"apd/mine/$ack=2"}},
+	} {
+		var mu sync.Mutex
+		var acks []string
+		in := ingest.New(st, func(topic string, p []byte) error {
+			var a schema.Ack
+			_ = json.Unmarshal(p, &a)
+			mu.Lock()
+			acks = append(acks, fmt.Sprintf("%s=%d", topic, a.Seq))
+			mu.Unlock()
+			return nil
+		}, ingest.Options{Name: tc.name})
+		in.AcknowledgeStored(context.Background())
+		mu.Lock()
+		got := slices.Sorted(slices.Values(acks))
+		mu.Unlock()
+		in.Close()
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("aggregator %q acknowledged %v, want %v", tc.name, got, tc.want)
+		}
 	}
 }
