@@ -18,8 +18,9 @@ import (
 )
 
 // Hook feeds the embedded broker's traffic into an ingest.Ingester
-// in-process, with no MQTT subscriber in between. It runs on the publishing client's read
-// loop, before the message is delivered to any subscriber, so a full
+// in-process, with no MQTT subscriber in between. It runs on the
+// publishing client's read loop, before the message is delivered to any
+// subscriber, so a full
 // ingest queue slows that client down rather than losing its messages,
 // and no subscriber's queue stands between a reading and storage.
 //
