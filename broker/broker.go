@@ -71,11 +71,13 @@ type Options struct {
 	DiscoveryPrefix string
 	// Insecure allows listening on a non-loopback address without Users.
 	Insecure bool
-	// TLSAddr, when set, adds an MQTT over TLS listener with TLSConfig.
+	// TLSAddr, when set, adds an MQTT over TLS listener with TLSConfig;
+	// port 0 picks a free one (see Broker.TLSAddr).
 	TLSAddr   string
 	TLSConfig *tls.Config
 	// WSAddr, when set, adds an MQTT over WebSocket listener for browsers
-	// (over TLS when TLSConfig is set).
+	// (over TLS when TLSConfig is set); port 0 picks a free one (see
+	// Broker.WSAddr).
 	WSAddr string
 	// ConnectTimeout, MaxConnectSize and MaxUnauthenticated bound
 	// connections that have not logged in yet; 0 means
@@ -119,7 +121,8 @@ type Broker struct {
 	drops  *dropCounter
 	queues *queueBudget
 	guard  *guard
-	// the listeners Start waits for, besides tcp
+	// the addresses the TLS and WebSocket listeners bound ("" without
+	// them), which Start waits for besides tcp
 	tlsAddr, wsAddr string
 	wsTLS           *tls.Config
 
@@ -245,18 +248,23 @@ func New(opts Options) (*Broker, error) {
 		}
 		return nil, fmt.Errorf("broker listen on %s: %w", opts.Addr, err)
 	}
+	var tlsAddr, wsAddr string
 	if opts.TLSAddr != "" {
-		if err := srv.AddListener(guard.wrap(listeners.NewTCP(listeners.Config{ID: "tls", Address: opts.TLSAddr, TLSConfig: opts.TLSConfig}))); err != nil {
+		l := listeners.NewTCP(listeners.Config{ID: "tls", Address: opts.TLSAddr, TLSConfig: opts.TLSConfig})
+		if err := srv.AddListener(guard.wrap(l)); err != nil {
 			return nil, fmt.Errorf("broker TLS listen on %s: %w", opts.TLSAddr, err)
 		}
+		tlsAddr = l.Address()
 	}
 	if opts.WSAddr != "" {
-		if err := srv.AddListener(newWSListener(listeners.Config{ID: "ws", Address: opts.WSAddr, TLSConfig: opts.TLSConfig}, guard)); err != nil {
+		l := newWSListener(listeners.Config{ID: "ws", Address: opts.WSAddr, TLSConfig: opts.TLSConfig}, guard)
+		if err := srv.AddListener(l); err != nil {
 			return nil, fmt.Errorf("broker WebSocket listen on %s: %w", opts.WSAddr, err)
 		}
+		wsAddr = l.Address()
 	}
 	return &Broker{srv: srv, access: access, tcp: tcp, log: log, drops: drops, queues: queues, guard: guard,
-		tlsAddr: opts.TLSAddr, wsAddr: opts.WSAddr, wsTLS: opts.TLSConfig}, nil
+		tlsAddr: tlsAddr, wsAddr: wsAddr, wsTLS: opts.TLSConfig}, nil
 }
 
 // Start serves the listeners and returns once every one takes
@@ -298,6 +306,14 @@ func Sender(cl *mqtt.Client) string {
 // Addr returns the address the broker listens on (with the real port when
 // Options.Addr had port 0).
 func (b *Broker) Addr() string { return b.tcp.Address() }
+
+// TLSAddr returns the address of the MQTT over TLS listener (with the
+// real port when Options.TLSAddr had port 0), or "" without one.
+func (b *Broker) TLSAddr() string { return b.tlsAddr }
+
+// WSAddr returns the address of the MQTT over WebSocket listener (with
+// the real port when Options.WSAddr had port 0), or "" without one.
+func (b *Broker) WSAddr() string { return b.wsAddr }
 
 // Publish publishes a message from inside the process, bypassing ACLs.
 // Retained messages are kept for later subscribers.

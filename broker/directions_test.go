@@ -62,8 +62,9 @@ func startMosquittoBroker(t *testing.T) string {
 			t.Skip(msg)
 		}
 	}
-	// Mosquitto cannot report a port it picked: a free port is chosen
-	// for it, and chosen again should another process take it first.
+	// Mosquitto cannot listen on a port it picks (its port 0 is a Unix
+	// socket): a free port is chosen for it, and chosen again should
+	// another process take it first.
 	var lastErr error
 	for range 3 {
 		addr := testutil.FreeAddr(t)
@@ -124,7 +125,10 @@ func mqttReady(addr string, exited <-chan struct{}, timeout time.Duration) error
 		if time.Now().After(deadline) {
 			return fmt.Errorf("no CONNACK on %s within %s", addr, timeout)
 		}
-		time.Sleep(20 * time.Millisecond)
+		select { // try again soon, unless it exits
+		case <-exited:
+		case <-time.After(20 * time.Millisecond):
+		}
 	}
 }
 
@@ -363,6 +367,7 @@ func (rc *rawClient) readPuback(version byte, id uint16) (reason byte, props []m
 // broker's PUBLISH X [MQTT-4.4.0-1]. Mosquitto is the reference; mochi as
 // released deleted the delivery.
 func TestRedeliveryDespiteReusedPacketID(t *testing.T) {
+	t.Parallel()
 	for _, b := range brokersUnderTest {
 		for _, tc := range []struct {
 			name       string
@@ -375,6 +380,7 @@ func TestRedeliveryDespiteReusedPacketID(t *testing.T) {
 			{"mqtt5/disconnect", 5, true},
 		} {
 			t.Run(b.name+"/"+tc.name, func(t *testing.T) {
+				t.Parallel()
 				addr := b.start(t)
 				a := dialSession(t, addr, tc.version, "a", false)
 				a.subscribe(tc.version, "t/x")
@@ -422,8 +428,10 @@ func TestRedeliveryDespiteReusedPacketID(t *testing.T) {
 // reference; mochi as released answered 0x01 ("granted QoS 1", a SUBACK
 // code) and echoed the user properties.
 func TestPubackIsSuccessWithoutEcho(t *testing.T) {
+	t.Parallel()
 	for _, b := range brokersUnderTest {
 		t.Run(b.name, func(t *testing.T) {
+			t.Parallel()
 			addr := b.start(t)
 			sub := dialSession(t, addr, 5, "sub", true)
 			sub.subscribe(5, "t/p")

@@ -35,6 +35,9 @@ func dialRaw(t *testing.T, addr string) net.Conn {
 // sending something else first, is closed at once; beyond the cap of
 // connections not yet logged in, new ones are closed at once; clients that
 // log in are not counted.
+//
+// Not parallel: it measures how soon connections are closed, which others
+// running beside it would delay.
 func TestConnectLimits(t *testing.T) {
 	b, err := Start(Options{Addr: "127.0.0.1:0", ConnectTimeout: 500 * time.Millisecond, MaxConnectSize: 1024, MaxUnauthenticated: 5})
 	if err != nil {

@@ -13,6 +13,7 @@ import (
 // password is remembered until the users change, and an unknown user is
 // refused like a wrong password.
 func TestPasswordCheck(t *testing.T) {
+	t.Parallel()
 	us := NewUsers()
 	if err := us.Set("pi", RoleDevice, "pi", []byte("right")); err != nil {
 		t.Fatal(err)
@@ -45,6 +46,9 @@ func TestPasswordCheck(t *testing.T) {
 // TestRefusalsTakeTheSameTime: a login as a user that does not exist is
 // refused no faster than one with a wrong password (bcrypt either way),
 // so user names cannot be told by timing.
+//
+// Not parallel: it compares timings, which others running beside it would
+// blur.
 func TestRefusalsTakeTheSameTime(t *testing.T) {
 	us := NewUsers()
 	if err := us.Set("pi", RoleDevice, "pi", []byte("right")); err != nil {

@@ -21,6 +21,7 @@ import (
 )
 
 func TestOncePerMinute(t *testing.T) {
+	t.Parallel()
 	var b strings.Builder
 	log := slog.New(newLogGuard(slog.NewTextHandler(&b, nil)))
 	for i := 0; i < 100; i++ {
@@ -40,6 +41,7 @@ func TestOncePerMinute(t *testing.T) {
 // TestEndedConnectionsAreNotWarnings: a client that goes while the broker
 // writes to it is routine (debug); any other packet error still warns.
 func TestEndedConnectionsAreNotWarnings(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		err  error
 		warn bool
@@ -65,12 +67,13 @@ func TestEndedConnectionsAreNotWarnings(t *testing.T) {
 // payloads and 60 KB topics, a fresh client id per connection, makes the
 // broker log a few lines, not its packets.
 func TestRefusalsLogLittle(t *testing.T) {
+	t.Parallel()
 	var logged testutil.SyncBuffer
 	us := NewUsers()
 	if err := us.Set("pi", RoleDevice, "pi", []byte("pw")); err != nil {
 		t.Fatal(err)
 	}
-	b, err := Start(Options{Addr: "127.0.0.1:0", Users: us, MaxPayload: 1 << 20,
+	b, err := Start(Options{Addr: "127.0.0.1:0", Users: us, MaxPayload: 1 << 20, LoginWait: loginTimeout,
 		Logger: slog.New(slog.NewTextHandler(&logged, &slog.HandlerOptions{Level: slog.LevelInfo}))})
 	if err != nil {
 		t.Fatal(err)
@@ -78,7 +81,7 @@ func TestRefusalsLogLittle(t *testing.T) {
 	defer b.Close()
 	big := bytes.Repeat([]byte("9"), 60<<10)
 	for i := range 60 {
-		c, err := mqttc.Dial(mqttc.Options{URL: "tcp://" + b.Addr(), ClientID: fmt.Sprintf("flood-%d", i), Username: "pi", Password: "pw", QoS: 1})
+		c, err := mqttc.Dial(mqttc.Options{URL: "tcp://" + b.Addr(), ClientID: fmt.Sprintf("flood-%d", i), Username: "pi", Password: "pw", QoS: 1, ConnectTimeout: loginTimeout})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -91,7 +94,12 @@ func TestRefusalsLogLittle(t *testing.T) {
 		cancel()
 		c.Close()
 	}
-	time.Sleep(200 * time.Millisecond)
+	// Each refusal is logged before its connection is gone.
+	for i := range 60 {
+		if id := fmt.Sprintf("flood-%d", i); !b.WaitGone(id, 5*time.Second) {
+			t.Fatalf("%s still connected", id)
+		}
+	}
 	t.Logf("60 refused 60 KB publishes, a client id each: %d bytes of log", len(logged.String()))
 	if n := len(logged.String()); n > 16<<10 {
 		t.Errorf("60 refused 60 KB publishes logged %d bytes:\n%.2000s", n, logged.String())
@@ -105,6 +113,7 @@ func TestRefusalsLogLittle(t *testing.T) {
 // port: it must not use up the minute's budget and hold back the warnings
 // of everyone else.
 func TestConnectionBurstUsesOneKey(t *testing.T) {
+	t.Parallel()
 	var b strings.Builder
 	guard := newLogGuard(slog.NewTextHandler(&b, nil))
 	guard.identify(func(id string) string { return id }) // no client is connected

@@ -44,10 +44,19 @@ func (rc *rawClient) send(header byte, body []byte) {
 	}
 }
 
+// loginTimeout bounds a login in these tests. Generous: under the race
+// detector, on a busy machine, one bcrypt check has taken seconds.
+const loginTimeout = 30 * time.Second
+
 // read returns the next packet's first byte and body, or ok false when
 // the broker closed the connection (or sent nothing) within 5 s.
 func (rc *rawClient) read() (header byte, body []byte, ok bool) {
-	_ = rc.c.SetReadDeadline(time.Now().Add(5 * time.Second)) // a login is bcrypt, slow under -race
+	return rc.readWithin(5 * time.Second)
+}
+
+// readWithin is read waiting up to d.
+func (rc *rawClient) readWithin(d time.Duration) (header byte, body []byte, ok bool) {
+	_ = rc.c.SetReadDeadline(time.Now().Add(d))
 	h, err := rc.r.ReadByte()
 	if err != nil {
 		return 0, nil, false
@@ -87,7 +96,7 @@ func dialRawMQTT(t *testing.T, addr string, version byte, id, user, password str
 	}
 	body = append(append(append(body, mqttString(id)...), mqttString(user)...), mqttString(password)...)
 	rc.send(0x10, body)
-	h, ack, ok := rc.read()
+	h, ack, ok := rc.readWithin(loginTimeout)
 	rcIndex := 1
 	if !ok || h != 0x20 || len(ack) <= rcIndex || ack[rcIndex] != 0 {
 		t.Fatalf("CONNACK % x % x (%v)", h, ack, ok)
@@ -108,6 +117,8 @@ func (rc *rawClient) publish(version byte, topic string, alias uint16, id uint16
 	rc.send(0x32, append(body, payload...))
 }
 
+// users3 has a device pi, an aggregator agg and an admin root, each
+// with the password <name>-pw.
 func users3(t *testing.T) *Users {
 	t.Helper()
 	us := NewUsers()
@@ -123,13 +134,14 @@ func users3(t *testing.T) *Users {
 // topic has the second, topic-less publish accepted and delivered; an
 // alias does not carry it onto another host's topic.
 func TestTopicAliasReuse(t *testing.T) {
-	b, err := Start(Options{Addr: "127.0.0.1:0", Users: users3(t)})
+	t.Parallel()
+	b, err := Start(Options{Addr: "127.0.0.1:0", Users: users3(t), LoginWait: loginTimeout})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer b.Close()
 	got := make(chan string, 10)
-	sub, err := mqttc.Dial(mqttc.Options{URL: "tcp://" + b.Addr(), ClientID: "agg", Username: "agg", Password: "agg-pw", QoS: 1})
+	sub, err := mqttc.Dial(mqttc.Options{URL: "tcp://" + b.Addr(), ClientID: "agg", Username: "agg", Password: "agg-pw", QoS: 1, ConnectTimeout: loginTimeout})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -161,7 +173,8 @@ func TestTopicAliasReuse(t *testing.T) {
 // in MQTT 3.1.1, which has no negative PUBACK — instead of leaving the
 // client waiting forever.
 func TestPublishToSysAnswered(t *testing.T) {
-	b, err := Start(Options{Addr: "127.0.0.1:0", Users: users3(t)})
+	t.Parallel()
+	b, err := Start(Options{Addr: "127.0.0.1:0", Users: users3(t), LoginWait: loginTimeout})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -182,12 +195,13 @@ func TestPublishToSysAnswered(t *testing.T) {
 // $share/<group>/apd/# (several aggregators sharing the work) and gets
 // the readings; a device may not.
 func TestAggregatorSharedSubscription(t *testing.T) {
-	b, err := Start(Options{Addr: "127.0.0.1:0", Users: users3(t)})
+	t.Parallel()
+	b, err := Start(Options{Addr: "127.0.0.1:0", Users: users3(t), LoginWait: loginTimeout})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer b.Close()
-	agg, err := mqttc.Dial(mqttc.Options{URL: "tcp://" + b.Addr(), ClientID: "agg", Username: "agg", Password: "agg-pw", QoS: 1})
+	agg, err := mqttc.Dial(mqttc.Options{URL: "tcp://" + b.Addr(), ClientID: "agg", Username: "agg", Password: "agg-pw", QoS: 1, ConnectTimeout: loginTimeout})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -196,7 +210,7 @@ func TestAggregatorSharedSubscription(t *testing.T) {
 	if err := agg.Subscribe("$share/apd/apd/#", func(topic string, _ []byte) { got <- topic }); err != nil {
 		t.Fatal(err)
 	}
-	dev, err := mqttc.Dial(mqttc.Options{URL: "tcp://" + b.Addr(), ClientID: "pi", Username: "pi", Password: "pi-pw", QoS: 1})
+	dev, err := mqttc.Dial(mqttc.Options{URL: "tcp://" + b.Addr(), ClientID: "pi", Username: "pi", Password: "pi-pw", QoS: 1, ConnectTimeout: loginTimeout})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -220,6 +234,7 @@ func TestAggregatorSharedSubscription(t *testing.T) {
 // TestClientCertificateOverWSS: a client certificate logs in over
 // WebSocket with TLS as it does over TLS.
 func TestClientCertificateOverWSS(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	ca, cert, key := testutil.TLSFiles(t, dir)
 	clientCA, devCert, devKey := testutil.ClientCert(t, dir, "pi")
@@ -227,13 +242,12 @@ func TestClientCertificateOverWSS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wsAddr := testutil.FreeAddr(t)
-	b, err := Start(Options{Addr: "127.0.0.1:0", WSAddr: wsAddr, TLSConfig: tc, Users: users3(t)})
+	b, err := Start(Options{Addr: "127.0.0.1:0", WSAddr: "127.0.0.1:0", TLSConfig: tc, Users: users3(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer b.Close()
-	c, err := mqttc.Dial(mqttc.Options{URL: "wss://" + wsAddr, ClientID: "pi", TLSCA: ca, TLSCert: devCert, TLSKey: devKey, QoS: 1})
+	c, err := mqttc.Dial(mqttc.Options{URL: "wss://" + b.WSAddr(), ClientID: "pi", TLSCA: ca, TLSCert: devCert, TLSKey: devKey, QoS: 1})
 	if err != nil {
 		t.Fatalf("certificate login over WSS: %v", err)
 	}

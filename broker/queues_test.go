@@ -19,6 +19,7 @@ import (
 // excess is dropped and counted, and a subscriber that reads gets every
 // message.
 func TestQueuesBounded(t *testing.T) {
+	t.Parallel()
 	us := NewUsers()
 	for _, u := range [][3]string{{"pi", string(RoleDevice), "pi"}, {"rd", string(RoleReader), ""}, {"agg", string(RoleAggregator), ""}} {
 		if err := us.Set(u[0], Role(u[1]), u[2], []byte(u[0]+"-pw")); err != nil {
@@ -27,14 +28,14 @@ func TestQueuesBounded(t *testing.T) {
 	}
 	state := filepath.Join(t.TempDir(), "broker.db")
 	const perUser, flood = 2000, 20000
-	b, err := Start(Options{Addr: "127.0.0.1:0", Users: us, StatePath: state, Queues: QueueLimits{PerUser: perUser, Total: 4 * perUser}})
+	b, err := Start(Options{Addr: "127.0.0.1:0", Users: us, StatePath: state, Queues: QueueLimits{PerUser: perUser, Total: 4 * perUser}, LoginWait: loginTimeout})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer b.Close()
 	url := "tcp://" + b.Addr()
 	for i := range 10 {
-		c, err := mqttc.Dial(mqttc.Options{URL: url, ClientID: "offline-" + string(rune('a'+i)), Username: "rd", Password: "rd-pw", QoS: 1, Persistent: true})
+		c, err := mqttc.Dial(mqttc.Options{URL: url, ClientID: "offline-" + string(rune('a'+i)), Username: "rd", Password: "rd-pw", QoS: 1, Persistent: true, ConnectTimeout: loginTimeout})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -45,7 +46,7 @@ func TestQueuesBounded(t *testing.T) {
 		testutil.SilentSession(t, b.Addr(), "silent-"+string(rune('a'+i)), "rd", "rd-pw", "apd/#")
 	}
 	var got atomic.Int64
-	reader, err := mqttc.Dial(mqttc.Options{URL: url, ClientID: "agg", Username: "agg", Password: "agg-pw", QoS: 1})
+	reader, err := mqttc.Dial(mqttc.Options{URL: url, ClientID: "agg", Username: "agg", Password: "agg-pw", QoS: 1, ConnectTimeout: loginTimeout})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,7 +54,7 @@ func TestQueuesBounded(t *testing.T) {
 	if err := reader.Subscribe("apd/#", func(string, []byte) { got.Add(1) }); err != nil {
 		t.Fatal(err)
 	}
-	dev, err := mqttc.Dial(mqttc.Options{URL: url, ClientID: "pi", Username: "pi", Password: "pi-pw", QoS: 1})
+	dev, err := mqttc.Dial(mqttc.Options{URL: url, ClientID: "pi", Username: "pi", Password: "pi-pw", QoS: 1, ConnectTimeout: loginTimeout})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -36,14 +36,13 @@ func wsBroker(t *testing.T, secure bool, opts Options) (*Broker, string, string)
 		}
 		opts.TLSConfig = tc
 	}
-	opts.Addr = "127.0.0.1:0"
-	opts.WSAddr = testutil.FreeAddr(t)
+	opts.Addr, opts.WSAddr = "127.0.0.1:0", "127.0.0.1:0"
 	b, err := Start(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { b.Close() })
-	return b, opts.WSAddr, ca
+	return b, b.WSAddr(), ca
 }
 
 // endsWithin reports whether the broker closes c within d, whatever it
@@ -93,6 +92,7 @@ func dialHalfUpgrade(addr string, secure bool) (net.Conn, error) {
 // listener that completes TLS (or not) and sends half an HTTP upgrade is
 // closed at the CONNECT deadline, which runs from accept.
 func TestWSHalfUpgradeClosedAtDeadline(t *testing.T) {
+	t.Parallel()
 	const timeout = 300 * time.Millisecond
 	for _, tc := range []struct {
 		name   string
@@ -109,6 +109,7 @@ func TestWSHalfUpgradeClosedAtDeadline(t *testing.T) {
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			_, addr, _ := wsBroker(t, tc.secure, Options{ConnectTimeout: timeout})
 			start := time.Now()
 			c := tc.open(t, addr)
@@ -128,9 +129,11 @@ func TestWSHalfUpgradeClosedAtDeadline(t *testing.T) {
 // a new one is closed at once, on every listener, while those held stay
 // open; a place freed is taken again.
 func TestWSPreLoginCap(t *testing.T) {
+	t.Parallel()
 	for _, secure := range []bool{true, false} {
 		name := map[bool]string{true: "wss", false: "ws"}[secure]
 		t.Run(name, func(t *testing.T) {
+			t.Parallel()
 			b, addr, _ := wsBroker(t, secure, Options{ConnectTimeout: 20 * time.Second, MaxUnauthenticated: 5})
 			held := make([]net.Conn, 5)
 			for i := range held {
@@ -171,7 +174,7 @@ func TestWSPreLoginCap(t *testing.T) {
 
 // TestWSErrorsThrottled: failed TLS handshakes on the WebSocket listener
 // write nothing to the standard library's log; they go to the broker's
-// logger, throttled.
+// logger, throttled. Not parallel: it takes over the standard log.
 func TestWSErrorsThrottled(t *testing.T) {
 	var std testutil.SyncBuffer // written by the log package's goroutines
 	prev, flags := log.Writer(), log.Flags()
@@ -209,6 +212,7 @@ func TestWSErrorsThrottled(t *testing.T) {
 // TestWSHeaderBound: an upgrade request whose header exceeds the bound is
 // refused (431) instead of upgraded.
 func TestWSHeaderBound(t *testing.T) {
+	t.Parallel()
 	_, addr, _ := wsBroker(t, false, Options{})
 	c := dialRaw(t, addr)
 	req := "GET /mqtt HTTP/1.1\r\nHost: apd\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
@@ -233,10 +237,12 @@ func TestWSHeaderBound(t *testing.T) {
 // WebSocket; a client that logged in stays connected past the CONNECT
 // deadline and no longer counts as not logged in.
 func TestMQTTOverWebSocket(t *testing.T) {
+	t.Parallel()
 	const timeout = 500 * time.Millisecond
 	for _, secure := range []bool{true, false} {
 		scheme := map[bool]string{true: "wss", false: "ws"}[secure]
 		t.Run(scheme, func(t *testing.T) {
+			t.Parallel()
 			b, addr, ca := wsBroker(t, secure, Options{ConnectTimeout: timeout, MaxConnectSize: 1024})
 			url := scheme + "://" + addr
 			sub, err := mqttc.Dial(mqttc.Options{URL: url, ClientID: "sub", TLSCA: ca, QoS: 1})
@@ -329,7 +335,8 @@ func TestMQTTOverWebSocket(t *testing.T) {
 // TestTLSListenerHandshakeUnderDeadline: the TLS listener's handshake
 // happens on the first read, inside the CONNECT deadline and the cap: a
 // client that stops halfway through TLS is closed at the deadline, and
-// failed handshakes log nothing to the standard log.
+// failed handshakes log nothing to the standard log. Not parallel: it
+// takes over the standard log.
 func TestTLSListenerHandshakeUnderDeadline(t *testing.T) {
 	const timeout = 300 * time.Millisecond
 	var std testutil.SyncBuffer // written by the log package's goroutines
@@ -341,12 +348,12 @@ func TestTLSListenerHandshakeUnderDeadline(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := Start(Options{Addr: "127.0.0.1:0", TLSAddr: testutil.FreeAddr(t), TLSConfig: tc, ConnectTimeout: timeout, MaxUnauthenticated: 2})
+	b, err := Start(Options{Addr: "127.0.0.1:0", TLSAddr: "127.0.0.1:0", TLSConfig: tc, ConnectTimeout: timeout, MaxUnauthenticated: 2})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer b.Close()
-	tlsAddr := b.tlsAddr
+	tlsAddr := b.TLSAddr()
 
 	silent := dialRaw(t, tlsAddr)
 	half := dialRaw(t, tlsAddr)

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -11,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/apd-telemetry/apd/internal/testutil"
 	"github.com/apd-telemetry/apd/schema"
 )
 
@@ -60,13 +62,7 @@ func watch(t *testing.T, srv *httptest.Server, query string) (<-chan [2]string, 
 // waitWatchers waits until n watchers are registered.
 func waitWatchers(t *testing.T, hub *Hub, n int) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for hub.Watchers() < n {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d watchers after 5 s, want %d", hub.Watchers(), n)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testutil.WaitFor(t, fmt.Sprintf("%d watchers", n), 5*time.Second, func() bool { return hub.Watchers() >= n })
 }
 
 func next(t *testing.T, ch <-chan [2]string) [2]string {
@@ -85,6 +81,7 @@ func next(t *testing.T, ch <-chan [2]string) [2]string {
 // of the one watching longest (none is behind), which is told to resync
 // and let go.
 func TestHub(t *testing.T) {
+	t.Parallel()
 	hub := NewHub(2)
 	srv := httptest.NewServer(hub)
 	t.Cleanup(srv.Close) // after the watchers' cleanups end their streams
@@ -126,15 +123,14 @@ func TestHub(t *testing.T) {
 }
 
 // TestHubSlowWatcher: a watcher that does not read loses events, never
-// blocks Publish, and is told to fetch again.
+// blocks Publish, and is told to fetch again. Not parallel: it times
+// Publish, which others running beside it would slow.
 func TestHubSlowWatcher(t *testing.T) {
 	hub := NewHub(4)
 	srv := httptest.NewServer(hub)
 	t.Cleanup(srv.Close) // after the watchers' cleanups end their streams
 	ch, _ := watch(t, srv, "")
-	for hub.Watchers() < 1 {
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitWatchers(t, hub, 1)
 	big := make([]schema.Reading, 200)
 	for i := range big {
 		big[i] = reading("pi", "cpu_load", "0.5")
@@ -164,6 +160,7 @@ func TestHubSlowWatcher(t *testing.T) {
 // TestHandlerCSP: the page and its assets come with the policy, and no
 // directory is listed.
 func TestHandlerCSP(t *testing.T) {
+	t.Parallel()
 	srv := httptest.NewServer(Handler())
 	defer srv.Close()
 	for _, path := range []string{"/", "/ui/app.js", "/ui/vendor/uplot/uPlot.iife.min.js", "/ui/style.css"} {

@@ -49,7 +49,8 @@ func heapInUse() uint64 {
 // large commits, hold no more than the hub's byte bound (they used to
 // hold 64 events each, whatever their size), and a dashboard that comes
 // while every place is taken by them is let in, not refused, and gets
-// the readings.
+// the readings. Not parallel: it measures the heap, which others running
+// beside it would grow.
 func TestHubMemoryBounded(t *testing.T) {
 	const silent = 16
 	hub := NewHub(silent)
@@ -97,6 +98,7 @@ func TestHubMemoryBounded(t *testing.T) {
 // never those of a dashboard that keeps up; the bytes waiting never pass
 // the bounds.
 func TestHubDropsFurthestBehind(t *testing.T) {
+	t.Parallel()
 	hub := NewHub(8)
 	hub.TotalBytes = 2 << 20
 	srv := httptest.NewServer(hub)

@@ -57,6 +57,9 @@ func StartNATSCluster(tb testing.TB, n int) *NATSCluster {
 	}
 	dir := tb.TempDir()
 	c := &NATSCluster{}
+	// Fixed ports: every node must know the others' route addresses
+	// before any starts, and a node started again (Start after Kill)
+	// must come back where its clients reconnect.
 	routes := make([]string, n)
 	for i := range n {
 		routes[i] = FreeAddr(tb)

@@ -100,6 +100,8 @@ func StartPostgres(tb testing.TB, settings ...string) *Postgres {
 		os.RemoveAll(dir)
 		tb.Fatalf("initdb: %v: %s", err, out)
 	}
+	// PostgreSQL takes no port 0 (it names its socket by the port): one is
+	// chosen for it.
 	addr := FreeAddr(tb)
 	port := addr[strings.LastIndex(addr, ":")+1:]
 	logs := &SyncBuffer{}

@@ -1,6 +1,7 @@
-// Package testutil holds helpers shared by apd's tests: free loopback
-// ports, building the binaries, a buffer safe to read while a process
-// writes to it, and polling for a condition.
+// Package testutil holds helpers shared by apd's tests: building the
+// binaries, starting a program and reading the addresses it reports, a
+// buffer safe to read while a process writes to it, waiting for a
+// condition, loopback ports.
 package testutil
 
 import (
@@ -20,12 +21,19 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
 
 // FreeAddr returns a loopback address with a port free at the time of the
-// call.
+// call. Another process may take the port before the caller binds it:
+// a server that can listen on port 0 and say which port it bound should
+// (broker.Options.Addr "127.0.0.1:0" and Broker.Addr, apd's commands with
+// --mqtt-addr and --http-addr 127.0.0.1:0 and their "running" log line,
+// see StartProcess). FreeAddr is for a port that must be known before the
+// server starts: a program that cannot report the one it bound, or a
+// client started first.
 func FreeAddr(tb testing.TB) string {
 	tb.Helper()
 	// Below the kernel's ephemeral range (32768–60999 on Linux): a port
@@ -48,6 +56,26 @@ func FreeAddr(tb testing.TB) string {
 	}
 	defer l.Close()
 	return l.Addr().String()
+}
+
+// RefusedAddr returns a loopback address that refuses connections for the
+// rest of the test: its port is held by a socket that is bound but never
+// listens, so no other process can take it meanwhile.
+func RefusedAddr(tb testing.TB) string {
+	tb.Helper()
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { syscall.Close(fd) })
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		tb.Fatal(err)
+	}
+	sa, err := syscall.Getsockname(fd)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return fmt.Sprintf("127.0.0.1:%d", sa.(*syscall.SockaddrInet4).Port)
 }
 
 // RunWithBinaries is a TestMain body: it builds apd and apd-publish into a
