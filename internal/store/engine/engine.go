@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -107,34 +108,27 @@ func (l Location) Open(opts Options) (store.Store, error) { return l.Engine.Open
 // without "//" leaves a path a path, except for file: (file:apd.db).
 var urlScheme = regexp.MustCompile(`^([A-Za-z][A-Za-z0-9+.-]+)://`)
 
-// Parse resolves location to its engine. It returns an error wrapping
-// ErrUnknownScheme, listing the known schemes, when no engine takes it.
+// Parse resolves location to its engine: a plain path belongs to the
+// engine of file: URLs. It returns an error wrapping ErrUnknownScheme,
+// listing the known schemes, when no engine takes it.
 func Parse(location string) (Location, error) {
 	if location == "" {
 		return Location{}, errors.New("no storage location given")
 	}
-	scheme := ""
+	scheme, target := "file", location
 	if m := urlScheme.FindStringSubmatch(location); m != nil {
 		scheme = strings.ToLower(m[1])
-	} else if len(location) > len("file:") && strings.EqualFold(location[:len("file:")], "file:") {
-		scheme = "file"
 	}
-	if scheme == "" {
-		return Location{Engine: Embedded{}, Target: location}, nil
+	if len(location) >= len("file:") && strings.EqualFold(location[:len("file:")], "file:") {
+		path, err := filePath(location)
+		if err != nil {
+			return Location{}, err
+		}
+		target = path
 	}
 	for _, e := range Engines() {
-		for _, s := range e.Schemes() {
-			if s != scheme {
-				continue
-			}
-			if scheme == "file" {
-				path, err := filePath(location)
-				if err != nil {
-					return Location{}, err
-				}
-				return Location{Engine: e, Target: path}, nil
-			}
-			return Location{Engine: e, Target: location}, nil
+		if slices.Contains(e.Schemes(), scheme) {
+			return Location{Engine: e, Target: target}, nil
 		}
 	}
 	return Location{}, fmt.Errorf("%w %q in %s; apd stores in %s", ErrUnknownScheme, scheme+":", redacted(location), known())

@@ -62,6 +62,7 @@ func TestParseRefuses(t *testing.T) {
 		{"file on another host", "file://nas/srv/apd.db", false, "not on nas"},
 		{"file with a query", "file:apd.db?mode=ro", false, "no query"},
 		{"empty", "", false, "no storage location"},
+		{"file: naming nothing", "file:", false, "no file named"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
