@@ -42,11 +42,6 @@ type Store struct {
 
 type seriesKey struct{ sensor, host string }
 
-// IsURL reports whether a store location names a PostgreSQL database.
-func IsURL(location string) bool {
-	return strings.HasPrefix(location, "postgres://") || strings.HasPrefix(location, "postgresql://")
-}
-
 // Open connects to the database at url and brings its schema up to date.
 func Open(url string, opts Options) (*Store, error) {
 	cfg, err := pgxpool.ParseConfig(url)
