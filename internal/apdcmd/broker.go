@@ -154,7 +154,7 @@ func (c *BrokerCmd) Run(ctx context.Context, g *cli.Globals) error {
 	if err != nil {
 		return brokerStartError(err)
 	}
-	log.Info("apd broker running", "mqtt", brk.Addr())
+	log.Info("apd broker running", server.ListenerAttrs(brk)...)
 	c.reloadUsersOnSignal(ctx, brk, log)
 	<-ctx.Done()
 	err = brk.Close()

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -347,5 +348,30 @@ func TestRunNATSNeedsClaims(t *testing.T) {
 	}
 	if _, err := st.Hosts(); err == nil {
 		t.Error("the store is still open after a refused Run")
+	}
+}
+
+// TestEmbeddedBrokerNamesItsListeners: the running line names every
+// listener with the port it bound.
+func TestEmbeddedBrokerNamesItsListeners(t *testing.T) {
+	t.Parallel()
+	st, err := engine.Open(filepath.Join(t.TempDir(), "apd.db"), engine.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := &server.EmbeddedBroker{Options: broker.Options{Addr: "127.0.0.1:0", WSAddr: "127.0.0.1:0"}}
+	run(t, newServer(t, st, ingest.Options{}), tr)
+	attrs := map[string]string{}
+	got := tr.Running()
+	for i := 0; i+1 < len(got); i += 2 {
+		attrs[fmt.Sprint(got[i])] = fmt.Sprint(got[i+1])
+	}
+	for _, name := range []string{"mqtt", "ws"} {
+		if a := attrs[name]; a == "" || strings.HasSuffix(a, ":0") {
+			t.Errorf("%s listener named %q in %v, want its bound address", name, a, got)
+		}
+	}
+	if _, ok := attrs["tls"]; ok {
+		t.Errorf("a TLS listener named without one: %v", got)
 	}
 }
