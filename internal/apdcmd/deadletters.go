@@ -2,8 +2,9 @@ package apdcmd
 
 import (
 	"fmt"
-	"strconv"
+	"strings"
 	"text/tabwriter"
+	"unicode/utf8"
 
 	"github.com/apd-telemetry/apd/internal/cli"
 	"github.com/apd-telemetry/apd/schema"
@@ -52,11 +53,21 @@ func (c *DeadLettersCmd) Run(g *cli.Globals) error {
 	tw := tabwriter.NewWriter(g.Stdout(), 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "RECEIVED\tTOPIC\tREASON\tPAYLOAD")
 	for _, d := range dead {
-		payload := strconv.Quote(string(d.Payload))
-		if len(payload) > 60 {
-			payload = payload[:57] + "..."
-		}
+		payload := payloadColumn(d.Payload)
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", schema.FormatTime(d.Received), schema.Printable(d.Topic), schema.Printable(d.Reason), payload)
 	}
 	return tw.Flush()
+}
+
+// payloadColumn shows a payload as it was sent — JSON reads as JSON, not
+// quoted again — made safe for a terminal (schema.Printable, tabs too, which
+// would break the columns) and cut to 60 characters.
+func payloadColumn(p []byte) string {
+	const width = 60
+	s := strings.ReplaceAll(schema.Printable(string(p)), "\t", `\t`)
+	if utf8.RuneCountInString(s) <= width {
+		return s
+	}
+	r := []rune(s)
+	return string(r[:width-1]) + "…"
 }
