@@ -80,12 +80,7 @@ func TestGolden(t *testing.T) {
 	}
 }
 
-// goldenResult is what one run printed, after normalisation.
-type goldenResult struct {
-	stdout, stderr string
-	code           int
-}
-
+// result is what one run printed, after normalisation.
 func runGoldenCase(t *testing.T, dir string) {
 	args := readArgs(t, filepath.Join(dir, "args"))
 	var sources []string // "db", "server"
@@ -108,7 +103,7 @@ func runGoldenCase(t *testing.T, dir string) {
 		}
 	}
 
-	var results []goldenResult
+	var results []result
 	runWith := func(sourceFlag, value string) {
 		var expanded []string
 		for _, a := range args {
@@ -119,7 +114,7 @@ func runGoldenCase(t *testing.T, dir string) {
 			}
 		}
 		r := run(t, nil, "apd", expanded...)
-		results = append(results, normalise(args, goldenResult{r.stdout, r.stderr, r.code}, started))
+		results = append(results, normalise(args, r, started))
 	}
 
 	publish := caseFile(dir, "publish")
@@ -197,9 +192,9 @@ func caseFile(dir, name string) string {
 	return ""
 }
 
-func readGolden(t *testing.T, dir string) (goldenResult, bool) {
+func readGolden(t *testing.T, dir string) (result, bool) {
 	t.Helper()
-	var g goldenResult
+	var g result
 	b, err := os.ReadFile(filepath.Join(dir, "stdout"))
 	if err != nil {
 		return g, false
@@ -218,7 +213,7 @@ func readGolden(t *testing.T, dir string) (goldenResult, bool) {
 
 // writeGolden writes stdout always, stderr and code only when they are
 // not empty and 0 (and removes stale ones).
-func writeGolden(t *testing.T, dir string, g goldenResult) {
+func writeGolden(t *testing.T, dir string, g result) {
 	t.Helper()
 	write := func(name, content string, keep bool) {
 		p := filepath.Join(dir, name)
@@ -403,7 +398,7 @@ var normalisers = map[string][]func(out string, started time.Time) string{
 	"rules status": {normaliseMeanActionTimes},
 }
 
-func normalise(args []string, r goldenResult, started time.Time) goldenResult {
+func normalise(args []string, r result, started time.Time) result {
 	command := args[0]
 	if len(args) > 1 && !strings.HasPrefix(args[1], "-") && !strings.HasPrefix(args[1], "{") {
 		command += " " + args[1]
