@@ -84,11 +84,12 @@ func demoDatabase(t *testing.T, db string, span time.Duration) {
 // host's colour, a reading published with mosquitto_pub appearing
 // without a reload, the map, and no request to anywhere but the server.
 func TestDashboard(t *testing.T) {
+	t.Parallel()
 	pub, _ := mosquitto(t)
 	browser := testutil.StartBrowser(t, 1400, 1300)
 	data := t.TempDir()
 	demoDatabase(t, filepath.Join(data, "apd.db"), 24*time.Hour)
-	s := startServeOn(t, data, testutil.FreeAddr(t), testutil.FreeAddr(t))
+	s := startServeIn(t, data)
 	base := "http://" + s.http
 	shots := screenshotDir(t)
 
@@ -195,7 +196,7 @@ func TestDashboard(t *testing.T) {
 	_ = browser.Eval(nil, `document.querySelector('#theme').click()`)
 	browser.WaitTrue("dark charts", 10*time.Second, `return document.documentElement.classList.contains('dark') && window.apd.plots.size === 3`)
 	browser.WaitTrue("the dark map", 10*time.Second, `const i = document.querySelector('#map-img'); return i.src.includes('theme=dark') && i.complete && i.naturalWidth > 0`)
-	time.Sleep(300 * time.Millisecond)
+	browser.NextFrame()
 	browser.Screenshot(filepath.Join(shots, "dashboard-dark.png"))
 
 	requests := browser.Requests(base + "/")
@@ -224,13 +225,14 @@ func slicesSort(s []string) {
 // it once, keeps the session in a cookie the page cannot read, and a
 // reload needs no key; the cookie alone reads but never changes data.
 func TestDashboardAPIKey(t *testing.T) {
+	t.Parallel()
 	browser := testutil.StartBrowser(t, 1200, 900)
 	keyFile := filepath.Join(t.TempDir(), "api.key")
 	const key = "0123456789abcdef0123456789abcdef"
 	_ = os.WriteFile(keyFile, []byte(key+"\n"), 0o600)
 	data := t.TempDir()
 	demoDatabase(t, filepath.Join(data, "apd.db"), 6*time.Hour)
-	s := startServeOn(t, data, testutil.FreeAddr(t), testutil.FreeAddr(t), "--api-key-file", keyFile)
+	s := startServeIn(t, data, "--api-key-file", keyFile)
 	base := "http://" + s.http
 
 	browser.Open(base + "/")

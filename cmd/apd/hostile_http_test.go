@@ -67,6 +67,7 @@ func metric(t *testing.T, base, name string) float64 {
 // parsed, and cost the server little memory; a where nested too deep in
 // a short URL is a 400 naming the bound.
 func TestHostileNestedWhere(t *testing.T) {
+	t.Parallel()
 	s := startServe(t)
 	base := "http://" + s.http
 	bomb := base + "/api/v1/query?sensor=temperature&since=1h&where=" + strings.Repeat("(", 520000) + "value>1" + strings.Repeat(")", 520000)
@@ -129,6 +130,7 @@ func silentWatch(t *testing.T, addr string) {
 // dashboard that comes while they take every place is let in and gets
 // readings.
 func TestHostileLiveWatchers(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("floods a server with readings")
 	}
@@ -210,9 +212,10 @@ func TestHostileLiveWatchers(t *testing.T) {
 // drawn a few at a time (the rest told to come back) and cost the server
 // a bounded amount of memory.
 func TestHostileCharts(t *testing.T) {
+	t.Parallel()
 	data := t.TempDir()
 	demoDatabase(t, filepath.Join(data, "apd.db"), 6*time.Hour)
-	s := startServeOn(t, data, testutil.FreeAddr(t), testutil.FreeAddr(t))
+	s := startServeIn(t, data)
 	base := "http://" + s.http + "/api/v1/chart.png?sensor=temperature&sensor=humidity&since=6h"
 	parallel := func(u string) map[int]int {
 		var mu sync.Mutex
@@ -261,6 +264,7 @@ func TestHostileCharts(t *testing.T) {
 // cookie, which expires; it does not read the backup; after logging out
 // a copy of it opens nothing.
 func TestHostileSessionCookie(t *testing.T) {
+	t.Parallel()
 	keyFile := filepath.Join(t.TempDir(), "api.key")
 	const key = "0123456789abcdef0123456789abcdef"
 	if err := os.WriteFile(keyFile, []byte(key+"\n"), 0o600); err != nil {
@@ -326,6 +330,7 @@ func TestHostileSessionCookie(t *testing.T) {
 // a host never seen is a 404. When the disk takes writes again, so does
 // the server, and it is ready again.
 func TestHostileFullDisk(t *testing.T) {
+	t.Parallel()
 	data := t.TempDir()
 	db := filepath.Join(data, "apd.db")
 	demoDatabase(t, db, 7*24*time.Hour)
@@ -333,7 +338,7 @@ func TestHostileFullDisk(t *testing.T) {
 	if fi, err := os.Stat(db); err != nil || fi.Size() <= limit {
 		t.Fatalf("the database (%v, %v) must be larger than %d bytes", fi, err, limit)
 	}
-	s := startServeOn(t, data, testutil.FreeAddr(t), testutil.FreeAddr(t))
+	s := startServeIn(t, data)
 	pid := s.cmd.Process.Pid
 	var was unix.Rlimit
 	if err := unix.Prlimit(pid, unix.RLIMIT_FSIZE, nil, &was); err != nil {
@@ -369,7 +374,7 @@ func TestHostileFullDisk(t *testing.T) {
 	// Not ready within the commit retry's backoff (checked without
 	// failing at once, so that the other checks run too).
 	readyStatus, readyBody := 0, ""
-	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline) && readyStatus != 503; time.Sleep(20 * time.Millisecond) {
+	testutil.Eventually(15*time.Second, func() bool {
 		resp, err := http.Get(base + "/readyz")
 		if err != nil {
 			t.Fatal(err)
@@ -377,7 +382,8 @@ func TestHostileFullDisk(t *testing.T) {
 		b, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
 		readyStatus, readyBody = resp.StatusCode, string(b)
-	}
+		return readyStatus == 503
+	})
 	if readyStatus != 503 || !strings.Contains(readyBody, "commits are failing") {
 		t.Errorf("/readyz while commits fail: %d %q, want 503 naming the reason", readyStatus, readyBody)
 	}
@@ -419,6 +425,7 @@ func TestHostileFullDisk(t *testing.T) {
 // with a line per demo host, pages the rest, and never puts more than a
 // page of sensors into a URL.
 func TestDashboardManySensors(t *testing.T) {
+	t.Parallel()
 	browser := testutil.StartBrowser(t, 1400, 1300)
 	data := t.TempDir()
 	db := filepath.Join(data, "apd.db")
@@ -434,7 +441,7 @@ func TestDashboardManySensors(t *testing.T) {
 	if r := run(t, nil, "apd", "import", "--db", db, writeFile(t, "many.ndjson", b.String())); r.code != 0 {
 		t.Fatalf("import: %s", r.stderr)
 	}
-	s := startServeOn(t, data, testutil.FreeAddr(t), testutil.FreeAddr(t))
+	s := startServeIn(t, data)
 	base := "http://" + s.http
 
 	browser.Open(base + "/")

@@ -5,14 +5,13 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -20,7 +19,8 @@ import (
 )
 
 // These tests build the real binaries and run them as a user would: a
-// server on free loopback ports, publishers, queries, exit codes.
+// server on loopback ports it picks, publishers, queries, exit codes.
+// Each test has its own server and files: most run in parallel.
 
 var binDir string
 
@@ -48,35 +48,45 @@ func run(t *testing.T, env []string, name string, args ...string) result {
 	return result{out.String(), errb.String(), code}
 }
 
+// server is an apd serve run for a test.
 type server struct {
-	cmd        *exec.Cmd
+	proc       *testutil.Process
+	cmd        *exec.Cmd // proc.Cmd, to send signals to (proc waits for it)
 	data       string
-	mqtt, http string
+	mqtt, http string // host:port
+	tls, ws    string // host:port of the TLS and WebSocket listeners, when asked for
 	log        *testutil.SyncBuffer
 }
 
+// anyPort asks for a loopback port the kernel picks: apd says which in
+// the line it logs once running.
+const anyPort = "127.0.0.1:0"
+
+// startServe runs apd serve on a new data directory and ports it picks
+// until the test ends, once it is ready.
 func startServe(t *testing.T, extra ...string) *server {
 	t.Helper()
-	return startServeAt(t, testutil.FreeAddr(t), extra...)
+	return startServeOn(t, t.TempDir(), anyPort, anyPort, extra...)
 }
 
-func startServeAt(t *testing.T, mqttAddr string, extra ...string) *server {
+// startServeIn is startServe on data: an earlier run's, to restart it.
+func startServeIn(t *testing.T, data string, extra ...string) *server {
 	t.Helper()
-	return startServeOn(t, t.TempDir(), mqttAddr, testutil.FreeAddr(t), extra...)
+	return startServeOn(t, data, anyPort, anyPort, extra...)
 }
 
-// startServeOn runs apd serve on a data directory and addresses (those of
-// an earlier run, to restart it) until the test ends.
+// startServeOn runs apd serve on a data directory and addresses (anyPort
+// for one it picks) until the test ends, once it is ready. The addresses
+// it listens on, TLS and WebSocket too, are read from its log.
 func startServeOn(t *testing.T, data, mqttAddr, httpAddr string, extra ...string) *server {
 	t.Helper()
-	s := &server{data: data, mqtt: mqttAddr, http: httpAddr, log: &testutil.SyncBuffer{}}
-	args := append([]string{"serve", "--data", s.data, "--mqtt-addr", s.mqtt, "--http-addr", s.http}, extra...)
-	s.cmd = exec.Command(filepath.Join(binDir, "apd"), args...)
-	s.cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}
-	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
-	if err := s.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	args := append([]string{"serve", "--data", data, "--mqtt-addr", mqttAddr, "--http-addr", httpAddr}, extra...)
+	cmd := exec.Command(filepath.Join(binDir, "apd"), args...)
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}
+	p, m := testutil.StartProcess(t, cmd, testutil.LogLine("apd serve running"), 20*time.Second)
+	a := testutil.ParseLogLine(m[0])
+	s := &server{proc: p, cmd: cmd, data: data, log: p.Log,
+		mqtt: a["mqtt"], http: strings.TrimPrefix(a["http"], "http://"), tls: a["tls"], ws: a["ws"]}
 	t.Cleanup(func() { s.stop(t) })
 	if err := testutil.Ready(s.http, 10*time.Second); err != nil {
 		t.Fatalf("%v: %s", err, s.log)
@@ -84,22 +94,41 @@ func startServeOn(t *testing.T, data, mqttAddr, httpAddr string, extra ...string
 	return s
 }
 
+// stop ends apd serve with SIGTERM; it must exit cleanly (also if it
+// had already).
 func (s *server) stop(t *testing.T) {
-	if s.cmd.ProcessState != nil {
-		return
+	t.Helper()
+	if err := s.proc.Stop(10 * time.Second); err != nil {
+		t.Errorf("apd serve: %v\n%s", err, s.log)
 	}
-	_ = s.cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan error, 1)
-	go func() { done <- s.cmd.Wait() }()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("apd serve exited with %v: %s", err, s.log)
+}
+
+// mosquittoSub runs mosquitto_sub with args and returns it once it has
+// subscribed (its debug output says SUBACK; line-buffered by stdbuf, as
+// mosquitto_sub buffers what it writes to a pipe).
+func mosquittoSub(t *testing.T, args ...string) *testutil.Process {
+	t.Helper()
+	_, sub := mosquitto(t)
+	stdbuf, err := exec.LookPath("stdbuf")
+	if err != nil {
+		t.Fatal("stdbuf (coreutils) not found")
+	}
+	p, _ := testutil.StartProcess(t, exec.Command(stdbuf, append([]string{"-oL", sub, "-d"}, args...)...),
+		regexp.MustCompile(`received SUBACK$`), 10*time.Second)
+	return p
+}
+
+// messages waits for mosquitto_sub p to exit and returns what it printed
+// beside its debug lines (the messages it got), and how it exited.
+func messages(p *testutil.Process) (string, error) {
+	err := p.Wait()
+	var out []string
+	for _, line := range strings.Split(p.Log.String(), "\n") {
+		if line != "" && !strings.HasPrefix(line, "Client ") && !strings.HasPrefix(line, "Subscribed (mid") {
+			out = append(out, line)
 		}
-	case <-time.After(10 * time.Second):
-		_ = s.cmd.Process.Kill()
-		t.Errorf("apd serve did not stop on SIGTERM")
 	}
+	return strings.Join(out, "\n"), err
 }
 
 func ndjsonLines(t *testing.T, out string) []map[string]any {
@@ -117,22 +146,14 @@ func ndjsonLines(t *testing.T, out string) []map[string]any {
 }
 
 func TestServePublishQuery(t *testing.T) {
+	t.Parallel()
 	s := startServe(t)
 	broker := "tcp://" + s.mqtt
 	server := "http://" + s.http
 
 	// A live subscriber sees the v1 JSON as it is published.
-	var live *exec.Cmd
-	var liveOut bytes.Buffer
-	if sub, err := exec.LookPath("mosquitto_sub"); err == nil {
-		host, port, _ := net.SplitHostPort(s.mqtt)
-		live = exec.Command(sub, "-h", host, "-p", port, "-t", "apd/X/cpu_load", "-C", "1", "-W", "10")
-		live.Stdout = &liveOut
-		if err := live.Start(); err != nil {
-			t.Fatal(err)
-		}
-		time.Sleep(300 * time.Millisecond) // let it subscribe
-	}
+	host, port, _ := net.SplitHostPort(s.mqtt)
+	live := mosquittoSub(t, "-h", host, "-p", port, "-t", "apd/X/cpu_load", "-C", "1", "-W", "10")
 
 	spool := filepath.Join(t.TempDir(), "spool.db")
 	r := run(t, nil, "apd-publish", "--broker", broker, "--host", "X", "--once", "--spool", spool)
@@ -156,14 +177,13 @@ func TestServePublishQuery(t *testing.T) {
 		t.Errorf("reading = %v", rows[0])
 	}
 
-	if live != nil {
-		if err := live.Wait(); err != nil {
-			t.Fatalf("mosquitto_sub: %v", err)
-		}
-		var m map[string]any
-		if err := json.Unmarshal(liveOut.Bytes(), &m); err != nil || m["v"] != float64(1) || m["sensor"] != "cpu_load" {
-			t.Errorf("live message %q: %v", liveOut.String(), err)
-		}
+	liveOut, err := messages(live)
+	if err != nil {
+		t.Fatalf("mosquitto_sub: %v: %s", err, liveOut)
+	}
+	var m map[string]any
+	if err := json.Unmarshal([]byte(liveOut), &m); err != nil || m["v"] != float64(1) || m["sensor"] != "cpu_load" {
+		t.Errorf("live message %q: %v", liveOut, err)
 	}
 
 	// Table output has the host column and the human format.
@@ -207,96 +227,62 @@ func startWatch(t *testing.T, s *server, host string) *testutil.SyncBuffer {
 // TestThirdPartyBareValue: mosquitto_pub -t apd/shed/temperature -m 21.5
 // just works: stored with the receive time, queryable.
 func TestThirdPartyBareValue(t *testing.T) {
+	t.Parallel()
+	pub, _ := mosquitto(t)
 	s := startServe(t)
 	server := "http://" + s.http
-	if pub, _ := mosquitto(t); pub != "" {
-		host, port, _ := net.SplitHostPort(s.mqtt)
-		if out, err := exec.Command(pub, "-h", host, "-p", port, "-q", "1", "-t", "apd/shed/temperature", "-m", "21.5").CombinedOutput(); err != nil {
-			t.Fatalf("mosquitto_pub: %v: %s", err, out)
-		}
-		deadline := time.Now().Add(5 * time.Second)
-		for {
-			q := run(t, nil, "apd", "query", "--server", server, "--sensor", "temperature", "--host", "shed", "--since", "5m")
-			if strings.Contains(q.stdout, "21.5") && strings.Contains(q.stdout, "shed") {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("bare reading not queryable: %s %s", q.stdout, q.stderr)
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
+	host, port, _ := net.SplitHostPort(s.mqtt)
+	if out, err := exec.Command(pub, "-h", host, "-p", port, "-q", "1", "-t", "apd/shed/temperature", "-m", "21.5").CombinedOutput(); err != nil {
+		t.Fatalf("mosquitto_pub: %v: %s", err, out)
 	}
-
+	var q result
+	testutil.WaitFor(t, "the bare reading queryable", 5*time.Second, func() bool {
+		q = run(t, nil, "apd", "query", "--server", server, "--sensor", "temperature", "--host", "shed", "--since", "5m")
+		return strings.Contains(q.stdout, "21.5") && strings.Contains(q.stdout, "shed")
+	})
 }
 
 // TestBadInputCountedAndDeadLettered: bad input is rejected, counted on
 // /metrics, kept as a dead letter with its reason, and stops nothing.
 func TestBadInputCountedAndDeadLettered(t *testing.T) {
+	t.Parallel()
+	pub, _ := mosquitto(t)
 	s := startServe(t)
 	server := "http://" + s.http
-	if pub, _ := mosquitto(t); pub != "" {
-		host, port, _ := net.SplitHostPort(s.mqtt)
-		_ = exec.Command(pub, "-h", host, "-p", port, "-q", "1", "-t", "apd/shed/temperature", "-m", "{not json").Run()
-		deadline := time.Now().Add(5 * time.Second)
-		for {
-			resp, err := http.Get(server + "/metrics")
-			if err != nil {
-				t.Fatal(err)
-			}
-			body, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if strings.Contains(string(body), `apd_rejected_total{reason="invalid_json"} 1`) {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("rejection not counted on /metrics:\n%s", body)
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-		// The counter moves on receipt, the dead letter lands with the commit.
-		for {
-			dl := run(t, nil, "apd", "deadletters", "--server", server)
-			if dl.code == 0 && strings.Contains(dl.stdout, "invalid_json") && strings.Contains(dl.stdout, "{not json") {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("deadletters: exit %d\n%s%s", dl.code, dl.stdout, dl.stderr)
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
+	host, port, _ := net.SplitHostPort(s.mqtt)
+	if out, err := exec.Command(pub, "-h", host, "-p", port, "-q", "1", "-t", "apd/shed/temperature", "-m", "{not json").CombinedOutput(); err != nil {
+		t.Fatalf("mosquitto_pub: %v: %s", err, out)
 	}
-
+	testutil.WaitFor(t, "the rejection counted on /metrics", 5*time.Second, func() bool {
+		return strings.Contains(httpGet(t, server+"/metrics"), `apd_rejected_total{reason="invalid_json"} 1`)
+	})
+	// The counter moves on receipt, the dead letter lands with the commit.
+	testutil.WaitFor(t, "the dead letter", 5*time.Second, func() bool {
+		dl := run(t, nil, "apd", "deadletters", "--server", server)
+		return dl.code == 0 && strings.Contains(dl.stdout, "invalid_json") && strings.Contains(dl.stdout, "{not json")
+	})
 }
 
 func TestWatch(t *testing.T) {
+	t.Parallel()
 	s := startServe(t)
 	out := startWatch(t, s, "W")
-	deadline := time.Now().Add(10 * time.Second)
 	r := run(t, nil, "apd-publish", "--broker", "tcp://"+s.mqtt, "--host", "W", "--once", "--sensors", "ram_available", "--spool", filepath.Join(t.TempDir(), "s.db"))
 	if r.code != 0 {
 		t.Fatal(r.stderr)
 	}
-	for !strings.Contains(out.String(), "ram_available") || !strings.Contains(out.String(), "iB") {
-		if time.Now().After(deadline) {
-			t.Fatalf("watch printed no formatted reading:\n%s", out.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testutil.WaitFor(t, "a formatted reading from apd watch", 10*time.Second, func() bool {
+		return strings.Contains(out.String(), "ram_available") && strings.Contains(out.String(), "iB")
+	})
 }
 
 func TestServeWithPublisherStoresLocalReadings(t *testing.T) {
+	t.Parallel()
 	s := startServe(t, "--with-publisher", "--interval", "1s", "--host", "me")
-	deadline := time.Now().Add(15 * time.Second)
-	for {
+	testutil.WaitFor(t, "local readings", 15*time.Second, func() bool {
 		q := run(t, nil, "apd", "query", "--server", "http://"+s.http, "--sensor", "ram_available", "--since", "1m", "--format", "ndjson")
-		if len(ndjsonLines(t, q.stdout)) > 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no local readings within 15 s: %s\n%s", q.stderr, s.log)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+		return len(ndjsonLines(t, q.stdout)) > 0
+	})
 	s.stop(t)
 	hosts := run(t, nil, "apd", "hosts", "--db", filepath.Join(s.data, "apd.db"))
 	if !strings.Contains(hosts.stdout, "offline") {
@@ -308,49 +294,44 @@ func TestServeWithPublisherStoresLocalReadings(t *testing.T) {
 // exists: its readings wait in the spool and all arrive, with their own
 // timestamps and contiguous seqs, once apd serve comes up.
 func TestPublisherSpoolsWhileBrokerDown(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("runs processes for several seconds")
 	}
+	// The publisher is started first, so the broker's port is chosen for
+	// it.
 	mqttAddr := testutil.FreeAddr(t)
-	var pubLog testutil.SyncBuffer
-	pub := exec.Command(filepath.Join(binDir, "apd-publish"), "--broker", "tcp://"+mqttAddr, "--host", "early",
-		"--interval", "1s", "--sensors", "uptime", "--spool", filepath.Join(t.TempDir(), "spool.db"))
-	pub.Stdout, pub.Stderr = &pubLog, &pubLog
-	if err := pub.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = pub.Process.Signal(syscall.SIGTERM); _ = pub.Wait() }()
-	time.Sleep(3500 * time.Millisecond)
+	pub, _ := testutil.StartProcess(t, exec.Command(filepath.Join(binDir, "apd-publish"), "--broker", "tcp://"+mqttAddr, "--host", "early",
+		"--interval", "250ms", "--sensors", "uptime", "--spool", filepath.Join(t.TempDir(), "spool.db")),
+		testutil.LogLine("publishing failed; readings stay in the spool"), 10*time.Second)
+	defer func() { _ = pub.Stop(10 * time.Second) }()
+	// Letting time pass is what is tested: readings taken while no broker
+	// exists (about five) wait in the spool.
+	time.Sleep(1250 * time.Millisecond)
 	serverStart := time.Now()
-	s := startServeAt(t, mqttAddr)
-	deadline := time.Now().Add(15 * time.Second)
-	for {
+	s := startServeOn(t, t.TempDir(), mqttAddr, anyPort)
+	// The spool's readings and new ones arrive together: a seq may be
+	// stored before the one below it.
+	var rows []map[string]any
+	early, contiguous := 0, false
+	if !testutil.Eventually(15*time.Second, func() bool {
 		q := run(t, nil, "apd", "query", "--server", "http://"+s.http, "--sensor", "uptime", "--host", "early", "--format", "ndjson")
-		rows := ndjsonLines(t, q.stdout)
-		early := 0
+		rows, early, contiguous = ndjsonLines(t, q.stdout), 0, true
 		for i, r := range rows {
-			if r["seq"] != float64(i+1) {
-				t.Fatalf("seq %v at position %d: not contiguous from 1", r["seq"], i)
-			}
+			contiguous = contiguous && r["seq"] == float64(i+1)
 			ts, _ := time.Parse(time.RFC3339, r["ts"].(string))
 			if ts.Before(serverStart) {
 				early++
 			}
 		}
-		if early >= 3 && len(rows) > early {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d readings, %d from before the server started\npublisher log:\n%s", len(rows), early, pubLog.String())
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	if !strings.Contains(pubLog.String(), "readings stay in the spool") {
-		t.Errorf("publisher did not say it was spooling:\n%s", pubLog.String())
+		return contiguous && early >= 3 && len(rows) > early
+	}) {
+		t.Fatalf("%d readings (seqs contiguous from 1: %v), %d from before the server started\npublisher log:\n%s", len(rows), contiguous, early, pub.Log)
 	}
 }
 
 func TestSensorsCommand(t *testing.T) {
+	t.Parallel()
 	// An empty sysfs root: the sysfs sensors fail, the others still print.
 	root := t.TempDir()
 	r := run(t, nil, "apd", "sensors", "--sys-root", root)
@@ -386,6 +367,7 @@ func TestSensorsCommand(t *testing.T) {
 }
 
 func TestExitCodes(t *testing.T) {
+	t.Parallel()
 	badConfig := filepath.Join(t.TempDir(), "bad.toml")
 	_ = os.WriteFile(badConfig, []byte("[publisher]\nintervall = \"10s\"\n"), 0o644)
 	brokenConfig := filepath.Join(t.TempDir(), "broken.toml")
@@ -402,11 +384,12 @@ func TestExitCodes(t *testing.T) {
 		{"unknown sensor", "apd-publish", []string{"--sensors", "nope", "--dry-run"}, 17, "known: "},
 		{"unknown config key", "apd-publish", []string{"--config", badConfig, "--dry-run"}, 18, "publisher.intervall"},
 		{"unparsable config", "apd", []string{"--config", brokenConfig, "hosts"}, 18, "line"},
-		{"aggregator unreachable", "apd", []string{"query", "--sensor", "x", "--server", "http://" + testutil.FreeAddr(t)}, 19, "unreachable"},
-		{"broker unreachable", "apd-publish", []string{"--once", "--broker", "tcp://" + testutil.FreeAddr(t), "--spool", filepath.Join(t.TempDir(), "s.db")}, 19, "unreachable"},
+		{"aggregator unreachable", "apd", []string{"query", "--sensor", "x", "--server", "http://" + testutil.RefusedAddr(t)}, 19, "unreachable"},
+		{"broker unreachable", "apd-publish", []string{"--once", "--broker", "tcp://" + testutil.RefusedAddr(t), "--spool", filepath.Join(t.TempDir(), "s.db")}, 19, "unreachable"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			r := run(t, nil, tc.bin, tc.args...)
 			if r.code != tc.code || !strings.Contains(r.stderr, tc.stderr) {
 				t.Fatalf("exit %d, stderr %q; want %d and %q", r.code, r.stderr, tc.code, tc.stderr)
@@ -419,6 +402,7 @@ func TestExitCodes(t *testing.T) {
 }
 
 func TestConfigPrecedence(t *testing.T) {
+	t.Parallel()
 	cfg := filepath.Join(t.TempDir(), "apd.toml")
 	_ = os.WriteFile(cfg, []byte("[publisher]\nhost = \"from-file\"\nsensors = [\"version\"]\n"), 0o644)
 	host := func(env []string, args ...string) string {
@@ -455,6 +439,7 @@ func TestConfigPrecedence(t *testing.T) {
 }
 
 func TestExportImportRoundTrip(t *testing.T) {
+	t.Parallel()
 	s := startServe(t)
 	spool := filepath.Join(t.TempDir(), "spool.db")
 	for _, host := range []string{"a", "b"} {
@@ -488,6 +473,7 @@ func TestExportImportRoundTrip(t *testing.T) {
 // TestDeleteAndCompact: deleting a host's data removes it from queries, on
 // a running server and on a file, and compaction gives the space back.
 func TestDeleteAndCompact(t *testing.T) {
+	t.Parallel()
 	var nd strings.Builder
 	base := time.Now().UTC().Truncate(time.Hour).Add(-24 * time.Hour)
 	for _, host := range []string{"keep", "gone"} {
@@ -512,7 +498,7 @@ func TestDeleteAndCompact(t *testing.T) {
 	if r := run(t, nil, "apd", "import", "--db", db, file); r.code != 0 {
 		t.Fatal(r.stderr)
 	}
-	s = startServeAt(t, testutil.FreeAddr(t), "--data", s.data)
+	s = startServeIn(t, s.data)
 	server := "http://" + s.http
 	count := func(host string) int {
 		q := run(t, nil, "apd", "query", "--server", server, "--sensor", "temperature", "--host", host, "--agg", "count", "--format", "ndjson")
@@ -570,6 +556,7 @@ func TestDeleteAndCompact(t *testing.T) {
 // objects, nulls, error readings and unknown members come back byte for
 // byte through import and export.
 func TestExportImportAllKinds(t *testing.T) {
+	t.Parallel()
 	// In export order: sensor, host, time.
 	in := strings.Join([]string{
 		`{"v":1,"host":"a","sensor":"ac_connected","title":"AC Connected","ts":"2026-11-23T10:00:00.000Z","seq":1,"value":true,"human":"Connected"}`,
@@ -600,10 +587,8 @@ func TestExportImportAllKinds(t *testing.T) {
 // TestBrokerUsers: with a users file, real mosquitto clients must log in,
 // and a device can store only its own readings.
 func TestBrokerUsers(t *testing.T) {
-	pub, err := exec.LookPath("mosquitto_pub")
-	if err != nil {
-		t.Skip("mosquitto_pub not installed")
-	}
+	t.Parallel()
+	pub, _ := mosquitto(t)
 	dir := t.TempDir()
 	users := filepath.Join(dir, "users")
 	for _, u := range [][]string{{"pi", "device", "--host", "pi"}, {"agg", "aggregator"}, {"rd", "reader"}} {
@@ -622,22 +607,15 @@ func TestBrokerUsers(t *testing.T) {
 		t.Errorf("users file mode %v", fi.Mode().Perm())
 	}
 	ca, cert, key := testutil.TLSFiles(t, dir)
-	tlsAddr := testutil.FreeAddr(t)
-	s := startServe(t, "--users-file", users, "--tls-addr", tlsAddr, "--tls-cert", cert, "--tls-key", key)
+	s := startServe(t, "--users-file", users, "--tls-addr", anyPort, "--tls-cert", cert, "--tls-key", key)
 	host, port, _ := net.SplitHostPort(s.mqtt)
 	mpub := func(args ...string) error {
 		return exec.Command(pub, append([]string{"-h", host, "-p", port, "-q", "1"}, args...)...).Run()
 	}
 	// A reader over TLS, logged in.
-	tlsHost, tlsPort, _ := net.SplitHostPort(tlsAddr)
-	var readerOut testutil.SyncBuffer
-	reader := exec.Command(strings.Replace(pub, "mosquitto_pub", "mosquitto_sub", 1), "-h", tlsHost, "-p", tlsPort, "--cafile", ca,
+	tlsHost, tlsPort, _ := net.SplitHostPort(s.tls)
+	reader := mosquittoSub(t, "-h", tlsHost, "-p", tlsPort, "--cafile", ca,
 		"-u", "rd", "-P", "rd-secret", "-t", "apd/pi/temperature", "-C", "1", "-W", "10")
-	reader.Stdout, reader.Stderr = &readerOut, &readerOut
-	if err := reader.Start(); err != nil {
-		t.Fatal(err)
-	}
-	time.Sleep(500 * time.Millisecond)
 	if err := mpub("-t", "apd/pi/temperature", "-m", "1"); err == nil {
 		t.Error("anonymous publish accepted")
 	}
@@ -648,27 +626,24 @@ func TestBrokerUsers(t *testing.T) {
 	if err := mpub("-u", "pi", "-P", "pi-secret", "-t", "apd/pi/temperature", "-m", "21.5"); err != nil {
 		t.Fatalf("device's own publish: %v", err)
 	}
-	if err := reader.Wait(); err != nil || strings.TrimSpace(readerOut.String()) != "21.5" {
-		t.Errorf("reader over TLS: %v %q", err, readerOut.String())
+	if out, err := messages(reader); err != nil || strings.TrimSpace(out) != "21.5" {
+		t.Errorf("reader over TLS: %v %q", err, out)
 	}
 	server := "http://" + s.http
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	testutil.WaitFor(t, "the device's reading stored", 5*time.Second, func() bool {
 		q := run(t, nil, "apd", "query", "--server", server, "--sensor", "temperature", "--format", "ndjson")
 		rows := ndjsonLines(t, q.stdout)
-		if len(rows) == 1 && rows[0]["host"] == "pi" && rows[0]["value"] == 21.5 {
-			break
-		}
-		if len(rows) > 1 || time.Now().After(deadline) {
+		if len(rows) > 1 {
 			t.Fatalf("stored: %s", q.stdout)
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return len(rows) == 1 && rows[0]["host"] == "pi" && rows[0]["value"] == 21.5
+	})
 }
 
 // TestAPIKey: with a key configured, the API answers 401 without it,
 // commands say so clearly, and work with --api-key-file or APD_API_KEY.
 func TestAPIKey(t *testing.T) {
+	t.Parallel()
 	keyFile := filepath.Join(t.TempDir(), "api.key")
 	const key = "0123456789abcdef0123456789abcdef"
 	_ = os.WriteFile(keyFile, []byte(key+"\n"), 0o600)
@@ -696,7 +671,7 @@ func TestAPIKey(t *testing.T) {
 		t.Errorf("query with APD_API_KEY: exit %d %s", r.code, r.stderr)
 	}
 	// Beyond loopback without a key: refused at start.
-	r = run(t, nil, "apd", "serve", "--data", t.TempDir(), "--mqtt-addr", testutil.FreeAddr(t), "--http-addr", "0.0.0.0:0")
+	r = run(t, nil, "apd", "serve", "--data", t.TempDir(), "--mqtt-addr", anyPort, "--http-addr", "0.0.0.0:0")
 	if r.code != 18 || !strings.Contains(r.stderr, "API key") {
 		t.Errorf("serve on 0.0.0.0 without key: exit %d %s", r.code, r.stderr)
 	}
@@ -705,33 +680,24 @@ func TestAPIKey(t *testing.T) {
 // TestTLSReader: mosquitto_sub over TLS (--cafile) receives the readings a
 // device publishes on the plain listener.
 func TestTLSReader(t *testing.T) {
-	sub, err := exec.LookPath("mosquitto_sub")
-	if err != nil {
-		t.Skip("mosquitto_sub not installed")
-	}
+	t.Parallel()
 	ca, cert, key := testutil.TLSFiles(t, t.TempDir())
-	tlsAddr := testutil.FreeAddr(t)
-	s := startServe(t, "--tls-addr", tlsAddr, "--tls-cert", cert, "--tls-key", key)
-	host, port, _ := net.SplitHostPort(tlsAddr)
-	var out testutil.SyncBuffer
-	reader := exec.Command(sub, "-h", host, "-p", port, "--cafile", ca, "-t", "apd/tls/uptime", "-C", "1", "-W", "10")
-	reader.Stdout, reader.Stderr = &out, &out
-	if err := reader.Start(); err != nil {
-		t.Fatal(err)
-	}
-	time.Sleep(500 * time.Millisecond)
+	s := startServe(t, "--tls-addr", anyPort, "--tls-cert", cert, "--tls-key", key)
+	host, port, _ := net.SplitHostPort(s.tls)
+	reader := mosquittoSub(t, "-h", host, "-p", port, "--cafile", ca, "-t", "apd/tls/uptime", "-C", "1", "-W", "10")
 	if r := run(t, nil, "apd-publish", "--broker", "tcp://"+s.mqtt, "--host", "tls", "--once", "--sensors", "uptime",
 		"--spool", filepath.Join(t.TempDir(), "s.db")); r.code != 0 {
 		t.Fatal(r.stderr)
 	}
-	if err := reader.Wait(); err != nil || !strings.Contains(out.String(), `"sensor":"uptime"`) {
-		t.Fatalf("TLS reader: %v %s", err, out.String())
+	if out, err := messages(reader); err != nil || !strings.Contains(out, `"sensor":"uptime"`) {
+		t.Fatalf("TLS reader: %v %s", err, out)
 	}
 }
 
 // TestClientCertificateLogin: apd-publish logs in with a client
 // certificate over TLS; the broker takes its common name as the user.
 func TestClientCertificateLogin(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	ca, cert, key := testutil.TLSFiles(t, dir)
 	clientCA, devCert, devKey := testutil.ClientCert(t, dir, "pi-cert")
@@ -741,9 +707,8 @@ func TestClientCertificateLogin(t *testing.T) {
 	if r := run(t, nil, "apd", "users", "add", "pi-cert", "--role", "device", "--host", "pi-cert", "--users-file", users, "--password-file", pw); r.code != 0 {
 		t.Fatal(r.stderr)
 	}
-	tlsAddr := testutil.FreeAddr(t)
-	s := startServe(t, "--users-file", users, "--tls-addr", tlsAddr, "--tls-cert", cert, "--tls-key", key, "--tls-client-ca", clientCA)
-	r := run(t, nil, "apd-publish", "--broker", "ssl://"+tlsAddr, "--tls-ca", ca, "--tls-cert", devCert, "--tls-key", devKey,
+	s := startServe(t, "--users-file", users, "--tls-addr", anyPort, "--tls-cert", cert, "--tls-key", key, "--tls-client-ca", clientCA)
+	r := run(t, nil, "apd-publish", "--broker", "ssl://"+s.tls, "--tls-ca", ca, "--tls-cert", devCert, "--tls-key", devKey,
 		"--host", "pi-cert", "--once", "--sensors", "uptime", "--spool", filepath.Join(dir, "s.db"))
 	if r.code != 0 {
 		t.Fatalf("publish with a client certificate: %s", r.stderr)

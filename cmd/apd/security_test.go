@@ -84,6 +84,7 @@ func retained(t *testing.T, sub, addr, user string, filters ...string) string {
 // refuses the CONNECT; after the connection is killed no retained message
 // exists on any of those topics. The device's own $status will works.
 func TestWillChecked(t *testing.T) {
+	t.Parallel()
 	_, sub := mosquitto(t)
 	dir := t.TempDir()
 	users := addUsers(t, dir, []string{"pi-a", "device", "pi-a"}, []string{"pi-b", "device", "pi-b"}, []string{"root", "admin"})
@@ -122,9 +123,15 @@ func TestWillChecked(t *testing.T) {
 	if rc := rawConnect(t, s.mqtt, "pi-a", "pi-a-secret", "apd/pi-a/$status"); rc != 0 {
 		t.Errorf("raw CONNECT with the device's own will: return code %d", rc)
 	}
-	time.Sleep(300 * time.Millisecond)
-	// Only the device's own status may be retained (the raw CONNECT's own will).
-	for _, line := range strings.Split(retained(t, sub, s.mqtt, "root", "#", "$SYS/broker/forged"), "\n") {
+	// Only the device's own status may be retained: the raw CONNECT's own
+	// will, published once the broker saw its connection dropped, after
+	// the others'.
+	var all string
+	testutil.WaitFor(t, "the raw CONNECT's own will", 10*time.Second, func() bool {
+		all = retained(t, sub, s.mqtt, "root", "#", "$SYS/broker/forged")
+		return strings.Contains(all, `apd/pi-a/$status {"seq":99}`)
+	})
+	for _, line := range strings.Split(all, "\n") {
 		if line != "" && !strings.HasPrefix(line, "apd/pi-a/$status ") {
 			t.Errorf("retained after the forged wills: %s", line)
 		}
@@ -132,17 +139,10 @@ func TestWillChecked(t *testing.T) {
 
 	// The device's own status as its will: accepted, and published when
 	// the connection dies.
-	c := exec.Command(sub, append(mqttArgs(s.mqtt, "pi-a"), "-i", "pi-a", "-t", "apd/pi-a/$ack",
+	own := mosquittoSub(t, append(mqttArgs(s.mqtt, "pi-a"), "-i", "pi-a", "-t", "apd/pi-a/$ack",
 		"--will-topic", "apd/pi-a/$status", "--will-retain", "--will-payload", `{"state":"lost"}`)...)
-	if err := c.Start(); err != nil {
-		t.Fatal(err)
-	}
-	time.Sleep(700 * time.Millisecond)
-	if c.ProcessState != nil {
-		t.Fatal("own will refused")
-	}
-	_ = c.Process.Kill()
-	_ = c.Wait()
+	_ = own.Cmd.Process.Kill()
+	_ = own.Wait()
 	testutil.WaitFor(t, "the device's own will", 5*time.Second, func() bool {
 		return retained(t, sub, s.mqtt, "root", "apd/pi-a/$status") == `apd/pi-a/$status {"state":"lost"}`
 	})
@@ -152,6 +152,7 @@ func TestWillChecked(t *testing.T) {
 // client id is refused, neither receiving the reader's queued messages
 // nor kicking the reader off; the reader then gets all of its queue.
 func TestClientIDBoundToUser(t *testing.T) {
+	t.Parallel()
 	pub, sub := mosquitto(t)
 	dir := t.TempDir()
 	users := addUsers(t, dir, []string{"pi", "device", "pi"}, []string{"dash", "reader"})
@@ -251,6 +252,7 @@ func rawConnect(t *testing.T, addr, user, password, willTopic string) byte {
 // the aggregator acknowledges it at once and the new spool drains to
 // empty, while the old readings stay stored.
 func TestWipedSpoolAcknowledgedAgain(t *testing.T) {
+	t.Parallel()
 	s := startServe(t)
 	spool := filepath.Join(t.TempDir(), "spool.db")
 	publishOnce := func() {
@@ -294,6 +296,7 @@ func TestWipedSpoolAcknowledgedAgain(t *testing.T) {
 // most the configured dead-letter bound; the newest dead letters are
 // kept and the dropped ones counted.
 func TestDeadLetterFloodBounded(t *testing.T) {
+	t.Parallel()
 	const bound = 1 << 20
 	flood := 20 * time.Second
 	if testing.Short() {
@@ -376,6 +379,7 @@ func grep(text, part string) string {
 // reading's human text and unit, its status) reach no terminal raw:
 // apd query (table and CSV), apd hosts and apd watch print them escaped.
 func TestTerminalOutputEscaped(t *testing.T) {
+	t.Parallel()
 	pub, _ := mosquitto(t)
 	s := startServe(t)
 	watched := startWatch(t, s, "evil")
@@ -414,7 +418,7 @@ func TestTerminalOutputEscaped(t *testing.T) {
 // are created 0600 under a common umask; apd verify passes a sound backup
 // and refuses damaged ones (cut to half, cut to 95 %, a page of garbage)
 // with a clear error instead of crashing; apd backup itself checks what it
-// received.
+// received. Not parallel: it sets the process's umask.
 func TestFilesPrivateAndBackupVerified(t *testing.T) {
 	old := syscall.Umask(0o022)
 	defer syscall.Umask(old)
@@ -469,6 +473,7 @@ func TestFilesPrivateAndBackupVerified(t *testing.T) {
 // (which would make a users file apd cannot read) and writes nothing;
 // with --insecure the log says that anyone is admitted.
 func TestSmallHoles(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	pw := filepath.Join(dir, "pw")
 	_ = os.WriteFile(pw, []byte("secret\n"), 0o600)
@@ -491,17 +496,17 @@ func TestSmallHoles(t *testing.T) {
 // (MQTT, TLS, WebSocket) takes connections: a test or a probe that waits
 // on it never races the broker.
 func TestReadyMeansListening(t *testing.T) {
+	t.Parallel()
 	_, cert, key := testutil.TLSFiles(t, t.TempDir())
 	for range 3 {
-		tlsAddr, wsAddr := testutil.FreeAddr(t), testutil.FreeAddr(t)
-		s := startServe(t, "--tls-addr", tlsAddr, "--tls-cert", cert, "--tls-key", key, "--ws-addr", wsAddr)
+		s := startServe(t, "--tls-addr", anyPort, "--tls-cert", cert, "--tls-key", key, "--ws-addr", anyPort)
 		// The TLS listeners are dialled with a full handshake: a bare TCP
 		// connect and close would make the WebSocket listener's HTTP server
 		// log a handshake error of its own, racing the check below.
 		for _, a := range []struct {
 			addr string
 			tls  bool
-		}{{s.mqtt, false}, {tlsAddr, true}, {wsAddr, true}} {
+		}{{s.mqtt, false}, {s.tls, true}, {s.ws, true}} {
 			d := &net.Dialer{Timeout: time.Second}
 			var c net.Conn
 			var err error

@@ -19,11 +19,15 @@ import (
 // file (and flag); a new sensor beyond it is counted and dead-lettered,
 // known ones go on being stored, a restart knows the stored series, and
 // deleting a host's data frees its budget at the next start.
-func TestServeSeriesBound(t *testing.T) { testServeSeriesBound(t) }
+func TestServeSeriesBound(t *testing.T) {
+	t.Parallel()
+	testServeSeriesBound(t)
+}
 
 // TestServeSeriesBoundPostgres: the same on PostgreSQL, whose stored
 // series the bound reads at start as it does the file's.
 func TestServeSeriesBoundPostgres(t *testing.T) {
+	t.Parallel()
 	pg := testutil.StartPostgres(t)
 	testServeSeriesBound(t, "--store", pg.NewDatabase(t))
 }
@@ -80,7 +84,7 @@ func testServeSeriesBound(t *testing.T, store ...string) {
 
 	// Restarted (the flag over the file): the stored series are known.
 	s.stop(t)
-	s = startServeOn(t, s.data, s.mqtt, s.http, append([]string{"--config", cfg, "--max-series-per-host", "2"}, store...)...)
+	s = startServeIn(t, s.data, append([]string{"--config", cfg, "--max-series-per-host", "2"}, store...)...)
 	waitMetric(s, "apd_series 2")
 	publish(s, "a", "d")
 	waitMetric(s, `apd_rejected_total{reason="series_limit"} 1`)
@@ -91,7 +95,7 @@ func testServeSeriesBound(t *testing.T, store ...string) {
 		t.Fatalf("delete: %s", r.stderr)
 	}
 	s.stop(t)
-	s = startServeOn(t, s.data, s.mqtt, s.http, append([]string{"--config", cfg}, store...)...)
+	s = startServeIn(t, s.data, append([]string{"--config", cfg}, store...)...)
 	waitMetric(s, "apd_series 0")
 	publish(s, "d", "e")
 	waitMetric(s, `apd_stored_total 2`)

@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -21,10 +20,13 @@ import (
 
 // load publishes readings with seqs 1, 2, … for each of hosts, QoS 1, as
 // fast as the broker takes them, until stop is closed or the connection
-// fails.
-func load(t *testing.T, broker string, hosts []string, stop <-chan struct{}) *sync.WaitGroup {
+// fails. wait waits for the publishers to end and returns each host's
+// last seq the broker acknowledged.
+func load(t *testing.T, broker string, hosts []string, stop <-chan struct{}) (wait func() map[string]uint64) {
 	t.Helper()
 	var wg sync.WaitGroup
+	var mu sync.Mutex
+	acked := map[string]uint64{}
 	for _, h := range hosts {
 		c, err := mqttc.Dial(mqttc.Options{URL: broker, ClientID: "load-" + h, QoS: 1, ConnectTimeout: 2 * time.Second})
 		if err != nil {
@@ -51,10 +53,16 @@ func load(t *testing.T, broker string, hosts []string, stop <-chan struct{}) *sy
 				if err != nil {
 					return
 				}
+				mu.Lock()
+				acked[h] = seq
+				mu.Unlock()
 			}
 		}()
 	}
-	return &wg
+	return func() map[string]uint64 {
+		wg.Wait()
+		return acked
+	}
 }
 
 // storedWatermarks reads each host's watermark from a stopped aggregator's
@@ -79,33 +87,89 @@ func storedWatermarks(t *testing.T, db string) map[string]uint64 {
 	return out
 }
 
-// retainedAcks reads the retained acknowledgements of hosts from a
-// running broker.
-func retainedAcks(t *testing.T, broker string, hosts []string) map[string]uint64 {
+// waitStored waits until every load host's watermark on the apd HTTP API
+// at addr is at least want[host].
+func waitStored(t *testing.T, addr string, want map[string]uint64) {
 	t.Helper()
+	testutil.WaitFor(t, fmt.Sprintf("watermarks of at least %v", want), 20*time.Second, func() bool {
+		var hosts []struct {
+			Host      string `json:"host"`
+			Watermark uint64 `json:"watermark"`
+		}
+		if err := json.Unmarshal([]byte(httpGet(t, "http://"+addr+"/api/v1/hosts")), &hosts); err != nil {
+			return false
+		}
+		stored := map[string]uint64{}
+		for _, h := range hosts {
+			stored[h.Host] = h.Watermark
+		}
+		for h, n := range want {
+			if stored[h] < n {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// each is n for every load host.
+func each(n uint64) map[string]uint64 {
+	m := map[string]uint64{}
+	for _, h := range loadHosts {
+		m[h] = n
+	}
+	return m
+}
+
+// checkAcks checks that the retained $ack of every load host on broker
+// equals its stored watermark (above 0), as a new subscriber reads them:
+// they arrive after the subscription, within 10 s.
+func checkAcks(t *testing.T, what, broker string, stored map[string]uint64) {
+	t.Helper()
+	for _, h := range loadHosts {
+		if stored[h] == 0 {
+			t.Errorf("%s: host %s has nothing stored", what, h)
+		}
+	}
 	c, err := mqttc.Dial(mqttc.Options{URL: broker, ClientID: "ack-reader", QoS: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
 	var mu sync.Mutex
-	out := map[string]uint64{}
-	for _, h := range hosts {
+	acked := map[string]uint64{}
+	for _, h := range loadHosts {
 		err := c.Subscribe("apd/"+h+"/$ack", func(_ string, p []byte) {
 			var a schema.Ack
 			_ = json.Unmarshal(p, &a)
 			mu.Lock()
-			out[h] = a.Seq
+			acked[h] = a.Seq
 			mu.Unlock()
 		})
 		if err != nil {
 			t.Fatal(err)
 		}
 	}
-	time.Sleep(300 * time.Millisecond) // retained messages follow the subscription at once
+	equal := func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, h := range loadHosts {
+			if acked[h] != stored[h] {
+				return false
+			}
+		}
+		return true
+	}
+	if testutil.Eventually(10*time.Second, equal) {
+		return
+	}
 	mu.Lock()
 	defer mu.Unlock()
-	return out
+	for _, h := range loadHosts {
+		if acked[h] != stored[h] {
+			t.Errorf("%s: host %s stored watermark %d, retained $ack %d; want equal", what, h, stored[h], acked[h])
+		}
+	}
 }
 
 // brokerStateAcks reads the retained acknowledgements a stopped broker
@@ -133,45 +197,29 @@ func brokerStateAcks(t *testing.T, path string, hosts []string) map[string]uint6
 	return out
 }
 
-func sigterm(t *testing.T, cmd *exec.Cmd, log fmt.Stringer) {
+// sigterm stops p with SIGTERM; it must exit cleanly within 15 s.
+func sigterm(t *testing.T, p *testutil.Process) {
 	t.Helper()
-	_ = cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("exit after SIGTERM: %v\n%s", err, log)
-		}
-	case <-time.After(15 * time.Second):
-		_ = cmd.Process.Kill()
-		t.Fatalf("no exit within 15 s of SIGTERM\n%s", log)
+	if err := p.Stop(15 * time.Second); err != nil {
+		t.Fatalf("SIGTERM: %v\n%s", err, p.Log)
 	}
 }
 
 var loadHosts = []string{"l1", "l2", "l3", "l4"}
-
-func checkAcks(t *testing.T, what string, stored, acked map[string]uint64) {
-	t.Helper()
-	for _, h := range loadHosts {
-		if stored[h] == 0 || acked[h] != stored[h] {
-			t.Errorf("%s: host %s stored watermark %d, retained $ack %d; want equal and above 0", what, h, stored[h], acked[h])
-		}
-	}
-}
 
 // TestServeShutdownKeepsLastAck: SIGTERM under load commits what is
 // queued, and after a restart the retained $ack on the wire equals the
 // stored watermark. (apd serve does not keep its $acks in the broker's
 // state file: it publishes every stored watermark again at start.)
 func TestServeShutdownKeepsLastAck(t *testing.T) {
+	t.Parallel()
 	s := startServe(t)
 	stop := make(chan struct{})
-	wg := load(t, "tcp://"+s.mqtt, loadHosts, stop)
-	time.Sleep(1500 * time.Millisecond)
-	sigterm(t, s.cmd, s.log)
+	wait := load(t, "tcp://"+s.mqtt, loadHosts, stop)
+	waitStored(t, s.http, each(50)) // under load
+	sigterm(t, s.proc)
 	close(stop)
-	wg.Wait()
+	wait()
 	for _, line := range strings.Split(s.log.String(), "\n") {
 		if strings.Contains(line, "db file not open") || strings.Contains(line, "publish acknowledgement") {
 			t.Errorf("shutdown log: %s", line)
@@ -181,60 +229,46 @@ func TestServeShutdownKeepsLastAck(t *testing.T) {
 	for h, seq := range brokerStateAcks(t, filepath.Join(s.data, "broker.db"), loadHosts) {
 		t.Errorf("host %s: the broker's state file kept apd serve's $ack %d", h, seq)
 	}
-	again := restartServe(t, s)
-	checkAcks(t, "after restart", stored, retainedAcks(t, "tcp://"+again.mqtt, loadHosts))
-}
-
-// restartServe starts apd serve again on s's data and addresses.
-func restartServe(t *testing.T, s *server) *server {
-	t.Helper()
-	return startServeOn(t, s.data, s.mqtt, s.http)
+	again := startServeIn(t, s.data)
+	checkAcks(t, "after restart", "tcp://"+again.mqtt, stored)
 }
 
 // TestAggregateShutdownKeepsLastAck: the same for apd aggregate against
 // apd broker: after SIGTERM the broker (still running) holds retained
 // acknowledgements equal to the stored watermarks.
 func TestAggregateShutdownKeepsLastAck(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
-	mqttAddr := testutil.FreeAddr(t)
-	var blog testutil.SyncBuffer
-	brk := exec.Command(filepath.Join(binDir, "apd"), "broker", "--data", filepath.Join(dir, "broker"), "--mqtt-addr", mqttAddr)
-	brk.Stdout, brk.Stderr = &blog, &blog
-	if err := brk.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = brk.Process.Signal(syscall.SIGTERM); _ = brk.Wait() }()
-	testutil.WaitFor(t, "apd broker", 10*time.Second, func() bool { return strings.Contains(blog.String(), "apd broker running") })
-	broker := "tcp://" + mqttAddr
-	startAggregate := func() (*exec.Cmd, *testutil.SyncBuffer) {
-		httpAddr := testutil.FreeAddr(t)
-		var log testutil.SyncBuffer
-		agg := exec.Command(filepath.Join(binDir, "apd"), "aggregate", "--broker", broker, "--data", filepath.Join(dir, "agg"), "--http-addr", httpAddr)
-		agg.Stdout, agg.Stderr = &log, &log
-		if err := agg.Start(); err != nil {
-			t.Fatal(err)
+	brk, m := testutil.StartProcess(t, exec.Command(filepath.Join(binDir, "apd"), "broker", "--data", filepath.Join(dir, "broker"), "--mqtt-addr", anyPort),
+		testutil.LogLine("apd broker running"), 20*time.Second)
+	defer func() { _ = brk.Stop(10 * time.Second) }()
+	broker := "tcp://" + testutil.ParseLogLine(m[0])["mqtt"]
+	// startAggregate runs apd aggregate and returns it once ready, with
+	// the address of its HTTP API.
+	startAggregate := func() (*testutil.Process, string) {
+		agg, m := testutil.StartProcess(t, exec.Command(filepath.Join(binDir, "apd"), "aggregate", "--broker", broker,
+			"--data", filepath.Join(dir, "agg"), "--http-addr", anyPort), testutil.LogLine("apd aggregate running"), 20*time.Second)
+		addr := strings.TrimPrefix(testutil.ParseLogLine(m[0])["http"], "http://")
+		if err := testutil.Ready(addr, 10*time.Second); err != nil {
+			t.Fatalf("%v: %s", err, agg.Log)
 		}
-		if err := testutil.Ready(httpAddr, 10*time.Second); err != nil {
-			t.Fatalf("%v: %s", err, log.String())
-		}
-		return agg, &log
+		return agg, addr
 	}
-	agg, log := startAggregate()
+	agg, addr := startAggregate()
 	stop := make(chan struct{})
-	wg := load(t, broker, loadHosts, stop)
-	time.Sleep(1500 * time.Millisecond)
-	sigterm(t, agg, log)
+	wait := load(t, broker, loadHosts, stop)
+	waitStored(t, addr, each(50)) // under load
+	sigterm(t, agg)
 	close(stop)
-	wg.Wait()
-	time.Sleep(300 * time.Millisecond)
+	published := wait()
 	stored := storedWatermarks(t, filepath.Join(dir, "agg", "apd.db"))
-	checkAcks(t, "after SIGTERM", stored, retainedAcks(t, broker, loadHosts))
+	checkAcks(t, "after SIGTERM", broker, stored)
 
-	// Restarted, it takes the rest of its session's queue and
-	// acknowledges up to the new watermarks.
-	agg, log = startAggregate()
-	time.Sleep(time.Second)
-	sigterm(t, agg, log)
+	// Restarted, it takes the rest of its session's queue (all the
+	// broker acknowledged) and acknowledges up to the new watermarks.
+	agg, addr = startAggregate()
+	waitStored(t, addr, published)
+	sigterm(t, agg)
 	stored = storedWatermarks(t, filepath.Join(dir, "agg", "apd.db"))
-	checkAcks(t, "after restart", stored, retainedAcks(t, broker, loadHosts))
+	checkAcks(t, "after restart", broker, stored)
 }

@@ -13,8 +13,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/apd-telemetry/apd/internal/testutil"
 )
 
 // writeFile writes text to a new file in the test's directory.
@@ -30,6 +28,7 @@ func writeFile(t *testing.T, name, text string) string {
 // TestQueryClean: the temperature cleaner over imported readings
 // [21, 61, 21] leaves [21, 21], on a file and through a running server.
 func TestQueryClean(t *testing.T) {
+	t.Parallel()
 	file := writeFile(t, "in.ndjson", `{"v":1,"host":"pi","sensor":"temperature","ts":"2026-12-01T12:00:00.000Z","value":{"magnitude":21,"unit":"degC"}}
 {"v":1,"host":"pi","sensor":"temperature","ts":"2026-12-01T12:01:00.000Z","value":{"magnitude":61,"unit":"degC"}}
 {"v":1,"host":"pi","sensor":"temperature","ts":"2026-12-01T12:02:00.000Z","value":{"magnitude":21,"unit":"degC"}}
@@ -64,7 +63,7 @@ func TestQueryClean(t *testing.T) {
 	if r := run(t, nil, "apd", "import", "--db", filepath.Join(s.data, "apd.db"), file); r.code != 0 {
 		t.Fatalf("import: %s", r.stderr)
 	}
-	s = startServeOn(t, s.data, s.mqtt, s.http)
+	s = startServeIn(t, s.data)
 	r = run(t, nil, "apd", append(args, "--server", "http://"+s.http, "--clean", "temperature")...)
 	if got := values(r.stdout); r.code != 0 || len(got) != 2 {
 		t.Fatalf("--clean temperature through the server: exit %d, %v, %s", r.code, got, r.stderr)
@@ -75,6 +74,7 @@ func TestQueryClean(t *testing.T) {
 // server show in apd hosts, survive export → import into a new file, and
 // --unset clears them.
 func TestHostsSet(t *testing.T) {
+	t.Parallel()
 	file := writeFile(t, "in.ndjson", `{"v":1,"host":"pi-kitchen","sensor":"temperature","ts":"2026-12-01T12:00:00.000Z","value":21}
 {"v":1,"host":"pi-attic","sensor":"temperature","ts":"2026-12-01T12:00:00.000Z","value":25}
 `)
@@ -146,7 +146,7 @@ func TestHostsSet(t *testing.T) {
 	if r := run(t, nil, "apd", "import", "--db", filepath.Join(s.data, "apd.db"), exported); r.code != 0 {
 		t.Fatalf("import: %s", r.stderr)
 	}
-	s = startServeOn(t, s.data, s.mqtt, s.http)
+	s = startServeIn(t, s.data)
 	srv := "http://" + s.http
 	check("server", hosts("--server", srv))
 	if r := run(t, nil, "apd", "hosts", "set", "pi-attic", "--server", srv, "--colour", "#0a0"); r.code != 0 {
@@ -228,6 +228,7 @@ func pngColours(t *testing.T, path string) map[string]int {
 // with apd hosts set shows in the next chart, and the HTTP API draws the
 // same.
 func TestChartCommand(t *testing.T) {
+	t.Parallel()
 	db := filepath.Join(t.TempDir(), "apd.db")
 	demoDatabase(t, db, 7*24*time.Hour)
 	dir := t.TempDir()
@@ -314,7 +315,7 @@ func TestChartCommand(t *testing.T) {
 
 	// The same through a running server.
 	data := filepath.Dir(db)
-	s := startServeOn(t, data, testutil.FreeAddr(t), testutil.FreeAddr(t))
+	s := startServeIn(t, data)
 	resp, err := http.Get("http://" + s.http + "/api/v1/chart.svg?sensor=temperature&since=24h")
 	if err != nil {
 		t.Fatal(err)

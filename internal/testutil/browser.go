@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -20,7 +21,7 @@ type Browser struct {
 	tb      testing.TB
 	base    string // chromedriver's URL
 	session string
-	driver  *exec.Cmd
+	driver  *Process
 	profile string // Chromium's user data directory
 }
 
@@ -28,7 +29,7 @@ type Browser struct {
 // chromedriver a failure instead of a skip (CI sets it).
 const RequireBrowserEnv = "APD_REQUIRE_BROWSER"
 
-// StartBrowser starts chromedriver on a free loopback port and a headless
+// StartBrowser starts chromedriver on a loopback port it picks and a headless
 // Chromium session in a window of w×h. Chromium may reach only
 // 127.0.0.1: every other name fails to resolve, so a page that tried to
 // load anything from elsewhere shows it in the network log (see
@@ -45,20 +46,19 @@ func StartBrowser(tb testing.TB, w, h int) *Browser {
 		}
 		tb.Skip(msg)
 	}
-	addr := FreeAddr(tb)
-	port := addr[strings.LastIndex(addr, ":")+1:]
 	profile, err := os.MkdirTemp("", "apd-chromium-")
 	if err != nil {
 		tb.Fatal(err)
 	}
-	b := &Browser{tb: tb, base: "http://" + addr, profile: profile}
-	b.driver = exec.Command(driverPath, "--port="+port, "--allowed-ips=127.0.0.1")
-	logs := &SyncBuffer{}
-	b.driver.Stdout, b.driver.Stderr = logs, logs
-	if err := b.driver.Start(); err != nil {
-		tb.Fatalf("start chromedriver: %v", err)
-	}
-	tb.Cleanup(b.close)
+	b := &Browser{tb: tb, profile: profile}
+	// Cleanups run last first: the session ends (Chromium quits), the
+	// driver is killed, the profile removed.
+	tb.Cleanup(b.removeProfile)
+	var m []string
+	b.driver, m = StartProcess(tb, exec.Command(driverPath, "--port=0", "--allowed-ips=127.0.0.1"),
+		regexp.MustCompile(`started successfully on port (\d+)`), 20*time.Second)
+	b.base = "http://127.0.0.1:" + m[1]
+	tb.Cleanup(b.endSession)
 	WaitFor(tb, "chromedriver ready", 20*time.Second, func() bool {
 		var st struct {
 			Value struct{ Ready bool } `json:"value"`
@@ -83,20 +83,19 @@ func StartBrowser(tb testing.TB, w, h int) *Browser {
 		} `json:"value"`
 	}
 	if err := b.call(http.MethodPost, "/session", caps, &created); err != nil {
-		tb.Fatalf("start chromium: %v\n%s", err, logs)
+		tb.Fatalf("start chromium: %v\n%s", err, b.driver.Log)
 	}
 	b.session = "/session/" + created.Value.SessionID
 	return b
 }
 
-func (b *Browser) close() {
+func (b *Browser) endSession() {
 	if b.session != "" {
 		_ = b.call(http.MethodDelete, b.session, nil, nil)
 	}
-	if b.driver.Process != nil {
-		_ = b.driver.Process.Kill()
-		_ = b.driver.Wait()
-	}
+}
+
+func (b *Browser) removeProfile() {
 	// Chromium's last processes may still be writing their profile for a
 	// moment after the session ends.
 	deadline := time.Now().Add(10 * time.Second)
@@ -181,7 +180,7 @@ func (b *Browser) WaitTrue(what string, timeout time.Duration, script string, ar
 }
 
 // FitWindow makes the window as tall as the page, so a screenshot shows
-// all of it.
+// all of it, and waits until the page has drawn itself at that size.
 func (b *Browser) FitWindow() {
 	b.tb.Helper()
 	var size struct{ W, H int }
@@ -191,7 +190,25 @@ func (b *Browser) FitWindow() {
 	if err := b.call(http.MethodPost, b.session+"/window/rect", map[string]int{"width": size.W, "height": size.H}, nil); err != nil {
 		b.tb.Fatal(err)
 	}
-	time.Sleep(300 * time.Millisecond) // the page lays out again
+	// The size the browser gave the window (it may differ from the one
+	// asked for), as the page will see it.
+	var rect struct {
+		Value struct{ Height int } `json:"value"`
+	}
+	if err := b.call(http.MethodGet, b.session+"/window/rect", nil, &rect); err != nil {
+		b.tb.Fatal(err)
+	}
+	b.WaitTrue("the page resized", 10*time.Second, `return window.outerHeight === arguments[0]`, rect.Value.Height)
+	b.NextFrame()
+}
+
+// NextFrame waits until the page has drawn its next frame, so that what
+// scripts changed so far is on the screen.
+func (b *Browser) NextFrame() {
+	b.tb.Helper()
+	if err := b.Eval(nil, `return new Promise(drawn => requestAnimationFrame(() => requestAnimationFrame(() => drawn(true))))`); err != nil {
+		b.tb.Fatal(err)
+	}
 }
 
 // Screenshot saves the window as a PNG at path.

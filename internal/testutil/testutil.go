@@ -131,13 +131,23 @@ func (s *SyncBuffer) String() string {
 // timeout.
 func WaitFor(tb testing.TB, what string, timeout time.Duration, cond func() bool) {
 	tb.Helper()
+	if !Eventually(timeout, cond) {
+		tb.Fatalf("timed out after %s waiting for %s", timeout, what)
+	}
+}
+
+// Eventually polls cond every 10 ms until it holds, and reports whether
+// it did within timeout: WaitFor for a test that says itself what was
+// wrong.
+func Eventually(timeout time.Duration, cond func() bool) bool {
 	deadline := time.Now().Add(timeout)
 	for !cond() {
 		if time.Now().After(deadline) {
-			tb.Fatalf("timed out after %s waiting for %s", timeout, what)
+			return false
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+	return true
 }
 
 // ClientCert writes a client certificate with common name cn, signed by a
