@@ -61,11 +61,11 @@ func (c *ServeCmd) Run(ctx context.Context, g *cli.Globals, file *config.File) e
 	if err != nil {
 		return err
 	}
-	c.logAccess(log, users)
 	tr := &server.EmbeddedBroker{Options: c.BrokerFlags.options(c.Data, c.MaxPayload, g.Prefix, users, tc, g.BrokerLogger())}
 	local := localPublisher{flags: c.PublisherFlags, sensors: sensors, data: c.Data, topics: topics, log: log}
 	err = srv.Run(ctx, tr, server.RunOptions{Name: "apd serve", Attrs: []any{"db", storeLocation(srv.Store()), "version", cli.Version},
 		Started: func() error {
+			c.logAccess(log, users)
 			c.reloadUsersOnSignal(ctx, tr.Broker(), log)
 			if !c.WithPublisher {
 				return nil
