@@ -1,9 +1,12 @@
 package main_test
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -164,4 +167,29 @@ func TestEngineUnknownScheme(t *testing.T) {
 			t.Errorf("%s: %q; want the known schemes, without the password", args[0], r.stderr)
 		}
 	}
+}
+
+// TestEngineAggregateFromNATSNeedsClaims: apd aggregate --source reads a
+// stream whose partitions the aggregators divide in the database they
+// share; on the embedded engine, which has no such claims, it refuses in
+// one line before it connects anywhere.
+func TestEngineAggregateFromNATSNeedsClaims(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, filepath.Join(binDir, "apd"), "aggregate", "--log-level", "error",
+		"--source", "nats://127.0.0.1:1", "--broker", "tcp://127.0.0.1:1", "--data", t.TempDir(), "--http-addr", anyPort)
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}
+	var stdout, stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	if ctx.Err() != nil {
+		t.Fatal("apd aggregate --source on a file store did not refuse within 30 s")
+	}
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) {
+		t.Fatalf("apd aggregate: %v", err)
+	}
+	refused(t, "aggregate --source on a file store", result{stdout.String(), stderr.String(), ee.ExitCode()}, 2,
+		"--source needs a PostgreSQL --store")
 }
