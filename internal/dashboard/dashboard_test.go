@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -129,14 +130,23 @@ func TestHubSlowWatcher(t *testing.T) {
 	hub := NewHub(4)
 	srv := httptest.NewServer(hub)
 	t.Cleanup(srv.Close) // after the watchers' cleanups end their streams
-	ch, _ := watch(t, srv, "")
+	// A watcher that reads nothing until the publishing is done.
+	c, err := net.Dial("tcp", srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	if _, err := fmt.Fprintf(c, "GET /api/v1/live HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
 	waitWatchers(t, hub, 1)
 	big := make([]schema.Reading, 200)
 	for i := range big {
 		big[i] = reading("pi", "cpu_load", "0.5")
 	}
+	// About 7 MB: more than the watcher's bound and the sockets hold.
 	start := time.Now()
-	for range 2000 {
+	for range 500 {
 		hub.Publish(big)
 	}
 	if d := time.Since(start); d > 10*time.Second {
@@ -145,8 +155,14 @@ func TestHubSlowWatcher(t *testing.T) {
 	if hub.Dropped() == 0 {
 		t.Fatal("nothing dropped for a watcher that does not read")
 	}
+	// It reads at last: what was kept, then the resync.
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 	sawResync := false
-	for e := range ch {
+	for e := range events(resp.Body) {
 		if e[0] == "resync" {
 			sawResync = true
 			break
