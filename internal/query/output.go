@@ -117,12 +117,17 @@ type csvWriter struct {
 	header bool
 }
 
+func (c *csvWriter) writeHeader() error {
+	if c.header {
+		return nil
+	}
+	c.header = true
+	return c.w.Write([]string{"host", "sensor", "ts", "seq", "value", "unit", "human", "error"})
+}
+
 func (c *csvWriter) Write(r *schema.Reading) error {
-	if !c.header {
-		c.header = true
-		if err := c.w.Write([]string{"host", "sensor", "ts", "seq", "value", "unit", "human", "error"}); err != nil {
-			return err
-		}
+	if err := c.writeHeader(); err != nil {
+		return err
 	}
 	value, unit := string(r.Value), ""
 	if q, ok := schema.ParseQuantity(r.Value); ok {
@@ -146,6 +151,11 @@ func (c *csvWriter) Write(r *schema.Reading) error {
 }
 
 func (c *csvWriter) Close() error {
+	// No readings is still a CSV file: its header, so a spreadsheet or a
+	// script reading the columns by name gets them.
+	if err := c.writeHeader(); err != nil {
+		return err
+	}
 	c.w.Flush()
 	if err := c.w.Error(); err != nil {
 		return err
