@@ -4,11 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -38,68 +38,90 @@ func scale() time.Duration {
 	return 1
 }
 
+// anyPort asks for a loopback port the kernel picks: apd says which in
+// the line it logs once running.
+const anyPort = "127.0.0.1:0"
+
 // proc is a binary that can be killed and started again with the same
-// arguments.
+// arguments (but those set anew with set).
 type proc struct {
-	t    *testing.T
-	name string
-	args []string
-	cmd  *exec.Cmd
-	log  *testutil.SyncBuffer
+	t     *testing.T
+	name  string
+	args  []string
+	ready *regexp.Regexp         // the line it logs once running
+	run   *testutil.Process      // the current run
+	logs  []*testutil.SyncBuffer // of every run, the current one last
+	attrs map[string]string      // of the current run's ready line
 }
 
-func start(t *testing.T, name string, args ...string) *proc {
+// start runs binary name with args until the test ends, and returns it
+// once it has logged ready, the message of its running line: "apd
+// serve running", "apd broker running", "apd aggregate running" (which
+// name the addresses it bound), "publishing". The line is logged at
+// info level, the default: no --log-level warn.
+func start(t *testing.T, name, ready string, args ...string) *proc {
 	t.Helper()
-	p := &proc{t: t, name: name, args: args, log: &testutil.SyncBuffer{}}
+	p := &proc{t: t, name: name, args: args, ready: testutil.LogLine(ready)}
 	p.start()
-	t.Cleanup(func() {
-		if p.cmd.ProcessState == nil {
-			_ = p.cmd.Process.Kill()
-			_ = p.cmd.Wait()
-		}
-	})
 	return p
 }
 
 func (p *proc) start() {
 	p.t.Helper()
-	p.cmd = exec.Command(filepath.Join(binDir, p.name), p.args...)
-	p.cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + p.t.TempDir()}
-	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
-	if err := p.cmd.Start(); err != nil {
-		p.t.Fatal(err)
+	cmd := exec.Command(filepath.Join(binDir, p.name), p.args...)
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + p.t.TempDir()}
+	run, m := testutil.StartProcess(p.t, cmd, p.ready, 30*time.Second)
+	p.run, p.attrs = run, testutil.ParseLogLine(m[0])
+	p.logs = append(p.logs, run.Log)
+}
+
+// addr returns the address the current run reported as key ("mqtt",
+// "http"), as HOST:PORT.
+func (p *proc) addr(key string) string {
+	p.t.Helper()
+	a := strings.TrimPrefix(p.attrs[key], "http://")
+	if a == "" {
+		p.t.Fatalf("%s reported no %s address: %s", p.name, key, p.run.Log)
 	}
+	return a
+}
+
+// set makes the next starts pass value for flag: a restart on the port
+// the first run bound, which the clients know.
+func (p *proc) set(flag, value string) {
+	i := slices.Index(p.args, flag)
+	if i < 0 || i+1 == len(p.args) {
+		p.t.Fatalf("%s has no %s to set", p.name, flag)
+	}
+	p.args[i+1] = value
+}
+
+func (p *proc) pid() int { return p.run.Cmd.Process.Pid }
+
+// log returns what every run wrote, the runs in order.
+func (p *proc) log() string {
+	var b strings.Builder
+	for i, l := range p.logs {
+		if i > 0 {
+			b.WriteString("--- started again\n")
+		}
+		b.WriteString(l.String())
+	}
+	return b.String()
 }
 
 func (p *proc) kill() {
-	_ = p.cmd.Process.Signal(syscall.SIGKILL)
-	_ = p.cmd.Wait()
+	_ = p.run.Cmd.Process.Signal(syscall.SIGKILL)
+	_ = p.run.Wait()
 }
 
 func (p *proc) stop(timeout time.Duration) {
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan struct{})
-	go func() { _ = p.cmd.Wait(); close(done) }()
+	_ = p.run.Cmd.Process.Signal(syscall.SIGTERM)
 	select {
-	case <-done:
+	case <-p.run.Exited():
 	case <-time.After(timeout):
 		p.t.Errorf("%s did not stop on SIGTERM within %s", p.name, timeout)
 		p.kill()
-	}
-}
-
-func waitTCP(t *testing.T, addr string) {
-	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		if c, err := net.Dial("tcp", addr); err == nil {
-			c.Close()
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("nothing listens on %s", addr)
-		}
-		time.Sleep(50 * time.Millisecond)
 	}
 }
 
@@ -205,17 +227,24 @@ type hostState struct {
 	Awaited   uint64    `json:"awaited"`
 }
 
+// hostStates asks the aggregator at httpAddr what it knows of each host;
+// nil while it does not answer.
+func hostStates(httpAddr string) []hostState {
+	var states []hostState
+	if resp, err := http.Get("http://" + httpAddr + "/api/v1/hosts"); err == nil {
+		_ = json.NewDecoder(resp.Body).Decode(&states)
+		resp.Body.Close()
+	}
+	return states
+}
+
 // waitCaughtUp waits until every host's watermark reaches the highest seq
 // the aggregator saw, with at least min readings each.
 func waitCaughtUp(t *testing.T, httpAddr string, hosts []string, min uint64, timeout time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		var states []hostState
-		if resp, err := http.Get("http://" + httpAddr + "/api/v1/hosts"); err == nil {
-			_ = json.NewDecoder(resp.Body).Decode(&states)
-			resp.Body.Close()
-		}
+	var states []hostState
+	if !testutil.Eventually(timeout, func() bool {
+		states = hostStates(httpAddr)
 		// Caught up, and publishing right now: a publisher still waiting
 		// to reconnect when stopped would rightly keep its last readings
 		// in its spool for the next start.
@@ -225,13 +254,9 @@ func waitCaughtUp(t *testing.T, httpAddr string, hosts []string, min uint64, tim
 				ok++
 			}
 		}
-		if ok == len(hosts) {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("aggregator did not catch up within %s: %+v", timeout, states)
-		}
-		time.Sleep(200 * time.Millisecond)
+		return ok == len(hosts)
+	}) {
+		t.Fatalf("aggregator did not catch up within %s: %+v", timeout, states)
 	}
 }
 
@@ -254,19 +279,52 @@ func newCluster(t *testing.T, brokerArgs ...string) *cluster {
 
 func newClusterWith(t *testing.T, brokerArgs, publisherArgs []string) *cluster {
 	t.Helper()
-	c := &cluster{t: t, dir: t.TempDir(), brokerAddr: testutil.FreeAddr(t), httpAddr: testutil.FreeAddr(t),
-		hosts: []string{"f1", "f2", "f3"}, spools: map[string]string{}}
-	c.brk = start(t, "apd", append([]string{"broker", "--mqtt-addr", c.brokerAddr, "--data", filepath.Join(c.dir, "broker")}, brokerArgs...)...)
-	waitTCP(t, c.brokerAddr)
-	c.agg = start(t, "apd", "aggregate", "--broker", "tcp://"+c.brokerAddr, "--data", filepath.Join(c.dir, "agg"), "--http-addr", c.httpAddr)
+	c := &cluster{t: t, dir: t.TempDir(), hosts: []string{"f1", "f2", "f3"}, spools: map[string]string{}}
+	c.brk = start(t, "apd", "apd broker running", append([]string{"broker", "--mqtt-addr", anyPort, "--data", filepath.Join(c.dir, "broker")}, brokerArgs...)...)
+	c.brokerAddr = c.brk.addr("mqtt")
+	// A broker killed and started again listens where it did: the
+	// publishers and the aggregator know that port.
+	c.brk.set("--mqtt-addr", c.brokerAddr)
+	c.agg = start(t, "apd", "apd aggregate running", "aggregate", "--broker", "tcp://"+c.brokerAddr, "--data", filepath.Join(c.dir, "agg"), "--http-addr", anyPort)
+	c.httpAddr = c.agg.addr("http")
 	waitHTTP(t, c.httpAddr)
 	for _, h := range c.hosts {
 		c.spools[h] = filepath.Join(c.dir, h+"-spool.db")
 		args := []string{"--broker", "tcp://" + c.brokerAddr, "--host", h, "--interval", "1s",
 			"--sensors", "uptime,version", "--spool", c.spools[h], "--resend-after", "3s"}
-		c.pubs = append(c.pubs, start(t, "apd-publish", append(args, publisherArgs...)...))
+		c.pubs = append(c.pubs, start(t, "apd-publish", "publishing", append(args, publisherArgs...)...))
 	}
 	return c
+}
+
+// restartAggregator starts the killed aggregator again, on an HTTP port
+// it picks, and waits until it is ready.
+func (c *cluster) restartAggregator() {
+	c.t.Helper()
+	c.agg.start()
+	c.httpAddr = c.agg.addr("http")
+	waitHTTP(c.t, c.httpAddr)
+}
+
+// waitStored waits until the aggregator has stored, of every host, the
+// readings of d more (two a second) than it had when called: the cluster
+// at work between two faults, however slowly the machine runs.
+func (c *cluster) waitStored(d time.Duration) {
+	c.t.Helper()
+	n := 2 * uint64(d/time.Second)
+	from := map[string]uint64{}
+	for _, s := range hostStates(c.httpAddr) {
+		from[s.Host] = s.Watermark
+	}
+	testutil.WaitFor(c.t, fmt.Sprintf("%d more readings of every host stored", n), 3*d+30*time.Second, func() bool {
+		ok := 0
+		for _, s := range hostStates(c.httpAddr) {
+			if s.Watermark >= from[s.Host]+n {
+				ok++
+			}
+		}
+		return ok == len(c.hosts)
+	})
 }
 
 // finish waits for the aggregator to catch up, stops everything cleanly
@@ -293,7 +351,7 @@ func (c *cluster) logsOnFailure() {
 	t := c.t
 	if t.Failed() {
 		for _, p := range append([]*proc{c.brk, c.agg}, c.pubs...) {
-			t.Logf("--- %s %s log:\n%s", p.name, strings.Join(p.args[:1], " "), p.log.String())
+			t.Logf("--- %s %s log:\n%s", p.name, strings.Join(p.args[:1], " "), p.log())
 		}
 	}
 }
@@ -310,18 +368,17 @@ func TestKillAndRestart(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	vandalism := malformed(ctx, t, c.brokerAddr, c.hosts)
 
-	time.Sleep(4 * time.Second * k)
+	c.waitStored(4 * time.Second * k)
 	t.Log("SIGKILL aggregator")
 	c.agg.kill()
-	time.Sleep(2 * time.Second * k)
-	c.agg.start()
-	waitHTTP(t, c.httpAddr)
-	time.Sleep(3 * time.Second * k)
+	time.Sleep(2 * time.Second * k) // the outage under test
+	c.restartAggregator()
+	c.waitStored(3 * time.Second * k)
 	t.Log("SIGKILL broker")
 	c.brk.kill()
-	time.Sleep(2 * time.Second * k)
+	time.Sleep(2 * time.Second * k) // the outage under test
 	c.brk.start()
-	time.Sleep(4 * time.Second * k)
+	c.waitStored(4 * time.Second * k)
 	cancel()
 	t.Logf("malformed payloads published: %d", vandalism())
 	c.finish(uint64(10 * k))
@@ -340,11 +397,11 @@ func TestBrokerDown(t *testing.T) {
 		down = time.Minute
 	}
 	c := newCluster(t)
-	time.Sleep(3 * time.Second)
+	c.waitStored(3 * time.Second)
 	t.Logf("stopping the broker for %s", down)
 	c.brk.kill()
 	outage := time.Now()
-	time.Sleep(down)
+	time.Sleep(down) // the outage under test
 	c.brk.start()
 	c.finish(uint64(down / time.Second))
 	// Readings taken during the outage kept their own time.
@@ -370,17 +427,16 @@ func TestSubscriberQueueOverflow(t *testing.T) {
 	}
 	k := scale()
 	c := newCluster(t, "--max-inflight", "10")
-	time.Sleep(3 * time.Second)
+	c.waitStored(3 * time.Second)
 	down := 6 * time.Second * k
 	c.agg.kill()
-	time.Sleep(down)
+	time.Sleep(down) // the outage under test
 	t.Logf("aggregator was down %s: ~%d readings published against a broker queue of 10",
 		down, int(down/time.Second)*2*len(c.hosts))
-	c.agg.start()
-	waitHTTP(t, c.httpAddr)
+	c.restartAggregator()
 	c.finish(uint64(down/time.Second) * 2)
 	// The broker says on stop how many messages it dropped.
-	log := c.brk.log.String()
+	log := c.brk.log()
 	i := strings.Index(log, "dropped_publishes=")
 	if i < 0 {
 		t.Fatalf("broker log has no drop count:\n%s", log)
@@ -404,9 +460,9 @@ func TestSpoolFull(t *testing.T) {
 	}
 	k := scale()
 	c := newClusterWith(t, nil, []string{"--spool-max-bytes", "3000"})
-	time.Sleep(3 * time.Second)
+	c.waitStored(3 * time.Second)
 	c.brk.kill()
-	time.Sleep(12 * time.Second * k)
+	time.Sleep(12 * time.Second * k) // the outage under test: long enough to fill the spools
 	c.brk.start()
 	c.stopAll(10)
 	defer c.logsOnFailure()
@@ -441,7 +497,7 @@ func TestSpoolFull(t *testing.T) {
 		if dropped == 0 || h.Lost > dropped || stored[h.Name]+h.Lost != last || h.Watermark != last {
 			t.Errorf("host %s: the books do not balance", h.Name)
 		}
-		if !strings.Contains(c.pubs[i].log.String(), "spool full") {
+		if !strings.Contains(c.pubs[i].log(), "spool full") {
 			t.Errorf("host %s: the publisher did not log its drops", h.Name)
 		}
 	}

@@ -44,12 +44,15 @@ func fleetKillServe(t *testing.T, dir, location string) {
 	ticks := 4 * int(scale())
 	killAt := ticks / 2 // mid-way through the run, inside this tick's spread
 
-	mqttAddr, httpAddr := testutil.FreeAddr(t), testutil.FreeAddr(t)
-	srv := start(t, "apd", "serve", "--data", dir, "--store", location, "--mqtt-addr", mqttAddr, "--http-addr", httpAddr, "--log-level", "warn")
-	waitHTTP(t, httpAddr)
+	srv := start(t, "apd", "apd serve running", "serve", "--data", dir, "--store", location, "--mqtt-addr", anyPort, "--http-addr", anyPort)
+	mqttAddr := srv.addr("mqtt")
+	// The restart listens where the first run did: the devices know
+	// that port.
+	srv.set("--mqtt-addr", mqttAddr)
+	waitHTTP(t, srv.addr("http"))
 	defer func() {
 		if t.Failed() {
-			t.Logf("--- apd serve log:\n%s", srv.log.String())
+			t.Logf("--- apd serve log:\n%s", srv.log())
 		}
 	}()
 
@@ -70,16 +73,15 @@ func fleetKillServe(t *testing.T, dir, location string) {
 			done := make(chan struct{})
 			go func() { fleet.Tick(at, time.Second); close(done) }()
 			// Mid-tick: once about half of this tick's readings are out.
+			// (Should the tick lag far behind, the kill comes anyway.)
 			half := (tick*devices + devices/2) * sensors
-			for fleet.Issued() < half && time.Until(at) > -2*interval {
-				time.Sleep(5 * time.Millisecond)
-			}
+			testutil.Eventually(time.Until(at.Add(2*interval)), func() bool { return fleet.Issued() >= half })
 			t.Logf("tick %d: SIGKILL apd serve with %d of %d readings acknowledged", tick, fleet.Acked(), fleet.Issued())
 			srv.kill()
-			time.Sleep(time.Second)
+			time.Sleep(time.Second) // the outage under test
 			restart := time.Now()
 			srv.start()
-			waitHTTP(t, httpAddr)
+			waitHTTP(t, srv.addr("http"))
 			t.Logf("apd serve ready again %s after its restart", time.Since(restart).Round(time.Millisecond))
 			<-done
 			continue
@@ -88,10 +90,7 @@ func fleetKillServe(t *testing.T, dir, location string) {
 	}
 
 	issued := fleet.Issued()
-	deadline := time.Now().Add(90 * time.Second)
-	for len(fleet.Behind()) > 0 && time.Now().Before(deadline) {
-		time.Sleep(200 * time.Millisecond)
-	}
+	testutil.Eventually(90*time.Second, func() bool { return len(fleet.Behind()) == 0 })
 	t.Logf("%d readings issued, %d acknowledged, %d reconnections", issued, fleet.Acked(), fleet.Reconnects())
 	if behind := fleet.Behind(); len(behind) > 0 {
 		issuedSeq, acked := behind[0].LastSeq()

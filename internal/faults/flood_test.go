@@ -51,12 +51,12 @@ func TestFloodPastIdleSessions(t *testing.T) {
 			t.Fatalf("users add: %v: %s", err, out)
 		}
 	}
-	mqttAddr, httpAddr := testutil.FreeAddr(t), testutil.FreeAddr(t)
-	srv := start(t, "apd", "serve", "--data", dir, "--users-file", users, "--mqtt-addr", mqttAddr, "--http-addr", httpAddr, "--log-level", "warn")
-	waitHTTP(t, httpAddr)
+	srv := start(t, "apd", "apd serve running", "serve", "--data", dir, "--users-file", users, "--mqtt-addr", anyPort, "--http-addr", anyPort)
+	mqttAddr := srv.addr("mqtt")
+	waitHTTP(t, srv.addr("http"))
 	defer func() {
 		if t.Failed() {
-			t.Logf("--- apd serve log:\n%s", tail(srv.log.String(), 4000))
+			t.Logf("--- apd serve log:\n%s", tail(srv.log(), 4000))
 		}
 	}()
 	url := "tcp://" + mqttAddr
@@ -153,12 +153,13 @@ func TestFloodPastIdleSessions(t *testing.T) {
 			case <-stop:
 				return
 			case <-tick.C:
-				anon, total := residentBytes(srv.cmd.Process.Pid)
+				anon, total := residentBytes(srv.pid())
 				maxRSS, maxMapped = max(maxRSS, anon), max(maxMapped, total)
 			}
 		}
 	}()
 	var seq uint64
+	// The sleep paces the well-behaved device: a reading every 100 ms.
 	for deadline := time.Now().Add(flood); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
 		seq++
 		r := schema.Reading{Host: "good", Sensor: "temperature", Time: time.Now(), Seq: seq, Value: []byte(`21.5`)}

@@ -24,12 +24,12 @@ func TestPubackMeansCommitted(t *testing.T) {
 		t.Skip("fault injection runs processes for seconds")
 	}
 	dir := t.TempDir()
-	mqttAddr, httpAddr := testutil.FreeAddr(t), testutil.FreeAddr(t)
-	srv := start(t, "apd", "serve", "--data", dir, "--mqtt-addr", mqttAddr, "--http-addr", httpAddr, "--log-level", "warn")
-	waitHTTP(t, httpAddr)
+	srv := start(t, "apd", "apd serve running", "serve", "--data", dir, "--mqtt-addr", anyPort, "--http-addr", anyPort)
+	mqttAddr := srv.addr("mqtt")
+	waitHTTP(t, srv.addr("http"))
 	defer func() {
 		if t.Failed() {
-			t.Logf("--- apd serve log:\n%s", srv.log.String())
+			t.Logf("--- apd serve log:\n%s", srv.log())
 		}
 	}()
 

@@ -27,17 +27,33 @@ type aggregators struct {
 func startAggregators(t *testing.T, dir, url string, ids []string, source ...string) *aggregators {
 	t.Helper()
 	a := &aggregators{t: t, procs: map[string]*proc{}, http: map[string]string{}}
-	for _, id := range ids {
-		a.http[id] = testutil.FreeAddr(t)
-		args := append([]string{"aggregate", "--client-id", id, "--store", url, "--data", filepath.Join(dir, id),
-			"--http-addr", a.http[id], "--log-level", "info"}, source...)
-		a.procs[id] = start(t, "apd", args...)
-	}
 	t.Cleanup(a.logsOnFailure)
+	for _, id := range ids {
+		args := append([]string{"aggregate", "--client-id", id, "--store", url, "--data", filepath.Join(dir, id),
+			"--http-addr", anyPort, "--log-level", "info"}, source...)
+		a.procs[id] = start(t, "apd", "apd aggregate running", args...)
+		a.http[id] = a.procs[id].addr("http")
+	}
 	for _, id := range ids {
 		waitHTTP(t, a.http[id])
 	}
 	return a
+}
+
+// restart starts the killed aggregator id again, on an HTTP port it
+// picks, and waits until it is ready.
+func (a *aggregators) restart(id string) {
+	a.t.Helper()
+	a.procs[id].start()
+	a.http[id] = a.procs[id].addr("http")
+	waitHTTP(a.t, a.http[id])
+}
+
+// waitHolds waits until aggregator id has, since it started, committed
+// readings of some host: it takes its share.
+func (a *aggregators) waitHolds(id string, timeout time.Duration) {
+	a.t.Helper()
+	testutil.WaitFor(a.t, id+" to commit readings", timeout, func() bool { return len(a.held(id).Hosts) > 0 })
 }
 
 // held asks an aggregator what it holds.
@@ -78,7 +94,7 @@ func (a *aggregators) checkNotSplit(ids ...string) map[string]string {
 func (a *aggregators) logsOnFailure() {
 	if a.t.Failed() {
 		for id, p := range a.procs {
-			a.t.Logf("--- apd aggregate %s log:\n%s", id, p.log.String())
+			a.t.Logf("--- apd aggregate %s log:\n%s", id, p.log())
 		}
 	}
 }
@@ -111,27 +127,28 @@ func waitAcked(t *testing.T, fleet *fleetsim.Fleet, timeout time.Duration) time.
 	for _, d := range fleet.Devices {
 		want[d.Host], _ = d.LastSeq()
 	}
-	for {
-		behind := 0
+	behind := func() (which []string) {
 		for _, d := range fleet.Devices {
-			if _, acked := d.LastSeq(); acked < want[d.Host] {
-				behind++
+			if issued, acked := d.LastSeq(); acked < want[d.Host] {
+				which = append(which, fmt.Sprintf("%s (acknowledged %d of %d, %d wanted)", d.Host, acked, issued, want[d.Host]))
 			}
 		}
-		if behind == 0 {
-			return time.Since(start)
-		}
-		if time.Since(start) > timeout {
-			var which []string
-			for _, d := range fleet.Devices {
-				if issued, acked := d.LastSeq(); acked < want[d.Host] {
-					which = append(which, fmt.Sprintf("%s (acknowledged %d of %d, %d wanted)", d.Host, acked, issued, want[d.Host]))
-				}
-			}
-			t.Fatalf("%d devices not acknowledged within %s: %s", behind, timeout, strings.Join(which[:min(len(which), 5)], ", "))
-		}
-		time.Sleep(50 * time.Millisecond)
+		return which
 	}
+	if testutil.Eventually(timeout, func() bool { return len(behind()) == 0 }) {
+		return time.Since(start)
+	}
+	which := behind()
+	t.Fatalf("%d devices not acknowledged within %s: %s", len(which), timeout, strings.Join(which[:min(len(which), 5)], ", "))
+	return 0
+}
+
+// waitIssued waits until the fleet has issued n more readings than when
+// called: the ticks run, however slowly the machine does.
+func waitIssued(t *testing.T, fleet *fleetsim.Fleet, n int, timeout time.Duration) {
+	t.Helper()
+	want := fleet.Issued() + n
+	testutil.WaitFor(t, fmt.Sprintf("%d more readings issued", n), timeout, func() bool { return fleet.Issued() >= want })
 }
 
 // TestSharedAggregatorsKill: apd's broker, two apd aggregate --share on
@@ -151,9 +168,8 @@ func TestSharedAggregatorsKill(t *testing.T) {
 	pg := testutil.StartPostgres(t)
 	url := pg.NewDatabase(t)
 	dir := t.TempDir()
-	brokerAddr := testutil.FreeAddr(t)
-	brk := start(t, "apd", "broker", "--mqtt-addr", brokerAddr, "--data", filepath.Join(dir, "broker"))
-	waitTCP(t, brokerAddr)
+	brk := start(t, "apd", "apd broker running", "broker", "--mqtt-addr", anyPort, "--data", filepath.Join(dir, "broker"))
+	brokerAddr := brk.addr("mqtt")
 	aggs := startAggregators(t, dir, url, []string{"agg-a", "agg-b"}, "--broker", "tcp://"+brokerAddr, "--share", "apd")
 
 	fleet, err := fleetsim.Connect(fleetsim.Options{Broker: brokerAddr, Devices: devices, Sensors: sensors, Acks: true, ResendAfter: resendAfter})
@@ -176,8 +192,10 @@ func TestSharedAggregatorsKill(t *testing.T) {
 		t.Errorf("%d hosts held, want %d", len(holder), devices)
 	}
 
-	// Kill agg-a in the middle of a tick; the devices tick on (and resend
-	// at each tick what is not acknowledged after resendAfter).
+	// Kill agg-a in the middle of a tick (once half of its readings are
+	// out); the devices tick on (and resend at each tick what is not
+	// acknowledged after resendAfter).
+	half := fleet.Issued() + devices*sensors/2
 	stop := make(chan struct{})
 	ticking := make(chan struct{})
 	go func() {
@@ -191,7 +209,7 @@ func TestSharedAggregatorsKill(t *testing.T) {
 			}
 		}
 	}()
-	time.Sleep(time.Until(first.Add(time.Duration(tick)*interval)) + 100*time.Millisecond)
+	testutil.WaitFor(t, "half a tick issued", 10*interval, func() bool { return fleet.Issued() >= half })
 	aggs.procs["agg-a"].kill()
 	killed := time.Now()
 	waitAcked(t, fleet, 4*resendAfter+10*time.Second)
@@ -200,10 +218,9 @@ func TestSharedAggregatorsKill(t *testing.T) {
 	if took > resendAfter+5*time.Second {
 		t.Errorf("the other aggregator took %s to acknowledge agg-a's hosts, more than one resend period (%s) and a few seconds", took, resendAfter)
 	}
-	time.Sleep(2 * interval)
-	aggs.procs["agg-a"].start()
-	waitHTTP(t, aggs.http["agg-a"])
-	time.Sleep(4 * interval)
+	time.Sleep(2 * interval) // agg-a stays away two more ticks: the outage under test
+	aggs.restart("agg-a")
+	aggs.waitHolds("agg-a", 30*time.Second)
 	close(stop)
 	<-ticking
 	waitAcked(t, fleet, 60*time.Second)
@@ -278,7 +295,7 @@ func TestNATSClusterKill(t *testing.T) {
 	defer fleet.Close()
 	stop := make(chan struct{})
 	ticking := tickUntil(fleet, interval, stop)
-	time.Sleep(4 * interval)
+	waitIssued(t, fleet, 4*devices*sensors, 30*time.Second) // four ticks
 	waitAcked(t, fleet, 30*time.Second)
 	aggs.checkNotSplit("agg-a", "agg-b")
 
@@ -287,7 +304,7 @@ func TestNATSClusterKill(t *testing.T) {
 	reconnects := fleet.Reconnects()
 	victim.Kill()
 	killed := time.Now()
-	time.Sleep(3 * interval) // readings issued while the node is gone
+	time.Sleep(3 * interval) // the outage under test: readings issued while the node is gone
 	waitAcked(t, fleet, 60*time.Second)
 	t.Logf("every reading issued until 3 s after the node's kill acknowledged %s after it; %d devices reconnected", time.Since(killed).Round(time.Millisecond), fleet.Reconnects()-reconnects)
 	if fleet.Reconnects()-reconnects < devices/3 {
@@ -295,20 +312,19 @@ func TestNATSClusterKill(t *testing.T) {
 	}
 	victim.Start()
 	victim.WaitHealthy(60 * time.Second)
-	time.Sleep(2 * interval)
+	waitIssued(t, fleet, 2*devices*sensors, 30*time.Second) // two ticks on the healed cluster
 
 	t.Log("SIGKILL agg-a")
 	aggs.procs["agg-a"].kill()
 	killed = time.Now()
-	time.Sleep(3 * interval)
+	time.Sleep(3 * interval) // the outage under test: readings issued while agg-a is gone
 	waitAcked(t, fleet, 90*time.Second)
 	t.Logf("every reading issued until 3 s after agg-a's kill acknowledged %s after it (by agg-b)", time.Since(killed).Round(time.Millisecond))
-	aggs.procs["agg-a"].start()
-	waitHTTP(t, aggs.http["agg-a"])
+	aggs.restart("agg-a")
 	testutil.WaitFor(t, "the partitions divided again", 20*time.Second, func() bool {
 		return len(aggs.held("agg-a").Partitions) == 4
 	})
-	time.Sleep(3 * interval)
+	aggs.waitHolds("agg-a", 30*time.Second)
 	close(stop)
 	<-ticking
 	waitAcked(t, fleet, 90*time.Second)
