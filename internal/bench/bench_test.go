@@ -12,7 +12,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -41,8 +40,12 @@ func buildRelease(b *testing.B, name string) string {
 	return bin
 }
 
-// startServe runs apd serve on free loopback ports until the benchmark
-// ends and returns it once it is ready.
+// anyPort asks for a loopback port the kernel picks: apd says which in
+// the line it logs once running.
+const anyPort = "127.0.0.1:0"
+
+// startServe runs apd serve on loopback ports it picks until the
+// benchmark ends and returns it once it is ready.
 func startServe(b *testing.B, bin string) (srv *exec.Cmd, mqttAddr, httpAddr string) {
 	return startServeOn(b, bin, b.TempDir())
 }
@@ -50,15 +53,31 @@ func startServe(b *testing.B, bin string) (srv *exec.Cmd, mqttAddr, httpAddr str
 // startServeOn is startServe on an existing data directory.
 func startServeOn(b *testing.B, bin, data string, args ...string) (srv *exec.Cmd, mqttAddr, httpAddr string) {
 	b.Helper()
-	mqttAddr, httpAddr = testutil.FreeAddr(b), testutil.FreeAddr(b)
-	srv = exec.Command(bin, append([]string{"serve", "--data", data, "--mqtt-addr", mqttAddr, "--http-addr", httpAddr, "--log-level", "warn"}, args...)...)
-	srv.Stderr = os.Stderr
-	if err := srv.Start(); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { _ = srv.Process.Signal(syscall.SIGTERM); _ = srv.Wait() })
+	srv = exec.Command(bin, append([]string{"serve", "--data", data, "--mqtt-addr", anyPort, "--http-addr", anyPort}, args...)...)
+	a := startApd(b, srv, "apd serve running")
+	mqttAddr, httpAddr = a["mqtt"], strings.TrimPrefix(a["http"], "http://")
 	testutil.WaitReady(b, httpAddr, 10*time.Second)
 	return srv, mqttAddr, httpAddr
+}
+
+// startApd starts an apd command (cmd, told to listen on anyPort) that
+// runs until the benchmark ends, and returns the attributes of the line
+// it logs once running (msg), which name the addresses it bound. That
+// line is logged at info level, so apd runs at it; what it logs above
+// info is passed on when it stops, as it was on stderr under --log-level
+// warn.
+func startApd(b *testing.B, cmd *exec.Cmd, msg string) map[string]string {
+	b.Helper()
+	p, m := testutil.StartProcess(b, cmd, testutil.LogLine(msg), 30*time.Second)
+	b.Cleanup(func() {
+		_ = p.Stop(time.Minute)
+		for _, line := range strings.Split(p.Log.String(), "\n") {
+			if line != "" && !strings.Contains(line, " level=INFO ") && !strings.Contains(line, " level=DEBUG ") {
+				b.Logf("%s: %s", filepath.Base(cmd.Path), line)
+			}
+		}
+	})
+	return testutil.ParseLogLine(m[0])
 }
 
 // cpuTime returns the user+system CPU time of a process from /proc.
@@ -147,9 +166,7 @@ func BenchmarkIngestEndToEnd(b *testing.B) {
 		wg.Wait()
 		seq += perOp / publishers
 		total += perOp
-		for storedTotal(b, httpAddr) < total {
-			time.Sleep(5 * time.Millisecond)
-		}
+		testutil.WaitFor(b, "every reading stored", 5*time.Minute, func() bool { return storedTotal(b, httpAddr) >= total })
 		wall += time.Since(start)
 		cpu += cpuTime(b, srv.Process.Pid) - startCPU
 	}

@@ -1,13 +1,14 @@
 package bench
 
 import (
+	"encoding/json"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -100,7 +101,7 @@ func runFleet(b *testing.B, fo fleetsim.Options, f fleetShape, pids []int, got *
 
 	// Ticks aligned to the clock, like apd-publish's.
 	first := time.Now().Truncate(f.interval).Add(f.interval)
-	time.Sleep(time.Until(first) - 50*time.Millisecond)
+	time.Sleep(time.Until(first) - 50*time.Millisecond) // the schedule: CPU counted from just before the first tick
 	cpu0 := cpu()
 	for tick := range f.ticks {
 		fleet.Tick(first.Add(time.Duration(tick)*f.interval), time.Second)
@@ -112,10 +113,8 @@ func runFleet(b *testing.B, fo fleetsim.Options, f fleetShape, pids []int, got *
 		}
 		return int(got.Load())
 	}
-	deadline := time.Now().Add(f.interval + 60*time.Second)
-	for time.Now().Before(deadline) && done() < total {
-		time.Sleep(50 * time.Millisecond)
-	}
+	// What is not done within the deadline counts against acked-fraction.
+	testutil.Eventually(f.interval+60*time.Second, func() bool { return done() >= total })
 	return fleetRun{readings: total, cpu: cpu() - cpu0, rssMaxKiB: rssMax.Load(),
 		acked: done(), latencies: fleet.Latencies()}
 }
@@ -132,6 +131,8 @@ func startMosquitto(b *testing.B) (addr string, pid int, ok bool) {
 		}
 		bin = "/usr/sbin/mosquitto"
 	}
+	// A port chosen before: mosquitto cannot be told port 0 and say
+	// which it bound.
 	addr = testutil.FreeAddr(b)
 	_, port, _ := strings.Cut(addr, ":")
 	conf := filepath.Join(b.TempDir(), "mosquitto.conf")
@@ -240,11 +241,19 @@ func BenchmarkFleetNATS(b *testing.B) {
 			natsPids = append(natsPids, n.Pid())
 			mqtt = append(mqtt, n.MQTTAddr)
 		}
+		var aggHTTP []string
 		for _, id := range []string{"agg-1", "agg-2"} {
-			agg := startAggregate(b, bin, "--source", cluster.ClientURLs(), "--broker", cluster.MQTTURLs(), "--store", url, "--client-id", id)
-			aggPids = append(aggPids, agg.Process.Pid)
+			agg, httpAddr := startAggregate(b, bin, "--source", cluster.ClientURLs(), "--broker", cluster.MQTTURLs(), "--store", url, "--client-id", id)
+			aggPids, aggHTTP = append(aggPids, agg.Process.Pid), append(aggHTTP, httpAddr)
 		}
-		time.Sleep(3 * time.Second) // the partitions divided
+		testutil.WaitFor(b, "the partitions divided", 30*time.Second, func() bool {
+			for _, a := range aggHTTP {
+				if len(heldPartitions(b, a)) != natsPartitions/len(aggHTTP) {
+					return false
+				}
+			}
+			return true
+		})
 		var natsCPU0 time.Duration
 		for _, pid := range natsPids {
 			natsCPU0 += cpuTime(b, pid)
@@ -264,16 +273,33 @@ func BenchmarkFleetNATS(b *testing.B) {
 	}
 }
 
-// startAggregate runs apd aggregate with args and waits until it is ready.
-func startAggregate(b *testing.B, bin string, args ...string) *exec.Cmd {
+// natsPartitions is how many partitions apd aggregate --source gives
+// the stream by default (--partitions).
+const natsPartitions = 8
+
+// startAggregate runs apd aggregate with args, on an HTTP port it picks,
+// and returns it and that address once it is ready.
+func startAggregate(b *testing.B, bin string, args ...string) (*exec.Cmd, string) {
 	b.Helper()
-	httpAddr := testutil.FreeAddr(b)
-	cmd := exec.Command(bin, append([]string{"aggregate", "--data", b.TempDir(), "--http-addr", httpAddr, "--log-level", "warn"}, args...)...)
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { _ = cmd.Process.Signal(syscall.SIGTERM); _ = cmd.Wait() })
+	cmd := exec.Command(bin, append([]string{"aggregate", "--data", b.TempDir(), "--http-addr", anyPort}, args...)...)
+	httpAddr := strings.TrimPrefix(startApd(b, cmd, "apd aggregate running")["http"], "http://")
 	testutil.WaitReady(b, httpAddr, 30*time.Second)
-	return cmd
+	return cmd, httpAddr
+}
+
+// heldPartitions asks the aggregator at httpAddr which stream partitions
+// it reads; none while it does not answer.
+func heldPartitions(b *testing.B, httpAddr string) []int {
+	var held struct {
+		Partitions []int `json:"partitions"`
+	}
+	resp, err := http.Get("http://" + httpAddr + "/api/v1/held")
+	if err != nil {
+		return nil
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(&held); err != nil {
+		b.Fatalf("%s /api/v1/held: %v", httpAddr, err)
+	}
+	return held.Partitions
 }

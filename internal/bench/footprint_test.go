@@ -65,7 +65,7 @@ func BenchmarkPublisherFootprint(b *testing.B) {
 		startCPU, startWrites, start := cpuTime(b, pid), writeBytes(b, pid), time.Now()
 		var rss []int64
 		for time.Since(start) < duration {
-			time.Sleep(10 * time.Second)
+			time.Sleep(10 * time.Second) // the sampling interval
 			rss = append(rss, rssKiB(b, pid))
 		}
 		cpu, writes, wall := cpuTime(b, pid)-startCPU, writeBytes(b, pid)-startWrites, time.Since(start)
