@@ -20,6 +20,25 @@ func closedWithin(c net.Conn, d time.Duration) bool {
 	return err == io.EOF || err != nil
 }
 
+// settled waits until the probes with which Start saw the listeners at
+// addrs take connections are gone, and the places they took among the
+// connections not logged in are free again. A probe may be accepted
+// after Start returned; a listener accepts in order, so once a
+// connection made now has been accepted and refused (its first bytes
+// are neither MQTT, TLS nor HTTP), the probe before it was accepted too.
+func settled(t *testing.T, b *Broker, addrs ...string) {
+	t.Helper()
+	for _, addr := range addrs {
+		c := dialRaw(t, addr)
+		_, _ = c.Write([]byte("\x30\x00\r\n\r\n"))
+		if !endsWithin(c, 5*time.Second) {
+			t.Fatalf("%s kept a connection that sent garbage", addr)
+		}
+		c.Close()
+	}
+	testutil.WaitFor(t, "the start's probes gone", 5*time.Second, func() bool { return b.guard.pending.Load() == 0 })
+}
+
 func dialRaw(t *testing.T, addr string) net.Conn {
 	t.Helper()
 	c, err := net.Dial("tcp", addr)
@@ -45,6 +64,7 @@ func TestConnectLimits(t *testing.T) {
 	}
 	defer b.Close()
 	addr := b.Addr()
+	settled(t, b, addr)
 
 	// A 64 KiB CONNECT, announced in its fixed header, half sent.
 	big := dialRaw(t, addr)

@@ -135,6 +135,7 @@ func TestWSPreLoginCap(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			b, addr, _ := wsBroker(t, secure, Options{ConnectTimeout: 20 * time.Second, MaxUnauthenticated: 5})
+			settled(t, b, b.Addr(), addr)
 			held := make([]net.Conn, 5)
 			for i := range held {
 				held[i] = halfUpgrade(t, addr, secure)
@@ -354,6 +355,7 @@ func TestTLSListenerHandshakeUnderDeadline(t *testing.T) {
 	}
 	defer b.Close()
 	tlsAddr := b.TLSAddr()
+	settled(t, b, b.Addr(), tlsAddr)
 
 	silent := dialRaw(t, tlsAddr)
 	half := dialRaw(t, tlsAddr)
