@@ -328,7 +328,12 @@ func (h *accessHook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.P
 		return pk, nil
 	}
 	if cl.Properties.ProtocolVersion < 5 {
-		return pk, packets.ErrTopicNameInvalid // MQTT 3.1.1 has no negative PUBACK: disconnect
+		// MQTT 3.1.1 has no negative PUBACK, so the connection is closed
+		// (MQTT-3.3.5-2). Returning an error is not enough: mochi acts
+		// only on ErrRejectPacket, which drops the publish and would
+		// leave the sender waiting for its PUBACK.
+		cl.Stop(packets.ErrTopicNameInvalid)
+		return pk, packets.ErrRejectPacket
 	}
 	ackType := packets.Puback
 	if pk.FixedHeader.Qos == 2 {

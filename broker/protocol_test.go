@@ -186,8 +186,12 @@ func TestPublishToSysAnswered(t *testing.T) {
 	}
 	v3 := dialRawMQTT(t, b.Addr(), 4, "root3", "root", "root-pw")
 	v3.publish(4, "$SYS/broker/uptime", 0, 7, "forged")
-	if h, _, ok := v3.read(); ok {
+	// Closed, not silent: a read that ends before its deadline.
+	start := time.Now()
+	if h, _, ok := v3.readWithin(30 * time.Second); ok {
 		t.Errorf("MQTT 3.1.1: answered % x, want the connection closed", h)
+	} else if waited := time.Since(start); waited >= 30*time.Second {
+		t.Errorf("MQTT 3.1.1: no answer for %s, want the connection closed", waited)
 	}
 }
 
