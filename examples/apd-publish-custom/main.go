@@ -6,8 +6,8 @@
 package main
 
 import (
-	_ "github.com/apd-telemetry/apd/examples/wifi_signal" // registers wifi_signal from init
 	"github.com/apd-telemetry/apd/cmd/apd-publish/publishmain"
+	_ "github.com/apd-telemetry/apd/examples/wifi_signal"  // registers wifi_signal from init
 	_ "github.com/apd-telemetry/apd/publisher/sensors/all" // the built-in sensors
 )
 
