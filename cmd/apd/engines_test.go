@@ -172,13 +172,14 @@ func TestEngineUnknownScheme(t *testing.T) {
 // TestEngineAggregateFromNATSNeedsClaims: apd aggregate --source reads a
 // stream whose partitions the aggregators divide in the database they
 // share; on the embedded engine, which has no such claims, it refuses in
-// one line before it connects anywhere.
+// one line before it creates or connects to anything.
 func TestEngineAggregateFromNATSNeedsClaims(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	data := t.TempDir()
 	cmd := exec.CommandContext(ctx, filepath.Join(binDir, "apd"), "aggregate", "--log-level", "error",
-		"--source", "nats://127.0.0.1:1", "--broker", "tcp://127.0.0.1:1", "--data", t.TempDir(), "--http-addr", anyPort)
+		"--source", "nats://127.0.0.1:1", "--broker", "tcp://127.0.0.1:1", "--data", data, "--http-addr", anyPort)
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}
 	var stdout, stderr strings.Builder
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -192,4 +193,7 @@ func TestEngineAggregateFromNATSNeedsClaims(t *testing.T) {
 	}
 	refused(t, "aggregate --source on a file store", result{stdout.String(), stderr.String(), ee.ExitCode()}, 2,
 		"--source needs a PostgreSQL --store")
+	if entries, _ := os.ReadDir(data); len(entries) != 0 {
+		t.Errorf("the refusal left %s in the data directory: it must come before anything is created", entries[0].Name())
+	}
 }

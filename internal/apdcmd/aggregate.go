@@ -12,8 +12,13 @@ import (
 	"github.com/apd-telemetry/apd/internal/config"
 	"github.com/apd-telemetry/apd/internal/mqttc"
 	"github.com/apd-telemetry/apd/internal/server"
+	"github.com/apd-telemetry/apd/internal/store/engine"
 	"github.com/apd-telemetry/apd/schema"
 )
+
+// errSourceNeedsShared refuses --source on a store only one aggregator
+// writes to.
+var errSourceNeedsShared = errors.New("--source needs a PostgreSQL --store: the aggregators divide the stream there")
 
 // AggregateCmd is apd aggregate.
 type AggregateCmd struct {
@@ -74,6 +79,17 @@ func (c *AggregateCmd) Run(ctx context.Context, g *cli.Globals, file *config.Fil
 		}
 		name = clientID
 	}
+	if c.Source != "" {
+		// Before anything is opened or created: the aggregators divide the
+		// stream in the database they share.
+		loc, err := locateStore(c.storeLocation())
+		if err != nil {
+			return err
+		}
+		if _, ok := loc.Engine.(engine.Shared); !ok {
+			return cli.WithCode(cli.ExitUsage, errSourceNeedsShared, "")
+		}
+	}
 	srv, err := c.newServer(topics, name, file, log)
 	if err != nil {
 		return err
@@ -87,7 +103,7 @@ func (c *AggregateCmd) Run(ctx context.Context, g *cli.Globals, file *config.Fil
 	err = srv.Run(ctx, tr, server.RunOptions{Name: "apd aggregate", Attrs: []any{"db", storeLocation(srv.Store())}})
 	switch {
 	case errors.Is(err, server.ErrNoClaims):
-		return cli.WithCode(cli.ExitUsage, errors.New("--source needs a PostgreSQL --store: the aggregators divide the stream there"), "")
+		return cli.WithCode(cli.ExitUsage, errSourceNeedsShared, "")
 	case errors.Is(err, server.ErrClaims):
 		return cli.WithCode(cli.ExitFailure, err, "give each aggregator its own --client-id")
 	case errors.Is(err, server.ErrSourceUnreachable):

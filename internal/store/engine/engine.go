@@ -56,6 +56,17 @@ type Verifier interface {
 	Verify(path string) error
 }
 
+// Shared is an engine whose stores several aggregators write to at
+// once, each store a store.Claimer on which they divide work (the
+// partitions of a NATS stream). It is asked of a location before its
+// store is opened, so that a command that needs it refuses before it
+// creates anything.
+type Shared interface {
+	Engine
+	// SharedByAggregators marks the engine; its stores are Claimers.
+	SharedByAggregators()
+}
+
 // Options configure Open. The zero value opens read-write, waits as long
 // as it takes for another process to let go of the store, and keeps the
 // default limits.

@@ -216,3 +216,14 @@ func TestOpenPassesLimits(t *testing.T) {
 		})
 	}
 }
+
+// TestSharedEngines: only the engine several aggregators write to at once
+// says so; apd aggregate --source asks before it opens anything.
+func TestSharedEngines(t *testing.T) {
+	for _, e := range engine.Engines() {
+		_, shared := e.(engine.Shared)
+		if want := e.Name() == (engine.Postgres{}).Name(); shared != want {
+			t.Errorf("%s: Shared = %v, want %v", e.Name(), shared, want)
+		}
+	}
+}

@@ -18,6 +18,10 @@ func (Postgres) Name() string { return "the PostgreSQL engine" }
 // Schemes implements Engine.
 func (Postgres) Schemes() []string { return []string{"postgres", "postgresql"} }
 
+// SharedByAggregators implements Shared: the aggregators of one database
+// divide work through its advisory locks (pgstore.Claims).
+func (Postgres) SharedByAggregators() {}
+
 // Open implements Engine: it connects to the database at url and brings
 // its schema up to date.
 func (Postgres) Open(url string, opts Options) (store.Store, error) {
@@ -27,3 +31,5 @@ func (Postgres) Open(url string, opts Options) (store.Store, error) {
 	}
 	return st, nil
 }
+
+var _ Shared = Postgres{}
