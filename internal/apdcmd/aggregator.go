@@ -112,9 +112,8 @@ func (f serverFlags) storeLocation() string {
 }
 
 // newServer checks the shared settings, opens the store and builds the
-// aggregator on them.
-// newServer builds the aggregator; name, when set, names it among several
-// sharing one database (ingest.Options.Name).
+// aggregator on them; name, when set, names it among several sharing one
+// database (ingest.Options.Name).
 func (f serverFlags) newServer(topics schema.Topics, name string, file *config.File, log *slog.Logger) (*server.Server, error) {
 	keep, err := f.retention()
 	if err != nil {

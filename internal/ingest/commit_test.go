@@ -184,6 +184,8 @@ func TestAcksCoalesced(t *testing.T) {
 		t.Fatalf("within the window: %v, want only the first", a)
 	}
 	waitFor(t, "the window's acknowledgements", func() bool { return len(got()) >= 3 })
+	// What is under test: no fourth acknowledgement follows (each host
+	// once per window), so let a little time pass for one to show.
 	time.Sleep(100 * time.Millisecond)
 	a := got()
 	slices.Sort(a[1:])

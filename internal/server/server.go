@@ -95,7 +95,7 @@ type Server struct {
 }
 
 // New builds the aggregator on cfg.Store and binds the HTTP address. It
-// takes no readings before Start; on an error it closes the store.
+// takes no readings before Run; on an error it closes the store.
 func New(cfg Config) (*Server, error) {
 	log := cfg.Logger
 	if log == nil {
@@ -150,7 +150,7 @@ func New(cfg Config) (*Server, error) {
 const maxLiveDashboards = 64
 
 // publish is the rules' publish action: through the link, once there is
-// one (rules act only on commits, which begin with Start).
+// one (rules act only on commits, which begin once Run has started).
 func (s *Server) publish(topic string, payload []byte) error {
 	if s.link == nil {
 		return errors.New("not started")

@@ -117,9 +117,6 @@ func TestEmbeddedIngestion(t *testing.T) {
 	})
 }
 
-// TestExternalBrokerSubscription runs the aggregator path of apd aggregate:
-// a persistent paho subscription with manual acknowledgement to a broker
-
 // TestFirstSeqAheadOfSentSeqsWaits: through the real broker, a device
 // that has sent seqs 1..54 publishes a retained $status with first_seq
 // 99999 (same spool), then readings 55..60. The status is no proof that
