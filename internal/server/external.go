@@ -2,9 +2,6 @@ package server
 
 import (
 	"context"
-	"log/slog"
-	"sync"
-	"time"
 
 	"github.com/apd-telemetry/apd/internal/ingest/mqttsub"
 	"github.com/apd-telemetry/apd/internal/mqttc"
@@ -24,8 +21,8 @@ type ExternalBroker struct {
 	// member.
 	Share string
 
-	c    *mqttc.Client
-	link clientLink
+	c          *mqttc.Client
+	clientLink // Acknowledge and Publish, through c
 }
 
 var _ Transport = (*ExternalBroker)(nil)
@@ -41,18 +38,8 @@ func (e *ExternalBroker) Attach(_ context.Context, s *Server) error {
 	if err != nil {
 		return err
 	}
-	e.c, e.link = c, newClientLink(c, s.Logger())
+	e.c, e.clientLink = c, newClientLink(c, s.Logger())
 	return nil
-}
-
-// Acknowledge publishes a retained $ack in the background.
-func (e *ExternalBroker) Acknowledge(topic string, payload []byte) error {
-	return e.link.Acknowledge(topic, payload)
-}
-
-// Publish sends a rule's outcome.
-func (e *ExternalBroker) Publish(topic string, payload []byte) error {
-	return e.link.Publish(topic, payload)
 }
 
 // Start connects; it returns once subscribed.
@@ -66,60 +53,11 @@ func (e *ExternalBroker) StopTaking() {}
 // Close waits a while for the acknowledgements on their way, then
 // disconnects.
 func (e *ExternalBroker) Close() {
-	e.link.wait(ackFlushTimeout)
+	e.wait(ackFlushTimeout)
 	e.c.Close()
 }
 
 // Running names the broker, the client id and the shared group.
 func (e *ExternalBroker) Running() []any {
 	return []any{"broker", e.Client.URL, "client_id", e.Client.ClientID, "share", e.Share}
-}
-
-// ackFlushTimeout bounds how long a stop waits for the last
-// acknowledgements to reach an external broker.
-const ackFlushTimeout = 5 * time.Second
-
-// clientLink carries acknowledgements and rule outcomes through an MQTT
-// client. Acknowledgements go out in the background (the commit path
-// must not wait for a broker) and are counted, so a stop can wait for
-// them before the connection closes.
-type clientLink struct {
-	c      *mqttc.Client
-	log    *slog.Logger
-	acking *sync.WaitGroup
-}
-
-func newClientLink(c *mqttc.Client, log *slog.Logger) clientLink {
-	return clientLink{c: c, log: log, acking: new(sync.WaitGroup)}
-}
-
-func (l clientLink) Acknowledge(topic string, payload []byte) error {
-	l.acking.Add(1)
-	go func() {
-		defer l.acking.Done()
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := l.c.Publish(ctx, topic, payload, true); err != nil {
-			l.log.Debug("publish acknowledgement", "topic", topic, "err", err)
-		}
-	}()
-	return nil
-}
-
-// Publish sends a rule's outcome; the broker must let this user publish
-// readings (the admin role on apd's own broker).
-func (l clientLink) Publish(topic string, payload []byte) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	return l.c.Publish(ctx, topic, payload, false)
-}
-
-// wait waits for the acknowledgements on their way, at most timeout.
-func (l clientLink) wait(timeout time.Duration) {
-	done := make(chan struct{})
-	go func() { l.acking.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(timeout):
-	}
 }

@@ -25,10 +25,10 @@ type NATS struct {
 	// those dividing the partitions. Logger defaults to the server's.
 	Acks mqttc.Options
 
-	claims store.Claims
-	feed   *natsfeed.Feed
-	c      *mqttc.Client
-	link   clientLink
+	claims     store.Claims
+	feed       *natsfeed.Feed
+	c          *mqttc.Client
+	clientLink // Acknowledge and Publish, through c (the MQTT gateway)
 }
 
 var _ Transport = (*NATS)(nil)
@@ -67,18 +67,10 @@ func (n *NATS) Attach(ctx context.Context, s *Server) error {
 		claims.Close()
 		return err
 	}
-	n.claims, n.feed, n.c, n.link = claims, feed, c, newClientLink(c, log)
+	n.claims, n.feed, n.c, n.clientLink = claims, feed, c, newClientLink(c, log)
 	s.reportPartitions(feed.Held)
 	return nil
 }
-
-// Acknowledge publishes a retained $ack in the background.
-func (n *NATS) Acknowledge(topic string, payload []byte) error {
-	return n.link.Acknowledge(topic, payload)
-}
-
-// Publish sends a rule's outcome through the gateway.
-func (n *NATS) Publish(topic string, payload []byte) error { return n.link.Publish(topic, payload) }
 
 // Start connects the acknowledging client, then claims partitions and
 // reads them, now and every rebalance.
@@ -97,7 +89,7 @@ func (n *NATS) StopTaking() { n.feed.Stop() }
 // Close waits a while for the $acks on their way, disconnects, flushes
 // the stream's acknowledgements and gives up the claims.
 func (n *NATS) Close() {
-	n.link.wait(ackFlushTimeout)
+	n.wait(ackFlushTimeout)
 	n.c.Close()
 	n.feed.Close()
 	n.claims.Close()
