@@ -419,7 +419,16 @@ func (b *Broker) StopListening() {
 func (b *Broker) DroppedQueued() uint64 { return b.queues.dropped.Load() }
 
 // Queued returns the messages the broker holds in flight for delivery.
-func (b *Broker) Queued() int64 { return atomic.LoadInt64(&b.srv.Info.Inflight) }
+// It counts the sessions' in-flight entries rather than reading mochi's
+// running total, which a resumed session's acknowledgements drive below
+// zero (seen at -20 after a persistent session took its queue back).
+func (b *Broker) Queued() int64 {
+	var n int64
+	for _, cl := range b.srv.Clients.GetAll() {
+		n += int64(cl.State.Inflight.Len())
+	}
+	return n
+}
 
 // QueuedBytes returns the payload and topic bytes the broker holds for
 // delivery: in flight and waiting to be written to connections.
