@@ -33,25 +33,32 @@ Example:
 
 // Run implements the command.
 func (c *VerifyCmd) Run(g *cli.Globals) error {
-	loc, err := locateStore(c.File)
+	path, err := verifyFile(c.File)
 	if err != nil {
-		return err
-	}
-	verifier, ok := loc.Engine.(engine.Verifier)
-	if !ok {
-		return refuse("verify", loc.Engine, "has no file to check; apd verify checks database files, such as apd backup writes")
-	}
-	path := kong.ExpandPath(loc.Target)
-	if fi, err := os.Stat(path); err != nil {
-		return cli.WithCode(cli.ExitUsage, err, "")
-	} else if fi.IsDir() {
-		return cli.WithCode(cli.ExitUsage, fmt.Errorf("%s is a directory, not a database file", path), "")
-	}
-	if err := verifier.Verify(path); err != nil {
 		return err
 	}
 	fmt.Fprintf(g.Stdout(), "%s: sound\n", path)
 	return nil
+}
+
+// verifyFile checks the store file at location with its engine's
+// Verifier and returns the file's path.
+func verifyFile(location string) (string, error) {
+	loc, err := locateStore(location)
+	if err != nil {
+		return "", err
+	}
+	verifier, ok := loc.Engine.(engine.Verifier)
+	if !ok {
+		return "", refuse("verify", loc.Engine, "has no file to check; apd verify checks database files, such as apd backup writes")
+	}
+	path := kong.ExpandPath(loc.Target)
+	if fi, err := os.Stat(path); err != nil {
+		return "", cli.WithCode(cli.ExitUsage, err, "")
+	} else if fi.IsDir() {
+		return "", cli.WithCode(cli.ExitUsage, fmt.Errorf("%s is a directory, not a database file", path), "")
+	}
+	return path, verifier.Verify(path)
 }
 
 // verifyApart runs apd verify on the database file at path in a child
@@ -66,7 +73,8 @@ func verifyApart(path string) error {
 	location := (&url.URL{Scheme: "file", Path: filepath.ToSlash(abs)}).String()
 	self, err := os.Executable()
 	if err != nil {
-		return verifyHere(location)
+		_, err := verifyFile(location) // in this process, when apd cannot run itself
+		return err
 	}
 	var out bytes.Buffer
 	cmd := exec.Command(self, "verify", location)
@@ -81,19 +89,6 @@ func verifyApart(path string) error {
 		msg = err.Error()
 	}
 	return errors.New(strings.TrimPrefix(msg, "apd: "))
-}
-
-// verifyHere verifies in this process, when apd cannot run itself.
-func verifyHere(location string) error {
-	loc, err := engine.Parse(location)
-	if err != nil {
-		return err
-	}
-	verifier, ok := loc.Engine.(engine.Verifier)
-	if !ok {
-		return fmt.Errorf("verify: %s has no file to check", loc.Engine.Name())
-	}
-	return verifier.Verify(loc.Target)
 }
 
 // BackupCmd is apd backup.

@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/apd-telemetry/apd/internal/ingest/ingesttest"
+
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/apd-telemetry/apd/internal/store/engine"
@@ -48,13 +50,13 @@ func (f *failingStore) Commit(b *store.Batch) (store.CommitResult, error) {
 // metrics, and everything is stored and acknowledged once commits succeed.
 func TestCommitFailureHoldsAcknowledgements(t *testing.T) {
 	t.Parallel()
-	fs := &failingStore{failures: 3, Store: openStore(t)}
+	fs := &failingStore{failures: 3, Store: ingesttest.OpenStore(t)}
 	var acks atomic.Int32
 	in := ingest.New(fs, func(string, []byte) error { acks.Add(1); return nil }, ingest.Options{})
 	defer in.Close()
 	var done atomic.Int32
 	for i := 1; i <= 5; i++ {
-		if _, err := in.SubmitMessage("apd/pi/t", payload("pi", "t", uint64(i), i, 1), func() { done.Add(1) }); err != nil {
+		if _, err := in.SubmitMessage("apd/pi/t", ingesttest.Payload("pi", "t", uint64(i), i, 1), func() { done.Add(1) }); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -128,10 +130,10 @@ func TestCorruptChunkQuarantined(t *testing.T) {
 		}
 	}
 	waitFor(t, "both hosts' readings stored", func() bool { return in.Metrics().Stored.Value() == 4 })
-	if got := count(t, st, store.Query{Hosts: []string{"bad"}}); got != 2 {
+	if got := ingesttest.Count(t, st, store.Query{Hosts: []string{"bad"}}); got != 2 {
 		t.Errorf("readings of the damaged series: %d, want the 2 new ones", got)
 	}
-	if got := count(t, st, store.Query{Hosts: []string{"good"}}); got != 3 {
+	if got := ingesttest.Count(t, st, store.Query{Hosts: []string{"good"}}); got != 3 {
 		t.Errorf("readings of the other series: %d, want 3", got)
 	}
 	if n := in.Metrics().Quarantined.Value(); n != 1 {
@@ -157,7 +159,7 @@ func TestAcksCoalesced(t *testing.T) {
 	var mu sync.Mutex
 	var acks []string
 	got := func() []string { mu.Lock(); defer mu.Unlock(); return slices.Clone(acks) }
-	in := ingest.New(openStore(t), func(topic string, p []byte) error {
+	in := ingest.New(ingesttest.OpenStore(t), func(topic string, p []byte) error {
 		var a schema.Ack
 		_ = json.Unmarshal(p, &a)
 		mu.Lock()
@@ -169,7 +171,7 @@ func TestAcksCoalesced(t *testing.T) {
 	stored := uint64(0)
 	commit := func(host string, seq uint64) {
 		t.Helper()
-		if _, err := in.SubmitMessage("apd/"+host+"/t", payload(host, "t", seq, int(seq), 1), nil); err != nil {
+		if _, err := in.SubmitMessage("apd/"+host+"/t", ingesttest.Payload(host, "t", seq, int(seq), 1), nil); err != nil {
 			t.Fatal(err)
 		}
 		stored++
@@ -201,7 +203,7 @@ func TestOnCommitOnlyWhenWanted(t *testing.T) {
 	var want atomic.Bool
 	var mu sync.Mutex
 	var seen [][]string
-	in := ingest.New(openStore(t), func(string, []byte) error { return nil }, ingest.Options{
+	in := ingest.New(ingesttest.OpenStore(t), func(string, []byte) error { return nil }, ingest.Options{
 		WantCommits: want.Load,
 		OnCommit: func(rs []schema.Reading) {
 			var ts []string
@@ -218,7 +220,7 @@ func TestOnCommitOnlyWhenWanted(t *testing.T) {
 	submit := func(seqs ...uint64) {
 		t.Helper()
 		for _, q := range seqs {
-			if _, err := in.SubmitMessage("apd/pi/t", payload("pi", "t", q, int(q), 1), nil); err != nil {
+			if _, err := in.SubmitMessage("apd/pi/t", ingesttest.Payload("pi", "t", q, int(q), 1), nil); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -263,7 +265,7 @@ func TestOnCommitOnlyWhenWanted(t *testing.T) {
 // publishes only those of the hosts it committed last.
 func TestAcknowledgeStored(t *testing.T) {
 	t.Parallel()
-	st := openStore(t)
+	st := ingesttest.OpenStore(t)
 	t0 := time.Now().UTC().Truncate(time.Second).Add(-time.Hour)
 	for i, host := range []string{"mine", "theirs"} {
 		b := &store.Batch{Aggregator: map[string]string{"mine": "a", "theirs": "b"}[host]}

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/apd-telemetry/apd/internal/ingest/ingesttest"
+
 	"github.com/apd-telemetry/apd/internal/ingest"
 	"github.com/apd-telemetry/apd/internal/store"
 )
@@ -15,7 +17,7 @@ import (
 // being acknowledged.
 func TestImpossibleFirstSeqRejected(t *testing.T) {
 	t.Parallel()
-	st := openStore(t)
+	st := ingesttest.OpenStore(t)
 	acks := make(chan string, 16)
 	in := ingest.New(st, func(_ string, p []byte) error { acks <- string(p); return nil }, ingest.Options{})
 	defer in.Close()
@@ -28,10 +30,10 @@ func TestImpossibleFirstSeqRejected(t *testing.T) {
 		<-done
 	}
 	submit("apd/pi/$status", []byte(`{"state":"online","first_seq":1,"spool":"s1"}`))
-	submit("apd/pi/t", payload("pi", "t", 1, 1, 20))
+	submit("apd/pi/t", ingesttest.Payload("pi", "t", 1, 1, 20))
 	far := uint64(1 + store.MaxSeqJump + 2)
 	submit("apd/pi/$status", fmt.Appendf(nil, `{"state":"online","first_seq":%d,"spool":"s1"}`, far))
-	submit("apd/pi/t", payload("pi", "t", 2, 2, 21))
+	submit("apd/pi/t", ingesttest.Payload("pi", "t", 2, 2, 21))
 	if got := in.Metrics().Rejected[ingest.ReasonSeqOutOfRange].Value(); got != 1 {
 		t.Errorf("seq_out_of_range rejections %d, want 1", got)
 	}

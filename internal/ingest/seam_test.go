@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/apd-telemetry/apd/internal/ingest/ingesttest"
+
 	"github.com/apd-telemetry/apd/broker"
 	"github.com/apd-telemetry/apd/internal/ingest"
 	"github.com/apd-telemetry/apd/internal/ingest/brokerhook"
@@ -236,7 +238,7 @@ var seamOptions = ingest.Options{MaxSeriesPerHost: 2}
 // decoded, through Submit, and waits for its done, in which it checks
 // that the input is durable.
 func feedInMemory(t *testing.T, ins []seamInput) seamResult {
-	st := openStore(t)
+	st := ingesttest.OpenStore(t)
 	var acks ackRecorder
 	in := ingest.New(st, func(topic string, p []byte) error { acks.record(topic, p); return nil }, seamOptions)
 	defer in.Close()
@@ -278,7 +280,7 @@ func feedInMemory(t *testing.T, ins []seamInput) seamResult {
 // broker with the ingestion hook: the PUBACK is the hook's done, so when
 // Publish returns the input must be durable.
 func feedOverMQTT(t *testing.T, ins []seamInput) seamResult {
-	st := openStore(t)
+	st := ingesttest.OpenStore(t)
 	in := ingest.NewIngester(st, seamOptions)
 	brk, err := broker.New(broker.Options{Addr: "127.0.0.1:0", Hooks: []mqtt.Hook{brokerhook.New(in)}})
 	if err != nil {

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/apd-telemetry/apd/internal/ingest/ingesttest"
+
 	"github.com/apd-telemetry/apd/internal/ingest"
 	"github.com/apd-telemetry/apd/internal/store"
 	"github.com/apd-telemetry/apd/schema"
@@ -58,7 +60,7 @@ func TestSubmitChecksDecodedInput(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			st := openStore(t)
+			st := ingesttest.OpenStore(t)
 			in := ingest.New(st, nil, ingest.Options{})
 			defer in.Close()
 			done := make(chan struct{})
@@ -99,7 +101,7 @@ func TestSubmitChecksDecodedInput(t *testing.T) {
 // which the store knows it.
 func TestSubmitGivesTimes(t *testing.T) {
 	t.Parallel()
-	st := openStore(t)
+	st := ingesttest.OpenStore(t)
 	in := ingest.New(st, nil, ingest.Options{})
 	received := time.Now().UTC().Add(-time.Minute).Truncate(time.Millisecond)
 	precise := received.Add(-time.Second + 123456789)
@@ -130,7 +132,7 @@ func TestSubmitGivesTimes(t *testing.T) {
 // outside the prefix are not submitted; their done is called at once.
 func TestSubmitMessageIgnoresWhatIsNotTheAggregators(t *testing.T) {
 	t.Parallel()
-	in := ingest.New(openStore(t), nil, ingest.Options{})
+	in := ingest.New(ingesttest.OpenStore(t), nil, ingest.Options{})
 	defer in.Close()
 	for _, topic := range []string{"apd/pi/$ack", "other/pi/t", "$SYS/broker/uptime"} {
 		called := false
@@ -148,7 +150,7 @@ func TestSubmitMessageIgnoresWhatIsNotTheAggregators(t *testing.T) {
 // called: the transport does not acknowledge it.
 func TestSubmitAfterClose(t *testing.T) {
 	t.Parallel()
-	in := ingest.New(openStore(t), nil, ingest.Options{})
+	in := ingest.New(ingesttest.OpenStore(t), nil, ingest.Options{})
 	in.Close()
 	_, err := in.Submit(ingest.Submission{Reading: &schema.Reading{Host: "pi", Sensor: "t", Value: json.RawMessage("1")}},
 		func() { t.Error("done called after Close") })

@@ -293,7 +293,7 @@ func TestRunExternalBroker(t *testing.T) {
 			tr := &ackRecorder{Transport: external, t: t, last: map[string]uint64{}}
 			drainTest(t, srv, st, path, tr, brk.Addr)
 			// The broker keeps the last $ack for the devices.
-			if got := watchAcks(t, brk.Addr(), "pi"); !waitTrue(func() bool { return got() == 21 }) {
+			if got := watchAcks(t, brk.Addr(), "pi"); !testutil.Eventually(10*time.Second, func() bool { return got() == 21 }) {
 				t.Errorf("retained $ack at the broker: seq %d, want 21", got())
 			}
 			// It got every reading acknowledged: the session, resumed,
@@ -315,17 +315,6 @@ func TestRunExternalBroker(t *testing.T) {
 			}
 		})
 	}
-}
-
-func waitTrue(cond func() bool) bool {
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	return true
 }
 
 // TestRunNATSNeedsClaims: a NATS source on a store that keeps no claims

@@ -9,11 +9,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/apd-telemetry/apd/internal/ingest/ingesttest"
+
 	"github.com/apd-telemetry/apd/broker"
 	"github.com/apd-telemetry/apd/internal/ingest"
 	"github.com/apd-telemetry/apd/internal/mqttc"
 	"github.com/apd-telemetry/apd/internal/store"
-	"github.com/apd-telemetry/apd/internal/store/engine"
 )
 
 // TestFloodDoesNotCostReadings: one client floods 10,000 malformed
@@ -24,7 +25,7 @@ func TestFloodDoesNotCostReadings(t *testing.T) {
 		t.Skip("floods the broker for seconds")
 	}
 	t.Parallel()
-	st := openStore(t, "", engine.Options{})
+	st := ingesttest.OpenStore(t)
 	in, brk := startEmbedded(t, st, ingest.Options{MaxPayload: 1024}, broker.Options{MaxPayload: 2048})
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -68,7 +69,7 @@ func TestFloodDoesNotCostReadings(t *testing.T) {
 	device := dial(t, brk.Addr(), "good-device")
 	const n = 200
 	for i := 1; i <= n; i++ {
-		if err := device.Publish(ctx, "apd/good/t", payload("good", "t", uint64(i), i, float64(i)), false); err != nil {
+		if err := device.Publish(ctx, "apd/good/t", ingesttest.Payload("good", "t", uint64(i), i, float64(i)), false); err != nil {
 			t.Fatalf("device publish %d: %v", i, err)
 		}
 		if i == n/2 {
@@ -77,9 +78,9 @@ func TestFloodDoesNotCostReadings(t *testing.T) {
 	}
 	wg.Wait()
 	waitFor(t, "the device's readings", func() bool {
-		return count(t, st, store.Query{Hosts: []string{"good"}}) == n
+		return ingesttest.Count(t, st, store.Query{Hosts: []string{"good"}}) == n
 	})
-	stored := count(t, st, store.Query{Hosts: []string{"good"}})
+	stored := ingesttest.Count(t, st, store.Query{Hosts: []string{"good"}})
 	rejected, cut := in.Metrics().RejectedTotal(), in.Metrics().CutOff.Value()
 	t.Logf("flood messages attempted: %d; rejected to dead letters: %d; flooder cut off %d times; device readings stored: %d of %d",
 		flooded.Load(), rejected, cut, stored, n)

@@ -1,7 +1,6 @@
 package brokerhook_test
 
 import (
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -10,26 +9,9 @@ import (
 	"github.com/apd-telemetry/apd/internal/ingest/brokerhook"
 	"github.com/apd-telemetry/apd/internal/mqttc"
 	"github.com/apd-telemetry/apd/internal/store"
-	"github.com/apd-telemetry/apd/internal/store/engine"
 	"github.com/apd-telemetry/apd/internal/testutil"
-	"github.com/apd-telemetry/apd/schema"
 	mqtt "github.com/mochi-mqtt/server/v2"
 )
-
-// openStore opens the embedded engine at path (a fresh one when empty),
-// closed with the test.
-func openStore(t *testing.T, path string, opts engine.Options) store.Store {
-	t.Helper()
-	if path == "" {
-		path = filepath.Join(t.TempDir(), "apd.db")
-	}
-	st, err := engine.Open(path, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	return st
-}
 
 func dial(t *testing.T, addr, id string) *mqttc.Client {
 	t.Helper()
@@ -39,22 +21,6 @@ func dial(t *testing.T, addr, id string) *mqttc.Client {
 	}
 	t.Cleanup(c.Close)
 	return c
-}
-
-func payload(host, sensor string, seq uint64, minute int, v float64) []byte {
-	r := schema.Reading{Host: host, Sensor: sensor, Seq: seq,
-		Time:  time.Now().UTC().Truncate(time.Hour).Add(time.Duration(minute) * time.Minute),
-		Value: schema.Quantity{Magnitude: v, Unit: "degC"}.Raw()}
-	return r.AppendJSON(nil, schema.WithIdentity)
-}
-
-func count(t *testing.T, st store.Reader, q store.Query) int {
-	t.Helper()
-	n := 0
-	if err := st.Scan(q, func(*schema.Reading) error { n++; return nil }); err != nil {
-		t.Fatal(err)
-	}
-	return n
 }
 
 // startEmbedded runs an ingester on st behind a broker on a free loopback

@@ -8,10 +8,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/apd-telemetry/apd/internal/ingest/ingesttest"
+
 	"github.com/apd-telemetry/apd/broker"
 	"github.com/apd-telemetry/apd/internal/ingest"
 	"github.com/apd-telemetry/apd/internal/store"
-	"github.com/apd-telemetry/apd/internal/store/engine"
 	"github.com/apd-telemetry/apd/schema"
 )
 
@@ -21,7 +22,7 @@ import (
 // host's $ack follows the commits.
 func TestEmbeddedIngestion(t *testing.T) {
 	t.Parallel()
-	st := openStore(t, "", engine.Options{})
+	st := ingesttest.OpenStore(t)
 	in, brk := startEmbedded(t, st, ingest.Options{MaxPayload: 1024}, broker.Options{})
 
 	watcher := dial(t, brk.Addr(), "watcher")
@@ -49,7 +50,7 @@ func TestEmbeddedIngestion(t *testing.T) {
 		{"apd/pi/temperature", `{"v":1,`, ingest.ReasonInvalidJSON},
 		{"apd/pi/temperature", `hello`, ingest.ReasonInvalidJSON},
 		{"apd/pi/temperature", `{"v":7,"ts":"2026-11-23T12:00:00Z","value":1}`, ingest.ReasonVersion},
-		{"apd/pi/temperature", string(payload("other", "temperature", 99, 0, 1)), ingest.ReasonTopicMismatch},
+		{"apd/pi/temperature", string(ingesttest.Payload("other", "temperature", 99, 0, 1)), ingest.ReasonTopicMismatch},
 		{"apd/p%i/temperature", `1`, ingest.ReasonInvalidName},
 		{"apd/pi/temperature", `{"v":1,"value":1}`, ingest.ReasonInvalidField},
 		{"apd/pi/temperature", strings.Repeat("1", 2000), ingest.ReasonTooLarge},
@@ -59,28 +60,28 @@ func TestEmbeddedIngestion(t *testing.T) {
 		{"apd/pi/temperature", `{"v":1,"ts":"2999-01-01T00:00:00Z","seq":1000,"value":1}`, ingest.ReasonTimeWindow},
 		{"apd/pi/temperature/extra", `1`, ingest.ReasonInvalidTopic},
 		{"apd/pi/../x", `1`, ingest.ReasonInvalidTopic},
-		{"apd/pi/temperature", string(payload("pi", "temperature", 1<<53+1, 30, 1)), ingest.ReasonSeqOutOfRange},
+		{"apd/pi/temperature", string(ingesttest.Payload("pi", "temperature", 1<<53+1, 30, 1)), ingest.ReasonSeqOutOfRange},
 		{"apd/pi/$status", `{"state":"online","first_seq":18446744073709551615}`, ingest.ReasonSeqOutOfRange},
 	}
 	seq := uint64(0)
 	for i, b := range bad {
 		seq++
-		send("apd/pi/temperature", payload("pi", "temperature", seq, i, 20+float64(i)))
+		send("apd/pi/temperature", ingesttest.Payload("pi", "temperature", seq, i, 20+float64(i)))
 		send(b.topic, []byte(b.payload))
 	}
 	seq++
-	send("apd/pi/temperature", payload("pi", "temperature", seq, 59, 30))
+	send("apd/pi/temperature", ingesttest.Payload("pi", "temperature", seq, 59, 30))
 	send("apd/shed/temperature", []byte("21.5"))
 	// A duplicate of the first reading: stored once.
-	send("apd/pi/temperature", payload("pi", "temperature", 1, 0, 20))
+	send("apd/pi/temperature", ingesttest.Payload("pi", "temperature", 1, 0, 20))
 
 	waitFor(t, "all readings stored", func() bool {
 		return in.Metrics().Stored.Value() == seq+1 && in.Metrics().Duplicates.Value() == 1
 	})
-	if got := count(t, st, store.Query{Sensor: "temperature", Hosts: []string{"pi"}}); got != int(seq) {
+	if got := ingesttest.Count(t, st, store.Query{Sensor: "temperature", Hosts: []string{"pi"}}); got != int(seq) {
 		t.Errorf("stored %d readings of pi, want %d", got, seq)
 	}
-	if got := count(t, st, store.Query{Sensor: "temperature", Hosts: []string{"shed"}}); got != 1 {
+	if got := ingesttest.Count(t, st, store.Query{Sensor: "temperature", Hosts: []string{"shed"}}); got != 1 {
 		t.Errorf("bare payload stored %d times", got)
 	}
 	m := in.Metrics()
@@ -125,7 +126,7 @@ func TestEmbeddedIngestion(t *testing.T) {
 // waits in the host's record until a reading at or above it arrives.
 func TestFirstSeqAheadOfSentSeqsWaits(t *testing.T) {
 	t.Parallel()
-	st := openStore(t, "", engine.Options{})
+	st := ingesttest.OpenStore(t)
 	_, brk := startEmbedded(t, st, ingest.Options{}, broker.Options{})
 	watcher := dial(t, brk.Addr(), "watcher")
 	acks := make(chan schema.Ack, 256)

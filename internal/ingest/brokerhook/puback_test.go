@@ -6,10 +6,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/apd-telemetry/apd/internal/ingest/ingesttest"
+
 	"github.com/apd-telemetry/apd/broker"
 	"github.com/apd-telemetry/apd/internal/ingest"
 	"github.com/apd-telemetry/apd/internal/store"
-	"github.com/apd-telemetry/apd/internal/store/engine"
 )
 
 // gatedStore holds every commit until the test opens its gate, and says
@@ -34,7 +35,7 @@ func (g *gatedStore) Commit(b *store.Batch) (store.CommitResult, error) {
 // it has.
 func TestPubackAfterCommit(t *testing.T) {
 	t.Parallel()
-	st := &gatedStore{Store: openStore(t, "", engine.Options{}), waiting: make(chan struct{}, 1), gate: make(chan struct{})}
+	st := &gatedStore{Store: ingesttest.OpenStore(t), waiting: make(chan struct{}, 1), gate: make(chan struct{})}
 	_, brk := startEmbedded(t, st, ingest.Options{}, broker.Options{})
 	var open sync.Once
 	release := func() { open.Do(func() { close(st.gate) }) }
@@ -44,7 +45,7 @@ func TestPubackAfterCommit(t *testing.T) {
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		defer cancel()
-		acked <- device.Publish(ctx, "apd/pi/t", payload("pi", "t", 1, 1, 20), false)
+		acked <- device.Publish(ctx, "apd/pi/t", ingesttest.Payload("pi", "t", 1, 1, 20), false)
 	}()
 	select {
 	case <-st.waiting:
@@ -56,7 +57,7 @@ func TestPubackAfterCommit(t *testing.T) {
 		t.Fatalf("PUBACK while the commit waits (publish returned %v)", err)
 	default:
 	}
-	if n := count(t, st, store.Query{Hosts: []string{"pi"}}); n != 0 {
+	if n := ingesttest.Count(t, st, store.Query{Hosts: []string{"pi"}}); n != 0 {
 		t.Fatalf("%d stored before the commit", n)
 	}
 	release()
@@ -68,7 +69,7 @@ func TestPubackAfterCommit(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("no PUBACK after the commit")
 	}
-	if n := count(t, st, store.Query{Hosts: []string{"pi"}}); n != 1 {
+	if n := ingesttest.Count(t, st, store.Query{Hosts: []string{"pi"}}); n != 1 {
 		t.Errorf("%d stored once acknowledged, want 1", n)
 	}
 }

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/apd-telemetry/apd/internal/ingest/ingesttest"
+
 	"github.com/apd-telemetry/apd/broker"
 	"github.com/apd-telemetry/apd/internal/ingest"
 	"github.com/apd-telemetry/apd/internal/ingest/brokerhook"
@@ -33,7 +35,7 @@ func TestSeriesFloodBounded(t *testing.T) {
 	)
 	t.Parallel()
 	path := filepath.Join(t.TempDir(), "apd.db")
-	st := openStore(t, path, engine.Options{Limits: store.Limits{MaxDeadBytes: deadCap}})
+	st := ingesttest.OpenStoreAt(t, path, engine.Options{Limits: store.Limits{MaxDeadBytes: deadCap}})
 	in, brk := startEmbedded(t, st, ingest.Options{MaxSeriesPerHost: bound}, broker.Options{})
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -44,13 +46,13 @@ func TestSeriesFloodBounded(t *testing.T) {
 		t.Helper()
 		for s := range 10 {
 			goodSeq++
-			if err := good.Publish(ctx, fmt.Sprintf("apd/good/t%d", s), payload("good", fmt.Sprintf("t%d", s), goodSeq, run, float64(s)), false); err != nil {
+			if err := good.Publish(ctx, fmt.Sprintf("apd/good/t%d", s), ingesttest.Payload("good", fmt.Sprintf("t%d", s), goodSeq, run, float64(s)), false); err != nil {
 				t.Fatal(err)
 			}
 		}
 	}
 	publishGood(0)
-	waitFor(t, "the good device's first readings", func() bool { return count(t, st, store.Query{Hosts: []string{"good"}}) == 10 })
+	waitFor(t, "the good device's first readings", func() bool { return ingesttest.Count(t, st, store.Query{Hosts: []string{"good"}}) == 10 })
 	before := fileSize(t, path)
 
 	// QoS 0, a fresh connection every perConn names: each is written in
@@ -62,7 +64,7 @@ func TestSeriesFloodBounded(t *testing.T) {
 		}
 		for i := first; i < min(first+perConn, names); i++ {
 			sensor := fmt.Sprintf("s%06d", i)
-			if err := c.Publish(ctx, "apd/greedy/"+sensor, payload("greedy", sensor, uint64(i+1), 0, 1), false); err != nil {
+			if err := c.Publish(ctx, "apd/greedy/"+sensor, ingesttest.Payload("greedy", sensor, uint64(i+1), 0, 1), false); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -76,10 +78,10 @@ func TestSeriesFloodBounded(t *testing.T) {
 	waitFor(t, "every greedy reading stored or refused", func() bool {
 		ds, err := st.DeadLetterStats()
 		return err == nil && m.Rejected[ingest.ReasonSeriesLimit].Value() == names-bound &&
-			ds.Count+ds.Dropped == names-bound && count(t, st, store.Query{Hosts: []string{"greedy"}}) == bound
+			ds.Count+ds.Dropped == names-bound && ingesttest.Count(t, st, store.Query{Hosts: []string{"greedy"}}) == bound
 	})
 	waitFor(t, "the good device's readings", func() bool {
-		return count(t, st, store.Query{Hosts: []string{"good"}}) == 10*goodRuns
+		return ingesttest.Count(t, st, store.Query{Hosts: []string{"good"}}) == 10*goodRuns
 	})
 	hosts, err := st.Hosts()
 	if err != nil {
@@ -101,11 +103,11 @@ func TestSeriesFloodBounded(t *testing.T) {
 	}
 	// A known series of the greedy host is still stored.
 	p := dial(t, brk.Addr(), "greedy-known")
-	if err := p.Publish(ctx, "apd/greedy/s000007", payload("greedy", "s000007", names+1, 1, 2), false); err != nil {
+	if err := p.Publish(ctx, "apd/greedy/s000007", ingesttest.Payload("greedy", "s000007", names+1, 1, 2), false); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "a known series' new reading", func() bool {
-		return count(t, st, store.Query{Hosts: []string{"greedy"}, Sensor: "s000007"}) == 2
+		return ingesttest.Count(t, st, store.Query{Hosts: []string{"greedy"}, Sensor: "s000007"}) == 2
 	})
 
 	// 100 series of a few KB each, and dead letters within their byte
@@ -125,7 +127,7 @@ func TestSeriesFloodBounded(t *testing.T) {
 	defer c.Close()
 	for i := names; i < names+brokerhook.MaxRejects+1; i++ {
 		sensor := fmt.Sprintf("s%06d", i)
-		if c.Publish(ctx, "apd/greedy/"+sensor, payload("greedy", sensor, uint64(i+2), 0, 1), false) != nil {
+		if c.Publish(ctx, "apd/greedy/"+sensor, ingesttest.Payload("greedy", sensor, uint64(i+2), 0, 1), false) != nil {
 			break // cut off
 		}
 	}

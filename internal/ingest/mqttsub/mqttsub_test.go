@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/apd-telemetry/apd/internal/ingest/ingesttest"
+
 	"github.com/apd-telemetry/apd/broker"
 	"github.com/apd-telemetry/apd/internal/ingest"
 	"github.com/apd-telemetry/apd/internal/ingest/mqttsub"
@@ -17,22 +19,6 @@ import (
 	"github.com/apd-telemetry/apd/internal/testutil"
 	"github.com/apd-telemetry/apd/schema"
 )
-
-func payload(host, sensor string, seq uint64, minute int, v float64) []byte {
-	r := schema.Reading{Host: host, Sensor: sensor, Seq: seq,
-		Time:  time.Now().UTC().Truncate(time.Hour).Add(time.Duration(minute) * time.Minute),
-		Value: schema.Quantity{Magnitude: v, Unit: "degC"}.Raw()}
-	return r.AppendJSON(nil, schema.WithIdentity)
-}
-
-func count(t *testing.T, st store.Reader, q store.Query) int {
-	t.Helper()
-	n := 0
-	if err := st.Scan(q, func(*schema.Reading) error { n++; return nil }); err != nil {
-		t.Fatal(err)
-	}
-	return n
-}
 
 // TestExternalBrokerSubscription runs the aggregator path of apd aggregate:
 // a persistent paho subscription with manual acknowledgement to a broker
@@ -76,12 +62,12 @@ func TestExternalBrokerSubscription(t *testing.T) {
 	})
 	const n = 50
 	for i := 1; i <= n; i++ {
-		if err := device.Publish(context.Background(), "apd/ext/t", payload("ext", "t", uint64(i), i%60, float64(i)), false); err != nil {
+		if err := device.Publish(context.Background(), "apd/ext/t", ingesttest.Payload("ext", "t", uint64(i), i%60, float64(i)), false); err != nil {
 			t.Fatal(err)
 		}
 	}
 	_ = device.Publish(context.Background(), "apd/ext/$status", []byte(`{"state":"online"}`), true)
-	testutil.WaitFor(t, fmt.Sprintf("%d stored", n), 10*time.Second, func() bool { return count(t, st, store.Query{Hosts: []string{"ext"}}) == n })
+	testutil.WaitFor(t, fmt.Sprintf("%d stored", n), 10*time.Second, func() bool { return ingesttest.Count(t, st, store.Query{Hosts: []string{"ext"}}) == n })
 	deadline := time.After(10 * time.Second)
 	for seq := uint64(0); seq != n; {
 		select {
@@ -131,7 +117,7 @@ func TestQueueOfAResumedSession(t *testing.T) {
 	defer device.Close()
 	const n = 20
 	for i := 1; i <= n; i++ {
-		if err := device.Publish(context.Background(), "apd/away/t", payload("away", "t", uint64(i), i, 1), false); err != nil {
+		if err := device.Publish(context.Background(), "apd/away/t", ingesttest.Payload("away", "t", uint64(i), i, 1), false); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -143,7 +129,7 @@ func TestQueueOfAResumedSession(t *testing.T) {
 	if err := c.Start(); err != nil {
 		t.Fatal(err)
 	}
-	testutil.WaitFor(t, "the queued readings stored", 10*time.Second, func() bool { return count(t, st, store.Query{Hosts: []string{"away"}}) == n })
+	testutil.WaitFor(t, "the queued readings stored", 10*time.Second, func() bool { return ingesttest.Count(t, st, store.Query{Hosts: []string{"away"}}) == n })
 	testutil.WaitFor(t, "the queued readings acknowledged to the broker", 10*time.Second, func() bool { return brk.QueuedBytes() == 0 })
 	if q := brk.Queued(); q != 0 {
 		t.Errorf("the broker counts %d messages queued once all are acknowledged", q)
