@@ -8,19 +8,15 @@ import (
 	"io/fs"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
-
-	"github.com/apd-telemetry/apd/internal/testutil"
 )
 
 // The golden tests run the built apd on fixed data and compare what it
@@ -119,15 +115,19 @@ func runGoldenCase(t *testing.T, dir string) {
 
 	publish := caseFile(dir, "publish")
 	if slices.Contains(sources, "server") || publish != "" {
-		s := startGoldenServe(t, data, caseFile(dir, "apd.toml"))
+		var config []string
+		if c := caseFile(dir, "apd.toml"); c != "" {
+			config = []string{"--config", c}
+		}
+		s := startServeIn(t, data, config...)
 		if publish != "" {
 			publishFile(t, s.mqtt, publish)
 		}
 		if ready := caseFile(dir, "ready"); ready != "" {
-			waitReady(t, s.http, ready)
+			waitReady(t, "http://"+s.http, ready)
 		}
 		if slices.Contains(sources, "server") {
-			runWith("--server", s.http)
+			runWith("--server", "http://"+s.http)
 		}
 		s.stop(t)
 	}
@@ -230,74 +230,6 @@ func writeGolden(t *testing.T, dir string, g result) {
 	write("stdout", g.stdout, true)
 	write("stderr", g.stderr, g.stderr != "")
 	write("code", strconv.Itoa(g.code)+"\n", g.code != 0)
-}
-
-// goldenServe is an apd serve on ports the kernel chose, read from its
-// log.
-type goldenServe struct {
-	cmd        *exec.Cmd
-	exited     chan error // receives cmd.Wait's error
-	stopped    bool
-	mqtt, http string // host:port, http://host:port
-	log        *testutil.SyncBuffer
-}
-
-var serveRunning = regexp.MustCompile(`msg="apd serve running" mqtt=(\S+) http=(\S+)`)
-
-func startGoldenServe(t *testing.T, data, config string) *goldenServe {
-	t.Helper()
-	args := []string{"serve", "--data", data, "--mqtt-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"}
-	if config != "" {
-		args = append(args, "--config", config)
-	}
-	s := &goldenServe{log: &testutil.SyncBuffer{}, exited: make(chan error, 1)}
-	s.cmd = exec.Command(filepath.Join(binDir, "apd"), args...)
-	s.cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}
-	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
-	if err := s.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { s.exited <- s.cmd.Wait() }()
-	t.Cleanup(func() { s.stop(t) })
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if m := serveRunning.FindStringSubmatch(s.log.String()); m != nil {
-			s.mqtt, s.http = m[1], m[2]
-			break
-		}
-		select {
-		case err := <-s.exited:
-			s.stopped = true
-			t.Fatalf("apd serve exited (%v) before it ran:\n%s", err, s.log)
-		case <-time.After(10 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("apd serve did not report its addresses within 10 s:\n%s", s.log)
-		}
-	}
-	if err := testutil.Ready(strings.TrimPrefix(s.http, "http://"), 10*time.Second); err != nil {
-		t.Fatalf("%v:\n%s", err, s.log)
-	}
-	return s
-}
-
-// stop ends apd serve with SIGTERM; it must exit cleanly.
-func (s *goldenServe) stop(t *testing.T) {
-	if s.stopped {
-		return
-	}
-	s.stopped = true
-	_ = s.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case err := <-s.exited:
-		if err != nil {
-			t.Errorf("apd serve exited with %v:\n%s", err, s.log)
-		}
-	case <-time.After(10 * time.Second):
-		_ = s.cmd.Process.Kill()
-		<-s.exited
-		t.Errorf("apd serve did not stop on SIGTERM:\n%s", s.log)
-	}
 }
 
 // publishFile sends the messages of a publish file in order, each at QoS
