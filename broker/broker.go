@@ -418,6 +418,20 @@ func (b *Broker) StopListening() {
 // DroppedQueued returns how many deliveries the queue bounds dropped.
 func (b *Broker) DroppedQueued() uint64 { return b.queues.dropped.Load() }
 
+// ListenerAttrs names the listeners and the addresses they bound, as
+// log attributes for the line saying the broker runs: mqtt, and tls and
+// ws when they are on.
+func (b *Broker) ListenerAttrs() []any {
+	attrs := []any{"mqtt", b.Addr()}
+	if a := b.TLSAddr(); a != "" {
+		attrs = append(attrs, "tls", a)
+	}
+	if a := b.WSAddr(); a != "" {
+		attrs = append(attrs, "ws", a)
+	}
+	return attrs
+}
+
 // Queued returns the messages the broker holds in flight for delivery.
 // It counts the sessions' in-flight entries rather than reading mochi's
 // running total, which a resumed session's acknowledgements drive below

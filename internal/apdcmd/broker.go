@@ -154,7 +154,7 @@ func (c *BrokerCmd) Run(ctx context.Context, g *cli.Globals) error {
 	if err != nil {
 		return brokerStartError(err)
 	}
-	log.Info("apd broker running", server.ListenerAttrs(brk)...)
+	log.Info("apd broker running", brk.ListenerAttrs()...)
 	c.reloadUsersOnSignal(ctx, brk, log)
 	<-ctx.Done()
 	err = brk.Close()

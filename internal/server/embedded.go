@@ -78,21 +78,8 @@ func (e *EmbeddedBroker) Close() {
 	}
 }
 
-// Running names the listeners and their addresses (ListenerAttrs).
-func (e *EmbeddedBroker) Running() []any { return ListenerAttrs(e.brk) }
-
-// ListenerAttrs names a broker's listeners and their addresses, for the
-// log line saying it runs: mqtt, and tls and ws when they are on.
-func ListenerAttrs(b *broker.Broker) []any {
-	attrs := []any{"mqtt", b.Addr()}
-	if a := b.TLSAddr(); a != "" {
-		attrs = append(attrs, "tls", a)
-	}
-	if a := b.WSAddr(); a != "" {
-		attrs = append(attrs, "ws", a)
-	}
-	return attrs
-}
+// Running names the listeners and their addresses.
+func (e *EmbeddedBroker) Running() []any { return e.brk.ListenerAttrs() }
 
 // registerBrokerMetrics adds the broker's drop counters to r.
 func registerBrokerMetrics(r *metrics.Registry, b *broker.Broker) {
