@@ -14,13 +14,18 @@ import (
 
 // Client is the MQTT connection the publisher needs. Publish sends at the
 // client's QoS and returns once the broker acknowledged (QoS 1) or the
-// context ends; Subscribe delivers each message on the filter to fn from
-// then on, across reconnections (the client makes it again each time);
-// SubscribeLatest does so at QoS 0, for a retained topic whose every
-// message supersedes the last (the $ack): the broker keeps no queue for
-// it, and a reconnection brings the retained latest.
+// context ends; PublishAll does so for several messages (not retained),
+// sent in their order without waiting in between, and returns each one's
+// error (nil: acknowledged), so that a tick's readings reach a broker
+// that acknowledges after storing within one of its commits; Subscribe
+// delivers each message on the filter to fn from then on, across
+// reconnections (the client makes it again each time); SubscribeLatest
+// does so at QoS 0, for a retained topic whose every message supersedes
+// the last (the $ack): the broker keeps no queue for it, and a
+// reconnection brings the retained latest.
 type Client interface {
 	Publish(ctx context.Context, topic string, payload []byte, retain bool) error
+	PublishAll(ctx context.Context, topics []string, payloads [][]byte) []error
 	Subscribe(filter string, fn func(topic string, payload []byte)) error
 	SubscribeLatest(filter string, fn func(topic string, payload []byte)) error
 }
@@ -223,43 +228,63 @@ func (p *Publisher) emit(ctx context.Context, samples []Sample) ([]Spooled, int,
 			p.log.Debug("announce after drop", "err", err)
 		}
 	}
-	sent := 0
-	for _, s := range spooled {
-		if p.publish(ctx, s) {
-			sent++
-		}
-	}
-	return spooled, sent, nil
+	// The tick's readings go out together and their acknowledgements are
+	// awaited together: the server stores them in one commit instead of
+	// one each.
+	return spooled, p.publish(ctx, spooled), nil
 }
 
-// publish sends one spooled reading. A failure is logged once until a
-// publish succeeds again; the reading stays in the spool for the replay.
-func (p *Publisher) publish(ctx context.Context, s Spooled) bool {
+// publish sends spooled readings back to back, in their order, waits for
+// the broker's acknowledgement of all of them (PublishTimeout at most),
+// and returns how many it took. A failure is logged once until a publish
+// succeeds again; a reading not taken stays in the spool for the replay.
+func (p *Publisher) publish(ctx context.Context, batch []Spooled) int {
+	if len(batch) == 0 {
+		return 0
+	}
+	topics, payloads := make([]string, len(batch)), make([][]byte, len(batch))
+	for i, s := range batch {
+		topics[i], payloads[i] = p.opts.Topics.Reading(p.opts.Host, s.Sensor), s.Payload
+	}
 	pctx, cancel := context.WithTimeout(ctx, p.opts.PublishTimeout)
 	defer cancel()
-	err := p.client.Publish(pctx, p.opts.Topics.Reading(p.opts.Host, s.Sensor), s.Payload, false)
+	errs := p.client.PublishAll(pctx, topics, payloads)
+	now := p.opts.Now()
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if err != nil {
-		if !p.failing {
-			p.log.Warn("publishing failed; readings stay in the spool", "err", err)
+	sent := 0
+	for i, s := range batch {
+		if err := errs[i]; err != nil {
+			if !p.failing {
+				p.log.Warn("publishing failed; readings stay in the spool", "err", err)
+			}
+			p.failing = true
+			continue
 		}
-		p.failing = true
-		return false
+		if p.failing {
+			p.log.Info("publishing again")
+		}
+		p.failing = false
+		if s.Seq > p.acked {
+			p.sentAt[s.Seq] = now
+		}
+		sent++
 	}
-	if p.failing {
-		p.log.Info("publishing again")
-	}
-	p.failing = false
-	if s.Seq > p.acked {
-		p.sentAt[s.Seq] = p.opts.Now()
-	}
-	return true
+	return sent
 }
 
+// replayWindow is how many readings a replay publishes together: as many
+// as the client keeps unacknowledged at once (mqttc.MaxInFlight), so a
+// window is one round trip and, on a server that acknowledges after
+// storing, about one commit.
+const replayWindow = 64
+
 // replay publishes, in seq order, every spooled reading not acknowledged
-// and not published within ResendAfter. With olderThan 0 it publishes all
-// of them (after a reconnect nothing in flight can be trusted).
+// and not published within ResendAfter, a window at a time, at
+// ReplayRate readings per second on average. It stops at the first
+// window the broker did not take whole: what is left stays in the spool.
+// With olderThan 0 it publishes all of them (after a reconnect nothing in
+// flight can be trusted).
 func (p *Publisher) replay(ctx context.Context, olderThan time.Duration) {
 	if !p.replayMu.TryLock() {
 		return
@@ -269,28 +294,37 @@ func (p *Publisher) replay(ctx context.Context, olderThan time.Duration) {
 	after := p.acked
 	p.mu.Unlock()
 	pace := time.Second / time.Duration(p.opts.ReplayRate)
-	start, published := p.opts.Now(), 0
+	// A window never holds more than a second's worth of readings, so a
+	// low rate is not exceeded in a burst.
+	window := min(replayWindow, p.opts.ReplayRate)
+	start, published := time.Now(), 0
 	for ctx.Err() == nil {
-		batch, err := p.spool.Pending(after, 256)
+		page, err := p.spool.Pending(after, 256)
 		if err != nil {
 			p.log.Error("read spool", "err", err)
 			return
 		}
-		if len(batch) == 0 {
+		if len(page) == 0 {
 			return
 		}
-		for _, s := range batch {
-			after = s.Seq
-			p.mu.Lock()
-			sent, ok := p.sentAt[s.Seq]
-			p.mu.Unlock()
-			if olderThan > 0 && ok && time.Since(sent) < olderThan {
+		after = page[len(page)-1].Seq
+		due := make([]Spooled, 0, len(page))
+		now := p.opts.Now()
+		p.mu.Lock()
+		for _, s := range page {
+			if sent, ok := p.sentAt[s.Seq]; olderThan > 0 && ok && now.Sub(sent) < olderThan {
 				continue
 			}
-			if !p.publish(ctx, s) {
+			due = append(due, s)
+		}
+		p.mu.Unlock()
+		for len(due) > 0 {
+			n := min(window, len(due))
+			if p.publish(ctx, due[:n]) < n {
 				return
 			}
-			published++
+			due = due[n:]
+			published += n
 			if ahead := time.Duration(published)*pace - time.Since(start); ahead > 0 {
 				select {
 				case <-time.After(ahead):

@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -206,7 +208,11 @@ func TestSpoolDropsOldestWhenFull(t *testing.T) {
 type fakeClient struct {
 	mu        sync.Mutex
 	published []string // topic + " " + payload
+	batches   []int    // the number of messages of each PublishAll
 	fail      bool
+	// takeFirst is how many publishes still succeed once fail is set (a
+	// connection lost in the middle of a batch).
+	takeFirst int
 	subs      map[string]func(string, []byte)
 }
 
@@ -214,10 +220,30 @@ func (f *fakeClient) Publish(_ context.Context, topic string, payload []byte, _ 
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.fail {
-		return errors.New("not connected")
+		if f.takeFirst == 0 {
+			return errors.New("not connected")
+		}
+		f.takeFirst--
 	}
 	f.published = append(f.published, topic+" "+string(payload))
 	return nil
+}
+
+func (f *fakeClient) PublishAll(ctx context.Context, topics []string, payloads [][]byte) []error {
+	f.mu.Lock()
+	f.batches = append(f.batches, len(topics))
+	f.mu.Unlock()
+	errs := make([]error, len(topics))
+	for i := range topics {
+		errs[i] = f.Publish(ctx, topics[i], payloads[i], false)
+	}
+	return errs
+}
+
+func (f *fakeClient) batchSizes() []int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.batches)
 }
 
 // SubscribeLatest is Subscribe: the fake has no QoS.
@@ -366,7 +392,8 @@ func TestReplayIsRateLimited(t *testing.T) {
 	p := New(Options{Host: "pi", ReplayRate: 50}, spool, client)
 	start := time.Now()
 	p.replay(context.Background(), 0)
-	// 20 readings at 50/s cannot take less than 0.38 s (the first goes at once).
+	// 20 readings at 50/s cannot take less than 0.38 s (the first window
+	// goes at once).
 	if elapsed := time.Since(start); elapsed < 380*time.Millisecond {
 		t.Errorf("replayed 20 readings in %s at 50/s", elapsed)
 	}
@@ -452,5 +479,84 @@ func TestSpoolIdentity(t *testing.T) {
 	client.ack(t, "apd/pi/$ack", 3) // from an aggregator that names no spool
 	if spool.Depth() != 0 {
 		t.Fatalf("ack without spool: depth %d, want 0", spool.Depth())
+	}
+}
+
+// TestTickPublishedTogether: a tick's readings are handed to the client
+// in one PublishAll, in seq order, not one publish each (each waits for a
+// server commit).
+func TestTickPublishedTogether(t *testing.T) {
+	spool := openSpool(t, filepath.Join(t.TempDir(), "spool.db"))
+	defer spool.Close()
+	client := &fakeClient{}
+	var sensors []Named
+	for i := range 13 {
+		sensors = append(sensors, Named{Name: fmt.Sprintf("s%d", i), Sensor: &fakeSensor{title: "S", results: []func(context.Context) (any, error){value(i)}}, Policy: fast})
+	}
+	p := New(Options{Host: "pi", Sensors: sensors, Interval: time.Second}, spool, client)
+	if err := p.Once(context.Background(), time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	if got := client.batchSizes(); !slices.Equal(got, []int{13}) {
+		t.Fatalf("PublishAll batches %v, want one of 13", got)
+	}
+	client.mu.Lock()
+	defer client.mu.Unlock()
+	for i, m := range client.published[:13] {
+		if !strings.Contains(m, fmt.Sprintf(`"seq":%d,`, i+1)) {
+			t.Fatalf("position %d: %s", i, m)
+		}
+	}
+}
+
+// TestReplayStopsAtAFailedWindow: the replay publishes the backlog a
+// window at a time; a window the broker does not take whole ends it, the
+// readings stay in the spool, and the failure is logged once however
+// many replays fail, until a publish succeeds again.
+func TestReplayStopsAtAFailedWindow(t *testing.T) {
+	spool := openSpool(t, filepath.Join(t.TempDir(), "spool.db"))
+	defer spool.Close()
+	r := schema.Reading{Host: "pi", Sensor: "s", Time: time.Unix(1, 0), Value: json.RawMessage("1")}
+	backlog := make([]schema.Reading, 150)
+	for i := range backlog {
+		backlog[i] = r
+	}
+	if _, _, err := spool.Append(backlog); err != nil {
+		t.Fatal(err)
+	}
+	// The connection is lost in the second window.
+	client := &fakeClient{fail: true, takeFirst: replayWindow + 5}
+	var logs strings.Builder
+	p := New(Options{Host: "pi", ReplayRate: 100000, Logger: slog.New(slog.NewTextHandler(&logs, nil))}, spool, client)
+	p.replay(context.Background(), 0)
+	p.replay(context.Background(), 0)
+	if got := client.batchSizes(); !slices.Equal(got, []int{replayWindow, replayWindow, replayWindow}) {
+		t.Fatalf("PublishAll batches %v, want two windows, then one", got)
+	}
+	if n := client.count("apd/pi/s "); n != replayWindow+5 {
+		t.Errorf("%d readings taken, want %d", n, replayWindow+5)
+	}
+	if spool.Depth() != 150 {
+		t.Errorf("depth %d, want 150", spool.Depth())
+	}
+	if n := strings.Count(logs.String(), "publishing failed"); n != 1 {
+		t.Errorf("failure logged %d times, want once:\n%s", n, logs.String())
+	}
+	client.mu.Lock()
+	client.fail, client.batches, client.published = false, nil, nil
+	client.mu.Unlock()
+	p.replay(context.Background(), 0)
+	if got := client.batchSizes(); !slices.Equal(got, []int{replayWindow, replayWindow, 150 - 2*replayWindow}) {
+		t.Fatalf("PublishAll batches %v once the broker takes them", got)
+	}
+	client.mu.Lock()
+	for i, m := range client.published {
+		if !strings.Contains(m, fmt.Sprintf(`"seq":%d,`, i+1)) {
+			t.Fatalf("position %d: %s", i, m)
+		}
+	}
+	client.mu.Unlock()
+	if n := strings.Count(logs.String(), "publishing again"); n != 1 {
+		t.Errorf("recovery logged %d times, want once:\n%s", n, logs.String())
 	}
 }

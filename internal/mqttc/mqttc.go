@@ -417,7 +417,15 @@ func (c *Client) reconnectLoop(now bool) {
 	}
 }
 
+// wait waits for tok or the end of ctx. A token already complete gives
+// its own result even when ctx has ended too, so that what the broker
+// acknowledged is never reported as failed.
 func wait(ctx context.Context, tok paho.Token) error {
+	select {
+	case <-tok.Done():
+		return tok.Error()
+	default:
+	}
 	select {
 	case <-tok.Done():
 		return tok.Error()
@@ -426,16 +434,81 @@ func wait(ctx context.Context, tok paho.Token) error {
 	}
 }
 
+// errNotConnected is what a publish without a connection returns.
+var errNotConnected = errors.New("not connected to broker")
+
 // Publish sends payload to topic at the client's QoS and waits for the
 // broker's acknowledgement or the end of ctx.
 func (c *Client) Publish(ctx context.Context, topic string, payload []byte, retain bool) error {
 	if !c.c.IsConnectionOpen() {
-		return errors.New("not connected to broker")
+		return errNotConnected
 	}
 	if err := wait(ctx, c.c.Publish(topic, c.qos, retain, payload)); err != nil {
 		return fmt.Errorf("publish %s: %w", topic, err)
 	}
 	return nil
+}
+
+// MaxInFlight is the most messages one PublishAll has sent and not yet
+// seen acknowledged: the next one waits for the oldest's acknowledgement.
+//
+// paho (MQTT 3.1.1) has no bound of its own: MaxResumePubInFlight only
+// paces what it sends again from its store when it resumes a session, and
+// a publish fails only once all 65535 packet identifiers are taken. The
+// bound is the broker's. apd's broker (mochi) gives each client a receive
+// quota of 1024 unacknowledged QoS 1 messages (its Receive Maximum, which
+// an MQTT 3.1.1 client is never told), used up only while its ingestion
+// holds acknowledgements back until their commit; a client at the quota
+// is not read from until one is released (upstream mochi disconnects it).
+// MQTT 5 lets a broker ask for as few as 1, unknown to a 3.1.1 client.
+// 64 takes a device's tick (13 to 30 readings) in one go, hence into one
+// of the server's commits, stays far below mochi's quota even with a
+// replay publishing at the same time, and bounds what one lost
+// connection leaves unconfirmed.
+const MaxInFlight = 64
+
+// PublishAll sends payloads[i] to topics[i], not retained, at the
+// client's QoS, back to back without waiting for acknowledgements in
+// between (at most MaxInFlight at a time), and then waits for all of them
+// or the end of ctx. A broker that acknowledges after a commit can then
+// store them in one. The messages go on the wire in their order.
+//
+// errs[i] is message i's error, nil once the broker acknowledged it: a
+// message that was never sent (no connection, or ctx ended first) fails
+// as well as one whose acknowledgement did not come. topics and payloads
+// must have the same length.
+func (c *Client) PublishAll(ctx context.Context, topics []string, payloads [][]byte) (errs []error) {
+	if len(topics) != len(payloads) {
+		panic(fmt.Sprintf("mqttc: PublishAll of %d topics and %d payloads", len(topics), len(payloads)))
+	}
+	errs = make([]error, len(topics))
+	toks := make([]paho.Token, len(topics))
+	// Messages are handed to paho one after the other from this
+	// goroutine; paho writes them in that order.
+	for i := range topics {
+		if i >= MaxInFlight && toks[i-MaxInFlight] != nil {
+			// Waiting for the oldest keeps the window sliding; its error,
+			// if any, is collected below with the rest.
+			_ = wait(ctx, toks[i-MaxInFlight])
+		}
+		switch {
+		case ctx.Err() != nil:
+			errs[i] = ctx.Err()
+		case !c.c.IsConnectionOpen():
+			errs[i] = errNotConnected
+		default:
+			toks[i] = c.c.Publish(topics[i], c.qos, false, payloads[i])
+		}
+	}
+	for i, tok := range toks {
+		if tok != nil {
+			errs[i] = wait(ctx, tok)
+		}
+		if errs[i] != nil {
+			errs[i] = fmt.Errorf("publish %s: %w", topics[i], errs[i])
+		}
+	}
+	return errs
 }
 
 // Subscribe delivers every message on filter to fn, from paho's goroutines.

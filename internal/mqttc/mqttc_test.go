@@ -4,9 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/apd-telemetry/apd/broker"
 	"github.com/apd-telemetry/apd/internal/mqttc"
@@ -202,5 +207,206 @@ func TestSeveralBrokers(t *testing.T) {
 	}
 	if _, err := mqttc.New(mqttc.Options{URL: "tcp://" + addrA + ",bogus"}); err == nil || !strings.Contains(err.Error(), `"bogus"`) {
 		t.Errorf("a bad URL in the list: %v", err)
+	}
+}
+
+// holdAcks is a broker hook that holds back the PUBACK of every QoS 1
+// PUBLISH until the test releases it, and reports each arrival.
+type holdAcks struct {
+	mqtt.HookBase
+	mu      sync.Mutex
+	release []func()
+	topics  []string
+	arrived chan string
+}
+
+func newHoldAcks() *holdAcks { return &holdAcks{arrived: make(chan string, 1000)} }
+
+func (h *holdAcks) ID() string { return "hold-acks" }
+
+func (h *holdAcks) Provides(b byte) bool { return b == mqtt.OnPublishAck }
+
+func (h *holdAcks) OnPublishAck(_ *mqtt.Client, pk packets.Packet, release func()) bool {
+	h.mu.Lock()
+	h.release = append(h.release, release)
+	h.topics = append(h.topics, pk.TopicName)
+	h.mu.Unlock()
+	h.arrived <- pk.TopicName
+	return true
+}
+
+// releaseFirst releases the acknowledgements of the first n PUBLISHes.
+func (h *holdAcks) releaseFirst(n int) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, r := range h.release[:n] {
+		r()
+	}
+}
+
+func (h *holdAcks) received() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return slices.Clone(h.topics)
+}
+
+// waitArrivals waits until n more PUBLISHes arrived.
+func (h *holdAcks) waitArrivals(t *testing.T, n int) {
+	t.Helper()
+	for i := range n {
+		select {
+		case <-h.arrived:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("only %d of %d PUBLISHes arrived within 10 s", i, n)
+		}
+	}
+}
+
+func startHolding(t *testing.T) (*holdAcks, *broker.Broker, *mqttc.Client) {
+	t.Helper()
+	h := newHoldAcks()
+	b, err := broker.Start(broker.Options{Addr: "127.0.0.1:0", Hooks: []mqtt.Hook{h}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	c, err := mqttc.Dial(mqttc.Options{URL: "tcp://" + b.Addr(), ClientID: "device", QoS: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return h, b, c
+}
+
+func messages(n int) ([]string, [][]byte) {
+	topics, payloads := make([]string, n), make([][]byte, n)
+	for i := range n {
+		topics[i], payloads[i] = fmt.Sprintf("apd/pi/s%d", i), []byte(fmt.Sprint(i))
+	}
+	return topics, payloads
+}
+
+// TestPublishAllDoesNotWaitInBetween: a broker that acknowledges only
+// after storing receives every message of a batch before it has
+// acknowledged any, in the order given, and PublishAll returns once all
+// are acknowledged.
+func TestPublishAllDoesNotWaitInBetween(t *testing.T) {
+	t.Parallel()
+	h, _, c := startHolding(t)
+	const n = 30
+	topics, payloads := messages(n)
+	done := make(chan []error, 1)
+	go func() { done <- c.PublishAll(context.Background(), topics, payloads) }()
+	h.waitArrivals(t, n) // no PUBACK has been released
+	if got := h.received(); !slices.Equal(got, topics) {
+		t.Fatalf("received in the order %v", got)
+	}
+	select {
+	case errs := <-done:
+		t.Fatalf("PublishAll returned before any acknowledgement: %v", errs)
+	default:
+	}
+	h.releaseFirst(n)
+	select {
+	case errs := <-done:
+		if len(errs) != n {
+			t.Fatalf("%d errors for %d messages", len(errs), n)
+		}
+		for i, err := range errs {
+			if err != nil {
+				t.Errorf("message %d: %v", i, err)
+			}
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("PublishAll did not return after every acknowledgement")
+	}
+}
+
+// TestPublishAllBoundsInFlight: beyond MaxInFlight unacknowledged
+// messages, the next waits for the oldest's acknowledgement.
+func TestPublishAllBoundsInFlight(t *testing.T) {
+	t.Parallel()
+	h, _, c := startHolding(t)
+	n := mqttc.MaxInFlight + 10
+	topics, payloads := messages(n)
+	done := make(chan []error, 1)
+	go func() { done <- c.PublishAll(context.Background(), topics, payloads) }()
+	h.waitArrivals(t, mqttc.MaxInFlight)
+	select {
+	case topic := <-h.arrived:
+		t.Fatalf("%s sent with %d messages unacknowledged", topic, mqttc.MaxInFlight)
+	case <-time.After(200 * time.Millisecond):
+	}
+	h.releaseFirst(1)
+	h.waitArrivals(t, 1)
+	if got := h.received(); got[mqttc.MaxInFlight] != topics[mqttc.MaxInFlight] {
+		t.Fatalf("after the first acknowledgement came %s", got[mqttc.MaxInFlight])
+	}
+	h.releaseFirst(mqttc.MaxInFlight + 1)
+	h.waitArrivals(t, n-mqttc.MaxInFlight-1)
+	h.releaseFirst(n)
+	select {
+	case errs := <-done:
+		if err := errors.Join(errs...); err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("PublishAll did not return after every acknowledgement")
+	}
+	if got := h.received(); !slices.Equal(got, topics) {
+		t.Fatalf("received in the order %v", got)
+	}
+}
+
+// TestPublishAllErrorsPerMessage: the messages acknowledged before ctx
+// ends succeed, the rest fail with ctx's error, each naming its topic;
+// without a connection every message fails.
+func TestPublishAllErrorsPerMessage(t *testing.T) {
+	t.Parallel()
+	h, b, c := startHolding(t)
+	marker := make(chan struct{}, 1)
+	if err := c.Subscribe("apd/marker", func(string, []byte) { marker <- struct{}{} }); err != nil {
+		t.Fatal(err)
+	}
+	const n, acked = 20, 7
+	topics, payloads := messages(n)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan []error, 1)
+	go func() { done <- c.PublishAll(ctx, topics, payloads) }()
+	h.waitArrivals(t, n)
+	h.releaseFirst(acked)
+	// The broker writes what it sends the client in order: once a message
+	// published after the release arrives, the PUBACKs released are in.
+	if err := b.Publish("apd/marker", nil, false); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-marker:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no marker message")
+	}
+	cancel()
+	var errs []error
+	select {
+	case errs = <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("PublishAll did not return when ctx ended")
+	}
+	for i, err := range errs {
+		switch {
+		case i < acked && err != nil:
+			t.Errorf("message %d, acknowledged: %v", i, err)
+		case i >= acked && !errors.Is(err, context.Canceled):
+			t.Errorf("message %d, not acknowledged: err = %v", i, err)
+		case i >= acked && !strings.Contains(err.Error(), topics[i]):
+			t.Errorf("message %d: error %q does not name its topic", i, err)
+		}
+	}
+	c.Close()
+	for i, err := range c.PublishAll(context.Background(), topics[:3], payloads[:3]) {
+		if err == nil || !strings.Contains(err.Error(), "not connected") {
+			t.Errorf("closed client, message %d: err = %v", i, err)
+		}
 	}
 }

@@ -82,6 +82,14 @@ func (f *fakeClient) Publish(_ context.Context, topic string, payload []byte, re
 	return nil
 }
 
+func (f *fakeClient) PublishAll(ctx context.Context, topics []string, payloads [][]byte) []error {
+	errs := make([]error, len(topics))
+	for i := range topics {
+		errs[i] = f.Publish(ctx, topics[i], payloads[i], false)
+	}
+	return errs
+}
+
 // SubscribeLatest is Subscribe: the fake has no QoS.
 func (f *fakeClient) SubscribeLatest(filter string, fn func(string, []byte)) error {
 	return f.Subscribe(filter, fn)
