@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/apd-telemetry/apd/internal/chart/geo"
+	"github.com/apd-telemetry/apd/internal/store/engine"
 
 	"github.com/apd-telemetry/apd/internal/cli"
 	"github.com/apd-telemetry/apd/internal/config"
@@ -31,9 +32,11 @@ type IngestFlags struct {
 	MaxPayload int           `help:"Largest accepted payload in bytes." default:"65536" config:"server.max_payload"`
 	MaxBatch   int           `help:"Most readings per commit." default:"2000" config:"server.max_batch"`
 	BatchDelay time.Duration `help:"How long a commit waits to gather more readings." default:"10ms" config:"server.batch_delay"`
-	MaxAge     time.Duration `help:"Reject readings stamped earlier than this before now (to dead letters)." default:"8760h" config:"server.max_age"`
-	MaxAhead   time.Duration `help:"Reject readings stamped later than this after now." default:"24h" config:"server.max_ahead"`
-	Retention  string        `help:"Delete readings older than this (e.g. 90d, 26w); empty keeps everything." placeholder:"D" config:"server.retention"`
+	// Deferred commits: what keeps a Pi's SD card alive (docs/reliability.md).
+	CheckpointEvery time.Duration `help:"With the embedded engine, how long commits that only add readings may wait in the write-ahead file <data>/apd.db-wal (one page and one fdatasync each) before the database file takes them in one commit; 0 commits each to the database file." default:"10m" config:"server.checkpoint_every"`
+	MaxAge          time.Duration `help:"Reject readings stamped earlier than this before now (to dead letters)." default:"8760h" config:"server.max_age"`
+	MaxAhead        time.Duration `help:"Reject readings stamped later than this after now." default:"24h" config:"server.max_ahead"`
+	Retention       string        `help:"Delete readings older than this (e.g. 90d, 26w); empty keeps everything." placeholder:"D" config:"server.retention"`
 	// Dead letters are bounded: a device flooding junk must not fill the disk.
 	DeadLettersMax      int   `help:"Most dead letters kept; the oldest are dropped (and counted) beyond it." default:"10000" config:"server.dead_letters_max"`
 	DeadLettersMaxBytes int64 `help:"Most bytes of dead letters kept; the oldest are dropped (and counted) beyond it." default:"8388608" config:"server.dead_letters_max_bytes"`
@@ -127,8 +130,8 @@ func (f serverFlags) newServer(topics schema.Topics, name string, file *config.F
 	if err != nil {
 		return nil, err
 	}
-	st, err := openStore(f.storeLocation(), readWrite,
-		store.Limits{MaxDeadLetters: f.DeadLettersMax, MaxDeadBytes: f.DeadLettersMaxBytes})
+	st, err := openStoreWith(f.storeLocation(), engine.Options{CheckpointEvery: f.CheckpointEvery,
+		Limits: store.Limits{MaxDeadLetters: f.DeadLettersMax, MaxDeadBytes: f.DeadLettersMaxBytes}})
 	if errors.Is(err, store.ErrLocked) {
 		return nil, cli.WithCode(cli.ExitFailure, err, "another apd serve or aggregate uses "+f.Data+"; stop it or pass --data")
 	}

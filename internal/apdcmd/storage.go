@@ -32,11 +32,17 @@ func locateStore(location string) (engine.Location, error) {
 // openStore opens the store at location through the engine its scheme
 // names; a store held by another process is waited for at most a second.
 func openStore(location string, mode openMode, limits store.Limits) (store.Store, error) {
+	return openStoreWith(location, engine.Options{ReadOnly: mode == readOnly, Limits: limits})
+}
+
+// openStoreWith is openStore with every option of the engine.
+func openStoreWith(location string, opts engine.Options) (store.Store, error) {
 	loc, err := locateStore(location)
 	if err != nil {
 		return nil, err
 	}
-	st, err := loc.Open(engine.Options{ReadOnly: mode == readOnly, LockTimeout: time.Second, Limits: limits})
+	opts.LockTimeout = time.Second
+	st, err := loc.Open(opts)
 	if errors.Is(err, store.ErrUnreachable) {
 		return nil, cli.WithCode(cli.ExitUnreachable, err, "is the database server running, and the URL right?")
 	}

@@ -1,8 +1,10 @@
 package boltdb
 
 import (
+	"errors"
 	"fmt"
 	"math"
+	"os"
 	"sort"
 
 	"github.com/apd-telemetry/apd/internal/store"
@@ -16,9 +18,21 @@ import (
 // they are; status updates and dead letters are recorded; each host's seq
 // watermark advances over the contiguous run of committed seqs. Either all
 // of it is durable when Commit returns nil, or none of it is.
+//
+// With deferred commits on (Options.CheckpointEvery), a batch that only
+// appends readings to open heads is made durable by the write-ahead file
+// instead of a bbolt commit (wal.go).
 func (s *Store) Commit(b *store.Batch) (store.CommitResult, error) {
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	if s.wal != nil && s.deferrable(b) {
+		return s.commitDeferred(b)
+	}
+	if err := s.checkpointLocked(); err != nil {
+		return store.CommitResult{}, err
+	}
 	res := store.CommitResult{}
-	err := s.update(func(tx *bolt.Tx, ht *headTx) error {
+	err := s.updateLocked(func(tx *bolt.Tx, ht *headTx) error {
 		return commit(tx, ht, b, s.limits, &res)
 	})
 	if err != nil {
@@ -29,8 +43,18 @@ func (s *Store) Commit(b *store.Batch) (store.CommitResult, error) {
 
 // update runs fn in a write transaction with the head's view of it, and
 // commits both: bbolt first, then the head changes, under the head lock
-// so that no reader sees one without the other.
+// so that no reader sees one without the other. Deferred commits are
+// checkpointed first.
 func (s *Store) update(fn func(*bolt.Tx, *headTx) error) error {
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	if err := s.checkpointLocked(); err != nil {
+		return err
+	}
+	return s.updateLocked(fn)
+}
+
+func (s *Store) updateLocked(fn func(*bolt.Tx, *headTx) error) error {
 	tx, err := s.db.Begin(true)
 	if err != nil {
 		return err
@@ -53,6 +77,205 @@ func (s *Store) update(fn func(*bolt.Tx, *headTx) error) error {
 		return err
 	}
 	ht.publish()
+	return nil
+}
+
+// deferrable tells whether every change b makes can wait for a
+// checkpoint: only readings, each later than the start of its series'
+// open head, few enough that the head is not sealed. Anything else — a
+// status, a dead letter, an import, a new or late series — changes what
+// readers read in the file, and is committed at once.
+func (s *Store) deferrable(b *store.Batch) bool {
+	if len(b.Statuses) > 0 || len(b.DeadLetters) > 0 || b.Imported || len(b.Readings) == 0 {
+		return false
+	}
+	s.headMu.RLock()
+	defer s.headMu.RUnlock()
+	count := map[seriesKey]int{}
+	for i := range b.Readings {
+		r := &b.Readings[i]
+		k := seriesKey{r.Sensor, r.Host}
+		hs := s.head.series[k]
+		if hs == nil || r.Time.UnixMilli() < hs.first {
+			return false
+		}
+		count[k]++
+		if count[k] >= directSeal || hs.n+count[k] >= chunk.MaxReadings {
+			return false
+		}
+	}
+	return true
+}
+
+// commitDeferred applies b to the open deferred transaction (beginning
+// one if need be) and makes it durable with a write-ahead record, or, when
+// a checkpoint is due, by committing the transaction.
+func (s *Store) commitDeferred(b *store.Batch) (store.CommitResult, error) {
+	now := s.now()
+	if s.pending == nil {
+		tx, err := s.db.Begin(true)
+		if err != nil {
+			return store.CommitResult{}, err
+		}
+		s.pending, s.pendingSince = tx, now
+	}
+	tx := s.pending
+	ht := s.beginHead(tx, now)
+	ht.hostBytes = map[string][]byte{}
+	res := store.CommitResult{}
+	if err := commit(tx, ht, b, s.limits, &res); err != nil {
+		return store.CommitResult{}, s.abandon(err)
+	}
+	// Refused readings became dead letters, which readers read in the
+	// file: checkpoint now.
+	checkpoint := len(res.Refused) > 0 || now.Sub(s.pendingSince) >= s.checkpointEvery || now.Before(s.pendingSince) ||
+		s.wal.off >= walMaxBytes
+	ht.deferred = !checkpoint
+	if err := ht.finish(); err != nil {
+		return store.CommitResult{}, s.abandon(err)
+	}
+	if checkpoint {
+		if err := s.commitPending(ht); err != nil {
+			return store.CommitResult{}, err
+		}
+		return res, nil
+	}
+	if err := s.wal.append(encodeWALRecord(s.walGen, now, b)); err != nil {
+		return store.CommitResult{}, s.abandon(err)
+	}
+	s.walRecords.Add(1)
+	overlay := make(map[string]hostOverlay, len(ht.hostBytes))
+	pendingB := tx.Bucket(bucketPending)
+	for name, v := range ht.hostBytes {
+		o := hostOverlay{record: v}
+		if pb := pendingB.Bucket([]byte(name)); pb != nil {
+			// Counted with a cursor: Stats reads committed pages only.
+			c := pb.Cursor()
+			for k, _ := c.First(); k != nil; k, _ = c.Next() {
+				o.pendingSeqs++
+			}
+		}
+		overlay[name] = o
+	}
+	s.headMu.Lock()
+	ht.publish()
+	if s.overlay == nil {
+		s.overlay = map[string]hostOverlay{}
+	}
+	for name, o := range overlay {
+		s.overlay[name] = o
+	}
+	s.headMu.Unlock()
+	return res, nil
+}
+
+// checkpointLocked commits the deferred transaction, if one is open, with
+// the head's age sweep.
+func (s *Store) checkpointLocked() error {
+	if s.pending == nil {
+		return nil
+	}
+	ht := s.beginHead(s.pending, s.now())
+	if err := ht.finish(); err != nil {
+		return s.abandon(err)
+	}
+	return s.commitPending(ht)
+}
+
+// commitPending commits the deferred transaction with ht's changes, marks
+// the write-ahead generation applied in it, and empties the file.
+func (s *Store) commitPending(ht *headTx) error {
+	tx := s.pending
+	if err := putMetaUint(tx.Bucket(bucketMeta), keyWALApplied, s.walGen); err != nil {
+		return s.abandon(err)
+	}
+	s.headMu.Lock()
+	err := tx.Commit()
+	if err == nil {
+		ht.publish()
+		s.overlay = nil
+	}
+	s.headMu.Unlock()
+	s.pending = nil
+	if err != nil {
+		// bbolt rolled the transaction back: what the earlier deferred
+		// commits wrote is in the write-ahead file only.
+		return s.reload(fmt.Errorf("checkpoint: %w", err))
+	}
+	s.walGen++
+	s.checkpoints.Add(1)
+	return s.wal.reset()
+}
+
+// abandon rolls the deferred transaction back after err and rebuilds the
+// head and host records from the file and the write-ahead records, which
+// hold every deferred commit that returned. It returns err (wrapped with
+// a failure to rebuild, if any).
+func (s *Store) abandon(err error) error {
+	if s.pending != nil {
+		_ = s.pending.Rollback()
+		s.pending = nil
+	}
+	return s.reload(err)
+}
+
+// reload rebuilds the in-memory head and host records from the file, then
+// applies the write-ahead records, as Open does.
+func (s *Store) reload(cause error) error {
+	h := newHead(s.head.age)
+	err := s.db.View(func(tx *bolt.Tx) error { return (&Store{head: h}).replay(tx) })
+	if err == nil {
+		s.headMu.Lock()
+		s.head, s.overlay = h, nil
+		s.headMu.Unlock()
+		err = s.recoverWAL()
+	}
+	if err != nil {
+		return fmt.Errorf("%w (and rebuilding the head failed: %v)", cause, err)
+	}
+	return cause
+}
+
+// recoverWAL applies the write-ahead records not yet checkpointed, in one
+// transaction, and empties the file. The caller holds writeMu (or is
+// Open).
+func (s *Store) recoverWAL() error {
+	var applied uint64
+	if err := s.db.View(func(tx *bolt.Tx) error {
+		applied = metaUint(tx.Bucket(bucketMeta), keyWALApplied)
+		return nil
+	}); err != nil {
+		return err
+	}
+	recs, err := readWAL(walPath(s.path), applied)
+	if err != nil {
+		return err
+	}
+	s.walGen = applied + 1
+	if len(recs) > 0 {
+		last := recs[len(recs)-1].gen
+		err = s.updateLocked(func(tx *bolt.Tx, ht *headTx) error {
+			for _, rec := range recs {
+				ht.now = rec.now
+				b := &store.Batch{Readings: rec.readings, Aggregator: rec.aggregator}
+				if err := commit(tx, ht, b, s.limits, &store.CommitResult{}); err != nil {
+					return err
+				}
+			}
+			return putMetaUint(tx.Bucket(bucketMeta), keyWALApplied, last)
+		})
+		if err != nil {
+			return fmt.Errorf("apply write-ahead file: %w", err)
+		}
+		s.walGen = last + 1
+	}
+	if s.wal != nil {
+		s.wal.off = 1 // force the truncate
+		return s.wal.reset()
+	}
+	if err := os.Remove(walPath(s.path)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("remove write-ahead file: %w", err)
+	}
 	return nil
 }
 

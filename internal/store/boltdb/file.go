@@ -65,6 +65,9 @@ func (s *Store) Backup(w io.Writer) (int64, error) { return s.WriteBackup(w, nil
 // receiver (a network client) takes the bytes would block every commit
 // that has to grow the file.
 func (s *Store) WriteBackup(w io.Writer, begin func(size int64)) (int64, error) {
+	if err := s.Checkpoint(); err != nil {
+		return 0, fmt.Errorf("backup: %w", err)
+	}
 	tmp, err := os.CreateTemp(filepath.Dir(s.path), "."+filepath.Base(s.path)+".backup-*")
 	if err != nil {
 		return 0, fmt.Errorf("backup: %w", err)

@@ -108,6 +108,13 @@ type headTx struct {
 	hosts   map[string]*hostRecord    // host records read or written; nil: deleted
 	log     []byte                    // this commit's log record
 	logged  bool
+	// deferred marks a commit made durable by the write-ahead file
+	// (wal.go): it leaves the age sweep, which writes chunks readers must
+	// see, to the checkpoint.
+	deferred bool
+	// hostBytes holds the host records this transaction wrote, encoded,
+	// for the overlay readers see before a checkpoint.
+	hostBytes map[string][]byte
 	// quarantine sets aside an undecodable chunk met while sealing.
 	quarantine func(sensor, host string) func(key, value []byte, err error) error
 }
@@ -313,7 +320,7 @@ func seriesBucket(tx *bolt.Tx, k seriesKey) (*bolt.Bucket, error) {
 func (ht *headTx) finish() error {
 	h := ht.h
 	meta := ht.tx.Bucket(bucketMeta)
-	if ht.now.Sub(h.swept) >= min(sweepEvery, h.age) || ht.now.Before(h.swept) {
+	if !ht.deferred && (ht.now.Sub(h.swept) >= min(sweepEvery, h.age) || ht.now.Before(h.swept)) {
 		h.swept = ht.now
 		sealed := 0
 		oldest := ht.rec + 1

@@ -41,6 +41,9 @@ func (ht *headTx) putHost(b *bolt.Bucket, name string, h *hostRecord) error {
 		return err
 	}
 	ht.hosts[name] = h
+	if ht.hostBytes != nil {
+		ht.hostBytes[name] = v
+	}
 	return b.Put([]byte(name), v)
 }
 

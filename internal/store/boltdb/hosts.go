@@ -30,9 +30,16 @@ func getHost(b *bolt.Bucket, host string) (*hostRecord, error) {
 // Hosts returns every host the store has seen, sorted by name.
 func (s *Store) Hosts() ([]store.Host, error) {
 	var out []store.Host
+	// The file and the overlay of deferred commits as of one moment.
+	s.headMu.RLock()
+	defer s.headMu.RUnlock()
 	err := s.db.View(func(tx *bolt.Tx) error {
 		pending := tx.Bucket(bucketPending)
 		return tx.Bucket(bucketHosts).ForEach(func(k, v []byte) error {
+			o, deferred := s.overlay[string(k)]
+			if deferred {
+				v = o.record
+			}
 			var rec hostRecord
 			if err := json.Unmarshal(v, &rec); err != nil {
 				return fmt.Errorf("host %s: %w", k, err)
@@ -42,8 +49,8 @@ func (s *Store) Hosts() ([]store.Host, error) {
 			}
 			out = append(out, rec.Host(string(k)))
 			if rec.MaxSeq > rec.Watermark {
-				committed := uint64(0)
-				if pb := pending.Bucket(k); pb != nil {
+				committed := o.pendingSeqs
+				if pb := pending.Bucket(k); pb != nil && !deferred {
 					committed = uint64(pb.Stats().KeyN)
 				}
 				out[len(out)-1].Awaited = rec.MaxSeq - rec.Watermark - committed

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/apd-telemetry/apd/internal/store"
@@ -70,6 +71,11 @@ type Options struct {
 	// before they are sealed into a chunk (each series adds up to as much
 	// again); 0 means five minutes.
 	HeadAge time.Duration
+	// CheckpointEvery turns deferred commits on (wal.go): commits that
+	// only append to open heads are made durable in the write-ahead file,
+	// and the file itself is committed at most this long after the first
+	// of them. 0 commits every batch to the file, as before.
+	CheckpointEvery time.Duration
 }
 
 // ErrTruncated means the file is shorter than its own meta page says:
@@ -105,6 +111,39 @@ type Store struct {
 	// both as of the same commit.
 	headMu sync.RWMutex
 	head   *head
+
+	// writeMu serialises writers: the deferred transaction stays open
+	// between commits, and bbolt has one writer at a time.
+	writeMu         sync.Mutex
+	checkpointEvery time.Duration
+	wal             *walFile  // nil: deferred commits off
+	pending         *bolt.Tx  // the deferred transaction, nil when none is open
+	pendingSince    time.Time // when it began
+	walGen          uint64    // the generation of the write-ahead records being written
+	// overlay holds the host records deferred commits wrote, for readers
+	// (under headMu); emptied at each checkpoint.
+	overlay     map[string]hostOverlay
+	walRecords  atomic.Uint64
+	checkpoints atomic.Uint64
+}
+
+// hostOverlay is a host record written by a deferred commit: the record
+// as encoded and the number of its seqs committed above its watermark.
+type hostOverlay struct {
+	record      []byte
+	pendingSeqs uint64
+}
+
+// WriteStats counts what the store wrote since open: deferred commits
+// (one write-ahead record and one fdatasync each) and checkpoints (one
+// bbolt commit each).
+type WriteStats struct {
+	WALRecords, Checkpoints uint64
+}
+
+// WriteStats returns what the store wrote since open.
+func (s *Store) WriteStats() WriteStats {
+	return WriteStats{WALRecords: s.walRecords.Load(), Checkpoints: s.checkpoints.Load()}
 }
 
 // Open opens or creates the database at path and migrates it to
@@ -139,7 +178,8 @@ func Open(path string, opts Options) (*Store, error) {
 	// bbolt's 16 MiB step: a Pi's card is small, and a bound on what a
 	// part of the file may hold (dead letters) should bound the file.
 	db.AllocSize = allocSize
-	s := &Store{db: db, path: path, limits: opts.Limits.WithDefaults(), now: opts.Now, head: newHead(opts.HeadAge)}
+	s := &Store{db: db, path: path, limits: opts.Limits.WithDefaults(), now: opts.Now, head: newHead(opts.HeadAge),
+		checkpointEvery: opts.CheckpointEvery}
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -152,7 +192,14 @@ func Open(path string, opts Options) (*Store, error) {
 			if err != nil {
 				return err
 			}
-			return s.replay(tx)
+			if err := s.replay(tx); err != nil {
+				return err
+			}
+			recs, err := readWAL(walPath(path), metaUint(tx.Bucket(bucketMeta), keyWALApplied))
+			if err == nil && len(recs) > 0 {
+				err = fmt.Errorf("%w: %d commits are in %s only (the aggregator stopped without closing it); open it once without read-only (apd serve, or apd compact --db) to apply them", ErrOldSchema, len(recs), walPath(path))
+			}
+			return err
 		})
 	} else {
 		err = db.Update(func(tx *bolt.Tx) error {
@@ -165,7 +212,20 @@ func Open(path string, opts Options) (*Store, error) {
 			return s.replay(tx)
 		})
 	}
+	if err == nil && !opts.ReadOnly {
+		if opts.CheckpointEvery > 0 {
+			if s.wal, err = openWAL(walPath(path)); err == nil {
+				s.wal.noSync = opts.NoSync
+			}
+		}
+		if err == nil {
+			err = s.recoverWAL()
+		}
+	}
 	if err != nil {
+		if s.wal != nil {
+			s.wal.close()
+		}
 		db.Close()
 		return nil, fmt.Errorf("open database %s: %w", path, err)
 	}
@@ -175,8 +235,33 @@ func Open(path string, opts Options) (*Store, error) {
 // Path returns the file the store was opened from.
 func (s *Store) Path() string { return s.path }
 
-// Close closes the file. Scans in progress must have returned.
-func (s *Store) Close() error { return s.db.Close() }
+// Close checkpoints deferred commits and closes the file. Scans in
+// progress must have returned.
+func (s *Store) Close() error {
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	err := s.checkpointLocked()
+	if s.wal != nil {
+		if cerr := s.wal.close(); err == nil {
+			err = cerr
+		}
+		if err == nil {
+			err = os.Remove(s.wal.path)
+		}
+		s.wal = nil
+	}
+	if cerr := s.db.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// Checkpoint commits the deferred commits to the file now.
+func (s *Store) Checkpoint() error {
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	return s.checkpointLocked()
+}
 
 // timeKey encodes t as a sortable 8-byte key.
 func timeKey(t time.Time) []byte {

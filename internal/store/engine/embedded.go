@@ -30,6 +30,8 @@ func (Embedded) Open(path string, opts Options) (store.Store, error) {
 		Limits:   opts.Limits,
 		Now:      opts.Now,
 		HeadAge:  opts.HeadAge,
+
+		CheckpointEvery: opts.CheckpointEvery,
 	})
 	if err != nil {
 		return nil, err // a *boltdb.Store nil in a store.Store would not be nil

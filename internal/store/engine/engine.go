@@ -89,6 +89,9 @@ type Options struct {
 	// HeadAge is how long the embedded engine keeps a series' newest
 	// readings in its head before sealing them; 0 means its default.
 	HeadAge time.Duration
+	// CheckpointEvery turns on the embedded engine's deferred commits
+	// (boltdb.Options.CheckpointEvery); PostgreSQL ignores it.
+	CheckpointEvery time.Duration
 	// PackAfter is how long after a day ends PostgreSQL writes its
 	// readings straight into packed blocks; 0 means
 	// store.DefaultPackAfter.
