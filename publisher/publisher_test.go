@@ -133,7 +133,7 @@ func TestRegistry(t *testing.T) {
 
 func openSpool(t *testing.T, path string) *Spool {
 	t.Helper()
-	s, err := OpenSpool(path, 0)
+	s, err := OpenSpool(path, SpoolOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -173,7 +173,7 @@ func TestSpoolSeqSurvivesRestart(t *testing.T) {
 func TestSpoolDropsOldestWhenFull(t *testing.T) {
 	r := schema.Reading{Host: "h", Sensor: "s", Time: time.Unix(1, 0), Value: json.RawMessage("1")}
 	one := int64(len("s\n") + len(r.AppendJSON(nil, schema.WithIdentity)) + len(`,"seq":1`))
-	s, err := OpenSpool(filepath.Join(t.TempDir(), "spool.db"), 3*one+2)
+	s, err := OpenSpool(filepath.Join(t.TempDir(), "spool.db"), SpoolOptions{MaxBytes: 3*one + 2})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -264,7 +264,7 @@ func TestWipedSpoolAcknowledgedAgain(t *testing.T) {
 	}
 	depth := func() int {
 		t.Helper()
-		sp, err := publisher.OpenSpool(spool, 0)
+		sp, err := publisher.OpenSpool(spool, publisher.SpoolOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -277,7 +277,7 @@ func TestWipedSpoolAcknowledgedAgain(t *testing.T) {
 	if d := depth(); d != 0 {
 		t.Fatalf("before the wipe %d readings wait in the spool", d)
 	}
-	if err := os.Remove(spool); err != nil {
+	if err := os.RemoveAll(spool); err != nil {
 		t.Fatal(err)
 	}
 	// Seqs 1 and 2 again, below the host's watermark of 6.

@@ -50,6 +50,7 @@ type PublisherFlags struct {
 	ReplayRate    int           `help:"Most spooled readings per second published when catching up after an outage." default:"1000" config:"publisher.replay_rate"`
 	DrainTimeout  time.Duration `help:"On stop, how long to keep publishing and waiting for acknowledgements before leaving the rest in the spool." default:"5s" config:"publisher.drain_timeout"`
 	SpoolMaxBytes int64         `help:"Bound of the spool's contents in bytes; past it the oldest readings are dropped (and counted)." default:"67108864" config:"publisher.spool_max_bytes"`
+	Sync          string        `help:"When spooled readings are forced to storage: every (each tick, before publishing: a power cut loses nothing published), a window such as 30s (readings not acknowledged within it: a power cut loses at most its last readings), or os (the kernel's write-back, about 30 s). A kill loses nothing either way." default:"30s" placeholder:"every|DURATION|os" config:"publisher.sync"`
 	HADiscovery   bool          `name:"ha-discovery" help:"Announce the sensors to Home Assistant by MQTT discovery (retained configs)." config:"publisher.ha_discovery"`
 	HAPrefix      string        `name:"ha-prefix" help:"Home Assistant's discovery prefix." default:"homeassistant" config:"publisher.ha_prefix"`
 }
@@ -272,8 +273,10 @@ func DefaultHost() string {
 	return schema.SanitizeName(h)
 }
 
-// DefaultSpool returns <state dir>/apd-spool.db: $STATE_DIRECTORY (set by
-// systemd), else $XDG_STATE_HOME/apd, else ~/.local/state/apd.
+// DefaultSpool returns <state dir>/apd-spool.db, the spool's directory
+// (the name is the bbolt file's of earlier versions, which is migrated in
+// place): $STATE_DIRECTORY (set by systemd), else $XDG_STATE_HOME/apd,
+// else ~/.local/state/apd.
 func DefaultSpool() string {
 	if d := os.Getenv("STATE_DIRECTORY"); d != "" {
 		return filepath.Join(d, "apd-spool.db")
@@ -285,6 +288,16 @@ func DefaultSpool() string {
 		return filepath.Join(home, ".local", "state", "apd", "apd-spool.db")
 	}
 	return "apd-spool.db"
+}
+
+// SpoolOptions returns the spool's options the flags set; a --sync the
+// spool does not know is a usage error.
+func (f PublisherFlags) SpoolOptions(log *slog.Logger) (publisher.SpoolOptions, error) {
+	policy, err := publisher.ParseSyncPolicy(f.Sync)
+	if err != nil {
+		return publisher.SpoolOptions{}, cli.WithCode(cli.ExitUsage, fmt.Errorf("--sync: %w", err), "")
+	}
+	return publisher.SpoolOptions{MaxBytes: f.SpoolMaxBytes, Sync: policy, Logger: log}, nil
 }
 
 // Agent is a running publisher with its spool and connection.
@@ -309,7 +322,11 @@ func NewAgent(f PublisherFlags, cert cli.ClientCertFlags, sensors []publisher.Na
 	if err != nil {
 		return nil, err
 	}
-	spool, err := publisher.OpenSpool(spoolPath, f.SpoolMaxBytes)
+	opts, err := f.SpoolOptions(log)
+	if err != nil {
+		return nil, err
+	}
+	spool, err := publisher.OpenSpool(spoolPath, opts)
 	if err != nil {
 		return nil, err
 	}

@@ -18,7 +18,7 @@ type PublishCmd struct {
 	PublisherFlags
 	cli.ClientCertFlags
 	Broker  string        `help:"Broker URL: tcp://, ssl:// or ws://; several, comma-separated (nodes of a cluster), are tried in turn." default:"tcp://127.0.0.1:1883" config:"publisher.broker"`
-	Spool   string        `help:"Spool file (default: <state dir>/apd-spool.db)." placeholder:"PATH" type:"path" config:"publisher.spool"`
+	Spool   string        `help:"Spool directory (default: <state dir>/apd-spool.db); a spool file of an earlier version there is migrated." placeholder:"PATH" type:"path" config:"publisher.spool"`
 	Once    bool          `help:"Sample once, publish, wait briefly for the acknowledgement, exit."`
 	DryRun  bool          `help:"Print the JSON payloads instead of publishing (no broker, no spool)."`
 	AckWait time.Duration `help:"With --once, how long to wait for the aggregator's acknowledgement." default:"3s"`
@@ -28,10 +28,12 @@ type PublishCmd struct {
 func (PublishCmd) Help() string {
 	return `Samples this device's sensors every interval and publishes each reading as
 JSON over MQTT to <prefix>/<host>/<sensor>. Every reading is kept in a local
-spool until the aggregator acknowledges that it is stored.
+spool (a directory of append-only segments) until the aggregator acknowledges
+that it is stored; --sync sets when spooled readings are forced to storage.
 
 Examples:
   apd-publish --broker tcp://192.168.1.10:1883 --interval 30s
+  apd-publish --sync every --spool /var/lib/apd-publish/apd-spool.db
   apd-publish --once --sensors cpu_load,ram_available
   apd-publish --dry-run
   apd-publish --config /etc/apd/apd.toml --ha-discovery`
@@ -46,6 +48,9 @@ func (c *PublishCmd) Run(ctx context.Context, g *cli.Globals, file *config.File)
 	}
 	if c.Interval <= 0 {
 		return cli.WithCode(cli.ExitUsage, errors.New("--interval must be positive"), "")
+	}
+	if _, err := c.SpoolOptions(log); err != nil {
+		return err
 	}
 	topics := schema.Topics{Prefix: g.Prefix}
 	if c.DryRun {

@@ -177,7 +177,7 @@ func checkExactlyOnce(t *testing.T, dbPath string, spools map[string]string) {
 	t.Helper()
 	seqs := storedSeqs(t, dbPath, nil)
 	for host, path := range spools {
-		sp, err := publisher.OpenSpool(path, 0)
+		sp, err := publisher.OpenSpool(path, publisher.SpoolOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -482,7 +482,7 @@ func TestSpoolFull(t *testing.T) {
 		}
 	}
 	for i, h := range hosts {
-		sp, err := publisher.OpenSpool(c.spools[h.Name], 0)
+		sp, err := publisher.OpenSpool(c.spools[h.Name], publisher.SpoolOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,0 +1,16 @@
+//go:build !linux
+
+package publisher
+
+import "os"
+
+// fdatasync is fsync where the system has no fdatasync.
+func fdatasync(f *os.File) error { return f.Sync() }
+
+// allocate does nothing where the system has no fallocate: the segment
+// grows as it is written.
+func allocate(*os.File, int64) error { return nil }
+
+// lockDir takes no lock where the system has no flock of a directory
+// (apd-publish's devices run Linux).
+func lockDir(string) (func() error, error) { return func() error { return nil }, nil }
