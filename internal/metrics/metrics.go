@@ -129,6 +129,14 @@ func (r *Registry) GaugeFunc(name, help string, f func() float64) {
 	}})
 }
 
+// CounterFunc registers a counter whose value is read at exposition (one
+// kept elsewhere: the kernel's, a store's).
+func (r *Registry) CounterFunc(name, help string, f func() uint64) {
+	r.add(entry{name, help, "counter", "", func(w io.Writer, name, _ string) {
+		fmt.Fprintf(w, "%s %d\n", name, f())
+	}})
+}
+
 // Histogram registers h under name.
 func (r *Registry) Histogram(name, help string, h *Histogram) {
 	r.add(entry{name, help, "histogram", "", func(w io.Writer, name, _ string) {

@@ -34,6 +34,7 @@ import (
 	"github.com/apd-telemetry/apd/internal/httpapi"
 	"github.com/apd-telemetry/apd/internal/ingest"
 	"github.com/apd-telemetry/apd/internal/metrics"
+	"github.com/apd-telemetry/apd/internal/procio"
 	"github.com/apd-telemetry/apd/internal/rules"
 	"github.com/apd-telemetry/apd/internal/store"
 	"github.com/apd-telemetry/apd/schema"
@@ -84,6 +85,8 @@ type Server struct {
 	httpLn   net.Listener
 	log      *slog.Logger
 	link     Link
+	started  time.Time
+	startIO  procio.Counters // at start, for the SIGUSR1 disk writes
 	cancel   context.CancelFunc
 	closed   sync.Once
 	// notReady says why the process does not take readings yet (empty
@@ -106,7 +109,8 @@ func New(cfg Config) (*Server, error) {
 		cfg.Store.Close()
 		return nil, fmt.Errorf("HTTP listen on %s: %w", cfg.HTTPAddr, err)
 	}
-	s := &Server{cfg: cfg, store: cfg.Store, metrics: metrics.NewRegistry(), httpLn: ln, log: log}
+	s := &Server{cfg: cfg, store: cfg.Store, metrics: metrics.NewRegistry(), httpLn: ln, log: log, started: time.Now()}
+	s.startIO, _ = procio.Self()
 	s.setReady("starting")
 	opts := cfg.Ingest
 	opts.Logger = log
@@ -178,6 +182,18 @@ func (s *Server) registerMetrics() {
 	s.metrics.GaugeFunc("apd_dead_letters", "Dead letters kept.", deadStat(func(d store.DeadLetterStats) uint64 { return d.Count }))
 	s.metrics.GaugeFunc("apd_dead_letters_bytes", "Bytes of dead letters kept.", deadStat(func(d store.DeadLetterStats) uint64 { return d.Bytes }))
 	s.metrics.GaugeFunc("apd_dead_letters_dropped", "Dead letters dropped (oldest first) to stay within the bounds, ever.", deadStat(func(d store.DeadLetterStats) uint64 { return d.Dropped }))
+	// What wears an SD card (docs/reliability.md).
+	if _, err := procio.Self(); err == nil {
+		s.metrics.CounterFunc("apd_process_written_bytes_total", "Bytes this process caused to be written to storage (the kernel's write_bytes less cancelled_write_bytes).", func() uint64 {
+			c, _ := procio.Self()
+			return c.Written()
+		})
+	}
+	if wr, ok := st.(store.WriteReporter); ok {
+		s.metrics.CounterFunc("apd_store_syncs_total", "fsyncs of the store's commits.", func() uint64 { return wr.WriteStats().Syncs })
+		s.metrics.CounterFunc("apd_store_deferred_commits_total", "Commits made durable in the write-ahead file.", func() uint64 { return wr.WriteStats().Deferred })
+		s.metrics.CounterFunc("apd_store_checkpoints_total", "Commits of the database file that took the write-ahead file's.", func() uint64 { return wr.WriteStats().Checkpoints })
+	}
 	s.metrics.GaugeFunc("apd_seq_awaited", "Seqs below each host's highest seq not committed yet, summed over hosts.", func() float64 {
 		hosts, _ := st.Hosts()
 		var n uint64
@@ -391,7 +407,27 @@ func (s *Server) logMetricsOnSignal(ctx context.Context) {
 		if s.rules != nil {
 			s.rules.LogStats(s.log)
 		}
+		s.logDiskWrites()
 	})
+}
+
+// logDiskWrites logs what this process wrote to storage since it started,
+// and that rate over a day: what a Pi's SD card gets.
+func (s *Server) logDiskWrites() {
+	up := time.Since(s.started)
+	attrs := []any{"since", s.started.UTC().Format(time.RFC3339), "uptime", up.Round(time.Second).String()}
+	perDay := func(n uint64) uint64 {
+		return uint64(float64(n) * float64(24*time.Hour) / float64(max(up, time.Second)))
+	}
+	if c, err := procio.Self(); err == nil {
+		written := c.Written() - min(c.Written(), s.startIO.Written())
+		attrs = append(attrs, "bytes_written", written, "bytes_written_per_day", perDay(written))
+	}
+	if wr, ok := s.store.(store.WriteReporter); ok {
+		ws := wr.WriteStats()
+		attrs = append(attrs, "syncs", ws.Syncs, "syncs_per_day", perDay(ws.Syncs), "deferred_commits", ws.Deferred, "checkpoints", ws.Checkpoints)
+	}
+	s.log.Info("disk writes", attrs...)
 }
 
 // Topics returns the topics the ingester reads.

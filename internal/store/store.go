@@ -85,6 +85,22 @@ type Backuper interface {
 	WriteBackup(w io.Writer, begin func(size int64)) (int64, error)
 }
 
+// WriteReporter is an engine that counts what it makes durable on its own
+// disk (the embedded engine; PostgreSQL's writes are its server's).
+type WriteReporter interface {
+	WriteStats() WriteStats
+}
+
+// WriteStats counts an engine's durable writes since it was opened.
+type WriteStats struct {
+	// Syncs counts the fsyncs (or fdatasyncs) of commits: each is a
+	// write the storage device must finish before acknowledging.
+	Syncs uint64
+	// Deferred counts commits made durable in a write-ahead file and
+	// Checkpoints the commits of the database file that took them.
+	Deferred, Checkpoints uint64
+}
+
 // HostRestorer is an engine that can take a host's record as another
 // engine kept it (apd migrate): state, seq watermark, counts and how it
 // is shown, replacing its own.

@@ -76,8 +76,16 @@ func (s *Store) updateLocked(fn func(*bolt.Tx, *headTx) error) error {
 		ht.abortHosts()
 		return err
 	}
+	s.countSync()
 	ht.publish()
 	return nil
+}
+
+// countSync counts a commit's fsync, when commits sync.
+func (s *Store) countSync() {
+	if !s.noSync {
+		s.syncs.Add(1)
+	}
 }
 
 // deferrable tells whether every change b makes can wait for a
@@ -144,6 +152,7 @@ func (s *Store) commitDeferred(b *store.Batch) (store.CommitResult, error) {
 		return store.CommitResult{}, s.abandon(err)
 	}
 	s.walRecords.Add(1)
+	s.countSync()
 	overlay := make(map[string]hostOverlay, len(ht.hostBytes))
 	pendingB := tx.Bucket(bucketPending)
 	for name, v := range ht.hostBytes {
@@ -204,6 +213,7 @@ func (s *Store) commitPending(ht *headTx) error {
 	}
 	s.walGen++
 	s.checkpoints.Add(1)
+	s.countSync()
 	return s.wal.reset()
 }
 

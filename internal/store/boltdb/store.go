@@ -125,6 +125,8 @@ type Store struct {
 	overlay     map[string]hostOverlay
 	walRecords  atomic.Uint64
 	checkpoints atomic.Uint64
+	syncs       atomic.Uint64
+	noSync      bool
 }
 
 // hostOverlay is a host record written by a deferred commit: the record
@@ -134,16 +136,10 @@ type hostOverlay struct {
 	pendingSeqs uint64
 }
 
-// WriteStats counts what the store wrote since open: deferred commits
-// (one write-ahead record and one fdatasync each) and checkpoints (one
-// bbolt commit each).
-type WriteStats struct {
-	WALRecords, Checkpoints uint64
-}
-
-// WriteStats returns what the store wrote since open.
-func (s *Store) WriteStats() WriteStats {
-	return WriteStats{WALRecords: s.walRecords.Load(), Checkpoints: s.checkpoints.Load()}
+// WriteStats returns what the store made durable since open
+// (store.WriteReporter).
+func (s *Store) WriteStats() store.WriteStats {
+	return store.WriteStats{Syncs: s.syncs.Load(), Deferred: s.walRecords.Load(), Checkpoints: s.checkpoints.Load()}
 }
 
 // Open opens or creates the database at path and migrates it to
@@ -179,7 +175,7 @@ func Open(path string, opts Options) (*Store, error) {
 	// part of the file may hold (dead letters) should bound the file.
 	db.AllocSize = allocSize
 	s := &Store{db: db, path: path, limits: opts.Limits.WithDefaults(), now: opts.Now, head: newHead(opts.HeadAge),
-		checkpointEvery: opts.CheckpointEvery}
+		checkpointEvery: opts.CheckpointEvery, noSync: opts.NoSync}
 	if s.now == nil {
 		s.now = time.Now
 	}

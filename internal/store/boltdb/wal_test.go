@@ -105,7 +105,7 @@ func TestDeferredCommitsSurviveACrash(t *testing.T) {
 	if _, err := s.Commit(&store.Batch{Readings: tick(hosts, sensors, 0), Aggregator: "agg"}); err != nil {
 		t.Fatal(err)
 	}
-	if got := s.WriteStats(); got.WALRecords != 0 {
+	if got := s.WriteStats(); got.Deferred != 0 {
 		t.Fatalf("a batch making series went to the write-ahead file: %+v", got)
 	}
 	const ticks = 12
@@ -121,7 +121,7 @@ func TestDeferredCommitsSurviveACrash(t *testing.T) {
 		}
 		acks = res.Acks
 	}
-	if got := s.WriteStats(); got.WALRecords != ticks || got.Checkpoints != 0 {
+	if got := s.WriteStats(); got.Deferred != ticks || got.Checkpoints != 0 {
 		t.Fatalf("write stats %+v, want %d write-ahead records and no checkpoint", got, ticks)
 	}
 	wantSeq := uint64((ticks + 1) * len(sensors))
@@ -246,7 +246,7 @@ func TestDeferredCheckpoints(t *testing.T) {
 		clock.Add(10 * time.Second)
 		commit(tick(hosts, sensors, m))
 	}
-	if got := s.WriteStats(); got.WALRecords != 5 || got.Checkpoints != 0 {
+	if got := s.WriteStats(); got.Deferred != 5 || got.Checkpoints != 0 {
 		t.Fatalf("after 50 s: %+v", got)
 	}
 	if _, err := Open(path, Options{ReadOnly: true, Timeout: 50 * time.Millisecond}); !errors.Is(err, store.ErrLocked) {
@@ -262,7 +262,7 @@ func TestDeferredCheckpoints(t *testing.T) {
 	// A status is seen in the file at once.
 	clock.Add(time.Second)
 	commit(nil, store.StatusUpdate{Host: "pi", Status: schema.Status{State: schema.StateOffline, Time: clock.Now()}})
-	if got := s.WriteStats(); got.Checkpoints != 2 || got.WALRecords != 6 {
+	if got := s.WriteStats(); got.Checkpoints != 2 || got.Deferred != 6 {
 		t.Fatalf("a status did not checkpoint: %+v", got)
 	}
 	// A crash leaves a record: a read-only open says what to do.

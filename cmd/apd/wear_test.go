@@ -1,0 +1,112 @@
+package main_test
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/apd-telemetry/apd/internal/testutil"
+)
+
+// scrape returns the samples of /metrics by series name.
+func scrape(t *testing.T, httpAddr string) map[string]float64 {
+	t.Helper()
+	resp, err := http.Get("http://" + httpAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]float64{}
+	sc := bufio.NewScanner(strings.NewReader(string(body)))
+	for sc.Scan() {
+		name, value, ok := strings.Cut(sc.Text(), " ")
+		if !ok || strings.HasPrefix(name, "#") {
+			continue
+		}
+		if v, err := strconv.ParseFloat(value, 64); err == nil {
+			out[name] = v
+		}
+	}
+	return out
+}
+
+// TestDeferredCommitsSurviveKill: apd serve makes commits that only add
+// readings durable in its write-ahead file, and says so in /metrics and
+// on SIGUSR1. Killed (SIGKILL) before any checkpoint, its restart finds
+// every reading it acknowledged.
+func TestDeferredCommitsSurviveKill(t *testing.T) {
+	pub, _ := mosquitto(t)
+	data := t.TempDir()
+	cmd := exec.Command(filepath.Join(binDir, "apd"), "serve", "--data", data, "--mqtt-addr", anyPort, "--http-addr", anyPort)
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}
+	p, m := testutil.StartProcess(t, cmd, testutil.LogLine("apd serve running"), 20*time.Second)
+	a := testutil.ParseLogLine(m[0])
+	httpAddr := strings.TrimPrefix(a["http"], "http://")
+	if err := testutil.Ready(httpAddr, 10*time.Second); err != nil {
+		t.Fatalf("%v: %s", err, p.Log)
+	}
+	host, port, _ := net.SplitHostPort(a["mqtt"])
+	const readings = 6
+	for i := range readings {
+		// QoS 1: mosquitto_pub returns after the PUBACK, which the
+		// embedded broker sends after the commit.
+		if out, err := exec.Command(pub, "-h", host, "-p", port, "-q", "1", "-t", "apd/shed/temperature",
+			"-m", fmt.Sprint(20+i)).CombinedOutput(); err != nil {
+			t.Fatalf("mosquitto_pub: %v %s", err, out)
+		}
+		time.Sleep(5 * time.Millisecond) // readings stamped on receipt: distinct milliseconds
+	}
+	got := scrape(t, httpAddr)
+	// The first reading made the series (committed to apd.db); the rest
+	// only added to it.
+	if got["apd_store_deferred_commits_total"] != readings-1 || got["apd_store_checkpoints_total"] != 0 ||
+		got["apd_store_syncs_total"] < readings || got["apd_process_written_bytes_total"] <= 0 {
+		t.Fatalf("metrics after %d readings: deferred %v, checkpoints %v, syncs %v, written %v", readings,
+			got["apd_store_deferred_commits_total"], got["apd_store_checkpoints_total"], got["apd_store_syncs_total"], got["apd_process_written_bytes_total"])
+	}
+	if fi, err := os.Stat(filepath.Join(data, "apd.db-wal")); err != nil || fi.Size() == 0 {
+		t.Fatalf("write-ahead file: %v %v", fi, err)
+	}
+	_ = p.Cmd.Process.Signal(syscall.SIGUSR1)
+	var line string
+	testutil.WaitFor(t, "the disk writes line after SIGUSR1", 5*time.Second, func() bool {
+		for _, l := range strings.Split(p.Log.String(), "\n") {
+			if testutil.LogLine("disk writes").MatchString(l) {
+				line = l
+				return true
+			}
+		}
+		return false
+	})
+	if f := testutil.ParseLogLine(line); f["syncs"] == "" || f["bytes_written_per_day"] == "" || f["deferred_commits"] != strconv.Itoa(readings-1) {
+		t.Fatalf("disk writes line: %s", line)
+	}
+
+	_ = p.Cmd.Process.Kill()
+	_ = p.Wait()
+	s := startServeIn(t, data)
+	q := run(t, nil, "apd", "query", "--server", "http://"+s.http, "--sensor", "temperature", "--since", "1h", "--format", "ndjson")
+	lines := ndjsonLines(t, q.stdout)
+	if len(lines) != readings {
+		t.Fatalf("after SIGKILL and restart %d readings, want %d:\n%s%s", len(lines), readings, q.stdout, s.log)
+	}
+	for i, l := range lines {
+		if l["value"] != float64(20+i) {
+			t.Fatalf("reading %d after restart: %v", i, l)
+		}
+	}
+}
