@@ -325,16 +325,23 @@ func (s *Spool) open() error {
 	if err := s.prepareLayout(); err != nil {
 		return err
 	}
+	// The directories made here must survive a power cut with what they
+	// hold: each one's entry is synced in its parent.
+	var made []string
+	for d := s.dir; ; d = filepath.Dir(d) {
+		if _, err := s.fs.Stat(d); !errors.Is(err, fs.ErrNotExist) || d == filepath.Dir(d) {
+			break
+		}
+		made = append(made, d)
+	}
 	if err := s.fs.MkdirAll(filepath.Dir(s.dir), 0o755); err != nil {
 		return fmt.Errorf("create spool directory: %w", err)
 	}
-	_, err := s.fs.Stat(s.dir)
-	made := errors.Is(err, fs.ErrNotExist)
 	if err := s.fs.MkdirAll(s.dir, 0o700); err != nil {
 		return fmt.Errorf("create spool directory: %w", err)
 	}
-	if made {
-		if err := s.syncDir(filepath.Dir(s.dir)); err != nil {
+	for _, d := range made {
+		if err := s.syncDir(filepath.Dir(d)); err != nil {
 			return err
 		}
 	}

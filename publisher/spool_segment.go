@@ -150,7 +150,9 @@ func (b *recordBuilder) frame() ([]byte, error) {
 }
 
 // payload returns the i-th reading's payload, within the frame.
-func (b *recordBuilder) payload(i int) []byte { return b.buf[b.payloads[i][0]:b.payloads[i][1]:b.payloads[i][1]] }
+func (b *recordBuilder) payload(i int) []byte {
+	return b.buf[b.payloads[i][0]:b.payloads[i][1]:b.payloads[i][1]]
+}
 
 var errBadRecord = errors.New("spool record does not read")
 
