@@ -103,12 +103,19 @@ func (s *Store) deferrable(b *store.Batch) bool {
 	for i := range b.Readings {
 		r := &b.Readings[i]
 		k := seriesKey{r.Sensor, r.Host}
-		hs := s.head.series[k]
-		if hs == nil || r.Time.UnixMilli() < hs.first {
+		n, first := 0, int64(0)
+		if hs := s.head.series[k]; hs != nil {
+			n, first = hs.n, hs.first
+		} else if last, ok := s.head.sealedLast[k]; ok {
+			first = last + 1 // a new head, after what was sealed
+		} else {
+			return false // a new series, or one not seen since open
+		}
+		if r.Time.UnixMilli() < first {
 			return false
 		}
 		count[k]++
-		if count[k] >= directSeal || hs.n+count[k] >= chunk.MaxReadings {
+		if count[k] >= directSeal || n+count[k] >= chunk.MaxReadings {
 			return false
 		}
 	}
@@ -185,6 +192,7 @@ func (s *Store) checkpointLocked() error {
 		return nil
 	}
 	ht := s.beginHead(s.pending, s.now())
+	ht.quarantine = quarantineTo(s.pending, nil)
 	if err := ht.finish(); err != nil {
 		return s.abandon(err)
 	}

@@ -14,6 +14,13 @@ import (
 // not shrink until Compact.
 func (s *Store) Delete(q store.Query) (int, error) {
 	removed := 0
+	defer func() {
+		// A series deleted may have lost its bucket: its next reading
+		// must make it again in a commit readers see (deferrable).
+		s.headMu.Lock()
+		clear(s.head.sealedLast)
+		s.headMu.Unlock()
+	}()
 	err := s.update(func(tx *bolt.Tx, ht *headTx) error {
 		ht.quarantine = quarantineTo(tx, nil)
 		readings, hostsB := tx.Bucket(bucketReadings), tx.Bucket(bucketHosts)

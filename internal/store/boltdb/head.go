@@ -79,13 +79,18 @@ type head struct {
 	age     time.Duration
 	seed    maphash.Seed
 	swept   time.Time
+	// sealedLast holds, for series whose head was sealed, the time (ms)
+	// of the last reading sealed: a later one starts a new head without
+	// touching the file but for the head's log (deferrable).
+	sealedLast map[seriesKey]int64
 }
 
 func newHead(age time.Duration) *head {
 	if age <= 0 {
 		age = defaultHeadAge
 	}
-	return &head{series: map[seriesKey]*headSeries{}, hosts: map[string]*hostRecord{}, age: age, seed: maphash.MakeSeed()}
+	return &head{series: map[seriesKey]*headSeries{}, hosts: map[string]*hostRecord{}, age: age, seed: maphash.MakeSeed(),
+		sealedLast: map[seriesKey]int64{}}
 }
 
 // maxAge is how long series k's head stays open.
@@ -369,6 +374,9 @@ func (ht *headTx) publish() {
 	h := ht.h
 	for k, hs := range ht.changed {
 		if hs == nil {
+			if old := h.series[k]; old != nil {
+				h.sealedLast[k] = old.last
+			}
 			delete(h.series, k)
 			continue
 		}
