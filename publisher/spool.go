@@ -244,6 +244,7 @@ type segment struct {
 	created time.Time
 	w       SpoolFile // open for appending: the active segment only
 	bad     bool      // its header does not read: it only marks a seq
+	sealed  bool      // found with bytes after its last record: never appended to
 }
 
 // unsyncedAppend is an Append of the window policy not yet synced.
@@ -431,6 +432,14 @@ func (s *Spool) load() error {
 		}
 	}
 
+	// The identity (see OpenSpool). A kill loses nothing: the page cache
+	// survives the process, and this open has just synced what it left. A
+	// power cut or a reboot after an unclean shutdown may have lost the
+	// unsynced tail of what the last run published, and the counter now
+	// issues those seqs again to other readings: unless that run synced
+	// every append, the aggregator must be told that seqs start again, by
+	// a new id. Without a boot id on either side a kill cannot be told
+	// from a power cut, and the safe answer is a new id.
 	switch {
 	case !haveState && len(s.segs) == 0:
 		s.id = newSpoolID()
@@ -521,16 +530,12 @@ func (s *Spool) readSegment(name string, first uint64) (*segment, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read segment %s: %w", name, err)
 	}
-	seg := &segment{name: name, first: first, next: sc.next, recs: sc.recs, end: sc.end, synced: sc.end}
-	if !sc.cleanTail {
-		// Never append after garbage: a new segment takes the appends.
-		seg.synced = -1
-	}
-	return seg, nil
+	// Never append after garbage: a new segment takes the appends.
+	return &segment{name: name, first: first, next: sc.next, recs: sc.recs, end: sc.end, synced: sc.end, sealed: !sc.cleanTail}, nil
 }
 
 // cleanTail reports whether a segment found at open may take appends.
-func (seg *segment) cleanTail() bool { return !seg.bad && seg.synced >= 0 }
+func (seg *segment) cleanTail() bool { return !seg.bad && !seg.sealed }
 
 // syncFound syncs every segment found at open, and the directory.
 func (s *Spool) syncFound() error {

@@ -35,7 +35,9 @@ import (
 //
 // The header's first seq is the seq counter when the segment was made, so
 // a segment without records still carries the counter: the spool always
-// keeps one segment for that reason.
+// keeps one segment for that reason. Its spool id is that of the spool
+// that made it, for whoever examines the files; the state file holds the
+// spool's current one.
 const (
 	segmentMagic      = "APDSPOOL"
 	segmentVersion    = 1
