@@ -50,7 +50,7 @@ type PublisherFlags struct {
 	ReplayRate    int           `help:"Most spooled readings per second published when catching up after an outage." default:"1000" config:"publisher.replay_rate"`
 	DrainTimeout  time.Duration `help:"On stop, how long to keep publishing and waiting for acknowledgements before leaving the rest in the spool." default:"5s" config:"publisher.drain_timeout"`
 	SpoolMaxBytes int64         `help:"Bound of the spool's contents in bytes; past it the oldest readings are dropped (and counted)." default:"67108864" config:"publisher.spool_max_bytes"`
-	Sync          string        `help:"When spooled readings are forced to storage: every (each tick, before publishing: a power cut loses nothing published), a window such as 30s (readings not acknowledged within it: a power cut loses at most its last readings), or os (the kernel's write-back, about 30 s). A kill loses nothing either way." default:"30s" placeholder:"every|DURATION|os" config:"publisher.sync"`
+	Sync          string        `help:"When spooled readings are forced to storage: every (each tick, before publishing: a power cut loses nothing published), a window such as 30s (readings not acknowledged within it: a power cut loses at most its last readings), or os (the kernel's write-back, about 30 s). A kill loses nothing either way." default:"30s" config:"publisher.sync"`
 	HADiscovery   bool          `name:"ha-discovery" help:"Announce the sensors to Home Assistant by MQTT discovery (retained configs)." config:"publisher.ha_discovery"`
 	HAPrefix      string        `name:"ha-prefix" help:"Home Assistant's discovery prefix." default:"homeassistant" config:"publisher.ha_prefix"`
 }
