@@ -33,7 +33,7 @@ type IngestFlags struct {
 	MaxBatch   int           `help:"Most readings per commit." default:"2000" config:"server.max_batch"`
 	BatchDelay time.Duration `help:"How long a commit waits to gather more readings." default:"10ms" config:"server.batch_delay"`
 	// Deferred commits: what keeps a Pi's SD card alive (docs/reliability.md).
-	CheckpointEvery time.Duration `help:"With the embedded engine, how long commits that only add readings may wait in the write-ahead file <data>/apd.db-wal (one page and one fdatasync each) before the database file takes them in one commit; 0 commits each to the database file." default:"10m" config:"server.checkpoint_every"`
+	CheckpointEvery time.Duration `help:"With the embedded engine, how long commits that only add readings may wait in the write-ahead file <data>/apd.db-wal (one page and one fdatasync each) before the database file takes them in one commit; 0 commits each to the database file." default:"1h" config:"server.checkpoint_every"`
 	MaxAge          time.Duration `help:"Reject readings stamped earlier than this before now (to dead letters)." default:"8760h" config:"server.max_age"`
 	MaxAhead        time.Duration `help:"Reject readings stamped later than this after now." default:"24h" config:"server.max_ahead"`
 	Retention       string        `help:"Delete readings older than this (e.g. 90d, 26w); empty keeps everything." placeholder:"D" config:"server.retention"`

@@ -117,6 +117,10 @@ type headTx struct {
 	// (wal.go): it leaves the age sweep, which writes chunks readers must
 	// see, to the checkpoint.
 	deferred bool
+	// sealAll makes the sweep seal every head, whatever its age: a
+	// checkpoint of a small store, whose write-ahead log records would
+	// otherwise be written to the file for the heads left open.
+	sealAll bool
 	// hostBytes holds the host records this transaction wrote, encoded,
 	// for the overlay readers see before a checkpoint.
 	hostBytes map[string][]byte
@@ -333,7 +337,7 @@ func (ht *headTx) finish() error {
 			if hs == nil {
 				return nil
 			}
-			if sealed < sealsPerCommit && ht.now.Sub(hs.started) >= h.maxAge(k) {
+			if sealed < sealsPerCommit && (ht.sealAll || ht.now.Sub(hs.started) >= h.maxAge(k)) {
 				sealed++
 				return ht.seal(k, hs)
 			}
@@ -354,7 +358,9 @@ func (ht *headTx) finish() error {
 		}
 		log := ht.tx.Bucket(bucketLog)
 		c := log.Cursor()
-		for k, _ := c.First(); k != nil && binary.BigEndian.Uint64(k) < oldest; k, _ = c.Next() {
+		// First again after each delete: bbolt's Next after a Delete
+		// skips a key, which left every other record behind.
+		for k, _ := c.First(); k != nil && binary.BigEndian.Uint64(k) < oldest; k, _ = c.First() {
 			if err := c.Delete(); err != nil {
 				return err
 			}

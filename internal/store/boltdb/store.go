@@ -119,6 +119,7 @@ type Store struct {
 	wal             *walFile  // nil: deferred commits off
 	pending         *bolt.Tx  // the deferred transaction, nil when none is open
 	pendingSince    time.Time // when it began
+	pendingBytes    int       // the head log records it holds
 	walGen          uint64    // the generation of the write-ahead records being written
 	// overlay holds the host records deferred commits wrote, for readers
 	// (under headMu); emptied at each checkpoint.

@@ -12,6 +12,7 @@ import (
 	"github.com/apd-telemetry/apd/internal/store"
 	"github.com/apd-telemetry/apd/internal/store/storetest"
 	"github.com/apd-telemetry/apd/schema"
+	bolt "go.etcd.io/bbolt"
 )
 
 // TestConformanceDeferred runs the storage contract's suite with deferred
@@ -290,4 +291,12 @@ func TestDeferredCheckpoints(t *testing.T) {
 	if got := len(scanAll(t, r)); got != 9*len(sensors) {
 		t.Fatalf("after close %d readings, want %d", got, 9*len(sensors))
 	}
+	// The last checkpoint sealed every head: no log record is left in the
+	// file for them (each one would be written there, a page's worth).
+	_ = r.db.View(func(tx *bolt.Tx) error {
+		if n := tx.Bucket(bucketLog).Stats().KeyN; n != 0 {
+			t.Errorf("%d log records left after the last checkpoint", n)
+		}
+		return nil
+	})
 }
