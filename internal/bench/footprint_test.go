@@ -33,9 +33,9 @@ func procField(b *testing.B, pid int, file, key string) int64 {
 // rssKiB returns a process's resident set size.
 func rssKiB(b *testing.B, pid int) int64 { return procField(b, pid, "status", "VmRSS") }
 
-// writeBytes returns the bytes a process caused to be written to storage:
-// its spool's pages and fsyncs.
-func writeBytes(b *testing.B, pid int) int64 { return procField(b, pid, "io", "write_bytes") }
+// writeBytes returns the bytes a process caused to be written to storage
+// (pages dirtied less those dropped unwritten: procio.Counters.Written).
+func writeBytes(b *testing.B, pid int) int64 { return int64(ioCounters(b, pid).Written()) }
 
 // BenchmarkPublisherFootprint runs the release build of apd-publish with
 // every built-in sensor at a 10 s interval against a real apd serve for
