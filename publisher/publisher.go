@@ -65,6 +65,13 @@ type Options struct {
 	// Now is the clock readings are stamped and scheduled by; nil means
 	// time.Now.
 	Now func() time.Time
+	// Wear, when set, reports what the device's storage got from this
+	// process; every $status carries it, so that any MQTT client sees
+	// what the SD card gets.
+	Wear func() *schema.Wear
+	// StatusEvery is how often the retained $status is published again
+	// while running, with fresh Wear; 0 means an hour.
+	StatusEvery time.Duration
 }
 
 // Announcer publishes metadata about the device's sensors alongside the
@@ -129,6 +136,9 @@ func New(opts Options, spool *Spool, client Client) *Publisher {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	if opts.StatusEvery <= 0 {
+		opts.StatusEvery = time.Hour
+	}
 	return &Publisher{opts: opts, spool: spool, client: client, log: opts.Logger, samples: make(chan Sample, 256),
 		sentAt: map[uint64]time.Time{}, acked: spool.Acked(), ackCh: make(chan struct{})}
 }
@@ -137,8 +147,12 @@ func New(opts Options, spool *Spool, client Client) *Publisher {
 // first seq, so the aggregator knows where this spool's seqs start and
 // which will never come.
 func (p *Publisher) announce(ctx context.Context, state string) error {
-	b, _ := json.Marshal(schema.Status{State: state, Time: p.opts.Now(), Version: p.opts.Version,
-		FirstSeq: p.spool.FirstSeq(), Spool: p.spool.ID()})
+	st := schema.Status{State: state, Time: p.opts.Now(), Version: p.opts.Version,
+		FirstSeq: p.spool.FirstSeq(), Spool: p.spool.ID()}
+	if p.opts.Wear != nil {
+		st.Wear = p.opts.Wear()
+	}
+	b, _ := json.Marshal(st)
 	return p.client.Publish(ctx, p.opts.Topics.Status(p.opts.Host), b, true)
 }
 
@@ -384,6 +398,22 @@ func (p *Publisher) Run(ctx context.Context) error {
 	go func() {
 		defer batcher.Done()
 		p.batch(ctx)
+	}()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(p.opts.StatusEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				if err := p.announce(ctx, schema.StateOnline); err != nil {
+					p.log.Debug("publish status", "err", err)
+				}
+			}
+		}
 	}()
 	wg.Add(1)
 	go func() {

@@ -560,3 +560,33 @@ func TestReplayStopsAtAFailedWindow(t *testing.T) {
 		t.Errorf("recovery logged %d times, want once:\n%s", n, logs.String())
 	}
 }
+
+// TestStatusCarriesWear: the retained $status is published again every
+// StatusEvery while running, each time with what Wear reports then.
+func TestStatusCarriesWear(t *testing.T) {
+	spool := openSpool(t, filepath.Join(t.TempDir(), "spool.db"))
+	defer spool.Close()
+	client := &fakeClient{}
+	var calls atomic.Uint64
+	since := time.Date(2026, 12, 3, 8, 0, 0, 0, time.UTC)
+	quick := &fakeSensor{title: "Quick", results: []func(context.Context) (any, error){value(true)}}
+	p := New(Options{Host: "pi", Interval: time.Hour, StatusEvery: 20 * time.Millisecond, DrainTimeout: 10 * time.Millisecond,
+		Sensors: []Named{{Name: "quick", Sensor: quick, Policy: fast}},
+		Wear: func() *schema.Wear {
+			n := calls.Add(1)
+			return &schema.Wear{Since: since, BytesWritten: 4096 * n, Syncs: n}
+		}}, spool, client)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- p.Run(ctx) }()
+	waitFor(t, "three statuses with a growing wear", func() bool {
+		return client.count(`apd/pi/$status {"state":"online"`) >= 3 && client.count(`"bytes_written":12288,"syncs":3`) == 1
+	})
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if client.count(`"wear":{"since":"2026-12-03T08:00:00.000Z"`) < 4 || client.count(`apd/pi/$status {"state":"offline"`) != 1 {
+		t.Fatalf("statuses: %d with wear, %d offline", client.count(`"wear":{`), client.count(`apd/pi/$status {"state":"offline"`))
+	}
+}

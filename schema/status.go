@@ -30,6 +30,33 @@ type Status struct {
 	// created. A new id means the device's seqs start again (its storage
 	// was wiped): the aggregator starts the host's watermark afresh.
 	Spool string `json:"spool,omitempty"`
+	// Wear, when the device reports it, is what its storage got from
+	// apd-publish since Wear.Since: what wears out a Pi's SD card.
+	Wear *Wear `json:"wear,omitempty"`
+}
+
+// Wear counts the writes a device's publisher caused to its storage.
+type Wear struct {
+	// Since is when the counting began (the process started).
+	Since time.Time `json:"-"`
+	// BytesWritten counts bytes written to storage: the kernel's count
+	// for the process where it keeps one, else the spool's own.
+	BytesWritten uint64 `json:"bytes_written"`
+	// Syncs counts the fsyncs the spool asked for.
+	Syncs uint64 `json:"syncs"`
+	// BytesPerDay and SyncsPerDay are the same over a day, at the rate
+	// since Since.
+	BytesPerDay uint64 `json:"bytes_per_day"`
+	SyncsPerDay uint64 `json:"syncs_per_day"`
+}
+
+// wearWire is Wear with its time as text.
+type wearWire struct {
+	Since        string `json:"since"`
+	BytesWritten uint64 `json:"bytes_written"`
+	Syncs        uint64 `json:"syncs"`
+	BytesPerDay  uint64 `json:"bytes_per_day"`
+	SyncsPerDay  uint64 `json:"syncs_per_day"`
 }
 
 // MaxSeq is the highest seq or first_seq a reading or status may carry:
@@ -41,8 +68,9 @@ type statusWire struct {
 	State    string `json:"state"`
 	TS       string `json:"ts,omitempty"`
 	Version  string `json:"version,omitempty"`
-	Spool    string `json:"spool,omitempty"`
-	FirstSeq uint64 `json:"first_seq,omitempty"`
+	Spool    string    `json:"spool,omitempty"`
+	FirstSeq uint64    `json:"first_seq,omitempty"`
+	Wear     *wearWire `json:"wear,omitempty"`
 }
 
 // MarshalJSON writes {"state":..,"ts":..,"version":..}; ts and version are
@@ -51,6 +79,10 @@ func (s Status) MarshalJSON() ([]byte, error) {
 	w := statusWire{State: s.State, Version: s.Version, FirstSeq: s.FirstSeq, Spool: s.Spool}
 	if !s.Time.IsZero() {
 		w.TS = FormatTime(s.Time)
+	}
+	if s.Wear != nil {
+		w.Wear = &wearWire{Since: FormatTime(s.Wear.Since), BytesWritten: s.Wear.BytesWritten, Syncs: s.Wear.Syncs,
+			BytesPerDay: s.Wear.BytesPerDay, SyncsPerDay: s.Wear.SyncsPerDay}
 	}
 	return json.Marshal(w)
 }
@@ -71,6 +103,12 @@ func (s *Status) UnmarshalJSON(b []byte) error {
 		return fmt.Errorf("%w: spool %q", ErrInvalidField, w.Spool)
 	}
 	*s = Status{State: w.State, Version: w.Version, FirstSeq: w.FirstSeq, Spool: w.Spool}
+	if w.Wear != nil {
+		// Informative only: a since that does not read leaves it zero.
+		since, _ := ParseTime(w.Wear.Since)
+		s.Wear = &Wear{Since: since, BytesWritten: w.Wear.BytesWritten, Syncs: w.Wear.Syncs,
+			BytesPerDay: w.Wear.BytesPerDay, SyncsPerDay: w.Wear.SyncsPerDay}
+	}
 	if w.TS != "" {
 		t, err := ParseTime(w.TS)
 		if err != nil {

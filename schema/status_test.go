@@ -25,3 +25,26 @@ func TestAckAppendJSON(t *testing.T) {
 		}
 	}
 }
+
+// TestStatusWearRoundTrip: a device's wear report is written with its
+// time as text and reads back the same; a status without one has none.
+func TestStatusWearRoundTrip(t *testing.T) {
+	since := time.Date(2026, 12, 3, 8, 0, 0, 0, time.UTC)
+	st := Status{State: StateOnline, Spool: "9f2c41d07a3be815", FirstSeq: 7,
+		Wear: &Wear{Since: since, BytesWritten: 409600, Syncs: 12, BytesPerDay: 4915200, SyncsPerDay: 144}}
+	b, err := json.Marshal(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const want = `{"state":"online","spool":"9f2c41d07a3be815","first_seq":7,"wear":{"since":"2026-12-03T08:00:00.000Z","bytes_written":409600,"syncs":12,"bytes_per_day":4915200,"syncs_per_day":144}}`
+	if string(b) != want {
+		t.Fatalf("%s\nwant\n%s", b, want)
+	}
+	var back Status
+	if err := json.Unmarshal(b, &back); err != nil || back.Wear == nil || *back.Wear != *st.Wear {
+		t.Fatalf("reads back as %+v (wear %+v), %v", back, back.Wear, err)
+	}
+	if err := json.Unmarshal([]byte(`{"state":"offline"}`), &back); err != nil || back.Wear != nil {
+		t.Fatalf("a status without wear: %+v, %v", back, err)
+	}
+}

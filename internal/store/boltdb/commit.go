@@ -89,12 +89,13 @@ func (s *Store) countSync() {
 }
 
 // deferrable tells whether every change b makes can wait for a
-// checkpoint: only readings, each later than the start of its series'
-// open head, few enough that the head is not sealed. Anything else — a
-// status, a dead letter, an import, a new or late series — changes what
-// readers read in the file, and is committed at once.
+// checkpoint: statuses (readers see host records through the overlay)
+// and readings each later than the start of its series' open head, few
+// enough that the head is not sealed. Anything else — a dead letter, an
+// import, a new or late series — changes what readers read in the file,
+// and is committed at once.
 func (s *Store) deferrable(b *store.Batch) bool {
-	if len(b.Statuses) > 0 || len(b.DeadLetters) > 0 || b.Imported || len(b.Readings) == 0 {
+	if len(b.DeadLetters) > 0 || b.Imported || b.Len() == 0 {
 		return false
 	}
 	s.headMu.RLock()
@@ -147,10 +148,10 @@ func (s *Store) commitDeferred(b *store.Batch) (store.CommitResult, error) {
 	if err := commit(tx, ht, b, s.limits, &res); err != nil {
 		return store.CommitResult{}, s.abandon(err)
 	}
-	// Refused readings became dead letters, which readers read in the
-	// file: checkpoint now.
+	// Refused readings and statuses became dead letters, which readers
+	// read in the file: checkpoint now.
 	s.pendingBytes += len(ht.log)
-	checkpoint := len(res.Refused) > 0 || now.Sub(s.pendingSince) >= s.checkpointEvery || now.Before(s.pendingSince) ||
+	checkpoint := len(res.Refused) > 0 || res.RefusedStatuses > 0 || now.Sub(s.pendingSince) >= s.checkpointEvery || now.Before(s.pendingSince) ||
 		s.wal.off >= walMaxBytes || s.pendingBytes >= pendingMaxBytes
 	ht.deferred = !checkpoint
 	ht.sealAll = checkpoint && s.sealAllAtCheckpoint()
@@ -163,7 +164,11 @@ func (s *Store) commitDeferred(b *store.Batch) (store.CommitResult, error) {
 		}
 		return res, nil
 	}
-	if err := s.wal.append(encodeWALRecord(s.walGen, now, b)); err != nil {
+	body, err := encodeWALRecord(s.walGen, now, b)
+	if err == nil {
+		err = s.wal.append(body)
+	}
+	if err != nil {
 		return store.CommitResult{}, s.abandon(err)
 	}
 	s.walRecords.Add(1)
@@ -296,7 +301,7 @@ func (s *Store) recoverWAL() error {
 		err = s.updateLocked(func(tx *bolt.Tx, ht *headTx) error {
 			for _, rec := range recs {
 				ht.now = rec.now
-				b := &store.Batch{Readings: rec.readings, Aggregator: rec.aggregator}
+				b := &store.Batch{Readings: rec.readings, Statuses: rec.statuses, Aggregator: rec.aggregator}
 				if err := commit(tx, ht, b, s.limits, &store.CommitResult{}); err != nil {
 					return err
 				}

@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"slices"
+	"strings"
 
 	"github.com/apd-telemetry/apd/internal/store"
 	"github.com/apd-telemetry/apd/schema"
@@ -30,34 +32,50 @@ func getHost(b *bolt.Bucket, host string) (*hostRecord, error) {
 // Hosts returns every host the store has seen, sorted by name.
 func (s *Store) Hosts() ([]store.Host, error) {
 	var out []store.Host
+	add := func(name string, v []byte, committed uint64) error {
+		var rec hostRecord
+		if err := json.Unmarshal(v, &rec); err != nil {
+			return fmt.Errorf("host %s: %w", name, err)
+		}
+		if rec.Sensors == nil {
+			rec.Sensors = map[string]*store.SensorStats{}
+		}
+		h := rec.Host(name)
+		if rec.MaxSeq > rec.Watermark {
+			h.Awaited = rec.MaxSeq - rec.Watermark - committed
+		}
+		out = append(out, h)
+		return nil
+	}
 	// The file and the overlay of deferred commits as of one moment.
 	s.headMu.RLock()
 	defer s.headMu.RUnlock()
 	err := s.db.View(func(tx *bolt.Tx) error {
 		pending := tx.Bucket(bucketPending)
-		return tx.Bucket(bucketHosts).ForEach(func(k, v []byte) error {
-			o, deferred := s.overlay[string(k)]
-			if deferred {
-				v = o.record
+		hosts := tx.Bucket(bucketHosts)
+		err := hosts.ForEach(func(k, v []byte) error {
+			if _, deferred := s.overlay[string(k)]; deferred {
+				return nil
 			}
-			var rec hostRecord
-			if err := json.Unmarshal(v, &rec); err != nil {
-				return fmt.Errorf("host %s: %w", k, err)
+			committed := uint64(0)
+			if pb := pending.Bucket(k); pb != nil {
+				committed = uint64(pb.Stats().KeyN)
 			}
-			if rec.Sensors == nil {
-				rec.Sensors = map[string]*store.SensorStats{}
-			}
-			out = append(out, rec.Host(string(k)))
-			if rec.MaxSeq > rec.Watermark {
-				committed := o.pendingSeqs
-				if pb := pending.Bucket(k); pb != nil && !deferred {
-					committed = uint64(pb.Stats().KeyN)
-				}
-				out[len(out)-1].Awaited = rec.MaxSeq - rec.Watermark - committed
-			}
-			return nil
+			return add(string(k), v, committed)
 		})
+		if err != nil {
+			return err
+		}
+		for name, o := range s.overlay {
+			if err := add(name, o.record, o.pendingSeqs); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
+	if len(s.overlay) > 0 {
+		slices.SortFunc(out, func(a, b store.Host) int { return strings.Compare(a.Name, b.Name) })
+	}
 	return out, err
 }
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"compress/flate"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/crc32"
@@ -52,6 +53,7 @@ import (
 //
 //	record: u32 length, u32 CRC-32C of the compressed body, compressed body
 //	body:   uvarint generation, varint commit time (ms), aggregator name,
+//	        statuses: count, then host and $status JSON each,
 //	        then per series: sensor, host, count, rows (chunk.AppendRow)
 //
 // The generation is the deferred transaction's: a checkpoint stores the
@@ -164,15 +166,25 @@ type walRecord struct {
 	gen        uint64
 	now        time.Time
 	aggregator string
+	statuses   []store.StatusUpdate
 	readings   []schema.Reading
 }
 
-// encodeWALRecord encodes a deferred commit's batch: its readings grouped
-// by series, as head rows.
-func encodeWALRecord(gen uint64, now time.Time, b *store.Batch) []byte {
+// encodeWALRecord encodes a deferred commit's batch: its statuses, and
+// its readings grouped by series, as head rows.
+func encodeWALRecord(gen uint64, now time.Time, b *store.Batch) ([]byte, error) {
 	body := binary.AppendUvarint(nil, gen)
 	body = binary.AppendVarint(body, now.UnixMilli())
 	body = appendLogString(body, b.Aggregator)
+	body = binary.AppendUvarint(body, uint64(len(b.Statuses)))
+	for _, st := range b.Statuses {
+		j, err := json.Marshal(st.Status)
+		if err != nil {
+			return nil, fmt.Errorf("status of %s: %w", st.Host, err)
+		}
+		body = appendLogString(body, st.Host)
+		body = appendLogString(body, string(j))
+	}
 	idx := make([]int, len(b.Readings))
 	for i := range idx {
 		idx[i] = i
@@ -200,7 +212,7 @@ func encodeWALRecord(gen uint64, now time.Time, b *store.Batch) []byte {
 		}
 		start = end
 	}
-	return body
+	return body, nil
 }
 
 func decodeWALRecord(body []byte) (walRecord, error) {
@@ -208,6 +220,14 @@ func decodeWALRecord(body []byte) (walRecord, error) {
 	rec := walRecord{gen: rd.uvarint()}
 	rec.now = time.UnixMilli(rd.varint()).UTC()
 	rec.aggregator = string(rd.bytes())
+	n := rd.uvarint()
+	for i := uint64(0); i < n && rd.err == nil; i++ {
+		st := store.StatusUpdate{Host: string(rd.bytes())}
+		if err := json.Unmarshal(rd.bytes(), &st.Status); rd.err == nil && err != nil {
+			return walRecord{}, fmt.Errorf("%w: status of %s: %v", errWAL, st.Host, err)
+		}
+		rec.statuses = append(rec.statuses, st)
+	}
 	for rd.err == nil && len(rd.b) > 0 {
 		sensor := string(rd.bytes())
 		host := string(rd.bytes())

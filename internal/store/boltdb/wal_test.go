@@ -113,7 +113,11 @@ func TestDeferredCommitsSurviveACrash(t *testing.T) {
 	var acks map[string]store.HostAck
 	for m := 1; m <= ticks; m++ {
 		clock.Add(10 * time.Second)
-		res, err := s.Commit(&store.Batch{Readings: tick(hosts, sensors, m), Aggregator: "agg"})
+		b := &store.Batch{Readings: tick(hosts, sensors, m), Aggregator: "agg"}
+		if m == 6 { // a device reconnecting: its status goes the same way
+			b.Statuses = []store.StatusUpdate{{Host: "pi-b", Status: schema.Status{State: schema.StateOnline, Version: "0.9.1", Time: clock.Now()}}}
+		}
+		res, err := s.Commit(b)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -135,6 +139,9 @@ func TestDeferredCommitsSurviveACrash(t *testing.T) {
 	readings, hs := scanAll(t, s), hostsOf(t, s)
 	if len(readings) != (ticks+1)*len(hosts)*len(sensors) {
 		t.Fatalf("scan found %d readings before a checkpoint", len(readings))
+	}
+	if hs[1].Name != "pi-b" || hs[1].Version != "0.9.1" || hs[1].State != schema.StateOnline {
+		t.Fatalf("the deferred status is not seen: %+v", hs[1])
 	}
 	for _, h := range hs {
 		if h.Watermark != wantSeq || !h.LastSeen.Equal(storetest.T0.Add(ticks*time.Minute)) {
@@ -262,11 +269,23 @@ func TestDeferredCheckpoints(t *testing.T) {
 	}
 	clock.Add(10 * time.Second)
 	commit(tick(hosts, sensors, 7))
-	// A status is seen in the file at once.
+	// A status is deferred too; readers see it at once.
 	clock.Add(time.Second)
 	commit(nil, store.StatusUpdate{Host: "pi", Status: schema.Status{State: schema.StateOffline, Time: clock.Now()}})
-	if got := s.WriteStats(); got.Checkpoints != 2 || got.Deferred != 6 {
-		t.Fatalf("a status did not checkpoint: %+v", got)
+	if got := s.WriteStats(); got.Checkpoints != 1 || got.Deferred != 7 {
+		t.Fatalf("a status was not deferred: %+v", got)
+	}
+	if hs := hostsOf(t, s); len(hs) != 1 || hs[0].State != schema.StateOffline {
+		t.Fatalf("hosts after a deferred status: %+v", hs)
+	}
+	// A refused reading is a dead letter, which readers read in the file:
+	// checkpointed at once.
+	clock.Add(time.Second)
+	jump := storetest.Reading("pi", "temperature", 7, 1, 8*2+store.MaxSeqJump+10)
+	jump.Time = jump.Time.Add(30 * time.Second)
+	commit([]schema.Reading{jump})
+	if got := s.WriteStats(); got.Checkpoints != 2 {
+		t.Fatalf("a dead letter did not checkpoint: %+v", got)
 	}
 	// A crash leaves a record: a read-only open says what to do.
 	clock.Add(10 * time.Second)
