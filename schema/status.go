@@ -65,9 +65,9 @@ type wearWire struct {
 const MaxSeq = 1 << 53
 
 type statusWire struct {
-	State    string `json:"state"`
-	TS       string `json:"ts,omitempty"`
-	Version  string `json:"version,omitempty"`
+	State    string    `json:"state"`
+	TS       string    `json:"ts,omitempty"`
+	Version  string    `json:"version,omitempty"`
 	Spool    string    `json:"spool,omitempty"`
 	FirstSeq uint64    `json:"first_seq,omitempty"`
 	Wear     *wearWire `json:"wear,omitempty"`
