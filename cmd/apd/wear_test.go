@@ -2,6 +2,7 @@ package main_test
 
 import (
 	"bufio"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -108,5 +109,51 @@ func TestDeferredCommitsSurviveKill(t *testing.T) {
 		if l["value"] != float64(20+i) {
 			t.Fatalf("reading %d after restart: %v", i, l)
 		}
+	}
+}
+
+// TestPublisherReportsWear: apd-publish puts what it wrote to storage in
+// its retained $status (any MQTT client sees it) and logs it on SIGUSR1.
+func TestPublisherReportsWear(t *testing.T) {
+	_, sub := mosquitto(t)
+	s := startServe(t)
+	pub, _ := testutil.StartProcess(t, exec.Command(filepath.Join(binDir, "apd-publish"), "--broker", "tcp://"+s.mqtt, "--host", "worn",
+		"--interval", "200ms", "--sensors", "uptime", "--spool", filepath.Join(t.TempDir(), "spool.db")),
+		testutil.LogLine("publishing"), 10*time.Second)
+	defer func() { _ = pub.Stop(10 * time.Second) }()
+	host, port, _ := net.SplitHostPort(s.mqtt)
+	var status map[string]any
+	testutil.WaitFor(t, "a retained $status with a wear report", 10*time.Second, func() bool {
+		out, err := exec.Command(sub, "-h", host, "-p", port, "-t", "apd/worn/$status", "-C", "1", "-W", "2").Output()
+		if err != nil {
+			return false
+		}
+		return json.Unmarshal(out, &status) == nil && status["wear"] != nil
+	})
+	wear, _ := status["wear"].(map[string]any)
+	for _, k := range []string{"since", "bytes_written", "syncs", "bytes_per_day", "syncs_per_day"} {
+		if _, ok := wear[k]; !ok {
+			t.Fatalf("$status wear without %s: %v", k, status)
+		}
+	}
+	// A few ticks, then the log line.
+	testutil.WaitFor(t, "readings stored", 10*time.Second, func() bool {
+		q := run(t, nil, "apd", "query", "--server", "http://"+s.http, "--sensor", "uptime", "--host", "worn", "--format", "ndjson")
+		return len(ndjsonLines(t, q.stdout)) >= 3
+	})
+	_ = pub.Cmd.Process.Signal(syscall.SIGUSR1)
+	var line string
+	testutil.WaitFor(t, "the disk writes line after SIGUSR1", 5*time.Second, func() bool {
+		for _, l := range strings.Split(pub.Log.String(), "\n") {
+			if testutil.LogLine("disk writes").MatchString(l) {
+				line = l
+				return true
+			}
+		}
+		return false
+	})
+	f := testutil.ParseLogLine(line)
+	if _, err := strconv.ParseUint(f["bytes_written_per_day"], 10, 64); err != nil || f["syncs"] == "" || f["spool_waiting"] == "" {
+		t.Fatalf("disk writes line: %s", line)
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/apd-telemetry/apd/internal/cli"
 	"github.com/apd-telemetry/apd/internal/config"
 	"github.com/apd-telemetry/apd/internal/mqttc"
+	"github.com/apd-telemetry/apd/internal/procio"
 	"github.com/apd-telemetry/apd/publisher"
 	"github.com/apd-telemetry/apd/publisher/homeassistant"
 	"github.com/apd-telemetry/apd/publisher/sensors/external"
@@ -306,6 +307,36 @@ type Agent struct {
 	Spool    *publisher.Spool
 	Client   *mqttc.Client
 	ClientID string
+
+	started time.Time
+	startIO procio.Counters // this process's, when started
+	ioKnown bool            // the kernel keeps per-process counters
+}
+
+// Wear reports what this process has caused to be written to storage
+// since it started: the kernel's count where it keeps one (the spool's,
+// the logs', everything), else the spool's own; and the spool's fsyncs.
+// It goes into every $status and to the log on SIGUSR1.
+func (a *Agent) Wear() *schema.Wear {
+	sw := a.Spool.Wear()
+	w := &schema.Wear{Since: a.started, BytesWritten: sw.BytesWritten, Syncs: sw.Syncs}
+	if a.ioKnown {
+		if c, err := procio.Self(); err == nil {
+			w.BytesWritten = c.Written() - min(c.Written(), a.startIO.Written())
+		}
+	}
+	up := max(time.Since(a.started), time.Second)
+	perDay := func(n uint64) uint64 { return uint64(float64(n) * float64(24*time.Hour) / float64(up)) }
+	w.BytesPerDay, w.SyncsPerDay = perDay(w.BytesWritten), perDay(w.Syncs)
+	return w
+}
+
+// LogWear writes Wear to log, as SIGUSR1 asks.
+func (a *Agent) LogWear(log *slog.Logger) {
+	w := a.Wear()
+	log.Info("disk writes", "since", w.Since.UTC().Format(time.RFC3339), "bytes_written", w.BytesWritten,
+		"bytes_written_per_day", w.BytesPerDay, "syncs", w.Syncs, "syncs_per_day", w.SyncsPerDay,
+		"spool_waiting", a.Spool.Depth())
 }
 
 // NewAgent opens the spool and builds the MQTT client and the publisher
@@ -330,7 +361,10 @@ func NewAgent(f PublisherFlags, cert cli.ClientCertFlags, sensors []publisher.Na
 	if err != nil {
 		return nil, err
 	}
-	a := &Agent{Spool: spool, ClientID: "apd-publish-" + host}
+	a := &Agent{Spool: spool, ClientID: "apd-publish-" + host, started: time.Now()}
+	if c, err := procio.Self(); err == nil {
+		a.startIO, a.ioKnown = c, true
+	}
 	lost, _ := json.Marshal(schema.Status{State: schema.StateLost})
 	a.Client, err = mqttc.New(mqttc.Options{
 		URL:      brokerURL,
@@ -363,6 +397,7 @@ func NewAgent(f PublisherFlags, cert cli.ClientCertFlags, sensors []publisher.Na
 	a.Pub = publisher.New(publisher.Options{
 		Host: host, Topics: topics, Interval: f.Interval, Sensors: sensors, Announcers: announcers,
 		Version: cli.Version, ResendAfter: f.ResendAfter, ReplayRate: f.ReplayRate, DrainTimeout: f.DrainTimeout, Logger: log,
+		Wear: a.Wear,
 	}, spool, a.Client)
 	return a, nil
 }

@@ -5,6 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"os/signal"
+	"syscall"
 	"time"
 
 	"github.com/apd-telemetry/apd/internal/cli"
@@ -30,6 +33,8 @@ func (PublishCmd) Help() string {
 JSON over MQTT to <prefix>/<host>/<sensor>. Every reading is kept in a local
 spool (a directory of append-only segments) until the aggregator acknowledges
 that it is stored; --sync sets when spooled readings are forced to storage.
+What the process writes to storage (an SD card's wear) is in every $status
+and, on SIGUSR1, in the log ("disk writes", with rates per day).
 
 Examples:
   apd-publish --broker tcp://192.168.1.10:1883 --interval 30s
@@ -76,6 +81,19 @@ func (c *PublishCmd) Run(ctx context.Context, g *cli.Globals, file *config.File)
 		return a.Pub.Once(ctx, c.AckWait)
 	}
 	log.Info("publishing", "broker", c.Broker, "interval", c.Interval, "sensors", len(sensors), "spool", spool)
+	usr1 := make(chan os.Signal, 1)
+	signal.Notify(usr1, syscall.SIGUSR1)
+	defer signal.Stop(usr1)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-usr1:
+				a.LogWear(log)
+			}
+		}
+	}()
 	return a.Pub.Run(ctx)
 }
 
