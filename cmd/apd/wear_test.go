@@ -1,12 +1,9 @@
 package main_test
 
 import (
-	"bufio"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,32 +15,6 @@ import (
 
 	"github.com/apd-telemetry/apd/internal/testutil"
 )
-
-// scrape returns the samples of /metrics by series name.
-func scrape(t *testing.T, httpAddr string) map[string]float64 {
-	t.Helper()
-	resp, err := http.Get("http://" + httpAddr + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := map[string]float64{}
-	sc := bufio.NewScanner(strings.NewReader(string(body)))
-	for sc.Scan() {
-		name, value, ok := strings.Cut(sc.Text(), " ")
-		if !ok || strings.HasPrefix(name, "#") {
-			continue
-		}
-		if v, err := strconv.ParseFloat(value, 64); err == nil {
-			out[name] = v
-		}
-	}
-	return out
-}
 
 // TestDeferredCommitsSurviveKill: apd serve makes commits that only add
 // readings durable in its write-ahead file, and says so in /metrics and
@@ -71,7 +42,7 @@ func TestDeferredCommitsSurviveKill(t *testing.T) {
 		}
 		time.Sleep(5 * time.Millisecond) // readings stamped on receipt: distinct milliseconds
 	}
-	got := scrape(t, httpAddr)
+	got := testutil.ScrapeMetrics(t, "http://"+httpAddr+"/metrics")
 	// The first reading made the series (committed to apd.db); the rest
 	// only added to it.
 	if got["apd_store_deferred_commits_total"] != readings-1 || got["apd_store_checkpoints_total"] != 0 ||
@@ -83,16 +54,7 @@ func TestDeferredCommitsSurviveKill(t *testing.T) {
 		t.Fatalf("write-ahead file: %v %v", fi, err)
 	}
 	_ = p.Cmd.Process.Signal(syscall.SIGUSR1)
-	var line string
-	testutil.WaitFor(t, "the disk writes line after SIGUSR1", 5*time.Second, func() bool {
-		for _, l := range strings.Split(p.Log.String(), "\n") {
-			if testutil.LogLine("disk writes").MatchString(l) {
-				line = l
-				return true
-			}
-		}
-		return false
-	})
+	line := p.WaitLogLine(t, testutil.LogLine("disk writes"), 5*time.Second)
 	if f := testutil.ParseLogLine(line); f["syncs"] == "" || f["bytes_written_per_day"] == "" || f["deferred_commits"] != strconv.Itoa(readings-1) {
 		t.Fatalf("disk writes line: %s", line)
 	}
@@ -142,16 +104,7 @@ func TestPublisherReportsWear(t *testing.T) {
 		return len(ndjsonLines(t, q.stdout)) >= 3
 	})
 	_ = pub.Cmd.Process.Signal(syscall.SIGUSR1)
-	var line string
-	testutil.WaitFor(t, "the disk writes line after SIGUSR1", 5*time.Second, func() bool {
-		for _, l := range strings.Split(pub.Log.String(), "\n") {
-			if testutil.LogLine("disk writes").MatchString(l) {
-				line = l
-				return true
-			}
-		}
-		return false
-	})
+	line := pub.WaitLogLine(t, testutil.LogLine("disk writes"), 5*time.Second)
 	f := testutil.ParseLogLine(line)
 	if _, err := strconv.ParseUint(f["bytes_written_per_day"], 10, 64); err != nil || f["syncs"] == "" || f["spool_waiting"] == "" {
 		t.Fatalf("disk writes line: %s", line)

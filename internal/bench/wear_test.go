@@ -1,10 +1,8 @@
 package bench
 
 import (
-	"bufio"
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,6 +15,7 @@ import (
 	"time"
 
 	"github.com/apd-telemetry/apd/internal/procio"
+	"github.com/apd-telemetry/apd/internal/testutil"
 	paho "github.com/eclipse/paho.mqtt.golang"
 )
 
@@ -85,13 +84,13 @@ func BenchmarkSDCardWear(b *testing.B) {
 			pubStart[d] = ioCounters(b, p.Process.Pid)
 		}
 		acks.start()
-		before := scrapeMetrics(b, httpAddr)
+		before := testutil.ScrapeMetrics(b, "http://"+httpAddr+"/metrics")
 		start := time.Now()
 		time.Sleep(duration) // what is measured: the processes running
 		wall := time.Since(start)
 		perDay := func(n uint64) float64 { return float64(n) / 1e6 * (24 * time.Hour).Seconds() / wall.Seconds() }
 		serveEnd := ioCounters(b, srv.Process.Pid)
-		after := scrapeMetrics(b, httpAddr)
+		after := testutil.ScrapeMetrics(b, "http://"+httpAddr+"/metrics")
 		checkpoints := after["apd_store_checkpoints_total"] - before["apd_store_checkpoints_total"]
 		syncs := after["apd_store_syncs_total"] - before["apd_store_syncs_total"]
 		serve := perDay(serveEnd.Written() - serveStart.Written())
@@ -122,28 +121,6 @@ func BenchmarkSDCardWear(b *testing.B) {
 		b.Logf("broker receipt → $ack over %d readings: p50 %s, p99 %s (target < 2s); apd-publish RSS at most %.1f MiB (target < 15)",
 			n, p50.Round(time.Millisecond), p99.Round(time.Millisecond), float64(rssMax)/1024)
 	}
-}
-
-// scrapeMetrics returns apd's /metrics samples by series name.
-func scrapeMetrics(b *testing.B, httpAddr string) map[string]float64 {
-	b.Helper()
-	resp, err := http.Get("http://" + httpAddr + "/metrics")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer resp.Body.Close()
-	out := map[string]float64{}
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		name, value, ok := strings.Cut(sc.Text(), " ")
-		if !ok || strings.HasPrefix(name, "#") {
-			continue
-		}
-		if v, err := strconv.ParseFloat(value, 64); err == nil {
-			out[name] = v
-		}
-	}
-	return out
 }
 
 // ioCounters reads a process's storage write counters.

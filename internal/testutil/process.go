@@ -76,6 +76,24 @@ func LogLine(msg string) *regexp.Regexp {
 	return regexp.MustCompile(`^(?:.* )?msg=(?:` + regexp.QuoteMeta(strconv.Quote(msg)) + `|` + regexp.QuoteMeta(msg) + `)(?: .*)?$`)
 }
 
+// WaitLogLine waits up to timeout for a line of the process's output
+// that re matches (one it wrote after it was started, LogLine for a log
+// message) and returns it; the test fails if none comes.
+func (p *Process) WaitLogLine(tb testing.TB, re *regexp.Regexp, timeout time.Duration) string {
+	tb.Helper()
+	var line string
+	WaitFor(tb, "a line matching "+re.String(), timeout, func() bool {
+		for _, l := range strings.Split(p.Log.String(), "\n") {
+			if re.MatchString(l) {
+				line = l
+				return true
+			}
+		}
+		return false
+	})
+	return line
+}
+
 // Exited returns a channel closed once the process has exited and Log
 // holds all it wrote.
 func (p *Process) Exited() <-chan struct{} { return p.exited }

@@ -5,6 +5,7 @@
 package testutil
 
 import (
+	"bufio"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -19,6 +20,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -278,4 +280,30 @@ func SilentSession(tb testing.TB, addr, id, user, password, filter string) net.C
 		tb.Fatal(err)
 	}
 	return c
+}
+
+// ScrapeMetrics returns the samples of the Prometheus text exposition at
+// url (apd's /metrics) by series, labels included as written.
+func ScrapeMetrics(tb testing.TB, url string) map[string]float64 {
+	tb.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer resp.Body.Close()
+	out := map[string]float64{}
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		name, value, ok := strings.Cut(sc.Text(), " ")
+		if !ok || strings.HasPrefix(name, "#") {
+			continue
+		}
+		if v, err := strconv.ParseFloat(value, 64); err == nil {
+			out[name] = v
+		}
+	}
+	if err := sc.Err(); err != nil {
+		tb.Fatalf("read %s: %v", url, err)
+	}
+	return out
 }
