@@ -22,20 +22,30 @@ import (
 
 // The spool is an append-only log of segments (spool_segment.go) in a
 // directory, shaped by what wears a Raspberry Pi's SD card: every byte
-// that reaches the card, and every fsync.
+// that reaches the card, every fsync, and every file made or deleted
+// (each one an ext4 journal commit that /proc/<pid>/io does not count).
 //
 // Acknowledgements cost no write. Ack moves a mark in memory; a segment
 // whose every reading is acknowledged is closed and deleted, and the
 // active segment is rotated (a new segment named by the next seq is
 // made, the old one deleted) once it is fully acknowledged and older than
-// SegmentAge, so that segments live about 20 s. That is what keeps the
-// card idle: Linux counts a page in /proc/<pid>/io write_bytes when it is
-// dirtied, writes it back only once it has been dirty for
-// vm.dirty_expire_centisecs (30 s by default), and a file deleted before
-// then is never written — its bytes are counted in cancelled_write_bytes
-// and never reach the card. While the aggregator acknowledges within
-// seconds, segments die in the page cache; the sync policy (SyncPolicy)
-// says when readings not acknowledged are forced to the card.
+// SegmentAge, so that segments live about 20 s.
+//
+// With the window policy and a staging directory (SpoolOptions.StagingDir,
+// memory-backed: a tmpfs) the newest segments live there, and the card
+// sees nothing while the aggregator acknowledges within the window: a
+// segment made, written and deleted in the staging directory never
+// touches it. Counting on the page cache instead (a segment deleted
+// before the kernel writes it back is never written) fails where dirty
+// pages are written back within seconds (DAMON's pageout, a small
+// vm.dirty_expire_centisecs), and each segment made or deleted on the
+// card costs a journal commit anyway. A file on a tmpfs survives a kill
+// of the process, like the page cache, and is lost to a power cut — the
+// window the policy allows to lose. Readings not acknowledged within the
+// window have their segment moved to the spool directory (spool_staging.go),
+// where the segment goes on as without staging. So segments are in two
+// tiers: those in the spool directory all older than those staged, since
+// segments are moved oldest first and made in the staging directory.
 //
 // The acknowledged mark on disk lags (it is written at open and Close):
 // after a crash the readings of the surviving segments that were
@@ -47,23 +57,36 @@ import (
 // aggregator's watermark needs (a gap would hold it back until the spool
 // overflowed past it):
 //   - A segment is rotated for its size (the aggregator not
-//     acknowledging) only after its unacknowledged readings are synced,
-//     so a newer segment never survives a power cut that an older one's
-//     tail did not. A newer segment exists otherwise only because the
-//     older one was fully acknowledged: a gap before a segment therefore
-//     means everything below it was acknowledged (or dropped), and open
-//     treats it so.
+//     acknowledging) only after its unacknowledged readings are synced
+//     (or, staged, it and the one after it are both staged, lost together
+//     to a power cut, and moved to storage in seq order), so a newer
+//     segment never survives a power cut that an older one's tail did
+//     not. A newer segment exists otherwise only because the older one
+//     was fully acknowledged: a gap before a segment therefore means
+//     everything below it was acknowledged (or dropped), and open treats
+//     it so.
 //   - Open syncs what it found after a run that did not shut down
-//     cleanly, before it records anything, so that what it builds on
-//     cannot be lost to a later power cut.
+//     cleanly, and moves staged segments holding live readings to the
+//     spool directory, before it records anything, so that what it
+//     builds on cannot be lost to a later power cut.
+//
+// A staged segment lost to a power cut takes the end of the log with it,
+// never its middle (the card's segments are the older ones): the readings
+// lost are the newest, and their seqs are issued again. That is the case
+// the identity rule of OpenSpool is for: the run did not shut down
+// cleanly and its staging directory is gone (a reboot empties it), so
+// the spool takes a new id, the aggregator starts the host's watermark
+// again, and the first_seq of the next $status (FirstSeq: the oldest
+// reading the card kept) is where it waits from. No seq that only the
+// staging directory held can hold the watermark back.
 
 // Defaults of SpoolOptions.
 const (
 	DefaultSpoolMaxBytes = 64 << 20
 	DefaultSegmentBytes  = 256 << 10
 	// DefaultSegmentAge is below the kernel's 30 s write-back expiry, so
-	// that an acknowledged segment is deleted before its pages are
-	// written.
+	// that without a staging directory an acknowledged segment is deleted
+	// before its pages are written where the kernel keeps its defaults.
 	DefaultSegmentAge = 20 * time.Second
 	DefaultSyncWindow = 30 * time.Second
 )
@@ -84,21 +107,28 @@ const (
 
 // SyncPolicy says when appended readings are forced to storage (fsync),
 // and so what a power cut can lose; a kill loses nothing whatever the
-// policy, since the page cache survives the process.
+// policy, since the page cache (and a tmpfs) survives the process.
 //
 //   - SyncEvery: Append syncs the segment (and the directory after making
 //     one) before it returns, so before anything is published. A power
-//     cut loses nothing that was published. One fsync per tick.
-//   - SyncWindow (Window D, default 30 s): Append writes to the page cache
-//     only; readings not acknowledged D after they were written are
-//     synced then. Readings acknowledged sooner are never synced. A power
-//     cut loses at most the readings of the last D that were not
-//     acknowledged; the spool then takes a new id (see OpenSpool).
+//     cut loses nothing that was published. One fsync per tick. No
+//     staging directory: every reading goes to storage at once anyway.
+//   - SyncWindow (Window D, default 30 s): Append writes to the staging
+//     directory (SpoolOptions.StagingDir), else to the page cache only;
+//     readings not acknowledged D after they were written are synced
+//     then (their segment moved from the staging directory to the spool
+//     directory, synced). Readings acknowledged sooner never reach the
+//     storage with a staging directory, and are never synced without
+//     one. A power cut loses at most the readings of the last D that
+//     were not acknowledged; the spool then takes a new id (see
+//     OpenSpool).
 //   - SyncOS: no fsync but on Close (and when a full segment of readings
 //     not acknowledged is closed, see the spool's rules): the kernel's
 //     write-back decides, about 30–35 s on Linux's defaults
 //     (vm.dirty_expire_centisecs plus vm.dirty_writeback_centisecs). A
-//     power cut loses at most that window.
+//     power cut loses at most that window. No staging directory either:
+//     the policy leaves the storage to the kernel, and staged readings
+//     would wait for no one to move them.
 //
 // The zero value is a window of DefaultSyncWindow.
 type SyncPolicy struct {
@@ -171,12 +201,23 @@ type SpoolOptions struct {
 	// SegmentAge is how old a fully acknowledged segment gets before it
 	// is replaced by a new one and deleted; 0 means DefaultSegmentAge.
 	SegmentAge time.Duration
+	// StagingDir is a directory on memory-backed storage (a tmpfs), the
+	// spool's own, where the window policy makes and writes the newest
+	// segments, so that readings acknowledged within the window never
+	// reach the storage (see SyncPolicy); "" means none. Whatever the
+	// policy, open takes back the segments a run before left there. A
+	// directory that does not survive a power cut is the point: what it
+	// holds is what the window allows to lose. StagingDir picks one.
+	StagingDir string
 	// Logger receives what the spool did on its own (a migration, a new
 	// identity, a failed deletion); nil discards it.
 	Logger *slog.Logger
 
 	// FS is the file system; nil means OSFS. For tests.
 	FS SpoolFS
+	// StagingFS is the staging directory's file system; nil means FS.
+	// For tests.
+	StagingFS SpoolFS
 	// BootID returns the id of the running boot of the machine, "" when
 	// unknown; nil reads Linux's /proc/sys/kernel/random/boot_id. For
 	// tests.
@@ -185,11 +226,15 @@ type SpoolOptions struct {
 	Clock SpoolClock
 }
 
-// SpoolWear is what the spool cost the storage since it was opened.
+// SpoolWear is what the spool cost the storage since it was opened: the
+// spool directory's only. What it writes to the staging directory is
+// memory, not storage, and is not counted.
 type SpoolWear struct {
-	// BytesWritten counts the bytes the spool wrote: records, segment
-	// headers, state files. Written bytes of a segment deleted before
-	// the kernel wrote it back never reach the storage.
+	// BytesWritten counts the bytes the spool wrote to the spool
+	// directory: records, segment headers, segments moved from the
+	// staging directory, state files. Without a staging directory,
+	// written bytes of a segment deleted before the kernel wrote it back
+	// never reach the storage.
 	BytesWritten uint64
 	// Syncs counts fsyncs of files and directories.
 	Syncs uint64
@@ -203,6 +248,10 @@ type SpoolWear struct {
 type Spool struct {
 	dir     string
 	fs      SpoolFS
+	sdir    string  // the staging directory, "" when none
+	sfs     SpoolFS // its file system
+	staging bool    // new segments are made in sdir (the window policy)
+	stamp   string  // the staging directory's stamp (spool_staging.go)
 	clock   SpoolClock
 	log     *slog.Logger
 	opts    SpoolOptions
@@ -222,7 +271,8 @@ type Spool struct {
 	depth          int    // live readings: not acknowledged, not dropped
 	held           int64  // content bytes of records holding a live reading
 	unsynced       []unsyncedAppend
-	dirDirty       bool // a segment was made since the directory was synced
+	dirDirty       bool      // a segment was made since the directory was synced
+	retryAt        time.Time // a window's sync that failed is tried again then
 	timerStop      func() bool
 	timerAt        time.Time
 	timerGen       uint64
@@ -244,6 +294,7 @@ type segment struct {
 	synced  int64 // bytes known to be on storage
 	created time.Time
 	w       SpoolFile // open for appending: the active segment only
+	staged  bool      // in the staging directory
 	bad     bool      // its header does not read: it only marks a seq
 	sealed  bool      // found with bytes after its last record: never appended to
 }
@@ -272,12 +323,14 @@ func (s *Spool) Appends() uint64 { return s.appends.Load() }
 // The spool keeps its identity (ID) unless the run before this one did
 // not shut down cleanly, the machine has booted since (a power cut or a
 // reboot: a kill loses nothing, the page cache survives it) and that run
-// did not sync every append. Then readings it published may have been
-// lost before they reached the storage, and their seqs will be issued
-// again to other readings; the spool takes a new identity so that the
-// aggregator starts the host's watermark again (the readings the spool
-// still holds keep their seqs), and logs why. Without a boot id (off
-// Linux) every unclean shutdown counts as one that may have lost data.
+// did not sync every append, or the run staged segments (StagingDir) and
+// its staging directory is gone. Then readings it published may have
+// been lost before they reached the storage, and their seqs will be
+// issued again to other readings; the spool takes a new identity so that
+// the aggregator starts the host's watermark again (the readings the
+// spool still holds keep their seqs), and logs why. Without a boot id
+// (off Linux) every unclean shutdown counts as one that may have lost
+// data.
 func OpenSpool(path string, opts SpoolOptions) (*Spool, error) {
 	if opts.MaxBytes <= 0 {
 		opts.MaxBytes = DefaultSpoolMaxBytes
@@ -301,7 +354,14 @@ func OpenSpool(path string, opts SpoolOptions) (*Spool, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Spool{dir: filepath.Clean(path), fs: opts.FS, clock: opts.Clock, log: opts.Logger, opts: opts, boot: opts.BootID()}
+	if opts.StagingFS == nil {
+		opts.StagingFS = opts.FS
+	}
+	s := &Spool{dir: filepath.Clean(path), fs: opts.FS, sfs: opts.StagingFS, clock: opts.Clock, log: opts.Logger, opts: opts, boot: opts.BootID()}
+	if opts.StagingDir != "" {
+		s.sdir = filepath.Clean(opts.StagingDir)
+		s.staging = opts.Sync.Mode == SyncWindow
+	}
 	s.wear.Since = s.clock.Now()
 	if err := s.open(); err != nil {
 		return nil, fmt.Errorf("open spool %s: %w", path, err)
@@ -401,11 +461,14 @@ func (s *Spool) load() error {
 		if !ok {
 			continue
 		}
-		seg, err := s.readSegment(name, first)
+		seg, err := s.readSegment(name, first, false)
 		if err != nil {
 			return err
 		}
 		s.segs = append(s.segs, seg)
+	}
+	if err := s.loadStaging(); err != nil {
+		return err
 	}
 	clean := haveState && st.Clean
 	if !clean && len(s.segs) > 0 {
@@ -450,10 +513,19 @@ func (s *Spool) load() error {
 	default:
 		s.id = st.ID
 		rebooted := st.Boot == "" || s.boot == "" || st.Boot != s.boot
-		if !st.Clean && rebooted && st.Sync != "every" {
+		// A run that staged segments lost them if its staging directory
+		// is not the one it stamped (emptied by a reboot, or given up).
+		stagingLost := st.Staging != "" && st.Staging != s.stamp
+		switch {
+		case st.Clean:
+		case rebooted && st.Sync != "every":
 			s.id = newSpoolID()
 			s.log.Warn("the last run did not shut down cleanly and the machine has restarted since: readings it published may have been lost before they were synced and their seqs will be issued again, so the spool takes a new id (the aggregator starts this host's watermark again)",
 				"old_spool", st.ID, "spool", s.id, "sync", st.Sync, "next_seq", s.nextSeq)
+		case stagingLost:
+			s.id = newSpoolID()
+			s.log.Warn("the last run did not shut down cleanly and its staging directory is gone: readings it published may have been lost with it and their seqs will be issued again, so the spool takes a new id (the aggregator starts this host's watermark again)",
+				"old_spool", st.ID, "spool", s.id, "staging", s.sdir, "next_seq", s.nextSeq)
 		}
 	}
 
@@ -491,10 +563,20 @@ func (s *Spool) load() error {
 		keep = append(keep, seg)
 	}
 	s.segs = keep
+	// Staged readings found are made durable like those of the spool
+	// directory (syncFound): moved there, oldest first. After a clean
+	// shutdown there are none (Close moved them).
+	for _, seg := range s.segs {
+		if seg.staged && seg.live < len(seg.recs) {
+			if err := s.moveSegment(seg); err != nil {
+				return err
+			}
+		}
+	}
 	now := s.clock.Now()
 	if appendable != nil {
 		active := appendable
-		active.w, err = s.fs.OpenFile(filepath.Join(s.dir, active.name), os.O_RDWR, 0)
+		active.w, err = s.segFS(active).OpenFile(s.segPath(active), os.O_RDWR, 0)
 		if err != nil {
 			return fmt.Errorf("open segment: %w", err)
 		}
@@ -507,6 +589,9 @@ func (s *Spool) load() error {
 		s.segs = append(s.segs, seg)
 	}
 
+	if err := s.stampStaging(); err != nil {
+		return err
+	}
 	if err := s.saveState(false); err != nil {
 		return err
 	}
@@ -514,33 +599,57 @@ func (s *Spool) load() error {
 	return nil
 }
 
-// readSegment opens and scans a segment file found at open. A segment
-// whose header does not read (made just before a power cut) is kept as a
-// bad one: only its name's seq counts, as the seq counter when it was
-// made.
-func (s *Spool) readSegment(name string, first uint64) (*segment, error) {
-	f, err := s.fs.OpenFile(filepath.Join(s.dir, name), os.O_RDONLY, 0)
+// readSegment opens and scans a segment file found at open, in the
+// staging directory if staged. A segment whose header does not read (made
+// just before a power cut) is kept as a bad one: only its name's seq
+// counts, as the seq counter when it was made.
+func (s *Spool) readSegment(name string, first uint64, staged bool) (*segment, error) {
+	seg := &segment{name: name, first: first, next: first, staged: staged}
+	f, err := s.segFS(seg).OpenFile(s.segPath(seg), os.O_RDONLY, 0)
 	if err != nil {
 		return nil, fmt.Errorf("open segment: %w", err)
 	}
 	defer f.Close()
 	sc, err := scanSegment(f, true)
 	if errors.Is(err, errBadSegmentHeader) || err == nil && sc.first != first {
-		return &segment{name: name, first: first, next: first, bad: true}, nil
+		seg.bad = true
+		return seg, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("read segment %s: %w", name, err)
 	}
+	seg.next, seg.recs, seg.end, seg.synced = sc.next, slices.Clone(sc.recs), sc.end, sc.end
 	// Never append after garbage: a new segment takes the appends.
-	return &segment{name: name, first: first, next: sc.next, recs: slices.Clone(sc.recs), end: sc.end, synced: sc.end, sealed: !sc.cleanTail}, nil
+	seg.sealed = !sc.cleanTail
+	return seg, nil
+}
+
+// segFS returns the file system seg is on.
+func (s *Spool) segFS(seg *segment) SpoolFS {
+	if seg.staged {
+		return s.sfs
+	}
+	return s.fs
+}
+
+// segPath returns seg's file name.
+func (s *Spool) segPath(seg *segment) string {
+	if seg.staged {
+		return filepath.Join(s.sdir, seg.name)
+	}
+	return filepath.Join(s.dir, seg.name)
 }
 
 // cleanTail reports whether a segment found at open may take appends.
 func (seg *segment) cleanTail() bool { return !seg.bad && !seg.sealed }
 
-// syncFound syncs every segment found at open, and the directory.
+// syncFound syncs every segment found at open in the spool directory,
+// and the directory. (Staged ones cannot be: open moves them.)
 func (s *Spool) syncFound() error {
 	for _, seg := range s.segs {
+		if seg.staged {
+			continue
+		}
 		f, err := s.fs.OpenFile(filepath.Join(s.dir, seg.name), os.O_RDONLY, 0)
 		if err != nil {
 			return fmt.Errorf("open segment: %w", err)
@@ -605,23 +714,28 @@ func (s *Spool) active() *segment { return s.segs[len(s.segs)-1] }
 // floor is the seq up to which every reading is acknowledged or dropped.
 func (s *Spool) floor() uint64 { return max(s.acked, s.droppedThrough) }
 
-// createSegment makes a segment whose first seq is first, preallocated,
-// with its header written; with SyncEvery it is synced, with the
+// createSegment makes a segment whose first seq is first, with its
+// header written: in the staging directory when staging, else in the
+// spool directory, preallocated; with SyncEvery it is synced, with the
 // directory, before it is used.
 func (s *Spool) createSegment(first uint64, now time.Time) (*segment, error) {
-	name := segmentName(first)
-	f, err := s.fs.OpenFile(filepath.Join(s.dir, name), os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
+	seg := &segment{name: segmentName(first), first: first, next: first, end: segmentHeaderSize, created: now, staged: s.staging}
+	f, err := s.segFS(seg).OpenFile(s.segPath(seg), os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("create segment: %w", err)
 	}
-	seg := &segment{name: name, first: first, next: first, end: segmentHeaderSize, created: now, w: f}
-	s.dirDirty = true
-	if err := f.Allocate(s.opts.SegmentBytes); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("preallocate segment: %w", err)
+	seg.w = f
+	if !seg.staged {
+		s.dirDirty = true
+		// A staged one grows as it is written: preallocated, a tmpfs
+		// would hold the whole segment in memory from the start.
+		if err := f.Allocate(s.opts.SegmentBytes); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("preallocate segment: %w", err)
+		}
 	}
 	n, err := f.WriteAt(encodeSegmentHeader(first, s.id), 0)
-	s.wear.BytesWritten += uint64(n)
+	s.countWrite(seg, n)
 	if err == nil && s.opts.Sync.Mode == SyncEvery {
 		if err = s.syncSegment(seg); err == nil {
 			err = s.syncDir(s.dir)
@@ -646,10 +760,17 @@ func (s *Spool) removeSegment(seg *segment) error {
 		seg.w.Close()
 		seg.w = nil
 	}
-	if err := s.fs.Remove(filepath.Join(s.dir, seg.name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if err := s.segFS(seg).Remove(s.segPath(seg)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("remove segment: %w", err)
 	}
 	return nil
+}
+
+// countWrite counts n bytes written to seg as wear: the storage's only.
+func (s *Spool) countWrite(seg *segment, n int) {
+	if !seg.staged {
+		s.wear.BytesWritten += uint64(n)
+	}
 }
 
 // removeDead deletes the segments before the active one that hold no
@@ -689,7 +810,7 @@ func (s *Spool) syncDir(dir string) error {
 // saveState writes the state file; clean records a clean shutdown.
 func (s *Spool) saveState(clean bool) error {
 	written, syncs, err := writeState(s.fs, s.dir, spoolState{ID: s.id, Boot: s.boot, Clean: clean,
-		Sync: s.opts.Sync.String(), NextSeq: s.nextSeq, Acked: s.acked, Dropped: s.dropped, DroppedThrough: s.droppedThrough})
+		Sync: s.opts.Sync.String(), Staging: s.stamp, NextSeq: s.durableNext(), Acked: s.acked, Dropped: s.dropped, DroppedThrough: s.droppedThrough})
 	s.wear.BytesWritten += written
 	s.wear.Syncs += syncs
 	if err == nil {
@@ -698,13 +819,33 @@ func (s *Spool) saveState(clean bool) error {
 	return err
 }
 
+// durableNext is the seq counter as the state file may record it: up to
+// the first reading not acknowledged that only the staging directory
+// holds. A power cut loses the staged segments, so the file may not
+// carry the counter past them: the seqs after those the storage kept
+// would be missing, a gap the aggregator's watermark would wait at (the
+// spool then takes a new id, and its seqs from the first the storage
+// kept are issued again, without one). After a kill the staged segments
+// are found again and carry the counter themselves.
+func (s *Spool) durableNext() uint64 {
+	for _, seg := range s.segs {
+		if seg.staged && seg.live < len(seg.recs) {
+			first, _ := seg.recSeqs(seg.live)
+			return max(first, s.floor()+1)
+		}
+	}
+	return s.nextSeq
+}
+
 // rotate makes a new active segment at the next seq and deletes the old
 // one if nothing in it is live.
 func (s *Spool) rotate(now time.Time) error {
 	old := s.active()
-	if old.live < len(old.recs) && old.end > old.synced {
+	if !old.staged && old.live < len(old.recs) && old.end > old.synced {
 		// Its readings wait for acknowledgement: they reach the storage
 		// before anything of the new segment can (see the spool's rules).
+		// A staged one needs nothing: the new segment is staged too, and
+		// segments are moved to the storage oldest first.
 		if err := s.syncSegment(old); err != nil {
 			return err
 		}
@@ -781,7 +922,7 @@ func (s *Spool) Append(readings []schema.Reading) ([]Spooled, int, error) {
 		return nil, 0, fmt.Errorf("spool readings: a record of %d bytes does not fit a segment", len(frame))
 	}
 	n, err := seg.w.WriteAt(frame, seg.end)
-	s.wear.BytesWritten += uint64(n)
+	s.countWrite(seg, n)
 	if err != nil {
 		// Whatever part of it was written is overwritten by the next
 		// record, or ends the log at the next open.
@@ -918,6 +1059,9 @@ func (s *Spool) schedule() {
 	var at time.Time
 	if s.opts.Sync.Mode == SyncWindow && len(s.unsynced) > 0 {
 		at = s.unsynced[0].at.Add(s.opts.Sync.window())
+		if at.Before(s.retryAt) {
+			at = s.retryAt
+		}
 	}
 	if a := s.active(); len(a.recs) > 0 && a.live == len(a.recs) {
 		if r := a.created.Add(s.opts.SegmentAge); at.IsZero() || r.Before(at) {
@@ -949,8 +1093,11 @@ func (s *Spool) maintain(gen uint64) {
 	}
 	s.timerStop, s.timerAt = nil, time.Time{}
 	now := s.clock.Now()
-	if s.opts.Sync.Mode == SyncWindow && len(s.unsynced) > 0 && !now.Before(s.unsynced[0].at.Add(s.opts.Sync.window())) {
-		if err := s.syncWindow(); err != nil {
+	if s.opts.Sync.Mode == SyncWindow && len(s.unsynced) > 0 && !now.Before(s.unsynced[0].at.Add(s.opts.Sync.window())) && !now.Before(s.retryAt) {
+		if err := s.syncWindow(now); err != nil {
+			// Not at once again: a full or failing card would have the
+			// timer spin.
+			s.retryAt = now.Add(syncRetryDelay)
 			s.log.Error("spool: sync", "err", err)
 		}
 	}
@@ -962,26 +1109,65 @@ func (s *Spool) maintain(gen uint64) {
 	s.schedule()
 }
 
-// syncWindow syncs the readings of the window policy that waited a
-// window unacknowledged: the active segment (the others were synced when
-// they were rotated), the directory if a segment was made since, and the
-// drop counter if it moved.
-func (s *Spool) syncWindow() error {
-	a := s.active()
-	var err error
-	if a.end > a.synced {
-		err = s.syncSegment(a)
+// syncRetryDelay is how long a window's sync that failed waits before it
+// is tried again.
+const syncRetryDelay = 10 * time.Second
+
+// syncWindow makes durable the readings of the window policy that waited
+// a window unacknowledged: the segment of the spool directory still
+// taking appends (the others were synced when they were rotated) is
+// synced, the staged segments holding them are moved to the spool
+// directory (and, in seq order, every staged one before them); then the
+// directory if a segment was made since, and the drop counter if it
+// moved.
+func (s *Spool) syncWindow(now time.Time) error {
+	var lastDue uint64
+	for _, u := range s.unsynced {
+		if now.Before(u.at.Add(s.opts.Sync.window())) {
+			break
+		}
+		lastDue = u.last
 	}
-	if err == nil && s.dirDirty {
-		err = s.syncDir(s.dir)
+	for _, seg := range s.segs {
+		if seg.live == len(seg.recs) {
+			continue
+		}
+		var err error
+		switch {
+		case !seg.staged && seg.end > seg.synced:
+			err = s.syncSegment(seg)
+		case seg.staged && seg.first <= lastDue:
+			err = s.moveSegment(seg)
+		}
+		if err != nil {
+			return err
+		}
 	}
-	if err == nil && s.dropped != s.savedDropped {
-		err = s.saveState(false)
+	if s.dirDirty {
+		if err := s.syncDir(s.dir); err != nil {
+			return err
+		}
 	}
-	if err == nil {
-		s.unsynced = s.unsynced[:0]
+	if s.dropped != s.savedDropped {
+		if err := s.saveState(false); err != nil {
+			return err
+		}
 	}
-	return err
+	// What is left unsynced is what the staged segments hold.
+	keepFrom := s.nextSeq
+	for _, seg := range s.segs {
+		if seg.staged {
+			keepFrom = seg.first
+			break
+		}
+	}
+	i := 0
+	for i < len(s.unsynced) && s.unsynced[i].last < keepFrom {
+		i++
+	}
+	s.unsynced = s.unsynced[i:]
+	s.retryAt = time.Time{}
+	return nil
 }
 
 // Pending returns up to limit spooled readings with seq > after, in seq
@@ -1033,7 +1219,7 @@ func (s *Spool) readRecord(seg *segment, i int) ([]byte, error) {
 				s.reader.f.Close()
 				s.reader.seg, s.reader.f = nil, nil
 			}
-			rf, err := s.fs.OpenFile(filepath.Join(s.dir, seg.name), os.O_RDONLY, 0)
+			rf, err := s.segFS(seg).OpenFile(s.segPath(seg), os.O_RDONLY, 0)
 			if err != nil {
 				return nil, fmt.Errorf("read spool: %w", err)
 			}
@@ -1099,7 +1285,9 @@ func (s *Spool) Acked() uint64 {
 	return s.acked
 }
 
-// Wear returns what the spool wrote and synced since it was opened.
+// Wear returns what the spool wrote and synced since it was opened, in
+// the spool directory: writes to the staging directory are memory's, not
+// the storage's, and are not counted.
 func (s *Spool) Wear() SpoolWear {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -1107,7 +1295,10 @@ func (s *Spool) Wear() SpoolWear {
 }
 
 // Close syncs what the spool holds, records a clean shutdown and closes
-// it.
+// it. Staged segments holding readings not acknowledged are moved to the
+// spool directory first, so that a clean stop followed by a reboot loses
+// nothing; the others are deleted, once the state file holds the seq
+// counter they held.
 func (s *Spool) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -1120,7 +1311,17 @@ func (s *Spool) Close() error {
 		s.timerStop = nil
 	}
 	var err error
-	if a := s.active(); a.end > a.synced {
+	var acked []*segment
+	for _, seg := range s.segs {
+		switch {
+		case err != nil || !seg.staged:
+		case seg.live < len(seg.recs):
+			err = s.moveSegment(seg)
+		default:
+			acked = append(acked, seg)
+		}
+	}
+	if a := s.active(); err == nil && !a.staged && a.end > a.synced {
 		err = s.syncSegment(a)
 	}
 	if err == nil && s.dirDirty {
@@ -1129,6 +1330,14 @@ func (s *Spool) Close() error {
 	if err == nil {
 		// Only what reached the storage may be called a clean shutdown.
 		err = s.saveState(true)
+	}
+	if err == nil {
+		for _, seg := range acked {
+			if rerr := s.removeSegment(seg); rerr != nil {
+				// Found at the next open, acknowledged: deleted then.
+				s.log.Warn("spool", "err", rerr)
+			}
+		}
 	}
 	s.closeFiles()
 	if s.release != nil {

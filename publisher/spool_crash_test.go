@@ -38,10 +38,11 @@ func newTestRand(t *testing.T) *rand.Rand {
 }
 
 // spoolEvent is one call of the workload, with the file system
-// operations it made (ops[opStart:opEnd]) and what the spool said after.
+// operations it made (those numbered opStart to opEnd, of both file
+// systems) and what the spool said after.
 type spoolEvent struct {
 	kind           string // open, append, ack, advance, close
-	opStart, opEnd int
+	opStart, opEnd int64
 	at             time.Time
 	out            []Spooled // of an append
 	floorAfter     uint64    // FirstSeq()-1: everything up to it acknowledged or dropped
@@ -65,9 +66,9 @@ type crashWorkload struct {
 
 func (w *crashWorkload) do(kind string, fn func()) {
 	w.t.Helper()
-	ev := spoolEvent{kind: kind, opStart: w.e.fs.opCount(), at: w.e.clock.Now()}
+	ev := spoolEvent{kind: kind, opStart: w.e.opCount(), at: w.e.clock.Now()}
 	fn()
-	ev.opEnd = w.e.fs.opCount()
+	ev.opEnd = w.e.opCount()
 	if w.s != nil && kind != "close" {
 		ev.floorAfter, ev.ackedAfter = w.s.FirstSeq()-1, w.s.Acked()
 	} else if n := len(w.events); n > 0 {
@@ -119,7 +120,7 @@ func (w *crashWorkload) advance(d time.Duration) { w.do("advance", func() { w.e.
 
 func runCrashWorkload(t *testing.T, policy SyncPolicy, rng *rand.Rand) *crashWorkload {
 	t.Helper()
-	e := newSpoolEnv(t, SpoolOptions{Sync: policy, SegmentBytes: 1000, MaxBytes: 2000, SegmentAge: 20 * time.Second})
+	e := newSpoolEnv(t, SpoolOptions{Sync: policy, SegmentBytes: 1000, MaxBytes: 2000, SegmentAge: 20 * time.Second, StagingDir: testStagingDir})
 	// The state directory exists, durably, before apd-publish runs.
 	_ = e.fs.MkdirAll("/state", 0o755)
 	_ = e.fs.SyncDir("/")
@@ -163,8 +164,8 @@ func runCrashWorkload(t *testing.T, policy SyncPolicy, rng *rand.Rand) *crashWor
 	w.ack(last)
 	w.tick(10 * time.Second)
 	w.close()
-	made, removed := 0, 0
-	for _, op := range e.fs.ops {
+	made, removed, moved := 0, 0, 0
+	for _, op := range slices.Concat(e.fs.ops, e.staging.ops) {
 		if strings.HasSuffix(op.path, segmentExt) && op.kind == opCreate {
 			made++
 		}
@@ -172,10 +173,56 @@ func runCrashWorkload(t *testing.T, policy SyncPolicy, rng *rand.Rand) *crashWor
 			removed++
 		}
 	}
+	for _, op := range e.fs.ops {
+		if strings.HasSuffix(op.path, segmentExt) && op.kind == opWrite && op.off == 0 && len(op.data) > segmentHeaderSize {
+			moved++
+		}
+	}
 	if made < 5 || removed < 4 {
 		t.Fatalf("the workload made %d segments and removed %d: too few rotations", made, removed)
 	}
+	if policy.Mode == SyncWindow && moved < 2 {
+		t.Fatalf("the workload moved %d staged segments to the spool directory: too few", moved)
+	}
 	return w
+}
+
+// opRef names an operation of the workload: the index in the ops of the
+// spool directory's file system, or of the staging directory's.
+type opRef struct {
+	staging bool
+	i       int
+}
+
+// allOps returns the operations of both file systems in the order they
+// were made.
+func (w *crashWorkload) allOps() []opRef {
+	refs := make([]opRef, 0, len(w.e.fs.ops)+len(w.e.staging.ops))
+	for i := range w.e.fs.ops {
+		refs = append(refs, opRef{i: i})
+	}
+	for i := range w.e.staging.ops {
+		refs = append(refs, opRef{staging: true, i: i})
+	}
+	slices.SortFunc(refs, func(a, b opRef) int { return cmpInt64(w.op(a).n, w.op(b).n) })
+	return refs
+}
+
+func (w *crashWorkload) op(r opRef) fsOp {
+	if r.staging {
+		return w.e.staging.ops[r.i]
+	}
+	return w.e.fs.ops[r.i]
+}
+
+func cmpInt64(a, b int64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
 }
 
 var crashCRC = crc32.MakeTable(crc32.Castagnoli)
@@ -188,6 +235,37 @@ func frameSeqs(data []byte) (first uint64, count uint32, ok bool) {
 		return 0, 0, false
 	}
 	return binary.LittleEndian.Uint64(data[8:]), binary.LittleEndian.Uint32(data[16:]), true
+}
+
+// writtenRecord is a record a write holds: its bytes in the write's
+// data, its seqs.
+type writtenRecord struct {
+	from, to    int
+	first, last uint64
+}
+
+// writeRecords returns the records a write holds: one appended, or those
+// of a segment copied whole (header and records) from the staging
+// directory.
+func writeRecords(op fsOp) []writtenRecord {
+	at := 0
+	if op.off == 0 && len(op.data) >= segmentHeaderSize && string(op.data[:len(segmentMagic)]) == segmentMagic {
+		at = segmentHeaderSize
+	}
+	var recs []writtenRecord
+	for len(op.data)-at >= 8 {
+		n := int(binary.LittleEndian.Uint32(op.data[at:]))
+		if n == 0 || at+8+n > len(op.data) {
+			break
+		}
+		first, count, ok := frameSeqs(op.data[at : at+8+n])
+		if !ok {
+			break
+		}
+		recs = append(recs, writtenRecord{from: at, to: at + 8 + n, first: first, last: first + uint64(count) - 1})
+		at += 8 + n
+	}
+	return recs
 }
 
 // TestSpoolCrashConsistency takes a crash after every file system
@@ -213,11 +291,11 @@ func TestSpoolCrashConsistency(t *testing.T) {
 			t.Parallel()
 			rng := newTestRand(t)
 			w := runCrashWorkload(t, policy, rng)
-			ops := w.e.fs.ops
-			t.Logf("%d operations, %d events", len(ops), len(w.events))
-			for cut := 0; cut <= len(ops); cut++ {
+			refs := w.allOps()
+			t.Logf("%d operations (%d on the staging directory), %d events", len(refs), len(w.e.staging.ops), len(w.events))
+			for cut := 0; cut <= len(refs); cut++ {
 				for _, mode := range modes {
-					w.checkCrash(t, policy, cut, mode, rng)
+					w.checkCrash(t, policy, refs, cut, mode, rng)
 					if t.Failed() {
 						return
 					}
@@ -227,38 +305,58 @@ func TestSpoolCrashConsistency(t *testing.T) {
 	}
 }
 
-func (w *crashWorkload) checkCrash(t *testing.T, policy SyncPolicy, cut int, mode crashMode, rng *rand.Rand) {
+// checkCrash takes a crash after the first cut operations of refs (of
+// both file systems): the spool directory's image is crashImage's, the
+// staging directory keeps everything through a kill and nothing through
+// a power cut.
+func (w *crashWorkload) checkCrash(t *testing.T, policy SyncPolicy, refs []opRef, globalCut int, mode crashMode, rng *rand.Rand) {
 	t.Helper()
 	ops := w.e.fs.ops
-	where := fmt.Sprintf("%s after operation %d of %d", mode, cut, len(ops))
-	if cut > 0 {
-		where += fmt.Sprintf(" (%s)", ops[cut-1])
+	cut, stagingCut := 0, 0 // of each file system's operations
+	for _, r := range refs[:globalCut] {
+		if r.staging {
+			stagingCut++
+		} else {
+			cut++
+		}
+	}
+	where := fmt.Sprintf("%s after operation %d of %d", mode, globalCut, len(refs))
+	crashAt := spoolEpoch
+	if globalCut > 0 {
+		last := refs[globalCut-1]
+		tier := ""
+		if last.staging {
+			tier = "staging "
+		}
+		where += fmt.Sprintf(" (%s%s)", tier, w.op(last))
+		crashAt = w.op(last).at
 	}
 	fail := func(format string, args ...any) {
 		t.Helper()
 		t.Errorf("%s: %s", where, fmt.Sprintf(format, args...))
 	}
-	crashAt := spoolEpoch
-	if cut > 0 {
-		crashAt = ops[cut-1].at
-	}
 	img, c := w.e.fs.crashImage(cut, mode, rng, nil)
+	stagingImg := newMemFS(nil) // a reboot empties a tmpfs
+	if mode == crashKill {
+		stagingImg, _ = w.e.staging.crashImage(stagingCut, crashKill, rng, nil)
+	}
 
 	// What the workload knew at the crash.
 	var floor, stateAcked, lastAppended uint64
-	openDone, closeDone := -1, -1 // the last open and close completed
-	var appended []Spooled        // by appends that returned
-	var closes []int
-	inClose := false // the crash came while Close wrote the clean state
+	openDone, closeDone := int64(-1), int64(-1) // the last open and close completed
+	var appended []Spooled                      // by appends that returned
+	inClose := false                            // the crash came while Close wrote the clean state
+	gcut := int64(globalCut)
+	var closes []int64
 	for _, ev := range w.events {
-		if ev.opStart <= cut {
+		if ev.opStart <= gcut {
 			floor = max(floor, ev.floorAfter)
 		}
 		if ev.kind == "close" {
 			closes = append(closes, ev.opEnd)
-			inClose = inClose || ev.opStart < cut && cut < ev.opEnd
+			inClose = inClose || ev.opStart < gcut && gcut < ev.opEnd
 		}
-		if ev.opEnd > cut {
+		if ev.opEnd > gcut {
 			continue
 		}
 		switch ev.kind {
@@ -281,22 +379,21 @@ func (w *crashWorkload) checkCrash(t *testing.T, policy SyncPolicy, cut int, mod
 		if op.kind != opWrite {
 			continue
 		}
-		first, count, ok := frameSeqs(op.data)
-		if !ok {
-			continue
-		}
+		recs := writeRecords(op)
 		reachable := img.st.names[op.path] == op.ino && img.st.dirs[w.e.path]
-		if c.synced[j] && reachable {
-			for q := first; q < first+uint64(count); q++ {
-				durable[q] = true
-				maxDurable = max(maxDurable, q)
+		for _, r := range recs {
+			if c.synced[j] && reachable {
+				for q := r.first; q <= r.last; q++ {
+					durable[q] = true
+				}
+				maxDurable = max(maxDurable, r.last)
 			}
-		}
-		if j == c.torn {
-			d := img.st.data[op.ino]
-			if int64(len(d)) < op.off+int64(len(op.data)) || !bytes.Equal(d[op.off:op.off+int64(len(op.data))], op.data) {
-				for q := first; q < first+uint64(count); q++ {
-					torn[q] = true
+			if j == c.torn {
+				d, from, to := img.st.data[op.ino], op.off+int64(r.from), op.off+int64(r.to)
+				if int64(len(d)) < to || !bytes.Equal(d[from:to], op.data[r.from:r.to]) {
+					for q := r.first; q <= r.last; q++ {
+						torn[q] = true
+					}
 				}
 			}
 		}
@@ -323,7 +420,7 @@ func (w *crashWorkload) checkCrash(t *testing.T, policy SyncPolicy, cut int, mod
 	}
 	if policy.Mode == SyncWindow {
 		for _, ev := range w.events {
-			if ev.kind != "append" || ev.opEnd > cut || ev.at.Add(policy.Window+10*time.Second).After(crashAt) {
+			if ev.kind != "append" || ev.opEnd > gcut || ev.at.Add(policy.Window+10*time.Second).After(crashAt) {
 				continue
 			}
 			for _, sp := range ev.out {
@@ -338,7 +435,7 @@ func (w *crashWorkload) checkCrash(t *testing.T, policy SyncPolicy, cut int, mod
 	if mode == crashKill {
 		boot = "boot-1"
 	}
-	e2 := &spoolEnv{t: t, fs: img, clock: newFakeClock(crashAt.Add(time.Minute)), path: w.e.path, boot: boot, opts: w.e.opts}
+	e2 := &spoolEnv{t: t, fs: img, staging: stagingImg, clock: newFakeClock(crashAt.Add(time.Minute)), path: w.e.path, boot: boot, opts: w.e.opts}
 	s, err := e2.tryOpen()
 	if err != nil {
 		fail("open: %v", err)
@@ -385,7 +482,7 @@ func (w *crashWorkload) checkCrash(t *testing.T, policy SyncPolicy, cut int, mod
 	// The identity, where the workload's state says what it must be.
 	id := s.ID()
 	steady := openDone > closeDone && !inClose // between an open and a close
-	cleanEnd := cut >= closes[len(closes)-1]
+	cleanEnd := gcut >= closes[len(closes)-1]
 	switch {
 	case openDone < 0:
 	case mode == crashKill || policy.Mode == SyncEvery || cleanEnd:
@@ -404,7 +501,7 @@ func (w *crashWorkload) checkCrash(t *testing.T, policy SyncPolicy, cut int, mod
 	// a power cut right after a kill's restart loses none of it.
 	if mode == crashKill {
 		img2, _ := img.crashImage(img.opCount(), crashDropUnsynced, rng, nil)
-		e3 := &spoolEnv{t: t, fs: img2, clock: newFakeClock(crashAt.Add(2 * time.Minute)), path: w.e.path, boot: "boot-3", opts: w.e.opts}
+		e3 := &spoolEnv{t: t, fs: img2, staging: newMemFS(nil), clock: newFakeClock(crashAt.Add(2 * time.Minute)), path: w.e.path, boot: "boot-3", opts: w.e.opts}
 		s3, err := e3.tryOpen()
 		if err != nil {
 			fail("open after a kill and a power cut: %v", err)

@@ -33,6 +33,11 @@ type spoolState struct {
 	// Sync is the sync policy of the run that wrote the file: what it
 	// published had reached the disk only with "every".
 	Sync string `json:"sync"`
+	// Staging is the stamp the run that wrote the file put in its
+	// staging directory (spool_staging.go), "" when it staged nothing: a
+	// run that did not shut down cleanly lost what it staged if that
+	// directory no longer holds the stamp.
+	Staging string `json:"staging,omitempty"`
 	// NextSeq is a floor of the seq counter (the segments hold it too).
 	NextSeq uint64 `json:"next_seq"`
 	// Acked is the acknowledgement applied when the file was written: it

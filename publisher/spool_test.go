@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -16,12 +17,13 @@ import (
 // spoolEnv is a spool's surroundings in a test: a recorded file system,
 // a clock that moves when told, a boot id.
 type spoolEnv struct {
-	t     *testing.T
-	fs    *memFS
-	clock *fakeClock
-	path  string
-	boot  string
-	opts  SpoolOptions
+	t       *testing.T
+	fs      *memFS
+	staging *memFS // the staging directory's file system (a tmpfs)
+	clock   *fakeClock
+	path    string
+	boot    string
+	opts    SpoolOptions
 }
 
 var spoolEpoch = time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
@@ -29,9 +31,19 @@ var spoolEpoch = time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
 func newSpoolEnv(t *testing.T, opts SpoolOptions) *spoolEnv {
 	t.Helper()
 	clock := newFakeClock(spoolEpoch)
-	e := &spoolEnv{t: t, fs: newMemFS(clock.Now), clock: clock, path: "/state/apd-spool.db", boot: "boot-1", opts: opts}
+	var seq atomic.Int64
+	card, staging := newMemFS(clock.Now), newMemFS(clock.Now)
+	card.seq, staging.seq = &seq, &seq
+	e := &spoolEnv{t: t, fs: card, staging: staging, clock: clock, path: "/state/apd-spool.db", boot: "boot-1", opts: opts}
 	return e
 }
+
+// testStagingDir is where the tests that stage put the staging directory
+// (on spoolEnv.staging).
+const testStagingDir = "/run/apd/spool-0123456789abcdef"
+
+// opCount returns how many operations both file systems made.
+func (e *spoolEnv) opCount() int64 { return e.fs.seq.Load() }
 
 func (e *spoolEnv) open() *Spool {
 	e.t.Helper()
@@ -45,6 +57,10 @@ func (e *spoolEnv) open() *Spool {
 func (e *spoolEnv) tryOpen() (*Spool, error) {
 	opts := e.opts
 	opts.FS, opts.Clock = e.fs, e.clock
+	if e.staging == nil {
+		e.staging = newMemFS(nil)
+	}
+	opts.StagingFS = e.staging
 	boot := e.boot
 	opts.BootID = func() string { return boot }
 	return OpenSpool(e.path, opts)

@@ -3,7 +3,9 @@ package publisher
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -39,4 +41,20 @@ func lockDir(name string) (func() error, error) {
 		return nil, fmt.Errorf("lock %s: %w", name, err)
 	}
 	return d.Close, nil
+}
+
+// onTmpfs reports whether path is on a tmpfs: memory, which a power cut
+// empties and which is never written to storage.
+func onTmpfs(path string) (bool, error) {
+	var st unix.Statfs_t
+	if err := unix.Statfs(path, &st); err != nil {
+		return false, err
+	}
+	return st.Type == unix.TMPFS_MAGIC, nil
+}
+
+// ownedBySelf reports whether fi's owner is this process's user.
+func ownedBySelf(fi fs.FileInfo) bool {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	return ok && int(st.Uid) == os.Geteuid()
 }

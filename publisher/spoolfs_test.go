@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -25,9 +26,15 @@ import (
 //   - a creation, rename or removal of a name (and a mkdir) survives if
 //     its directory was synced after it;
 //   - of the rest, any prefix may survive, its last write torn.
+//
+// A second memFS plays the staging directory, a tmpfs: everything on it
+// survives a kill and nothing a power cut. The two share a count of
+// operations (seq), so that a crash can be taken after any operation of
+// either.
 type memFS struct {
 	mu    sync.Mutex
 	now   func() time.Time // stamps the operations; nil: zero time
+	seq   *atomic.Int64    // numbers the operations across file systems; nil: none
 	base  memState         // on the disk before the first operation
 	ops   []fsOp
 	st    memState // base with every operation applied: what a reader sees
@@ -63,6 +70,7 @@ type fsOp struct {
 	off   int64 // of a write; the size of a truncate or allocate
 	data  []byte
 	at    time.Time
+	n     int64 // the operation's number across file systems sharing a count
 }
 
 func (op fsOp) String() string {
@@ -163,6 +171,9 @@ func withBase(st memState, nino int, now func() time.Time) *memFS {
 func (m *memFS) record(op fsOp) {
 	if m.now != nil {
 		op.at = m.now()
+	}
+	if m.seq != nil {
+		op.n = m.seq.Add(1) - 1
 	}
 	m.ops = append(m.ops, op)
 	m.st.apply(op, -1)

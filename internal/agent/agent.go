@@ -52,6 +52,7 @@ type PublisherFlags struct {
 	DrainTimeout  time.Duration `help:"On stop, how long to keep publishing and waiting for acknowledgements before leaving the rest in the spool." default:"5s" config:"publisher.drain_timeout"`
 	SpoolMaxBytes int64         `help:"Bound of the spool's contents in bytes; past it the oldest readings are dropped (and counted)." default:"67108864" config:"publisher.spool_max_bytes"`
 	Sync          string        `help:"When spooled readings are forced to storage: every (each tick, before publishing: a power cut loses nothing published), a window such as 30s (readings not acknowledged within it: a power cut loses at most its last readings), or os (the kernel's write-back, about 30 s). A kill loses nothing either way." default:"30s" config:"publisher.sync"`
+	SpoolStaging  string        `help:"Directory on a tmpfs where, with a --sync window, the newest spooled readings wait for acknowledgement, so that those acknowledged within the window never reach storage; none disables (default: $RUNTIME_DIRECTORY, else $XDG_RUNTIME_DIR/apd, else /dev/shm/apd-<uid>, the first on a tmpfs)." placeholder:"DIR" config:"publisher.spool_staging"`
 	HADiscovery   bool          `name:"ha-discovery" help:"Announce the sensors to Home Assistant by MQTT discovery (retained configs)." config:"publisher.ha_discovery"`
 	HAPrefix      string        `name:"ha-prefix" help:"Home Assistant's discovery prefix." default:"homeassistant" config:"publisher.ha_prefix"`
 }
@@ -301,6 +302,25 @@ func (f PublisherFlags) SpoolOptions(log *slog.Logger) (publisher.SpoolOptions, 
 	return publisher.SpoolOptions{MaxBytes: f.SpoolMaxBytes, Sync: policy, Logger: log}, nil
 }
 
+// stagingDir picks the spool's staging directory as --spool-staging says
+// (publisher.ChooseStagingDir) and logs, once, which one or why none. The
+// spool gets it whatever the policy, to take back what a run with a
+// window staged; it stages only with a window.
+func (f PublisherFlags) stagingDir(spoolPath string, sync publisher.SyncPolicy, log *slog.Logger) string {
+	dir, err := publisher.ChooseStagingDir(spoolPath, f.SpoolStaging)
+	switch {
+	case err != nil:
+		log.Warn("spool staging: none, the newest readings go to the spool directory", "reason", err)
+	case dir == "":
+		log.Info("spool staging: none (--spool-staging none)")
+	case sync.Mode != publisher.SyncWindow:
+		log.Info("spool staging: not with --sync "+sync.String(), "staging", dir)
+	default:
+		log.Info("spool staging", "staging", dir)
+	}
+	return dir
+}
+
 // Agent is a running publisher with its spool and connection.
 type Agent struct {
 	Pub      *publisher.Publisher
@@ -357,6 +377,7 @@ func NewAgent(f PublisherFlags, cert cli.ClientCertFlags, sensors []publisher.Na
 	if err != nil {
 		return nil, err
 	}
+	opts.StagingDir = f.stagingDir(spoolPath, opts.Sync, log)
 	spool, err := publisher.OpenSpool(spoolPath, opts)
 	if err != nil {
 		return nil, err
