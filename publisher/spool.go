@@ -1338,6 +1338,7 @@ func (s *Spool) Close() error {
 				s.log.Warn("spool", "err", rerr)
 			}
 		}
+		s.removeStaging()
 	}
 	s.closeFiles()
 	if s.release != nil {

@@ -228,6 +228,27 @@ func (s *Spool) stampStaging() error {
 	return nil
 }
 
+// removeStaging deletes the staging directory after a clean shutdown
+// emptied it, so that spools that are gone leave nothing in memory: the
+// stamp goes with it, which only a run that did not shut down cleanly
+// needs. A directory still holding something stays.
+func (s *Spool) removeStaging() {
+	if s.sdir == "" {
+		return
+	}
+	names, err := s.sfs.ReadDir(s.sdir)
+	if err != nil || slices.ContainsFunc(names, func(n string) bool { return n != stagingStampFile }) {
+		return
+	}
+	if err := s.sfs.Remove(filepath.Join(s.sdir, stagingStampFile)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		s.log.Warn("spool: remove the staging stamp", "err", err)
+		return
+	}
+	if err := s.sfs.Remove(s.sdir); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		s.log.Warn("spool: remove the staging directory", "err", err)
+	}
+}
+
 // moveSegment moves a staged segment to the spool directory, durably: its
 // header and valid records are copied into a file of the same name there
 // (preallocated if it takes appends), which is synced with the directory;
