@@ -86,20 +86,27 @@ func prepareStagingDir(base, sub string) (string, error) {
 		}
 		at = filepath.Dir(at)
 	}
-	tmpfs, err := onTmpfs(at)
+	if err := checkTmpfs(at); err != nil {
+		return "", fmt.Errorf("staging directory %s: %w", base, err)
+	}
+	if err := os.MkdirAll(base, 0o700); err != nil {
+		return "", fmt.Errorf("staging directory %s: %w", base, err)
+	}
+	// systemd may make a preserved RuntimeDirectory= a symbolic link.
+	real, err := filepath.EvalSymlinks(base)
 	if err != nil {
 		return "", fmt.Errorf("staging directory %s: %w", base, err)
 	}
-	if !tmpfs {
-		return "", fmt.Errorf("staging directory %s: not on a tmpfs", base)
+	if err := checkTmpfs(real); err != nil {
+		return "", fmt.Errorf("staging directory %s: %w", base, err)
 	}
-	dir := filepath.Join(base, sub)
+	dir := filepath.Join(real, sub)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return "", fmt.Errorf("staging directory %s: %w", base, err)
 	}
 	// Where every user may make directories (/dev/shm) another could
 	// have made base first: only this user's own will do.
-	for _, d := range []string{base, dir} {
+	for _, d := range []string{real, dir} {
 		fi, err := os.Lstat(d)
 		if err != nil {
 			return "", fmt.Errorf("staging directory %s: %w", base, err)
@@ -120,6 +127,17 @@ func prepareStagingDir(base, sub string) (string, error) {
 		return "", fmt.Errorf("staging directory %s: %w", base, err)
 	}
 	return dir, nil
+}
+
+func checkTmpfs(path string) error {
+	tmpfs, err := onTmpfs(path)
+	if err != nil {
+		return err
+	}
+	if !tmpfs {
+		return errors.New("not on a tmpfs")
+	}
+	return nil
 }
 
 // loadStaging reads the staging directory at open, staging or not (a run

@@ -412,6 +412,13 @@ func TestChooseStagingDir(t *testing.T) {
 	if dir, err := ChooseStagingDir("/var/lib/x/spool", ""); err != nil || filepath.Dir(dir) != filepath.Join(base, "runtime") {
 		t.Errorf("default with $RUNTIME_DIRECTORY: %q, %v", dir, err)
 	}
+	// Through a symbolic link (systemd's preserved RuntimeDirectory=).
+	link := filepath.Join(base, "link")
+	os.Symlink(filepath.Join(base, "runtime"), link)
+	t.Setenv("RUNTIME_DIRECTORY", link)
+	if dir, err := ChooseStagingDir("/var/lib/x/spool", ""); err != nil || filepath.Dir(dir) != filepath.Join(base, "runtime") {
+		t.Errorf("default with $RUNTIME_DIRECTORY a link: %q, %v", dir, err)
+	}
 	// Then $XDG_RUNTIME_DIR/apd.
 	t.Setenv("RUNTIME_DIRECTORY", "")
 	t.Setenv("XDG_RUNTIME_DIR", base)

@@ -309,8 +309,12 @@ func (f PublisherFlags) SpoolOptions(log *slog.Logger) (publisher.SpoolOptions, 
 func (f PublisherFlags) stagingDir(spoolPath string, sync publisher.SyncPolicy, log *slog.Logger) string {
 	dir, err := publisher.ChooseStagingDir(spoolPath, f.SpoolStaging)
 	switch {
-	case err != nil:
+	case err != nil && f.SpoolStaging != "":
 		log.Warn("spool staging: none, the newest readings go to the spool directory", "reason", err)
+	case err != nil:
+		// The default found no tmpfs: off Linux, or in a container
+		// without one.
+		log.Info("spool staging: none, the newest readings go to the spool directory", "reason", err)
 	case dir == "":
 		log.Info("spool staging: none (--spool-staging none)")
 	case sync.Mode != publisher.SyncWindow:
