@@ -207,7 +207,7 @@ type SpoolOptions struct {
 	// reach the storage (see SyncPolicy); "" means none. Whatever the
 	// policy, open takes back the segments a run before left there. A
 	// directory that does not survive a power cut is the point: what it
-	// holds is what the window allows to lose. StagingDir picks one.
+	// holds is what the window allows to lose. ChooseStagingDir picks one.
 	StagingDir string
 	// Logger receives what the spool did on its own (a migration, a new
 	// identity, a failed deletion); nil discards it.
