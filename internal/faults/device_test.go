@@ -3,8 +3,10 @@ package faults
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -12,6 +14,7 @@ import (
 
 	"github.com/apd-telemetry/apd/internal/mqttc"
 	"github.com/apd-telemetry/apd/internal/testutil"
+	"github.com/apd-telemetry/apd/publisher"
 	"github.com/apd-telemetry/apd/schema"
 )
 
@@ -79,8 +82,34 @@ func startDevice(t *testing.T, dir, brokerAddr, host, spool string, extra ...str
 		t.Fatal(err)
 	}
 	args := []string{"--config", cfg, "--sensors", strings.Join(deviceSensors, ","), "--interval", deviceInterval.String(),
-		"--host", host, "--spool", spool, "--broker", "tcp://" + brokerAddr, "--resend-after", "3s"}
+		"--host", host, "--spool", spool, "--broker", "tcp://" + brokerAddr, "--resend-after", "3s",
+		"--spool-staging", stagingBase(t, spool)}
 	return start(t, "apd-publish", "publishing", append(args, extra...)...)
+}
+
+// stagings maps a device's spool to the tmpfs directory it stages its
+// newest segments in (apd-publish --spool-staging).
+var stagings sync.Map
+
+// stagingBase returns a tmpfs directory of the test's own for spool's
+// staging tier, removed when the test ends (a publisher killed and never
+// restarted leaves a segment there), or "none" where no tmpfs is at hand.
+func stagingBase(t *testing.T, spool string) string {
+	t.Helper()
+	if base, ok := stagings.Load(spool); ok {
+		return base.(string)
+	}
+	base := "none"
+	if fi, err := os.Stat("/dev/shm"); err == nil && fi.IsDir() && onTmpfs(t, "/dev/shm") {
+		d, err := os.MkdirTemp("/dev/shm", "apd-faults-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.RemoveAll(d) })
+		base = d
+	}
+	stagings.Store(spool, base)
+	return base
 }
 
 // logsOnFailure shows every run's log of procs once the test has failed.
@@ -274,14 +303,24 @@ func (w *deviceWatch) payloads(keep func(seq uint64, r *published) bool) publish
 // segments returns the names of the spool's segment files.
 func segments(t *testing.T, spool string) []string {
 	t.Helper()
-	entries, err := os.ReadDir(spool)
-	if err != nil {
-		t.Fatal(err)
+	dirs := []string{spool}
+	if base, ok := stagings.Load(spool); ok && base != "none" {
+		staging, err := publisher.ChooseStagingDir(spool, base.(string))
+		if err != nil {
+			t.Fatal(err)
+		}
+		dirs = append(dirs, staging)
 	}
 	var names []string
-	for _, e := range entries {
-		if strings.HasSuffix(e.Name(), ".seg") {
-			names = append(names, e.Name())
+	for _, dir := range dirs {
+		entries, err := os.ReadDir(dir)
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			t.Fatal(err)
+		}
+		for _, e := range entries {
+			if strings.HasSuffix(e.Name(), ".seg") && !slices.Contains(names, e.Name()) {
+				names = append(names, e.Name())
+			}
 		}
 	}
 	return names
