@@ -29,9 +29,13 @@ type DataFlags struct {
 
 // IngestFlags tune the ingestion pipeline.
 type IngestFlags struct {
-	MaxPayload int           `help:"Largest accepted payload in bytes." default:"65536" config:"server.max_payload"`
-	MaxBatch   int           `help:"Most readings per commit." default:"2000" config:"server.max_batch"`
-	BatchDelay time.Duration `help:"How long a commit waits to gather more readings." default:"10ms" config:"server.batch_delay"`
+	MaxPayload int `help:"Largest accepted payload in bytes." default:"65536" config:"server.max_payload"`
+	MaxBatch   int `help:"Most readings per commit." default:"2000" config:"server.max_batch"`
+	// 50 ms: devices on one clock-aligned tick publish within tens of
+	// milliseconds of each other; measured with ten devices of 13
+	// sensors, 10 ms made 1.42 commits a tick (each a page and an fsync on
+	// the card), 30–50 ms one.
+	BatchDelay time.Duration `help:"How long a commit waits, after its first reading, to gather more (a tick of many devices in one commit and one fsync)." default:"50ms" config:"server.batch_delay"`
 	// Deferred commits: what keeps a Pi's SD card alive (docs/reliability.md).
 	CheckpointEvery time.Duration `help:"With the embedded engine, how long commits that only add readings may wait in the write-ahead file <data>/apd.db-wal (one page and one fdatasync each) before the database file takes them in one commit; 0 commits each to the database file." default:"1h" config:"server.checkpoint_every"`
 	MaxAge          time.Duration `help:"Reject readings stamped earlier than this before now (to dead letters)." default:"8760h" config:"server.max_age"`
