@@ -53,6 +53,7 @@ bench:
 	APD_QUERY_READINGS=50000000 $(GO) test -run '^$$' -bench PostgresQueryOneHour -benchtime 200x -timeout 60m ./internal/bench/ | tee -a bench.out
 	APD_FLEET=1000x10 APD_FLEET_STORE=postgres $(GO) test -run '^$$' -bench '^BenchmarkFleet$$' -benchtime 1x -timeout 30m ./internal/bench/ | tee -a bench.out
 	APD_FLEET=1000x10 $(GO) test -run '^$$' -bench '^BenchmarkFleetNATS$$' -benchtime 1x -timeout 30m ./internal/bench/ | tee -a bench.out
+	$(GO) test -run '^$$' -bench CheckpointWear -benchtime 1x ./internal/store/boltdb/ | tee -a bench.out
 	$(GO) test -run '^$$' -bench SDCardWear -benchtime 1x -timeout 2h ./internal/bench/ | tee -a bench.out
 
 ## footprint: apd-publish's resident memory and CPU at a 10 s interval over FOOTPRINT (10m) against a real apd serve
