@@ -346,12 +346,11 @@ func (a *Agent) Wear() *schema.Wear {
 	w := &schema.Wear{Since: a.started, BytesWritten: sw.BytesWritten, Syncs: sw.Syncs}
 	if a.ioKnown {
 		if c, err := procio.Self(); err == nil {
-			w.BytesWritten = c.Written() - min(c.Written(), a.startIO.Written())
+			w.BytesWritten = c.WrittenSince(a.startIO)
 		}
 	}
-	up := max(time.Since(a.started), time.Second)
-	perDay := func(n uint64) uint64 { return uint64(float64(n) * float64(24*time.Hour) / float64(up)) }
-	w.BytesPerDay, w.SyncsPerDay = perDay(w.BytesWritten), perDay(w.Syncs)
+	up := time.Since(a.started)
+	w.BytesPerDay, w.SyncsPerDay = procio.PerDay(w.BytesWritten, up), procio.PerDay(w.Syncs, up)
 	return w
 }
 

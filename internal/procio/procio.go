@@ -16,6 +16,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Counters are a process's storage write counters.
@@ -30,6 +31,18 @@ func (c Counters) Written() uint64 {
 		return 0
 	}
 	return c.WriteBytes - c.CancelledWriteBytes
+}
+
+// WrittenSince returns the bytes written between start and c, two
+// readings of the same process.
+func (c Counters) WrittenSince(start Counters) uint64 {
+	return c.Written() - min(c.Written(), start.Written())
+}
+
+// PerDay scales n, counted over a span of time, to a day (a span under a
+// second counts as one).
+func PerDay(n uint64, over time.Duration) uint64 {
+	return uint64(float64(n) * float64(24*time.Hour) / float64(max(over, time.Second)))
 }
 
 // ErrUnsupported means the system keeps no such counters (not Linux, or

@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestParse(t *testing.T) {
@@ -67,5 +68,24 @@ func TestSelfCountsAWrite(t *testing.T) {
 	}
 	if after.WriteBytes-before.WriteBytes < 64<<10 {
 		t.Fatalf("64 KiB written and synced, counter moved %d", after.WriteBytes-before.WriteBytes)
+	}
+}
+
+func TestWrittenSinceAndPerDay(t *testing.T) {
+	start, now := Counters{WriteBytes: 8192, CancelledWriteBytes: 4096}, Counters{WriteBytes: 16384, CancelledWriteBytes: 4096}
+	if got := now.WrittenSince(start); got != 8192 {
+		t.Fatalf("WrittenSince = %d, want 8192", got)
+	}
+	if got := start.WrittenSince(now); got != 0 {
+		t.Fatalf("WrittenSince backwards = %d, want 0", got)
+	}
+	for _, tc := range []struct {
+		n    uint64
+		over time.Duration
+		want uint64
+	}{{3600, time.Hour, 86400}, {10, 0, 864000}, {0, time.Minute, 0}} {
+		if got := PerDay(tc.n, tc.over); got != tc.want {
+			t.Errorf("PerDay(%d, %s) = %d, want %d", tc.n, tc.over, got, tc.want)
+		}
 	}
 }

@@ -416,16 +416,14 @@ func (s *Server) logMetricsOnSignal(ctx context.Context) {
 func (s *Server) logDiskWrites() {
 	up := time.Since(s.started)
 	attrs := []any{"since", s.started.UTC().Format(time.RFC3339), "uptime", up.Round(time.Second).String()}
-	perDay := func(n uint64) uint64 {
-		return uint64(float64(n) * float64(24*time.Hour) / float64(max(up, time.Second)))
-	}
 	if c, err := procio.Self(); err == nil {
-		written := c.Written() - min(c.Written(), s.startIO.Written())
-		attrs = append(attrs, "bytes_written", written, "bytes_written_per_day", perDay(written))
+		written := c.WrittenSince(s.startIO)
+		attrs = append(attrs, "bytes_written", written, "bytes_written_per_day", procio.PerDay(written, up))
 	}
 	if wr, ok := s.store.(store.WriteReporter); ok {
 		ws := wr.WriteStats()
-		attrs = append(attrs, "syncs", ws.Syncs, "syncs_per_day", perDay(ws.Syncs), "deferred_commits", ws.Deferred, "checkpoints", ws.Checkpoints)
+		attrs = append(attrs, "syncs", ws.Syncs, "syncs_per_day", procio.PerDay(ws.Syncs, up),
+			"deferred_commits", ws.Deferred, "checkpoints", ws.Checkpoints)
 	}
 	s.log.Info("disk writes", attrs...)
 }
