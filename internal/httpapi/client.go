@@ -174,6 +174,8 @@ func selection(q store.Query) url.Values {
 	params := url.Values{}
 	if q.Sensor != "" {
 		params.Set("sensor", q.Sensor)
+	} else {
+		params.Set("all", "1")
 	}
 	for _, h := range q.Hosts {
 		params.Add("host", h)

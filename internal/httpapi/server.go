@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -45,6 +46,16 @@ type Server struct {
 	Live      http.Handler
 	// MapOverlay is drawn over every map (chart.png|svg with map).
 	MapOverlay []geo.Shape
+	// Prometheus, when set, serves the Prometheus-compatible read API
+	// (PromQL) under /prometheus/api/v1/, where Grafana's Prometheus data
+	// source and promtool find it.
+	Prometheus http.Handler
+	// InfluxWrite, when set, takes InfluxDB line protocol at /write (1.x)
+	// and /api/v2/write (2.x) and answers InfluxDB's /ping and /health;
+	// RemoteWrite, when set, takes Prometheus remote_write at
+	// /api/v1/write and /prometheus/api/v1/write.
+	InfluxWrite http.Handler
+	RemoteWrite http.Handler
 	// Held, when set, answers /api/v1/held: what this aggregator, one of
 	// several sharing the work, holds (ingest.Held).
 	Held func() any
@@ -147,6 +158,20 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("DELETE /api/v1/readings", s.delete)
 	mux.HandleFunc("GET /api/v1/backup", s.backup)
 	mux.HandleFunc("GET /api/v1/rules", s.rules)
+	if s.Prometheus != nil {
+		mux.Handle("/prometheus/api/v1/", s.Prometheus)
+	}
+	if s.InfluxWrite != nil {
+		mux.Handle("POST /write", s.InfluxWrite)
+		mux.Handle("POST /api/v2/write", s.InfluxWrite)
+		mux.Handle("GET /ping", s.InfluxWrite)
+		mux.Handle("HEAD /ping", s.InfluxWrite)
+		mux.Handle("GET /health", s.InfluxWrite)
+	}
+	if s.RemoteWrite != nil {
+		mux.Handle("POST /api/v1/write", s.RemoteWrite)
+		mux.Handle("POST /prometheus/api/v1/write", s.RemoteWrite)
+	}
 	mux.HandleFunc("GET /api/v1/held", func(w http.ResponseWriter, _ *http.Request) {
 		if s.Held == nil {
 			writeJSON(w, http.StatusNotFound, map[string]string{"error": "this aggregator shares no work (apd aggregate --share)"})
@@ -203,6 +228,11 @@ func public(r *http.Request) bool {
 	switch p := r.URL.Path; {
 	case p == "/healthz" || p == "/readyz":
 		return true
+	// InfluxDB's probes answer without credentials there too: clients
+	// call them before they authenticate anything (the influx CLI's
+	// connect, Telegraf's health checks), and they say nothing of the data.
+	case (r.Method == http.MethodGet || r.Method == http.MethodHead) && (p == "/ping" || p == "/health"):
+		return true
 	case (r.Method == http.MethodGet || r.Method == http.MethodHead) && (p == "/" || strings.HasPrefix(p, "/ui/")):
 		return true
 	case (r.Method == http.MethodPost || r.Method == http.MethodDelete) && p == "/api/v1/session":
@@ -219,7 +249,7 @@ func public(r *http.Request) bool {
 func (s *Server) requireKey(h http.Handler) http.Handler {
 	if len(s.APIKey) == 0 {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if r.URL.Path != "/healthz" && r.URL.Path != "/readyz" && !LoopbackHost(r.Host) {
+			if !public(r) && !LoopbackHost(r.Host) {
 				writeJSON(w, http.StatusMisdirectedRequest, map[string]string{"error": fmt.Sprintf("host %q is not a loopback name: without an API key the API answers only localhost, 127.0.0.1 and ::1", r.Host)})
 				return
 			}
@@ -289,6 +319,20 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
+// selectsSensor refuses a query that names no sensor unless it asks for
+// every reading with all=1 (what apd export does): a client that meant
+// Prometheus' /api/v1/query (Grafana, promtool, a health check's query
+// 1+1) would otherwise get the whole database back as an answer.
+func selectsSensor(v url.Values) error {
+	if v.Get("sensor") != "" || v.Get("all") == "1" {
+		return nil
+	}
+	if v.Has("query") {
+		return fmt.Errorf("%w: this is apd's own query API, which takes sensor=NAME; PromQL (query=%q) is answered at /prometheus/api/v1/query", errBadRequest, v.Get("query"))
+	}
+	return fmt.Errorf("%w: sensor is required (sensor=temperature); all=1 selects every sensor's readings", errBadRequest)
+}
+
 // ParseQuery reads the selection parameters of /api/v1/query: sensor, host
 // (repeatable), since and until (durations back from now, RFC 3339 times
 // or dates). The processing parameters (where, agg, every, unit, limit)
@@ -329,6 +373,10 @@ func (s *Server) now() time.Time {
 }
 
 func (s *Server) query(w http.ResponseWriter, r *http.Request) {
+	if err := selectsSensor(r.URL.Query()); err != nil {
+		s.writeError(w, err)
+		return
+	}
 	q, err := ParseQuery(r.URL.Query(), s.now())
 	if err != nil {
 		s.writeError(w, err)

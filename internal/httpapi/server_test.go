@@ -95,11 +95,22 @@ func TestRelativeTimesAndErrors(t *testing.T) {
 	if code != 200 || strings.Count(body, "\n") != 3 {
 		t.Errorf("since=58m: %d %q", code, body)
 	}
-	for _, bad := range []string{"since=yesterday", "limit=-1", "sensor=a/b", "host=%24x", "format=xml"} {
+	for _, bad := range []string{"since=yesterday&sensor=t", "limit=-1&sensor=t", "sensor=a/b", "host=%24x&sensor=t", "format=xml&sensor=t"} {
 		code, body := get("/api/v1/query?" + bad)
 		if code != 400 || !strings.Contains(body, `"error"`) {
 			t.Errorf("%s: %d %s", bad, code, body)
 		}
+	}
+	// Without a sensor the answer is a hint, not every reading: Grafana's
+	// health check asks Prometheus' /api/v1/query for 1+1.
+	for params, hint := range map[string]string{"": "sensor is required", "query=1%2B1": "/prometheus/api/v1/query", "since=1h": "all=1"} {
+		code, body := get("/api/v1/query?" + params)
+		if code != 400 || !strings.Contains(body, hint) {
+			t.Errorf("query?%s: %d %s, want 400 with %q", params, code, body, hint)
+		}
+	}
+	if code, body := get("/api/v1/query?all=1"); code != 200 || strings.Count(body, "\n") != 9 {
+		t.Errorf("all=1: %d %q", code, body)
 	}
 	if code, body := get("/api/v1/hosts"); code != 200 || !strings.Contains(body, `"host":"a"`) {
 		t.Errorf("hosts: %d %s", code, body)
@@ -133,5 +144,58 @@ func TestQueryProcessing(t *testing.T) {
 	err = c.Query(store.Query{Sensor: "temperature"}, query.Spec{Agg: "no_such_aggregate"}, func(*schema.Reading) error { return nil })
 	if err == nil || !strings.Contains(err.Error(), "no_such_aggregate") {
 		t.Errorf("bad agg: %v", err)
+	}
+}
+
+// TestKeyForms checks every form a client of another tool's protocol
+// sends the key in, and that each is refused with the wrong key.
+func TestKeyForms(t *testing.T) {
+	st, err := engine.Open(filepath.Join(t.TempDir(), "apd.db"), engine.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	ok := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNoContent) })
+	srv := httptest.NewServer((&Server{Store: st, APIKey: []byte("s3cret"), InfluxWrite: ok, RemoteWrite: ok}).Handler())
+	t.Cleanup(srv.Close)
+	tests := []struct {
+		name, method, path string
+		header             http.Header
+		basic              [2]string
+		want               int
+	}{
+		{"header", "POST", "/api/v1/write", http.Header{"X-Api-Key": {"s3cret"}}, [2]string{}, 204},
+		{"bearer", "POST", "/api/v1/write", http.Header{"Authorization": {"Bearer s3cret"}}, [2]string{}, 204},
+		{"token", "POST", "/api/v2/write", http.Header{"Authorization": {"Token s3cret"}}, [2]string{}, 204},
+		{"basic", "POST", "/write", nil, [2]string{"telegraf", "s3cret"}, 204},
+		{"influx p", "POST", "/write?u=x&p=s3cret", nil, [2]string{}, 204},
+		{"p elsewhere", "POST", "/api/v1/write?p=s3cret", nil, [2]string{}, 401},
+		{"wrong bearer", "POST", "/api/v1/write", http.Header{"Authorization": {"Bearer nope"}}, [2]string{}, 401},
+		{"wrong basic", "POST", "/write", nil, [2]string{"s3cret", "nope"}, 401},
+		{"none", "POST", "/api/v2/write", nil, [2]string{}, 401},
+		{"ping needs none", "GET", "/ping", nil, [2]string{}, 204},
+		{"health needs none", "GET", "/health", nil, [2]string{}, 204},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			req, err := http.NewRequest(tc.method, srv.URL+tc.path, strings.NewReader(""))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for k, v := range tc.header {
+				req.Header[k] = v
+			}
+			if tc.basic[0] != "" {
+				req.SetBasicAuth(tc.basic[0], tc.basic[1])
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != tc.want {
+				t.Errorf("got %d, want %d", resp.StatusCode, tc.want)
+			}
+		})
 	}
 }

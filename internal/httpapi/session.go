@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 )
@@ -104,14 +105,41 @@ func keyOnly(r *http.Request) bool {
 // DELETE) and what keyOnly lists need the header, so a cookie alone can
 // never change data or take the database away.
 func (s *Server) keyGiven(r *http.Request) bool {
-	if subtle.ConstantTimeCompare([]byte(r.Header.Get(APIKeyHeader)), s.APIKey) == 1 {
-		return true
+	for _, k := range presentedKeys(r) {
+		if subtle.ConstantTimeCompare([]byte(k), s.APIKey) == 1 {
+			return true
+		}
 	}
 	if r.Method != http.MethodGet && r.Method != http.MethodHead || keyOnly(r) {
 		return false
 	}
 	c, err := r.Cookie(SessionCookie)
 	return err == nil && s.sessions.valid(c.Value, s.now())
+}
+
+// presentedKeys lists what r offers as the API key, in every form the
+// clients that talk to apd send one without being taught apd's header:
+// Grafana, Prometheus' remote_write and Telegraf send a bearer or token
+// credential or Basic auth (the password is the key, the user name is
+// not looked at); the InfluxDB 1.x write API also takes the password as
+// the query parameter p, which is only looked at there.
+func presentedKeys(r *http.Request) []string {
+	keys := make([]string, 0, 2)
+	if k := r.Header.Get(APIKeyHeader); k != "" {
+		keys = append(keys, k)
+	}
+	if _, pass, ok := r.BasicAuth(); ok {
+		keys = append(keys, pass)
+	} else if scheme, cred, ok := strings.Cut(r.Header.Get("Authorization"), " "); ok &&
+		(strings.EqualFold(scheme, "Bearer") || strings.EqualFold(scheme, "Token")) {
+		keys = append(keys, strings.TrimSpace(cred))
+	}
+	if r.URL.Path == "/write" {
+		if p := r.URL.Query().Get("p"); p != "" {
+			keys = append(keys, p)
+		}
+	}
+	return keys
 }
 
 // openSession checks the key posted as {"key": "..."} and answers with a
