@@ -375,20 +375,36 @@ func (h *accessHook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool 
 
 // DiscoveryAllowed reports whether a device user may publish (write) or
 // subscribe to topic for Home Assistant discovery under prefix: publish
-// and read back its own hosts's sensor configs, and hear Home Assistant's
-// status (to announce again when it restarts).
+// and read back its own host's configs (sensor and binary_sensor, the
+// components apd-publish announces), and hear Home Assistant's status (to
+// announce again when it restarts).
 func DiscoveryAllowed(prefix string, u User, topic string, write bool) bool {
 	if u.Role != RoleDevice || prefix == "" {
 		return false
 	}
-	own := prefix + "/sensor/" + schema.DiscoveryID(u.Host) + "/"
-	if write {
-		rest, ok := strings.CutPrefix(topic, own)
-		sensor, last, ok2 := strings.Cut(rest, "/")
-		return ok && ok2 && sensor != "" && last == "config" && !strings.ContainsAny(topic, "+#")
+	if !write && topic == prefix+"/status" {
+		return true
 	}
-	return topic == prefix+"/status" || topic == own+"+/config"
+	for _, component := range discoveryComponents {
+		own := prefix + "/" + component + "/" + schema.DiscoveryID(u.Host) + "/"
+		if !write {
+			if topic == own+"+/config" {
+				return true
+			}
+			continue
+		}
+		rest, ok := strings.CutPrefix(topic, own)
+		name, last, ok2 := strings.Cut(rest, "/")
+		if ok && ok2 && name != "" && last == "config" && !strings.ContainsAny(topic, "+#") {
+			return true
+		}
+	}
+	return false
 }
+
+// discoveryComponents are the Home Assistant platforms a device may
+// announce its sensors as.
+var discoveryComponents = [...]string{"sensor", "binary_sensor"}
 
 // Allowed reports whether user u may publish (write) to topic, or subscribe
 // to the filter topic, under the apd prefix.

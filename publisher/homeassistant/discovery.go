@@ -1,20 +1,28 @@
-// Package homeassistant announces a device's sensors to Home Assistant
-// through MQTT discovery: a retained config message per sensor at
-// <prefix>/sensor/<host>/<sensor>/config that points Home Assistant at the
-// reading's topic, tells it how to get the number out of the payload, its
-// unit and device class, and the host's $status topic for availability.
+// Package homeassistant announces apd's entities to Home Assistant through
+// MQTT discovery: a retained config message per entity at
+// <prefix>/<component>/<host>/<name>/config that points Home Assistant at
+// the reading's topic and tells it how to get the state out of the
+// payload, its unit, device and entity category.
 //
-// A sensor is announced with its first reading (its unit is known only
-// then) and again when its shape changes, after every reconnection, and
-// when Home Assistant says <prefix>/status "online" (it restarted and may
-// have lost its entities). Retained configs of this host's sensors that are
-// no longer configured are removed with an empty retained message.
+// Config builds those configs (pure functions): Sensor for a device's
+// sensors, a binary_sensor for booleans and a sensor for the rest; Rule
+// for a rule's outcomes, which the server announces on the same device.
+// Discovery is apd-publish's announcer of its own sensors.
+//
+// One config per entity rather than Home Assistant's device-based
+// discovery (one config with every component): apd-publish learns a
+// sensor's shape only from its first value, so a device config would be
+// published again, larger each time, as sensors come in, and rule outcomes,
+// announced by the server, would have to be merged into a message the
+// device owns. Per-entity configs need neither, and are what earlier
+// versions published, so upgrading moves no entity.
 package homeassistant
 
 import (
+	"bytes"
 	"context"
-	"encoding/json"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -24,6 +32,17 @@ import (
 )
 
 // Discovery is a [publisher.Announcer] for Home Assistant.
+//
+// A sensor is announced with its first reading (its unit and whether it is
+// a boolean are known only then) and again when its shape changes, after
+// every reconnection, and when Home Assistant says <prefix>/status
+// "online" (it restarted and may have lost its entities). A config of this
+// host's that the broker retains is removed with an empty retained message
+// when its sensor is no longer configured, or when the sensor is now
+// announced as another component (a boolean that earlier versions
+// announced as a sensor is a binary_sensor now): Home Assistant would
+// otherwise keep both entities. Configs the server publishes for this
+// host's rule outcomes are left alone.
 type Discovery struct {
 	prefix  string
 	host    string
@@ -31,14 +50,20 @@ type Discovery struct {
 	version string
 	sensors map[string]bool // configured, by discovery id
 	log     *slog.Logger
-	// Settle is how long after subscribing to this host's configs the
+	// settle is how long after subscribing to this host's configs the
 	// retained ones are collected before stale ones are removed.
 	settle time.Duration
 
 	mu        sync.Mutex
-	announced map[string][]byte // sensor name → config published
-	stale     map[string]bool   // config topics seen for sensors not configured
+	announced map[string]announcement // sensor name → config published
+	held      map[string]string       // config topics of this host's the broker holds → the sensor's discovery id
 	wg        sync.WaitGroup
+}
+
+// announcement is a config published.
+type announcement struct {
+	topic   string
+	payload []byte
 }
 
 // Options configure a Discovery.
@@ -64,7 +89,7 @@ func New(opts Options) *Discovery {
 	}
 	d := &Discovery{prefix: opts.Prefix, host: opts.Host, topics: opts.Topics, version: opts.Version,
 		sensors: map[string]bool{}, log: opts.Logger, settle: 500 * time.Millisecond,
-		announced: map[string][]byte{}, stale: map[string]bool{}}
+		announced: map[string]announcement{}, held: map[string]string{}}
 	for _, s := range opts.Sensors {
 		d.sensors[schema.DiscoveryID(s)] = true
 	}
@@ -75,17 +100,44 @@ func New(opts Options) *Discovery {
 // value of a new shape, publishes its config before the reading goes out.
 func (d *Discovery) Sampled(ctx context.Context, c publisher.Client, s publisher.Sample) {
 	if s.Err != nil || s.Value == nil {
-		return // nothing tells the unit yet
+		return // nothing tells the shape yet
 	}
-	cfg := Config(d.host, s.Name, s.Title, s.Value, d.topics, d.version)
+	e := Sensor(d.host, s.Name, s.Title, s.Value, d.topics, d.version)
+	a := announcement{topic: Topic(d.prefix, e.Component, d.host, s.Name), payload: e.Payload}
 	d.mu.Lock()
-	same := string(d.announced[s.Name]) == string(cfg)
-	d.announced[s.Name] = cfg
+	prev := d.announced[s.Name]
+	d.announced[s.Name] = a
+	clear := d.othersLocked(s.Name, a.topic)
 	d.mu.Unlock()
-	if same {
+	if prev.topic != "" && prev.topic != a.topic && !slices.Contains(clear, prev.topic) {
+		clear = append(clear, prev.topic)
+	}
+	d.clear(ctx, c, clear, "its sensor is announced as another component now")
+	if prev.topic == a.topic && bytes.Equal(prev.payload, a.payload) {
 		return
 	}
-	d.publish(ctx, c, schema.DiscoveryTopic(d.prefix, d.host, s.Name), cfg)
+	d.publish(ctx, c, a.topic, a.payload)
+}
+
+// othersLocked takes from held the configs of sensor name at another topic
+// than keep.
+func (d *Discovery) othersLocked(name, keep string) []string {
+	id := schema.DiscoveryID(name)
+	var out []string
+	for topic, held := range d.held {
+		if held == id && topic != keep {
+			out = append(out, topic)
+			delete(d.held, topic)
+		}
+	}
+	return out
+}
+
+func (d *Discovery) clear(ctx context.Context, c publisher.Client, topics []string, why string) {
+	for _, topic := range topics {
+		d.log.Info("removing a home assistant config", "topic", topic, "why", why)
+		d.publish(ctx, c, topic, nil)
+	}
 }
 
 func (d *Discovery) publish(ctx context.Context, c publisher.Client, topic string, payload []byte) {
@@ -112,21 +164,11 @@ func (d *Discovery) Connected(ctx context.Context, c publisher.Client) {
 		if err != nil {
 			d.log.Warn("subscribe to home assistant status", "err", err)
 		}
-		filter := d.prefix + "/sensor/" + schema.DiscoveryID(d.host) + "/+/config"
-		err = c.Subscribe(filter, func(topic string, payload []byte) {
-			if len(payload) == 0 {
-				return
+		for _, component := range []string{ComponentSensor, ComponentBinarySensor} {
+			filter := d.prefix + "/" + component + "/" + schema.DiscoveryID(d.host) + "/+/config"
+			if err := c.Subscribe(filter, d.heard(component)); err != nil {
+				d.log.Warn("subscribe to home assistant configs", "filter", filter, "err", err)
 			}
-			levels := strings.Split(topic, "/")
-			if len(levels) < 2 || d.sensors[levels[len(levels)-2]] {
-				return
-			}
-			d.mu.Lock()
-			d.stale[topic] = true
-			d.mu.Unlock()
-		})
-		if err != nil {
-			d.log.Warn("subscribe to home assistant configs", "err", err)
 		}
 		// Retained messages follow the subscription at once; there is no
 		// end-of-retained marker, so give them a moment.
@@ -135,26 +177,52 @@ func (d *Discovery) Connected(ctx context.Context, c publisher.Client) {
 		case <-ctx.Done():
 		}
 		d.mu.Lock()
-		stale := d.stale
-		d.stale = map[string]bool{}
-		d.mu.Unlock()
-		for topic := range stale {
-			d.log.Info("removing home assistant config of a sensor no longer configured", "topic", topic)
-			d.publish(ctx, c, topic, nil)
+		var stale []string
+		for topic, id := range d.held {
+			if !d.sensors[id] {
+				stale = append(stale, topic)
+				delete(d.held, topic)
+			}
 		}
+		d.mu.Unlock()
+		d.clear(ctx, c, stale, "its sensor is no longer configured")
 		d.announceAll(ctx, c)
 	}()
 }
 
+// heard returns the handler of this host's retained configs of component.
+func (d *Discovery) heard(component string) func(string, []byte) {
+	return func(topic string, payload []byte) {
+		levels := strings.Split(topic, "/")
+		if len(levels) < 2 {
+			return
+		}
+		id := levels[len(levels)-2]
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		switch {
+		case len(payload) == 0:
+			delete(d.held, topic)
+		case component == ComponentBinarySensor && Origin(payload) != OriginDevice:
+			// The server's: a rule outcome on this host's device.
+		default:
+			d.held[topic] = id
+		}
+	}
+}
+
 func (d *Discovery) announceAll(ctx context.Context, c publisher.Client) {
 	d.mu.Lock()
-	configs := make(map[string][]byte, len(d.announced))
-	for name, cfg := range d.announced {
-		configs[name] = cfg
+	configs := make([]announcement, 0, len(d.announced))
+	var clear []string
+	for name, a := range d.announced {
+		configs = append(configs, a)
+		clear = append(clear, d.othersLocked(name, a.topic)...)
 	}
 	d.mu.Unlock()
-	for name, cfg := range configs {
-		d.publish(ctx, c, schema.DiscoveryTopic(d.prefix, d.host, name), cfg)
+	d.clear(ctx, c, clear, "its sensor is announced as another component now")
+	for _, a := range configs {
+		d.publish(ctx, c, a.topic, a.payload)
 	}
 }
 
@@ -166,107 +234,4 @@ func (d *Discovery) Flush(ctx context.Context) {
 	case <-done:
 	case <-ctx.Done():
 	}
-}
-
-// unit is how Home Assistant shows one of apd's units.
-type unit struct {
-	symbol      string
-	deviceClass string
-	total       bool    // a counter that only grows (energy)
-	scale       float64 // multiply the magnitude by this; 0 means 1
-}
-
-var units = map[string]unit{
-	schema.UnitCelsius: {"°C", "temperature", false, 0},
-	"degF":             {"°F", "temperature", false, 0},
-	"K":                {"K", "temperature", false, 0},
-	schema.UnitPercent: {"%", "", false, 0},
-	"ratio":            {"%", "", false, 100},
-	"B":                {"B", "data_size", false, 0},
-	"W":                {"W", "power", false, 0},
-	"Wh":               {"Wh", "energy", true, 0},
-	"J":                {"J", "energy", true, 0},
-	"V":                {"V", "voltage", false, 0},
-	"A":                {"A", "current", false, 0},
-	"Pa":               {"Pa", "pressure", false, 0},
-	"hPa":              {"hPa", "pressure", false, 0},
-	"lx":               {"lx", "illuminance", false, 0},
-	"ppm":              {"ppm", "", false, 0},
-	"s":                {"s", "duration", false, 0},
-	"deg":              {"°", "", false, 0},
-}
-
-// Config returns the discovery config of a sensor whose value looks like
-// value.
-func Config(host, sensor, title string, value json.RawMessage, topics schema.Topics, version string) []byte {
-	id := schema.DiscoveryID(host) + "_" + schema.DiscoveryID(sensor)
-	status := topics.Status(host)
-	cfg := map[string]any{
-		"name":                  title,
-		"unique_id":             "apd_" + id,
-		"object_id":             id,
-		"state_topic":           topics.Reading(host, sensor),
-		"availability_topic":    status,
-		"availability_template": "{{ 'online' if value_json.state == 'online' else 'offline' }}",
-		"payload_available":     "online",
-		"payload_not_available": "offline",
-		"device": map[string]any{
-			"identifiers":  []string{"apd_" + schema.DiscoveryID(host)},
-			"name":         host,
-			"manufacturer": "apd",
-			"model":        "apd-publish",
-			"sw_version":   version,
-		},
-		"origin": map[string]any{"name": "apd", "sw_version": version},
-	}
-	// A failed reading has no value: None makes Home Assistant show
-	// "unknown" rather than log a template error.
-	const orNone = " if value_json.value is defined else None }}"
-	if q, ok := schema.ParseQuantity(value); ok {
-		u, known := units[q.Unit]
-		if !known {
-			u = unit{symbol: q.Unit}
-		}
-		if u.scale != 0 {
-			cfg["value_template"] = "{{ (value_json.value.magnitude * " + formatFloat(u.scale) + ") | round(1)" + orNone
-		} else {
-			cfg["value_template"] = "{{ value_json.value.magnitude" + orNone
-		}
-		cfg["unit_of_measurement"] = u.symbol
-		cfg["state_class"] = "measurement"
-		if u.total {
-			cfg["state_class"] = "total_increasing"
-		}
-		class := u.deviceClass
-		if q.Unit == schema.UnitPercent {
-			switch {
-			case strings.Contains(sensor, "humidity"):
-				class = "humidity"
-			case strings.Contains(sensor, "battery"):
-				class = "battery"
-			}
-		}
-		if class != "" {
-			cfg["device_class"] = class
-		}
-	} else if isNumber(value) {
-		cfg["value_template"] = "{{ value_json.value" + orNone
-		cfg["state_class"] = "measurement"
-	} else {
-		// Anything else shows as its human form; Home Assistant keeps at
-		// most 255 characters of a state.
-		cfg["value_template"] = "{{ value_json.human[:255] if value_json.human is defined else None }}"
-	}
-	b, _ := json.Marshal(cfg)
-	return b
-}
-
-func isNumber(v json.RawMessage) bool {
-	var f float64
-	return json.Unmarshal(v, &f) == nil
-}
-
-func formatFloat(f float64) string {
-	b, _ := json.Marshal(f)
-	return string(b)
 }
