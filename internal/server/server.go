@@ -30,11 +30,13 @@ import (
 	"time"
 
 	"github.com/apd-telemetry/apd/internal/chart/geo"
+	"github.com/apd-telemetry/apd/internal/cli"
 	"github.com/apd-telemetry/apd/internal/dashboard"
 	"github.com/apd-telemetry/apd/internal/httpapi"
 	"github.com/apd-telemetry/apd/internal/ingest"
 	"github.com/apd-telemetry/apd/internal/metrics"
 	"github.com/apd-telemetry/apd/internal/procio"
+	"github.com/apd-telemetry/apd/internal/promapi"
 	"github.com/apd-telemetry/apd/internal/rules"
 	"github.com/apd-telemetry/apd/internal/store"
 	"github.com/apd-telemetry/apd/schema"
@@ -84,11 +86,13 @@ type Server struct {
 	http     *http.Server
 	httpLn   net.Listener
 	log      *slog.Logger
-	link     Link
-	started  time.Time
-	startIO  procio.Counters // at start, for the SIGUSR1 disk writes
-	cancel   context.CancelFunc
-	closed   sync.Once
+	// prometheus is the PromQL read API; its engine is closed last.
+	prometheus *promapi.API
+	link       Link
+	started    time.Time
+	startIO    procio.Counters // at start, for the SIGUSR1 disk writes
+	cancel     context.CancelFunc
+	closed     sync.Once
 	// notReady says why the process does not take readings yet (empty
 	// once every part is up); /readyz reports it.
 	notReady atomic.Pointer[string]
@@ -133,6 +137,8 @@ func New(cfg Config) (*Server, error) {
 	if s.rules != nil {
 		api.Rules = s.rules
 	}
+	s.prometheus = promapi.New(s.store, promapi.Options{Version: cli.Version, Logger: log})
+	api.Prometheus = s.prometheus
 	if opts.Name != "" {
 		api.Held = func() any {
 			h := s.ingester.Held()
@@ -281,6 +287,7 @@ func (s *Server) Close() {
 		defer cancel()
 		_ = s.http.Shutdown(ctx)
 		_ = s.httpLn.Close()
+		_ = s.prometheus.Close()
 		_ = s.store.Close()
 	})
 }
