@@ -16,7 +16,13 @@ import (
 type Deps struct {
 	// Publish sends an outcome reading on its topic (the publish action).
 	Publish func(topic string, payload []byte) error
-	Topics  schema.Topics
+	// PublishRetained publishes a retained message (the publish action's
+	// Home Assistant discovery configs).
+	PublishRetained func(topic string, payload []byte) error
+	// HADiscovery, when set, has the publish action announce each rule's
+	// outcomes to Home Assistant; nil announces nothing.
+	HADiscovery *HADiscovery
+	Topics      schema.Topics
 	// HTTP posts webhooks; nil means a client of its own.
 	HTTP   *http.Client
 	Logger *slog.Logger
