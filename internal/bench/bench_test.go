@@ -1,11 +1,9 @@
 package bench
 
 import (
-	"bufio"
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -96,21 +94,11 @@ func cpuTime(b *testing.B, pid int) time.Duration {
 	return time.Duration(ut+st) * time.Second / clkTck
 }
 
+// storedTotal reads apd_stored_total, written as a float: a million is
+// 1e+06.
 func storedTotal(b *testing.B, httpAddr string) uint64 {
 	b.Helper()
-	resp, err := http.Get("http://" + httpAddr + "/metrics")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "apd_stored_total "); ok {
-			n, _ := strconv.ParseUint(v, 10, 64)
-			return n
-		}
-	}
-	return 0
+	return uint64(testutil.ScrapeMetrics(b, "http://"+httpAddr+"/metrics")["apd_stored_total"])
 }
 
 const (

@@ -1,6 +1,16 @@
-// Package metrics keeps apd's self-metrics and writes them in the
-// Prometheus text exposition format. It is deliberately small: counters,
-// gauges and fixed-bucket histograms, all lock-free on the hot path.
+// Package metrics keeps apd's self-metrics and exposes them, beside the Go
+// runtime's and the process's, through the Prometheus client library
+// (client_golang): its registry checks every metric's name, type and
+// labels when it is registered, and its encoder writes the text
+// exposition format.
+//
+// apd's own values live in the small types here (Counter, Gauge,
+// Histogram), usable at their zero value and lock-free on the hot path,
+// because apd reads them back itself (the progress log, readiness, tests)
+// and client_golang's metric types give their value only as a protobuf.
+// A registry collects them at each scrape as client_golang's
+// function-backed metrics. A registry is passed to whoever registers: the
+// library's default registry is never used.
 package metrics
 
 import (
@@ -10,11 +20,14 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/common/expfmt"
 )
 
-// Counter is a monotonically increasing count.
+// Counter is a count that only grows. Its name ends in _total.
 type Counter struct{ v atomic.Uint64 }
 
 // Add adds n.
@@ -67,29 +80,34 @@ func (h *Histogram) Count() uint64 { return h.n.Load() }
 // Sum returns the sum of observations.
 func (h *Histogram) Sum() float64 { return math.Float64frombits(h.sum.Load()) }
 
-type entry struct {
-	name, help, kind string
-	labels           string
-	write            func(w io.Writer, name, labels string)
-}
-
-// Registry holds named metrics for exposition. Register metrics at set-up;
+// Registry holds named metrics for exposition, the Go runtime's (go_*)
+// and the process's (process_*) included. Register metrics at set-up;
 // WritePrometheus may run concurrently with updates.
+//
+// The registering methods panic on a metric client_golang refuses — an
+// invalid name, or a name registered twice with the same labels or with a
+// different type, help or label names — as its MustRegister does: each is
+// a mistake in apd that any test exposing the metrics finds.
 type Registry struct {
-	mu      sync.Mutex
-	entries []entry
+	reg *prometheus.Registry
 }
 
-// NewRegistry returns an empty registry.
-func NewRegistry() *Registry { return &Registry{} }
-
-func (r *Registry) add(e entry) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.entries = append(r.entries, e)
+// NewRegistry returns a registry holding only the runtime and process
+// metrics.
+func NewRegistry() *Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return &Registry{reg: reg}
 }
 
-// Labels formats label pairs ("reason", "invalid JSON") for a metric name.
+func (r *Registry) register(name string, c prometheus.Collector) {
+	if err := r.reg.Register(c); err != nil {
+		panic(fmt.Sprintf("metrics: register %s: %v", name, err))
+	}
+}
+
+// Labels formats label pairs ("reason", "invalid JSON") for a metric's
+// labels argument.
 func Labels(kv ...string) string {
 	var b strings.Builder
 	for i := 0; i+1 < len(kv); i += 2 {
@@ -101,71 +119,109 @@ func Labels(kv ...string) string {
 	return b.String()
 }
 
-func series(name, labels string) string {
-	if labels == "" {
-		return name
+// parseLabels reads what Labels wrote back into pairs.
+func parseLabels(s string) (prometheus.Labels, error) {
+	if s == "" {
+		return nil, nil
 	}
-	return name + "{" + labels + "}"
+	out := prometheus.Labels{}
+	for rest := s; rest != ""; {
+		name, after, ok := strings.Cut(rest, "=")
+		if !ok {
+			return nil, fmt.Errorf("labels %q: no = after %q", s, rest)
+		}
+		quoted, err := strconv.QuotedPrefix(after)
+		if err != nil {
+			return nil, fmt.Errorf("labels %q: value of %s: %w", s, name, err)
+		}
+		v, _ := strconv.Unquote(quoted) // QuotedPrefix vouched for it
+		out[name] = v
+		rest = after[len(quoted):]
+		if rest != "" {
+			if rest[0] != ',' {
+				return nil, fmt.Errorf("labels %q: %q after the value of %s", s, rest, name)
+			}
+			rest = rest[1:]
+		}
+	}
+	return out, nil
 }
 
-// Counter registers c under name with optional labels (see Labels).
+// Counter registers c under name with optional labels (see Labels). The
+// same name may be registered again with other label values and the same
+// help.
 func (r *Registry) Counter(name, help, labels string, c *Counter) {
-	r.add(entry{name, help, "counter", labels, func(w io.Writer, name, labels string) {
-		fmt.Fprintf(w, "%s %d\n", series(name, labels), c.Value())
-	}})
+	l, err := parseLabels(labels)
+	if err != nil {
+		panic(fmt.Sprintf("metrics: register %s: %v", name, err))
+	}
+	r.register(name, prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help, ConstLabels: l},
+		func() float64 { return float64(c.Value()) }))
 }
 
-// Gauge registers g under name.
+// Gauge registers g under name with optional labels (see Labels).
 func (r *Registry) Gauge(name, help, labels string, g *Gauge) {
-	r.add(entry{name, help, "gauge", labels, func(w io.Writer, name, labels string) {
-		fmt.Fprintf(w, "%s %d\n", series(name, labels), g.Value())
-	}})
+	l, err := parseLabels(labels)
+	if err != nil {
+		panic(fmt.Sprintf("metrics: register %s: %v", name, err))
+	}
+	r.register(name, prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help, ConstLabels: l},
+		func() float64 { return float64(g.Value()) }))
 }
 
 // GaugeFunc registers a gauge whose value is computed at exposition.
 func (r *Registry) GaugeFunc(name, help string, f func() float64) {
-	r.add(entry{name, help, "gauge", "", func(w io.Writer, name, _ string) {
-		fmt.Fprintf(w, "%s %s\n", name, formatFloat(f()))
-	}})
+	r.register(name, prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f))
 }
 
 // CounterFunc registers a counter whose value is read at exposition (one
-// kept elsewhere: the kernel's, a store's).
+// kept elsewhere: the kernel's, a store's, the broker's). f must never
+// return less than it did before, but for a restart of what keeps it.
 func (r *Registry) CounterFunc(name, help string, f func() uint64) {
-	r.add(entry{name, help, "counter", "", func(w io.Writer, name, _ string) {
-		fmt.Fprintf(w, "%s %d\n", name, f())
-	}})
+	r.register(name, prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help},
+		func() float64 { return float64(f()) }))
 }
 
 // Histogram registers h under name.
 func (r *Registry) Histogram(name, help string, h *Histogram) {
-	r.add(entry{name, help, "histogram", "", func(w io.Writer, name, _ string) {
-		var cum uint64
-		for i, b := range h.bounds {
-			cum += h.counts[i].Load()
-			fmt.Fprintf(w, "%s_bucket{le=%q} %d\n", name, formatFloat(b), cum)
-		}
-		cum += h.counts[len(h.bounds)].Load()
-		fmt.Fprintf(w, "%s_bucket{le=\"+Inf\"} %d\n", name, cum)
-		fmt.Fprintf(w, "%s_sum %s\n", name, formatFloat(h.Sum()))
-		fmt.Fprintf(w, "%s_count %d\n", name, cum)
-	}})
+	r.register(name, histogramCollector{desc: prometheus.NewDesc(name, help, nil, nil), h: h})
 }
 
-func formatFloat(f float64) string { return strconv.FormatFloat(f, 'g', -1, 64) }
+// histogramCollector exposes a Histogram as a client_golang histogram.
+type histogramCollector struct {
+	desc *prometheus.Desc
+	h    *Histogram
+}
 
-// WritePrometheus writes every metric in the text exposition format, one
-// HELP and TYPE line per name.
-func (r *Registry) WritePrometheus(w io.Writer) {
-	r.mu.Lock()
-	entries := append([]entry(nil), r.entries...)
-	r.mu.Unlock()
-	seen := map[string]bool{}
-	for _, e := range entries {
-		if !seen[e.name] {
-			seen[e.name] = true
-			fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n", e.name, e.help, e.name, e.kind)
-		}
-		e.write(w, e.name, e.labels)
+func (c histogramCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c histogramCollector) Collect(ch chan<- prometheus.Metric) {
+	h := c.h
+	buckets := make(map[float64]uint64, len(h.bounds))
+	var cum uint64
+	for i, b := range h.bounds {
+		cum += h.counts[i].Load()
+		buckets[b] = cum
 	}
+	// The count is the buckets' total, not h.n, so that an observation
+	// landing mid-scrape cannot leave +Inf below the highest bound.
+	cum += h.counts[len(h.bounds)].Load()
+	ch <- prometheus.MustNewConstHistogram(c.desc, cum, h.Sum(), buckets)
+}
+
+// WritePrometheus writes every metric in the text exposition format
+// (version 0.0.4), families sorted by name. A metric that fails to
+// collect is left out and named in the error; the rest are written.
+func (r *Registry) WritePrometheus(w io.Writer) error {
+	families, gatherErr := r.reg.Gather()
+	enc := expfmt.NewEncoder(w, expfmt.NewFormat(expfmt.TypeTextPlain))
+	for _, f := range families {
+		if err := enc.Encode(f); err != nil {
+			return fmt.Errorf("write metric %s: %w", f.GetName(), err)
+		}
+	}
+	if gatherErr != nil {
+		return fmt.Errorf("gather metrics: %w", gatherErr)
+	}
+	return nil
 }
