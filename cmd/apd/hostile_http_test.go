@@ -201,7 +201,7 @@ func TestHostileLiveWatchers(t *testing.T) {
 		t.Error("the dashboard got no readings during the flood")
 	}
 	rss := peakRSS(t, s.cmd.Process.Pid)
-	t.Logf("apd serve peaked at %.0f MiB resident; %v live events dropped", rss, metric(t, base, "apd_dashboard_events_dropped"))
+	t.Logf("apd serve peaked at %.0f MiB resident; %v live events dropped", rss, metric(t, base, "apd_dashboard_events_dropped_total"))
 	if rss > 200 {
 		t.Errorf("apd serve peaked at %.0f MiB resident with 64 silent watchers during a flood", rss)
 	}

@@ -344,7 +344,7 @@ func TestDeadLetterFloodBounded(t *testing.T) {
 	if grown := after.Size() - before.Size(); grown > bound {
 		t.Errorf("apd.db grew by %d bytes, more than the dead-letter bound of %d", grown, bound)
 	}
-	if !strings.Contains(metrics, "apd_dead_letters_dropped ") || strings.Contains(metrics, "apd_dead_letters_dropped 0\n") {
+	if !strings.Contains(metrics, "apd_dead_letters_dropped_total ") || strings.Contains(metrics, "apd_dead_letters_dropped_total 0\n") {
 		t.Errorf("no dead letters dropped:\n%s", grep(metrics, "apd_dead_letters"))
 	}
 	dl := run(t, nil, "apd", "deadletters", "--db", db)

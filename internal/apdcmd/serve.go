@@ -57,7 +57,7 @@ func (c *ServeCmd) Run(ctx context.Context, g *cli.Globals, file *config.File) e
 	if err != nil {
 		return err
 	}
-	srv, err := c.newServer(topics, "", c.DiscoveryPrefix, file, log)
+	srv, err := c.newServer(topics, "", file, log)
 	if err != nil {
 		return err
 	}
@@ -111,9 +111,9 @@ func (p *localPublisher) start(ctx context.Context, brk *broker.Broker, m *metri
 	m.GaugeFunc("apd_spool_depth", "Readings of the local publisher waiting for acknowledgement.", func() float64 {
 		return float64(ag.Spool.Depth())
 	})
-	m.GaugeFunc("apd_spool_dropped", "Readings the local publisher's full spool ever dropped.", func() float64 {
+	m.CounterFunc("apd_spool_dropped_total", "Readings the local publisher's full spool dropped.", func() uint64 {
 		_, d := ag.Spool.Stats()
-		return float64(d)
+		return d
 	})
 	p.ag, p.done = ag, make(chan error, 1)
 	go func() { p.done <- ag.Pub.Run(ctx) }()

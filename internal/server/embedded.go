@@ -83,17 +83,15 @@ func (e *EmbeddedBroker) Running() []any { return e.brk.ListenerAttrs() }
 
 // registerBrokerMetrics adds the broker's drop counters to r.
 func registerBrokerMetrics(r *metrics.Registry, b *broker.Broker) {
-	r.GaugeFunc("apd_broker_dropped_publishes", "Messages the broker dropped for clients over their limits (since start).", func() float64 {
+	r.CounterFunc("apd_broker_dropped_publishes_total", "Messages the broker dropped for clients over their limits.", func() uint64 {
 		p, _ := b.Dropped()
-		return float64(p)
+		return p
 	})
-	r.GaugeFunc("apd_broker_dropped_inflight", "In-flight messages the broker dropped or expired (since start).", func() float64 {
+	r.CounterFunc("apd_broker_dropped_inflight_total", "In-flight messages the broker dropped or expired.", func() uint64 {
 		_, i := b.Dropped()
-		return float64(i)
+		return i
 	})
-	r.GaugeFunc("apd_broker_dropped_queued", "Deliveries dropped because the subscriber's user, or the broker, held its most queued messages (since start).", func() float64 {
-		return float64(b.DroppedQueued())
-	})
+	r.CounterFunc("apd_broker_dropped_queued_total", "Deliveries dropped because the subscriber's user, or the broker, held its most queued messages.", b.DroppedQueued)
 	r.GaugeFunc("apd_broker_queued", "Messages the broker holds for delivery (in flight).", func() float64 {
 		return float64(b.Queued())
 	})

@@ -54,9 +54,6 @@ type Config struct {
 	Ingest ingest.Options
 	// Rules are the checked [[rules]] of the config file.
 	Rules []rules.Config
-	// HADiscovery, when set, announces the rules' outcomes to Home
-	// Assistant (the publish action's discovery configs); nil does not.
-	HADiscovery *rules.HADiscovery
 	// Retention deletes readings older than it, at start and every hour;
 	// 0 keeps everything.
 	Retention time.Duration
@@ -125,8 +122,7 @@ func New(cfg Config) (*Server, error) {
 	opts.OnCommit = s.live.Publish
 	opts.WantCommits = func() bool { return s.live.Watchers() > 0 }
 	if len(cfg.Rules) > 0 {
-		s.rules = rules.NewEngine(cfg.Rules, rules.Deps{Publish: s.publish, PublishRetained: s.publishRetained,
-			HADiscovery: cfg.HADiscovery, Topics: opts.Topics, Logger: log})
+		s.rules = rules.NewEngine(cfg.Rules, rules.Deps{Publish: s.publish, Topics: opts.Topics, Logger: log})
 		opts.OnCommit = func(rs []schema.Reading) {
 			s.rules.Submit(rs)
 			s.live.Publish(rs)
@@ -176,9 +172,7 @@ func (s *Server) registerMetrics() {
 	st := s.store
 	s.ingester.Metrics().Register(s.metrics)
 	s.metrics.GaugeFunc("apd_dashboard_watchers", "Dashboards streaming live readings now.", func() float64 { return float64(s.live.Watchers()) })
-	s.metrics.GaugeFunc("apd_dashboard_events_dropped", "Live events dropped for dashboards that fell behind (each then fetches again), ever.", func() float64 {
-		return float64(s.live.Dropped())
-	})
+	s.metrics.CounterFunc("apd_dashboard_events_dropped_total", "Live events dropped for dashboards that fell behind (each then fetches again).", s.live.Dropped)
 	s.metrics.GaugeFunc("apd_db_size_bytes", "Size of the database.", func() float64 {
 		n, _ := st.Size()
 		return float64(n)
@@ -191,7 +185,10 @@ func (s *Server) registerMetrics() {
 	}
 	s.metrics.GaugeFunc("apd_dead_letters", "Dead letters kept.", deadStat(func(d store.DeadLetterStats) uint64 { return d.Count }))
 	s.metrics.GaugeFunc("apd_dead_letters_bytes", "Bytes of dead letters kept.", deadStat(func(d store.DeadLetterStats) uint64 { return d.Bytes }))
-	s.metrics.GaugeFunc("apd_dead_letters_dropped", "Dead letters dropped (oldest first) to stay within the bounds, ever.", deadStat(func(d store.DeadLetterStats) uint64 { return d.Dropped }))
+	s.metrics.CounterFunc("apd_dead_letters_dropped_total", "Dead letters dropped (oldest first) to stay within the bounds, ever.", func() uint64 {
+		ds, _ := st.DeadLetterStats()
+		return ds.Dropped
+	})
 	// What wears an SD card (docs/reliability.md).
 	if _, err := procio.Self(); err == nil {
 		s.metrics.CounterFunc("apd_process_written_bytes_total", "Bytes this process caused to be written to storage (the kernel's write_bytes less cancelled_write_bytes).", func() uint64 {
