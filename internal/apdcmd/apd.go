@@ -26,7 +26,7 @@ type APD struct {
 	Watch     WatchCmd     `cmd:"" help:"Print readings live as they arrive."`
 	Hosts     HostsCmd     `cmd:"" help:"List the hosts seen and their state."`
 	Export    ExportCmd    `cmd:"" help:"Write stored readings as NDJSON or CSV."`
-	Import    ImportCmd    `cmd:"" help:"Store readings from NDJSON written by export."`
+	Import    ImportCmd    `cmd:"" help:"Store readings from NDJSON or CSV written by export, or a logger's CSV."`
 	Migrate   MigrateCmd   `cmd:"" help:"Copy a whole store into another (file ⇄ PostgreSQL)."`
 
 	Delete      DeleteCmd      `cmd:"" help:"Delete readings of a host (privacy)."`

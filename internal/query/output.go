@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"strconv"
 	"strings"
 	"text/tabwriter"
 
@@ -43,7 +42,7 @@ func init() {
 	}})
 	registerOutputFormat(OutputFormat{Name: "json", Help: "one JSON array of payloads", New: func(bw *bufio.Writer) Writer { return &jsonWriter{w: bw} }})
 	registerOutputFormat(OutputFormat{Name: "ndjson", Help: "one payload per line (what apd import reads)", New: func(bw *bufio.Writer) Writer { return &ndjsonWriter{w: bw} }})
-	registerOutputFormat(OutputFormat{Name: "csv", Help: "host, sensor, ts, seq, value, unit, human, error", New: func(bw *bufio.Writer) Writer {
+	registerOutputFormat(OutputFormat{Name: "csv", Help: "host, sensor, ts, seq, value, unit, human, error, title, extra (what apd import --format csv reads)", New: func(bw *bufio.Writer) Writer {
 		return &csvWriter{w: csv.NewWriter(bw), bw: bw}
 	}})
 }
@@ -109,58 +108,6 @@ func (j *jsonWriter) Close() error {
 		return err
 	}
 	return j.w.Flush()
-}
-
-type csvWriter struct {
-	w      *csv.Writer
-	bw     *bufio.Writer
-	header bool
-}
-
-func (c *csvWriter) writeHeader() error {
-	if c.header {
-		return nil
-	}
-	c.header = true
-	return c.w.Write([]string{"host", "sensor", "ts", "seq", "value", "unit", "human", "error"})
-}
-
-func (c *csvWriter) Write(r *schema.Reading) error {
-	if err := c.writeHeader(); err != nil {
-		return err
-	}
-	value, unit := string(r.Value), ""
-	if q, ok := schema.ParseQuantity(r.Value); ok {
-		value, unit = strconv.FormatFloat(q.Magnitude, 'f', -1, 64), q.Unit
-	}
-	seq, errText := "", ""
-	if r.Seq != 0 {
-		seq = strconv.FormatUint(r.Seq, 10)
-	}
-	if r.Error != nil {
-		errText = string(r.Error.Kind) + ": " + r.Error.Message
-	}
-	human := r.Human
-	if human == "" && r.Error == nil {
-		human = schema.Format(r.Sensor, r.Value)
-	}
-	// Printed on a terminal as often as written to a file: no escape
-	// sequences from devices either way.
-	return c.w.Write([]string{r.Host, r.Sensor, schema.FormatTime(r.Time), seq, schema.Printable(value),
-		schema.Printable(unit), schema.PrintableLines(human), schema.Printable(errText)})
-}
-
-func (c *csvWriter) Close() error {
-	// No readings is still a CSV file: its header, so a spreadsheet or a
-	// script reading the columns by name gets them.
-	if err := c.writeHeader(); err != nil {
-		return err
-	}
-	c.w.Flush()
-	if err := c.w.Error(); err != nil {
-		return err
-	}
-	return c.bw.Flush()
 }
 
 // tableWriter aligns columns per block of rows, so memory stays bounded on

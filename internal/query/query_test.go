@@ -75,7 +75,7 @@ func TestWriters(t *testing.T) {
 		}
 	}
 	csv := write(t, "csv")
-	if !strings.HasPrefix(csv, "host,sensor,ts,seq,value,unit,human,error\n") ||
+	if !strings.HasPrefix(csv, "host,sensor,ts,seq,value,unit,human,error,title,extra\n") ||
 		!strings.Contains(csv, "pi,temperature,2026-11-23T10:15:00.000Z,7,21,degC,21.0 °C (69.8 °F),") {
 		t.Errorf("csv:\n%s", csv)
 	}
