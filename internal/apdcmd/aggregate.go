@@ -23,12 +23,14 @@ var errSourceNeedsShared = errors.New("--source needs a PostgreSQL --store: the 
 // AggregateCmd is apd aggregate.
 type AggregateCmd struct {
 	serverFlags
-	Broker        string `help:"Broker URL: tcp://, ssl:// or ws://." default:"tcp://127.0.0.1:1883" config:"aggregator.broker"`
-	ClientID      string `help:"MQTT client id; fixed so the broker keeps the session. With --share each aggregator needs its own (default apd-aggregator-<hostname>)." default:"apd-aggregator" config:"aggregator.client_id"`
-	Share         string `help:"Share the work with other aggregators: subscribe as a member of shared subscription group GROUP ($share/GROUP/apd/#); each host's readings go to one member. Use one PostgreSQL --store for all." placeholder:"GROUP" config:"aggregator.share"`
-	Source        string `help:"Read the readings from a NATS cluster instead (nats://host:4222, several comma-separated): devices publish over MQTT to any node, the readings are read from a replicated JetStream stream partitioned by host, the partitions divided among the aggregators on one PostgreSQL --store. --broker is then the nodes' MQTT listeners, for acknowledgements." placeholder:"URL" config:"aggregator.source"`
-	Partitions    int    `help:"With --source: partitions of the stream (fixed when it is made; every aggregator must agree)." default:"8" config:"aggregator.partitions"`
-	cli.MQTTLogin `embed:"" envprefix:"APD_AGGREGATOR_"`
+	Broker     string `help:"Broker URL: tcp://, ssl:// or ws://." default:"tcp://127.0.0.1:1883" config:"aggregator.broker"`
+	ClientID   string `help:"MQTT client id; fixed so the broker keeps the session. With --share each aggregator needs its own (default apd-aggregator-<hostname>)." default:"apd-aggregator" config:"aggregator.client_id"`
+	Share      string `help:"Share the work with other aggregators: subscribe as a member of shared subscription group GROUP ($share/GROUP/apd/#); each host's readings go to one member. Use one PostgreSQL --store for all." placeholder:"GROUP" config:"aggregator.share"`
+	Source     string `help:"Read the readings from a NATS cluster instead (nats://host:4222, several comma-separated): devices publish over MQTT to any node, the readings are read from a replicated JetStream stream partitioned by host, the partitions divided among the aggregators on one PostgreSQL --store. --broker is then the nodes' MQTT listeners, for acknowledgements." placeholder:"URL" config:"aggregator.source"`
+	Partitions int    `help:"With --source: partitions of the stream (fixed when it is made; every aggregator must agree)." default:"8" config:"aggregator.partitions"`
+	// The same key as apd serve's, which its broker's ACL also uses.
+	DiscoveryPrefix string `name:"discovery-prefix" help:"Home Assistant's discovery prefix, for --rules-ha-discovery." default:"homeassistant" config:"server.discovery_prefix"`
+	cli.MQTTLogin   `embed:"" envprefix:"APD_AGGREGATOR_"`
 	cli.ClientCertFlags
 }
 
@@ -90,7 +92,7 @@ func (c *AggregateCmd) Run(ctx context.Context, g *cli.Globals, file *config.Fil
 			return cli.WithCode(cli.ExitUsage, errSourceNeedsShared, "")
 		}
 	}
-	srv, err := c.newServer(topics, name, file, log)
+	srv, err := c.newServer(topics, name, c.DiscoveryPrefix, file, log)
 	if err != nil {
 		return err
 	}

@@ -108,6 +108,9 @@ type serverFlags struct {
 	HTTPFlags
 	IngestFlags
 	Store string `help:"Where readings are stored: a PostgreSQL URL (postgres://user@host/db), or a database file; default <data>/apd.db." placeholder:"URL|FILE" config:"server.store"`
+	// Off by default, as apd-publish's --ha-discovery is: announcing is
+	// publishing retained messages to a broker Home Assistant may not use.
+	RulesHADiscovery bool `name:"rules-ha-discovery" help:"Announce the rules' outcomes to Home Assistant by MQTT discovery: the first outcome of a rule for a host publishes a retained binary_sensor config on that host's device, under --discovery-prefix." config:"server.rules_ha_discovery"`
 }
 
 // storeLocation is where the aggregator keeps its readings.
@@ -120,8 +123,9 @@ func (f serverFlags) storeLocation() string {
 
 // newServer checks the shared settings, opens the store and builds the
 // aggregator on them; name, when set, names it among several sharing one
-// database (ingest.Options.Name).
-func (f serverFlags) newServer(topics schema.Topics, name string, file *config.File, log *slog.Logger) (*server.Server, error) {
+// database (ingest.Options.Name); haPrefix is Home Assistant's discovery
+// prefix, for --rules-ha-discovery.
+func (f serverFlags) newServer(topics schema.Topics, name, haPrefix string, file *config.File, log *slog.Logger) (*server.Server, error) {
 	keep, err := f.retention()
 	if err != nil {
 		return nil, err
@@ -149,7 +153,11 @@ func (f serverFlags) newServer(topics schema.Topics, name string, file *config.F
 			return nil, cli.WithCode(cli.ExitBadConfig, fmt.Errorf("--map-overlay: %w", err), "")
 		}
 	}
-	srv, err := server.New(server.Config{Store: st, HTTPAddr: f.HTTPAddr, APIKey: key, Rules: ruleCfgs, Retention: keep, Logger: log, MapOverlay: overlay,
+	var ha *rules.HADiscovery
+	if f.RulesHADiscovery {
+		ha = &rules.HADiscovery{Prefix: haPrefix, Version: cli.Version}
+	}
+	srv, err := server.New(server.Config{Store: st, HTTPAddr: f.HTTPAddr, APIKey: key, Rules: ruleCfgs, HADiscovery: ha, Retention: keep, Logger: log, MapOverlay: overlay,
 		Ingest: ingest.Options{Topics: topics, MaxBatch: f.MaxBatch, MaxDelay: f.BatchDelay, MaxPayload: f.MaxPayload,
 			MaxAge: f.MaxAge, MaxAhead: f.MaxAhead, MaxSeriesPerHost: f.MaxSeriesPerHost, MaxSeries: f.MaxSeries, Name: name}})
 	if err != nil {

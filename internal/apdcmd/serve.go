@@ -57,7 +57,7 @@ func (c *ServeCmd) Run(ctx context.Context, g *cli.Globals, file *config.File) e
 	if err != nil {
 		return err
 	}
-	srv, err := c.newServer(topics, "", file, log)
+	srv, err := c.newServer(topics, "", c.DiscoveryPrefix, file, log)
 	if err != nil {
 		return err
 	}

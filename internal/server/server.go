@@ -54,6 +54,9 @@ type Config struct {
 	Ingest ingest.Options
 	// Rules are the checked [[rules]] of the config file.
 	Rules []rules.Config
+	// HADiscovery, when set, announces the rules' outcomes to Home
+	// Assistant (the publish action's discovery configs); nil does not.
+	HADiscovery *rules.HADiscovery
 	// Retention deletes readings older than it, at start and every hour;
 	// 0 keeps everything.
 	Retention time.Duration
@@ -122,7 +125,8 @@ func New(cfg Config) (*Server, error) {
 	opts.OnCommit = s.live.Publish
 	opts.WantCommits = func() bool { return s.live.Watchers() > 0 }
 	if len(cfg.Rules) > 0 {
-		s.rules = rules.NewEngine(cfg.Rules, rules.Deps{Publish: s.publish, Topics: opts.Topics, Logger: log})
+		s.rules = rules.NewEngine(cfg.Rules, rules.Deps{Publish: s.publish, PublishRetained: s.publishRetained,
+			HADiscovery: cfg.HADiscovery, Topics: opts.Topics, Logger: log})
 		opts.OnCommit = func(rs []schema.Reading) {
 			s.rules.Submit(rs)
 			s.live.Publish(rs)
