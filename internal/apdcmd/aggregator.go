@@ -16,6 +16,8 @@ import (
 	"github.com/apd-telemetry/apd/internal/cli"
 	"github.com/apd-telemetry/apd/internal/config"
 	"github.com/apd-telemetry/apd/internal/ingest"
+	"github.com/apd-telemetry/apd/internal/ingest/influxline"
+	"github.com/apd-telemetry/apd/internal/ingest/remotewrite"
 	"github.com/apd-telemetry/apd/internal/rules"
 	"github.com/apd-telemetry/apd/internal/server"
 	"github.com/apd-telemetry/apd/internal/store"
@@ -102,11 +104,33 @@ func loadRules(file *config.File) ([]rules.Config, error) {
 	return cfgs, nil
 }
 
+// WriteFlags configure the API's write endpoints: InfluxDB line protocol
+// (/write, /api/v2/write) and Prometheus remote_write (/api/v1/write).
+type WriteFlags struct {
+	WriteHostTag     string `name:"write-host-tag" help:"Tag (line protocol) or label (remote_write) whose value is a point's host; remote_write falls back to instance without its port." default:"host" config:"server.write_host_tag"`
+	WriteDefaultHost string `name:"write-default-host" help:"Host of written points that name none; empty sends them to dead letters (and answers 400 to line protocol)." placeholder:"NAME" config:"server.write_default_host"`
+	WriteMaxBytes    int64  `name:"write-max-bytes" help:"Largest write body in bytes, compressed and decompressed (413 beyond)." default:"33554432" config:"server.write_max_bytes"`
+}
+
+// check refuses a default host that is not a valid name.
+func (f WriteFlags) check() error {
+	if f.WriteDefaultHost != "" {
+		if err := schema.ValidateName(f.WriteDefaultHost); err != nil {
+			return cli.WithCode(cli.ExitBadConfig, fmt.Errorf("--write-default-host: %w", err), "")
+		}
+	}
+	if f.WriteMaxBytes < 1 {
+		return cli.WithCode(cli.ExitBadConfig, fmt.Errorf("--write-max-bytes %d: want at least 1", f.WriteMaxBytes), "")
+	}
+	return nil
+}
+
 // serverFlags are the settings serve and aggregate share.
 type serverFlags struct {
 	DataFlags
 	HTTPFlags
 	IngestFlags
+	WriteFlags
 	Store string `help:"Where readings are stored: a PostgreSQL URL (postgres://user@host/db), or a database file; default <data>/apd.db." placeholder:"URL|FILE" config:"server.store"`
 	// Off by default, as apd-publish's --ha-discovery is: announcing is
 	// publishing retained messages to a broker Home Assistant may not use.
@@ -138,6 +162,9 @@ func (f serverFlags) newServer(topics schema.Topics, name, haPrefix string, file
 	if err != nil {
 		return nil, err
 	}
+	if err := f.WriteFlags.check(); err != nil {
+		return nil, err
+	}
 	st, err := openStoreWith(f.storeLocation(), engine.Options{CheckpointEvery: f.CheckpointEvery,
 		Limits: store.Limits{MaxDeadLetters: f.DeadLettersMax, MaxDeadBytes: f.DeadLettersMaxBytes}})
 	if errors.Is(err, store.ErrLocked) {
@@ -159,7 +186,9 @@ func (f serverFlags) newServer(topics schema.Topics, name, haPrefix string, file
 	}
 	srv, err := server.New(server.Config{Store: st, HTTPAddr: f.HTTPAddr, APIKey: key, Rules: ruleCfgs, HADiscovery: ha, Retention: keep, Logger: log, MapOverlay: overlay,
 		Ingest: ingest.Options{Topics: topics, MaxBatch: f.MaxBatch, MaxDelay: f.BatchDelay, MaxPayload: f.MaxPayload,
-			MaxAge: f.MaxAge, MaxAhead: f.MaxAhead, MaxSeriesPerHost: f.MaxSeriesPerHost, MaxSeries: f.MaxSeries, Name: name}})
+			MaxAge: f.MaxAge, MaxAhead: f.MaxAhead, MaxSeriesPerHost: f.MaxSeriesPerHost, MaxSeries: f.MaxSeries, Name: name},
+		InfluxLine:  influxline.Options{HostTag: f.WriteHostTag, DefaultHost: f.WriteDefaultHost, MaxBytes: f.WriteMaxBytes},
+		RemoteWrite: remotewrite.Options{HostLabel: f.WriteHostTag, DefaultHost: f.WriteDefaultHost, MaxBytes: f.WriteMaxBytes}})
 	if err != nil {
 		return nil, cli.WithCode(cli.ExitFailure, err, "pass another --http-addr")
 	}

@@ -34,6 +34,8 @@ import (
 	"github.com/apd-telemetry/apd/internal/dashboard"
 	"github.com/apd-telemetry/apd/internal/httpapi"
 	"github.com/apd-telemetry/apd/internal/ingest"
+	"github.com/apd-telemetry/apd/internal/ingest/influxline"
+	"github.com/apd-telemetry/apd/internal/ingest/remotewrite"
 	"github.com/apd-telemetry/apd/internal/metrics"
 	"github.com/apd-telemetry/apd/internal/procio"
 	"github.com/apd-telemetry/apd/internal/promapi"
@@ -66,6 +68,11 @@ type Config struct {
 	Logger    *slog.Logger
 	// MapOverlay is drawn over every map the API draws.
 	MapOverlay []geo.Shape
+	// InfluxLine and RemoteWrite configure the API's write endpoints
+	// (InfluxDB line protocol, Prometheus remote_write); the server sets
+	// their Ingester and Logger.
+	InfluxLine  influxline.Options
+	RemoteWrite remotewrite.Options
 }
 
 // Link is how the aggregator reaches the devices once it runs: its
@@ -143,6 +150,12 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.prometheus = promapi.New(s.store, promapi.Options{Version: cli.Version, Logger: log})
 	api.Prometheus = s.prometheus
+	cfg.InfluxLine.Ingester, cfg.InfluxLine.Logger = s.ingester, log
+	api.InfluxWrite = influxline.New(cfg.InfluxLine)
+	cfg.RemoteWrite.Ingester, cfg.RemoteWrite.Logger = s.ingester, log
+	rw := remotewrite.New(cfg.RemoteWrite)
+	rw.Register(s.metrics)
+	api.RemoteWrite = rw
 	if opts.Name != "" {
 		api.Held = func() any {
 			h := s.ingester.Held()
