@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/apd-telemetry/apd/internal/testutil"
 	"github.com/apd-telemetry/apd/schema"
 )
 
@@ -21,16 +22,6 @@ import (
 // CLI, or a Telegraf that cannot be built) a failure instead of a skip
 // (CI sets it).
 const requireInteropEnv = "APD_REQUIRE_INTEROP"
-
-// skipOrFail skips the test saying why, or fails it when
-// requireInteropEnv is 1.
-func skipOrFail(t *testing.T, msg string) {
-	t.Helper()
-	if os.Getenv(requireInteropEnv) == "1" {
-		t.Fatal(msg)
-	}
-	t.Skip(msg)
-}
 
 // queryOne runs apd query for one sensor and returns its ndjson rows.
 func queryOne(t *testing.T, server, sensor string, extra ...string) []map[string]any {
@@ -47,10 +38,7 @@ func queryOne(t *testing.T, server, sensor string, extra ...string) []map[string
 // readings, with the unit the field name says and the line's own time.
 func TestInfluxCLIWrites(t *testing.T) {
 	t.Parallel()
-	influx, err := exec.LookPath("influx")
-	if err != nil {
-		skipOrFail(t, "the influx CLI is needed (Debian: apt-get install influxdb-client)")
-	}
+	influx := testutil.Tool(t, "influx", "influxdb-client")
 	s := startServe(t)
 	host, port, _ := net.SplitHostPort(s.http)
 	at := time.Now().Add(-time.Hour).Truncate(time.Second).UTC()
@@ -72,6 +60,30 @@ func TestInfluxCLIWrites(t *testing.T) {
 	out, _ = exec.Command(influx, "-host", host, "-port", port, "-database", "telemetry", "-execute", "INSERT weather temperature_celsius=3").CombinedOutput()
 	if !strings.Contains(string(out), "ERR") || !strings.Contains(string(out), `no \"host\" tag`) {
 		t.Errorf("influx INSERT without host: %s", out)
+	}
+	// The CLI's other statements go to /query: what a writer needs
+	// answers, a read says where reading is done.
+	out, _ = exec.Command(influx, "-host", host, "-port", port, "-execute", "SHOW DATABASES").CombinedOutput()
+	if strings.Contains(string(out), "ERR") || !strings.Contains(string(out), "apd") {
+		t.Errorf("influx SHOW DATABASES: %s", out)
+	}
+	out, _ = exec.Command(influx, "-host", host, "-port", port, "-database", "telemetry", "-execute", "SELECT * FROM weather").CombinedOutput()
+	if !strings.Contains(string(out), "ERR: apd takes writes here and answers no InfluxQL: read with PromQL at /prometheus/api/v1/query") {
+		t.Errorf("influx SELECT: %s", out)
+	}
+	// influx -import: its DDL (CREATE DATABASE) through /query, its
+	// lines through /write.
+	file := filepath.Join(t.TempDir(), "export.txt")
+	export := fmt.Sprintf("# DDL\nCREATE DATABASE lab\n# DML\n# CONTEXT-DATABASE: lab\nlab,host=bench3 volts=1.5 %d\nlab,host=bench3 volts=1.6 %d\n", at.Unix(), at.Unix()+10)
+	if err := os.WriteFile(file, []byte(export), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err = exec.Command(influx, "-host", host, "-port", port, "-import", "-path", file, "-precision", "s").CombinedOutput()
+	if err != nil || strings.Contains(string(out), "ERR") || !strings.Contains(string(out), "Processed 2 inserts") || !strings.Contains(string(out), "Failed 0 inserts") {
+		t.Errorf("influx -import: %v: %s", err, out)
+	}
+	if rows := queryOne(t, server, "lab.volts"); len(rows) != 2 || rows[1]["value"] != 1.6 {
+		t.Errorf("imported lab.volts: %v", rows)
 	}
 }
 
@@ -112,10 +124,7 @@ const telegrafVersion = "v1.37.2"
 // proxy the test is skipped unless requireInteropEnv is 1.
 func buildTelegraf(t *testing.T) string {
 	t.Helper()
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		skipOrFail(t, "building Telegraf needs the go command")
-	}
+	goBin := testutil.Tool(t, "go", "golang")
 	dir := t.TempDir()
 	mod := "module apdtest/telegraf\n\ngo 1.25\n\nrequire github.com/influxdata/telegraf " + telegrafVersion + "\n"
 	if err := os.WriteFile(filepath.Join(dir, "go.mod"), []byte(mod), 0o644); err != nil {
@@ -129,7 +138,12 @@ func buildTelegraf(t *testing.T) string {
 	// -mod=mod lets the build write the go.sum a fresh module lacks.
 	cmd.Env = append(os.Environ(), "GOFLAGS=-mod=mod", "GOWORK=off", "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
-		skipOrFail(t, fmt.Sprintf("building Telegraf %s: %v\n%s", telegrafVersion, err, out))
+		// Without the module proxy there is no Telegraf to build.
+		msg := fmt.Sprintf("building Telegraf %s: %v\n%s", telegrafVersion, err, out)
+		if os.Getenv(testutil.RequireInteropEnv) == "1" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
 	}
 	return bin
 }
@@ -171,7 +185,6 @@ func TestTelegrafWrites(t *testing.T) {
 [[outputs.influxdb]]
   urls = ["%s"]
   database = "telegraf"
-  skip_database_creation = true
   content_encoding = "gzip"
   username = "telegraf"
   password = %q
@@ -191,7 +204,9 @@ func TestTelegrafWrites(t *testing.T) {
 	}
 	cmd := exec.Command(telegraf, "--config", confFile, "--once")
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + dir}
-	if out, err := cmd.CombinedOutput(); err != nil || strings.Contains(string(out), "E! ") {
+	// Neither errors nor warnings: outputs.influxdb creating its
+	// database through /query is answered too.
+	if out, err := cmd.CombinedOutput(); err != nil || strings.Contains(string(out), "E! ") || strings.Contains(string(out), "W! [outputs") {
 		t.Fatalf("telegraf --once: %v\n%s\napd serve:\n%s", err, out, s.log)
 	}
 	for sensor, want := range map[string]string{"v1_room.temp_celsius.attic": "map[magnitude:21.5 unit:degC]",

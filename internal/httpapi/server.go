@@ -51,7 +51,8 @@ type Server struct {
 	// source and promtool find it.
 	Prometheus http.Handler
 	// InfluxWrite, when set, takes InfluxDB line protocol at /write (1.x)
-	// and /api/v2/write (2.x) and answers InfluxDB's /ping and /health;
+	// and /api/v2/write (2.x) and answers InfluxDB's /ping and /health,
+	// and the InfluxQL writers send first at /query;
 	// RemoteWrite, when set, takes Prometheus remote_write at
 	// /api/v1/write and /prometheus/api/v1/write.
 	InfluxWrite http.Handler
@@ -167,6 +168,8 @@ func (s *Server) Handler() http.Handler {
 		mux.Handle("GET /ping", s.InfluxWrite)
 		mux.Handle("HEAD /ping", s.InfluxWrite)
 		mux.Handle("GET /health", s.InfluxWrite)
+		mux.Handle("GET /query", s.InfluxWrite)
+		mux.Handle("POST /query", s.InfluxWrite)
 	}
 	if s.RemoteWrite != nil {
 		mux.Handle("POST /api/v1/write", s.RemoteWrite)

@@ -170,6 +170,8 @@ func TestKeyForms(t *testing.T) {
 		{"basic", "POST", "/write", nil, [2]string{"telegraf", "s3cret"}, 204},
 		{"influx p", "POST", "/write?u=x&p=s3cret", nil, [2]string{}, 204},
 		{"p elsewhere", "POST", "/api/v1/write?p=s3cret", nil, [2]string{}, 401},
+		{"influx query p", "POST", "/query?p=s3cret", nil, [2]string{}, 204},
+		{"influx query none", "GET", "/query?q=SHOW+DATABASES", nil, [2]string{}, 401},
 		{"wrong bearer", "POST", "/api/v1/write", http.Header{"Authorization": {"Bearer nope"}}, [2]string{}, 401},
 		{"wrong basic", "POST", "/write", nil, [2]string{"s3cret", "nope"}, 401},
 		{"none", "POST", "/api/v2/write", nil, [2]string{}, 401},

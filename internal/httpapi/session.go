@@ -121,8 +121,8 @@ func (s *Server) keyGiven(r *http.Request) bool {
 // clients that talk to apd send one without being taught apd's header:
 // Grafana, Prometheus' remote_write and Telegraf send a bearer or token
 // credential or Basic auth (the password is the key, the user name is
-// not looked at); the InfluxDB 1.x write API also takes the password as
-// the query parameter p, which is only looked at there.
+// not looked at); the InfluxDB 1.x API also takes the password as the
+// query parameter p, which is only looked at on its /write and /query.
 func presentedKeys(r *http.Request) []string {
 	keys := make([]string, 0, 2)
 	if k := r.Header.Get(APIKeyHeader); k != "" {
@@ -134,7 +134,7 @@ func presentedKeys(r *http.Request) []string {
 		(strings.EqualFold(scheme, "Bearer") || strings.EqualFold(scheme, "Token")) {
 		keys = append(keys, strings.TrimSpace(cred))
 	}
-	if r.URL.Path == "/write" {
+	if r.URL.Path == "/write" || r.URL.Path == "/query" {
 		if p := r.URL.Query().Get("p"); p != "" {
 			keys = append(keys, p)
 		}

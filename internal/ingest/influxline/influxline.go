@@ -125,9 +125,76 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		h.write(w, r)
+	case "/query":
+		h.query(w, r)
 	default:
 		writeError(w, r, http.StatusNotFound, "not found", "no such endpoint: "+r.URL.Path)
 	}
+}
+
+// query answers the InfluxQL that writers send before writing, and only
+// that: Telegraf's outputs.influxdb creates its database, the influx CLI
+// checks one with SHOW DATABASES on `use` and sends whatever it reads
+// from a pipe here. There is one database, apd; every other statement
+// is answered with an error naming where apd's readings are read, in
+// InfluxDB's per-statement shape (status 200), which the CLI prints as
+// "ERR: …".
+func (h *Handler) query(w http.ResponseWriter, r *http.Request) {
+	h.versionHeaders(w)
+	r.Body = http.MaxBytesReader(w, r.Body, maxQueryBytes)
+	if err := r.ParseForm(); err != nil {
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "parse query: " + err.Error()})
+		return
+	}
+	type statement struct {
+		ID     int              `json:"statement_id"`
+		Series []map[string]any `json:"series,omitempty"`
+		Error  string           `json:"error,omitempty"`
+	}
+	var results []statement
+	for i, stmt := range splitStatements(r.Form.Get("q")) {
+		res := statement{ID: i}
+		upper := strings.ToUpper(strings.Join(strings.Fields(stmt), " "))
+		switch {
+		case strings.HasPrefix(upper, "CREATE DATABASE "), strings.HasPrefix(upper, "CREATE RETENTION POLICY "):
+			// Every database is apd's one store: nothing to create.
+		case upper == "SHOW DATABASES":
+			res.Series = []map[string]any{{"name": "databases", "columns": []string{"name"}, "values": [][]string{{"apd"}}}}
+		default:
+			res.Error = "apd takes writes here and answers no InfluxQL: read with PromQL at /prometheus/api/v1/query or with apd query"
+		}
+		results = append(results, res)
+	}
+	if len(results) == 0 {
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "missing required parameter \"q\""})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"results": results})
+}
+
+// maxQueryBytes bounds a /query body: the statements writers send are short.
+const maxQueryBytes = 64 << 10
+
+// splitStatements splits InfluxQL at semicolons outside quotes.
+func splitStatements(q string) []string {
+	var out []string
+	var quote rune
+	start := 0
+	for i, c := range q {
+		switch {
+		case quote != 0:
+			if c == quote {
+				quote = 0
+			}
+		case c == '\'' || c == '"':
+			quote = c
+		case c == ';':
+			out = append(out, q[start:i])
+			start = i + 1
+		}
+	}
+	out = append(out, q[start:])
+	return slices.DeleteFunc(out, func(s string) bool { return strings.TrimSpace(s) == "" })
 }
 
 func (h *Handler) versionHeaders(w http.ResponseWriter) {

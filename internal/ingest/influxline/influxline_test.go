@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -407,5 +408,40 @@ func TestPingAndHealth(t *testing.T) {
 	if resp.StatusCode != http.StatusOK || h["name"] != "influxdb" || h["status"] != "pass" || h["message"] != "ready for queries and writes" ||
 		h["version"] != DefaultVersion || h["checks"] == nil {
 		t.Errorf("/health: %d %v", resp.StatusCode, h)
+	}
+}
+
+// TestQueryStatements checks the InfluxQL writers send before writing:
+// what creates a database succeeds, SHOW DATABASES lists apd's one, any
+// other statement is an error of its own, in InfluxDB's shape.
+func TestQueryStatements(t *testing.T) {
+	t.Parallel()
+	srv, _ := newTestServer(t, Options{})
+	tests := []struct {
+		q, want string
+	}{
+		{`CREATE DATABASE "telegraf"`, `{"results":[{"statement_id":0}]}`},
+		{"create  retention policy rp on db duration 1d replication 1; SHOW DATABASES",
+			`{"results":[{"statement_id":0},{"statement_id":1,"series":[{"columns":["name"],"name":"databases","values":[["apd"]]}]}]}`},
+		{`SELECT * FROM "a;b"`, `{"results":[{"statement_id":0,"error":"apd takes writes here and answers no InfluxQL: read with PromQL at /prometheus/api/v1/query or with apd query"}]}`},
+	}
+	for _, tc := range tests {
+		resp, err := http.PostForm(srv.URL+"/query", url.Values{"q": {tc.q}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || strings.TrimSpace(string(b)) != tc.want {
+			t.Errorf("%q: %d %s\nwant %s", tc.q, resp.StatusCode, b, tc.want)
+		}
+	}
+	resp, err := http.Get(srv.URL + "/query")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("no q: %d, want 400", resp.StatusCode)
 	}
 }
