@@ -11,6 +11,7 @@
 package promapi
 
 import (
+	"bufio"
 	"cmp"
 	"context"
 	"encoding/json"
@@ -372,8 +373,93 @@ func (a *API) run(ctx context.Context, w http.ResponseWriter, q promql.Query, su
 		infos = append(infos, fmt.Sprintf("long range: each step shows the mean of the %s before it, from the stored sums (a step below %s shows the readings themselves)",
 			store.SummaryPeriod, store.SummaryPeriod))
 	}
+	if m, ok := res.Value.(promql.Matrix); ok && len(m) > 0 {
+		writeMatrix(w, m, warnings, infos)
+		return
+	}
 	write(w, http.StatusOK, response{Status: statusSuccess, Warnings: warnings, Infos: infos,
 		Data: map[string]any{"resultType": res.Value.Type(), "result": resultValue(res.Value)}})
+}
+
+// writeMatrix writes a range query's answer by hand: through
+// encoding/json (reflection and a MarshalJSON per point) it took a
+// quarter of a 1,000,000-reading query's time (BenchmarkPromQL).
+func writeMatrix(w http.ResponseWriter, m promql.Matrix, warnings, infos []string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	bw := bufio.NewWriterSize(w, 64<<10)
+	buf := make([]byte, 0, 256)
+	buf = append(buf, `{"status":"success","data":{"resultType":"matrix","result":[`...)
+	for i, s := range m {
+		if i > 0 {
+			buf = append(buf, ',')
+		}
+		metric, _ := s.Metric.MarshalJSON()
+		buf = append(buf, `{"metric":`...)
+		buf = append(buf, metric...)
+		buf = append(buf, `,"values":[`...)
+		for j, p := range s.Floats {
+			if j > 0 {
+				buf = append(buf, ',')
+			}
+			buf = append(buf, '[')
+			buf = appendTimestamp(buf, p.T)
+			buf = append(buf, ',', '"')
+			buf = appendValue(buf, p.F)
+			buf = append(buf, '"', ']')
+			if len(buf) > 32<<10 {
+				_, _ = bw.Write(buf)
+				buf = buf[:0]
+			}
+		}
+		buf = append(buf, ']', '}')
+	}
+	buf = append(buf, ']', '}')
+	for _, notes := range []struct {
+		key  string
+		list []string
+	}{{"warnings", warnings}, {"infos", infos}} {
+		if len(notes.list) > 0 {
+			b, _ := json.Marshal(notes.list)
+			buf = append(buf, `,"`+notes.key+`":`...)
+			buf = append(buf, b...)
+		}
+	}
+	buf = append(buf, '}', '\n')
+	_, _ = bw.Write(buf)
+	_ = bw.Flush()
+}
+
+// appendTimestamp writes a millisecond time as Prometheus does: seconds,
+// with the milliseconds as a fraction when there are any.
+func appendTimestamp(b []byte, ms int64) []byte {
+	if ms < 0 {
+		b = append(b, '-')
+		ms = -ms
+	}
+	sec, frac := ms/1000, ms%1000
+	b = strconv.AppendInt(b, sec, 10)
+	if frac == 0 {
+		return b
+	}
+	b = append(b, '.', byte('0'+frac/100), byte('0'+frac/10%10), byte('0'+frac%10))
+	for b[len(b)-1] == '0' {
+		b = b[:len(b)-1]
+	}
+	return b
+}
+
+// appendValue writes a sample's value as Prometheus does.
+func appendValue(b []byte, f float64) []byte {
+	switch {
+	case math.IsNaN(f):
+		return append(b, "NaN"...)
+	case math.IsInf(f, 1):
+		return append(b, "+Inf"...)
+	case math.IsInf(f, -1):
+		return append(b, "-Inf"...)
+	}
+	return strconv.AppendFloat(b, f, 'f', -1, 64)
 }
 
 // resultValue is what "result" holds: an empty list, not null, when

@@ -14,6 +14,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/promql"
+
 	"github.com/apd-telemetry/apd/internal/store"
 	"github.com/apd-telemetry/apd/internal/store/engine"
 	"github.com/apd-telemetry/apd/schema"
@@ -352,5 +355,30 @@ func TestSampleBound(t *testing.T) {
 		"time": {strconv.FormatInt(t0.Add(2*time.Hour).Unix(), 10)}})
 	if code != 422 || !strings.Contains(pr.Error, "more than 1000 samples") {
 		t.Errorf("%d %+v", code, pr)
+	}
+}
+
+// TestWriteMatrixAsPrometheus checks the hand-written matrix encoding
+// against the one Prometheus' own types marshal to.
+func TestWriteMatrixAsPrometheus(t *testing.T) {
+	m := promql.Matrix{
+		{Metric: labels.FromStrings("__name__", "temperature", "host", "a", "unit", "degC"),
+			Floats: []promql.FPoint{{T: 1795435800000, F: 21.5}, {T: 1795435800001, F: -0.000001}, {T: 1795435800120, F: 1e21},
+				{T: 1795435800999, F: math.NaN()}, {T: -1500, F: math.Inf(1)}, {T: 0, F: math.Inf(-1)}, {T: 10, F: 3}}},
+		{Metric: labels.FromStrings("host", "b \"quoted\""), Floats: []promql.FPoint{{T: 5, F: 0}}},
+	}
+	rec := httptest.NewRecorder()
+	writeMatrix(rec, m, []string{"w"}, nil)
+	want, err := json.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := rec.Body.String()
+	prefix := `{"status":"success","data":{"resultType":"matrix","result":`
+	if !strings.HasPrefix(got, prefix) || !strings.HasSuffix(got, `},"warnings":["w"]}`+"\n") {
+		t.Fatalf("envelope: %s", got)
+	}
+	if body := strings.TrimSuffix(strings.TrimPrefix(got, prefix), `},"warnings":["w"]}`+"\n"); body != string(want) {
+		t.Errorf("got  %s\nwant %s", body, want)
 	}
 }

@@ -311,11 +311,10 @@ func (q *querier) add(s *series, t int64, v float64) error {
 	}
 	// The engine wants strictly increasing times; the store gives a
 	// series' readings in time order, one per millisecond at most.
-	if n := len(s.ts); n > 0 && s.ts[n-1] >= t {
+	if n := len(s.samples); n > 0 && s.samples[n-1].t >= t {
 		return nil
 	}
-	s.ts = append(s.ts, t)
-	s.vs = append(s.vs, v)
+	s.samples = append(s.samples, fsample{t: t, f: v})
 	return nil
 }
 
@@ -450,7 +449,7 @@ func (s *seriesSet) done(err error) storage.SeriesSet {
 	if err != nil {
 		return storage.ErrSeriesSet(err)
 	}
-	s.list = slices.DeleteFunc(s.list, func(x *series) bool { return len(x.ts) == 0 })
+	s.list = slices.DeleteFunc(s.list, func(x *series) bool { return len(x.samples) == 0 })
 	slices.SortFunc(s.list, func(a, b *series) int { return labels.Compare(a.lset, b.lset) })
 	s.i = -1
 	return s
@@ -468,8 +467,7 @@ func (s *seriesSet) Warnings() annotations.Annotations { return nil }
 type series struct {
 	host, unit string
 	lset       labels.Labels
-	ts         []int64
-	vs         []float64
+	samples    []fsample
 }
 
 func (s *series) Labels() labels.Labels { return s.lset }
@@ -480,11 +478,12 @@ func (s *series) Iterator(chunkenc.Iterator) chunkenc.Iterator {
 	return storage.NewListSeriesIterator(samples{s})
 }
 
-// samples are a series' samples as the list iterator reads them.
+// samples are a series' samples as the list iterator reads them; a
+// pointer into the slice is a chunks.Sample without an allocation.
 type samples struct{ s *series }
 
-func (x samples) Get(i int) chunks.Sample { return fsample{t: x.s.ts[i], f: x.s.vs[i]} }
-func (x samples) Len() int                { return len(x.s.ts) }
+func (x samples) Get(i int) chunks.Sample { return &x.s.samples[i] }
+func (x samples) Len() int                { return len(x.s.samples) }
 
 // fsample is one float sample.
 type fsample struct {
