@@ -15,9 +15,10 @@ build:
 run: build
 	$(BIN)/apd serve --with-publisher
 
-## test: every test, with the race detector (integration tests run real brokers on loopback)
+## test: every test, with the race detector (integration tests run real brokers on loopback,
+## and the other side's real clients: promtool, Prometheus, node_exporter, the influx CLI, Telegraf built from its module)
 test:
-	$(GO) test -race -count=1 ./...
+	$(GO) test -race -count=1 -timeout 30m ./...
 
 ## test-faults: the fault-injection tests in their long form (kills, a one-minute broker outage, queue overflow)
 test-faults:
@@ -54,6 +55,7 @@ bench:
 	APD_FLEET=1000x10 APD_FLEET_STORE=postgres $(GO) test -run '^$$' -bench '^BenchmarkFleet$$' -benchtime 1x -timeout 30m ./internal/bench/ | tee -a bench.out
 	APD_FLEET=1000x10 $(GO) test -run '^$$' -bench '^BenchmarkFleetNATS$$' -benchtime 1x -timeout 30m ./internal/bench/ | tee -a bench.out
 	$(GO) test -run '^$$' -bench CheckpointWear -benchtime 1x ./internal/store/boltdb/ | tee -a bench.out
+	$(GO) test -run '^$$' -bench PromQL -benchtime 5x -count 3 ./internal/promapi/ | tee -a bench.out
 	$(GO) test -run '^$$' -bench SDCardWear -benchtime 1x -timeout 2h ./internal/bench/ | tee -a bench.out
 
 ## footprint: apd-publish's resident memory and CPU at a 10 s interval over FOOTPRINT (10m) against a real apd serve
