@@ -33,7 +33,7 @@ func TestSensorConfig(t *testing.T) {
 			map[string]any{"unit_of_measurement": "%", "device_class": "humidity", "suggested_display_precision": 1.0}, []string{"entity_category"}},
 		{"battery", "pi", "battery_level", `{"magnitude":87,"unit":"percent"}`, ComponentSensor, map[string]any{"device_class": "battery"}, nil},
 		{"cpu load as percent", "pi", "cpu_load", `{"magnitude":0.098,"unit":"ratio"}`, ComponentSensor, map[string]any{"unit_of_measurement": "%",
-			"value_template": "{{ value_json.value.magnitude * 100 if value_json.value is defined else None }}",
+			"value_template":              "{{ value_json.value.magnitude * 100 if value_json.value is defined else None }}",
 			"suggested_display_precision": 1.0, "entity_category": "diagnostic"}, []string{"device_class"}},
 		{"disk usage as percent", "pi", "disk_usage", `{"magnitude":0.412,"unit":"ratio"}`, ComponentSensor,
 			map[string]any{"unit_of_measurement": "%", "entity_category": "diagnostic"}, nil},
