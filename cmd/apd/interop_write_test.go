@@ -18,11 +18,6 @@ import (
 // The write endpoints with the real clients: the influx CLI and Telegraf
 // writing line protocol to apd serve, read back with apd query.
 
-// requireInteropEnv, when set to 1, makes a missing client (the influx
-// CLI, or a Telegraf that cannot be built) a failure instead of a skip
-// (CI sets it).
-const requireInteropEnv = "APD_REQUIRE_INTEROP"
-
 // queryOne runs apd query for one sensor and returns its ndjson rows.
 func queryOne(t *testing.T, server, sensor string, extra ...string) []map[string]any {
 	t.Helper()

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/storage"
@@ -84,7 +85,7 @@ func (q *querier) pairs(ms []*labels.Matcher) ([]pair, error) {
 			continue
 		}
 		for s, stats := range h.Sensors {
-			if matches(ms, labels.MetricName, s) {
+			if matches(ms, model.MetricNameLabel, s) {
 				out = append(out, pair{sensor: s, host: h.Name, last: stats.Last})
 			}
 		}
@@ -124,7 +125,7 @@ func matches(ms []*labels.Matcher, name, value string) bool {
 func otherLabelsEmpty(ms []*labels.Matcher) bool {
 	for _, m := range ms {
 		switch m.Name {
-		case labels.MetricName, labelHost, labelUnit:
+		case model.MetricNameLabel, labelHost, labelUnit:
 		default:
 			if !m.Matches("") {
 				return false
@@ -364,7 +365,7 @@ func (q *querier) LabelValues(ctx context.Context, name string, hints *storage.L
 		values = map[string]bool{}
 		for _, p := range pairs {
 			switch name {
-			case labels.MetricName:
+			case model.MetricNameLabel:
 				values[p.sensor] = true
 			case labelHost:
 				values[p.host] = true
@@ -429,7 +430,7 @@ func (s *seriesSet) series(sensor, host, unit string, ms []*labels.Matcher) *ser
 		return nil
 	}
 	b := labels.NewScratchBuilder(3)
-	b.Add(labels.MetricName, sensor)
+	b.Add(model.MetricNameLabel, sensor)
 	b.Add(labelHost, host)
 	if unit != "" {
 		b.Add(labelUnit, unit)
