@@ -549,28 +549,10 @@ func limitArg(r *http.Request) (int, error) {
 }
 
 func (a *API) labelNames(w http.ResponseWriter, r *http.Request) {
-	q, sets, ok := a.labelQuerier(w, r)
-	if !ok {
-		return
-	}
-	lim, err := limitArg(r)
-	if err != nil {
-		writeError(w, errorBadData, err)
-		return
-	}
-	hints := &storage.LabelHints{Limit: lim}
-	names := map[string]bool{}
-	for _, ms := range orAll(sets) {
-		ns, _, err := q.LabelNames(r.Context(), hints, ms...)
-		if err != nil {
-			writeError(w, errorType(err), err)
-			return
-		}
-		for _, n := range ns {
-			names[n] = true
-		}
-	}
-	writeData(w, sorted(names, lim), nil)
+	a.labelList(w, r, func(q *querier, hints *storage.LabelHints, ms []*labels.Matcher) ([]string, error) {
+		names, _, err := q.LabelNames(r.Context(), hints, ms...)
+		return names, err
+	})
 }
 
 func (a *API) labelValues(w http.ResponseWriter, r *http.Request) {
@@ -579,6 +561,15 @@ func (a *API) labelValues(w http.ResponseWriter, r *http.Request) {
 	if strings.HasPrefix(name, "U__") {
 		name = model.UnescapeName(name, model.ValueEncodingEscaping)
 	}
+	a.labelList(w, r, func(q *querier, hints *storage.LabelHints, ms []*labels.Matcher) ([]string, error) {
+		values, _, err := q.LabelValues(r.Context(), name, hints, ms...)
+		return values, err
+	})
+}
+
+// labelList answers with the union of what list gives for each match[]
+// set (or for every series), sorted, within the limit argument.
+func (a *API) labelList(w http.ResponseWriter, r *http.Request, list func(*querier, *storage.LabelHints, []*labels.Matcher) ([]string, error)) {
 	q, sets, ok := a.labelQuerier(w, r)
 	if !ok {
 		return
@@ -589,18 +580,18 @@ func (a *API) labelValues(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	hints := &storage.LabelHints{Limit: lim}
-	values := map[string]bool{}
+	union := map[string]bool{}
 	for _, ms := range orAll(sets) {
-		vs, _, err := q.LabelValues(r.Context(), name, hints, ms...)
+		got, err := list(q, hints, ms)
 		if err != nil {
 			writeError(w, errorType(err), err)
 			return
 		}
-		for _, v := range vs {
-			values[v] = true
+		for _, v := range got {
+			union[v] = true
 		}
 	}
-	writeData(w, sorted(values, lim), nil)
+	writeData(w, sorted(union, lim), nil)
 }
 
 func (a *API) series(w http.ResponseWriter, r *http.Request) {
