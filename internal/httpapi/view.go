@@ -271,11 +271,14 @@ func (s *Server) dashboardHosts(w http.ResponseWriter, _ *http.Request) {
 // page, a scan on the server and a filter entry of the live stream.
 const DashboardPageSize = 24
 
-// DashboardSensor is a sensor as the dashboard pages them: its name and
-// how many hosts have it.
+// DashboardSensor is a sensor as the dashboard pages them: its name, how
+// many hosts have it, and the title its latest reading carries (empty
+// when that reading has none): a sensor without numbers in the range
+// has no chart to take its title from, yet is listed by it.
 type DashboardSensor struct {
 	Sensor string `json:"sensor"`
 	Hosts  int    `json:"hosts"`
+	Title  string `json:"title,omitempty"`
 }
 
 // DashboardSensors is a page of the sensors to chart.
@@ -314,9 +317,14 @@ func (s *Server) dashboardSensors(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	count := map[string]int{}
+	newest := map[string]string{} // sensor → the host that sent it last
+	last := map[string]time.Time{}
 	for _, h := range hosts {
-		for name := range h.Sensors {
+		for name, st := range h.Sensors {
 			count[name]++
+			if st != nil && (newest[name] == "" || st.Last.After(last[name])) {
+				newest[name], last[name] = h.Name, st.Last
+			}
 		}
 	}
 	all := make([]DashboardSensor, 0, len(count))
@@ -329,6 +337,23 @@ func (s *Server) dashboardSensors(w http.ResponseWriter, r *http.Request) {
 	page.Total = len(all)
 	if page.Offset < len(all) {
 		page.Sensors = all[page.Offset:min(len(all), page.Offset+page.Limit)]
+	}
+	// One reading per sensor of the page, read where the host's
+	// statistics say it is.
+	for i := range page.Sensors {
+		d := &page.Sensors[i]
+		at, host := last[d.Sensor], newest[d.Sensor]
+		if host == "" || at.IsZero() {
+			continue
+		}
+		q := store.Query{Sensor: d.Sensor, Hosts: []string{host}, Since: at, Until: at.Add(time.Millisecond), Limit: 1}
+		if err := s.Store.Scan(q, func(r *schema.Reading) error {
+			d.Title = r.Title
+			return store.ErrStop
+		}); err != nil {
+			s.writeError(w, err)
+			return
+		}
 	}
 	w.Header().Set("Cache-Control", "no-store")
 	writeJSON(w, http.StatusOK, page)
