@@ -33,6 +33,11 @@ type Status struct {
 	// Wear, when the device reports it, is what its storage got from
 	// apd-publish since Wear.Since: what wears out a Pi's SD card.
 	Wear *Wear `json:"wear,omitempty"`
+	// Sensors, when the device reports them, is each of its sensors'
+	// condition by name: sampled and well, absent (not sampled), or
+	// failing since when and how often. Informative only: a malformed
+	// entry is left out, never a reason to refuse the status.
+	Sensors map[string]SensorState `json:"sensors,omitempty"`
 }
 
 // Wear counts the writes a device's publisher caused to its storage.
@@ -71,6 +76,8 @@ type statusWire struct {
 	Spool    string    `json:"spool,omitempty"`
 	FirstSeq uint64    `json:"first_seq,omitempty"`
 	Wear     *wearWire `json:"wear,omitempty"`
+	// Sensors is read by decodeSensorStates, leniently.
+	Sensors json.RawMessage `json:"sensors,omitempty"`
 }
 
 // MarshalJSON writes {"state":..,"ts":..,"version":..}; ts and version are
@@ -83,6 +90,13 @@ func (s Status) MarshalJSON() ([]byte, error) {
 	if s.Wear != nil {
 		w.Wear = &wearWire{Since: FormatTime(s.Wear.Since), BytesWritten: s.Wear.BytesWritten, Syncs: s.Wear.Syncs,
 			BytesPerDay: s.Wear.BytesPerDay, SyncsPerDay: s.Wear.SyncsPerDay}
+	}
+	if len(s.Sensors) > 0 {
+		b, err := json.Marshal(s.Sensors)
+		if err != nil {
+			return nil, fmt.Errorf("status sensors: %w", err)
+		}
+		w.Sensors = b
 	}
 	return json.Marshal(w)
 }
@@ -102,7 +116,7 @@ func (s *Status) UnmarshalJSON(b []byte) error {
 	if w.Spool != "" && ValidateName(w.Spool) != nil {
 		return fmt.Errorf("%w: spool %q", ErrInvalidField, w.Spool)
 	}
-	*s = Status{State: w.State, Version: w.Version, FirstSeq: w.FirstSeq, Spool: w.Spool}
+	*s = Status{State: w.State, Version: w.Version, FirstSeq: w.FirstSeq, Spool: w.Spool, Sensors: decodeSensorStates(w.Sensors)}
 	if w.Wear != nil {
 		// Informative only: a since that does not read leaves it zero.
 		since, _ := ParseTime(w.Wear.Since)
