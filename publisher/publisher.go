@@ -72,6 +72,11 @@ type Options struct {
 	// StatusEvery is how often the retained $status is published again
 	// while running, with fresh Wear; 0 means an hour.
 	StatusEvery time.Duration
+	// RepeatErrorEvery is how long a sensor may keep failing before its
+	// error is stored again, with the count of its failed samples so far;
+	// 0 means DefaultRepeatErrorEvery. In between its failed samples are
+	// counted, not stored.
+	RepeatErrorEvery time.Duration
 }
 
 // Announcer publishes metadata about the device's sensors alongside the
@@ -107,6 +112,10 @@ type Publisher struct {
 	subscribeOnce sync.Once
 
 	samples chan Sample // read by the schedules, spooled together by Run's batcher
+	health  *health
+	// statusDue asks Run to publish the $status again: a sensor started
+	// failing or recovered.
+	statusDue chan struct{}
 
 	mu       sync.Mutex
 	sentAt   map[uint64]time.Time // published, not yet acknowledged
@@ -140,6 +149,7 @@ func New(opts Options, spool *Spool, client Client) *Publisher {
 		opts.StatusEvery = time.Hour
 	}
 	return &Publisher{opts: opts, spool: spool, client: client, log: opts.Logger, samples: make(chan Sample, 256),
+		health: newHealth(opts.RepeatErrorEvery), statusDue: make(chan struct{}, 1),
 		sentAt: map[uint64]time.Time{}, acked: spool.Acked(), ackCh: make(chan struct{})}
 }
 
@@ -148,7 +158,7 @@ func New(opts Options, spool *Spool, client Client) *Publisher {
 // which will never come.
 func (p *Publisher) announce(ctx context.Context, state string) error {
 	st := schema.Status{State: state, Time: p.opts.Now(), Version: p.opts.Version,
-		FirstSeq: p.spool.FirstSeq(), Spool: p.spool.ID()}
+		FirstSeq: p.spool.FirstSeq(), Spool: p.spool.ID(), Sensors: p.health.states(p.opts.Sensors)}
 	if p.opts.Wear != nil {
 		st.Wear = p.opts.Wear()
 	}
@@ -377,8 +387,13 @@ func (p *Publisher) Run(ctx context.Context) error {
 	if p.opts.Interval <= 0 {
 		return errors.New("interval must be positive")
 	}
-	var wg sync.WaitGroup
 	for _, n := range p.opts.Sensors {
+		if n.Absent != nil {
+			p.log.Info("sensor absent; not sampled", "sensor", n.Name, "reason", n.Absent)
+		}
+	}
+	var wg sync.WaitGroup
+	for _, n := range Sampled(p.opts.Sensors) {
 		interval := n.Interval
 		if interval <= 0 {
 			interval = p.opts.Interval
@@ -409,9 +424,10 @@ func (p *Publisher) Run(ctx context.Context) error {
 			case <-ctx.Done():
 				return
 			case <-t.C:
-				if err := p.announce(ctx, schema.StateOnline); err != nil {
-					p.log.Debug("publish status", "err", err)
-				}
+			case <-p.statusDue:
+			}
+			if err := p.announce(ctx, schema.StateOnline); err != nil {
+				p.log.Debug("publish status", "err", err)
 			}
 		}
 	}()
@@ -525,11 +541,7 @@ func (p *Publisher) schedule(ctx context.Context, n Named, interval time.Duratio
 		}
 		go func() {
 			defer func() { <-busy }()
-			s := n.Read(ctx, next)
-			if s.Err != nil && ctx.Err() == nil {
-				p.log.Debug("sensor failed", "sensor", n.Name, "err", s.Err)
-			}
-			p.hand(ctx, s)
+			p.handObserved(ctx, n.Read(ctx, next))
 		}()
 	}
 }
@@ -538,11 +550,41 @@ func (p *Publisher) schedule(ctx context.Context, n Named, interval time.Duratio
 // arrives.
 func (p *Publisher) stream(ctx context.Context, n Named, st Streamer) {
 	st.Stream(ctx, func(v any, err error) {
-		if err != nil && ctx.Err() == nil {
-			p.log.Debug("sensor failed", "sensor", n.Name, "err", err)
-		}
-		p.hand(ctx, n.Sample(p.opts.Now(), v, err))
+		p.handObserved(ctx, n.Sample(p.opts.Now(), v, err))
 	})
+}
+
+// handObserved counts a sample into its sensor's health and gives it to
+// the batcher if it is to be stored: a failure's first sample and its
+// recovery are, the failed samples in between are counted. A change is
+// logged and published in the $status.
+func (p *Publisher) handObserved(ctx context.Context, s Sample) {
+	if ctx.Err() != nil {
+		// Cut short by the stop: neither a failure nor a reading.
+		return
+	}
+	store, change := p.health.observe(&s)
+	switch change {
+	case startedFailing:
+		p.log.Warn("sensor failing; its error is stored now and its recovery when it comes, the failed samples in between are counted",
+			"sensor", s.Name, "err", s.Err)
+	case recovered:
+		p.log.Info("sensor recovered", "sensor", s.Name, "failed_samples", s.Recovered.FailedSamples,
+			"since", s.Recovered.Since.Format(time.RFC3339))
+	default:
+		if s.Err != nil {
+			p.log.Debug("sensor failed", "sensor", s.Name, "err", s.Err)
+		}
+	}
+	if change != unchanged {
+		select {
+		case p.statusDue <- struct{}{}:
+		default: // one is due already, and will say this too
+		}
+	}
+	if store {
+		p.hand(ctx, s)
+	}
 }
 
 // Once samples every sensor once, publishes the readings and waits up to
@@ -550,7 +592,16 @@ func (p *Publisher) stream(ctx context.Context, n Named, st Streamer) {
 // stay in the spool and are published again by the next run. It returns an
 // error only if the readings could not be spooled or none was published.
 func (p *Publisher) Once(ctx context.Context, ackWait time.Duration) error {
-	spooled, sent, err := p.emit(ctx, ReadAll(ctx, p.opts.Sensors, p.opts.Now()))
+	for _, n := range p.opts.Sensors {
+		if n.Absent != nil {
+			p.log.Debug("sensor absent; not sampled", "sensor", n.Name, "reason", n.Absent)
+		}
+	}
+	samples := ReadAll(ctx, Sampled(p.opts.Sensors), p.opts.Now())
+	for i := range samples {
+		p.health.observe(&samples[i])
+	}
+	spooled, sent, err := p.emit(ctx, samples)
 	if err != nil {
 		return err
 	}

@@ -320,7 +320,7 @@ func TestPublisherOnceSpoolsUntilAcknowledged(t *testing.T) {
 	client.mu.Unlock()
 	p.Connected(context.Background())
 	waitFor(t, "replay", func() bool { return client.count("apd/pi/a ")+client.count("apd/pi/b ") == 2 })
-	if client.count(`apd/pi/$status {"state":"online"`) == 0 || client.count(`"first_seq":1}`) == 0 {
+	if client.count(`apd/pi/$status {"state":"online"`) == 0 || client.count(`"first_seq":1,"sensors":{"a":{"state":"ok"},"b":{"state":"ok"}}}`) == 0 {
 		t.Errorf("no online status with first_seq 1: %v", client.published)
 	}
 	client.ack(t, "apd/pi/$ack", 1)

@@ -49,6 +49,10 @@ type Sample struct {
 	Value json.RawMessage // nil when Err is set
 	Err   error
 	Human string
+	// Failing, on a failed sample that is stored, is the run of failed
+	// samples it belongs to; Recovered, on the first good sample after
+	// failed ones, is the run it ends. See schema.MemberFailing.
+	Failing, Recovered *schema.FailureRun
 }
 
 // Reading turns the sample into a reading of host, without seq.
@@ -58,6 +62,12 @@ func (s Sample) Reading(host string) schema.Reading {
 		r.Error = &schema.SampleError{Kind: KindOf(s.Err), Message: s.Err.Error()}
 	} else {
 		r.Value = s.Value
+	}
+	if s.Failing != nil {
+		schema.SetFailureRun(&r, schema.MemberFailing, *s.Failing)
+	}
+	if s.Recovered != nil {
+		schema.SetFailureRun(&r, schema.MemberRecovered, *s.Recovered)
 	}
 	return r
 }
@@ -69,6 +79,21 @@ type Named struct {
 	Policy ReadPolicy
 	// Interval overrides the publisher's interval for this sensor; 0 keeps it.
 	Interval time.Duration
+	// Absent, when set, says why the sensor's hardware is not on this
+	// machine (its [Prober.Present] error): it is listed, in $status too,
+	// but never sampled.
+	Absent error
+}
+
+// Sampled returns the sensors that are not absent, in their order.
+func Sampled(sensors []Named) []Named {
+	out := make([]Named, 0, len(sensors))
+	for _, n := range sensors {
+		if n.Absent == nil {
+			out = append(out, n)
+		}
+	}
+	return out
 }
 
 // Read samples the sensor once: each attempt is cut off at the timeout,

@@ -133,9 +133,35 @@ type Member struct {
 type FamilyFactory func(env Env) ([]Member, error)
 
 // Factory builds a sensor. It should not fail because the hardware is
-// missing: the sensor's Read reports that as a persistent error, so users
-// see it rather than a silently absent sensor.
+// missing: a sensor that can tell implements [Prober], and its Read
+// reports missing hardware as a persistent error, for when the sensor is
+// configured explicitly.
 type Factory func(env Env) (Sensor, error)
+
+// Prober is implemented by sensors that can tell, without reading, whether
+// their hardware is on this machine: an IIO device, a 1-Wire bus, a
+// battery. A sensor whose Present fails is absent: listed as such (with
+// the error as the reason) and not sampled, unless the configuration names
+// it, in which case it is sampled and its failures are stored.
+//
+// Present returns nil when the hardware is there, or an error made with
+// [NotPresent] that says what was looked for and where ("no battery under
+// /sys/class/power_supply"). It is called once, at start, and must return
+// quickly: a look at /sys, not a read of the device. A sensor that is not a
+// Prober is always present.
+type Prober interface {
+	Present() error
+}
+
+// Present probes s if it is a [Prober], and reports nil for a sensor that
+// is not one.
+func Present(s Sensor) error {
+	p, ok := s.(Prober)
+	if !ok {
+		return nil
+	}
+	return p.Present()
+}
 
 // Registry maps sensor names to factories. Its methods are safe for
 // concurrent use.
@@ -297,6 +323,18 @@ func Persistent(err error) error {
 // ErrNotPresent is the error of a sensor whose hardware this machine does
 // not have; KindOf reports it as persistent.
 var ErrNotPresent = errors.New("not present on this machine")
+
+// NotPresent returns an error that is [ErrNotPresent] and reads as the
+// reason alone ("no battery under /sys/class/power_supply"), for
+// [Prober.Present] and for reads of missing hardware.
+func NotPresent(format string, args ...any) error {
+	return notPresent{reason: fmt.Sprintf(format, args...)}
+}
+
+type notPresent struct{ reason string }
+
+func (e notPresent) Error() string      { return e.reason }
+func (notPresent) Is(target error) bool { return target == ErrNotPresent }
 
 // KindOf classifies a read error: the kind it was marked with, persistent
 // for missing hardware or files, intermittent otherwise.

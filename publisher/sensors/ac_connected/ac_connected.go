@@ -31,6 +31,18 @@ func New(env publisher.Env) (publisher.Sensor, error) {
 // Title implements publisher.Sensor.
 func (Sensor) Title() string { return "AC Connected" }
 
+// Present implements publisher.Prober: without a battery there is nothing
+// to tell (a desktop is always on mains).
+func (s Sensor) Present() error {
+	entries, _ := os.ReadDir(s.Dir)
+	for _, e := range entries {
+		if readAttr(filepath.Join(s.Dir, e.Name()), "type") == "Battery" {
+			return nil
+		}
+	}
+	return publisher.NotPresent("no battery under %s", s.Dir)
+}
+
 func readAttr(dir, name string) string {
 	b, err := os.ReadFile(filepath.Join(dir, name))
 	if err != nil {
@@ -70,7 +82,7 @@ func (s Sensor) Read(context.Context) (any, error) {
 		}
 	}
 	if !battery {
-		return nil, publisher.Persistent(fmt.Errorf("no battery: %w", publisher.ErrNotPresent))
+		return nil, publisher.NotPresent("no battery under %s", s.Dir)
 	}
 	if external {
 		return online, nil

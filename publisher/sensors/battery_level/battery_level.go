@@ -39,26 +39,43 @@ func New(env publisher.Env) (publisher.Sensor, error) {
 // Title implements publisher.Sensor.
 func (Sensor) Title() string { return "Battery Level" }
 
-// Read implements publisher.Sensor.
-func (s Sensor) Read(context.Context) (any, error) {
+// battery returns the directory of the battery to read.
+func (s Sensor) battery() (string, error) {
 	dirs, _ := filepath.Glob(filepath.Join(s.Dir, "*"))
 	sort.Strings(dirs)
 	for _, dir := range dirs {
 		if s.Supply != "" && filepath.Base(dir) != s.Supply {
 			continue
 		}
-		if t, _ := os.ReadFile(filepath.Join(dir, "type")); strings.TrimSpace(string(t)) != "Battery" {
-			continue
+		if t, _ := os.ReadFile(filepath.Join(dir, "type")); strings.TrimSpace(string(t)) == "Battery" {
+			return dir, nil
 		}
-		b, err := os.ReadFile(filepath.Join(dir, "capacity"))
-		if err != nil {
-			return nil, fmt.Errorf("read %s capacity: %w", filepath.Base(dir), err)
-		}
-		pct, err := strconv.ParseFloat(strings.TrimSpace(string(b)), 64)
-		if err != nil || pct < 0 || pct > 100 {
-			return nil, publisher.Intermittent(fmt.Errorf("%s capacity %q: want 0-100", filepath.Base(dir), strings.TrimSpace(string(b))))
-		}
-		return schema.Quantity{Magnitude: pct, Unit: schema.UnitPercent}, nil
 	}
-	return nil, publisher.Persistent(fmt.Errorf("no battery: %w", publisher.ErrNotPresent))
+	if s.Supply != "" {
+		return "", publisher.NotPresent("no battery %s under %s", s.Supply, s.Dir)
+	}
+	return "", publisher.NotPresent("no battery under %s", s.Dir)
+}
+
+// Present implements publisher.Prober.
+func (s Sensor) Present() error {
+	_, err := s.battery()
+	return err
+}
+
+// Read implements publisher.Sensor.
+func (s Sensor) Read(context.Context) (any, error) {
+	dir, err := s.battery()
+	if err != nil {
+		return nil, err
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "capacity"))
+	if err != nil {
+		return nil, fmt.Errorf("read %s capacity: %w", filepath.Base(dir), err)
+	}
+	pct, err := strconv.ParseFloat(strings.TrimSpace(string(b)), 64)
+	if err != nil || pct < 0 || pct > 100 {
+		return nil, publisher.Intermittent(fmt.Errorf("%s capacity %q: want 0-100", filepath.Base(dir), strings.TrimSpace(string(b))))
+	}
+	return schema.Quantity{Magnitude: pct, Unit: schema.UnitPercent}, nil
 }

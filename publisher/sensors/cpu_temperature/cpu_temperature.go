@@ -45,11 +45,15 @@ var cpuTypes = []string{"x86_pkg_temp", "cpu-thermal", "cpu_thermal", "soc_therm
 
 func (s Sensor) zone() (string, error) {
 	if s.Zone != "" {
-		return filepath.Join(s.Dir, s.Zone), nil
+		z := filepath.Join(s.Dir, s.Zone)
+		if _, err := os.Stat(z); err != nil {
+			return "", publisher.NotPresent("no thermal zone %s under %s", s.Zone, s.Dir)
+		}
+		return z, nil
 	}
 	zones, _ := filepath.Glob(filepath.Join(s.Dir, "thermal_zone*"))
 	if len(zones) == 0 {
-		return "", publisher.Persistent(fmt.Errorf("no thermal zone: %w", publisher.ErrNotPresent))
+		return "", publisher.NotPresent("no thermal zone under %s", s.Dir)
 	}
 	sort.Strings(zones)
 	for _, want := range cpuTypes {
@@ -61,6 +65,13 @@ func (s Sensor) zone() (string, error) {
 		}
 	}
 	return zones[0], nil
+}
+
+// Present implements publisher.Prober: the kernel has a thermal zone
+// (virtual machines and containers often have none).
+func (s Sensor) Present() error {
+	_, err := s.zone()
+	return err
 }
 
 // Read implements publisher.Sensor.

@@ -106,6 +106,12 @@ func newSensor(env publisher.Env, q quantity) (publisher.Sensor, error) {
 // Title implements publisher.Sensor.
 func (s Sensor) Title() string { return s.q.title }
 
+// Present implements publisher.Prober: the DHT's IIO device is there.
+func (s Sensor) Present() error {
+	_, err := s.dev.dir()
+	return err
+}
+
 // Read implements publisher.Sensor.
 func (s Sensor) Read(ctx context.Context) (any, error) {
 	v, err := s.dev.Read(ctx, s.q.file)
@@ -183,7 +189,7 @@ func (d *Device) Read(ctx context.Context, file string) (float64, error) {
 func (d *Device) dir() (string, error) {
 	if d.Dir != "" {
 		if _, err := os.Stat(d.Dir); err != nil {
-			return "", publisher.Persistent(fmt.Errorf("iio_device %s: %w", d.Dir, publisher.ErrNotPresent))
+			return "", publisher.NotPresent("no IIO device %s (iio_device)", d.Dir)
 		}
 		return d.Dir, nil
 	}
@@ -195,7 +201,7 @@ func (d *Device) dir() (string, error) {
 			return dev, nil
 		}
 	}
-	return "", publisher.Persistent(fmt.Errorf("no DHT11/DHT22 IIO device (dtoverlay=dht11,gpiopin=N): %w", publisher.ErrNotPresent))
+	return "", publisher.NotPresent("no DHT11/DHT22 IIO device under %s (dtoverlay=dht11,gpiopin=N)", d.Search)
 }
 
 func (d *Device) readAttr(path string) (float64, error) {

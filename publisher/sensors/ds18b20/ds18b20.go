@@ -57,7 +57,7 @@ func Probes(env publisher.Env) ([]publisher.Member, error) {
 	if len(out) == 0 && len(names) == 0 {
 		// No probe at all: say so, as a sensor that fails persistently,
 		// rather than vanish.
-		return []publisher.Member{{Name: "ds18b20", Sensor: noProbes{}}}, nil
+		return []publisher.Member{{Name: "ds18b20", Sensor: noProbes{bus: env.Path("/sys/bus/w1/devices")}}}, nil
 	}
 	// A configured probe that is absent still shows, as an error.
 	for _, id := range slices.Sorted(maps.Keys(names)) {
@@ -69,14 +69,18 @@ func Probes(env publisher.Env) ([]publisher.Member, error) {
 	return out, nil
 }
 
-// noProbes stands for the family on a machine without probes.
-type noProbes struct{}
+// noProbes stands for the family on a machine without probes: absent,
+// and failing when configured.
+type noProbes struct{ bus string }
 
 func (noProbes) Title() string { return "DS18B20 Temperature" }
 
-func (noProbes) Read(context.Context) (any, error) {
-	return nil, publisher.Persistent(fmt.Errorf("no DS18B20 probe on the 1-Wire bus (dtoverlay=w1-gpio): %w", publisher.ErrNotPresent))
+// Present implements publisher.Prober: there is no probe.
+func (n noProbes) Present() error {
+	return publisher.NotPresent("no DS18B20 probe under %s (dtoverlay=w1-gpio)", n.bus)
 }
+
+func (n noProbes) Read(context.Context) (any, error) { return nil, n.Present() }
 
 // Probe reads one DS18B20.
 type Probe struct {
@@ -90,6 +94,14 @@ func (p Probe) Title() string {
 		return "Temperature " + filepath.Base(p.Dir)
 	}
 	return p.title
+}
+
+// Present implements publisher.Prober: the probe is on the bus.
+func (p Probe) Present() error {
+	if _, err := os.Stat(p.Dir); err != nil {
+		return publisher.NotPresent("no DS18B20 probe %s under %s", filepath.Base(p.Dir), filepath.Dir(p.Dir))
+	}
+	return nil
 }
 
 // powerOnReset is what a probe reports before its first conversion, or
