@@ -34,7 +34,7 @@ var ExitRules = append(slices.Clone(cli.ConfigExitRules),
 
 // SensorFlags choose and bound the local sensors.
 type SensorFlags struct {
-	Sensors       []string      `help:"Sensors to sample, comma-separated (default: all this build has)." sep:"," placeholder:"A,B" config:"publisher.sensors"`
+	Sensors       []string      `help:"Sensors to sample, comma-separated (default: all this build has whose hardware this machine has)." sep:"," placeholder:"A,B" config:"publisher.sensors"`
 	SensorTimeout time.Duration `help:"Longest wait for one sensor read." default:"10s" config:"publisher.sensor_timeout"`
 	Attempts      int           `help:"Tries for a sensor failing intermittently." default:"3" config:"publisher.attempts"`
 	SysRoot       string        `help:"Root of the /sys and /proc trees sensors read (for tests and containers)." hidden:"" config:"publisher.sysroot"`
@@ -59,7 +59,10 @@ type PublisherFlags struct {
 
 // BuildSensors creates the selected sensors with their config tables:
 // built-ins and families from the registry, [[sensors.exec]] programs. No
-// selection means every sensor there is. A name nobody knows, selected or
+// selection means every sensor there is, and then a sensor whose hardware
+// is missing (publisher.Prober) is marked Absent, unless a
+// [sensors.<name>] table names it: a sensor the configuration asks for is
+// sampled, and its failures stored. A name nobody knows, selected or
 // given a table, is an error wrapping publisher.ErrUnknownSensor that lists
 // the known ones.
 func BuildSensors(f SensorFlags, file *config.File) ([]publisher.Named, error) {
@@ -92,10 +95,16 @@ func BuildSensors(f SensorFlags, file *config.File) ([]publisher.Named, error) {
 			return nil, err
 		}
 		for _, n := range sensors {
-			if !seen[n.Name] {
-				seen[n.Name] = true
-				out = append(out, n)
+			if seen[n.Name] {
+				continue
 			}
+			seen[n.Name] = true
+			_, configured := tables[name]
+			_, ownTable := tables[n.Name]
+			if len(f.Sensors) == 0 && !configured && !ownTable {
+				n.Absent = publisher.Present(n.Sensor)
+			}
+			out = append(out, n)
 		}
 	}
 	if len(tables) > 0 {

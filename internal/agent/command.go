@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -27,7 +28,8 @@ type PublishCmd struct {
 	AckWait time.Duration `help:"With --once, how long to wait for the aggregator's acknowledgement." default:"3s"`
 }
 
-// Help implements kong's HelpProvider.
+// Help implements kong's HelpProvider. It probes this machine's sensors,
+// so that the default set it describes is this machine's.
 func (PublishCmd) Help() string {
 	return `Samples this device's sensors every interval and publishes each reading as
 JSON over MQTT to <prefix>/<host>/<sensor>. Every reading is kept in a local
@@ -35,6 +37,13 @@ spool (a directory of append-only segments) until the aggregator acknowledges
 that it is stored; --sync sets when spooled readings are forced to storage.
 What the process writes to storage (an SD card's wear) is in every $status
 and, on SIGUSR1, in the log ("disk writes", with rates per day).
+
+A sensor that fails stores its error once, when the failure starts, and its
+recovery (the first good reading, with the count of failed samples); the
+failed samples in between are counted, and the $status says which sensors
+are failing.
+
+` + DefaultSensorsHelp(SensorFlags{}) + `
 
 Examples:
   apd-publish --broker tcp://192.168.1.10:1883 --interval 30s
@@ -80,7 +89,8 @@ func (c *PublishCmd) Run(ctx context.Context, g *cli.Globals, file *config.File)
 	if c.Once {
 		return a.Pub.Once(ctx, c.AckWait)
 	}
-	log.Info("publishing", "broker", c.Broker, "interval", c.Interval, "sensors", len(sensors), "spool", spool)
+	sampled := len(publisher.Sampled(sensors))
+	log.Info("publishing", "broker", c.Broker, "interval", c.Interval, "sensors", sampled, "absent", len(sensors)-sampled, "spool", spool)
 	usr1 := make(chan os.Signal, 1)
 	signal.Notify(usr1, syscall.SIGUSR1)
 	defer signal.Stop(usr1)
@@ -97,8 +107,55 @@ func (c *PublishCmd) Run(ctx context.Context, g *cli.Globals, file *config.File)
 	return a.Pub.Run(ctx)
 }
 
+// DefaultSensorsHelp describes the sensors sampled without --sensors on
+// this machine (under f.SysRoot): those whose hardware is there, and the
+// absent ones with the reason.
+func DefaultSensorsHelp(f SensorFlags) string {
+	f.Sensors = nil
+	sensors, err := BuildSensors(f, &config.File{})
+	if err != nil {
+		return "Sensors: " + err.Error()
+	}
+	var sampled []string
+	var absent strings.Builder
+	width := 0
+	for _, n := range sensors {
+		width = max(width, len(n.Name))
+	}
+	for _, n := range sensors {
+		if n.Absent == nil {
+			sampled = append(sampled, n.Name)
+			continue
+		}
+		fmt.Fprintf(&absent, "\n  %-*s  %s", width, n.Name, n.Absent)
+	}
+	text := "Sensors: without --sensors, every sensor this build has whose hardware is on\n" +
+		"this machine. Here:\n  " + wrap(strings.Join(sampled, ", "), 76, "\n  ")
+	if absent.Len() > 0 {
+		text += "\nAbsent here, so not sampled unless --sensors names them or a\n[sensors.<name>] table configures them:" + absent.String()
+	}
+	return text
+}
+
+// wrap breaks text at spaces into lines of at most width, joined by sep.
+func wrap(text string, width int, sep string) string {
+	var lines []string
+	line := ""
+	for _, word := range strings.Fields(text) {
+		if line != "" && len(line)+1+len(word) > width {
+			lines = append(lines, line)
+			line = ""
+		}
+		if line != "" {
+			line += " "
+		}
+		line += word
+	}
+	return strings.Join(append(lines, line), sep)
+}
+
 func dryRun(ctx context.Context, w io.Writer, sensors []publisher.Named, host string) error {
-	for _, s := range publisher.ReadAll(ctx, sensors, time.Now()) {
+	for _, s := range publisher.ReadAll(ctx, publisher.Sampled(sensors), time.Now()) {
 		r := s.Reading(host)
 		if _, err := fmt.Fprintf(w, "%s\n", r.AppendJSON(nil, schema.WithIdentity)); err != nil {
 			return err

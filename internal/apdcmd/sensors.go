@@ -17,14 +17,18 @@ import (
 type SensorsCmd struct {
 	agent.SensorFlags
 	Sensor []string `help:"Only this sensor (repeatable)." placeholder:"NAME"`
-	JSON   bool     `help:"Print the readings as JSON payloads."`
+	JSON   bool     `help:"Print the readings as JSON payloads (an absent sensor as {\"sensor\",\"title\",\"absent\": reason})."`
 	List   bool     `help:"List the sensors this build has, without reading them."`
 }
 
 // Help implements kong's HelpProvider.
 func (SensorsCmd) Help() string {
 	return `Reads this machine's sensors now and prints each one's title and value. A
-failing sensor shows its error; the others still print.
+failing sensor shows its error; the others still print. A sensor whose
+hardware this machine does not have (no DHT22 on IIO, no 1-Wire probe, no
+battery) is listed as absent, with what was looked for, and not read:
+apd-publish does not sample it either, unless the configuration names it
+(--sensor here reads it anyway).
 
 Examples:
   apd sensors
@@ -48,23 +52,57 @@ func (c *SensorsCmd) Run(ctx context.Context, g *cli.Globals, file *config.File)
 	if err != nil {
 		return err
 	}
-	samples := publisher.ReadAll(ctx, sensors, time.Now())
+	samples := publisher.ReadAll(ctx, publisher.Sampled(sensors), time.Now())
 	host := agent.DefaultHost()
+	// Each sensor in the order built: a reading, or why it is absent.
+	type entry struct {
+		reading *schema.Reading
+		absent  publisher.Named
+	}
+	entries := make([]entry, 0, len(sensors))
+	for _, n := range sensors {
+		if n.Absent != nil {
+			entries = append(entries, entry{absent: n})
+			continue
+		}
+		r := samples[0].Reading(host)
+		samples = samples[1:]
+		entries = append(entries, entry{reading: &r})
+	}
 	if c.JSON {
-		out := make([]json.RawMessage, len(samples))
-		for i, s := range samples {
-			r := s.Reading(host)
-			out[i] = r.AppendJSON(nil, schema.WithIdentity)
+		out := make([]json.RawMessage, len(entries))
+		for i, e := range entries {
+			if e.reading != nil {
+				out[i] = e.reading.AppendJSON(nil, schema.WithIdentity)
+				continue
+			}
+			b, err := json.Marshal(absentSensor{Sensor: e.absent.Name, Title: e.absent.Sensor.Title(), Absent: e.absent.Absent.Error()})
+			if err != nil {
+				return fmt.Errorf("encode absent sensor: %w", err)
+			}
+			out[i] = b
 		}
 		return cli.WriteJSON(g.Stdout(), out)
 	}
-	for i, s := range samples {
+	for i, e := range entries {
 		if i > 0 {
 			fmt.Fprintln(g.Stdout())
 		}
-		r := s.Reading(host)
-		fmt.Fprintln(g.Stdout(), schema.Printable(s.Title))
-		fmt.Fprintln(g.Stdout(), schema.Human(&r))
+		if e.reading == nil {
+			fmt.Fprintln(g.Stdout(), schema.Printable(e.absent.Sensor.Title()))
+			fmt.Fprintln(g.Stdout(), schema.Printable("absent: "+e.absent.Absent.Error()))
+			continue
+		}
+		fmt.Fprintln(g.Stdout(), schema.Printable(e.reading.Title))
+		fmt.Fprintln(g.Stdout(), schema.Human(e.reading))
 	}
 	return nil
+}
+
+// absentSensor is apd sensors --json's entry for a sensor whose hardware
+// is not on this machine: no reading, the reason instead.
+type absentSensor struct {
+	Sensor string `json:"sensor"`
+	Title  string `json:"title"`
+	Absent string `json:"absent"`
 }
