@@ -13,6 +13,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/apd-telemetry/apd/internal/cli"
+	"github.com/apd-telemetry/apd/internal/httpapi"
 	"github.com/apd-telemetry/apd/internal/query"
 	"github.com/apd-telemetry/apd/internal/store"
 	"github.com/apd-telemetry/apd/schema"
@@ -20,7 +21,7 @@ import (
 
 // ImportCmd is apd import.
 type ImportCmd struct {
-	DB     string   `name:"db" help:"Database to write: a file (created if missing; no aggregator may hold it) or a PostgreSQL URL." required:"" placeholder:"PATH|URL"`
+	SourceFlags
 	Format string   `help:"Input: auto, ndjson or csv. auto takes CSV for a file named *.csv or when a column option is given, NDJSON otherwise." default:"auto" enum:"auto,ndjson,csv"`
 	Strict bool     `help:"Stop at the first CSV row that cannot be read, instead of skipping it and reporting it at the end."`
 	Files  []string `arg:"" optional:"" help:"Files to read (default: standard input)." type:"path"`
@@ -54,8 +55,12 @@ line at the end (the first few, and how many); the rest is imported and
 apd import exits 0. --strict stops at the first instead. If the first 100
 rows all fail, the options are taken to be wrong and the import stops.
 
+Without --db the readings go to the running aggregator at --server (a
+store file is held by the aggregator that runs on it).
+
 Examples:
-  apd import --db apd-data/apd.db last-month.ndjson
+  apd import last-month.ndjson                      # into the running apd serve
+  apd import --db apd-data/apd.db last-month.ndjson # into a file no aggregator holds
   apd export --db old.db | apd import --db new.db
   apd export --db old.db --format csv -o old.csv && apd import --db new.db old.csv
   apd import --db apd.db --host shed --unit Temperature=degC --unit Humidity=percent \
@@ -79,11 +84,11 @@ func (c *ImportCmd) Run(g *cli.Globals) error {
 	if err != nil {
 		return cli.WithCode(cli.ExitUsage, err, "")
 	}
-	st, err := openStore(c.DB, readWrite, store.Limits{})
+	st, closeSink, err := c.open()
 	if err != nil {
 		return err
 	}
-	defer st.Close()
+	defer closeSink()
 	inputs := c.Files
 	if len(inputs) == 0 {
 		inputs = []string{"-"}
@@ -169,6 +174,32 @@ func (c *ImportCmd) Run(g *cli.Globals) error {
 	}
 	report.print(g.Stderr())
 	return nil
+}
+
+// importSink is where an import writes: a store opened here, or a
+// running aggregator (httpapi.Client, which commits over POST
+// /api/v1/import), answering the same calls.
+type importSink interface {
+	Commit(b *store.Batch) (store.CommitResult, error)
+	SetHostMeta(host string, m store.HostMeta) error
+}
+
+// open opens the database of --db, or else the aggregator at --server.
+func (c *ImportCmd) open() (importSink, func(), error) {
+	if c.DB != "" {
+		st, err := openStore(c.DB, readWrite, store.Limits{})
+		if err != nil {
+			return nil, nil, err
+		}
+		return st, func() { st.Close() }, nil
+	}
+	key, err := c.apiKey()
+	if err != nil {
+		return nil, nil, err
+	}
+	cl := httpapi.NewClient(c.Server)
+	cl.APIKey = key
+	return cl, func() {}, nil
 }
 
 // csvOptions checks the column flags.

@@ -55,6 +55,15 @@ func (c *Client) do(ctx context.Context, method, path string, params url.Values)
 
 // send makes a request with a JSON body (none when body is nil).
 func (c *Client) send(ctx context.Context, method, path string, params url.Values, body []byte) (*http.Response, error) {
+	return c.sendTyped(ctx, method, path, params, "application/json", body)
+}
+
+// sendBody makes a request with a body of contentType.
+func (c *Client) sendBody(method, path, contentType string, body []byte) (*http.Response, error) {
+	return c.sendTyped(context.Background(), method, path, nil, contentType, body)
+}
+
+func (c *Client) sendTyped(ctx context.Context, method, path string, params url.Values, contentType string, body []byte) (*http.Response, error) {
 	u := c.Base + path
 	if len(params) > 0 {
 		u += "?" + params.Encode()
@@ -68,7 +77,7 @@ func (c *Client) send(ctx context.Context, method, path string, params url.Value
 		return nil, fmt.Errorf("server URL %q: %w", c.Base, err)
 	}
 	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Content-Type", contentType)
 	}
 	if c.APIKey != "" {
 		req.Header.Set(APIKeyHeader, c.APIKey)

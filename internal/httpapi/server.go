@@ -157,6 +157,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /api/v1/dashboard/hosts", s.dashboardHosts)
 	mux.HandleFunc("GET /api/v1/dashboard/sensors", s.dashboardSensors)
 	mux.HandleFunc("DELETE /api/v1/readings", s.delete)
+	mux.HandleFunc("POST /api/v1/import", s.importReadings)
 	mux.HandleFunc("GET /api/v1/backup", s.backup)
 	mux.HandleFunc("GET /api/v1/rules", s.rules)
 	if s.Prometheus != nil {
