@@ -84,6 +84,7 @@ func BuildSensors(f SensorFlags, file *config.File) ([]publisher.Named, error) {
 		}
 	}
 	var out []publisher.Named
+	var probe []bool // of each of out: not asked for by name or table
 	seen := map[string]bool{}
 	for _, name := range names {
 		name = strings.TrimSpace(name)
@@ -101,10 +102,15 @@ func BuildSensors(f SensorFlags, file *config.File) ([]publisher.Named, error) {
 			seen[n.Name] = true
 			_, configured := tables[name]
 			_, ownTable := tables[n.Name]
-			if len(f.Sensors) == 0 && !configured && !ownTable {
-				n.Absent = publisher.Present(n.Sensor)
-			}
+			probe = append(probe, len(f.Sensors) == 0 && !configured && !ownTable)
 			out = append(out, n)
+		}
+	}
+	// Probed once all are built: sensors that share a device (a DHT's
+	// temperature and humidity) take its settings from either's table.
+	for i := range out {
+		if probe[i] {
+			out[i].Absent = publisher.Present(out[i].Sensor)
 		}
 	}
 	if len(tables) > 0 {
