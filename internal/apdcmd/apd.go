@@ -37,6 +37,7 @@ type APD struct {
 	Users       UsersCmd       `cmd:"" help:"Manage the broker's users (authentication and ACLs)."`
 	Rules       RulesCmd       `cmd:"" help:"Rules on live readings: status, test against stored history, check a file."`
 	Chart       ChartCmd       `cmd:"" help:"Draw readings as a PNG or SVG chart, with a map."`
+	Demo        DemoCmd        `cmd:"" help:"Run apd serve on a simulated fleet with a week of history, in a throwaway directory."`
 	Version     cli.VersionCmd `cmd:"" help:"Print the version."`
 }
 
