@@ -4,15 +4,16 @@
 // Importing it registers the sensor "wifi_signal" with apd-publish's
 // registry, the way database/sql drivers register themselves; a custom
 // build of apd-publish (see ../apd-publish-custom and docs/plugins.md)
-// then has it like any built-in. It shows the three things a sensor
-// provides: a title, a Read that returns a value or an error of a kind,
-// and, optionally, a format of its own.
+// then has it like any built-in. It shows what a sensor provides: a
+// title, a Read that returns a value or an error of a kind, and,
+// optionally, a probe of its hardware and a format of its own.
 package wifi_signal
 
 import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"strconv"
@@ -36,8 +37,10 @@ type Sensor struct {
 }
 
 // New is the factory: it reads its parameter ([sensors.wifi_signal]
-// interface = "wlan0") and never fails for missing hardware; Read reports
-// that instead, so users see it.
+// interface = "wlan0") and never fails for missing hardware: Present
+// tells apd-publish, which then lists the sensor as absent instead of
+// sampling it, and Read reports it when the configuration asks for the
+// sensor anyway.
 func New(env publisher.Env) (publisher.Sensor, error) {
 	var p struct {
 		Interface string `toml:"interface"`
@@ -50,6 +53,15 @@ func New(env publisher.Env) (publisher.Sensor, error) {
 
 // Title implements publisher.Sensor.
 func (Sensor) Title() string { return "Wi-Fi Signal" }
+
+// Present implements publisher.Prober: a machine without Wi-Fi has no
+// wifi_signal to sample. A link that is there but reads badly is present.
+func (s Sensor) Present() error {
+	if _, err := s.Read(context.Background()); errors.Is(err, publisher.ErrNotPresent) {
+		return err
+	}
+	return nil
+}
 
 // Read implements publisher.Sensor. No Wi-Fi at all is persistent (retrying
 // will not help); a line that does not parse is intermittent.

@@ -31,3 +31,21 @@ func TestRead(t *testing.T) {
 		}
 	}
 }
+
+func TestPresent(t *testing.T) {
+	tests := []struct {
+		root, iface string
+		present     bool
+	}{
+		{"testdata", "", true},
+		{"testdata", "wlan1", true},
+		{"testdata", "wlan9", false},
+		{t.TempDir(), "", false},
+	}
+	for _, tc := range tests {
+		s, _ := New(publisher.Env{Root: tc.root, Params: map[string]any{"interface": tc.iface}})
+		if err := publisher.Present(s); (err == nil) != tc.present {
+			t.Errorf("%s %s: Present() = %v, want present %v", tc.root, tc.iface, err, tc.present)
+		}
+	}
+}
