@@ -426,8 +426,10 @@ func NewAgent(f PublisherFlags, cert cli.ClientCertFlags, sensors []publisher.Na
 	}
 	var announcers []publisher.Announcer
 	if f.HADiscovery {
-		names := make([]string, len(sensors))
-		for i, s := range sensors {
+		// Absent sensors get no entity: it would never have a reading.
+		sampled := publisher.Sampled(sensors)
+		names := make([]string, len(sampled))
+		for i, s := range sampled {
 			names[i] = s.Name
 		}
 		announcers = append(announcers, homeassistant.New(homeassistant.Options{
