@@ -26,9 +26,9 @@ type DemoCmd struct {
 	For         time.Duration `name:"for" help:"Stop by itself after this long; 0 runs until Ctrl-C." default:"0" placeholder:"D"`
 	HTTPAddr    string        `name:"http-addr" help:"HTTP API and dashboard listen address (apd serve's default, so apd query and apd hosts find it without --server)." default:"127.0.0.1:8080" placeholder:"HOST:PORT"`
 	MQTTAddr    string        `name:"mqtt-addr" help:"MQTT listen address of the embedded broker (apd serve's default, so apd watch finds it without --broker)." default:"127.0.0.1:1883" placeholder:"HOST:PORT"`
-	Interval    time.Duration `help:"Interval of the live readings." default:"10s" placeholder:"D"`
-	History     string        `help:"How much history to write before going live." default:"7d" placeholder:"D"`
-	HistoryStep time.Duration `name:"history-step" help:"Interval of the history's readings." default:"1m" placeholder:"D"`
+	Interval    time.Duration `help:"Interval of the live readings (default 10s)." default:"10s" placeholder:"D"`
+	History     string        `help:"How much history to write before going live (default 7d)." default:"7d" placeholder:"D"`
+	HistoryStep time.Duration `name:"history-step" help:"Interval of the history's readings (default 1m)." default:"1m" placeholder:"D"`
 }
 
 // Help implements kong's HelpProvider.
@@ -63,8 +63,10 @@ func (c *DemoCmd) Run(ctx context.Context, g *cli.Globals) error {
 		return cli.WithCode(cli.ExitUsage, fmt.Errorf("--history %s, --history-step %s, --interval %s: want positive durations, the history at least a step",
 			c.History, c.HistoryStep, c.Interval), "")
 	}
-	if err := checkFree(c.MQTTAddr); err != nil {
-		return cli.WithCode(cli.ExitFailure, fmt.Errorf("--mqtt-addr: %w", err), "stop the apd serve running there, or pass --mqtt-addr and --http-addr")
+	for _, a := range []struct{ flag, addr string }{{"--mqtt-addr", c.MQTTAddr}, {"--http-addr", c.HTTPAddr}} {
+		if err := checkFree(a.addr); err != nil {
+			return cli.WithCode(cli.ExitFailure, fmt.Errorf("%s: %w", a.flag, err), "stop the apd serve running there, or pass --http-addr and --mqtt-addr")
+		}
 	}
 	dir, err := c.makeDir()
 	if err != nil {
@@ -175,7 +177,7 @@ func (c *DemoCmd) makeDir() (string, error) {
 }
 
 // checkFree says whether addr can be listened on now, so that a busy
-// broker address fails before the history is written rather than after.
+// address fails before anything is made rather than after the history.
 // Port 0 is always free.
 func checkFree(addr string) error {
 	ln, err := net.Listen("tcp", addr)
