@@ -142,15 +142,24 @@ var binaryPrefixes = []string{"B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"}
 // FormatBytes formats a byte count on a binary scale with one decimal:
 // 716476416 → "683.3 MiB". Counts under 1024 are whole bytes.
 func FormatBytes(n float64) string {
+	return FormatBytesIn(n, n, 1)
+}
+
+// FormatBytesIn formats n bytes in the binary unit FormatBytes would
+// choose for scale, with decimals (whole bytes have none): numbers shown
+// together, like the ticks of an axis, then share one unit and one
+// precision. FormatBytesIn(n, n, 1) is FormatBytes(n).
+func FormatBytesIn(n, scale float64, decimals int) string {
 	i := 0
-	for math.Abs(n) >= 1024 && i < len(binaryPrefixes)-1 {
+	for math.Abs(scale) >= 1024 && i < len(binaryPrefixes)-1 {
+		scale /= 1024
 		n /= 1024
 		i++
 	}
 	if i == 0 {
-		return fmt.Sprintf("%.0f B", n)
+		decimals = 0
 	}
-	return fmt.Sprintf("%.1f %s", n, binaryPrefixes[i])
+	return fmt.Sprintf("%.*f %s", decimals, n, binaryPrefixes[i])
 }
 
 // FormatDuration formats seconds as days, hours, minutes and seconds,

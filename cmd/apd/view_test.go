@@ -235,7 +235,7 @@ func TestChartCommand(t *testing.T) {
 	svgPath, pngPath := filepath.Join(dir, "t.svg"), filepath.Join(dir, "t.png")
 	for _, out := range []string{svgPath, pngPath} {
 		r := run(t, nil, "apd", "chart", "--db", db, "--sensor", "temperature", "--since", "24h", "--out", out, "--width", "1000")
-		if r.code != 0 || !strings.Contains(r.stderr, "1 charts, 4 lines") {
+		if r.code != 0 || !strings.Contains(r.stderr, "1 chart, 4 lines") {
 			t.Fatalf("apd chart -o %s: exit %d: %s", out, r.code, r.stderr)
 		}
 	}

@@ -25,7 +25,7 @@ type ChartCmd struct {
 	Sensor      []string `help:"Sensor to chart (repeatable: several give a grid of charts)." required:"" placeholder:"NAME"`
 	Out         string   `short:"o" help:"Image to write: .png or .svg." required:"" placeholder:"FILE" type:"path"`
 	Width       int      `help:"Image width in pixels." default:"1200"`
-	Height      int      `help:"Image height in pixels (the map, with --map, takes 45 % of it)." default:"0"`
+	Height      int      `help:"Image height in pixels (with --map, the map takes 45 % of it below the charts, or a column beside them where it has more room there)." default:"0"`
 	Clean       string   `help:"Clean readings first: ${cleaners_help}." enum:"${cleaners}" default:""`
 	Unit        string   `help:"Convert quantities to this unit (degF, K, hPa …)." placeholder:"UNIT"`
 	TZ          string   `name:"tz" help:"Time zone of the time axis and of days (default: this machine's)." placeholder:"ZONE"`
@@ -41,6 +41,10 @@ func (ChartCmd) Help() string {
 host's display name and colour (apd hosts set), round time ticks in local
 time, the unit on the value axis. Daily totals (--clean daily_kwh) draw as
 bars. Long ranges are averaged on the server to about a point per pixel.
+Value axes are in the unit's own terms: bytes in KiB, MiB, GiB …, ratios
+as percentages, seconds as 30s, 5m, 2h, large and small numbers with SI
+prefixes. With more than 12 hosts, the 10 whose latest values lie furthest
+from the median are drawn in colour and the rest in grey ("+N more").
 
 Examples:
   apd chart --sensor temperature --since 24h --out temp.png
@@ -116,12 +120,25 @@ func (c *ChartCmd) Run(g *cli.Globals) error {
 	if err := os.Rename(tmp, c.Out); err != nil {
 		return fmt.Errorf("write chart file: %w", err)
 	}
+	fmt.Fprintf(g.Stderr(), "wrote %s: %s\n", c.Out, chartSummary(fig))
+	return nil
+}
+
+// chartSummary says what a figure shows: "1200×700, 2 charts, 8 lines, a
+// map of 1 host".
+func chartSummary(fig *chart.Figure) string {
 	series := 0
 	for _, p := range fig.Panels {
 		series += len(p.Series)
 	}
-	fmt.Fprintf(g.Stderr(), "wrote %s: %d×%d, %d charts, %d lines\n", c.Out, fig.Width, fig.Height, len(fig.Panels), series)
-	return nil
+	parts := []string{fmt.Sprintf("%d×%d", fig.Width, fig.Height)}
+	if len(fig.Panels) > 0 {
+		parts = append(parts, plural(len(fig.Panels), "chart"), plural(series, "line"))
+	}
+	if fig.Map != nil {
+		parts = append(parts, "a map of "+plural(len(fig.Map.Hosts), "host"))
+	}
+	return strings.Join(parts, ", ")
 }
 
 // readOverlay reads a GeoJSON file of at most 64 MiB.

@@ -58,9 +58,10 @@ type Style struct {
 }
 
 // Styles gives each host its display name (or its own name) and colour:
-// its own, or the next colour of the palette not already taken by a host
-// that set it, in the order of the hosts' names, so a host keeps its
-// colour from chart to chart while the set of hosts stays the same.
+// its own, or the next colour of the palette (PaletteColour, which does
+// not run out) not already taken by a host that set it, in the order of
+// the hosts' names, so a host keeps its colour from chart to chart while
+// the set of hosts stays the same.
 func Styles(hosts []store.Host) map[string]Style {
 	sorted := make([]store.Host, len(hosts))
 	copy(sorted, hosts)
@@ -84,10 +85,10 @@ func Styles(hosts []store.Host) map[string]Style {
 		if st.Colour.A != 0 {
 			continue
 		}
-		for tries := 0; tries < len(Palette) && taken[Palette[next%len(Palette)]]; tries++ {
+		for taken[PaletteColour(next)] {
 			next++
 		}
-		st.Colour = Palette[next%len(Palette)]
+		st.Colour = PaletteColour(next)
 		next++
 		out[h.Name] = st
 	}
@@ -213,7 +214,7 @@ func buildPanel(src Source, req Request, kind clean.Kind, sensor string, styles 
 		if s == nil {
 			st, ok := styles[r.Host]
 			if !ok {
-				st = Style{Label: r.Host, Colour: Palette[len(byHost)%len(Palette)]}
+				st = Style{Label: r.Host, Colour: PaletteColour(len(byHost))}
 			}
 			s = &Series{Host: r.Host, Label: st.Label, Colour: st.Colour}
 			byHost[r.Host] = s
@@ -236,14 +237,13 @@ func buildPanel(src Source, req Request, kind clean.Kind, sensor string, styles 
 	for _, h := range order {
 		p.Series = append(p.Series, *byHost[h])
 	}
-	if p.Unit == schema.UnitRatio {
-		// A ratio reads better as a percentage: 15 %, not 0.15.
+	if unit, factor := displayValues(p.Unit); factor != 1 {
 		for i := range p.Series {
 			for j := range p.Series[i].Points {
-				p.Series[i].Points[j].V *= 100
+				p.Series[i].Points[j].V *= factor
 			}
 		}
-		p.Unit = schema.UnitPercent
+		p.Unit = unit
 	}
 	return p, nil
 }
@@ -259,6 +259,9 @@ func buildMap(src Source, req Request, hosts []store.Host, styles map[string]Sty
 	spec := req.spec(kind)
 	spec.Agg = "last"
 	m := &Map{Title: titleOf(sensor) + ", latest", Unit: kind.Unit, Interpolate: req.Interpolate, Overlay: req.Overlay}
+	if req.Unit != "" && kind.Unit == "" {
+		m.Unit, _ = schema.CanonicalUnit(req.Unit)
+	}
 	where := map[string]*store.Location{}
 	var located []string
 	for _, h := range hosts {
@@ -291,6 +294,13 @@ func buildMap(src Source, req Request, hosts []store.Host, styles map[string]Sty
 	})
 	if err != nil {
 		return nil, fmt.Errorf("map of %s: %w", sensor, err)
+	}
+	// In the unit of the chart beside it: a cpu_load of 27%, not 0.27.
+	if unit, factor := displayValues(m.Unit); factor != 1 {
+		for i := range m.Hosts {
+			m.Hosts[i].Value *= factor
+		}
+		m.Unit = unit
 	}
 	return m, nil
 }

@@ -18,6 +18,7 @@ import (
 	"math"
 	"slices"
 	"sort"
+	"strconv"
 	"time"
 
 	"github.com/apd-telemetry/apd/internal/chart/geo"
@@ -131,39 +132,100 @@ func Write(w io.Writer, f *Figure, format string) error {
 
 type rect struct{ x, y, w, h float64 }
 
+// overlaps says whether r and o share any area.
+func (r rect) overlaps(o rect) bool {
+	return r.x < o.x+o.w && o.x < r.x+r.w && r.y < o.y+o.h && o.y < r.y+r.h
+}
+
 func (f *Figure) draw(c canvas) error {
 	if f.Location == nil {
 		f.Location = time.Local
 	}
 	W, H := float64(f.Width), float64(f.Height)
-	chartsH := H
-	if f.Map != nil {
-		mh := float64(f.MapHeight)
-		if len(f.Panels) == 0 {
-			mh = H
-		} else if mh <= 0 {
-			mh = H * 0.45
+	n := len(f.Panels)
+	if n == 0 {
+		if f.Map != nil {
+			return f.drawMap(c, rect{0, 0, W, H})
 		}
-		chartsH = H - mh
-		if err := f.drawMap(c, rect{0, chartsH, W, mh}); err != nil {
+		c.text(W/2, H/2, "no readings in this range", 14, f.Theme.Muted, AlignMiddle)
+		return nil
+	}
+	charts, cols := rect{0, 0, W, H}, int(math.Ceil(math.Sqrt(float64(n))))
+	if f.Map != nil {
+		var mapR rect
+		charts, mapR, cols = f.layout(W, H)
+		if err := f.drawMap(c, mapR); err != nil {
 			return err
 		}
 	}
-	n := len(f.Panels)
-	if n == 0 {
-		if f.Map == nil {
-			c.text(W/2, H/2, "no readings in this range", 14, f.Theme.Muted, AlignMiddle)
-		}
-		return nil
-	}
-	cols := int(math.Ceil(math.Sqrt(float64(n))))
 	rows := (n + cols - 1) / cols
-	cw, ch := W/float64(cols), chartsH/float64(rows)
+	cw, ch := charts.w/float64(cols), charts.h/float64(rows)
 	for i := range f.Panels {
-		r := rect{float64(i%cols) * cw, float64(i/cols) * ch, cw, ch}
+		r := rect{charts.x + float64(i%cols)*cw, charts.y + float64(i/cols)*ch, cw, ch}
 		f.drawPanel(c, &f.Panels[i], r)
 	}
 	return nil
+}
+
+// The map's margins around its frame: the padding and the colour scale
+// across, the padding and the title down.
+const (
+	mapChromeW = 2*10 + 70
+	mapChromeH = 2*10 + titleSize + 10
+	// A panel narrower or lower than these is not worth drawing beside a
+	// map.
+	minPanelW, minPanelH = 300, 180
+)
+
+// layout shares a figure between its panels and its map, keeping the
+// map's aspect: below the panels across the whole width (MapHeight, or
+// 45 % of the height), or, when that would leave the map a small picture
+// in a wide strip — a row of panels over a city, say — in a column beside
+// them, with the panels stacked in the rest. The column is chosen when it
+// gives the map half as much area again and the panels stay readable. It
+// returns where the panels go, where the map goes, and the panels'
+// columns.
+func (f *Figure) layout(W, H float64) (charts, mapR rect, cols int) {
+	n := len(f.Panels)
+	aspect := f.Map.aspect()
+	fitted := func(w, h float64) float64 { // the area a map of aspect fills in w×h
+		w, h = w-mapChromeW, h-mapChromeH
+		if w <= 0 || h <= 0 {
+			return 0
+		}
+		return math.Min(w, h*aspect) * math.Min(h, w/aspect)
+	}
+	mh := float64(f.MapHeight)
+	if mh <= 0 || mh >= H {
+		mh = H * 0.45
+	}
+	charts, mapR = rect{0, 0, W, H - mh}, rect{0, H - mh, W, mh}
+	cols = int(math.Ceil(math.Sqrt(float64(n))))
+	if f.MapHeight > 0 {
+		return charts, mapR, cols
+	}
+	mw := math.Min(W*0.5, (H-mapChromeH)*aspect+mapChromeW)
+	sideCols := gridColumns(n, W-mw, H)
+	sideRows := (n + sideCols - 1) / sideCols
+	readable := (W-mw)/float64(sideCols) >= minPanelW && H/float64(sideRows) >= minPanelH
+	if readable && fitted(mw, H) > 1.5*fitted(W, mh) {
+		return rect{0, 0, W - mw, H}, rect{W - mw, 0, mw, H}, sideCols
+	}
+	return charts, mapR, cols
+}
+
+// gridColumns is the number of columns that gives n panels in w×h cells
+// closest to twice as wide as high, the shape of a time series.
+func gridColumns(n int, w, h float64) int {
+	best, bestScore := 1, math.Inf(1)
+	for cols := 1; cols <= n; cols++ {
+		rows := (n + cols - 1) / cols
+		score := math.Abs(math.Log((w / float64(cols)) / (h / float64(rows)) / 2))
+		if score < bestScore {
+			best, bestScore = cols, score
+		}
+	}
+	return best
 }
 
 // DisplayUnit is how a unit is written on an axis.
@@ -191,11 +253,9 @@ const (
 func (f *Figure) drawPanel(c canvas, p *Panel, r rect) {
 	th := f.Theme
 	pad := 10.0
-	title := p.Title
-	if u := DisplayUnit(p.Unit); u != "" {
-		title += " (" + u + ")"
-	}
-	c.text(r.x+pad, r.y+pad+titleSize, title, titleSize, th.Text, AlignStart)
+	// The unit is on every tick (23.5 GiB, 12%, 6h), so the title does
+	// not repeat it: a title in bytes over ticks in GiB would mislead.
+	c.text(r.x+pad, r.y+pad+titleSize, p.Title, titleSize, th.Text, AlignStart)
 
 	lo, hi := math.Inf(1), math.Inf(-1)
 	for _, s := range p.Series {
@@ -206,17 +266,19 @@ func (f *Figure) drawPanel(c canvas, p *Panel, r rect) {
 	if p.Bars {
 		lo, hi = math.Min(lo, 0), math.Max(hi, 0)
 	}
-	legendH := f.legendHeight(p, r.w-2*pad)
+	inColour := coloured(p.Series)
+	legend := legendOf(p, inColour)
+	legendH := f.legendHeight(legend, r.w-2*pad)
 	plotTop := r.y + pad + titleSize + 14
 	plotBottom := r.y + r.h - pad - legendH - labelSize - 8
 	if math.IsInf(lo, 1) {
 		c.text(r.x+r.w/2, (plotTop+plotBottom)/2, "no readings in this range", labelSize+1, th.Muted, AlignMiddle)
 		return
 	}
-	yTicks, yMin, yMax := valueTicks(lo, hi, max(2, int((plotBottom-plotTop)/45)))
+	axis := newValueAxis(lo, hi, max(2, int((plotBottom-plotTop)/45)), p.Unit)
 	labelW := 0.0
-	for _, v := range yTicks {
-		labelW = math.Max(labelW, textWidth(formatTick(v), labelSize))
+	for _, tk := range axis.ticks {
+		labelW = math.Max(labelW, textWidth(tk.label, labelSize))
 	}
 	plot := rect{r.x + pad + labelW + 8, plotTop, 0, plotBottom - plotTop}
 	plot.w = r.x + r.w - pad - plot.x
@@ -231,12 +293,12 @@ func (f *Figure) drawPanel(c canvas, p *Panel, r rect) {
 	}
 	span := to.Sub(from).Seconds()
 	xOf := func(t time.Time) float64 { return plot.x + t.Sub(from).Seconds()/span*plot.w }
-	yOf := func(v float64) float64 { return plot.y + plot.h - (v-yMin)/(yMax-yMin)*plot.h }
+	yOf := func(v float64) float64 { return plot.y + plot.h - (v-axis.min)/(axis.max-axis.min)*plot.h }
 
-	for _, v := range yTicks {
-		y := yOf(v)
+	for _, tk := range axis.ticks {
+		y := yOf(tk.v)
 		c.rect(plot.x, y-0.5, plot.w, 1, th.Grid)
-		c.text(plot.x-6, y+4, formatTick(v), labelSize, th.Muted, AlignEnd)
+		c.text(plot.x-6, y+4, tk.label, labelSize, th.Muted, AlignEnd)
 	}
 	for _, tk := range timeTicks(from, to, f.Location, plot.w, 90) {
 		x := xOf(tk.t)
@@ -247,24 +309,36 @@ func (f *Figure) drawPanel(c canvas, p *Panel, r rect) {
 	}
 	c.rect(plot.x, plot.y+plot.h-0.5, plot.w, 1, th.Muted)
 
+	grey := th.Muted
+	grey.A = 90
 	if p.Bars {
-		f.drawBars(c, p, plot, xOf, yOf)
+		f.drawBars(c, p, plot, xOf, yOf, inColour, grey)
 	} else {
-		for _, s := range p.Series {
-			for _, run := range runs(s.Points) {
-				pts := make([]Point, len(run))
-				for i, pt := range run {
-					pts[i] = Point{xOf(pt.T), yOf(pt.V)}
-				}
-				if len(pts) == 1 {
-					c.circle(pts[0].X, pts[0].Y, 2, s.Colour, color.RGBA{})
+		// The grey hosts first, so the coloured ones are drawn over them.
+		for _, pass := range []bool{false, true} {
+			for si, s := range p.Series {
+				if inColour[si] != pass {
 					continue
 				}
-				c.polyline(pts, s.Colour, 1.75)
+				colour, width := s.Colour, 1.75
+				if !pass {
+					colour, width = grey, 1
+				}
+				for _, run := range runs(s.Points) {
+					pts := make([]Point, len(run))
+					for i, pt := range run {
+						pts[i] = Point{xOf(pt.T), yOf(pt.V)}
+					}
+					if len(pts) == 1 {
+						c.circle(pts[0].X, pts[0].Y, 2, colour, color.RGBA{})
+						continue
+					}
+					c.polyline(pts, colour, width)
+				}
 			}
 		}
 	}
-	f.drawLegend(c, p, rect{r.x + pad, r.y + r.h - pad - legendH, r.w - 2*pad, legendH})
+	f.drawLegend(c, legend, rect{r.x + pad, r.y + r.h - pad - legendH, r.w - 2*pad, legendH})
 }
 
 // runs splits points where readings are missing — a gap of more than
@@ -292,27 +366,63 @@ func runs(pts []XY) [][]XY {
 	return append(out, pts[start:])
 }
 
-func (f *Figure) drawBars(c canvas, p *Panel, plot rect, xOf func(time.Time) float64, yOf func(float64) float64) {
+func (f *Figure) drawBars(c canvas, p *Panel, plot rect, xOf func(time.Time) float64, yOf func(float64) float64, inColour []bool, grey color.RGBA) {
 	n := float64(len(p.Series))
 	for si, s := range p.Series {
+		colour := s.Colour
+		if !inColour[si] {
+			colour = grey
+		}
 		for _, pt := range s.Points {
 			x0, x1 := xOf(pt.T), xOf(pt.T.Add(p.Period))
 			slot := (x1 - x0) * 0.8 / n
 			x := x0 + (x1-x0)*0.1 + float64(si)*slot
 			y0, y1 := yOf(0), yOf(pt.V)
-			c.rect(x, math.Min(y0, y1), math.Max(slot-1, 1), math.Abs(y1-y0), s.Colour)
+			c.rect(x, math.Min(y0, y1), math.Max(slot-1, 1), math.Abs(y1-y0), colour)
 		}
 	}
 }
 
 const swatch = 12
 
+// legendEntry is a host in a panel's legend, or (without a swatch) the
+// note of how many more are drawn in grey.
+type legendEntry struct {
+	label  string
+	colour color.RGBA
+	note   bool
+}
+
+func legendOf(p *Panel, inColour []bool) []legendEntry {
+	var out []legendEntry
+	rest := 0
+	for i, s := range p.Series {
+		if inColour[i] {
+			out = append(out, legendEntry{label: s.Label, colour: s.Colour})
+		} else {
+			rest++
+		}
+	}
+	if rest > 0 {
+		out = append(out, legendEntry{label: fmt.Sprintf("+%d more (grey)", rest), note: true})
+	}
+	return out
+}
+
+func (e legendEntry) width() float64 {
+	w := textWidth(e.label, labelSize) + 16
+	if !e.note {
+		w += swatch + 6
+	}
+	return w
+}
+
 // legendRows lays the legend's entries out in rows that fit width.
-func legendRows(p *Panel, width float64) [][]int {
+func legendRows(entries []legendEntry, width float64) [][]int {
 	var rows [][]int
 	x := width + 1
-	for i, s := range p.Series {
-		w := swatch + 6 + textWidth(s.Label, labelSize) + 16
+	for i, e := range entries {
+		w := e.width()
 		if x+w > width && x > 0 {
 			rows = append(rows, nil)
 			x = 0
@@ -323,18 +433,22 @@ func legendRows(p *Panel, width float64) [][]int {
 	return rows
 }
 
-func (f *Figure) legendHeight(p *Panel, width float64) float64 {
-	return float64(len(legendRows(p, width))) * (labelSize + 7)
+func (f *Figure) legendHeight(entries []legendEntry, width float64) float64 {
+	return float64(len(legendRows(entries, width))) * (labelSize + 7)
 }
 
-func (f *Figure) drawLegend(c canvas, p *Panel, r rect) {
-	for ri, row := range legendRows(p, r.w) {
+func (f *Figure) drawLegend(c canvas, entries []legendEntry, r rect) {
+	for ri, row := range legendRows(entries, r.w) {
 		x, y := r.x, r.y+float64(ri)*(labelSize+7)+labelSize
 		for _, i := range row {
-			s := p.Series[i]
-			c.rect(x, y-swatch+2, swatch, swatch-2, s.Colour)
-			c.text(x+swatch+6, y, s.Label, labelSize, f.Theme.Text, AlignStart)
-			x += swatch + 6 + textWidth(s.Label, labelSize) + 16
+			e := entries[i]
+			if e.note {
+				c.text(x, y, e.label, labelSize, f.Theme.Muted, AlignStart)
+			} else {
+				c.rect(x, y-swatch+2, swatch, swatch-2, e.colour)
+				c.text(x+swatch+6, y, e.label, labelSize, f.Theme.Text, AlignStart)
+			}
+			x += e.width()
 		}
 	}
 }
@@ -354,20 +468,48 @@ func RampColour(t float64) color.RGBA {
 	return color.RGBA{mix(a.R, b.R), mix(a.G, b.G), mix(a.B, b.B), 255}
 }
 
-func (f *Figure) drawMap(c canvas, r rect) error {
-	m, th := f.Map, f.Theme
-	pad := 10.0
-	c.text(r.x+pad, r.y+pad+titleSize, m.Title, titleSize, th.Text, AlignStart)
-	area := rect{r.x + pad, r.y + pad + titleSize + 10, r.w - 2*pad - 70, r.h - 2*pad - titleSize - 10}
-	if len(m.Hosts) == 0 {
-		c.text(area.x+area.w/2, area.y+area.h/2, "no host with a location and a reading (apd hosts set HOST --location LAT,LON)", labelSize+1, th.Muted, AlignMiddle)
-		return nil
-	}
+// singleHostKm is the radius of the frame around a lone host: a
+// neighbourhood, enough for a scale bar and a graticule to place it by.
+const singleHostKm = 2
+
+// box is the part of the world the map shows: the hosts' bounds, or a
+// neighbourhood around a lone host, which has no extent to fit.
+func (m *Map) box() geo.BBox {
 	pts := make([]geo.LatLon, len(m.Hosts))
 	for i, h := range m.Hosts {
 		pts[i] = h.At
 	}
-	box := geo.Bounds(pts, 0.02)
+	if len(pts) == 1 {
+		return geo.Around(pts[0], singleHostKm)
+	}
+	return geo.Bounds(pts, 0.02)
+}
+
+// aspect is the width over the height of the map's frame.
+func (m *Map) aspect() float64 {
+	if len(m.Hosts) == 0 {
+		return 2
+	}
+	b := m.box()
+	proj := geo.Fit(b, 0, 0, 1000, 1000)
+	x0, y0 := proj.Project(geo.LatLon{Lat: b.MaxLat, Lon: b.MinLon})
+	x1, y1 := proj.Project(geo.LatLon{Lat: b.MinLat, Lon: b.MaxLon})
+	if y1-y0 <= 0 || x1-x0 <= 0 {
+		return 1
+	}
+	return (x1 - x0) / (y1 - y0)
+}
+
+func (f *Figure) drawMap(c canvas, r rect) error {
+	m, th := f.Map, f.Theme
+	pad := 10.0
+	c.text(r.x+pad, r.y+pad+titleSize, m.Title, titleSize, th.Text, AlignStart)
+	area := rect{r.x + pad, r.y + pad + titleSize + 10, r.w - mapChromeW, r.h - mapChromeH}
+	if len(m.Hosts) == 0 {
+		c.text(area.x+area.w/2, area.y+area.h/2, "no host with a location and a reading (apd hosts set HOST --location LAT,LON)", labelSize+1, th.Muted, AlignMiddle)
+		return nil
+	}
+	box := m.box()
 	proj := geo.Fit(box, area.x, area.y, area.w, area.h)
 	// The projection keeps its aspect: the map is the part of the area
 	// it fills.
@@ -441,47 +583,167 @@ func (f *Figure) drawMap(c canvas, r rect) error {
 	}
 	// The graticule and labels of its lines.
 	step := geo.GraticuleStep(box, 5)
+	degrees := func(v float64) string { return strconv.FormatFloat(roundTo(v, step), 'f', -1, 64) + "°" }
 	for lat := math.Ceil(box.MinLat/step) * step; lat <= box.MaxLat; lat += step {
 		_, y := proj.Project(geo.LatLon{Lat: lat, Lon: box.MinLon})
 		c.rect(frame.x, y-0.25, frame.w, 0.5, th.Grid)
-		c.text(frame.x+3, y-3, formatTick(roundTo(lat, step))+"°", labelSize-2, th.Muted, AlignStart)
+		c.text(frame.x+3, y-3, degrees(lat), labelSize-2, th.Muted, AlignStart)
 	}
 	for lon := math.Ceil(box.MinLon/step) * step; lon <= box.MaxLon; lon += step {
 		x, _ := proj.Project(geo.LatLon{Lat: box.MinLat, Lon: lon})
 		c.rect(x-0.25, frame.y, 0.5, frame.h, th.Grid)
-		c.text(x+3, frame.y+frame.h-4, formatTick(roundTo(lon, step))+"°", labelSize-2, th.Muted, AlignStart)
+		if x+3+textWidth(degrees(lon), labelSize-2) <= frame.x+frame.w {
+			c.text(x+3, frame.y+frame.h-4, degrees(lon), labelSize-2, th.Muted, AlignStart)
+		}
 	}
-	// Hosts, largest value last so it is on top.
+	// Hosts, largest value last so it is on top; smaller in a crowd.
+	radius := 7.0
+	if len(m.Hosts) > 30 {
+		radius = 5
+	}
 	order := make([]int, len(m.Hosts))
 	for i := range order {
 		order[i] = i
 	}
 	sort.SliceStable(order, func(a, b int) bool { return m.Hosts[order[a]].Value < m.Hosts[order[b]].Value })
+	taken := make([]rect, 0, 2*len(m.Hosts)) // markers and labels: what the labels and the scale bar must not cover
 	for _, i := range order {
-		h := m.Hosts[i]
-		x, y := proj.Project(h.At)
-		c.circle(x, y, 7, RampColour(scale(h.Value)), th.Text)
-		c.text(x+10, y-4, h.Label, labelSize, th.Text, AlignStart)
-		c.text(x+10, y+9, formatTick(roundTo(h.Value, 0.1))+" "+DisplayUnit(m.Unit), labelSize-1, th.Muted, AlignStart)
+		x, y := proj.Project(m.Hosts[i].At)
+		c.circle(x, y, radius, RampColour(scale(m.Hosts[i].Value)), th.Text)
+		taken = append(taken, rect{x - radius - 1, y - radius - 1, 2*radius + 2, 2*radius + 2})
 	}
-	// Scale bar, bottom left.
-	km, px := proj.ScaleBar(frame.w / 4)
-	sx, sy := frame.x+10, frame.y+frame.h-22
-	c.rect(sx, sy, px, 3, th.Text)
-	label := fmt.Sprintf("%g km", km)
-	if km < 1 {
-		label = fmt.Sprintf("%g m", km*1000)
+	if len(m.Hosts) == 1 {
+		// A ring of a round distance around a lone host tells how far
+		// the frame reaches without a second place to measure by.
+		km, px := proj.ScaleBar(frame.h / 3.5)
+		x, y := proj.Project(m.Hosts[0].At)
+		c.circle(x, y, px, color.RGBA{}, th.Border)
+		label := distanceLabel(km)
+		c.text(x, y-px-4, label, labelSize-1, th.Muted, AlignMiddle)
+		taken = append(taken, rect{x - textWidth(label, labelSize-1)/2, y - px - 4 - labelSize, textWidth(label, labelSize-1), labelSize + 2})
 	}
-	c.text(sx, sy-4, label, labelSize-1, th.Text, AlignStart)
-	// Legend: the colour scale, right of the map.
+	taken = f.drawMapLabels(c, r, proj, radius, taken)
+	f.drawScaleBar(c, proj, frame, taken)
+	// Legend: the colour scale, right of the map; one value is one colour.
 	lx, ly, lh := r.x+r.w-pad-60, area.y+10, math.Min(area.h-20, 180.0)
+	if lo == hi {
+		c.rect(lx, ly, 14, 14, RampColour(0.5))
+		c.text(lx+18, ly+11, formatValue(lo, m.Unit), labelSize-1, th.Text, AlignStart)
+		return nil
+	}
 	const steps = 24
 	for i := range steps {
 		t := 1 - float64(i)/steps
 		c.rect(lx, ly+float64(i)*lh/steps, 14, lh/steps+0.5, RampColour(t))
 	}
-	u := DisplayUnit(m.Unit)
-	c.text(lx+18, ly+8, formatTick(roundTo(hi, 0.1))+" "+u, labelSize-1, th.Text, AlignStart)
-	c.text(lx+18, ly+lh, formatTick(roundTo(lo, 0.1))+" "+u, labelSize-1, th.Text, AlignStart)
+	low, high := formatRange(lo, hi, m.Unit)
+	c.text(lx+18, ly+8, high, labelSize-1, th.Text, AlignStart)
+	c.text(lx+18, ly+lh, low, labelSize-1, th.Text, AlignStart)
 	return nil
+}
+
+// drawMapLabels writes each host's name and value beside its marker, to
+// the right or else to the left, where it covers no other label or
+// marker; in a crowd, the hosts furthest from the median value are
+// labelled first and the labels that do not fit are left out. It returns
+// taken with the labels' boxes added.
+func (f *Figure) drawMapLabels(c canvas, r rect, proj geo.Projection, radius float64, taken []rect) []rect {
+	m, th := f.Map, f.Theme
+	vs := make([]float64, len(m.Hosts))
+	for i, h := range m.Hosts {
+		vs[i] = h.Value
+	}
+	sort.Float64s(vs)
+	median := vs[len(vs)/2]
+	order := make([]int, len(m.Hosts))
+	for i := range order {
+		order[i] = i
+	}
+	sort.SliceStable(order, func(a, b int) bool {
+		return math.Abs(m.Hosts[order[a]].Value-median) > math.Abs(m.Hosts[order[b]].Value-median)
+	})
+	for _, i := range order {
+		h := m.Hosts[i]
+		x, y := proj.Project(h.At)
+		value := formatValue(h.Value, m.Unit)
+		w := math.Max(textWidth(h.Label, labelSize), textWidth(value, labelSize-1))
+		own := rect{x - radius - 1, y - radius - 1, 2*radius + 2, 2*radius + 2}
+		for _, side := range []float64{1, -1} {
+			lx := x + side*(radius+3)
+			box := rect{lx, y - 4 - labelSize, w, labelSize + 15}
+			align := AlignStart
+			if side < 0 {
+				box.x, align = lx-w, AlignEnd
+			}
+			if box.x < r.x || box.x+box.w > r.x+r.w || box.y < r.y || box.y+box.h > r.y+r.h || hits(box, taken, own) {
+				continue
+			}
+			c.text(lx, y-4, h.Label, labelSize, th.Text, align)
+			c.text(lx, y+9, value, labelSize-1, th.Muted, align)
+			taken = append(taken, box)
+			break
+		}
+	}
+	return taken
+}
+
+// hits says whether box overlaps any of taken but self.
+func hits(box rect, taken []rect, self rect) bool {
+	for _, t := range taken {
+		if t != self && box.overlaps(t) {
+			return true
+		}
+	}
+	return false
+}
+
+// drawScaleBar puts the scale bar in the first corner of the frame where
+// it covers no marker or label (bottom left, bottom right, top left, top
+// right), shortened to half if none has room for it at full length, and
+// in the corner where it covers the fewest if none has room at all.
+func (f *Figure) drawScaleBar(c canvas, proj geo.Projection, frame rect, taken []rect) {
+	type placement struct {
+		x, y   float64 // the bar's top left
+		px     float64
+		label  string
+		covers int
+	}
+	var best *placement
+	for _, share := range []float64{4, 8} {
+		km, px := proj.ScaleBar(frame.w / share)
+		label := distanceLabel(km)
+		w := math.Max(px, textWidth(label, labelSize-1))
+		h := labelSize + 8.0 // the label over the bar
+		for _, at := range []Point{
+			{frame.x + 10, frame.y + frame.h - 22}, {frame.x + frame.w - 10 - w, frame.y + frame.h - 22},
+			{frame.x + 10, frame.y + 10 + h}, {frame.x + frame.w - 10 - w, frame.y + 10 + h},
+		} {
+			box := rect{at.X - 3, at.Y - h, w + 6, h + 6}
+			n := 0
+			for _, t := range taken {
+				if box.overlaps(t) {
+					n++
+				}
+			}
+			if best == nil || n < best.covers {
+				best = &placement{at.X, at.Y, px, label, n}
+			}
+			if n == 0 {
+				break
+			}
+		}
+		if best.covers == 0 {
+			break
+		}
+	}
+	c.rect(best.x, best.y, best.px, 3, f.Theme.Text)
+	c.text(best.x, best.y-4, best.label, labelSize-1, f.Theme.Text, AlignStart)
+}
+
+// distanceLabel writes a round distance: 2 km, 500 m.
+func distanceLabel(km float64) string {
+	if km < 1 {
+		return strconv.FormatFloat(km*1000, 'f', -1, 64) + " m"
+	}
+	return strconv.FormatFloat(km, 'f', -1, 64) + " km"
 }

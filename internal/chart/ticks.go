@@ -2,7 +2,6 @@ package chart
 
 import (
 	"math"
-	"strconv"
 	"time"
 )
 
@@ -115,53 +114,9 @@ func monthTicks(from, to time.Time, loc *time.Location, every int) []timeTick {
 	return ticks
 }
 
-// valueTicks returns round values (1, 2 or 5 × 10ⁿ apart) covering
-// [lo, hi], about n of them, and the range they span.
-func valueTicks(lo, hi float64, n int) (ticks []float64, min, max float64) {
-	if hi < lo {
-		lo, hi = hi, lo
-	}
-	if hi == lo {
-		pad := math.Max(math.Abs(lo)*0.05, 1)
-		lo, hi = lo-pad, hi+pad
-	}
-	raw := (hi - lo) / float64(max1(n))
-	mag := math.Pow(10, math.Floor(math.Log10(raw)))
-	step := mag * 10
-	for _, m := range []float64{1, 2, 5, 10} {
-		if raw <= m*mag {
-			step = m * mag
-			break
-		}
-	}
-	min = math.Floor(lo/step) * step
-	max = math.Ceil(hi/step) * step
-	for v := min; v <= max+step/2; v += step {
-		ticks = append(ticks, roundTo(v, step))
-	}
-	return ticks, min, max
-}
-
-func max1(n int) int {
-	if n < 1 {
-		return 1
-	}
-	return n
-}
-
 // roundTo drops the float noise of adding steps (0.30000000000000004).
 func roundTo(v, step float64) float64 {
 	d := math.Max(0, -math.Floor(math.Log10(step))+1)
 	p := math.Pow(10, d)
 	return math.Round(v*p) / p
-}
-
-func formatTick(v float64) string {
-	if v == 0 {
-		return "0"
-	}
-	if a := math.Abs(v); a >= 1e6 || a < 1e-3 {
-		return strconv.FormatFloat(v, 'g', 3, 64)
-	}
-	return strconv.FormatFloat(v, 'f', -1, 64)
 }

@@ -43,6 +43,18 @@ func Bounds(points []LatLon, minSpan float64) BBox {
 	return b
 }
 
+// Around returns the box of radius km around p (within the world's
+// limits): the frame of a single place, which has no extent of its own
+// to fit.
+func Around(p LatLon, km float64) BBox {
+	dLat := km / earthKmPerDegree
+	dLon := dLat / math.Max(math.Cos(p.Lat*math.Pi/180), 0.01)
+	return BBox{
+		MinLat: math.Max(p.Lat-dLat, -85), MaxLat: math.Min(p.Lat+dLat, 85),
+		MinLon: math.Max(p.Lon-dLon, -180), MaxLon: math.Min(p.Lon+dLon, 180),
+	}
+}
+
 // Span is the larger of the box's height and width in degrees.
 func (b BBox) Span() float64 { return math.Max(b.MaxLat-b.MinLat, b.MaxLon-b.MinLon) }
 
