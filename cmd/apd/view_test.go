@@ -292,8 +292,8 @@ func TestChartCommand(t *testing.T) {
 		t.Fatal(r.stderr)
 	}
 	withOverlay, _ := os.ReadFile(mapSVG)
-	if r := run(t, nil, "apd", "chart", "--db", db, "--sensor", "temperature", "--map", "-o", mapSVG); r.code != 0 {
-		t.Fatal(r.stderr)
+	if r := run(t, nil, "apd", "chart", "--db", db, "--sensor", "temperature", "--map", "-o", mapSVG); r.code != 0 || !strings.Contains(r.stderr, "1 chart, 4 lines, a map of 3 hosts") {
+		t.Fatalf("apd chart --map: exit %d: %s", r.code, r.stderr)
 	}
 	without, _ := os.ReadFile(mapSVG)
 	if n, m := strings.Count(string(withOverlay), "fill-opacity=\"0.157\""), strings.Count(string(without), "fill-opacity=\"0.157\""); n != m+1 {

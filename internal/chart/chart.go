@@ -653,8 +653,7 @@ func (f *Figure) drawMapLabels(c canvas, r rect, proj geo.Projection, radius flo
 	for i, h := range m.Hosts {
 		vs[i] = h.Value
 	}
-	sort.Float64s(vs)
-	median := vs[len(vs)/2]
+	median := medianOf(vs)
 	order := make([]int, len(m.Hosts))
 	for i := range order {
 		order[i] = i
@@ -697,47 +696,30 @@ func hits(box rect, taken []rect, self rect) bool {
 	return false
 }
 
-// drawScaleBar puts the scale bar in the first corner of the frame where
-// it covers no marker or label (bottom left, bottom right, top left, top
-// right), shortened to half if none has room for it at full length, and
-// in the corner where it covers the fewest if none has room at all.
+// drawScaleBar puts the scale bar in the first place inside the frame
+// where it covers no marker or label: a corner (bottom left, bottom right,
+// top left, top right) or the middle of the bottom or top edge, at a
+// quarter of the frame's width, else an eighth, else a sixteenth. A map
+// too crowded for any of them has none: the graticule still gives its
+// scale.
 func (f *Figure) drawScaleBar(c canvas, proj geo.Projection, frame rect, taken []rect) {
-	type placement struct {
-		x, y   float64 // the bar's top left
-		px     float64
-		label  string
-		covers int
-	}
-	var best *placement
-	for _, share := range []float64{4, 8} {
+	for _, share := range []float64{4, 8, 16} {
 		km, px := proj.ScaleBar(frame.w / share)
 		label := distanceLabel(km)
 		w := math.Max(px, textWidth(label, labelSize-1))
 		h := labelSize + 8.0 // the label over the bar
-		for _, at := range []Point{
-			{frame.x + 10, frame.y + frame.h - 22}, {frame.x + frame.w - 10 - w, frame.y + frame.h - 22},
-			{frame.x + 10, frame.y + 10 + h}, {frame.x + frame.w - 10 - w, frame.y + 10 + h},
-		} {
+		left, right, middle := frame.x+10, frame.x+frame.w-10-w, frame.x+(frame.w-w)/2
+		bottom, top := frame.y+frame.h-22, frame.y+10+h
+		for _, at := range []Point{{left, bottom}, {right, bottom}, {left, top}, {right, top}, {middle, bottom}, {middle, top}} {
 			box := rect{at.X - 3, at.Y - h, w + 6, h + 6}
-			n := 0
-			for _, t := range taken {
-				if box.overlaps(t) {
-					n++
-				}
+			if box.x < frame.x || box.x+box.w > frame.x+frame.w || hits(box, taken, rect{}) {
+				continue
 			}
-			if best == nil || n < best.covers {
-				best = &placement{at.X, at.Y, px, label, n}
-			}
-			if n == 0 {
-				break
-			}
-		}
-		if best.covers == 0 {
-			break
+			c.rect(at.X, at.Y, px, 3, f.Theme.Text)
+			c.text(at.X, at.Y-4, label, labelSize-1, f.Theme.Text, AlignStart)
+			return
 		}
 	}
-	c.rect(best.x, best.y, best.px, 3, f.Theme.Text)
-	c.text(best.x, best.y-4, best.label, labelSize-1, f.Theme.Text, AlignStart)
 }
 
 // distanceLabel writes a round distance: 2 km, 500 m.

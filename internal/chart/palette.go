@@ -85,11 +85,20 @@ func coloured(series []Series) []bool {
 	for i, l := range ls {
 		vs[i] = l.v
 	}
-	sort.Float64s(vs)
-	median := vs[len(vs)/2]
+	median := medianOf(vs)
 	sort.SliceStable(ls, func(a, b int) bool { return math.Abs(ls[a].v-median) > math.Abs(ls[b].v-median) })
 	for _, l := range ls[:min(emphasised, len(ls))] {
 		out[l.i] = true
 	}
 	return out
+}
+
+// medianOf is the median of vs, which it sorts.
+func medianOf(vs []float64) float64 {
+	sort.Float64s(vs)
+	n := len(vs)
+	if n%2 == 1 {
+		return vs[n/2]
+	}
+	return (vs[n/2-1] + vs[n/2]) / 2
 }
