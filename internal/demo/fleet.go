@@ -117,7 +117,7 @@ func New(seed uint64) *Fleet {
 		{Name: "attic", Meta: store.HostMeta{Display: "Attic", Colour: "#8c564b", Location: at(52.36016, 4.92620)}, Sensors: climate, kind: attic, ram: pi},
 		{Name: "greenhouse", Meta: store.HostMeta{Display: "Greenhouse", Colour: "#31a354", Location: at(52.39210, 4.92480)}, Sensors: climate, kind: greenhouse, ram: pi},
 		{Name: "shed", Meta: store.HostMeta{Display: "Shed", Colour: "#bcbd22", Location: at(52.39245, 4.92530)}, Sensors: climate, kind: shed, ram: pi},
-		{Name: "garden", Meta: store.HostMeta{Display: "Garden", Colour: "#2ca02c", Location: at(52.39190, 4.92390)}, Sensors: climate, kind: outdoor, ram: pi},
+		{Name: "garden", Meta: store.HostMeta{Display: "Garden", Colour: "#e377c2", Location: at(52.39190, 4.92390)}, Sensors: climate, kind: outdoor, ram: pi},
 		{Name: "studio", Meta: store.HostMeta{Display: "Studio", Colour: "#d62728", Location: at(52.37650, 4.86950)}, Sensors: climate, kind: workshop, base: 19, ram: pi},
 		{Name: "nas", Meta: store.HostMeta{Display: "NAS", Colour: "#636363", Location: at(52.36000, 4.92640)}, Sensors: []string{CPULoad, RAM, Energy}, kind: nas, ram: 8 * gib},
 		{Name: "web-1", Meta: store.HostMeta{Display: "Web server", Colour: "#9467bd", Location: at(52.35600, 4.95550)}, Sensors: server, kind: web, ram: 4 * gib},
