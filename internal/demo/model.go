@@ -90,6 +90,15 @@ func between(h, on, off float64) float64 {
 	return s(h-on) * s(off-h)
 }
 
-func round(x, step float64) float64 { return math.Round(x/step) * step }
+func round(x, step float64) float64 {
+	if step < 1 {
+		// Dividing by the whole 1/step gives the double nearest the
+		// decimal (0.043), where multiplying by step would not
+		// (0.043000000000000003), which payloads would then show.
+		inv := math.Round(1 / step)
+		return math.Round(x*inv) / inv
+	}
+	return math.Round(x/step) * step
+}
 
 func clamp(x, lo, hi float64) float64 { return max(lo, min(hi, x)) }
