@@ -4,6 +4,15 @@
 // the value axis, and a map of the hosts coloured by their latest value.
 // apd chart, /api/v1/chart.png|.svg and the dashboard's map draw with it.
 //
+// Value axes are written in their unit's own terms, as the CLI writes
+// values: bytes on the binary scale (23.5 GiB), ratios as percentages,
+// seconds as 30s, 5m, 1d 6h, large and small numbers with SI prefixes,
+// other units after the number; steps are round in the unit written, and
+// no axis has two equal labels. The map is in the same unit as the chart.
+// A panel of more than 12 hosts draws the 10 whose latest values lie
+// furthest from the median in colour and the rest in grey, so a fleet
+// stays readable and its outliers stand out.
+//
 // It draws with its own small canvas (golang.org/x/image's rasteriser and
 // the Go font) rather than a plotting library: apd needs round local-time
 // ticks, bars on a time axis, maps and host colours that no library had
@@ -309,8 +318,10 @@ func (f *Figure) drawPanel(c canvas, p *Panel, r rect) {
 	}
 	c.rect(plot.x, plot.y+plot.h-0.5, plot.w, 1, th.Muted)
 
+	// The more grey lines, the fainter each, so that a crowd stays a
+	// background.
 	grey := th.Muted
-	grey.A = 90
+	grey.A = uint8(max(30, min(90, 2700/max(1, len(p.Series)-emphasised))))
 	if p.Bars {
 		f.drawBars(c, p, plot, xOf, yOf, inColour, grey)
 	} else {
@@ -505,6 +516,14 @@ func (f *Figure) drawMap(c canvas, r rect) error {
 	pad := 10.0
 	c.text(r.x+pad, r.y+pad+titleSize, m.Title, titleSize, th.Text, AlignStart)
 	area := rect{r.x + pad, r.y + pad + titleSize + 10, r.w - mapChromeW, r.h - mapChromeH}
+	lo, hi := math.Inf(1), math.Inf(-1)
+	for _, h := range m.Hosts {
+		lo, hi = math.Min(lo, h.Value), math.Max(hi, h.Value)
+	}
+	low, high := formatRange(lo, hi, m.Unit)
+	// The colour scale's column is as wide as its labels.
+	legendW := 14 + 4 + math.Max(textWidth(low, labelSize-1), textWidth(high, labelSize-1))
+	area.w = r.w - 2*pad - legendW - 10
 	if len(m.Hosts) == 0 {
 		c.text(area.x+area.w/2, area.y+area.h/2, "no host with a location and a reading (apd hosts set HOST --location LAT,LON)", labelSize+1, th.Muted, AlignMiddle)
 		return nil
@@ -537,10 +556,6 @@ func (f *Figure) drawMap(c canvas, r rect) error {
 		c.polygons(rings, th.Land, th.Border, 0.8)
 	} else {
 		c.rect(frame.x, frame.y, frame.w, frame.h, th.Land)
-	}
-	lo, hi := math.Inf(1), math.Inf(-1)
-	for _, h := range m.Hosts {
-		lo, hi = math.Min(lo, h.Value), math.Max(hi, h.Value)
 	}
 	scale := func(v float64) float64 {
 		if hi == lo {
@@ -625,10 +640,10 @@ func (f *Figure) drawMap(c canvas, r rect) error {
 	taken = f.drawMapLabels(c, r, proj, radius, taken)
 	f.drawScaleBar(c, proj, frame, taken)
 	// Legend: the colour scale, right of the map; one value is one colour.
-	lx, ly, lh := r.x+r.w-pad-60, area.y+10, math.Min(area.h-20, 180.0)
+	lx, ly, lh := r.x+r.w-pad-legendW, area.y+10, math.Min(area.h-20, 180.0)
 	if lo == hi {
 		c.rect(lx, ly, 14, 14, RampColour(0.5))
-		c.text(lx+18, ly+11, formatValue(lo, m.Unit), labelSize-1, th.Text, AlignStart)
+		c.text(lx+18, ly+11, high, labelSize-1, th.Text, AlignStart)
 		return nil
 	}
 	const steps = 24
@@ -636,7 +651,6 @@ func (f *Figure) drawMap(c canvas, r rect) error {
 		t := 1 - float64(i)/steps
 		c.rect(lx, ly+float64(i)*lh/steps, 14, lh/steps+0.5, RampColour(t))
 	}
-	low, high := formatRange(lo, hi, m.Unit)
 	c.text(lx+18, ly+8, high, labelSize-1, th.Text, AlignStart)
 	c.text(lx+18, ly+lh, low, labelSize-1, th.Text, AlignStart)
 	return nil

@@ -322,8 +322,9 @@ func durationLabel(sec, step float64) string {
 }
 
 // formatValue writes one value of unit as the CLI writes it where the CLI
-// has a form for it (bytes on the binary scale with one decimal, durations
-// in days, hours, minutes and seconds, percentages with one decimal), and
+// has a form for it (bytes on the binary scale with one decimal,
+// percentages with one decimal, durations in days, hours, minutes and
+// seconds, though only the two largest of them, to fit on a map), and
 // otherwise with three significant digits and an SI prefix: the map's
 // labels.
 func formatValue(v float64, unit string) string {
@@ -332,6 +333,9 @@ func formatValue(v float64, unit string) string {
 	case byteNumbers:
 		return schema.FormatBytes(v)
 	case durationNumbers:
+		if math.Abs(v) >= 60 {
+			return shortDuration(v)
+		}
 		if math.Abs(v) >= 1 {
 			return schema.FormatDuration(v)
 		}
@@ -368,4 +372,11 @@ func formatRange(lo, hi float64, unit string) (string, string) {
 		a, b = f.label(lo, scale, d), f.label(hi, scale, d)
 	}
 	return a, b
+}
+
+// shortDuration writes seconds as their two largest parts of the CLI's
+// days, hours, minutes and seconds: 40d 23h, 2h 5m.
+func shortDuration(sec float64) string {
+	parts := strings.Fields(schema.FormatDuration(sec))
+	return strings.Join(parts[:min(2, len(parts))], " ")
 }

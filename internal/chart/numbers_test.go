@@ -127,7 +127,9 @@ func TestFormatValue(t *testing.T) {
 		{24.8e9, "B", schema.FormatBytes(24.8e9)},
 		{24.8e9, "B", "23.1 GiB"},
 		{27, "percent", "27.0%"},
-		{273906, "s", "3d 4h 5m 6s"},
+		{273906, "s", "3d 4h"},
+		{3540, "s", "59m 0s"},
+		{42, "s", "42s"},
 		{0.25, "s", "250 ms"},
 		{21.349, "degC", "21.3 °C"},
 		{1013.25, "hPa", "1013.2 hPa"},
@@ -150,7 +152,7 @@ func TestFormatValue(t *testing.T) {
 		{24.80e9, 24.81e9, "B", "23.10 GiB", "23.11 GiB"},
 		{27.01, 27.04, "percent", "27.01%", "27.04%"},
 		{14, 25, "degC", "14.0 °C", "25.0 °C"},
-		{3600.2, 3600.6, "s", "1h 0m 0s", "1h 0m 1s"},
+		{3600.2, 3600.6, "s", "3600.2 s", "3600.6 s"},
 	} {
 		if low, high := formatRange(tc.lo, tc.hi, tc.unit); low != tc.low || high != tc.high {
 			t.Errorf("formatRange(%g, %g, %q) = %q, %q, want %q, %q", tc.lo, tc.hi, tc.unit, low, high, tc.low, tc.high)

@@ -156,3 +156,16 @@ func TestParseGeoJSON(t *testing.T) {
 		}
 	}
 }
+
+func TestAround(t *testing.T) {
+	b := Around(LatLon{52.37, 4.89}, 2)
+	p := Fit(b, 0, 0, 1000, 1000)
+	x0, y0 := p.Project(LatLon{b.MaxLat, b.MinLon})
+	x1, y1 := p.Project(LatLon{b.MinLat, b.MaxLon})
+	if w, h := (x1-x0)*p.KmPerPixel(), (y1-y0)*p.KmPerPixel(); math.Abs(w-4) > 0.05 || math.Abs(h-4) > 0.05 {
+		t.Errorf("the box around a place is %.2f × %.2f km, want 4 × 4", w, h)
+	}
+	if x, y := p.Project(LatLon{52.37, 4.89}); math.Abs(x-500) > 0.5 || math.Abs(y-500) > 0.5 {
+		t.Errorf("the place at %.1f,%.1f, want the middle", x, y)
+	}
+}
