@@ -124,21 +124,13 @@ func (c *ChartCmd) Run(g *cli.Globals) error {
 	return nil
 }
 
-// chartSummary says what a figure shows: "1200×700, 2 charts, 8 lines, a
-// map of 1 host".
+// chartSummary says what a figure shows: "1200×700, 2 charts, 8 lines".
 func chartSummary(fig *chart.Figure) string {
 	series := 0
 	for _, p := range fig.Panels {
 		series += len(p.Series)
 	}
-	parts := []string{fmt.Sprintf("%d×%d", fig.Width, fig.Height)}
-	if len(fig.Panels) > 0 {
-		parts = append(parts, plural(len(fig.Panels), "chart"), plural(series, "line"))
-	}
-	if fig.Map != nil {
-		parts = append(parts, "a map of "+plural(len(fig.Map.Hosts), "host"))
-	}
-	return strings.Join(parts, ", ")
+	return fmt.Sprintf("%d×%d, %s, %s", fig.Width, fig.Height, plural(len(fig.Panels), "chart"), plural(series, "line"))
 }
 
 // readOverlay reads a GeoJSON file of at most 64 MiB.
