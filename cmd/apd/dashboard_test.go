@@ -1,6 +1,7 @@
 package main_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"math"
 	"net"
@@ -8,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -79,23 +81,322 @@ func demoDatabase(t *testing.T, db string, span time.Duration) {
 	}
 }
 
+// fleetHost is a host of the dashboard's fixture.
+type fleetHost struct {
+	host, name, colour, location string
+	temperature                  bool // numbers for temperature; the others only fail
+	humidity                     bool
+}
+
+// fleetHosts are a dozen hosts as a newcomer's fleet has them: a few
+// named, coloured and placed; temperature with numbers on two, and
+// failing everywhere else (no sensor there); CPU load, RAM and uptime
+// on all; a power-supply state (true or false) and the operating
+// system (text: no numbers) on all.
+func fleetHosts() []fleetHost {
+	hosts := []fleetHost{
+		{"pi-kitchen", "Kitchen", "#cc3300", "52.3731,4.8922", true, true},
+		{"pi-attic", "Attic", "#8e5bb5", "52.3600,4.8700", false, true},
+		{"pi-garden", "Garden", "#3d9b47", "52.3826,4.9100", true, true},
+		{"pi-cellar", "", "", "", false, true},
+	}
+	for i := 1; i <= 8; i++ {
+		hosts = append(hosts, fleetHost{host: fmt.Sprintf("node-%02d", i)})
+	}
+	return hosts
+}
+
+// fleetReadings writes a day of readings every 5 minutes up to now.
+func fleetReadings(t *testing.T, now time.Time) string {
+	var b strings.Builder
+	start := now.Add(-24 * time.Hour).Truncate(5 * time.Minute)
+	for hi, h := range fleetHosts() {
+		for ts := start; ts.Before(now); ts = ts.Add(5 * time.Minute) {
+			hour := float64(ts.Hour()) + float64(ts.Minute())/60
+			phase := float64(ts.Unix()%7919) / 7919
+			stamp := ts.UTC().Format("2006-01-02T15:04:05.000Z")
+			line := func(sensor, rest string) {
+				fmt.Fprintf(&b, `{"v":1,"host":%q,"sensor":%q,"ts":%q,%s}`+"\n", h.host, sensor, stamp, rest)
+			}
+			if h.temperature {
+				line("temperature", fmt.Sprintf(`"title":"Temperature","value":{"magnitude":%.2f,"unit":"degC"}`, 15+3*math.Sin((hour-9)/24*2*math.Pi)+float64(hi)))
+			} else {
+				line("temperature", `"title":"Temperature","error":{"kind":"persistent","message":"no DHT22 on GPIO 4"}`)
+			}
+			if h.humidity {
+				line("humidity", fmt.Sprintf(`"value":{"magnitude":%.1f,"unit":"percent"}`, 55+8*math.Cos(hour/24*2*math.Pi)+float64(hi)*3))
+			}
+			line("cpu_load", fmt.Sprintf(`"title":"CPU load","value":{"magnitude":%.3f,"unit":"ratio"}`, 0.1+0.15*math.Abs(math.Sin(phase*90+float64(hi)))+0.04*float64(hi)))
+			line("ram_used", fmt.Sprintf(`"title":"RAM used","value":{"magnitude":%d,"unit":"B"}`, int64((1.5+float64(hi)*2+0.3*math.Sin(phase*20))*(1<<30))))
+			up := ts.Sub(start).Seconds() + float64(hi)*3600*7
+			line("uptime", fmt.Sprintf(`"title":"Uptime","value":{"magnitude":%.0f,"unit":"s"}`, up))
+			line("ac_connected", `"title":"AC power","value":true`)
+			line("os", `"title":"Operating system","value":"Debian GNU/Linux 13 (trixie)"`)
+		}
+	}
+	return writeFile(t, "fleet.ndjson", b.String())
+}
+
+// dashboardServer is a running aggregator with data to show.
+type dashboardServer struct {
+	HTTP, MQTT string // host:port
+}
+
+// startFleet imports the fleet's day into a new store and serves it.
+// The dashboard tests need only its addresses: a server with any
+// realistic fleet will do.
+func startFleet(t *testing.T) dashboardServer {
+	t.Helper()
+	data := t.TempDir()
+	db := filepath.Join(data, "apd.db")
+	if r := run(t, nil, "apd", "import", "--db", db, fleetReadings(t, time.Now())); r.code != 0 {
+		t.Fatalf("import: %s", r.stderr)
+	}
+	for _, h := range fleetHosts() {
+		if h.name == "" {
+			continue
+		}
+		if r := run(t, nil, "apd", "hosts", "set", h.host, "--db", db, "--name", h.name, "--colour", h.colour, "--location", h.location); r.code != 0 {
+			t.Fatalf("hosts set: %s", r.stderr)
+		}
+	}
+	s := startServeIn(t, data)
+	return dashboardServer{HTTP: s.http, MQTT: s.mqtt}
+}
+
+// publish sends one payload with mosquitto_pub to the server's broker.
+func publish(t *testing.T, mqttAddr, topic, payload string) {
+	t.Helper()
+	pub, _ := mosquitto(t)
+	host, port, _ := net.SplitHostPort(mqttAddr)
+	if out, err := exec.Command(pub, "-h", host, "-p", port, "-q", "1", "-t", topic, "-m", payload).CombinedOutput(); err != nil {
+		t.Fatalf("mosquitto_pub: %v: %s", err, out)
+	}
+}
+
+// chartDrawn counts, per chart, the pixels of its plotting area in the
+// colour of one of its lines: lines and points drawn, not just axes.
+const chartDrawn = `const out = {};
+	const rgb = (hex) => [1, 3, 5].map(i => parseInt(hex.slice(i, i + 2), 16));
+	for (const [sensor, u] of window.apd.plots) {
+		const sj = window.apd.state.data.get(sensor);
+		const cols = (arguments[0] ? sj.hosts.filter(h => h.host === arguments[0]) : sj.hosts).map(h => rgb(h.colour));
+		const b = u.bbox;
+		const d = u.ctx.getImageData(b.left, b.top, b.width, b.height).data;
+		let n = 0;
+		for (let i = 0; i < d.length; i += 4) {
+			if (d[i + 3] < 200) continue;
+			if (cols.some(c => Math.abs(d[i] - c[0]) < 24 && Math.abs(d[i + 1] - c[1]) < 24 && Math.abs(d[i + 2] - c[2]) < 24)) n++;
+		}
+		out[sensor] = n;
+	}
+	return out`
+
+// sparksDrawn says, per host row, whether its sparkline has pixels and
+// whether the trend's series has numbers for the host.
+const sparksDrawn = `const sj = window.apd.state.data.get(window.apd.state.primary);
+	return [...document.querySelectorAll('#hosts tbody tr')].map(tr => {
+		const host = tr.dataset.host, c = tr.querySelector('canvas.spark');
+		const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+		let n = 0;
+		for (let i = 3; i < d.length; i += 4) if (d[i] > 0) n++;
+		const col = sj.hosts.findIndex(h => h.host === host);
+		return {host, pixels: n, numbers: col >= 0 && sj.v[col].some(v => v != null)};
+	})`
+
+// checkView checks what every width must show: each chart drawn, a
+// sparkline for each host with numbers for the trend's sensor, and no
+// sideways scrolling.
+func checkView(t *testing.T, b *testutil.Browser, width int) {
+	t.Helper()
+	var drawn map[string]int
+	if err := b.Eval(&drawn, chartDrawn, nil); err != nil {
+		t.Fatal(err)
+	}
+	for sensor, n := range drawn {
+		if n < 20 {
+			t.Errorf("%d px: the %s chart has %d pixels of its lines' colours", width, sensor, n)
+		}
+	}
+	var sparks []struct {
+		Host    string
+		Pixels  int
+		Numbers bool
+	}
+	if err := b.Eval(&sparks, sparksDrawn); err != nil {
+		t.Fatal(err)
+	}
+	with := 0
+	for _, s := range sparks {
+		if s.Numbers {
+			with++
+		}
+		if s.Numbers && s.Pixels < 20 {
+			t.Errorf("%d px: the sparkline of %s has %d pixels", width, s.Host, s.Pixels)
+		}
+	}
+	if with < len(fleetHosts()) {
+		t.Errorf("%d px: %d sparklines have numbers, want every host's (%d)", width, with, len(fleetHosts()))
+	}
+	var scroll struct{ Scroll, Client int }
+	_ = b.Eval(&scroll, `return {scroll: document.documentElement.scrollWidth, client: document.documentElement.clientWidth}`)
+	if scroll.Scroll > scroll.Client {
+		t.Errorf("%d px: the page is %d px wide in a window of %d: it scrolls sideways", width, scroll.Scroll, scroll.Client)
+	}
+}
+
+// TestDashboardWidths loads the dashboard at a desk's, a tablet's and a
+// phone's width: charts drawn, a sparkline per host, the trend chosen
+// from the data (not temperature, which fails on most hosts), a single
+// reading shown as a point, titles and formats from the readings, no
+// sideways scrolling; screenshots of each.
+func TestDashboardWidths(t *testing.T) {
+	t.Parallel()
+	fleet := startFleet(t)
+	base := "http://" + fleet.HTTP
+	shots := screenshotDir(t)
+	// A shed with one reading, as a newcomer's first mosquitto_pub.
+	publish(t, fleet.MQTT, "apd/shed/temperature", "21.5")
+	testutil.WaitFor(t, "the shed's reading stored", 10*time.Second, func() bool {
+		resp, err := http.Get(base + "/api/v1/query?sensor=temperature&host=shed&format=json")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		var rows []json.RawMessage
+		return json.NewDecoder(resp.Body).Decode(&rows) == nil && len(rows) == 1
+	})
+	for _, width := range []int{1400, 768, 390} {
+		t.Run(fmt.Sprint(width), func(t *testing.T) {
+			t.Parallel()
+			b := testutil.StartBrowser(t, width, 900)
+			b.Open(base + "/")
+			b.WaitTrue("every chart rendered", 20*time.Second,
+				`return window.apd && window.apd.rendered != null && window.apd.plots.size === 6`)
+			var view struct {
+				Primary, Trend, Uncharted, LastRAM string
+				Sensors                            []string
+			}
+			_ = b.Eval(&view, `return {primary: window.apd.state.primary, trend: document.querySelector('#trend-sensor').value,
+				uncharted: document.querySelector('#uncharted').textContent, sensors: [...window.apd.plots.keys()]}`)
+			if view.Primary != "cpu_load" || view.Trend != "cpu_load" {
+				t.Errorf("the trend is of %q (picker %q), want cpu_load: the sensor with numbers on most hosts", view.Primary, view.Trend)
+			}
+			if !strings.Contains(view.Uncharted, "Operating system") || strings.Contains(view.Uncharted, "Os") {
+				t.Errorf("sensors without numbers listed as %q, want their own title Operating system", view.Uncharted)
+			}
+			checkView(t, b, width)
+
+			// The shed's single temperature reading is a point on the chart.
+			var single struct {
+				Values int
+				Pixels map[string]int
+			}
+			_ = b.Eval(&single.Values, `const sj = window.apd.state.data.get('temperature');
+				const col = sj.hosts.findIndex(h => h.host === 'shed'); return col < 0 ? -1 : sj.v[col].filter(v => v != null).length`)
+			_ = b.Eval(&single.Pixels, chartDrawn, "shed")
+			if single.Values != 1 || single.Pixels["temperature"] < 12 {
+				t.Errorf("the shed's one reading: %d values, %d pixels of its colour on the temperature chart", single.Values, single.Pixels["temperature"])
+			}
+			b.WaitTrue("the map drawn", 10*time.Second, `const i = document.querySelector('#map-img'); return !!i && i.complete && i.naturalWidth > 0`)
+			b.FitWindow()
+			checkView(t, b, width)
+			name := fmt.Sprintf("dashboard-%d.png", width)
+			if width == 1400 {
+				name = "dashboard.png"
+			}
+			b.Screenshot(filepath.Join(shots, name))
+		})
+	}
+}
+
+// TestDashboardURL: the trend's sensor, the map's and the range are kept
+// in the URL, so a reload (or a shared link) shows the same view; RAM
+// reads as the CLI writes it.
+func TestDashboardURL(t *testing.T) {
+	t.Parallel()
+	fleet := startFleet(t)
+	base := "http://" + fleet.HTTP
+	b := testutil.StartBrowser(t, 1000, 900)
+	b.Open(base + "/")
+	b.WaitTrue("every chart rendered", 20*time.Second, `return window.apd && window.apd.rendered != null && window.apd.plots.size === 6`)
+	if err := b.Eval(nil, `const s = document.querySelector('#trend-sensor'); s.value = 'ram_used'; s.dispatchEvent(new Event('change'));
+		document.querySelector('#ranges button[data-range="21600"]').click()`); err != nil {
+		t.Fatal(err)
+	}
+	b.WaitTrue("the view in the URL", 10*time.Second, `return location.search.includes('trend=ram_used') && location.search.includes('range=6h')`)
+	var search string
+	_ = b.Eval(&search, `return location.search`)
+	b.Open(base + "/" + search)
+	b.WaitTrue("the same view after a reload", 20*time.Second, `return window.apd && window.apd.rendered != null && window.apd.state.primary === 'ram_used'
+		&& window.apd.state.range === 21600 && document.querySelector('#ranges button[data-range="21600"]').getAttribute('aria-pressed') === 'true'
+		&& document.querySelector('#trend-sensor').value === 'ram_used' && document.querySelector('#map-sensor').value === 'ram_used'`)
+	var last string
+	_ = b.Eval(&last, `return document.querySelector('#hosts td.last[data-host="node-08"]').firstChild.textContent`)
+	if ok, _ := regexp.MatchString(`^\d+\.\d GiB$`, last); !ok {
+		t.Errorf("node-08's RAM reads %q, want the CLI's form like 23.0 GiB", last)
+	}
+	// Every control has a name a screen reader can say.
+	var unnamed []string
+	_ = b.Eval(&unnamed, `return [...document.querySelectorAll('button, select, input, a[href]')].filter(e => e.offsetParent !== null || e.closest('dialog[open]'))
+		.filter(e => !(e.getAttribute('aria-label') || e.labels?.length || e.textContent.trim() || e.title)).map(e => e.outerHTML.slice(0, 80))`)
+	if len(unnamed) > 0 {
+		t.Errorf("controls without a name: %v", unnamed)
+	}
+}
+
+// TestDashboardFirstReading: a newcomer's first reading, one number
+// published to an empty aggregator, is a point on a chart whose range
+// fits it (minutes, not a day with the point at its edge).
+func TestDashboardFirstReading(t *testing.T) {
+	t.Parallel()
+	s := startServeIn(t, t.TempDir())
+	base := "http://" + s.http
+	publish(t, s.mqtt, "apd/shed/temperature", "21.5")
+	b := testutil.StartBrowser(t, 1000, 800)
+	testutil.WaitFor(t, "the reading stored", 10*time.Second, func() bool {
+		resp, err := http.Get(base + "/api/v1/hosts")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		var hosts []json.RawMessage
+		return json.NewDecoder(resp.Body).Decode(&hosts) == nil && len(hosts) == 1
+	})
+	b.Open(base + "/")
+	b.WaitTrue("the chart rendered", 20*time.Second, `return window.apd && window.apd.rendered != null && window.apd.plots.size === 1`)
+	var x struct{ Min, Max float64 }
+	_ = b.Eval(&x, `const u = window.apd.plots.get('temperature'); return {min: u.scales.x.min, max: u.scales.x.max}`)
+	if span := x.Max - x.Min; span < 300 || span > 1800 {
+		t.Errorf("the first range spans %.0f s for a reading made just now; want minutes", span)
+	}
+	var drawn map[string]int
+	_ = b.Eval(&drawn, chartDrawn, nil)
+	if drawn["temperature"] < 12 {
+		t.Errorf("the single reading covers %d pixels of its colour: not drawn as a point", drawn["temperature"])
+	}
+	var sparks []struct{ Pixels int }
+	_ = b.Eval(&sparks, sparksDrawn)
+	if len(sparks) != 1 || sparks[0].Pixels < 5 {
+		t.Errorf("sparklines %+v, want the shed's dot", sparks)
+	}
+}
+
 // TestDashboard loads the dashboard of a real apd serve in headless
 // Chromium: a rendered chart per sensor with a line per host in the
 // host's colour, a reading published with mosquitto_pub appearing
-// without a reload, the map, and no request to anywhere but the server.
+// without a reload, zoom, downloads, the dark theme, and no request to
+// anywhere but the server.
 func TestDashboard(t *testing.T) {
 	t.Parallel()
-	pub, _ := mosquitto(t)
+	fleet := startFleet(t)
 	browser := testutil.StartBrowser(t, 1400, 1300)
-	data := t.TempDir()
-	demoDatabase(t, filepath.Join(data, "apd.db"), 24*time.Hour)
-	s := startServeIn(t, data)
-	base := "http://" + s.http
+	base := "http://" + fleet.HTTP
 	shots := screenshotDir(t)
 
 	browser.Open(base + "/")
 	browser.WaitTrue("every chart rendered", 15*time.Second,
-		`return window.apd && window.apd.rendered != null && window.apd.plots.size === 3`)
+		`return window.apd && window.apd.rendered != null && window.apd.plots.size === 6`)
 	var rendered float64
 	_ = browser.Eval(&rendered, `return window.apd.rendered`)
 	t.Logf("first complete render %.0f ms after navigation", rendered)
@@ -113,12 +414,10 @@ func TestDashboard(t *testing.T) {
 		canvas: !!u.root.querySelector('canvas') && u.root.closest('.chart-panel') != null }))`); err != nil {
 		t.Fatal(err)
 	}
-	want := "Attic,Garden,Kitchen,pi-cellar"
+	wantLines := map[string]int{"ac_connected": 12, "temperature": 2, "humidity": 4, "cpu_load": 12, "ram_used": 12, "uptime": 12}
 	for _, p := range plots {
-		got := append([]string(nil), p.Labels...)
-		slicesSort(got)
-		if strings.Join(got, ",") != want || !p.Canvas {
-			t.Errorf("chart %s: lines %v (canvas %v), want one per host: %s", p.Sensor, p.Labels, p.Canvas, want)
+		if len(p.Labels) != wantLines[p.Sensor] || !p.Canvas {
+			t.Errorf("chart %s: lines %v (canvas %v), want %d", p.Sensor, p.Labels, p.Canvas, wantLines[p.Sensor])
 		}
 		for i, n := range p.Points {
 			if n < 50 {
@@ -126,34 +425,24 @@ func TestDashboard(t *testing.T) {
 			}
 		}
 	}
-	// The kitchen's line is drawn in its colour: count canvas pixels near
-	// #cc3300 on the temperature chart.
-	var kitchenPixels int
-	if err := browser.Eval(&kitchenPixels, `const u = window.apd.plots.get('temperature');
-		const d = u.ctx.getImageData(0, 0, u.ctx.canvas.width, u.ctx.canvas.height).data; let n = 0;
-		for (let i = 0; i < d.length; i += 4) if (Math.abs(d[i]-204) < 30 && Math.abs(d[i+1]-51) < 30 && d[i+2] < 40 && d[i+3] > 200) n++;
-		return n`); err != nil {
+	// The kitchen's line is drawn in its colour.
+	var kitchen map[string]int
+	if err := browser.Eval(&kitchen, chartDrawn, "pi-kitchen"); err != nil {
 		t.Fatal(err)
 	}
-	if kitchenPixels < 100 {
-		t.Errorf("the kitchen's colour #cc3300 covers %d pixels of the temperature chart", kitchenPixels)
+	if kitchen["temperature"] < 100 {
+		t.Errorf("the kitchen's colour #cc3300 covers %d pixels of the temperature chart", kitchen["temperature"])
 	}
-	browser.WaitTrue("the map drawn", 10*time.Second, `const i = document.querySelector('#map-img'); return !!i && i.complete && i.naturalWidth > 0`)
-	browser.FitWindow()
-	browser.Screenshot(filepath.Join(shots, "dashboard.png"))
 
 	// A reading published now, by a plain MQTT client, appears without a
 	// reload.
 	_ = browser.Eval(nil, `window.__sameDocument = true`)
-	host, port, _ := net.SplitHostPort(s.mqtt)
-	payload := fmt.Sprintf(`{"v":1,"ts":%q,"value":{"magnitude":29.75,"unit":"degC"}}`, time.Now().UTC().Format(time.RFC3339Nano))
-	if out, err := exec.Command(pub, "-h", host, "-p", port, "-q", "1", "-t", "apd/pi-kitchen/temperature", "-m", payload).CombinedOutput(); err != nil {
-		t.Fatalf("mosquitto_pub: %v: %s", err, out)
-	}
-	browser.WaitTrue("the published reading on the chart", 15*time.Second, `const u = window.apd.plots.get('temperature');
+	payload := fmt.Sprintf(`{"v":1,"ts":%q,"value":{"magnitude":0.4375,"unit":"ratio"}}`, time.Now().UTC().Format(time.RFC3339Nano))
+	publish(t, fleet.MQTT, "apd/pi-kitchen/cpu_load", payload)
+	browser.WaitTrue("the published reading on the chart", 15*time.Second, `const u = window.apd.plots.get('cpu_load');
 		const col = u.series.findIndex(s => s.label === 'Kitchen');
-		return window.__sameDocument === true && col > 0 && u.data[col].includes(29.75)
-			&& document.querySelector('#hosts td.last[data-host="pi-kitchen"]').textContent.startsWith('29.8')`)
+		return window.__sameDocument === true && col > 0 && u.data[col].includes(43.75)
+			&& document.querySelector('#hosts td.last[data-host="pi-kitchen"]').textContent.startsWith('43.8%')`)
 	var loads int
 	_ = browser.Eval(&loads, `return window.apd.loads`)
 	if loads != 1 {
@@ -164,7 +453,7 @@ func TestDashboard(t *testing.T) {
 	// server's PNG of the same range.
 	var csv string
 	_ = browser.Eval(&csv, `return window.apd.csv()`)
-	if lines := strings.Split(strings.TrimSpace(csv), "\n"); lines[0] != "sensor,host,name,time,value,unit" || len(lines) < 3*4*200 || !strings.Contains(csv, "temperature,pi-kitchen,Kitchen,") {
+	if lines := strings.Split(strings.TrimSpace(csv), "\n"); lines[0] != "sensor,host,name,time,value,unit" || len(lines) < 42*200 || !strings.Contains(csv, "temperature,pi-kitchen,Kitchen,") {
 		t.Errorf("CSV of what is shown: %d lines, starting %.200q", len(lines), csv)
 	}
 	var pngURL string
@@ -189,14 +478,14 @@ func TestDashboard(t *testing.T) {
 	browser.WaitTrue("back to the last day, live", 10*time.Second, `return window.apd.state.live && window.apd.loads === 3`)
 	var lastCell string
 	_ = browser.Eval(&lastCell, `return document.querySelector('#hosts td.last[data-host="pi-kitchen"]').textContent`)
-	if !strings.HasPrefix(lastCell, "29.8 °C") {
-		t.Errorf("the kitchen's last reading after a fetch: %q, want the published 29.8 °C", lastCell)
+	if !strings.HasPrefix(lastCell, "43.8%") {
+		t.Errorf("the kitchen's last CPU load after a fetch: %q, want the published 43.8%%", lastCell)
 	}
 
 	_ = browser.Eval(nil, `document.querySelector('#theme').click()`)
-	browser.WaitTrue("dark charts", 10*time.Second, `return document.documentElement.classList.contains('dark') && window.apd.plots.size === 3`)
+	browser.WaitTrue("dark charts", 10*time.Second, `return document.documentElement.classList.contains('dark') && window.apd.plots.size === 6`)
 	browser.WaitTrue("the dark map", 10*time.Second, `const i = document.querySelector('#map-img'); return i.src.includes('theme=dark') && i.complete && i.naturalWidth > 0`)
-	browser.NextFrame()
+	browser.FitWindow()
 	browser.Screenshot(filepath.Join(shots, "dashboard-dark.png"))
 
 	requests := browser.Requests(base + "/")
@@ -211,14 +500,6 @@ func TestDashboard(t *testing.T) {
 		}
 	}
 	t.Logf("%d requests, all to %s; screenshots in %s", len(requests), base, shots)
-}
-
-func slicesSort(s []string) {
-	for i := 1; i < len(s); i++ {
-		for j := i; j > 0 && s[j] < s[j-1]; j-- {
-			s[j], s[j-1] = s[j-1], s[j]
-		}
-	}
 }
 
 // TestDashboardAPIKey: with an API key configured the dashboard asks for
