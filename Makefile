@@ -78,9 +78,9 @@ vendor-check:
 vendor-update:
 	internal/dashboard/vendor.sh update
 
-## screenshots: the README's pictures (docs/images), made by the dashboard and chart tests (needs chromium, chromium-driver, mosquitto-clients)
+## screenshots: the README's pictures (docs/images), made on apd demo by the dashboard tests and TestReadme (needs chromium, chromium-driver, mosquitto-clients)
 screenshots:
-	APD_SCREENSHOTS=$(CURDIR)/docs/images APD_REQUIRE_BROWSER=1 $(GO) test -count=1 -run 'TestDashboard$$|TestChartCommand' ./cmd/apd/
+	APD_SCREENSHOTS=$(CURDIR)/docs/images APD_REQUIRE_BROWSER=1 $(GO) test -count=1 -run 'TestDashboardDemo|TestDashboard$$|TestReadme$$' ./cmd/apd/
 
 ## fuzz: the payload decoder's, the chunk codec's and the head rows' fuzz targets, FUZZTIME each (seed corpus in schema/testdata/fuzz)
 FUZZTIME ?= 60s

@@ -207,7 +207,7 @@ const sparksDrawn = `const sj = window.apd.state.data.get(window.apd.state.prima
 // checkView checks what every width must show: each chart drawn, a
 // sparkline for each host with numbers for the trend's sensor, and no
 // sideways scrolling.
-func checkView(t *testing.T, b *testutil.Browser, width int) {
+func checkView(t *testing.T, b *testutil.Browser, width, hosts int) {
 	t.Helper()
 	var drawn map[string]int
 	if err := b.Eval(&drawn, chartDrawn, nil); err != nil {
@@ -235,8 +235,8 @@ func checkView(t *testing.T, b *testutil.Browser, width int) {
 			t.Errorf("%d px: the sparkline of %s has %d pixels", width, s.Host, s.Pixels)
 		}
 	}
-	if with < len(fleetHosts()) {
-		t.Errorf("%d px: %d sparklines have numbers, want every host's (%d)", width, with, len(fleetHosts()))
+	if with < hosts {
+		t.Errorf("%d px: %d sparklines have numbers, want every host's (%d)", width, with, hosts)
 	}
 	var scroll struct{ Scroll, Client int }
 	_ = b.Eval(&scroll, `return {scroll: document.documentElement.scrollWidth, client: document.documentElement.clientWidth}`)
@@ -254,7 +254,8 @@ func TestDashboardWidths(t *testing.T) {
 	t.Parallel()
 	fleet := startFleet(t)
 	base := "http://" + fleet.HTTP
-	shots := screenshotDir(t)
+	// The README's pictures are TestDashboardDemo's.
+	shots := t.TempDir()
 	// A shed with one reading, as a newcomer's first mosquitto_pub.
 	publish(t, fleet.MQTT, "apd/shed/temperature", "21.5")
 	testutil.WaitFor(t, "the shed's reading stored", 10*time.Second, func() bool {
@@ -285,7 +286,7 @@ func TestDashboardWidths(t *testing.T) {
 			if !strings.Contains(view.Uncharted, "Operating system") || strings.Contains(view.Uncharted, "Os") {
 				t.Errorf("sensors without numbers listed as %q, want their own title Operating system", view.Uncharted)
 			}
-			checkView(t, b, width)
+			checkView(t, b, width, len(fleetHosts()))
 
 			// The shed's single temperature reading is a point on the chart.
 			var single struct {
@@ -300,12 +301,8 @@ func TestDashboardWidths(t *testing.T) {
 			}
 			b.WaitTrue("the map drawn", 10*time.Second, `const i = document.querySelector('#map-img'); return !!i && i.complete && i.naturalWidth > 0`)
 			b.FitWindow()
-			checkView(t, b, width)
-			name := fmt.Sprintf("dashboard-%d.png", width)
-			if width == 1400 {
-				name = "dashboard.png"
-			}
-			b.Screenshot(filepath.Join(shots, name))
+			checkView(t, b, width, len(fleetHosts()))
+			b.Screenshot(filepath.Join(shots, fmt.Sprintf("dashboard-fixture-%d.png", width)))
 		})
 	}
 }

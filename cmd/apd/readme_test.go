@@ -221,6 +221,16 @@ func TestReadme(t *testing.T) {
 	if *update {
 		rewriteReadme(t, filepath.Join(repo, "README.md"), commands, outputs)
 	}
+	// The README's chart is the one its apd chart command drew.
+	if shots := os.Getenv("APD_SCREENSHOTS"); shots != "" {
+		b, err := os.ReadFile(filepath.Join(dir, "week.png"))
+		if err == nil {
+			err = os.WriteFile(filepath.Join(shots, "chart.png"), b, 0o644)
+		}
+		if err != nil {
+			t.Errorf("the README's chart: %v", err)
+		}
+	}
 }
 
 // rewriteReadme puts each command's new output in place of the one the
