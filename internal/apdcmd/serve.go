@@ -117,7 +117,8 @@ func (p *localPublisher) start(ctx context.Context, brk *broker.Broker, m *metri
 	})
 	p.ag, p.done = ag, make(chan error, 1)
 	go func() { p.done <- ag.Pub.Run(ctx) }()
-	p.log.Info("publishing this machine", "interval", p.flags.Interval, "sensors", len(p.sensors))
+	sampled := len(publisher.Sampled(p.sensors))
+	p.log.Info("publishing this machine", "interval", p.flags.Interval, "sensors", sampled, "absent", len(p.sensors)-sampled)
 	return nil
 }
 
