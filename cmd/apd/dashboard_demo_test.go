@@ -1,9 +1,7 @@
 package main_test
 
 import (
-	"encoding/json"
 	"fmt"
-	"net/http"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -22,17 +20,7 @@ func TestDashboardDemo(t *testing.T) {
 	d := startDemo(t)
 	base := d.http
 	shots := screenshotDir(t)
-	// A newcomer's first mosquitto_pub: a host with one reading.
-	publish(t, d.mqtt, "apd/shed2/temperature", "21.5")
-	testutil.WaitFor(t, "the single reading stored", 10*time.Second, func() bool {
-		resp, err := http.Get(base + "/api/v1/query?sensor=temperature&host=shed2&format=json")
-		if err != nil {
-			return false
-		}
-		defer resp.Body.Close()
-		var rows []json.RawMessage
-		return json.NewDecoder(resp.Body).Decode(&rows) == nil && len(rows) == 1
-	})
+	publishSingle(t, base, d.mqtt, "shed2")
 	for _, width := range []int{1400, 768, 390} {
 		t.Run(fmt.Sprint(width), func(t *testing.T) {
 			t.Parallel()
@@ -53,16 +41,7 @@ func TestDashboardDemo(t *testing.T) {
 				t.Errorf("no temperature chart: %v", view.Sensors)
 			}
 			checkView(t, b, width, 12)
-			var single struct {
-				Values int
-				Pixels map[string]int
-			}
-			_ = b.Eval(&single.Values, `const sj = window.apd.state.data.get('temperature');
-				const col = sj.hosts.findIndex(h => h.host === 'shed2'); return col < 0 ? -1 : sj.v[col].filter(v => v != null).length`)
-			_ = b.Eval(&single.Pixels, chartDrawn, "shed2")
-			if single.Values != 1 || single.Pixels["temperature"] < 12 {
-				t.Errorf("shed2's one reading: %d values, %d pixels of its colour on the temperature chart", single.Values, single.Pixels["temperature"])
-			}
+			checkSinglePoint(t, b, "shed2")
 			b.WaitTrue("the map drawn", 10*time.Second, `const i = document.querySelector('#map-img'); return !!i && i.complete && i.naturalWidth > 0`)
 			b.FitWindow()
 			checkView(t, b, width, 12)

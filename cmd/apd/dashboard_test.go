@@ -204,6 +204,38 @@ const sparksDrawn = `const sj = window.apd.state.data.get(window.apd.state.prima
 		return {host, pixels: n, numbers: col >= 0 && sj.v[col].some(v => v != null)};
 	})`
 
+// publishSingle publishes one temperature reading of host, as a
+// newcomer's first mosquitto_pub, and waits until it is stored.
+func publishSingle(t *testing.T, base, mqttAddr, host string) {
+	t.Helper()
+	publish(t, mqttAddr, "apd/"+host+"/temperature", "21.5")
+	testutil.WaitFor(t, host+"'s reading stored", 10*time.Second, func() bool {
+		resp, err := http.Get(base + "/api/v1/query?sensor=temperature&host=" + host + "&format=json")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		var rows []json.RawMessage
+		return json.NewDecoder(resp.Body).Decode(&rows) == nil && len(rows) == 1
+	})
+}
+
+// checkSinglePoint checks that host's one temperature reading is drawn:
+// a point, with no line to draw it as.
+func checkSinglePoint(t *testing.T, b *testutil.Browser, host string) {
+	t.Helper()
+	var single struct {
+		Values int
+		Pixels map[string]int
+	}
+	_ = b.Eval(&single.Values, `const sj = window.apd.state.data.get('temperature');
+		const col = sj.hosts.findIndex(h => h.host === arguments[0]); return col < 0 ? -1 : sj.v[col].filter(v => v != null).length`, host)
+	_ = b.Eval(&single.Pixels, chartDrawn, host)
+	if single.Values != 1 || single.Pixels["temperature"] < 12 {
+		t.Errorf("%s's one reading: %d values, %d pixels of its colour on the temperature chart", host, single.Values, single.Pixels["temperature"])
+	}
+}
+
 // checkView checks what every width must show: each chart drawn, a
 // sparkline for each host with numbers for the trend's sensor, and no
 // sideways scrolling.
@@ -254,19 +286,7 @@ func TestDashboardWidths(t *testing.T) {
 	t.Parallel()
 	fleet := startFleet(t)
 	base := "http://" + fleet.HTTP
-	// The README's pictures are TestDashboardDemo's.
-	shots := t.TempDir()
-	// A shed with one reading, as a newcomer's first mosquitto_pub.
-	publish(t, fleet.MQTT, "apd/shed/temperature", "21.5")
-	testutil.WaitFor(t, "the shed's reading stored", 10*time.Second, func() bool {
-		resp, err := http.Get(base + "/api/v1/query?sensor=temperature&host=shed&format=json")
-		if err != nil {
-			return false
-		}
-		defer resp.Body.Close()
-		var rows []json.RawMessage
-		return json.NewDecoder(resp.Body).Decode(&rows) == nil && len(rows) == 1
-	})
+	publishSingle(t, base, fleet.MQTT, "shed")
 	for _, width := range []int{1400, 768, 390} {
 		t.Run(fmt.Sprint(width), func(t *testing.T) {
 			t.Parallel()
@@ -288,21 +308,10 @@ func TestDashboardWidths(t *testing.T) {
 			}
 			checkView(t, b, width, len(fleetHosts()))
 
-			// The shed's single temperature reading is a point on the chart.
-			var single struct {
-				Values int
-				Pixels map[string]int
-			}
-			_ = b.Eval(&single.Values, `const sj = window.apd.state.data.get('temperature');
-				const col = sj.hosts.findIndex(h => h.host === 'shed'); return col < 0 ? -1 : sj.v[col].filter(v => v != null).length`)
-			_ = b.Eval(&single.Pixels, chartDrawn, "shed")
-			if single.Values != 1 || single.Pixels["temperature"] < 12 {
-				t.Errorf("the shed's one reading: %d values, %d pixels of its colour on the temperature chart", single.Values, single.Pixels["temperature"])
-			}
+			checkSinglePoint(t, b, "shed")
 			b.WaitTrue("the map drawn", 10*time.Second, `const i = document.querySelector('#map-img'); return !!i && i.complete && i.naturalWidth > 0`)
 			b.FitWindow()
 			checkView(t, b, width, len(fleetHosts()))
-			b.Screenshot(filepath.Join(shots, fmt.Sprintf("dashboard-fixture-%d.png", width)))
 		})
 	}
 }
