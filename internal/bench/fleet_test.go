@@ -174,6 +174,13 @@ func BenchmarkFleet(b *testing.B) {
 	for range b.N {
 		// Mosquitto alone: the reference for routing the same traffic.
 		ref, haveRef := mosquittoReference(b, f)
+		// apd's broker alone (mochi with apd's hooks and ACL, nothing
+		// stored): what of apd serve's cost is the broker's.
+		brk := brokerReference(b, bin, f)
+		brkPer := brk.cpu / time.Duration(brk.readings)
+		b.ReportMetric(float64(brkPer.Nanoseconds())/1000, "broker-µs/reading")
+		b.ReportMetric(float64(brk.rssMaxKiB)/1024, "broker-RSS-MiB")
+		b.ReportMetric(float64(brk.acked)/float64(brk.readings), "broker-delivered-fraction")
 
 		srv, addr, _ := startServeOn(b, bin, b.TempDir(), serveArgs...)
 		run := runFleet(b, fleetsim.Options{Broker: addr, Acks: true}, f, []int{srv.Process.Pid}, nil)
@@ -192,6 +199,9 @@ func BenchmarkFleet(b *testing.B) {
 		if refPer > 0 {
 			b.ReportMetric(float64(apdPer)/float64(refPer), "cpu-ratio")
 		}
+		if refPer > 0 {
+			b.ReportMetric(float64(brkPer)/float64(refPer), "broker-cpu-ratio")
+		}
 		b.ReportMetric(float64(ref.rssMaxKiB)/1024, "mosquitto-RSS-MiB")
 		b.ReportMetric(float64(ref.acked)/float64(ref.readings), "mosquitto-delivered-fraction")
 	}
@@ -206,8 +216,24 @@ func mosquittoReference(b *testing.B, f fleetShape) (fleetRun, bool) {
 		b.Log("mosquitto not installed (apt-get install mosquitto): apd alone, no reference figures")
 		return fleetRun{}, false
 	}
+	return subscribedRun(b, maddr, mpid, f), true
+}
+
+// brokerReference runs the fleet against apd broker routing it to one
+// subscriber, as mosquittoReference does against Mosquitto.
+func brokerReference(b *testing.B, bin string, f fleetShape) fleetRun {
+	b.Helper()
+	cmd := exec.Command(bin, "broker", "--data", b.TempDir(), "--mqtt-addr", anyPort)
+	a := startApd(b, cmd, "apd broker running")
+	return subscribedRun(b, a["mqtt"], cmd.Process.Pid, f)
+}
+
+// subscribedRun runs the fleet against the broker at addr (process pid)
+// with one subscriber to every reading, counting what it receives.
+func subscribedRun(b *testing.B, addr string, pid int, f fleetShape) fleetRun {
+	b.Helper()
 	var got atomic.Int64
-	sub := paho.NewClient(paho.NewClientOptions().AddBroker("tcp://" + maddr).SetClientID("aggregator").SetOrderMatters(false))
+	sub := paho.NewClient(paho.NewClientOptions().AddBroker("tcp://" + addr).SetClientID("aggregator").SetOrderMatters(false))
 	if tok := sub.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
 		b.Fatalf("subscriber: %v", tok.Error())
 	}
@@ -217,7 +243,7 @@ func mosquittoReference(b *testing.B, f fleetShape) (fleetRun, bool) {
 			got.Add(1)
 		}
 	}).Wait()
-	return runFleet(b, fleetsim.Options{Broker: maddr}, f, []int{mpid}, &got), true
+	return runFleet(b, fleetsim.Options{Broker: addr}, f, []int{pid}, &got)
 }
 
 // BenchmarkFleetNATS runs the fleet through a three-node NATS cluster
