@@ -2,6 +2,7 @@ package publisher
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
@@ -204,7 +205,7 @@ func (w *crashWorkload) allOps() []opRef {
 	for i := range w.e.staging.ops {
 		refs = append(refs, opRef{staging: true, i: i})
 	}
-	slices.SortFunc(refs, func(a, b opRef) int { return cmpInt64(w.op(a).n, w.op(b).n) })
+	slices.SortFunc(refs, func(a, b opRef) int { return cmp.Compare(w.op(a).n, w.op(b).n) })
 	return refs
 }
 
@@ -213,16 +214,6 @@ func (w *crashWorkload) op(r opRef) fsOp {
 		return w.e.staging.ops[r.i]
 	}
 	return w.e.fs.ops[r.i]
-}
-
-func cmpInt64(a, b int64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 var crashCRC = crc32.MakeTable(crc32.Castagnoli)

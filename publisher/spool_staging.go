@@ -1,6 +1,7 @@
 package publisher
 
 import (
+	"cmp"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -194,18 +195,8 @@ func (s *Spool) loadStaging() error {
 			return err
 		}
 	}
-	slices.SortFunc(s.segs, func(a, b *segment) int { return cmpUint64(a.first, b.first) })
+	slices.SortFunc(s.segs, func(a, b *segment) int { return cmp.Compare(a.first, b.first) })
 	return nil
-}
-
-func cmpUint64(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 func (s *Spool) readStamp() (string, error) {

@@ -151,7 +151,6 @@ const (
 	errorCanceled  = "canceled"
 	errorInternal  = "internal"
 	errorNotFound  = "not_found"
-	errorTooLarge  = "execution"
 	statusSuccess  = "success"
 	statusError    = "error"
 	maxFormBytes   = 1 << 20
@@ -284,25 +283,14 @@ func (a *API) query(w http.ResponseWriter, r *http.Request) {
 		writeError(w, errorBadData, err)
 		return
 	}
-	qs := r.Form.Get("query")
 	ts, err := timeArg(r, "time", a.opts.Now())
 	if err != nil {
 		writeError(w, errorBadData, err)
 		return
 	}
-	ctx, cancel, err := a.timeout(r)
-	if err != nil {
-		writeError(w, errorBadData, err)
-		return
-	}
-	defer cancel()
-	qy, summarised := a.evaluation()
-	q, err := a.engine.NewInstantQuery(ctx, qy, nil, qs, ts)
-	if err != nil {
-		writeError(w, errorBadData, fmt.Errorf("invalid parameter \"query\": %w", err))
-		return
-	}
-	a.run(ctx, w, q, summarised)
+	a.evaluate(w, r, func(ctx context.Context, qy queryable) (promql.Query, error) {
+		return a.engine.NewInstantQuery(ctx, qy, nil, r.Form.Get("query"), ts)
+	})
 }
 
 func (a *API) queryRange(w http.ResponseWriter, r *http.Request) {
@@ -310,35 +298,47 @@ func (a *API) queryRange(w http.ResponseWriter, r *http.Request) {
 		writeError(w, errorBadData, err)
 		return
 	}
-	start, err := timeArg(r, "start", time.Time{})
-	if err == nil && start.IsZero() {
-		err = errors.New("invalid parameter \"start\": missing")
+	start, end, step, err := a.rangeArgs(r)
+	if err != nil {
+		writeError(w, errorBadData, err)
+		return
 	}
-	var end time.Time
-	if err == nil {
-		end, err = timeArg(r, "end", time.Time{})
-		if err == nil && end.IsZero() {
-			err = errors.New("invalid parameter \"end\": missing")
+	a.evaluate(w, r, func(ctx context.Context, qy queryable) (promql.Query, error) {
+		return a.engine.NewRangeQuery(ctx, qy, nil, r.Form.Get("query"), start, end, step)
+	})
+}
+
+// rangeArgs reads query_range's start, end and step, as Prometheus
+// checks them.
+func (a *API) rangeArgs(r *http.Request) (start, end time.Time, step time.Duration, err error) {
+	for _, arg := range []struct {
+		name string
+		t    *time.Time
+	}{{"start", &start}, {"end", &end}} {
+		if *arg.t, err = timeArg(r, arg.name, time.Time{}); err != nil {
+			return
+		}
+		if arg.t.IsZero() {
+			err = fmt.Errorf("invalid parameter %q: missing", arg.name)
+			return
 		}
 	}
-	var step time.Duration
-	if err == nil {
-		step, err = a.parseDuration(r.Form.Get("step"))
-		if err != nil {
-			err = fmt.Errorf("invalid parameter \"step\": %w", err)
-		}
+	if step, err = a.parseDuration(r.Form.Get("step")); err != nil {
+		err = fmt.Errorf("invalid parameter \"step\": %w", err)
+		return
 	}
 	switch {
-	case err != nil:
 	case end.Before(start):
 		err = errors.New("end timestamp must not be before start time")
 	case end.Sub(start)/step >= MaxPoints:
 		err = fmt.Errorf("exceeded maximum resolution of %d points per timeseries: try decreasing the query resolution (?step=XX)", MaxPoints)
 	}
-	if err != nil {
-		writeError(w, errorBadData, err)
-		return
-	}
+	return
+}
+
+// evaluate makes a query over a fresh view of the store within the
+// request's timeout and answers with its result.
+func (a *API) evaluate(w http.ResponseWriter, r *http.Request, newQuery func(context.Context, queryable) (promql.Query, error)) {
 	ctx, cancel, err := a.timeout(r)
 	if err != nil {
 		writeError(w, errorBadData, err)
@@ -346,7 +346,7 @@ func (a *API) queryRange(w http.ResponseWriter, r *http.Request) {
 	}
 	defer cancel()
 	qy, summarised := a.evaluation()
-	q, err := a.engine.NewRangeQuery(ctx, qy, nil, r.Form.Get("query"), start, end, step)
+	q, err := newQuery(ctx, qy)
 	if err != nil {
 		writeError(w, errorBadData, fmt.Errorf("invalid parameter \"query\": %w", err))
 		return
@@ -490,7 +490,7 @@ func errorType(err error) string {
 	case errors.As(err, &canceled), errors.Is(err, context.Canceled):
 		return errorCanceled
 	case errors.Is(err, ErrTooManySamples):
-		return errorTooLarge
+		return errorExec
 	case errors.As(err, &storeErr):
 		return errorInternal
 	}

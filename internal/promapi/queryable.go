@@ -1,12 +1,14 @@
 package promapi
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"math"
 	"slices"
 	"sort"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -91,19 +93,7 @@ func (q *querier) pairs(ms []*labels.Matcher) ([]pair, error) {
 		}
 	}
 	slices.SortFunc(out, func(a, b pair) int {
-		if a.sensor != b.sensor {
-			if a.sensor < b.sensor {
-				return -1
-			}
-			return 1
-		}
-		if a.host < b.host {
-			return -1
-		}
-		if a.host > b.host {
-			return 1
-		}
-		return 0
+		return cmp.Or(strings.Compare(a.sensor, b.sensor), strings.Compare(a.host, b.host))
 	})
 	return out, nil
 }

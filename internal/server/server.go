@@ -152,7 +152,7 @@ func New(cfg Config) (*Server, error) {
 	api.Prometheus = s.prometheus
 	cfg.InfluxLine.Ingester, cfg.InfluxLine.Logger = s.ingester, log
 	api.InfluxWrite = influxline.New(cfg.InfluxLine)
-	cfg.RemoteWrite.Ingester, cfg.RemoteWrite.Logger = s.ingester, log
+	cfg.RemoteWrite.Ingester = s.ingester
 	rw := remotewrite.New(cfg.RemoteWrite)
 	rw.Register(s.metrics)
 	api.RemoteWrite = rw

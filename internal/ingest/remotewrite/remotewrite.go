@@ -25,7 +25,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"math"
 	"net/http"
 	"slices"
@@ -74,8 +73,7 @@ type Options struct {
 	// means DefaultMaxConcurrent.
 	MaxConcurrent int
 	// Now stamps the received time; nil means time.Now.
-	Now    func() time.Time
-	Logger *slog.Logger
+	Now func() time.Time
 }
 
 // Counts are what a Handler skipped or ignored, ever.
@@ -90,7 +88,6 @@ type Counts struct {
 // Handler serves remote_write.
 type Handler struct {
 	opts   Options
-	log    *slog.Logger
 	slots  chan struct{}
 	counts Counts
 }
@@ -103,11 +100,7 @@ func New(opts Options) *Handler {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	log := opts.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	return &Handler{opts: opts, log: log, slots: make(chan struct{}, opts.MaxConcurrent)}
+	return &Handler{opts: opts, slots: make(chan struct{}, opts.MaxConcurrent)}
 }
 
 // Counts returns what the handler skipped and ignored.
