@@ -356,6 +356,16 @@ func TestSampleBound(t *testing.T) {
 	if code != 422 || !strings.Contains(pr.Error, "more than 1000 samples") {
 		t.Errorf("%d %+v", code, pr)
 	}
+	// Listing labels and series reads no samples to speak of: the same
+	// bound leaves them whole.
+	for _, path := range []string{"/prometheus/api/v1/labels", "/prometheus/api/v1/label/unit/values"} {
+		if code, pr := call(t, srv, http.MethodGet, path, nil); code != 200 || pr.Status != "success" {
+			t.Errorf("%s: %d %+v", path, code, pr)
+		}
+	}
+	if code, pr := call(t, srv, http.MethodGet, "/prometheus/api/v1/series", url.Values{"match[]": {`{__name__=~".+"}`}}); code != 200 || strings.Count(string(pr.Data), "__name__") != 8 {
+		t.Errorf("series: %d %s", code, pr.Data)
+	}
 }
 
 // TestWriteMatrixAsPrometheus checks the hand-written matrix encoding

@@ -390,13 +390,49 @@ func limit(s []string, hints *storage.LabelHints) []string {
 
 // labelSets lists the label sets of the series ms select within the
 // querier's range (every series when ms is empty).
+//
+// Only the labels are wanted, so each (sensor, host) is read up to its
+// first sample in range: a label browser's call over a month of a fleet
+// costs a seek a series, not every reading (nor the query's sample
+// budget). A series whose unit changed within the range is listed with
+// its first unit there (and any other that ms asks for by name).
 func (q *querier) labelSets(ctx context.Context, ms []*labels.Matcher) ([]labels.Labels, error) {
-	ss := q.Select(ctx, false, nil, ms...)
+	if !otherLabelsEmpty(ms) || q.mint > q.maxt {
+		return nil, nil
+	}
+	pairs, err := q.pairs(ms)
+	if err != nil {
+		return nil, err
+	}
+	q.pruneBefore(&pairs, q.mint)
+	var set seriesSet
+	for _, p := range pairs {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		sq := store.Query{Sensor: p.sensor, Hosts: []string{p.host}, Since: time.UnixMilli(q.mint), Until: time.UnixMilli(q.maxt).Add(time.Millisecond)}
+		err := q.st.Scan(sq, func(r *schema.Reading) error {
+			_, unit, ok := sample(r)
+			if !ok {
+				return nil
+			}
+			s := set.series(p.sensor, p.host, unit, ms)
+			if s == nil {
+				return nil
+			}
+			s.samples = append(s.samples[:0], fsample{}) // listed: it has a sample in range
+			return store.ErrStop
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	ss := set.done(nil)
 	var out []labels.Labels
 	for ss.Next() {
 		out = append(out, ss.At().Labels())
 	}
-	return out, ss.Err()
+	return out, nil
 }
 
 // seriesSet collects a select's series in the order they are found
