@@ -13,7 +13,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/apd-telemetry/apd/internal/cli"
-	"github.com/apd-telemetry/apd/internal/httpapi"
 	"github.com/apd-telemetry/apd/internal/query"
 	"github.com/apd-telemetry/apd/internal/store"
 	"github.com/apd-telemetry/apd/schema"
@@ -160,6 +159,9 @@ func (c *ImportCmd) Run(g *cli.Globals) error {
 	}
 	// The last readings of each series would wait in its head and the
 	// log until their age: an import leaves only chunks.
+	if local, ok := st.(localSource); ok {
+		st = local.Store
+	}
 	if sealer, ok := st.(store.Sealer); ok {
 		if err := sealer.SealAll(); err != nil {
 			return err
@@ -176,9 +178,9 @@ func (c *ImportCmd) Run(g *cli.Globals) error {
 	return nil
 }
 
-// importSink is where an import writes: a store opened here, or a
-// running aggregator (httpapi.Client, which commits over POST
-// /api/v1/import), answering the same calls.
+// importSink is where an import writes: a store opened here
+// (localSource) or a running aggregator (httpapi.Client, which commits
+// over POST /api/v1/import), answering the same calls.
 type importSink interface {
 	Commit(b *store.Batch) (store.CommitResult, error)
 	SetHostMeta(host string, m store.HostMeta) error
@@ -186,20 +188,11 @@ type importSink interface {
 
 // open opens the database of --db, or else the aggregator at --server.
 func (c *ImportCmd) open() (importSink, func(), error) {
-	if c.DB != "" {
-		st, err := openStore(c.DB, readWrite, store.Limits{})
-		if err != nil {
-			return nil, nil, err
-		}
-		return st, func() { st.Close() }, nil
-	}
-	key, err := c.apiKey()
+	src, closeSrc, err := c.SourceFlags.open(false)
 	if err != nil {
 		return nil, nil, err
 	}
-	cl := httpapi.NewClient(c.Server)
-	cl.APIKey = key
-	return cl, func() {}, nil
+	return src.(importSink), closeSrc, nil
 }
 
 // csvOptions checks the column flags.
